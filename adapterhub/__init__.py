@@ -1,0 +1,12 @@
+"""adapterhub: adapters for Transformers models, and a hub to share and find them.
+
+    import adapterhub
+    adapterhub.init(model)
+    model.add_adapter("sst", config="seq_bn")
+    model.train_adapter("sst")
+"""
+
+__version__ = "0.1.0"
+
+from .library import *  # noqa: E402,F401,F403
+from .library import __all__  # noqa: E402,F401

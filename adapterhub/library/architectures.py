@@ -1,0 +1,111 @@
+"""Where adapters go in each supported model family: small declarative maps, no modeling code.
+
+A transformer layer has two *sites* for bottleneck adapters: after the attention block (``mh_adapter``) and
+after the feed-forward block (``output_adapter``). A site is described by module paths, relative to one layer:
+
+* ``output``: the module whose output is the sub-layer's result ``h`` (first element if it returns a tuple);
+* ``residual`` / ``residual_arg``: a module that receives the residual stream ``r`` as its input
+  ``residual_arg`` (a position and a keyword name);
+* ``norm``: in post-LN models (BERT family) the LayerNorm that the layer applies to ``h + r``; ``None`` in
+  pre-LN models (GPT-2, Llama), which add ``r + h`` without a norm;
+* ``container``: the module that holds the ``adapters`` dict (created empty if the model has none there);
+  it fixes the saved weight names, which follow the AdapterHub format.
+
+Adding a model family is one :func:`register_architecture` call: see the README section "Adding a model".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from .errors import UnsupportedModelError
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    output: str
+    residual: str
+    residual_arg: tuple[int, str]
+    norm: str | None
+    container: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    layers: str  # path from the base model to the list of layers
+    embeddings: str  # module whose output carries the token embeddings (for invertible adapters)
+    sites: dict[str, Site]
+    # Linear layers by role, for methods that wrap weight matrices (LoRA, IA3): role -> path in a layer
+    linears: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(model_types: str | list[str], architecture: Architecture) -> None:
+    for model_type in [model_types] if isinstance(model_types, str) else model_types:
+        _ARCHITECTURES[model_type] = architecture
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_ARCHITECTURES)
+
+
+def architecture_of(model: nn.Module) -> Architecture:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in _ARCHITECTURES:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} ({type(model).__name__}) has no adapter description; supported: "
+            f"{', '.join(supported_model_types())}. Add one with adapterhub.register_architecture()."
+        )
+    return _ARCHITECTURES[model_type]
+
+
+# Post-LN encoders: BertSelfOutput / BertOutput compute LayerNorm(dropout(dense(x)) + input_tensor).
+_BERT_LIKE = Architecture(
+    layers="encoder.layer",
+    embeddings="embeddings",
+    sites={
+        "mh_adapter": Site("attention.output.dropout", "attention.output", (1, "input_tensor"),
+                           "attention.output.LayerNorm", "attention.output"),
+        "output_adapter": Site("output.dropout", "output", (1, "input_tensor"), "output.LayerNorm", "output"),
+    },
+    linears={"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+             "o": "attention.output.dense", "intermediate": "intermediate.dense", "output": "output.dense"},
+)
+register_architecture(["bert", "roberta", "xlm-roberta", "camembert", "electra"], _BERT_LIKE)
+
+register_architecture("distilbert", Architecture(
+    layers="transformer.layer",
+    embeddings="embeddings",
+    sites={
+        "mh_adapter": Site("attention", "attention", (0, "hidden_states"), "sa_layer_norm", "attention_adapters"),
+        "output_adapter": Site("ffn", "ffn", (0, "input"), "output_layer_norm", "output_adapters"),
+    },
+    linears={"q": "attention.q_lin", "k": "attention.k_lin", "v": "attention.v_lin", "o": "attention.out_lin",
+             "intermediate": "ffn.lin1", "output": "ffn.lin2"},
+))
+
+# Pre-LN decoders: h = attn(ln_1(r)); r + h. The residual is the input of the pre-norm.
+register_architecture("gpt2", Architecture(
+    layers="h",
+    embeddings="wte",
+    sites={
+        "mh_adapter": Site("attn", "ln_1", (0, "input"), None, "attention_adapters"),
+        "output_adapter": Site("mlp", "ln_2", (0, "input"), None, "output_adapters"),
+    },
+    linears={"qkv": "attn.c_attn", "o": "attn.c_proj", "intermediate": "mlp.c_fc", "output": "mlp.c_proj"},
+))
+
+register_architecture(["llama", "mistral", "qwen2"], Architecture(
+    layers="layers",
+    embeddings="embed_tokens",
+    sites={
+        "mh_adapter": Site("self_attn", "input_layernorm", (0, "hidden_states"), None, "attention_adapters"),
+        "output_adapter": Site("mlp", "post_attention_layernorm", (0, "hidden_states"), None, "output_adapters"),
+    },
+    linears={"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+             "gate": "mlp.gate_proj", "intermediate": "mlp.up_proj", "output": "mlp.down_proj"},
+))

@@ -1,0 +1,1 @@
+"""Adaptation methods: one sub-package per method (its config and its layers)."""

@@ -1,0 +1,113 @@
+"""Runs bottleneck adapters inside a model through forward hooks (no modeling code is copied or patched).
+
+One :class:`BottleneckSite` per (layer, location). While at least one adapter is active there it holds three
+hooks: a pre-hook that captures the residual stream ``r``, a forward hook on the sub-layer that replaces its
+output ``h`` by what the host must add to ``r`` instead, and (only for ``original_ln_after=False`` in post-LN
+models) a hook on the host's LayerNorm that returns the adapter's output unchanged. With no active adapter
+there are no hooks at all, so the model computes exactly what it computed before.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...architectures import Site
+from ...paths import get_module, get_or_create_module
+
+
+class BottleneckSite:
+    def __init__(self, layer: nn.Module, index: int, location: str, spec: Site):
+        self.index = index
+        self.location = location
+        self.spec = spec
+        container = get_or_create_module(layer, spec.container)
+        if "adapters" not in container._modules:
+            container.add_module("adapters", nn.ModuleDict())
+        self.adapters: nn.ModuleDict = container.adapters
+        self.output_module = get_module(layer, spec.output)
+        self.residual_module = get_module(layer, spec.residual)
+        self.norm = get_module(layer, spec.norm) if spec.norm else None
+        self.active: list[str] = []
+        self._handles: list = []
+        self._residual: torch.Tensor | None = None
+        self._override: torch.Tensor | None = None
+
+    def set_active(self, names: list[str]) -> None:
+        self.active = [name for name in names if name in self.adapters]
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if not self.active:
+            return
+        self._handles.append(self.residual_module.register_forward_pre_hook(self._capture, with_kwargs=True))
+        self._handles.append(self.output_module.register_forward_hook(self._replace_output))
+        last = self.adapters[self.active[-1]]
+        if not last.config.original_ln_after and self.norm is not None:
+            self._handles.append(self.norm.register_forward_hook(self._replace_norm_output))
+
+    def _capture(self, module, args, kwargs):
+        position, name = self.spec.residual_arg
+        self._residual = args[position] if len(args) > position else kwargs[name]
+
+    def _replace_output(self, module, args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        r, self._residual = self._residual, None
+        if r is None:
+            raise RuntimeError(
+                f"adapter site {self.location} of layer {self.index}: the residual input was not seen before the "
+                f"sub-layer output; the architecture description does not match this model"
+            )
+        new_h = self.forward(h, r)
+        return (new_h,) + tuple(output[1:]) if isinstance(output, tuple) else new_h
+
+    def _replace_norm_output(self, module, args, output):
+        override, self._override = self._override, None
+        return output if override is None else override
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """The stack of active adapters on sub-layer output ``h``; returns the host's new ``h``."""
+        x = h
+        for name in self.active:
+            adapter = self.adapters[name]
+            adapter_input, residual = adapter.pre_forward(x, r, self.norm)
+            x = adapter(adapter_input, residual)
+        last = self.adapters[self.active[-1]]
+        new_h = last.delta_input(x, h)
+        if last.config.original_ln_after:
+            return new_h  # the host computes norm(new_h + r) or r + new_h: the AdapterHub post-forward
+        if self.norm is not None:
+            self._override = new_h  # the host's norm returns the adapter output as it is
+            return h
+        return new_h - r
+
+
+class InvertibleSite:
+    """Invertible adapters on the embedding output (and their inverse before a tied LM head)."""
+
+    def __init__(self, base_model: nn.Module, embeddings: nn.Module, output_embeddings: nn.Module | None):
+        if "invertible_adapters" not in base_model._modules:
+            base_model.add_module("invertible_adapters", nn.ModuleDict())
+        self.adapters: nn.ModuleDict = base_model.invertible_adapters
+        self.embeddings = embeddings
+        self.output_embeddings = output_embeddings
+        self.active: str | None = None
+        self._handles: list = []
+
+    def set_active(self, names: list[str]) -> None:
+        # As in AdapterHub: the first adapter of the active setup decides, if it has an invertible adapter.
+        self.active = names[0] if names and names[0] in self.adapters else None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self.active is None:
+            return
+        self._handles.append(self.embeddings.register_forward_hook(self._forward))
+        if self.output_embeddings is not None:
+            self._handles.append(self.output_embeddings.register_forward_pre_hook(self._inverse))
+
+    def _forward(self, module, args, output):
+        return self.adapters[self.active](output)
+
+    def _inverse(self, module, args):
+        return (self.adapters[self.active](args[0], rev=True),) + tuple(args[1:])

@@ -1,0 +1,277 @@
+"""``adapterhub.init(model)``: gives a plain Transformers model the adapter API, in place.
+
+The model keeps its class and its ``forward``; the API methods are bound to the instance and the adapter
+bookkeeping lives in ``model.adapterhub_state``. Method names follow the ``adapters`` library.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import saving
+from .architectures import Architecture, architecture_of
+from .composition import Setup, Stack, parse_setup
+from .configs import AdapterConfig, resolve_config
+from .errors import AdapterConfigError, AdapterExistsError, AdapterNotFoundError
+from .methods.bottleneck import BottleneckMethod
+from .paths import get_module
+
+_METHODS = {"bottleneck": BottleneckMethod}
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class AdapterState:
+    """Everything adapterhub knows about one model: configs, methods, the active setup."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.base_model: nn.Module = getattr(model, "base_model", model)
+        self.architecture: Architecture = architecture_of(model)
+        self.layers = list(get_module(self.base_model, self.architecture.layers))
+        config = model.config
+        self.hidden_size: int = config.hidden_size if hasattr(config, "hidden_size") else config.dim
+        self.embedding_size: int = getattr(config, "embedding_size", None) or self.hidden_size
+        self.configs: dict[str, AdapterConfig] = {}
+        self.methods: dict[str, Any] = {}
+        self.active: Stack | None = None
+        self.training: Stack | None = None
+
+    @property
+    def output_embeddings(self) -> nn.Module | None:
+        if self.model is self.base_model or not hasattr(self.model, "get_output_embeddings"):
+            return None
+        return self.model.get_output_embeddings()
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of base-model keys in the model's state dict ("" for a bare base model)."""
+        return "" if self.model is self.base_model else self.model.base_model_prefix + "."
+
+    def method(self, config: AdapterConfig):
+        if config.method not in self.methods:
+            self.methods[config.method] = _METHODS[config.method](self)
+        return self.methods[config.method]
+
+    def adapter_keys_pattern(self, name: str) -> re.Pattern:
+        return re.compile(r"(^|\.)(adapters|invertible_adapters)\." + re.escape(name) + r"\.")
+
+    def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
+        pattern = self.adapter_keys_pattern(name)
+        return {k: p for k, p in self.model.named_parameters() if pattern.search(k)}
+
+    def adapter_state_dict(self, name: str) -> dict[str, torch.Tensor]:
+        pattern = self.adapter_keys_pattern(name)
+        return {k: v for k, v in self.model.state_dict().items() if pattern.search(k)}
+
+    def head_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters of the task head: outside the base model, LM heads (pretrained, tied) excluded."""
+        if self.model is self.base_model:
+            return {}
+        lm_head = self.output_embeddings
+        lm_ids = {id(p) for p in lm_head.parameters()} if lm_head is not None else set()
+        base_ids = {id(p) for p in self.base_model.parameters()}
+        return {
+            k: p for k, p in self.model.named_parameters()
+            if not k.startswith(self.prefix) and id(p) not in lm_ids and id(p) not in base_ids
+        }
+
+    def base_parameter_count(self) -> int:
+        adapter_ids = {id(p) for name in self.configs for p in self.adapter_parameters(name).values()}
+        return sum(p.numel() for p in self.model.parameters() if id(p) not in adapter_ids)
+
+
+def _state(model: nn.Module) -> AdapterState:
+    state = model.__dict__.get("adapterhub_state")
+    if state is None:
+        raise AdapterConfigError("this model has no adapter support yet: call adapterhub.init(model) first")
+    return state
+
+
+def _known(state: AdapterState, name: str) -> None:
+    if name not in state.configs:
+        known = ", ".join(sorted(state.configs)) or "none"
+        raise AdapterNotFoundError(f"no adapter named {name!r} in this model (adapters: {known})")
+
+
+# ----------------------------------------------------------------------------- the API bound to the model
+
+
+def add_adapter(self, adapter_name: str, config: AdapterConfig | str | dict = "seq_bn",
+                overwrite_ok: bool = False, set_active: bool = False) -> None:
+    """Add a new adapter ``adapter_name`` with ``config`` (a preset name, a config string, a dict or a config)."""
+    state = _state(self)
+    if not isinstance(adapter_name, str) or not _NAME.match(adapter_name):
+        raise AdapterConfigError(
+            f"invalid adapter name {adapter_name!r}: use letters, digits, '_' and '-' only"
+        )
+    resolved = resolve_config(config)
+    if adapter_name in state.configs:
+        if not overwrite_ok:
+            raise AdapterExistsError(
+                f"an adapter named {adapter_name!r} already exists in this model; delete it first, "
+                f"pass overwrite_ok=True, or load it under another name (load_as=...)"
+            )
+        delete_adapter(self, adapter_name)
+    method = state.method(resolved)
+    try:
+        method.add(adapter_name, resolved)
+    except Exception:
+        method.delete(adapter_name)  # nothing half-applied
+        raise
+    state.configs[adapter_name] = resolved
+    if set_active:
+        set_active_adapters(self, adapter_name)
+    elif state.active is not None:
+        _apply_active(state)  # new modules at active sites stay inactive, but sites must be consistent
+
+
+def delete_adapter(self, adapter_name: str) -> None:
+    state = _state(self)
+    _known(state, adapter_name)
+    config = state.configs.pop(adapter_name)
+    state.method(config).delete(adapter_name)
+    for attr in ("active", "training"):
+        setup = getattr(state, attr)
+        if setup is not None and adapter_name in setup:
+            rest = [n for n in setup.names() if n != adapter_name]
+            setattr(state, attr, Stack(*rest) if rest else None)
+    _apply_active(state)
+
+
+def _apply_active(state: AdapterState) -> None:
+    names = state.active.names() if state.active is not None else []
+    for method in state.methods.values():
+        method.set_active(names)
+    state.model.__dict__["active_adapters"] = state.active
+
+
+def set_active_adapters(self, adapter_setup: Setup, skip_layers: Any = None) -> None:
+    """Activate ``adapter_setup`` (a name, a list of names or a Stack) for the forward pass; ``None`` deactivates."""
+    state = _state(self)
+    setup = parse_setup(adapter_setup)
+    if setup is not None:
+        for name in setup.names():
+            _known(state, name)
+    state.active = setup
+    _apply_active(state)
+
+
+def freeze_model(self, freeze: bool = True) -> None:
+    """Freeze (or unfreeze) every weight of the model, adapters and heads included."""
+    for param in self.parameters():
+        param.requires_grad = not freeze
+
+
+def train_adapter(self, adapter_setup: Setup, train_head: bool = True) -> None:
+    """Freeze everything but the given adapter(s) (and the task head), activate them and switch to train mode."""
+    state = _state(self)
+    setup = parse_setup(adapter_setup)
+    if setup is None:
+        raise AdapterConfigError("train_adapter needs at least one adapter name")
+    for name in setup.names():
+        _known(state, name)
+    self.train()
+    freeze_model(self, True)
+    for name in setup.names():
+        for param in state.adapter_parameters(name).values():
+            param.requires_grad = True
+    if train_head:
+        for param in state.head_parameters().values():
+            param.requires_grad = True
+    state.training = setup
+    set_active_adapters(self, setup)
+
+
+def has_adapters(self) -> bool:
+    return bool(_state(self).configs)
+
+
+def adapter_summary(self, as_dict: bool = False):
+    """A table of the adapters: name, method, parameters, % of the base model, active, training."""
+    state = _state(self)
+    base = state.base_parameter_count()
+    rows = []
+    for name, config in state.configs.items():
+        params = sum(p.numel() for p in state.adapter_parameters(name).values())
+        rows.append({
+            "name": name,
+            "method": config.method,
+            "params": params,
+            "percent": 100.0 * params / base if base else 0.0,
+            "active": state.active is not None and name in state.active,
+            "training": state.training is not None and name in state.training,
+        })
+    head = sum(p.numel() for p in state.head_parameters().values())
+    if as_dict:
+        return rows
+    header = f"{'Name':<20}{'Method':<14}{'Params':>12}{'% of base':>11}{'Active':>8}{'Training':>10}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{row['name']:<20}{row['method']:<14}{row['params']:>12,}{row['percent']:>10.3f}%"
+            f"{'yes' if row['active'] else 'no':>8}{'yes' if row['training'] else 'no':>10}"
+        )
+    if head:
+        lines.append(f"{'(task head)':<20}{'head':<14}{head:>12,}{100.0 * head / base:>10.3f}%")
+    lines.append("-" * len(header))
+    lines.append(f"{'Full model':<34}{base:>12,}{100.0:>10.3f}%")
+    return "\n".join(lines)
+
+
+def adapter_state_dict(self, adapter_name: str) -> dict[str, torch.Tensor]:
+    state = _state(self)
+    _known(state, adapter_name)
+    return state.adapter_state_dict(adapter_name)
+
+
+def save_adapter(self, save_directory, adapter_name: str, with_head: bool = True,
+                 use_safetensors: bool = True, meta_dict: dict | None = None) -> None:
+    """Write ``adapter_name`` (and the task head) to ``save_directory`` in the AdapterHub format."""
+    state = _state(self)
+    _known(state, adapter_name)
+    saving.save(state, save_directory, adapter_name, with_head=with_head,
+                use_safetensors=use_safetensors, meta_dict=meta_dict)
+
+
+def load_adapter(self, adapter_name_or_path, config: Any = None, version: str | None = None,
+                 model_name: str | None = None, load_as: str | None = None, with_head: bool = True,
+                 set_active: bool = False, **kwargs: Any) -> str:
+    """Load a saved adapter (and its head) into the model; returns the adapter's name in this model."""
+    state = _state(self)
+    folder = saving.resolve_location(adapter_name_or_path, config=config, version=version,
+                                     model_name=model_name or getattr(self.config, "name_or_path", None), **kwargs)
+    name = saving.load(state, folder, load_as=load_as, with_head=with_head)
+    if set_active:
+        set_active_adapters(self, name)
+    return name
+
+
+_API = {
+    "add_adapter": add_adapter,
+    "delete_adapter": delete_adapter,
+    "set_active_adapters": set_active_adapters,
+    "freeze_model": freeze_model,
+    "train_adapter": train_adapter,
+    "has_adapters": has_adapters,
+    "adapter_summary": adapter_summary,
+    "adapter_state_dict": adapter_state_dict,
+    "save_adapter": save_adapter,
+    "load_adapter": load_adapter,
+}
+
+
+def init(model: nn.Module) -> nn.Module:
+    """Give ``model`` the adapter API, in place (idempotent). Returns the model."""
+    if "adapterhub_state" in model.__dict__:
+        return model
+    state = AdapterState(model)
+    model.__dict__["adapterhub_state"] = state
+    model.__dict__["active_adapters"] = None
+    for name, function in _API.items():
+        model.__dict__[name] = types.MethodType(function, model)
+    return model

@@ -1,0 +1,22 @@
+"""Addressing submodules by dotted path."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def get_module(root: nn.Module, path: str) -> nn.Module:
+    module = root
+    for part in path.split(".") if path else []:
+        module = getattr(module, part)
+    return module
+
+
+def get_or_create_module(root: nn.Module, path: str) -> nn.Module:
+    """Like :func:`get_module`, adding empty container modules where the path does not exist yet."""
+    module = root
+    for part in path.split(".") if path else []:
+        if not hasattr(module, part):
+            module.add_module(part, nn.Module())
+        module = getattr(module, part)
+    return module

@@ -1,0 +1,56 @@
+"""Server settings: every field can be set from the command line (``adapterhub serve --help``) or from an
+``ADAPTERHUB_<FIELD>`` environment variable."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+@dataclasses.dataclass
+class Settings:
+    data_dir: Path = Path(".adapterhub/hub")
+    database_url: str = ""  # empty: SQLite file <data_dir>/hub.sqlite
+    public_url: str = ""  # empty: taken from each request's Host header
+    max_file_size: int = 512 * MiB  # one file of a commit
+    max_commit_size: int = 2048 * MiB  # all new content of one commit (decoded)
+    max_files: int = 10_000  # files in one commit or one zip
+    max_zip_ratio: float = 200.0  # uncompressed/compressed, per zip member
+    validation_wait: float = 60.0  # seconds an upload waits for its validation before it is stored as pending
+    validation_workers: int = 1
+    allow_anonymous_read: bool = True
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(Path(self.data_dir) / 'hub.sqlite').resolve()}"
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        """Defaults, then ``ADAPTERHUB_*`` environment variables, then ``overrides`` (None values ignored)."""
+        s = cls()
+        for f in dataclasses.fields(cls):
+            raw = os.environ.get(f"ADAPTERHUB_{f.name.upper()}")
+            if raw is not None:
+                setattr(s, f.name, _parse(f.type, raw))
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+        s.data_dir = Path(s.data_dir)
+        return s
+
+
+def _parse(kind: str, raw: str):
+    if kind == "Path":
+        return Path(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw

@@ -1,0 +1,265 @@
+"""Checks shared by every way content enters the hub (the HF commit endpoint and the web upload form):
+safe relative paths, size limits, no pickle files, safe zip extraction, and a staging area in which new
+files are written and hashed before anything is stored.
+
+Everything here raises :class:`UploadError` with a message meant for the uploader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+from adapterhub.server.settings import Settings
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".npy", ".npz")
+CHUNK = 1024 * 1024
+
+
+class UploadError(Exception):
+    """A refused upload: ``status`` is the HTTP status to answer, ``code`` goes to ``X-Error-Code``."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "BadUpload"):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclasses.dataclass
+class Limits:
+    max_file_size: int
+    max_commit_size: int
+    max_files: int
+    max_zip_ratio: float
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(s.max_file_size, s.max_commit_size, s.max_files, s.max_zip_ratio)
+
+
+def clean_path(path: str) -> str:
+    """The normalised relative path, or UploadError for absolute paths, ``..``, backslashes, empty names."""
+    if not isinstance(path, str) or not path:
+        raise UploadError("empty file path")
+    if "\x00" in path or "\\" in path:
+        raise UploadError(f"invalid file path {path!r}: no backslashes or NUL characters allowed")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise UploadError(f"invalid file path {path!r}: absolute paths are not allowed")
+    parts = path.split("/")
+    if any(p == ".." for p in parts):
+        raise UploadError(f"invalid file path {path!r}: '..' is not allowed")
+    norm = posixpath.normpath(path)
+    if norm in (".", "") or norm.startswith("../"):
+        raise UploadError(f"invalid file path {path!r}")
+    if any(p == ".git" for p in norm.split("/")):
+        raise UploadError(f"invalid file path {path!r}: '.git' is reserved")
+    if len(norm) > 1000:
+        raise UploadError(f"file path too long ({len(norm)} characters, at most 1000)")
+    return norm
+
+
+def refuse_pickle_name(path: str) -> None:
+    if path.lower().endswith(PICKLE_SUFFIXES):
+        raise UploadError(
+            f"{path}: pickle-based files ({', '.join(PICKLE_SUFFIXES)}) are refused because loading them can "
+            "run arbitrary code; save the weights with safetensors instead (e.g. adapter.safetensors)",
+            status=422,
+            code="PickleRefused",
+        )
+
+
+def refuse_pickle_content(path: str, head: bytes) -> None:
+    """Refuse content that is a pickle (protocol 2+) or a torch.save zip, whatever the file is called."""
+    is_pickle = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    is_torch_zip = head[:4] == b"PK\x03\x04" and (b"data.pkl" in head[:512] or b"/data.pkl" in head)
+    if is_pickle or is_torch_zip:
+        raise UploadError(
+            f"{path}: the content is a Python pickle (torch.save format); pickle files are refused, "
+            "use safetensors",
+            status=422,
+            code="PickleRefused",
+        )
+
+
+@dataclasses.dataclass
+class StagedFile:
+    path: str
+    tmp: Path
+    sha256: str
+    git_oid: str
+    size: int
+
+
+def git_blob_oid(tmp: Path, size: int) -> str:
+    h = hashlib.sha1(f"blob {size}\0".encode())
+    with open(tmp, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Staging:
+    """A private temporary folder for the new files of one upload. Use as a context manager: the folder
+    and everything not moved into the blob store is deleted on exit, whatever happened."""
+
+    def __init__(self, tmp_root: Path, limits: Limits):
+        Path(tmp_root).mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="stage-", dir=tmp_root))
+        self.limits = limits
+        self.files: dict[str, StagedFile] = {}
+        self.total = 0
+        self._n = 0
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _check_count(self, path: str) -> None:
+        if path not in self.files and len(self.files) >= self.limits.max_files:
+            raise UploadError(f"too many files in one upload (at most {self.limits.max_files})", 413, "TooManyFiles")
+
+    def add_bytes(self, path: str, data: bytes) -> StagedFile:
+        path = clean_path(path)
+        refuse_pickle_name(path)
+        self._check_count(path)
+        self._check_size(path, len(data), self.total + len(data))
+        refuse_pickle_content(path, data[:4096])
+        tmp = self._tmp()
+        with open(tmp, "wb") as f:
+            f.write(data)
+        sha = hashlib.sha256(data).hexdigest()
+        oid = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+        return self._record(path, tmp, sha, oid, len(data))
+
+    def add_stream(self, path: str, src: BinaryIO, declared_size: int | None = None) -> StagedFile:
+        """Copy ``src`` into staging, enforcing the limits on the bytes actually read."""
+        path = clean_path(path)
+        refuse_pickle_name(path)
+        self._check_count(path)
+        if declared_size is not None:
+            self._check_size(path, declared_size, self.total + declared_size)
+        tmp = self._tmp()
+        h = hashlib.sha256()
+        size = 0
+        head = b""
+        with open(tmp, "wb") as out:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+                self._check_size(path, size, self.total + size)
+                if len(head) < 4096:
+                    head += chunk[: 4096 - len(head)]
+                h.update(chunk)
+                out.write(chunk)
+        refuse_pickle_content(path, head)
+        return self._record(path, tmp, h.hexdigest(), git_blob_oid(tmp, size), size)
+
+    def _check_size(self, path: str, size: int, total: int) -> None:
+        if size > self.limits.max_file_size:
+            raise UploadError(
+                f"{path}: file too large ({size} bytes; the limit is {self.limits.max_file_size} bytes)",
+                413,
+                "FileTooLarge",
+            )
+        if total > self.limits.max_commit_size:
+            raise UploadError(
+                f"upload too large (more than {self.limits.max_commit_size} bytes in one commit)", 413, "CommitTooLarge"
+            )
+
+    def _tmp(self) -> Path:
+        self._n += 1
+        return self.dir / f"f{self._n}"
+
+    def _record(self, path: str, tmp: Path, sha: str, oid: str, size: int) -> StagedFile:
+        old = self.files.get(path)
+        if old is not None:
+            self.total -= old.size
+            old.tmp.unlink(missing_ok=True)
+        sf = StagedFile(path, tmp, sha, oid, size)
+        self.files[path] = sf
+        self.total += size
+        return sf
+
+
+def extract_zip(src: str | os.PathLike | BinaryIO, staging: Staging, strip_common_root: bool = True) -> list[str]:
+    """Stage every file of a zip archive after checking all members first: no absolute paths, no ``..``,
+    no symlinks, bounded file count, sizes and compression ratio (counted on the bytes actually inflated,
+    not on the archive's own claims). Returns the staged paths."""
+    limits = staging.limits
+    try:
+        zf = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise UploadError(f"not a valid zip archive: {e}", 400, "BadZip") from e
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > limits.max_files:
+            raise UploadError(f"zip has {len(members)} files (at most {limits.max_files})", 413, "TooManyFiles")
+        names = []
+        declared_total = 0
+        for m in members:
+            raw = m.filename
+            if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":") or raw.startswith("\\"):
+                raise UploadError(f"zip member {raw!r}: absolute paths are not allowed", 400, "UnsafeZip")
+            if ".." in raw.replace("\\", "/").split("/"):
+                raise UploadError(f"zip member {raw!r}: '..' paths are not allowed", 400, "UnsafeZip")
+            if stat.S_ISLNK(m.external_attr >> 16):
+                raise UploadError(f"zip member {raw!r}: symbolic links are not allowed", 400, "UnsafeZip")
+            if m.flag_bits & 0x1:
+                raise UploadError(f"zip member {raw!r}: encrypted archives are not supported", 400, "BadZip")
+            clean_path(raw)
+            refuse_pickle_name(raw)
+            declared_total += m.file_size
+            if m.file_size > limits.max_file_size or declared_total > limits.max_commit_size:
+                raise UploadError(
+                    f"zip member {raw!r}: uncompressed size over the limit "
+                    f"({limits.max_file_size} bytes per file, {limits.max_commit_size} per upload)",
+                    413,
+                    "FileTooLarge",
+                )
+            if m.file_size > CHUNK and m.file_size > limits.max_zip_ratio * max(m.compress_size, 1):
+                raise UploadError(
+                    f"zip member {raw!r}: compression ratio {m.file_size / max(m.compress_size, 1):.0f}:1 "
+                    f"is over {limits.max_zip_ratio:.0f}:1 (zip bomb?)",
+                    413,
+                    "ZipBomb",
+                )
+            names.append(raw)
+        root = ""
+        if strip_common_root and names:
+            firsts = {n.split("/", 1)[0] for n in names}
+            if len(firsts) == 1 and all("/" in n for n in names):
+                root = firsts.pop() + "/"
+        staged = []
+        for m in members:
+            with zf.open(m) as f:
+                guarded = _RatioGuard(f, m, limits)
+                staged.append(staging.add_stream(m.filename[len(root):], guarded).path)
+        return staged
+
+
+class _RatioGuard:
+    """Wraps a zip member stream and stops as soon as it inflates past its declared size or ratio limit."""
+
+    def __init__(self, f: BinaryIO, info: zipfile.ZipInfo, limits: Limits):
+        self.f, self.info, self.limits, self.n = f, info, limits, 0
+        self.cap = max(info.file_size, 0)
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.f.read(n)
+        self.n += len(chunk)
+        if self.n > self.cap or (self.n > CHUNK and self.n > self.limits.max_zip_ratio * max(self.info.compress_size, 1)):
+            raise UploadError(f"zip member {self.info.filename!r} inflates beyond its declared size (zip bomb?)", 413, "ZipBomb")
+        return chunk
