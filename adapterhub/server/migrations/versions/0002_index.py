@@ -1,4 +1,4 @@
-"""index and taxonomy tables
+"""Index and taxonomy tables: index_entries, index_versions, taxonomy_tasks, taxonomy_subtasks, taxonomy_languages.
 
 Revision ID: 0002_index
 Revises: 0001_core
