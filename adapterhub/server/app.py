@@ -1,0 +1,145 @@
+"""The ASGI application and the :class:`Hub` it serves.
+
+Extension points for other server modules (search, index, web UI):
+
+* **Routers.** ``create_app`` includes ``router`` (a FastAPI ``APIRouter``) from each module named in
+  ``EXTENSIONS`` that can be imported, *before* the catch-all ``/{repo}/resolve/...`` route, so extension
+  paths such as ``/`` or ``/{namespace}/{name}`` win. ``create_app(routers=[...])`` adds more.
+* **Start-up.** If such a module has ``setup(hub)``, it is called once when the app is built, e.g. to
+  append to the hook lists below.
+* **Hooks.** ``hub.post_commit_hooks`` (each called with a ``repos.CommitEvent`` after a commit is stored),
+  ``hub.post_validation_hooks`` (``(hub, commit_oid, status)`` when a background validation ends) and
+  ``hub.model_info_hooks`` (``(info_dict, repo, commit)`` to add fields to ``/api/models/...`` answers).
+  A failing hook is logged and never fails the request.
+* The hub is ``request.app.state.hub`` inside handlers (or ``Depends(get_hub)``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from adapterhub.server import migrate, repos
+from adapterhub.server.auth import AuthError
+from adapterhub.server.db import Database
+from adapterhub.server.settings import Settings
+from adapterhub.server.storage import BlobStore, LocalBlobStore
+from adapterhub.server.uploads import Limits, UploadError
+from adapterhub.server.validation import Validator
+
+log = logging.getLogger("adapterhub.server")
+EXTENSIONS = ("adapterhub.server.search", "adapterhub.server.ui")
+
+
+class Hub:
+    """Everything one server process shares: settings, database, blob store, validation worker, hooks."""
+
+    def __init__(self, settings: Settings, store: BlobStore | None = None, run_migrations: bool = True):
+        self.settings = settings
+        data = Path(settings.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir = data / "tmp"  # same file system as the blobs, so staged files can be renamed in
+        self.tmp_dir.mkdir(exist_ok=True)
+        self.db = Database(settings.db_url)
+        if run_migrations:
+            migrate.upgrade(self.db.engine)
+        self.store: BlobStore = store if store is not None else LocalBlobStore(data / "blobs")
+        self.validator = Validator(settings.validation_workers, self.tmp_dir)
+        self.limits = Limits.from_settings(settings)
+        self.post_commit_hooks: list[Callable[[repos.CommitEvent], None]] = []
+        self.post_validation_hooks: list[Callable[[Hub, str, str], None]] = []
+        self.model_info_hooks: list[Callable] = []
+
+    def run_post_commit(self, event: repos.CommitEvent) -> None:
+        for hook in list(self.post_commit_hooks):
+            try:
+                hook(event)
+            except Exception:  # noqa: BLE001
+                log.exception("post-commit hook %r failed for %s@%s", hook, event.repo_id, event.commit_oid)
+
+    def record_validation(self, commit_oid: str, report: dict) -> str:
+        status = repos.record_validation(self, commit_oid, report)
+        for hook in list(self.post_validation_hooks):
+            try:
+                hook(self, commit_oid, status)
+            except Exception:  # noqa: BLE001
+                log.exception("post-validation hook %r failed for %s", hook, commit_oid)
+        return status
+
+    def close(self) -> None:
+        self.validator.shutdown()
+        self.db.dispose()
+
+
+def get_hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+def error_response(message: str, status: int, code: str, commit: str | None = None, method: str = "GET") -> JSONResponse:
+    """An HF-style error: JSON ``{"error": ...}`` plus ``X-Error-Code`` / ``X-Error-Message`` headers."""
+    headers = {"X-Error-Code": code, "X-Error-Message": _header_safe(message)}
+    if commit:
+        headers["X-Repo-Commit"] = commit
+    resp = JSONResponse({"error": message}, status_code=status, headers=headers)
+    if method == "HEAD":
+        resp.body = b""
+        resp.headers["content-length"] = "0"
+    return resp
+
+
+def _header_safe(s: str) -> str:
+    return s.replace("\r", " ").replace("\n", " ").encode("ascii", "replace").decode()[:1000]
+
+
+def create_app(settings: Settings | None = None, hub: Hub | None = None, routers: Iterable[APIRouter] = ()) -> FastAPI:
+    from adapterhub.server import hfapi
+
+    hub = hub or Hub(settings or Settings.from_env())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        hfapi.requeue_pending(hub)
+        yield
+        hub.close()
+
+    app = FastAPI(
+        title="adapterhub",
+        description="A self-hostable adapter hub that speaks the Hugging Face Hub protocol.",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+
+    @app.exception_handler(repos.HubError)
+    async def _hub_error(request: Request, e: repos.HubError):
+        return error_response(e.message, e.status, e.code, e.commit, request.method)
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(request: Request, e: UploadError):
+        return error_response(e.message, e.status, e.code, None, request.method)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, e: AuthError):
+        return error_response(e.message, e.status, "Unauthorized" if e.status == 401 else "Forbidden", None, request.method)
+
+    app.include_router(hfapi.api_router)
+    for name in EXTENSIONS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        if hasattr(mod, "setup"):
+            mod.setup(hub)
+        if hasattr(mod, "router"):
+            app.include_router(mod.router)
+    for r in routers:
+        app.include_router(r)
+    app.include_router(hfapi.resolve_router)  # catch-all, last
+    return app

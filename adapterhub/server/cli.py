@@ -1,0 +1,88 @@
+"""``adapterhub serve``: run the hub (and create users, organisations and tokens)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from adapterhub.server.settings import Settings
+
+
+def serve(
+    data_dir: Path = typer.Option(Path(".adapterhub/hub"), help="Folder for the SQLite file, blobs and temporary files."),
+    database_url: str = typer.Option("", help="SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host/db (default: SQLite in --data-dir)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Server processes (several need a shared --database-url, e.g. PostgreSQL)."),
+    public_url: str = typer.Option("", help="Base URL clients use (default: from each request's Host header)."),
+    max_file_size: Optional[int] = typer.Option(None, help="Largest accepted file, in bytes."),
+    validation_wait: Optional[float] = typer.Option(None, help="Seconds an upload waits for its load check."),
+    create_user: Optional[str] = typer.Option(None, "--create-user", help="Create this user (if missing), print a token, and exit."),
+    create_org: Optional[str] = typer.Option(None, "--create-org", help="Create this organisation and exit (with --member: add members)."),
+    member: list[str] = typer.Option([], "--member", help="With --create-org: a user to add (role write)."),
+    admin: bool = typer.Option(False, help="With --create-user: make the user an administrator."),
+    scope: str = typer.Option("write", help="With --create-user: token scope, read or write."),
+) -> None:
+    """Start the adapter hub server (HF-compatible API on http://HOST:PORT; point HF_ENDPOINT at it)."""
+    settings = Settings.from_env(
+        data_dir=data_dir, database_url=database_url or None, public_url=public_url or None,
+        max_file_size=max_file_size, validation_wait=validation_wait,
+    )  # fmt: skip
+    if create_user or create_org:
+        _admin(settings, create_user, create_org, member, admin, scope)
+        return
+    import os
+
+    import uvicorn
+
+    if workers > 1 and not settings.database_url:
+        raise typer.BadParameter("several workers need a shared database: pass --database-url (PostgreSQL)")
+    from adapterhub.server.app import Hub
+
+    Hub(settings).close()  # migrate once before the workers start
+    for key, value in vars(settings).items():
+        os.environ[f"ADAPTERHUB_{key.upper()}"] = str(value)
+    typer.echo(f"adapterhub: serving on http://{host}:{port} (data: {settings.data_dir}, db: {_redact(settings.db_url)})")
+    uvicorn.run("adapterhub.server.cli:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+def app_from_env():
+    from adapterhub.server.app import create_app
+
+    return create_app(Settings.from_env())
+
+
+def _admin(settings: Settings, user: str | None, org: str | None, members: list[str], admin: bool, scope: str) -> None:
+    from sqlalchemy import select
+
+    from adapterhub.server import auth
+    from adapterhub.server.db import Database
+    from adapterhub.server.migrate import upgrade
+    from adapterhub.server.models import Account
+
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    upgrade(db.engine)
+    with db.session() as s:
+        if user:
+            acc = auth.get_or_create_user(s, user, is_admin=admin)
+            token = auth.create_token(s, acc, scope=scope, name="cli")
+            typer.echo(token)
+        if org:
+            o = s.scalar(select(Account).where(Account.name == org)) or auth.create_account(s, org, kind="org")
+            for m in members:
+                u = s.scalar(select(Account).where(Account.name == m, Account.kind == "user"))
+                if u is None:
+                    raise typer.BadParameter(f"no user {m!r}")
+                auth.add_member(s, o, u, "write")
+            typer.echo(f"organisation {o.name}: members {', '.join(members) or '(none added)'}", err=True)
+    db.dispose()
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,650 @@
+"""The Hugging Face Hub wire protocol (the subset that huggingface_hub, transformers, peft and adapters
+use): resolve (HEAD/GET with the metadata headers), model info, tree, refs, list, create/delete repo,
+preupload ("regular" for every file), the NDJSON commit endpoint, branches, tags and whoami.
+
+Revisions and paths in URLs are percent-encoded per segment (``refs%2Fpr%2F1``), so the model routes
+split the *raw* path first and decode each segment after (see ../shared/docs/hf-protocol.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import mimetypes
+import logging
+import os
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from sqlalchemy import func, or_, select, update
+
+from adapterhub.server import repos
+from adapterhub.server.app import Hub, error_response
+from adapterhub.server.auth import Caller, caller_from_header, require_write
+from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
+from adapterhub.server.repos import HubError, Op, serialize_time
+from adapterhub.server.uploads import Staging, UploadError, clean_path, refuse_pickle_name
+from adapterhub.server.validation import ADAPTER_CONFIG, parse_card
+
+api_router = APIRouter()
+resolve_router = APIRouter()
+ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch", "tag", "settings", "validation", "paths-info"}
+LFS_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".h5", ".msgpack", ".zip")
+TREE_PAGE = 1000
+
+
+def _hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+def _caller(hub: Hub, request: Request) -> Caller:
+    with hub.db.session() as s:
+        c = caller_from_header(s, request.headers.get("authorization"))
+        if c.account is not None:
+            s.expunge(c.account)
+        return c
+
+
+def _base_url(hub: Hub, request: Request) -> str:
+    return (hub.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def _raw_segments(request: Request, prefix: str) -> list[str]:
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("latin-1").split("?", 1)[0]
+    rest = path[len(prefix):] if path.startswith(prefix) else path
+    return [unquote(p) for p in rest.strip("/").split("/")]
+
+
+def _is_lfs(path: str, size: int) -> bool:
+    return size >= 10 * 1024 * 1024 or path.lower().endswith(LFS_SUFFIXES)
+
+
+def _truthy(v: str | None) -> bool:
+    return v is not None and v.strip().lower() in ("1", "true", "yes")
+
+
+# --- account endpoints --------------------------------------------------------------------------------
+
+
+@api_router.get("/api/whoami-v2")
+def whoami(request: Request):
+    hub = _hub(request)
+    caller = _caller(hub, request)
+    if caller.account is None:
+        return error_response("Invalid user token: no token given", 401, "Unauthorized")
+    with hub.db.session() as s:
+        orgs = s.scalars(select(Account).where(Account.id.in_(list(caller.orgs) or [-1]))).all()
+        org_list = [{"type": "org", "name": o.name, "fullname": o.fullname or o.name, "roleInOrg": caller.orgs[o.id]} for o in orgs]
+    a = caller.account
+    return {
+        "type": "user",
+        "id": str(a.id),
+        "name": a.name,
+        "fullname": a.fullname or a.name,
+        "email": a.email,
+        "emailVerified": bool(a.email),
+        "isPro": False,
+        "canPay": False,
+        "avatarUrl": "",
+        "orgs": org_list,
+        "auth": {"type": "access_token", "accessToken": {"displayName": caller.token_name, "role": caller.scope}},
+    }
+
+
+@api_router.post("/api/validate-yaml")
+async def validate_yaml(request: Request):
+    try:
+        body = await request.json()
+        content = body.get("content", "")
+    except (json.JSONDecodeError, AttributeError):
+        return JSONResponse({"errors": [{"message": "body must be JSON with 'content'"}], "warnings": []}, 400)
+    _, errors = parse_card(content.encode() if isinstance(content, str) else b"")
+    return JSONResponse({"errors": [{"message": e} for e in errors], "warnings": []}, 400 if errors else 200)
+
+
+@api_router.post("/api/repos/create")
+async def create_repo(request: Request):
+    hub = _hub(request)
+    body = await request.json()
+    if body.get("type", "model") not in ("model", None):
+        raise HubError("this hub hosts model repositories only", 400, "BadRequest")
+    name, org = body.get("name") or "", body.get("organization")
+    repo_id = f"{org}/{name}" if org else name
+    private = bool(body.get("private")) or body.get("visibility") == "private"
+    caller = _caller(hub, request)
+    repo, created = await run_in_threadpool(repos.create_repo, hub, caller, repo_id, private)
+    url = f"{_base_url(hub, request)}/{repo.repo_id}"
+    if not created:
+        return JSONResponse({"error": f"You already created this model repo: {repo.repo_id}", "url": url}, 409,
+                            headers={"X-Error-Code": "RepoExists"})  # fmt: skip
+    return {"url": url, "name": repo.repo_id, "id": str(repo.id)}
+
+
+@api_router.delete("/api/repos/delete")
+async def delete_repo(request: Request):
+    hub = _hub(request)
+    body = await request.json()
+    name, org = body.get("name") or "", body.get("organization")
+    caller = _caller(hub, request)
+    await run_in_threadpool(repos.delete_repo, hub, caller, f"{org}/{name}" if org else name)
+    return Response(status_code=200)
+
+
+for _kind in ("datasets", "spaces"):
+
+    @api_router.api_route(f"/api/{_kind}/{{rest:path}}", methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    def _other_types(request: Request, rest: str, _kind=_kind):
+        return error_response(f"this hub hosts model repositories only ({_kind} are not supported)", 404, "RepoNotFound",
+                              method=request.method)  # fmt: skip
+
+
+# --- model listing and info ---------------------------------------------------------------------------
+
+
+@api_router.get("/api/models")
+def list_models(request: Request):
+    hub = _hub(request)
+    caller = _caller(hub, request)
+    q = request.query_params
+    limit = min(int(q.get("limit") or 1000), 1000)
+    offset = int(q.get("cursor") or 0)
+    sort = q.get("sort") or "lastModified"
+    descending = q.get("direction", "-1") != "1"
+    filters = q.getlist("filter")
+    expand = q.getlist("expand")
+    full = _truthy(q.get("full")) or bool(expand)
+    col = {"lastModified": Repo.updated_at, "createdAt": Repo.created_at, "downloads": Repo.downloads,
+           "id": Repo.name, "modelId": Repo.name}.get(sort, Repo.updated_at)  # fmt: skip
+    with hub.db.session() as s:
+        stmt = select(Repo).where(Repo.repo_type == "model")
+        if caller.account is None:
+            stmt = stmt.where(Repo.private.is_(False))
+        elif not caller.account.is_admin:
+            stmt = stmt.where(or_(Repo.private.is_(False), Repo.owner_id.in_([caller.account.id, *caller.orgs])))
+        if q.get("author"):
+            stmt = stmt.where(Repo.namespace == q["author"])
+        if q.get("search"):
+            term = f"%{q['search'].lower()}%"
+            stmt = stmt.where(func.lower(Repo.namespace + "/" + Repo.name).like(term))
+        stmt = stmt.order_by(col.desc() if descending else col.asc(), Repo.id)
+        out: list[dict] = []
+        pos = offset
+        while len(out) < limit + 1:
+            batch = s.scalars(stmt.offset(pos).limit(200)).all()
+            if not batch:
+                break
+            for repo in batch:
+                pos += 1
+                info = _model_info(s, hub, repo, repos.resolve_revision(s, repo, "main"), blobs=False)
+                if filters and not all(f in info["tags"] or f == info.get("library_name") for f in filters):
+                    continue
+                out.append(info if full else {k: info[k] for k in _LIST_KEYS if k in info})
+                if len(out) > limit:
+                    break
+    headers = {}
+    if len(out) > limit:
+        out = out[:limit]
+        nxt = request.url.include_query_params(cursor=str(pos - 1))
+        headers["Link"] = f'<{nxt}>; rel="next"'
+    if expand:
+        out = [{k: v for k, v in i.items() if k in ("id", "_id", *expand)} for i in out]
+    return JSONResponse(out, headers=headers)
+
+
+_LIST_KEYS = ("_id", "id", "modelId", "author", "likes", "downloads", "private", "tags", "library_name",
+              "pipeline_tag", "createdAt", "lastModified", "sha", "gated", "disabled", "validation")  # fmt: skip
+
+
+def _model_info(s, hub: Hub, repo: Repo, c: Commit, blobs: bool) -> dict[str, Any]:
+    tree = repos.commit_tree(c)
+    siblings = []
+    for p, f in tree.items():
+        sib: dict[str, Any] = {"rfilename": p}
+        if blobs:
+            sib.update({"size": f.blob.size, "blobId": f.blob.git_oid})
+            if _is_lfs(p, f.blob.size):
+                sib["lfs"] = {"sha256": f.blob.sha256, "size": f.blob.size, "pointerSize": 134}
+        siblings.append(sib)
+    card, config, tags, library = None, None, [], None
+    if "README.md" in tree:
+        with hub.store.open(tree["README.md"].blob.sha256) as fh:
+            meta, _ = parse_card(fh.read(256 * 1024))
+        card = meta or None
+        t = meta.get("tags") if meta else None
+        tags += [t] if isinstance(t, str) else [x for x in (t or []) if isinstance(x, str)]
+        if isinstance(meta.get("library_name"), str):
+            library = meta["library_name"]
+    adapter_cfg = _json_file(hub, tree.get(ADAPTER_CONFIG))
+    model_cfg = _json_file(hub, tree.get("config.json"))
+    if isinstance(adapter_cfg, dict):
+        dialect = "peft" if "peft_type" in adapter_cfg else "adapters"
+        library = library or dialect
+        config = {"adapter": {k: adapter_cfg.get(k) for k in ("peft_type", "base_model_name_or_path", "model_name", "model_type", "model_class", "task_type") if k in adapter_cfg}}
+        tags.append(dialect)
+    if isinstance(model_cfg, dict):
+        config = dict(config or {})
+        config.update({k: model_cfg[k] for k in ("model_type", "architectures") if k in model_cfg})
+        library = library or "transformers"
+        if "model_type" in model_cfg:
+            tags.append(str(model_cfg["model_type"]))
+    v = s.get(Validation, c.oid)
+    info: dict[str, Any] = {
+        "_id": str(repo.id),
+        "id": repo.repo_id,
+        "modelId": repo.repo_id,
+        "author": repo.namespace or None,
+        "sha": c.oid,
+        "lastModified": serialize_time(c.created_at),
+        "createdAt": serialize_time(repo.created_at),
+        "private": repo.private,
+        "gated": False,
+        "disabled": False,
+        "downloads": repo.downloads,
+        "likes": 0,
+        "tags": list(dict.fromkeys(tags)),
+        "library_name": library,
+        "pipeline_tag": None,
+        "siblings": siblings,
+        "spaces": [],
+        "usedStorage": sum(f.blob.size for f in tree.values()),
+        "validation": _validation_json(v),
+    }
+    if card is not None:
+        info["cardData"] = card
+    if config is not None:
+        info["config"] = config
+    for hook in list(hub.model_info_hooks):
+        try:
+            hook(info, repo, c)
+        except Exception:  # noqa: BLE001
+            pass
+    return info
+
+
+def _json_file(hub: Hub, f) -> Any:
+    if f is None or f.blob.size > 1024 * 1024:
+        return None
+    with hub.store.open(f.blob.sha256) as fh:
+        try:
+            return json.loads(fh.read())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+
+
+def _validation_json(v: Validation | None) -> dict | None:
+    if v is None:
+        return None
+    return {"status": v.status, "errors": v.errors or [], "method": v.method, "num_params": v.num_params,
+            "updatedAt": serialize_time(v.updated_at), "report": v.report or {}}  # fmt: skip
+
+
+# --- /api/models/{repo}/... ---------------------------------------------------------------------------
+
+
+def _split_model_path(s, segs: list[str]) -> tuple[str, list[str]]:
+    """(repo_id, rest): a two-part id unless the second segment is an action and no such repo exists."""
+    if len(segs) >= 2 and (len(segs) == 2 or segs[2] in ACTIONS):
+        if not (segs[1] in ACTIONS and repos.find_repo(s, f"{segs[0]}/{segs[1]}") is None):
+            return f"{segs[0]}/{segs[1]}", segs[2:]
+    return segs[0], segs[1:]
+
+
+@api_router.api_route("/api/models/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+async def model_routes(request: Request, rest: str):
+    hub = _hub(request)
+    segs = _raw_segments(request, "/api/models/")
+    with hub.db.session() as s:
+        repo_id, tail = _split_model_path(s, segs)
+    action = tail[0] if tail else ""
+    arg = "/".join(tail[1:])
+    m = request.method
+    if m == "GET" and action in ("", "revision"):
+        return await run_in_threadpool(_info, hub, request, repo_id, arg or "main")
+    if m == "GET" and action == "tree" and arg:
+        return await run_in_threadpool(_tree, hub, request, repo_id, tail[1], "/".join(tail[2:]))
+    if m == "GET" and action == "refs":
+        return await run_in_threadpool(_refs, hub, request, repo_id)
+    if m == "GET" and action == "commits" and arg:
+        return await run_in_threadpool(_commits, hub, request, repo_id, arg)
+    if m == "GET" and action == "validation":
+        return await run_in_threadpool(_validation, hub, request, repo_id, arg or "main")
+    if m == "POST" and action == "paths-info" and arg:
+        form = await request.form() if "form" in request.headers.get("content-type", "") else await request.json()
+        paths = form.getlist("paths") if hasattr(form, "getlist") else form.get("paths", [])
+        return await run_in_threadpool(_paths_info, hub, request, repo_id, arg, list(paths))
+    if m == "POST" and action == "preupload" and arg:
+        return await _preupload(hub, request, repo_id, arg)
+    if m == "POST" and action == "commit" and arg:
+        return await _commit(hub, request, repo_id, arg)
+    if action in ("branch", "tag") and arg and m in ("POST", "DELETE"):
+        body = {}
+        if m == "POST":
+            raw = await request.body()
+            body = json.loads(raw) if raw.strip() else {}
+        return await run_in_threadpool(_ref_change, hub, request, repo_id, action, arg, m, body)
+    if m == "PUT" and action == "settings":
+        body = await request.json()
+        caller = _caller(hub, request)
+        private = body.get("private")
+        if body.get("visibility") in ("private", "public"):
+            private = body["visibility"] == "private"
+        await run_in_threadpool(repos.update_repo_settings, hub, caller, repo_id, private)
+        return {"ok": True}
+    return error_response(f"unknown endpoint {request.method} {request.url.path}", 404, "NotFound", method=m)
+
+
+def _info(hub: Hub, request: Request, repo_id: str, rev: str):
+    caller = _caller(hub, request)
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        c = repos.resolve_revision(s, repo, rev)
+        info = _model_info(s, hub, repo, c, blobs=_truthy(request.query_params.get("blobs")))
+    expand = request.query_params.getlist("expand")
+    if expand:
+        info = {k: v for k, v in info.items() if k in ("id", "_id", *expand)}
+    return JSONResponse(info)
+
+
+def _validation(hub: Hub, request: Request, repo_id: str, rev: str):
+    caller = _caller(hub, request)
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        c = repos.resolve_revision(s, repo, rev)
+        out = _validation_json(s.get(Validation, c.oid)) or {"status": "unknown"}
+    return JSONResponse({"id": repo_id, "commit": c.oid, **out})
+
+
+def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
+    caller = _caller(hub, request)
+    q = request.query_params
+    recursive = _truthy(q.get("recursive"))
+    expand = _truthy(q.get("expand"))
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        c = repos.resolve_revision(s, repo, rev)
+        files = {p: f.blob for p, f in repos.commit_tree(c).items()}
+        commit_info = {"id": c.oid, "title": c.title, "date": serialize_time(c.created_at)}
+    path = path.strip("/")
+    prefix = path + "/" if path else ""
+    entries: dict[str, dict] = {}
+    for p, b in files.items():
+        if not p.startswith(prefix):
+            continue
+        rel = p[len(prefix):]
+        parts = rel.split("/")
+        for i in range(1, len(parts)):  # folders on the way
+            d = prefix + "/".join(parts[:i])
+            if (recursive or i == 1) and d not in entries:
+                entries[d] = {"type": "directory", "oid": _dir_oid(d, files), "size": 0, "path": d}
+            if not recursive:
+                break
+        if recursive or len(parts) == 1:
+            e = {"type": "file", "oid": b.git_oid, "size": b.size, "path": p}
+            if _is_lfs(p, b.size):
+                e["lfs"] = {"oid": b.sha256, "size": b.size, "pointerSize": 134}
+            if expand:
+                e["lastCommit"] = commit_info
+            entries[p] = e
+    if path and not entries:
+        raise HubError(f"{path} does not exist at revision {rev}", 404, "EntryNotFound", commit=c.oid)
+    items = [entries[k] for k in sorted(entries)]
+    page = 50 if expand else TREE_PAGE
+    start = int(q.get("cursor") or 0)
+    headers = {"X-Repo-Commit": c.oid}
+    if start + page < len(items):
+        headers["Link"] = f'<{request.url.include_query_params(cursor=str(start + page))}>; rel="next"'
+    return JSONResponse(items[start:start + page], headers=headers)
+
+
+def _dir_oid(d: str, files: dict) -> str:
+    h = hashlib.sha1(d.encode())
+    for p in sorted(files):
+        if p.startswith(d + "/"):
+            h.update(files[p].git_oid.encode())
+    return h.hexdigest()
+
+
+def _paths_info(hub: Hub, request: Request, repo_id: str, rev: str, paths: list[str]):
+    caller = _caller(hub, request)
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        c = repos.resolve_revision(s, repo, rev)
+        tree = repos.commit_tree(c)
+        out = []
+        for p in paths:
+            p = p.strip("/")
+            if p in tree:
+                b = tree[p].blob
+                e = {"type": "file", "oid": b.git_oid, "size": b.size, "path": p}
+                if _is_lfs(p, b.size):
+                    e["lfs"] = {"oid": b.sha256, "size": b.size, "pointerSize": 134}
+                out.append(e)
+            elif any(q.startswith(p + "/") for q in tree):
+                out.append({"type": "directory", "oid": _dir_oid(p, {q: f.blob for q, f in tree.items()}), "size": 0, "path": p})
+    return JSONResponse(out)
+
+
+def _refs(hub: Hub, request: Request, repo_id: str):
+    caller = _caller(hub, request)
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        refs = s.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
+        out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
+        for r in refs:
+            key = "branches" if r.kind == "branch" else "tags"
+            out[key].append({"name": r.name, "ref": f"refs/{'heads' if r.kind == 'branch' else 'tags'}/{r.name}", "targetCommit": r.commit_oid})
+    if _truthy(request.query_params.get("include_prs")):
+        out["pullRequests"] = []
+    return JSONResponse(out)
+
+
+def _commits(hub: Hub, request: Request, repo_id: str, rev: str):
+    caller = _caller(hub, request)
+    out = []
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        c: Commit | None = repos.resolve_revision(s, repo, rev)
+        while c is not None and len(out) < 1000:
+            author = s.get(Account, c.author_id) if c.author_id else None
+            out.append({"id": c.oid, "title": c.title, "message": c.message, "date": serialize_time(c.created_at),
+                        "authors": [{"user": author.name}] if author else []})  # fmt: skip
+            c = s.get(Commit, c.parent_oid) if c.parent_oid else None
+    return JSONResponse(out)
+
+
+def _ref_change(hub: Hub, request: Request, repo_id: str, kind: str, arg: str, method: str, body: dict):
+    caller = _caller(hub, request)
+    if kind == "branch":
+        if method == "POST":
+            oid = repos.create_ref(hub, caller, repo_id, "branch", arg, body.get("startingPoint"),
+                                   exist_ok=_truthy(str(body.get("exist_ok", ""))))  # fmt: skip
+            return {"name": arg, "targetCommit": oid}
+        repos.delete_ref(hub, caller, repo_id, "branch", arg)
+        return {"ok": True}
+    if method == "POST":  # POST /tag/{revision} {"tag": name, "message": ...}
+        name = body.get("tag") or ""
+        oid = repos.create_ref(hub, caller, repo_id, "tag", name, arg, body.get("message") or "")
+        return {"name": name, "targetCommit": oid}
+    repos.delete_ref(hub, caller, repo_id, "tag", arg)
+    return {"ok": True}
+
+
+# --- uploads ------------------------------------------------------------------------------------------
+
+
+def _check_writable(hub: Hub, caller: Caller, repo_id: str, rev: str) -> dict[str, str]:
+    """Raises unless ``caller`` may commit to branch ``rev`` of ``repo_id``; returns path -> git oid at rev."""
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        require_write(s, caller, repo)
+        ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == rev))
+        if ref is None:
+            raise HubError(f"Invalid rev id: {rev} (no such branch in {repo_id})", 404, "RevisionNotFound")
+        return {p: f.blob.git_oid for p, f in repos.commit_tree(s.get(Commit, ref.commit_oid)).items()}
+
+
+async def _preupload(hub: Hub, request: Request, repo_id: str, rev: str):
+    if _truthy(request.query_params.get("create_pr")):
+        raise HubError("pull requests are not supported by this hub", 400, "BadRequest")
+    caller = _caller(hub, request)
+    current = await run_in_threadpool(_check_writable, hub, caller, repo_id, rev)
+    body = await request.json()
+    out = []
+    for f in body.get("files", []):
+        path = clean_path(f.get("path", ""))
+        refuse_pickle_name(path)
+        size = int(f.get("size") or 0)
+        if size > hub.limits.max_file_size:
+            raise UploadError(f"{path}: file too large ({size} bytes; the limit is {hub.limits.max_file_size} bytes)", 413, "FileTooLarge")
+        entry = {"path": f.get("path"), "uploadMode": "regular", "shouldIgnore": False}
+        if path in current:
+            entry["oid"] = current[path]
+        out.append(entry)
+    return {"files": out, "commitOid": None}
+
+
+async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
+    if _truthy(request.query_params.get("create_pr")):
+        raise HubError("pull requests are not supported by this hub", 400, "BadRequest")
+    caller = _caller(hub, request)
+    await run_in_threadpool(_check_writable, hub, caller, repo_id, rev)
+    max_line = hub.limits.max_file_size * 4 // 3 + 64 * 1024
+    staging = Staging(hub.tmp_dir, hub.limits)
+    try:
+        header: dict = {}
+        ops: list[Op] = []
+        buf = bytearray()
+
+        def handle(line: bytes) -> None:
+            if not line.strip():
+                return
+            try:
+                obj = json.loads(line)
+                key, value = obj["key"], obj["value"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise UploadError(f"malformed NDJSON commit line: {e}") from e
+            if key == "header":
+                header.update(value)
+            elif key == "file":
+                path = clean_path(value.get("path", ""))
+                if value.get("encoding", "base64") != "base64":
+                    raise UploadError(f"{path}: unsupported encoding {value.get('encoding')!r}")
+                refuse_pickle_name(path)
+                try:
+                    data = base64.b64decode(value.get("content", ""), validate=True)
+                except (binascii.Error, ValueError) as e:
+                    raise UploadError(f"{path}: content is not valid base64") from e
+                ops.append(Op("add", path, staged=staging.add_bytes(path, data)))
+            elif key == "lfsFile":
+                path = clean_path(value.get("path", ""))
+                refuse_pickle_name(path)
+                ops.append(Op("add", path, sha256=str(value.get("oid", "")).lower()))
+            elif key == "deletedFile":
+                ops.append(Op("delete", clean_path(value.get("path", ""))))
+            elif key == "deletedFolder":
+                ops.append(Op("delete_folder", clean_path(value.get("path", "").rstrip("/"))))
+            else:
+                raise UploadError(f"unknown commit operation {key!r}")
+
+        async for chunk in request.stream():
+            buf += chunk
+            while (nl := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:nl])
+                del buf[: nl + 1]
+                await run_in_threadpool(handle, line)
+            if len(buf) > max_line:
+                raise UploadError(f"a commit line is longer than {max_line} bytes (file over the size limit?)", 413, "FileTooLarge")
+        if buf:
+            await run_in_threadpool(handle, bytes(buf))
+        title = header.get("summary") or "Upload files"
+        oid, status = await run_in_threadpool(
+            repos.commit, hub, caller, repo_id, rev, ops, title, header.get("description") or "", header.get("parentCommit")
+        )
+    finally:
+        staging.cleanup()
+    base = _base_url(hub, request)
+    return {"commitUrl": f"{base}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None,
+            "success": True, "validation": status}  # fmt: skip
+
+
+# --- resolve ------------------------------------------------------------------------------------------
+
+
+class _BlobResponse(FileResponse):
+    chunk_size = 1024 * 1024
+
+
+@resolve_router.api_route("/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
+def resolve(request: Request, rest: str):
+    hub = _hub(request)
+    segs = _raw_segments(request, "/")
+    m = request.method
+    if segs and segs[0] in ("datasets", "spaces"):
+        return error_response("this hub hosts model repositories only", 404, "RepoNotFound", method=m)
+    i = None
+    if len(segs) >= 5 and segs[2] == "resolve":
+        i = 2
+    if len(segs) >= 4 and segs[1] == "resolve" and (i is None or not _repo_exists(hub, f"{segs[0]}/{segs[1]}")):
+        i = 1
+    if i is None:
+        return error_response(f"Not Found: {request.url.path}", 404, "NotFound", method=m)
+    repo_id, rev, path = "/".join(segs[:i]), segs[i + 1], "/".join(segs[i + 2:])
+    caller = _caller(hub, request)
+    with hub.db.session() as s:
+        repo = repos.get_repo(s, caller, repo_id)
+        c = repos.resolve_revision(s, repo, rev)
+        f = repos.commit_tree(c).get(path)
+        if f is None:
+            raise HubError(f"Entry not found: {path} at revision {rev} of {repo_id}", 404, "EntryNotFound", commit=c.oid)
+        sha, size, repo_pk = f.blob.sha256, f.blob.size, repo.id
+        if m == "GET" and path in ("config.json", ADAPTER_CONFIG) and "range" not in request.headers:
+            s.execute(update(Repo).where(Repo.id == repo_pk).values(downloads=Repo.downloads + 1))
+    headers = {
+        "X-Repo-Commit": c.oid,
+        "ETag": f'"{sha}"',
+        "X-Linked-Etag": f'"{sha}"',
+        "X-Linked-Size": str(size),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "public, max-age=31536000, immutable" if repos.COMMIT_RE.match(rev) else "no-cache",
+    }
+    media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    local = hub.store.local_path(sha)
+    if local is not None:
+        try:
+            st = os.stat(local)
+        except FileNotFoundError:
+            return error_response(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m)
+        return _BlobResponse(local, headers=headers, media_type=media, stat_result=st)
+    headers["Content-Length"] = str(size)
+    if m == "HEAD":
+        return Response(status_code=200, headers=headers, media_type=media)
+    return StreamingResponse(_iter_blob(hub, sha), headers=headers, media_type=media)
+
+
+def _iter_blob(hub: Hub, sha: str):
+    with hub.store.open(sha) as f:
+        while chunk := f.read(1024 * 1024):
+            yield chunk
+
+
+def _repo_exists(hub: Hub, repo_id: str) -> bool:
+    with hub.db.session() as s:
+        return repos.find_repo(s, repo_id) is not None
+
+
+def requeue_pending(hub: Hub) -> None:
+    """At start-up: commits whose validation never finished (server stopped) are validated again."""
+    with hub.db.session() as s:
+        oids = s.scalars(select(Validation.commit_oid).where(Validation.status.in_(("pending", "running")))).all()
+    for oid in oids:
+        try:
+            repos.revalidate(hub, oid)
+        except Exception:  # noqa: BLE001
+            logging.getLogger("adapterhub.server").exception("could not requeue the validation of %s", oid)
+

@@ -1,0 +1,559 @@
+"""Repositories, revisions, commits and refs: the operations behind the HF endpoints and the web UI.
+
+The commit pipeline (:func:`commit`) is shared by every upload path: stage new files (``uploads.Staging``),
+build the new tree, run the checks before storing, wait for the load check, then store blobs and rows in
+one transaction that moves the branch only if nobody else moved it meanwhile.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import posixpath
+import re
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from adapterhub.server import validation as V
+from adapterhub.server.auth import AuthError, Caller, can_read, can_write_namespace, require_write
+from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo, Validation, utcnow
+from adapterhub.server.uploads import Staging, StagedFile, UploadError
+
+if TYPE_CHECKING:
+    from adapterhub.server.app import Hub
+
+log = logging.getLogger("adapterhub.server")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+
+
+class HubError(Exception):
+    """An error with an HTTP status and an ``X-Error-Code`` (RepoNotFound, RevisionNotFound, ...)."""
+
+    def __init__(self, message: str, status: int, code: str, commit: str | None = None):
+        super().__init__(message)
+        self.message, self.status, self.code, self.commit = message, status, code, commit
+
+
+def split_repo_id(repo_id: str) -> tuple[str, str]:
+    ns, _, name = repo_id.rpartition("/")
+    return ns, name
+
+
+def valid_repo_id(repo_id: str) -> bool:
+    parts = repo_id.split("/")
+    return (
+        1 <= len(parts) <= 2
+        and all(REPO_PART_RE.match(p) for p in parts)
+        and "--" not in repo_id
+        and ".." not in repo_id
+        and not repo_id.endswith(".git")
+    )
+
+
+def find_repo(s: Session, repo_id: str, repo_type: str = "model") -> Repo | None:
+    ns, name = split_repo_id(repo_id)
+    return s.scalar(select(Repo).where(Repo.repo_type == repo_type, Repo.namespace == ns, Repo.name == name))
+
+
+def get_repo(s: Session, caller: Caller, repo_id: str, repo_type: str = "model") -> Repo:
+    """The repo if ``caller`` may read it; otherwise the same 404 whether it is missing or private."""
+    repo = find_repo(s, repo_id, repo_type)
+    if repo is None or not can_read(caller, repo):
+        raise HubError(
+            f"Repository Not Found for {repo_id}: it does not exist, or it is private and you are not authorised.",
+            404,
+            "RepoNotFound",
+        )
+    return repo
+
+
+def resolve_revision(s: Session, repo: Repo, revision: str) -> Commit:
+    """A branch, a tag or a full commit id of this repo -> the commit."""
+    for kind in ("branch", "tag"):
+        ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == kind, Ref.name == revision))
+        if ref is not None:
+            return s.get(Commit, ref.commit_oid)
+    if COMMIT_RE.match(revision):
+        c = s.get(Commit, revision)
+        if c is not None and c.repo_id == repo.id:
+            return c
+    raise HubError(f"Invalid rev id: {revision} (no branch, tag or commit of that name in {repo.repo_id})", 404, "RevisionNotFound")
+
+
+def commit_tree(c: Commit) -> dict[str, CommitFile]:
+    return {f.path: f for f in c.files}
+
+
+def get_validation(s: Session, commit_oid: str) -> Validation | None:
+    return s.get(Validation, commit_oid)
+
+
+# --- repository creation, branches and tags -----------------------------------------------------------
+
+
+def create_repo(hub: Hub, caller: Caller, repo_id: str, private: bool = False, repo_type: str = "model") -> tuple[Repo, bool]:
+    """Create ``repo_id`` (``namespace/name``; a bare name goes to the caller's namespace). Returns
+    (repo, created); ``created`` is False when it existed already (and the caller may see it)."""
+    if caller.account is None:
+        raise AuthError("authentication required to create a repository", 401)
+    if caller.scope != "write":
+        raise AuthError("this token is read-only; a write token is needed", 403)
+    if "/" not in repo_id:
+        repo_id = f"{caller.account.name}/{repo_id}"
+    if not valid_repo_id(repo_id):
+        raise HubError(f"invalid repository id {repo_id!r}", 400, "BadRequest")
+    ns, name = split_repo_id(repo_id)
+    with hub.db.session() as s:
+        owner = s.scalar(select(Account).where(Account.name == ns))
+        if owner is None:
+            raise AuthError(f"no user or organisation named {ns!r}", 403)
+        existing = find_repo(s, repo_id, repo_type)
+        if existing is not None and can_read(caller, existing):
+            return existing, False
+        if not can_write_namespace(caller, owner):
+            raise AuthError(f"you ({caller.account.name}) cannot create repositories in {ns!r}", 403)
+        if existing is not None:
+            return existing, False
+        repo = Repo(repo_type=repo_type, namespace=ns, name=name, owner_id=owner.id, private=private)
+        s.add(repo)
+        s.flush()
+        c = Commit(oid=_commit_oid(repo.id, None, {}, "initial commit"), repo_id=repo.id, title="initial commit", author_id=caller.account.id)
+        s.add(c)
+        s.flush()
+        s.add(Ref(repo_id=repo.id, kind="branch", name="main", commit_oid=c.oid))
+        s.add(Validation(commit_oid=c.oid, status="skipped", report={"reason": "empty repository"}))
+    return repo, True
+
+
+def create_ref(hub: Hub, caller: Caller, repo_id: str, kind: str, name: str, start: str | None, message: str = "", exist_ok: bool = False) -> str:
+    if not name or name.startswith("/") or ".." in name or name.endswith("/") or COMMIT_RE.match(name):
+        raise HubError(f"invalid {kind} name {name!r}", 400, "BadRequest")
+    with hub.db.session() as s:
+        repo = get_repo(s, caller, repo_id)
+        require_write(s, caller, repo)
+        c = resolve_revision(s, repo, start or "main")
+        clash = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.name == name))
+        if clash is not None:
+            if exist_ok and clash.kind == kind:
+                return clash.commit_oid
+            raise HubError(f"a {clash.kind} named {name!r} already exists in {repo.repo_id}", 409, "RefExists")
+        s.add(Ref(repo_id=repo.id, kind=kind, name=name, commit_oid=c.oid, message=message))
+        return c.oid
+
+
+def delete_ref(hub: Hub, caller: Caller, repo_id: str, kind: str, name: str) -> None:
+    with hub.db.session() as s:
+        repo = get_repo(s, caller, repo_id)
+        require_write(s, caller, repo)
+        if kind == "branch" and name == "main":
+            raise HubError("the main branch cannot be deleted", 403, "Forbidden")
+        ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == kind, Ref.name == name))
+        if ref is None:
+            raise HubError(f"no {kind} named {name!r} in {repo.repo_id}", 404, "RevisionNotFound")
+        s.delete(ref)
+
+
+def delete_repo(hub: Hub, caller: Caller, repo_id: str) -> None:
+    with hub.db.session() as s:
+        repo = get_repo(s, caller, repo_id)
+        require_write(s, caller, repo)
+        s.delete(repo)
+
+
+def update_repo_settings(hub: Hub, caller: Caller, repo_id: str, private: bool | None) -> None:
+    with hub.db.session() as s:
+        repo = get_repo(s, caller, repo_id)
+        require_write(s, caller, repo)
+        if private is not None:
+            repo.private = bool(private)
+
+
+# --- commits ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Op:
+    """One change of a commit: ``add`` (``staged`` file, or ``sha256`` of a blob already stored),
+    ``delete`` (a file) or ``delete_folder``."""
+
+    kind: str
+    path: str
+    staged: StagedFile | None = None
+    sha256: str | None = None
+
+
+@dataclasses.dataclass
+class CommitEvent:
+    """Handed to every post-commit hook once a commit is stored (``hub.post_commit_hooks``)."""
+
+    hub: Hub
+    repo_id: str
+    repo_pk: int
+    commit_oid: str
+    branch: str
+    files: dict[str, str]  # path -> sha256
+    validation_status: str
+
+    def read(self, path: str) -> bytes:
+        with self.hub.store.open(self.files[path]) as f:
+            return f.read()
+
+
+@dataclasses.dataclass
+class _Entry:
+    sha256: str
+    size: int
+    git_oid: str
+    staged: StagedFile | None = None
+
+
+def _commit_oid(repo_pk: int, parent: str | None, tree: dict[str, str], title: str) -> str:
+    body = json.dumps(
+        {"repo": repo_pk, "parent": parent, "tree": sorted(tree.items()), "title": title,
+         "time": utcnow().isoformat(), "nonce": secrets.token_hex(8)},
+    )  # fmt: skip
+    return hashlib.sha1(body.encode()).hexdigest()
+
+
+def commit(
+    hub: Hub,
+    caller: Caller,
+    repo_id: str,
+    branch: str,
+    ops: list[Op],
+    title: str,
+    description: str = "",
+    parent_commit: str | None = None,
+) -> tuple[str, str]:
+    """Apply ``ops`` on top of ``branch`` and store the result as a new commit; returns (commit oid,
+    validation status). Raises HubError / UploadError / AuthError, in which case nothing was stored."""
+    for attempt in range(5):
+        try:
+            return _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_commit)
+        except _BranchMoved:
+            if parent_commit is not None:
+                raise HubError(f"{branch} moved while committing (expected parent {parent_commit})", 412, "ParentMismatch")
+            log.info("branch %s of %s moved during commit, retrying (%d)", branch, repo_id, attempt + 1)
+    raise HubError(f"too many concurrent commits on {repo_id}@{branch}, try again", 409, "Conflict")
+
+
+class _BranchMoved(Exception):
+    pass
+
+
+def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_commit) -> tuple[str, str]:
+    with hub.db.session() as s:
+        repo = get_repo(s, caller, repo_id)
+        require_write(s, caller, repo)
+        repo_pk, full_id = repo.id, repo.repo_id
+        ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == branch))
+        if ref is None:
+            if s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == "tag", Ref.name == branch)):
+                raise HubError(f"{branch!r} is a tag; commits go to branches", 400, "BadRequest")
+            raise HubError(f"Invalid rev id: {branch} (no such branch in {full_id})", 404, "RevisionNotFound")
+        head = s.get(Commit, ref.commit_oid)
+        if parent_commit is not None and parent_commit != head.oid:
+            raise HubError(f"parentCommit {parent_commit} is not the head of {branch} ({head.oid})", 412, "ParentMismatch")
+        tree = {p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(head).items()}
+        parent_val = get_validation(s, head.oid)
+        parent_report = dict(parent_val.report or {}) if parent_val else {}
+        _apply_ops(s, tree, ops)
+        adapters, errors = _checks_before_storing(s, hub, caller, tree)
+        head_oid = head.oid
+    if errors:
+        raise UploadError("upload refused:\n- " + "\n- ".join(errors), 422, "ValidationFailed")
+
+    status, report = _load_checks(hub, tree, adapters, parent_report)
+    if status == "failed":
+        raise UploadError("upload refused, the adapter does not validate:\n- " + "\n- ".join(_report_errors(report)), 422, "ValidationFailed")
+
+    new_blobs = {e.sha256: e for e in tree.values() if e.staged is not None}
+    for e in new_blobs.values():  # blobs first, rows after: a row never points to a missing blob
+        if not hub.store.exists(e.sha256):
+            hub.store.put_file(e.staged.tmp, e.sha256, e.size)
+    oid = _commit_oid(repo_pk, head_oid, {p: e.sha256 for p, e in tree.items()}, title)
+    with hub.db.session() as s:
+        if new_blobs:
+            ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(Blob)
+            s.execute(
+                ins.on_conflict_do_nothing(index_elements=["sha256"]),
+                [{"sha256": e.sha256, "size": e.size, "git_oid": e.git_oid, "created_at": utcnow()} for e in new_blobs.values()],
+            )
+        s.add(Commit(oid=oid, repo_id=repo_pk, parent_oid=head_oid, title=title[:500], message=description, author_id=caller.account.id))
+        s.flush()
+        s.add_all([CommitFile(commit_oid=oid, path=p, blob_sha256=e.sha256) for p, e in tree.items()])
+        s.add(Validation(commit_oid=oid, status=status, report=report, errors=_report_errors(report),
+                         method=_first(report, "method"), num_params=_sum_params(report)))  # fmt: skip
+        moved = s.execute(
+            update(Ref).where(Ref.repo_id == repo_pk, Ref.kind == "branch", Ref.name == branch, Ref.commit_oid == head_oid)
+            .values(commit_oid=oid, updated_at=utcnow())
+        ).rowcount  # fmt: skip
+        if moved != 1:
+            s.rollback()
+            raise _BranchMoved()
+        s.execute(update(Repo).where(Repo.id == repo_pk).values(updated_at=utcnow()))
+    if status == "pending":
+        _finish_in_background(hub, oid, report)
+    hub.run_post_commit(CommitEvent(hub, full_id, repo_pk, oid, branch, {p: e.sha256 for p, e in tree.items()}, status))
+    return oid, status
+
+
+def _apply_ops(s: Session, tree: dict[str, _Entry], ops: list[Op]) -> None:
+    for op in ops:
+        if op.kind == "add":
+            if op.staged is not None:
+                st = op.staged
+                tree[op.path] = _Entry(st.sha256, st.size, st.git_oid, st)
+            else:
+                blob = s.get(Blob, op.sha256 or "")
+                if blob is None:
+                    raise UploadError(
+                        f"{op.path}: no stored blob with sha256 {op.sha256}; this hub takes file content inline "
+                        "(preupload answers 'regular'), LFS uploads are not supported",
+                        422,
+                        "LfsNotSupported",
+                    )
+                tree[op.path] = _Entry(blob.sha256, blob.size, blob.git_oid)
+        elif op.kind == "delete":
+            if tree.pop(op.path, None) is None:
+                raise HubError(f"cannot delete {op.path}: no such file", 404, "EntryNotFound")
+        elif op.kind == "delete_folder":
+            prefix = op.path.rstrip("/") + "/"
+            gone = [p for p in tree if p.startswith(prefix)]
+            if not gone:
+                raise HubError(f"cannot delete folder {op.path}: no such folder", 404, "EntryNotFound")
+            for p in gone:
+                del tree[p]
+        else:
+            raise UploadError(f"unknown operation {op.kind!r}")
+
+
+def _read_entry(hub: Hub, e: _Entry) -> bytes:
+    if e.staged is not None:
+        return e.staged.tmp.read_bytes()
+    with hub.store.open(e.sha256) as f:
+        return f.read()
+
+
+def _entry_path(hub: Hub, e: _Entry) -> Path:
+    if e.staged is not None:
+        return e.staged.tmp
+    p = hub.store.local_path(e.sha256)
+    if p is None:  # object store: copy it into a temporary file (not needed by the local store)
+        raise NotImplementedError("blob stores without local paths need a download step here")
+    return p
+
+
+def _checks_before_storing(s: Session, hub: Hub, caller: Caller, tree: dict[str, _Entry]) -> tuple[list[dict], list[str]]:
+    """Schema, card, safetensors headers and base model of every adapter folder in the new tree."""
+    errors: list[str] = []
+    for p, e in tree.items():
+        if e.staged is not None and p.lower().endswith(".safetensors"):
+            errors += V.check_safetensors(e.staged.tmp, p)[1]
+        if e.staged is not None and p.endswith(".json") and posixpath.basename(p) in ("config.json", V.ADAPTER_CONFIG):
+            try:
+                json.loads(_read_entry(hub, e))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                errors.append(f"{p}: not valid JSON ({err})")
+    card_meta: dict = {}
+    if "README.md" in tree:
+        card_meta, card_errors = V.parse_card(_read_entry(hub, tree["README.md"]))
+        errors += card_errors
+    if errors:
+        return [], errors
+    adapters = []
+    for p in sorted(tree):
+        if posixpath.basename(p) != V.ADAPTER_CONFIG:
+            continue
+        folder = posixpath.dirname(p)
+        info, errs = V.check_adapter_config(_read_entry(hub, tree[p]), card_meta, folder)
+        errors += errs
+        if info is None:
+            continue
+        prefix = folder + "/" if folder else ""
+        files = {q[len(prefix):]: tree[q] for q in tree if q.startswith(prefix)}
+        if folder == "":  # nested adapter folders are validated on their own
+            nested = {posixpath.dirname(q) for q in tree if posixpath.basename(q) == V.ADAPTER_CONFIG and "/" in q}
+            files = {q: e for q, e in files.items() if not any(q.startswith(n + "/") for n in nested)}
+        weights = [q for q in files if q.endswith(".safetensors")]
+        if not weights:
+            errors.append(f"{p}: no .safetensors weights next to the adapter config")
+            continue
+        base = _base_config(s, hub, caller, info)
+        if isinstance(base, str):
+            errors.append(base)
+            continue
+        base_repo, base_commit, base_cfg = base
+        adapters.append({"folder": folder, "dialect": info.dialect, "base_model": info.base_model,
+                         "base_repo": base_repo, "base_commit": base_commit, "base_config": base_cfg,
+                         "files": files})  # fmt: skip
+    return adapters, errors
+
+
+def _base_config(s: Session, hub: Hub, caller: Caller, info: V.AdapterInfo) -> tuple[str, str, dict] | str:
+    where = posixpath.join(info.folder, V.ADAPTER_CONFIG)
+    unknown = (
+        f"{where}: unknown base model {info.base_model!r}: no repository of that name with a config.json on this hub "
+        "(push the base model's config.json to a repository of that name first)"
+    )
+    if not valid_repo_id(info.base_model):
+        return unknown
+    repo = find_repo(s, info.base_model)
+    if repo is None or not can_read(caller, repo):
+        return unknown
+    try:
+        c = resolve_revision(s, repo, info.base_revision or "main")
+    except HubError:
+        return f"{where}: base model {info.base_model!r} has no revision {info.base_revision!r}"
+    f = commit_tree(c).get("config.json")
+    if f is None:
+        return unknown
+    with hub.store.open(f.blob.sha256) as fh:
+        try:
+            cfg = json.loads(fh.read())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return f"{where}: the base model's config.json ({info.base_model}) is not valid JSON"
+    if not isinstance(cfg, dict) or "model_type" not in cfg:
+        return f"{where}: the base model's config.json ({info.base_model}) has no model_type"
+    return repo.repo_id, c.oid, cfg
+
+
+def _load_checks(hub: Hub, tree: dict[str, _Entry], adapters: list[dict], parent_report: dict, wait: float | None = None) -> tuple[str, dict]:
+    """Run (or reuse) the load check of every adapter folder; wait up to ``validation_wait`` seconds.
+    Returns (status, report); status is passed, failed, pending (still running) or skipped (no adapter)."""
+    if not adapters:
+        kind = "base_model" if "config.json" in tree else "files"
+        return "skipped", {"kind": kind, "adapters": []}
+    previous = {a.get("fingerprint"): a for a in parent_report.get("adapters", []) if a.get("ok") is not None}
+    results: list[dict] = []
+    futures: dict[cf.Future, dict] = {}
+    for a in adapters:
+        fp = V.fingerprint({p: e.sha256 for p, e in a["files"].items()}, a["base_commit"])
+        entry = {"folder": a["folder"], "dialect": a["dialect"], "base_model": a["base_model"],
+                 "base_repo": a["base_repo"], "base_commit": a["base_commit"], "fingerprint": fp}  # fmt: skip
+        if fp in previous:
+            entry.update({k: v for k, v in previous[fp].items() if k not in entry})
+            results.append(entry)
+            continue
+        job = hub.validator.new_job_dir()
+        for p, e in a["files"].items():
+            V.link_or_copy(_entry_path(hub, e), job / p)
+        entry["ok"] = None
+        results.append(entry)
+        futures[hub.validator.submit(job, a["base_config"])] = entry
+    if futures:
+        cf.wait(list(futures), timeout=hub.settings.validation_wait if wait is None else wait)
+    pending = []
+    for fut, entry in futures.items():
+        if fut.done():
+            entry.update(fut.result())
+        else:
+            pending.append((fut, entry))
+    report = {"kind": "adapter", "adapters": results}
+    if pending:
+        report["_futures"] = pending  # taken out by _finish_in_background
+        return "pending", report
+    return _status_of(results), report
+
+
+def _status_of(results: list[dict]) -> str:
+    if any(r.get("ok") is False for r in results):
+        return "failed"
+    if any(r.get("ok") is None for r in results):
+        return "pending"
+    return "passed"
+
+
+def _report_errors(report: dict) -> list[str]:
+    out = []
+    for a in report.get("adapters", []):
+        where = a.get("folder") or "adapter"
+        out += [f"{where}: {e}" for e in a.get("errors", [])]
+    return out
+
+
+def _first(report: dict, key: str):
+    for a in report.get("adapters", []):
+        if a.get(key) is not None:
+            return a[key]
+    return None
+
+
+def _sum_params(report: dict) -> int | None:
+    vals = [a["num_params"] for a in report.get("adapters", []) if a.get("num_params") is not None]
+    return sum(vals) if vals else None
+
+
+def _finish_in_background(hub: Hub, commit_oid: str, report: dict) -> None:
+    """The upload stopped waiting: record the result when the load checks finish (flags failed commits)."""
+    pairs = report.pop("_futures", [])
+    lock = threading.Lock()
+    left = [len(pairs)]
+
+    def done(fut: cf.Future, entry: dict) -> None:
+        res = fut.result() if not fut.cancelled() else {"ok": None, "errors": ["validation cancelled"]}
+        with lock:
+            entry.update(res)
+            left[0] -= 1
+            if left[0]:
+                return
+        try:
+            status = hub.record_validation(commit_oid, report)
+            log.info("validation of %s finished: %s", commit_oid, status)
+        except Exception:  # noqa: BLE001
+            log.exception("could not record the validation of %s", commit_oid)
+
+    for fut, entry in pairs:
+        fut.add_done_callback(lambda f, e=entry: done(f, e))
+
+
+def record_validation(hub: Hub, commit_oid: str, report: dict) -> str:
+    report = {k: v for k, v in report.items() if not k.startswith("_")}
+    status = _status_of(report.get("adapters", []))
+    with hub.db.session() as s:
+        v = s.get(Validation, commit_oid)
+        if v is None:
+            return status
+        v.status, v.report, v.errors = status, report, _report_errors(report)
+        v.method, v.num_params, v.updated_at = _first(report, "method"), _sum_params(report), utcnow()
+    return status
+
+
+def revalidate(hub: Hub, commit_oid: str) -> str:
+    """Validate a stored commit again in the background (used at start-up for unfinished validations)."""
+    with hub.db.session() as s:
+        c = s.get(Commit, commit_oid)
+        if c is None:
+            return "missing"
+        author = s.get(Account, c.author_id) if c.author_id else None
+        caller = Caller(account=author, scope="read")
+        if author is not None:
+            s.expunge(author)
+        tree = {p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(c).items()}
+        adapters, errors = _checks_before_storing(s, hub, caller, tree)
+    if errors:
+        return hub.record_validation(commit_oid, {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": errors}]})
+    status, report = _load_checks(hub, tree, adapters, {}, wait=0)
+    if status == "pending":
+        _finish_in_background(hub, commit_oid, report)
+        return status
+    return hub.record_validation(commit_oid, report)
+
+
+def serialize_time(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.replace(microsecond=(t.microsecond // 1000) * 1000).isoformat(timespec="milliseconds") + "Z"
+
+
+HookList = list[Callable[[CommitEvent], None]]

@@ -1,0 +1,103 @@
+"""Fixtures for the hub server tests: a database per module (SQLite, and PostgreSQL when
+ADAPTERHUB_TEST_DATABASE_URL is set), and a live server on 127.0.0.1 (uvicorn in a thread) with users."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+PG_URL = os.environ.get("ADAPTERHUB_TEST_DATABASE_URL", "")
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path_factory):
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'hub.sqlite'}"
+        return
+    if not PG_URL:
+        pytest.skip("ADAPTERHUB_TEST_DATABASE_URL is not set (run: eval \"$(bash scripts/services.sh)\")")
+    import sqlalchemy as sa
+
+    name = f"ah_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@dataclasses.dataclass
+class LiveHub:
+    url: str
+    hub: object  # adapterhub.server.app.Hub
+    tokens: dict[str, str]  # "alice" (write), "alice-read", "bob" (write)
+    data_dir: Path
+
+    def api(self, who: str | None = "alice"):
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.url, token=self.tokens[who] if who else False)
+
+    def blob_files(self) -> set[str]:
+        return {p.name for p in (self.data_dir / "blobs").rglob("*") if p.is_file()}
+
+    def count(self, model) -> int:
+        from sqlalchemy import func, select
+
+        with self.hub.db.session() as s:
+            return s.scalar(select(func.count()).select_from(model))
+
+
+def start_server(app) -> tuple[str, object, threading.Thread]:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("the test hub server did not start")
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture(scope="module")
+def live_hub(db_url, tmp_path_factory):
+    from adapterhub.server import auth
+    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.settings import Settings
+
+    data = tmp_path_factory.mktemp("hub")
+    settings = Settings(data_dir=data, database_url=db_url, validation_wait=30.0)
+    hub = Hub(settings)
+    tokens = {}
+    with hub.db.session() as s:
+        alice = auth.create_account(s, "alice")
+        bob = auth.create_account(s, "bob")
+        acme = auth.create_account(s, "acme", kind="org")
+        auth.add_member(s, acme, alice, "write")
+        tokens["alice"] = auth.create_token(s, alice, "write")
+        tokens["alice-read"] = auth.create_token(s, alice, "read")
+        tokens["bob"] = auth.create_token(s, bob, "write")
+    url, server, thread = start_server(create_app(hub=hub))
+    yield LiveHub(url, hub, tokens, data)
+    server.should_exit = True
+    thread.join(10)
+    hub.close()
