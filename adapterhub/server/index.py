@@ -458,3 +458,103 @@ def _apply_card(meta: AdapterMetadata, front: Mapping[str, Any]) -> None:
             for m in _as_list(result.get("metrics")):
                 if isinstance(m, Mapping) and isinstance(m.get("value"), (int, float)):
                     meta.metrics[str(m.get("type") or m.get("name"))] = float(m["value"])
+
+
+# ------------------------------------------------------------------------------------- storing in the index
+class BlobReader:
+    """Reads the files of one commit from the blob store (only small metadata files and safetensors headers)."""
+
+    def __init__(self, store, blobs: Mapping[str, str]):
+        self.store, self.blobs = store, blobs  # path -> sha256
+
+    def read(self, path: str) -> bytes | None:
+        sha = self.blobs.get(path)
+        if sha is None:
+            return None
+        with self.store.open(sha) as f:
+            return f.read(MAX_METADATA_BYTES + 1)
+
+    def header(self, path: str) -> bytes | None:
+        sha = self.blobs.get(path)
+        if sha is None:
+            return None
+        with self.store.open(sha) as f:
+            first = f.read(8)
+            if len(first) < 8:
+                return None
+            (n,) = struct.unpack("<Q", first)
+            if n > 100 * MAX_METADATA_BYTES:
+                return None
+            return first + f.read(n)
+
+
+def index_commit(session, repo, commit, store, *, branch: str = "main"):
+    """Extracts the metadata of `commit` of `repo` and stores it: always an `IndexVersion` row for the commit,
+    and the repository's `IndexEntry` when `branch` is the default branch `main`. Returns the entry. Never
+    raises on bad content (problems are stored as warnings)."""
+    from sqlalchemy import select
+
+    from adapterhub.server.index_models import IndexEntry, IndexVersion
+    from adapterhub.server.models import Validation
+    from adapterhub.server.taxonomy import build_search_text
+
+    files = list(commit.files)
+    infos = [FileInfo(f.path, f.blob.size, f.blob_sha256) for f in files]
+    reader = BlobReader(store, {f.path: f.blob_sha256 for f in files})
+    meta = extract_metadata(infos, reader.read, reader.header)
+    data = meta.to_dict()
+    data["files"] = [{"path": i.path, "size": i.size, "sha256": i.sha256} for i in infos]
+
+    entry = session.scalar(select(IndexEntry).where(IndexEntry.repo_pk == repo.id))
+    if entry is None:
+        entry = session.scalar(select(IndexEntry).where(IndexEntry.full_name == repo.repo_id))
+        if entry is not None and entry.source == "legacy":  # a real repository takes over a legacy name
+            session.delete(entry)
+            session.flush()
+            entry = None
+    if entry is None:
+        entry = IndexEntry(repo_pk=repo.id, full_name=repo.repo_id, namespace=repo.namespace, name=repo.name,
+                           source="hub", created_at=commit.created_at)
+        session.add(entry)
+    version = session.scalar(select(IndexVersion).where(IndexVersion.entry_id == entry.id,
+                                                        IndexVersion.version == commit.oid)) if entry.id else None
+    is_latest = branch == "main" or entry.commit_oid is None
+    if is_latest:
+        validation = session.get(Validation, commit.oid)
+        entry.namespace, entry.name, entry.author = repo.namespace, repo.name, repo.namespace or None
+        entry.source, entry.downloadable, entry.private = "hub", True, bool(repo.private)
+        entry.is_adapter, entry.commit_oid, entry.revision = meta.is_adapter, commit.oid, branch
+        entry.library, entry.method, entry.method_family = meta.library, meta.method, meta.method_family
+        entry.config_hash, entry.base_model = meta.config_hash, meta.base_model
+        entry.base_model_revision, entry.model_type = meta.base_model_revision, meta.model_type
+        entry.model_class, entry.hidden_size = meta.model_class, meta.hidden_size
+        entry.head_type, entry.num_labels = meta.head_type, meta.num_labels
+        entry.adapter_type = (meta.card.get("adapter_type") if isinstance(meta.card.get("adapter_type"), str)
+                              else ("text_lang" if meta.task and meta.task == meta.language else None))
+        entry.task, entry.subtask, entry.language = meta.task, meta.subtask, meta.language
+        entry.license, entry.description = meta.license, meta.description
+        entry.size_bytes, entry.num_params = meta.size_bytes, meta.num_params
+        entry.downloads = repo.downloads or 0
+        entry.score = next(iter(meta.metrics.values()), None)
+        entry.validation_status = validation.status if validation is not None else "pending"
+        entry.data = data
+        entry.updated_at = commit.created_at
+        entry.search_text = build_search_text(entry, extra=[*meta.tags, *meta.languages, meta.adapter_name or ""])
+    session.flush()
+    if version is None:
+        version = IndexVersion(entry_id=entry.id, version=commit.oid)
+        session.add(version)
+    version.commit_oid, version.config_hash, version.method = commit.oid, meta.config_hash, meta.method
+    version.created_at = commit.created_at
+    version.data = {"method": meta.method, "base_model": meta.base_model, "warnings": meta.warnings}
+    session.flush()
+    return entry
+
+
+def update_validation(session, commit_oid: str, status: str) -> None:
+    """Copies a validation result into the index row of the repository whose indexed commit it is."""
+    from sqlalchemy import update
+
+    from adapterhub.server.index_models import IndexEntry
+
+    session.execute(update(IndexEntry).where(IndexEntry.commit_oid == commit_oid).values(validation_status=status))

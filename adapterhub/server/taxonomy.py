@@ -8,6 +8,7 @@ hosted on servers that cannot be reached from here. Seeding is idempotent (rows 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from adapterhub.server.index import LANGUAGE_NAMES, _bottleneck_method, _head_from_class, config_hash
 from adapterhub.server.index_models import IndexEntry, IndexVersion, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
-from adapterhub.server.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ LEGACY_NOTE = ("Imported from the legacy AdapterHub index: metadata only. The we
 # Head types of legacy cards whose class is a flexible-head model (`…ModelWithHeads`), inferred from the task.
 _TAGGING_TASKS = {"ner", "pos", "chunk", "deprel", "dp", "semtag", "wikiann_ner"}
 _QA_TASKS = {"qa"}
+#: legacy cards are dated by the snapshot of the index they come from (adapter-hub/Hub, 2024-05-07)
+LEGACY_DATE = dt.datetime(2024, 5, 7)
 
 
 def default_data_path() -> Path | None:
@@ -195,7 +197,7 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
         hyper = {k: config[k] for k in ("reduction_factor", "non_linearity", "mh_adapter", "output_adapter",
                                         "leave_out", "inv_adapter") if config.get(k) not in (None, [])}
         description = (card.get("description") or "").strip() or None
-        e = entries.get(full_name) or IndexEntry(full_name=full_name, source="legacy", created_at=utcnow())
+        e = entries.get(full_name) or IndexEntry(full_name=full_name, source="legacy", created_at=LEGACY_DATE)
         e.namespace, e.name, e.author = org, stem, org
         e.downloadable, e.private, e.is_adapter = False, False, True
         e.commit_oid, e.revision = None, default_version
@@ -220,7 +222,7 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
         }
         e.search_text = build_search_text(e, extra=[_clean(card.get("author")), e.data["architecture"],
                                                     st.displayname if st else ""])
-        e.updated_at = e.updated_at or utcnow()
+        e.updated_at = LEGACY_DATE
         session.add(e)
         session.flush()
         have_versions = {v.version: v for v in e.versions}

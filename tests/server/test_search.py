@@ -1,0 +1,332 @@
+"""Search (facets, full text, sort, pagination, visibility) and resolve of every AdapterHub identifier form,
+on the imported legacy index plus hub repositories indexed from real fixture files (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from adapterhub.server.index import index_commit
+from adapterhub.server.index_models import IndexEntry
+from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo
+from adapterhub.server.search import ResolveError, SearchQuery, Viewer, resolve, search, taxonomy
+from adapterhub.server.storage import LocalBlobStore
+from adapterhub.server.taxonomy import seed
+
+try:
+    from test_index import INTEROP, LEGACY, IndexTestDatabase
+except ImportError:  # tests/ as a package
+    from tests.server.test_index import INTEROP, LEGACY, IndexTestDatabase
+
+pytestmark = pytest.mark.skipif(not (LEGACY.is_dir() and INTEROP.is_dir()), reason="../shared data missing")
+
+T0 = dt.datetime(2026, 1, 1)
+
+
+class Repos:
+    """Writes core rows (account, repo, blobs, commits, refs) the way the core commit pipeline does, then
+    indexes each commit with `index_commit` (the post-commit hook's work)."""
+
+    def __init__(self, db, store: LocalBlobStore):
+        self.db, self.store, self.n = db, store, 0
+
+    def put_blob(self, s, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.store.exists(sha):
+            tmp = self.store.root / f"tmp-{sha}"
+            tmp.write_bytes(data)
+            self.store.put_file(tmp, sha, len(data))
+        if s.get(Blob, sha) is None:
+            s.add(Blob(sha256=sha, size=len(data), git_oid=hashlib.sha1(data).hexdigest()))
+        return sha
+
+    def commit(self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", tag: str | None = None,
+               private: bool = False, downloads: int = 0) -> str:
+        ns, name = repo_id.split("/")
+        with self.db.session() as s:
+            owner = s.scalar(select(Account).where(Account.name == ns))
+            if owner is None:
+                owner = Account(name=ns, kind="user")
+                s.add(owner)
+                s.flush()
+            repo = s.scalar(select(Repo).where(Repo.namespace == ns, Repo.name == name))
+            if repo is None:
+                repo = Repo(namespace=ns, name=name, owner_id=owner.id, private=private, downloads=downloads)
+                s.add(repo)
+                s.flush()
+            self.n += 1
+            oid = hashlib.sha1(f"{repo_id}{self.n}".encode()).hexdigest()
+            c = Commit(oid=oid, repo_id=repo.id, title="t", created_at=T0 + dt.timedelta(hours=self.n))
+            s.add(c)
+            s.flush()
+            for path, data in files.items():
+                s.add(CommitFile(commit_oid=oid, path=path, blob_sha256=self.put_blob(s, data)))
+            s.flush()
+            for kind, ref_name in (("branch", branch), ("tag", tag)):
+                if not ref_name:
+                    continue
+                ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == kind, Ref.name == ref_name))
+                if ref is None:
+                    s.add(Ref(repo_id=repo.id, kind=kind, name=ref_name, commit_oid=oid))
+                else:
+                    ref.commit_oid = oid
+            s.flush()
+            s.expire_all()
+            index_commit(s, s.get(Repo, repo.id), s.get(Commit, oid), self.store, branch=branch)
+        return oid
+
+
+def folder(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def card(**front) -> bytes:
+    return ("---\n" + yaml.safe_dump(front) + "---\n\nAn adapter.\n").encode()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_db(request, tmp_path_factory):
+    """One database per module and backend, for the tests that only read."""
+    db = IndexTestDatabase(request.param, tmp_path_factory.mktemp("search"))
+    yield db
+    db.drop()
+
+
+def build_hub_index(db, tmp_path):
+    """The legacy index plus a few hub repositories built from the real fixture files."""
+    with db.session() as s:
+        seed(s, LEGACY)
+    r = Repos(db, LocalBlobStore(tmp_path / "blobs"))
+    seq = folder(INTEROP / "bert/adapters/seq_bn-flexhead/safetensors")
+    lora = folder(INTEROP / "bert/adapters/lora/safetensors")
+    peft = folder(INTEROP / "bert/peft/lora_qv-seqcls")
+    common = dict(base_model="bert-base-uncased", license="apache-2.0", language="en")
+    r.oids = {}
+    r.oids["v1"] = r.commit("alice/sst2-seqbn", {**seq, "README.md": card(task="sentiment", subtask="sst-2", **common)},
+                            tag="v1", downloads=50)
+    r.oids["v2"] = r.commit("alice/sst2-seqbn", {**lora, "README.md": card(task="sentiment", subtask="sst-2", **common)},
+                            downloads=50)
+    r.oids["peft"] = r.commit("bob/imdb-lora", {**peft, "README.md": card(task="sentiment", subtask="imdb",
+                                                                         metrics={"accuracy": 0.93}, **common)},
+                              downloads=500)
+    r.oids["private"] = r.commit("carol/secret-adapter", {**seq, "README.md": card(task="nli", subtask="rte", **common)},
+                                 private=True)
+    r.oids["dev"] = r.commit("bob/imdb-lora", {**seq}, branch="dev")
+    return r
+
+
+@pytest.fixture(scope="module")
+def hub_index(shared_db, tmp_path_factory):
+    return build_hub_index(shared_db, tmp_path_factory.mktemp("blobs"))
+
+
+@pytest.fixture
+def index_db(shared_db):
+    return shared_db
+
+
+def legacy_score(path: Path) -> float | None:
+    card = yaml.safe_load(path.read_text())
+    return next((f["score"] for f in card["files"] if str(f["version"]) == str(card["default_version"])
+                 and "score" in f), None)
+
+
+def ids(result) -> list[str]:
+    return [e.full_name for e in result.items]
+
+
+# ------------------------------------------------------------------------------------------------- search
+def test_facets_filters_and_counts(index_db, hub_index):
+    with index_db.session() as s:
+        res = search(s, SearchQuery())
+        assert res.total == 291 + 2  # legacy cards + public hub adapters; the private one is hidden
+        facets = {k: dict(v) for k, v in res.facets.items()}
+        assert facets["source"] == {"legacy": 291, "hub": 2}
+        assert facets["library"]["peft"] == 1
+        assert facets["author"]["ukp"] == 272
+        res = search(s, SearchQuery(filters={"task": "sentiment"}))
+        assert {"alice/sst2-seqbn", "bob/imdb-lora", "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"} <= set(
+            e.full_name for e in search(s, SearchQuery(filters={"task": "sentiment"}, per_page=100)).items)
+        facets = {k: dict(v) for k, v in res.facets.items()}
+        # a facet is counted under all *other* filters: the task facet still shows other tasks
+        assert facets["task"]["sentiment"] == res.total and len(facets["task"]) > 1
+        assert sum(facets["subtask"].values()) == res.total
+        res = search(s, SearchQuery(filters={"task": "sentiment", "base_model": "bert-base-uncased", "method": "lora"},
+                                    sort="name"))
+        assert ids(res) == ["alice/sst2-seqbn", "bob/imdb-lora"]  # alice's main commit is the LoRA one
+        res = search(s, SearchQuery(filters={"method": "lora", "library": "adapters"}))
+        assert ids(res) == ["alice/sst2-seqbn"]
+        res = search(s, SearchQuery(filters={"head": "classification", "library": "peft"}))
+        assert ids(res) == ["bob/imdb-lora"]
+        res = search(s, SearchQuery(filters={"language": "ar", "model_type": "bert", "license": "apache-2.0"}))
+        assert res.total == 0
+        assert search(s, SearchQuery(filters={"language": "ar"})).total == 7
+        with pytest.raises(ValueError, match="unknown filter"):
+            search(s, SearchQuery(filters={"colour": "red"}))
+
+
+def test_full_text_sort_and_pagination(index_db, hub_index):
+    with index_db.session() as s:
+        res = search(s, SearchQuery(q="SST-2 pfeiffer roberta", sort="name"))
+        assert ids(res) == ["ukp/roberta-base-sst_pfeiffer", "ukp/roberta-large-sst_pfeiffer"]
+        assert search(s, SearchQuery(q="100%")).total == 0  # LIKE wildcards are escaped
+        assert search(s, SearchQuery(q="zz_zz")).total == 0
+        res = search(s, SearchQuery(sort="downloads", per_page=2))
+        assert ids(res) == ["bob/imdb-lora", "alice/sst2-seqbn"]
+        res = search(s, SearchQuery(sort="recent", per_page=1))
+        assert ids(res) == ["bob/imdb-lora"]  # its main commit is the newest hub commit (dev does not count)
+        res = search(s, SearchQuery(sort="score", filters={"task": "qa"}, per_page=100))
+        scores = [e.score for e in res.items]  # legacy cards' dev scores; entries without a score come last
+        expected = sorted((legacy_score(p) for p in (LEGACY / "adapters").rglob("*.y*ml")
+                           if yaml.safe_load(p.read_text())["task"] == "qa"), key=lambda x: (x is None, -(x or 0)))
+        assert scores == expected and scores[0] > 80 and scores[-1] is None
+        res = search(s, SearchQuery(sort="score", filters={"task": "sentiment"}, per_page=1))
+        assert ids(res) == ["bob/imdb-lora"] and res.items[0].score == 0.93  # from the card's metrics
+        # pagination: disjoint pages that cover everything, in a stable order
+        seen = []
+        for page in range(1, 5):
+            seen += ids(search(s, SearchQuery(filters={"author": "ukp", "task": "sentiment"}, sort="name",
+                                              page=page, per_page=5, facets=False)))
+        total = search(s, SearchQuery(filters={"author": "ukp", "task": "sentiment"})).total
+        assert len(seen) == len(set(seen)) == min(total, 20) and seen == sorted(seen)
+        with pytest.raises(ValueError, match="unknown sort"):
+            search(s, SearchQuery(sort="random"))
+
+
+def test_private_repos_only_for_their_owner(index_db, hub_index):
+    with index_db.session() as s:
+        carol = s.scalar(select(Account).where(Account.name == "carol"))
+        bob = s.scalar(select(Account).where(Account.name == "bob"))
+        q = SearchQuery(filters={"author": "carol"})
+        assert search(s, q).total == 0
+        assert search(s, q, Viewer(account_ids=(bob.id,))).total == 0
+        assert ids(search(s, q, Viewer(account_ids=(carol.id,)))) == ["carol/secret-adapter"]
+        assert search(s, q, Viewer(admin=True)).total == 1
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "@carol/secret-adapter")
+        assert e.value.status == 404
+        assert resolve(s, "@carol/secret-adapter", viewer=Viewer(account_ids=(carol.id,))).commit == hub_index.oids["private"]
+
+
+def test_taxonomy_counts(index_db, hub_index):
+    with index_db.session() as s:
+        t = taxonomy(s)
+    tasks = {x.name: x for x in t.tasks}
+    assert len(tasks) == 123 and tasks["sentiment"].displayname == "Sentiment Analysis"
+    sst = {st.name: st for st in tasks["sentiment"].subtasks}["sst-2"]
+    # 12 legacy sst-2 cards (roberta's are filed under subtask "sst") + alice's repository
+    assert sst.count == 1 + sum(1 for p in (LEGACY / "adapters").rglob("*.y*ml") if "subtask: sst-2" in p.read_text())
+    assert {x.code: x.count for x in t.languages}["ar"] == 7
+
+
+# ------------------------------------------------------------------------------------------------ resolve
+def test_resolve_legacy_task_identifier(index_db, hub_index):
+    with index_db.session() as s:
+        r = resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config="9076f36a74755ac4")
+        assert r.repo_id == "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer" and r.source == "legacy"
+        assert r.commit is None and r.version == "1" and not r.downloadable and "cannot be downloaded" in r.note
+        assert r.files[0]["url"].endswith(".zip")
+        # same with the preset name and with a full adapter_config.json
+        cfg = json.loads((INTEROP / "bert/adapters/seq_bn/safetensors/adapter_config.json").read_text())
+        for config in ("seq_bn", json.dumps(cfg)):
+            assert resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config=config).repo_id == r.repo_id
+        # no config: pfeiffer and houlsby both exist -> ambiguous, never a silent pick
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased")
+        assert e.value.status == 409 and "config" in e.value.message
+        assert any("bert-base-uncased_sentiment_sst-2_houlsby" in c for c in e.value.candidates)
+        # without the org, alice's hub repository matches too
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "sentiment/sst-2", model_name="bert-base-uncased")
+        assert e.value.status == 409 and any(c.startswith("alice/sst2-seqbn") for c in e.value.candidates)
+
+
+def test_resolve_no_fallback_to_other_config_or_model(index_db, hub_index):
+    with index_db.session() as s:
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config="625403edad0bf919")  # lora
+        assert e.value.status == 404 and "no fallback" in e.value.message
+        assert len(e.value.candidates) == 2  # the pfeiffer and houlsby cards are listed
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "sentiment/sst-2@ukp", model_name="bert-large-cased", config="seq_bn")
+        assert e.value.status == 404 and "other base models" in e.value.message
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "sentiment/no-such-dataset@ukp")
+        assert e.value.status == 404 and "sentiment/sst-2" in e.value.candidates
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "a/b/c")
+        assert e.value.status == 400
+
+
+def test_resolve_at_org_name_and_versions(index_db, hub_index):
+    with index_db.session() as s:
+        r = resolve(s, "@ukp/bert-base-multilingual-cased-ar-wiki_houlsby")
+        assert r.version == "nd" and r.method == "double_seq_bn"  # the card's default version
+        assert resolve(s, "@ukp/bert-base-multilingual-cased-ar-wiki_houlsby", version="wd").version == "wd"
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "@ukp/bert-base-multilingual-cased-ar-wiki_houlsby", version="v9")
+        assert e.value.status == 404 and len(e.value.candidates) == 2
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "@ukp/no-such-card")
+        assert e.value.status == 404 and e.value.candidates  # lists the org's cards
+        # the language adapter by its task form: its card overrides houlsby (gelu, reduction factor 2), so the
+        # plain houlsby config is not it (and nothing else is picked instead)
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "ar/wiki@ukp", model_name="bert-base-multilingual-cased", config="houlsby")
+        assert e.value.status == 404 and len(e.value.candidates) == 3
+        cfg = {**json.loads((INTEROP / "bert/adapters/double_seq_bn/safetensors/adapter_config.json").read_text())[
+            "config"], "non_linearity": "gelu", "reduction_factor": 2}
+        r = resolve(s, "ar/wiki@ukp", model_name="bert-base-multilingual-cased", config=json.dumps(cfg))
+        assert r.repo_id == "ukp/bert-base-multilingual-cased-ar-wiki_houlsby"
+
+
+def test_resolve_hub_repo_revisions(index_db, hub_index):
+    oids = hub_index.oids
+    with index_db.session() as s:
+        r = resolve(s, "alice/sst2-seqbn")
+        assert r.source == "hub" and r.commit == oids["v2"] and r.method == "lora" and r.downloadable
+        assert r.download_url == f"/alice/sst2-seqbn/resolve/{oids['v2']}/"
+        r = resolve(s, "alice/sst2-seqbn@v1")  # a tag pins the first version, with its own config
+        assert r.commit == oids["v1"] and r.method == "seq_bn" and r.config_hash == "9076f36a74755ac4"
+        assert resolve(s, "alice/sst2-seqbn@" + oids["v1"][:10]).commit == oids["v1"]
+        assert resolve(s, "@alice/sst2-seqbn", version="v1", config="seq_bn").commit == oids["v1"]
+        # main has LoRA now: asking for seq_bn at main is an error, not a silent switch to v1
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "alice/sst2-seqbn", config="seq_bn")
+        assert e.value.status == 404 and "no other version is tried" in e.value.message
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "alice/sst2-seqbn@nope")
+        assert e.value.status == 404 and "branch:main" in e.value.candidates and "tag:v1" in e.value.candidates
+        r = resolve(s, "bob/imdb-lora@dev")
+        assert r.commit == oids["dev"] and r.method == "seq_bn"
+        assert resolve(s, "bob/imdb-lora").commit == oids["peft"]  # main did not move
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "bob/imdb-lora", model_name="roberta-base")
+        assert e.value.status == 404 and "bert-base-uncased" in e.value.message
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_resolve_repo_vs_task_ambiguity(kind, tmp_path):
+    db = IndexTestDatabase(kind, tmp_path)
+    try:
+        _repo_vs_task(db, build_hub_index(db, tmp_path))
+    finally:
+        db.drop()
+
+
+def _repo_vs_task(index_db, hub_index):
+    # a repository named like a task/subtask pair makes the short form ambiguous
+    hub_index.commit("sentiment/imdb", {**folder(INTEROP / "bert/adapters/seq_bn/safetensors")})
+    with index_db.session() as s:
+        with pytest.raises(ResolveError) as e:
+            resolve(s, "sentiment/imdb")
+        assert e.value.status == 409 and "@sentiment/imdb" in e.value.message
+        assert resolve(s, "@sentiment/imdb").repo_id == "sentiment/imdb"
+        entry = s.scalar(select(IndexEntry).where(IndexEntry.full_name == "sentiment/imdb"))
+        assert entry.base_model is None and entry.method == "seq_bn"
