@@ -191,10 +191,16 @@ def _check_model(header: dict, state, path: Path) -> None:
         )
 
 
-def _compare(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], what: str, path: Path) -> None:
+def compare_keys(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]):
+    """(missing, unexpected, wrong-shape) key lists of ``given`` weights against ``expected`` ones."""
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
     wrong = sorted(k for k in set(expected) & set(given) if tuple(expected[k].shape) != tuple(given[k].shape))
+    return missing, unexpected, wrong
+
+
+def _compare(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    missing, unexpected, wrong = compare_keys(expected, given)
     problems = []
     if missing:
         problems.append(f"missing keys: {', '.join(missing)}")
