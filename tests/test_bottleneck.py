@@ -262,3 +262,27 @@ def test_glow_invertible_adapter_is_invertible():
     y = inv(x)
     assert not torch.allclose(y, x)
     torch.testing.assert_close(inv(y, rev=True), x, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+def test_gradient_checkpointing_gives_the_same_gradients(arch):
+    model = make_model(arch, "seqcls")
+    adapterhub.init(model)
+    model.add_adapter("a", config="double_seq_bn")
+    _perturb(model, "a")
+    model.train_adapter("a")
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    labels = torch.tensor([0, 1])
+
+    def gradients():
+        model.zero_grad()
+        model(**inputs(), labels=labels).loss.backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    plain = gradients()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed = gradients()
+    assert set(plain) == set(checkpointed) and plain
+    assert all(torch.equal(plain[k], checkpointed[k]) for k in plain)
