@@ -330,3 +330,52 @@ def _repo_vs_task(index_db, hub_index):
         assert resolve(s, "@sentiment/imdb").repo_id == "sentiment/imdb"
         entry = s.scalar(select(IndexEntry).where(IndexEntry.full_name == "sentiment/imdb"))
         assert entry.base_model is None and entry.method == "seq_bn"
+
+
+# ------------------------------------------------------------------------------------ through the live hub
+def upload_adapter(live_hub, repo_id: str, src: Path, **front) -> tuple[dict[str, bytes], str]:
+    """Pushes the tiny BERT's config.json as base model `alice/tiny-bert` (once), then `src` plus a card naming
+    it, with huggingface_hub; returns the uploaded files and the commit id."""
+    from huggingface_hub import CommitOperationAdd
+
+    api = live_hub.api("alice")
+    if not api.repo_exists("alice/tiny-bert"):
+        api.create_repo("alice/tiny-bert")
+        api.upload_file(path_or_fileobj=str(INTEROP / "bert/base/config.json"), path_in_repo="config.json",
+                        repo_id="alice/tiny-bert")
+    files = {**folder(src), "README.md": card(base_model="alice/tiny-bert", **front)}
+    api.create_repo(repo_id, exist_ok=True)
+    info = api.create_commit(repo_id, [CommitOperationAdd(p, d) for p, d in files.items()], commit_message="add")
+    return files, info.oid
+
+
+def test_live_upload_is_indexed_and_searchable(live_hub):
+    """An upload through the HF protocol (huggingface_hub) lands in the index via the post-commit hook, and
+    the JSON API answers search and resolve for it; the legacy index was seeded at start."""
+    import httpx
+
+    api = live_hub.api("alice")
+    src, oid = upload_adapter(live_hub, "alice/idx-seqbn", INTEROP / "bert/adapters/seq_bn-seqcls/safetensors",
+                              task="sentiment", subtask="sst-2")
+    with httpx.Client(base_url=live_hub.url) as c:
+        r = c.get("/api/adapters", params={"author": "alice", "q": "seq_bn"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        item = next(i for i in body["items"] if i["id"] == "alice/idx-seqbn")
+        assert item["commit"] == oid and item["method"] == "seq_bn" and item["head"] == "classification"
+        assert item["size_bytes"] == sum(len(v) for v in src.values())
+        assert item["base_model"] == "alice/tiny-bert" and item["validation"] in ("passed", "pending")
+        assert body["facets"]["method"][0]["value"] == "seq_bn"
+        r = c.get("/api/adapters/resolve", params={"identifier": "@alice/idx-seqbn", "config": "seq_bn"})
+        assert r.status_code == 200 and r.json()["commit"] == oid, r.text
+        r = c.get("/api/adapters/resolve", params={"identifier": "sentiment/sst-2@ukp"})
+        assert r.status_code == 409 and r.json()["candidates"], r.text
+        r = c.get("/api/adapters/resolve", params={"identifier": "nothing/here"})
+        assert r.status_code == 404 and "no adapter" in r.json()["error"]
+        assert c.get("/api/adapters", params={"source": "legacy"}).json()["total"] == 291
+        assert c.get("/api/adapters", params={"sort": "bogus"}).status_code == 400
+        t = c.get("/api/taxonomy").json()
+        assert len(t["tasks"]) == 123
+        schema = c.get("/openapi.json").json()
+        assert {"/api/adapters", "/api/adapters/resolve", "/api/taxonomy"} <= set(schema["paths"])
+        assert "409" in schema["paths"]["/api/adapters/resolve"]["get"]["responses"]
