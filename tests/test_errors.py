@@ -189,3 +189,21 @@ def test_uninitialised_model_and_unsupported_architecture():
 
     with pytest.raises(adapterhub.UnsupportedModelError, match="model type 't5'.*supported: bert"):
         adapterhub.init(T5Model(T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=16, vocab_size=50, d_kv=8)))
+
+
+@pytest.mark.parametrize("alias,preset", [
+    ("pfeiffer", "seq_bn"), ("houlsby", "double_seq_bn"), ("parallel", "par_bn"),
+    ("scaled_parallel", "scaled_par_bn"), ("pfeiffer+inv", "seq_bn_inv"), ("houlsby+inv", "double_seq_bn_inv"),
+])
+def test_preset_aliases(alias, preset):
+    assert adapterhub.resolve_config(alias) == adapterhub.resolve_config(preset)
+    assert adapterhub.config_hash(alias) == adapterhub.config_hash(preset)
+
+
+def test_preset_values_follow_the_adapterhub_presets():
+    seq, double, par = (adapterhub.resolve_config(n) for n in ("seq_bn", "double_seq_bn", "par_bn"))
+    assert (seq.original_ln_before, seq.mh_adapter, seq.output_adapter, seq.non_linearity) == (True, False, True, "relu")
+    assert (double.original_ln_before, double.mh_adapter, double.non_linearity) == (False, True, "swish")
+    assert (par.is_parallel, par.scaling, par.reduction_factor, par.init_weights) == (True, 4.0, 2, "mam_adapter")
+    assert adapterhub.resolve_config("scaled_par_bn").scaling == "learned"
+    assert adapterhub.resolve_config("seq_bn_inv").inv_adapter == "nice"
