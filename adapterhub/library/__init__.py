@@ -1,7 +1,7 @@
 """The adapter library: add, train, save, load and activate adapters in Transformers models."""
 
 from .architectures import Architecture, Site, register_architecture, supported_model_types
-from .composition import Stack
+from .composition import Fuse, Stack
 from .configs import AdapterConfig, config_hash, parse_config_string, preset_names, resolve_config
 from .errors import (
     AdapterConfigError,
@@ -11,12 +11,15 @@ from .errors import (
     AdapterNotFoundError,
     UnsupportedModelError,
 )
-from .methods.bottleneck import BnConfig
+from .methods.bottleneck import BnConfig, FusionConfig
 from .model import init
+from . import fusion as _fusion, setups as _setups  # noqa: E402,F401  (register their model methods)
+from .heads import AdapterModel
 
 __all__ = [
-    "AdapterConfig", "AdapterConfigError", "AdapterError", "AdapterExistsError", "AdapterLoadError",
-    "AdapterNotFoundError", "Architecture", "BnConfig", "Site", "Stack", "UnsupportedModelError", "config_hash",
+    "AdapterConfig", "AdapterConfigError", "AdapterError", "AdapterExistsError", "AdapterLoadError", "AdapterModel",
+    "AdapterNotFoundError", "Architecture", "BnConfig", "Fuse", "FusionConfig", "Site", "Stack",
+    "UnsupportedModelError", "config_hash",
     "init", "parse_config_string", "preset_names", "register_architecture", "resolve_config",
     "supported_model_types",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 
 from . import saving
 from .architectures import Architecture, architecture_of
-from .composition import Setup, Stack, parse_setup
+from .composition import Block, Setup, parse_setup
 from .configs import AdapterConfig, resolve_config
 from .errors import AdapterConfigError, AdapterExistsError, AdapterNotFoundError
 from .methods.bottleneck import BottleneckMethod
@@ -38,8 +38,8 @@ class AdapterState:
         self.embedding_size: int = getattr(config, "embedding_size", None) or self.hidden_size
         self.configs: dict[str, AdapterConfig] = {}
         self.methods: dict[str, Any] = {}
-        self.active: Stack | None = None
-        self.training: Stack | None = None
+        self.active: Block | None = None
+        self.training: Block | None = None
 
     @property
     def output_embeddings(self) -> nn.Module | None:
@@ -58,7 +58,8 @@ class AdapterState:
         return self.methods[config.method]
 
     def adapter_keys_pattern(self, name: str) -> re.Pattern:
-        return re.compile(r"(^|\.)(adapters|invertible_adapters)\." + re.escape(name) + r"\.")
+        # shared_parameters: weights shared by all layers of one adapter (Compacter's PHM rule), on the base model
+        return re.compile(r"(^|\.)(adapters|invertible_adapters|shared_parameters)\." + re.escape(name) + r"\.")
 
     def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
         pattern = self.adapter_keys_pattern(name)
@@ -138,8 +139,7 @@ def delete_adapter(self, adapter_name: str) -> None:
     for attr in ("active", "training"):
         setup = getattr(state, attr)
         if setup is not None and adapter_name in setup:
-            rest = [n for n in setup.names() if n != adapter_name]
-            setattr(state, attr, Stack(*rest) if rest else None)
+            setattr(state, attr, setup.without(adapter_name))  # a Fuse holding it goes too
     _apply_active(state)
 
 
@@ -151,14 +151,26 @@ def _apply_active(state: AdapterState) -> None:
 
 
 def set_active_adapters(self, adapter_setup: Setup, skip_layers: Any = None) -> None:
-    """Activate ``adapter_setup`` (a name, a list of names or a Stack) for the forward pass; ``None`` deactivates."""
+    """Activate ``adapter_setup`` (a name, a list of names, a Stack or a Fuse); ``None`` deactivates."""
     state = _state(self)
     setup = parse_setup(adapter_setup)
     if setup is not None:
-        for name in setup.names():
-            _known(state, name)
+        validate_setup(state, setup)
     state.active = setup
     _apply_active(state)
+
+
+def validate_setup(state: AdapterState, setup: Block) -> None:
+    """Every adapter of ``setup`` exists, and so does the fusion layer of each Fuse block."""
+    for name in setup.names():
+        _known(state, name)
+    bottleneck = state.methods.get("bottleneck")
+    for block in setup.fuse_blocks():
+        if bottleneck is None or block.name not in bottleneck.fusions:
+            raise AdapterConfigError(
+                f"no AdapterFusion layer named {block.name!r} in this model: call add_adapter_fusion"
+                f"({block.names()!r}) or load_adapter_fusion(...) first"
+            )
 
 
 def freeze_model(self, freeze: bool = True) -> None:
@@ -243,12 +255,26 @@ def load_adapter(self, adapter_name_or_path, config: Any = None, version: str | 
                  set_active: bool = False, **kwargs: Any) -> str:
     """Load a saved adapter (and its head) into the model; returns the adapter's name in this model."""
     state = _state(self)
-    folder = saving.resolve_location(adapter_name_or_path, config=config, version=version,
-                                     model_name=model_name or getattr(self.config, "name_or_path", None), **kwargs)
+    folder = saving.resolve_location(adapter_name_or_path, config=config, version=version, model_name=model_name,
+                                     own_model_name=getattr(self.config, "name_or_path", None), **kwargs)
     name = saving.load(state, folder, load_as=load_as, with_head=with_head)
     if set_active:
         set_active_adapters(self, name)
     return name
+
+
+def push_adapter_to_hub(self, repo_id: str, adapter_name: str, **kwargs: Any):
+    """Push ``adapter_name`` (its head and a model card) to an adapter hub; see ``adapterhub.client.push_adapter``."""
+    from ..client.push import push_adapter  # the hub client is only imported when used
+
+    return push_adapter(self, repo_id, adapter_name, **kwargs)
+
+
+def push_adapter_setup_to_hub(self, repo_id: str, adapter_setup: Setup, **kwargs: Any):
+    """Push a composed setup to an adapter hub; see ``adapterhub.client.push_adapter_setup``."""
+    from ..client.push import push_adapter_setup
+
+    return push_adapter_setup(self, repo_id, adapter_setup, **kwargs)
 
 
 _API = {
@@ -262,7 +288,14 @@ _API = {
     "adapter_state_dict": adapter_state_dict,
     "save_adapter": save_adapter,
     "load_adapter": load_adapter,
+    "push_adapter_to_hub": push_adapter_to_hub,
+    "push_adapter_setup_to_hub": push_adapter_setup_to_hub,
 }
+
+
+def register_api(functions: dict[str, Any]) -> None:
+    """Add model methods (bound by :func:`init`) from another module of the library (fusion, setups)."""
+    _API.update(functions)
 
 
 def init(model: nn.Module) -> nn.Module:

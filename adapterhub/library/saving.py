@@ -83,6 +83,14 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def read_folder_json(folder: Path, filename: str) -> tuple[Path, dict]:
+    """``folder/filename`` as a dict, with a clear error if it is missing."""
+    path = folder / filename
+    if not path.is_file():
+        raise AdapterLoadError(f"no {filename} in {folder}")
+    return path, read_json(path)
+
+
 def read_tensors(folder: Path, names: tuple[str, str]) -> tuple[dict[str, torch.Tensor], Path]:
     """Read the safetensors file of ``names`` if present, else the legacy pickle (weights only)."""
     safe, legacy = (folder / n for n in names)
@@ -132,7 +140,10 @@ def save(state, directory, name: str, with_head: bool = True, use_safetensors: b
         _atomic_write(folder / LEGACY_WEIGHTS_NAME, lambda tmp: torch.save(weights, tmp))
     write_json(folder / CONFIG_NAME, header)
     head = state.head_parameters()
-    if with_head and head:
+    if with_head and getattr(state.model, "has_flex_heads", False):  # AdapterModel: the head named like the adapter
+        if name in state.model.heads:
+            state.model.save_head(folder, name, use_safetensors=use_safetensors)
+    elif with_head and head:
         config = state.model.config
         head_header = {"config": None, **_model_header(state, None),
                        "num_labels": getattr(config, "num_labels", None),
@@ -145,10 +156,16 @@ def save(state, directory, name: str, with_head: bool = True, use_safetensors: b
 
 
 def resolve_location(identifier, **kwargs: Any) -> Path:
-    """The local folder of a saved adapter (hub identifiers are resolved by the hub client)."""
+    """The local folder of a saved adapter; hub identifiers and URLs go through the hub client (imported only then)."""
     path = Path(os.fspath(identifier)).expanduser()
     if path.is_dir():
         return path
+    if isinstance(identifier, str) and not path.exists():
+        from ..client.resolve import adapter_folder
+
+        path = adapter_folder(identifier, **kwargs)
+        if path.is_dir():
+            return path
     if path.exists():
         raise AdapterLoadError(f"{path} is a file; load_adapter expects the folder that holds {CONFIG_NAME}")
     raise AdapterLoadError(f"no adapter folder at {path}")
@@ -157,7 +174,7 @@ def resolve_location(identifier, **kwargs: Any) -> Path:
 def _rename_keys(weights: dict[str, torch.Tensor], saved_name: str, new_name: str) -> dict[str, torch.Tensor]:
     out = {}
     container = re.compile(r"(^|\.)(" + "|".join(_LEGACY_CONTAINERS) + r")\.")
-    own = re.compile(r"(^|\.)(adapters|invertible_adapters)\." + re.escape(saved_name) + r"\.")
+    own = re.compile(r"(^|\.)(adapters|invertible_adapters|shared_parameters)\." + re.escape(saved_name) + r"\.")
     for key, value in weights.items():
         key = container.sub(lambda m: m.group(1) + _LEGACY_CONTAINERS[m.group(2)] + ".", key)
         key = own.sub(lambda m: f"{m.group(1)}{m.group(2)}.{new_name}.", key)
@@ -243,8 +260,12 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     weights = _align_prefix(_rename_keys(weights, saved_name, name), state)
 
     head_weights = None
+    install_flex_head = None
     head = state.head_parameters()
-    if with_head and head and (folder / HEAD_CONFIG_NAME).is_file():
+    if with_head and getattr(state.model, "has_flex_heads", False):
+        if (folder / HEAD_CONFIG_NAME).is_file():  # checked now, installed with the adapter
+            install_flex_head = state.model.prepare_saved_head(folder, name)
+    elif with_head and head and (folder / HEAD_CONFIG_NAME).is_file():
         head_header = read_json(folder / HEAD_CONFIG_NAME)
         if head_header.get("config") is not None:
             raise AdapterLoadError(
@@ -265,6 +286,8 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
             if head_weights is not None:
                 for key, value in head_weights.items():
                     head[key].copy_(value)
+        if install_flex_head is not None:
+            install_flex_head()
     except BaseException:
         delete_adapter(state.model, name)
         raise

@@ -5,11 +5,14 @@ from __future__ import annotations
 from torch import nn
 
 from .config import BnConfig
+from .fusion import AdapterFusionLayer, FusionConfig
 from .layers import Bottleneck, invertible_adapter
+from ...errors import AdapterConfigError
 from ...paths import get_module
+from .phm import check_phm_sizes, shared_phm_parameters
 from .sites import BottleneckSite, InvertibleSite
 
-__all__ = ["BnConfig", "BottleneckMethod"]
+__all__ = ["BnConfig", "BottleneckMethod", "FusionConfig"]
 
 
 def _place_like(module: nn.Module, reference: nn.Module) -> nn.Module:
@@ -26,6 +29,7 @@ class BottleneckMethod:
         self.host = host  # the model's AdapterState
         self.sites: list[BottleneckSite] = []
         self.invertible: InvertibleSite | None = None
+        self.fusions: dict[str, tuple[list[str], FusionConfig]] = {}  # name -> (fused adapters, config)
 
     def _ensure_sites(self) -> None:
         if self.sites:
@@ -35,14 +39,32 @@ class BottleneckMethod:
             for location, spec in arch.sites.items():
                 self.sites.append(BottleneckSite(layer, index, location, spec))
 
+    def _wanted_sites(self, config: BnConfig) -> list[BottleneckSite]:
+        return [site for site in self.sites if site.index not in config.leave_out
+                and (config.mh_adapter if site.location == "mh_adapter" else config.output_adapter)]
+
+    def _shared_parameters(self, name: str, config: BnConfig):
+        """Compacter's weights shared by all its PHM layers, kept at ``<base>.shared_parameters.<name>``."""
+        hidden = self.host.hidden_size
+        sites = self._wanted_sites(config)
+        for site in sites:
+            check_phm_sizes(config, hidden, config.bottleneck_size(hidden, site.index),
+                            f"layer {site.index} ({site.location})")
+        if not (config.shared_phm_rule or config.shared_W_phm) or not sites:
+            return None
+        base = self.host.base_model
+        if "shared_parameters" not in base._modules:
+            base.add_module("shared_parameters", nn.ModuleDict())
+        params = shared_phm_parameters(config, hidden, config.bottleneck_size(hidden, sites[0].index))
+        base.shared_parameters[name] = _place_like(params, sites[0].output_module)
+        return base.shared_parameters[name]
+
     def add(self, name: str, config: BnConfig) -> None:
         self._ensure_sites()
         hidden = self.host.hidden_size
-        for site in self.sites:
-            wanted = config.mh_adapter if site.location == "mh_adapter" else config.output_adapter
-            if not wanted or site.index in config.leave_out:
-                continue
-            adapter = Bottleneck(config, hidden, config.bottleneck_size(hidden, site.index))
+        shared = self._shared_parameters(name, config) if config.phm_layer else None
+        for site in self._wanted_sites(config):
+            adapter = Bottleneck(config, hidden, config.bottleneck_size(hidden, site.index), shared)
             site.adapters[name] = _place_like(adapter, site.output_module)
         if config.inv_adapter:
             if self.invertible is None:
@@ -53,14 +75,51 @@ class BottleneckMethod:
             self.invertible.adapters[name] = _place_like(module, self.invertible.embeddings)
 
     def delete(self, name: str) -> None:
+        for fusion, (fused, _) in list(self.fusions.items()):
+            if name in fused:
+                self.delete_fusion(fusion)
+        shared = self.host.base_model._modules.get("shared_parameters")
+        if shared is not None and name in shared:
+            del shared[name]
+            if not len(shared):
+                del self.host.base_model._modules["shared_parameters"]
         for site in self.sites:
             if name in site.adapters:
                 del site.adapters[name]
         if self.invertible is not None and name in self.invertible.adapters:
             del self.invertible.adapters[name]
 
-    def set_active(self, names: list[str]) -> None:
+    # -- AdapterFusion layers: one per site that holds every fused adapter --
+
+    def add_fusion(self, name: str, adapter_names: list[str], config: FusionConfig) -> None:
+        if name in self.fusions:
+            raise AdapterConfigError(f"an AdapterFusion layer named {name!r} already exists")
+        model_config = self.host.model.config
+        dropout = config.dropout_prob
+        if dropout is None:
+            dropout = getattr(model_config, "attention_probs_dropout_prob", 0.0) or 0.0
+        sites = [s for s in self.sites if all(n in s.adapters for n in adapter_names)]
+        if not sites:
+            raise AdapterConfigError(
+                f"the adapters {adapter_names} share no adapter position, so there is nothing to fuse"
+            )
+        for site in sites:
+            layer = AdapterFusionLayer(config, self.host.hidden_size, dropout)
+            layer.train(site.output_module.training)
+            site.add_fusion(name, _place_like(layer, site.output_module))
+        self.fusions[name] = (list(adapter_names), config)
+
+    def delete_fusion(self, name: str) -> None:
         for site in self.sites:
-            site.set_active(names)
+            site.delete_fusion(name)
+        self.fusions.pop(name, None)
+
+    def fusion_layers(self, name: str) -> list[AdapterFusionLayer]:
+        return [s.fusion_layers[name] for s in self.sites if s.fusion_layers is not None and name in s.fusion_layers]
+
+    def set_active(self, names: list[str]) -> None:
+        setup = self.host.active  # the structure (Stack / Fuse) behind ``names``
+        for site in self.sites:
+            site.set_active(names, setup)
         if self.invertible is not None:
             self.invertible.set_active(names)

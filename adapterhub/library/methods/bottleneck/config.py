@@ -44,7 +44,7 @@ class BnConfig(AdapterConfig):
     cross_adapter: bool = False
     leave_out: list = dataclasses.field(default_factory=list)
     dropout: float = 0.0
-    # Compacter (PHM) options: kept for format compatibility; phm_layer=True is rejected below.
+    # Compacter (PHM) options: phm_layer=True makes both projections PHM layers (see phm.py).
     phm_layer: bool = False
     phm_dim: int = 4
     factorized_phm_W: Optional[bool] = True
@@ -95,7 +95,7 @@ class BnConfig(AdapterConfig):
         if not 0.0 <= float(self.dropout) < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.phm_layer:
-            problems.append("phm_layer (Compacter) is not supported yet")
+            problems += _phm_problems(self)
         if self.stochastic_depth:
             problems.append("stochastic_depth is not supported (it is meant for vision models)")
         from .layers import activation  # the activation name must be known
@@ -121,6 +121,28 @@ class BnConfig(AdapterConfig):
         return max(1, int(hidden_size // rf))
 
 
+def _phm_problems(config: "BnConfig") -> list[str]:
+    from .phm import HYPERCOMPLEX_INITS, RULE_INITS
+
+    problems = []
+    for name in ("phm_dim", "phm_rank"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{name} must be a positive integer, got {value!r}")
+    if config.hypercomplex_nonlinearity not in HYPERCOMPLEX_INITS:
+        problems.append(
+            f"hypercomplex_nonlinearity must be one of {HYPERCOMPLEX_INITS}, got {config.hypercomplex_nonlinearity!r}"
+        )
+    if config.phm_c_init not in RULE_INITS:
+        problems.append(f"phm_c_init must be one of {RULE_INITS}, got {config.phm_c_init!r}")
+    if config.init_weights != "bert":
+        # the AdapterHub library fails on these too: its PHM layers have no .weight to initialise
+        problems.append(f"phm_layer needs init_weights='bert', got {config.init_weights!r}")
+    if config.shared_W_phm and isinstance(config.reduction_factor, dict):
+        problems.append("shared_W_phm shares W across layers, so reduction_factor must be one number, not a dict")
+    return problems
+
+
 def _preset(**kwargs: Any):
     return lambda: BnConfig(**kwargs)
 
@@ -130,6 +152,7 @@ _DOUBLE = dict(original_ln_before=False, mh_adapter=True, output_adapter=True, n
 _PAR = dict(mh_adapter=False, output_adapter=True, non_linearity="relu", reduction_factor=2,
             init_weights="mam_adapter", is_parallel=True, scaling=4.0)
 _INV = dict(inv_adapter="nice", inv_adapter_reduction_factor=2)
+_COMPACTER = dict(phm_layer=True, reduction_factor=32, non_linearity="gelu")
 
 for _names, _kwargs in {
     ("seq_bn", "pfeiffer"): _SEQ,
@@ -138,6 +161,8 @@ for _names, _kwargs in {
     ("scaled_par_bn", "scaled_parallel"): {**_PAR, "scaling": "learned"},
     ("seq_bn_inv", "pfeiffer+inv"): {**_SEQ, **_INV},
     ("double_seq_bn_inv", "houlsby+inv"): {**_DOUBLE, **_INV},
+    ("compacter",): {**_DOUBLE, **_COMPACTER},
+    ("compacter++",): {**_SEQ, **_COMPACTER},
 }.items():
     for _name in _names:
         register_preset(_name, _preset(**_kwargs))

@@ -56,7 +56,7 @@ class Bottleneck(nn.Module):
     ``h`` into the value that the model should add instead (see :meth:`delta_input`).
     """
 
-    def __init__(self, config, hidden_size: int, bottleneck_size: int):
+    def __init__(self, config, hidden_size: int, bottleneck_size: int, shared: nn.ParameterDict | None = None):
         super().__init__()
         self.config = config
         self.parallel = config.is_parallel
@@ -64,9 +64,17 @@ class Bottleneck(nn.Module):
         if config.ln_before:
             self.adapter_norm_before = nn.LayerNorm(hidden_size)
             down.append(self.adapter_norm_before)
-        down += [nn.Linear(hidden_size, bottleneck_size), activation(config.non_linearity)]
+        if config.phm_layer:  # Compacter: PHM projections (shared: the adapter's shared PHM weights)
+            from .phm import PHMLayer
+
+            down.append(PHMLayer(config, hidden_size, bottleneck_size, "down", shared))
+            up: nn.Module = PHMLayer(config, bottleneck_size, hidden_size, "up", shared)
+        else:
+            down.append(nn.Linear(hidden_size, bottleneck_size))
+            up = nn.Linear(bottleneck_size, hidden_size)
+        down.append(activation(config.non_linearity))
         self.adapter_down = nn.Sequential(*down)
-        self.adapter_up = nn.Linear(bottleneck_size, hidden_size)
+        self.adapter_up = up
         if config.scaling == "learned":
             self.scaling = nn.Parameter(torch.ones(1))
         elif config.scaling == "channel":
@@ -123,9 +131,13 @@ class Bottleneck(nn.Module):
             residual = h
         return h, residual
 
+    def bottleneck_up(self, x: torch.Tensor) -> torch.Tensor:
+        """The scaled up-projection ``s * up(act(down(x)))``: what AdapterFusion mixes."""
+        return self.adapter_up(self.adapter_down(x)) * self.scaling
+
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         config = self.config
-        up = self.adapter_up(self.adapter_down(x)) * self.scaling
+        up = self.bottleneck_up(x)
         out = self.dropout(up) if self.dropout is not None else up
         if config.use_gating:
             gate = torch.sigmoid(self.gate(x)).mean(dim=1).unsqueeze(-1)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ...architectures import Site
+from ...composition import Block, Fuse
 from ...paths import get_module, get_or_create_module
 
 
@@ -25,26 +26,72 @@ class BottleneckSite:
         if "adapters" not in container._modules:
             container.add_module("adapters", nn.ModuleDict())
         self.adapters: nn.ModuleDict = container.adapters
+        self.container = container
         self.output_module = get_module(layer, spec.output)
         self.residual_module = get_module(layer, spec.residual)
         self.norm = get_module(layer, spec.norm) if spec.norm else None
         self.active: list[str] = []
+        self.plan: list = []  # the active setup at this site: adapter names and Fuse blocks, in order
         self._handles: list = []
         self._residual: torch.Tensor | None = None
         self._override: torch.Tensor | None = None
 
-    def set_active(self, names: list[str]) -> None:
-        self.active = [name for name in names if name in self.adapters]
+    @property
+    def fusion_layers(self) -> nn.ModuleDict | None:
+        return self.container._modules.get("adapter_fusion_layer")
+
+    def add_fusion(self, name: str, layer: nn.Module) -> None:
+        if self.fusion_layers is None:
+            self.container.add_module("adapter_fusion_layer", nn.ModuleDict())
+        self.fusion_layers[name] = layer
+
+    def delete_fusion(self, name: str) -> None:
+        layers = self.fusion_layers
+        if layers is not None and name in layers:
+            del layers[name]
+            if not len(layers):
+                del self.container._modules["adapter_fusion_layer"]
+
+    def _plan(self, setup: Block | None) -> list:
+        """The steps of ``setup`` that exist here (a Fuse runs where its fusion layer is, i.e. all its adapters)."""
+        if setup is None:
+            return []
+        plan = []
+        for step in [setup] if isinstance(setup, Fuse) else setup.children:
+            if isinstance(step, str):
+                if step in self.adapters:
+                    plan.append(step)
+            elif self.fusion_layers is not None and step.name in self.fusion_layers:
+                plan.append(step)
+        return plan
+
+    def set_active(self, names: list[str], setup: Block | None = None) -> None:
+        """Activate ``setup`` (a Stack or Fuse; without it, ``names`` as a stack) at this site."""
+        self.plan = self._plan(setup) if setup is not None else [n for n in names if n in self.adapters]
+        self.active = [n for step in self.plan for n in ([step] if isinstance(step, str) else step.names())]
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        if not self.active:
+        if not self.plan:
             return
         self._handles.append(self.residual_module.register_forward_pre_hook(self._capture, with_kwargs=True))
         self._handles.append(self.output_module.register_forward_hook(self._replace_output))
-        last = self.adapters[self.active[-1]]
+        last = self.adapters[self._last_name()]
         if not last.config.original_ln_after and self.norm is not None:
             self._handles.append(self.norm.register_forward_hook(self._replace_norm_output))
+
+    def _last_name(self) -> str:
+        step = self.plan[-1]
+        return step if isinstance(step, str) else step.last()
+
+    def _fuse(self, block: Fuse, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """AdapterFusion: the fused adapters all read the state after the last one's pre-step (as AdapterHub)."""
+        fusion = self.fusion_layers[block.name]
+        last = self.adapters[block.last()]
+        adapter_input, residual = last.pre_forward(x, r, self.norm)
+        query = x if fusion.config.query_before_ln and not last.parallel else adapter_input
+        ups = torch.stack([self.adapters[name].bottleneck_up(adapter_input) for name in block.children], dim=-2)
+        return fusion(query, ups, residual)
 
     def _capture(self, module, args, kwargs):
         position, name = self.spec.residual_arg
@@ -66,13 +113,16 @@ class BottleneckSite:
         return output if override is None else override
 
     def forward(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """The stack of active adapters on sub-layer output ``h``; returns the host's new ``h``."""
+        """The active setup on sub-layer output ``h``; returns the host's new ``h``."""
         x = h
-        for name in self.active:
-            adapter = self.adapters[name]
-            adapter_input, residual = adapter.pre_forward(x, r, self.norm)
-            x = adapter(adapter_input, residual)
-        last = self.adapters[self.active[-1]]
+        for step in self.plan:
+            if isinstance(step, str):
+                adapter = self.adapters[step]
+                adapter_input, residual = adapter.pre_forward(x, r, self.norm)
+                x = adapter(adapter_input, residual)
+            else:
+                x = self._fuse(step, x, r)
+        last = self.adapters[self._last_name()]
         new_h = last.delta_input(x, h)
         if last.config.original_ln_after:
             return new_h  # the host computes norm(new_h + r) or r + new_h: the AdapterHub post-forward
