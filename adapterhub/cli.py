@@ -10,6 +10,9 @@ def _register() -> None:
 
     app.command("train")(train_cli.train)
     app.command("quickstart")(train_cli.quickstart)
+    from adapterhub.client import cli as client_cli  # search, info, pull, push, login, cache
+
+    client_cli.register(app)
     try:  # the hub server is an optional extra ("adapterhub[hub]")
         from adapterhub.server import cli as server_cli
     except ImportError:

@@ -1,0 +1,172 @@
+"""Downloading a commit of a hub repository into the cache, every byte checked before use."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .cache import Cache, ExpectedFile, RepoCache, check_bytes, sha256_file
+from .errors import HubHTTPError, IntegrityError, OfflineError
+from .http import HubClient
+
+CHUNK_SIZE = 256 * 1024
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+OnBytes = Callable[[str, int], None]  # (path, bytes just written)
+
+
+def expected_files(info: dict) -> list[ExpectedFile]:
+    """The files of a commit with their hashes, from ``/api/models/{repo}/revision/{commit}?blobs=true``."""
+    out = []
+    for sib in info.get("siblings") or []:
+        path = sib.get("rfilename")
+        if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
+            raise HubHTTPError(f"the hub listed an unsafe file name {path!r} in {info.get('id')}")
+        lfs = sib.get("lfs") if isinstance(sib.get("lfs"), dict) else {}
+        sha256 = str(lfs.get("sha256") or lfs.get("oid") or "").lower() or None
+        git_oid = str(sib.get("blobId") or "").lower() or None
+        size = sib.get("size", lfs.get("size"))
+        if sha256 and not _HEX64.match(sha256):
+            sha256 = None
+        if git_oid and not _HEX40.match(git_oid):
+            git_oid = None
+        if size is None or not (sha256 or git_oid):
+            raise HubHTTPError(
+                f"{info.get('id')}@{info.get('sha')}: the hub lists no size and hash for {path}; this client "
+                "verifies every file before use and needs `size` and `lfs.sha256` or `blobId` in the model info")
+        out.append(ExpectedFile(path, int(size), sha256, git_oid))
+    return out
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool | None, total: int, label: str) -> Iterator[Callable[[int], None]]:
+    if enabled is None:
+        enabled = sys.stderr.isatty() and total > 4 * 1024 * 1024
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def fetch_file(client: HubClient, rc: RepoCache, commit: str, exp: ExpectedFile,
+               advance: Callable[[int], None] = lambda n: None, on_bytes: OnBytes | None = None) -> str:
+    """Make ``blobs/<sha256>`` hold the verified content of ``exp``; resumes an ``.incomplete`` file left by
+    an interrupted download. Returns the sha256."""
+    where = f"{rc.repo_id}@{commit[:12]}: {exp.path} (hub {client.endpoint})"
+    with rc.lock(f"blob-{exp.key}"):
+        if exp.sha256 and rc.blob_path(exp.sha256).is_file():
+            if sha256_file(rc.blob_path(exp.sha256)) == exp.sha256:
+                advance(exp.size)
+                return exp.sha256
+            rc.blob_path(exp.sha256).unlink()  # altered on disk: fetch it again
+        part = rc.partial_path(exp)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        start = part.stat().st_size if part.exists() else 0
+        if start > exp.size:
+            part.unlink()
+            start = 0
+        sha, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % exp.size)
+        if start:
+            with open(part, "rb") as f:
+                while chunk := f.read(CHUNK_SIZE):
+                    sha.update(chunk)
+                    git.update(chunk)
+            advance(start)
+        if start < exp.size or exp.size == 0:
+            with client.stream_file(rc.repo_id, commit, exp.path, start=start) as response:
+                if start and (response.status_code != 206 or not _range_starts_at(response, start)):
+                    start = 0  # the hub sent the whole file: start over
+                    sha, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % exp.size)
+                etag = response.headers.get("x-linked-etag") or response.headers.get("etag") or ""
+                etag = etag.removeprefix("W/").strip('"').lower()
+                if _HEX64.match(etag) and exp.sha256 and etag != exp.sha256:
+                    raise IntegrityError(f"{where}: the hub serves sha256 {etag} but listed {exp.sha256}")
+                if _HEX64.match(etag) and not exp.sha256:
+                    exp = ExpectedFile(exp.path, exp.size, etag, exp.git_oid)
+                with open(part, "ab" if start else "wb") as f:
+                    for chunk in response.iter_bytes(CHUNK_SIZE):
+                        f.write(chunk)
+                        sha.update(chunk)
+                        git.update(chunk)
+                        advance(len(chunk))
+                        if on_bytes is not None:
+                            f.flush()
+                            on_bytes(exp.path, len(chunk))
+                    f.flush()
+                    os.fsync(f.fileno())
+        size = part.stat().st_size
+        digest = sha.hexdigest()
+        try:
+            check_bytes(exp, size, digest, git.hexdigest() if size == exp.size else None, where)
+        except IntegrityError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, rc.blob_path(digest))
+        return digest
+
+
+def _range_starts_at(response, start: int) -> bool:
+    m = re.match(r"bytes (\d+)-", response.headers.get("content-range", ""))
+    return bool(m) and int(m.group(1)) == start
+
+
+def cached_snapshot(cache: Cache, endpoint: str, repo_id: str, commit: str, verify: bool = True) -> Path | None:
+    """The complete, verified snapshot folder of ``commit``, or None if it is not (fully) in the cache."""
+    rc = cache.repo(endpoint, repo_id)
+    manifest = rc.manifest(commit)
+    if manifest is None or (verify and rc.verify_snapshot(commit, manifest)):
+        return None
+    rc.touch(commit)
+    return rc.snapshot_dir(commit)
+
+
+def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str, commit: str, *,
+             info: dict | None = None, offline: bool = False, progress: bool | None = None,
+             on_bytes: OnBytes | None = None) -> Path:
+    """The snapshot folder of ``repo_id`` at ``commit``: from the cache if complete and intact, else downloaded
+    (only the missing files), verified, and recorded as complete."""
+    rc = cache.repo(endpoint, repo_id)
+    manifest = rc.manifest(commit)
+    if manifest is not None:
+        problems = rc.verify_snapshot(commit, manifest)
+        if not problems:
+            rc.touch(commit)
+            return rc.snapshot_dir(commit)
+        if offline or client is None:
+            raise IntegrityError(f"{repo_id}@{commit} in the cache ({rc.root}) is damaged: {'; '.join(problems)}; "
+                                 "run again online to repair it, or `adapterhub cache rm " + repo_id + "`")
+    if offline or client is None:
+        raise OfflineError(f"offline mode: {repo_id}@{commit} from {endpoint} is not in the cache ({cache.root}); "
+                           "run once online (without ADAPTERHUB_OFFLINE=1) to download it")
+    with rc.lock(f"snapshot-{commit}"):
+        manifest = rc.manifest(commit)
+        if manifest is not None and not rc.verify_snapshot(commit, manifest):
+            rc.touch(commit)
+            return rc.snapshot_dir(commit)  # another process finished it while we waited
+        rc.manifest_path(commit).unlink(missing_ok=True)
+        info = info if info is not None and info.get("sha") == commit and _has_hashes(info) \
+            else client.model_info(repo_id, commit, blobs=True)
+        files = expected_files(info)
+        done: dict[str, dict] = {}
+        with _progress_bar(progress, sum(f.size for f in files), f"{repo_id}@{commit[:8]}") as advance:
+            for exp in files:
+                digest = fetch_file(client, rc, commit, exp, advance, on_bytes)
+                rc.link_file(commit, exp.path, digest)
+                done[exp.path] = {"sha256": digest, "size": exp.size}
+        rc.write_manifest(commit, endpoint, done)
+    return rc.snapshot_dir(commit)
+
+
+def _has_hashes(info: dict) -> bool:
+    sibs = info.get("siblings") or []
+    return bool(sibs) and all("size" in s for s in sibs)

@@ -1,0 +1,227 @@
+"""A small synchronous HTTP client for one adapter hub: the Hugging Face wire protocol (model info, tree,
+resolve, create_repo, NDJSON commit, tags, whoami) plus the hub's own search and resolve API.
+
+Only httpx; the endpoint and token come from :mod:`adapterhub.client.settings`, never from ``HF_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .. import __version__
+from .errors import (AmbiguousIdentifierError, AuthError, HubHTTPError, IdentifierError, NotFoundError,
+                     ValidationFailedError)
+from .settings import HubSettings, resolve_settings
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+def check_repo_id(repo_id: str) -> str:
+    if not isinstance(repo_id, str) or not REPO_ID_RE.match(repo_id) or "--" in repo_id or ".." in repo_id \
+            or repo_id.endswith(".git"):
+        raise IdentifierError(
+            f"invalid repository id {repo_id!r}: expected 'namespace/name' (letters, digits, '.', '_', '-')")
+    return repo_id
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+class HubClient:
+    """One hub (endpoint + token). Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, settings: HubSettings | None = None, **kwargs: Any):
+        self.settings = settings or resolve_settings(**kwargs)
+        self.endpoint = self.settings.endpoint
+        headers = {"user-agent": f"adapterhub/{__version__}"}
+        if self.settings.token:
+            headers["authorization"] = f"Bearer {self.settings.token}"
+        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False)
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------------------------------------ plumbing
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; any status comes back, a transport failure is a clear HubHTTPError."""
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise HubHTTPError(
+                f"cannot reach the adapter hub at {self.endpoint} ({type(error).__name__}: {error}); is it running? "
+                "Set ADAPTERHUB_ENDPOINT or pass endpoint=..., or use the cache with ADAPTERHUB_OFFLINE=1") from None
+
+    def request(self, method: str, path: str, *, what: str = "", **kwargs: Any) -> httpx.Response:
+        response = self.raw(method, path, **kwargs)
+        if response.status_code >= 400:
+            response.read()
+            raise self.error_for(response, what or f"{method} {path}")
+        return response
+
+    def error_for(self, response: httpx.Response, what: str) -> Exception:
+        code = response.headers.get("x-error-code")
+        message = response.headers.get("x-error-message") or ""
+        candidates: list[str] = []
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            message = str(body.get("error") or body.get("detail") or message)
+            candidates = [str(c) for c in body.get("candidates") or []]
+        status = response.status_code
+        text = f"{what}: {message or response.reason_phrase} (hub {self.endpoint}, HTTP {status}"
+        text += f", {code})" if code else ")"
+        if status == 404:
+            if code == "RepoNotFound" and not self.settings.token:
+                text += "; if the repository is private, pass token=... or run `adapterhub login`"
+            return NotFoundError(text, candidates)
+        if status in (401, 403):
+            hint = "" if self.settings.token else "; no token was sent: pass token=..., set ADAPTERHUB_TOKEN or run " \
+                                                "`adapterhub login`"
+            return AuthError(text + hint)
+        if status == 400:
+            return IdentifierError(text)
+        if status == 422:
+            return ValidationFailedError(text)
+        if status == 409 and candidates:
+            return AmbiguousIdentifierError(text, candidates)
+        error = HubHTTPError(text, status, code)
+        error.candidates = candidates
+        return error
+
+    def json(self, method: str, path: str, *, what: str = "", **kwargs: Any) -> Any:
+        response = self.request(method, path, what=what, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise HubHTTPError(f"{what or path}: the hub at {self.endpoint} did not answer JSON") from None
+
+    # ------------------------------------------------------------------------------------------ reading
+    def model_info(self, repo_id: str, revision: str | None = None, blobs: bool = True) -> dict:
+        check_repo_id(repo_id)
+        path = f"/api/models/{repo_id}" + (f"/revision/{_q(revision)}" if revision else "")
+        info = self.json("GET", path, params={"blobs": "true"} if blobs else None,
+                         what=f"{repo_id}@{revision or 'main'}")
+        if not isinstance(info, dict) or not COMMIT_RE.match(str(info.get("sha", ""))):
+            raise HubHTTPError(f"{repo_id}@{revision or 'main'}: the hub's model info has no commit id ('sha')")
+        return info
+
+    def list_tree(self, repo_id: str, revision: str) -> list[dict]:
+        """Every file of ``revision`` (recursive), following ``Link: rel="next"`` pagination."""
+        check_repo_id(repo_id)
+        url: str | None = f"/api/models/{repo_id}/tree/{_q(revision)}"
+        params: dict | None = {"recursive": "true", "expand": "false"}
+        files: list[dict] = []
+        while url:
+            response = self.request("GET", url, params=params, what=f"file list of {repo_id}@{revision}")
+            page = response.json()
+            files += [e for e in page if isinstance(e, dict) and e.get("type") == "file"]
+            url = response.links.get("next", {}).get("url")
+            params = None
+        return files
+
+    def resolve_identifier(self, identifier: str, model_name: str | None = None, config: str | None = None,
+                           version: str | None = None) -> dict | None:
+        """The hub's ``/api/adapters/resolve``; None when this hub has no resolve API (a plain HF server)."""
+        params = {k: v for k, v in dict(identifier=identifier, model_name=model_name, config=config,
+                                        version=version).items() if v}
+        response = self.raw("GET", "/api/adapters/resolve", params=params)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code == 200 and isinstance(body, dict):
+            return body
+        if response.status_code in (404, 405) and not (isinstance(body, dict) and "candidates" in body):
+            return None  # no resolve API on this hub
+        raise self.error_for(response, f"resolving {identifier!r}")
+
+    def search(self, **params: Any) -> dict:
+        clean = {k: v for k, v in params.items() if v is not None and v != ""}
+        for key, value in list(clean.items()):
+            if isinstance(value, bool):
+                clean[key] = "true" if value else "false"
+        return self.json("GET", "/api/adapters", params=clean, what="adapter search")
+
+    @contextlib.contextmanager
+    def stream_file(self, repo_id: str, commit: str, path: str, start: int = 0) -> Iterator[httpx.Response]:
+        """GET the bytes of one file (from byte ``start`` when resuming); the response is a 200 or a 206."""
+        url = f"/{repo_id}/resolve/{commit}/{quote(path)}"
+        headers = {"accept-encoding": "identity"}
+        if start:
+            headers["range"] = f"bytes={start}-"
+        try:
+            with self._http.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self.error_for(response, f"{repo_id}@{commit[:12]}: {path}")
+                yield response
+        except httpx.TransportError as error:
+            raise HubHTTPError(f"download of {path} from {repo_id} at {self.endpoint} broke off: {error}") from None
+
+    def get_bytes(self, url: str) -> bytes:
+        return self.request("GET", url).content
+
+    def whoami(self) -> dict:
+        return self.json("GET", "/api/whoami-v2", what="whoami")
+
+    # ------------------------------------------------------------------------------------------ writing
+    def create_repo(self, repo_id: str, private: bool = False, exist_ok: bool = True) -> str:
+        check_repo_id(repo_id)
+        namespace, name = repo_id.split("/")
+        body = {"name": name, "organization": namespace, "type": "model",
+                "visibility": "private" if private else "public", "private": private}
+        response = self.raw("POST", "/api/repos/create", json=body)
+        if response.status_code == 409 and exist_ok:
+            return repo_id
+        if response.status_code >= 400:
+            raise self.error_for(response, f"creating {repo_id}")
+        return repo_id
+
+    def commit(self, repo_id: str, files: dict[str, bytes | Path], message: str, branch: str = "main",
+               description: str = "", deletions: list[str] = (), parent_commit: str | None = None,
+               timeout: float | None = None) -> dict:
+        """One NDJSON commit with the content inline (the hub answers ``regular`` to preupload)."""
+        check_repo_id(repo_id)
+        header: dict[str, Any] = {"summary": message, "description": description}
+        if parent_commit:
+            header["parentCommit"] = parent_commit
+
+        def lines() -> Iterator[bytes]:
+            yield json.dumps({"key": "header", "value": header}).encode() + b"\n"
+            for path in sorted(files):
+                data = files[path]
+                raw = Path(data).read_bytes() if isinstance(data, Path) else bytes(data)
+                value = {"path": path, "encoding": "base64", "content": base64.b64encode(raw).decode()}
+                yield json.dumps({"key": "file", "value": value}).encode() + b"\n"
+            for path in deletions:
+                yield json.dumps({"key": "deletedFile", "value": {"path": path}}).encode() + b"\n"
+
+        body = b"".join(lines())
+        return self.json("POST", f"/api/models/{repo_id}/commit/{_q(branch)}", content=body,
+                         headers={"content-type": "application/x-ndjson"},
+                         timeout=httpx.Timeout(timeout or 600.0, connect=10.0), what=f"commit to {repo_id}@{branch}")
+
+    def create_tag(self, repo_id: str, tag: str, revision: str = "main", message: str = "") -> None:
+        check_repo_id(repo_id)
+        self.request("POST", f"/api/models/{repo_id}/tag/{_q(revision)}", json={"tag": tag, "message": message},
+                     what=f"tagging {repo_id}@{revision} as {tag!r}")

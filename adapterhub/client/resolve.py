@@ -1,0 +1,274 @@
+"""From an adapter identifier to a verified local folder.
+
+Identifier forms (``parse_identifier``):
+
+* a local folder (a ``Path``, or a string naming an existing folder, or starting with ``/``, ``./``, ``~``);
+* ``org/name`` with ``@revision`` (branch, tag or commit) or ``version=``: a hub repository;
+* ``task/subtask@org``, ``task/subtask``, ``subtask@org`` and ``@org/name``: AdapterHub identifiers, resolved
+  by the hub's ``/api/adapters/resolve`` with ``config=`` and the model's name (``model_name=``, else the
+  model's own ``name_or_path`` when it looks like a hub id);
+* an http(s) URL: of a ``.zip`` archive (optionally ``#sha256=<hex>`` or ``sha256=...``), or of a hub
+  repository page / folder (``{hub}/org/name``, ``{hub}/org/name/tree/{rev}/{subfolder}``).
+
+Every answer is pinned to a commit before anything is downloaded; the download is verified (see
+:mod:`adapterhub.client.download`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .cache import Cache
+from .download import snapshot
+from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
+from .http import COMMIT_RE, REPO_ID_RE, HubClient
+from .settings import HubSettings, normalize_endpoint, read_saved_tokens, resolve_settings
+
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+_HUB_FORM = re.compile(rf"^(?P<head>{_PART}(?:/{_PART})?)(?:@(?P<at>[^\s@]+))?$")
+_CARD_FORM = re.compile(rf"^@(?P<org>{_PART})/(?P<name>{_PART})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedIdentifier:
+    kind: str  # "local" | "hub" | "card" | "url"
+    text: str
+    head: str | None = None  # "org/name", "task/subtask" or "task"
+    at: str | None = None  # revision or org
+    path: Path | None = None
+
+    @property
+    def two_part(self) -> bool:
+        return self.kind == "hub" and "/" in (self.head or "")
+
+
+@dataclasses.dataclass
+class Pinned:
+    """An identifier pinned to one commit of one repository on one hub."""
+
+    endpoint: str
+    repo_id: str
+    commit: str
+    revision: str  # what was asked for: a branch, tag or the commit itself
+    subfolder: str = ""
+    info: dict | None = None
+    via: str = "repo"  # "repo" (model info) | "resolve" (the hub's resolve API) | "cache"
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo_id}@{self.commit}"
+
+
+def parse_identifier(identifier: Any) -> ParsedIdentifier:
+    if isinstance(identifier, os.PathLike):
+        return ParsedIdentifier("local", os.fspath(identifier), path=Path(identifier).expanduser())
+    if not isinstance(identifier, str) or not identifier.strip():
+        raise IdentifierError(f"adapter identifier must be a non-empty string or a path, not {identifier!r}")
+    text = identifier.strip()
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", text):
+        if not text.lower().startswith(("http://", "https://")):
+            raise IdentifierError(f"{text!r}: only http(s) URLs are supported")
+        return ParsedIdentifier("url", text)
+    local = Path(text).expanduser()
+    if text.startswith(("/", "./", "../", "~", ".\\")) or "\\" in text or local.exists():
+        return ParsedIdentifier("local", text, path=local)
+    m = _CARD_FORM.match(text)
+    if m:
+        return ParsedIdentifier("card", text, head=f"{m['org']}/{m['name']}")
+    m = _HUB_FORM.match(text)
+    if m:
+        return ParsedIdentifier("hub", text, head=m["head"], at=m["at"])
+    raise IdentifierError(
+        f"cannot read adapter identifier {text!r}: expected a local folder, 'org/name[@revision]', "
+        "'task/subtask[@org]', '@org/name' or an http(s) URL (a path with more than one '/' must exist locally)")
+
+
+def _config_arg(config: Any) -> str | None:
+    if config is None or isinstance(config, str):
+        return config
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    if isinstance(config, dict):
+        return json.dumps(config, sort_keys=True)
+    raise IdentifierError(f"config= must be a preset name, a dict or an AdapterConfig, not {type(config).__name__}")
+
+
+def _looks_like_hub_id(name: str | None) -> bool:
+    return bool(name) and bool(REPO_ID_RE.match(name)) and not Path(name).expanduser().exists()
+
+
+def _adapter_base_model(info: dict) -> str | None:
+    adapter = ((info.get("config") or {}).get("adapter") or {}) if isinstance(info.get("config"), dict) else {}
+    base = adapter.get("model_name") or adapter.get("base_model_name_or_path")
+    if not base and isinstance(info.get("cardData"), dict):
+        base = info["cardData"].get("base_model")
+        base = base[0] if isinstance(base, list) and base else base
+    return base if isinstance(base, str) else None
+
+
+def _check_revision_args(parsed: ParsedIdentifier, version: str | None) -> str | None:
+    if parsed.at and version and parsed.at != version:
+        raise IdentifierError(f"{parsed.text!r}: two revisions given, {parsed.at!r} in the identifier and "
+                              f"version={version!r}; give one")
+    return parsed.at or version
+
+
+def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: HubClient | None, *,
+        model_name: str | None = None, own_model_name: str | None = None, config: Any = None,
+        version: str | None = None) -> Pinned:
+    """Pin a ``hub`` or ``card`` identifier to a commit (through the cache when offline)."""
+    endpoint = settings.endpoint
+    config_s = _config_arg(config)
+    used_model = model_name or (own_model_name if _looks_like_hub_id(own_model_name) else None)
+    # "a/b@c" is a repository at revision c, or task a/subtask b by org c: the hub's resolve API decides
+    revision = (parsed.at or version) if parsed.two_part else version
+    key = (parsed.text, used_model, config_s, version)
+
+    # A commit id names immutable content: a complete snapshot in the cache needs no network at all.
+    if parsed.two_part and revision and COMMIT_RE.match(revision) and not (parsed.at and version):
+        rc = cache.repo(endpoint, parsed.head)
+        if rc.manifest(revision) is not None:
+            return Pinned(endpoint, parsed.head, revision, revision, via="cache")
+
+    if settings.offline or client is None:
+        return _pin_offline(parsed, endpoint, cache, key, revision)
+
+    answer, resolve_error = None, None
+    try:
+        answer = client.resolve_identifier(parsed.text, model_name=used_model, config=config_s, version=version)
+    except NotFoundError as error:  # includes ambiguity (409) and unknown identifiers (404)
+        if isinstance(error, AmbiguousIdentifierError) or not parsed.two_part:
+            raise
+        resolve_error = error
+    if answer is not None:
+        if not answer.get("downloadable") or not answer.get("commit"):
+            urls = [f.get("url") for f in answer.get("files") or [] if isinstance(f, dict) and f.get("url")]
+            raise NotFoundError(
+                f"{parsed.text!r} resolves to {answer.get('repo_id')} (version {answer.get('version')}), a legacy "
+                f"AdapterHub card whose weights are not hosted on {endpoint}"
+                + (f"; its archive was published at {', '.join(urls)}" if urls else ""))
+        pinned = Pinned(endpoint, answer["repo_id"], answer["commit"], answer.get("version") or answer["commit"],
+                        via="resolve")
+    elif parsed.two_part:
+        revision = _check_revision_args(parsed, version)
+        try:
+            info = client.model_info(parsed.head, revision or "main", blobs=True)
+        except NotFoundError:
+            if resolve_error is not None:
+                raise resolve_error from None
+            raise
+        base = _adapter_base_model(info)
+        if model_name and base and base != model_name and resolve_error is not None:
+            raise resolve_error
+        pinned = Pinned(endpoint, parsed.head, info["sha"], revision or "main", info=info)
+    else:
+        raise NotFoundError(f"{parsed.text!r} is an AdapterHub identifier, but the hub at {endpoint} has no "
+                            "resolve API (/api/adapters/resolve); use the repository id org/name instead")
+    cache.save_resolution(endpoint, *key, {"repo_id": pinned.repo_id, "commit": pinned.commit,
+                                           "revision": pinned.revision})
+    if pinned.revision != pinned.commit:
+        cache.repo(endpoint, pinned.repo_id).set_ref(pinned.revision, pinned.commit)
+    return pinned
+
+
+def _pin_offline(parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tuple, revision: str | None) -> Pinned:
+    hint = "run once online (without ADAPTERHUB_OFFLINE=1) to resolve and download it"
+    saved = cache.resolution(endpoint, *key)
+    if saved:
+        return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"], via="cache")
+    if parsed.two_part:
+        rc = cache.repo(endpoint, parsed.head)
+        commit = rc.ref(revision or "main")
+        if commit:
+            return Pinned(endpoint, parsed.head, commit, revision or "main", via="cache")
+        cached = rc.commits()
+        if cached:
+            raise OfflineError(
+                f"offline mode: revision {revision or 'main'!r} of {parsed.head} from {endpoint} was never looked "
+                f"up, so its commit is unknown; cached: {', '.join(f'{r}={c[:12]}' for r, c in rc.refs().items())} "
+                f"(commits {', '.join(c[:12] for c in cached)}); pass one of them as version=, or {hint}")
+    raise OfflineError(f"offline mode: {parsed.text!r} (model_name={key[1]}, config={key[2]}, version={key[3]}) "
+                       f"was never resolved against {endpoint}, and nothing for it is in the cache ({cache.root}); "
+                       f"{hint}")
+
+
+def _hub_url(url: str, settings: HubSettings) -> tuple[str, str, str | None, str]:
+    """(endpoint, repo_id, revision, subfolder) of a hub URL ``{hub}/org/name[/tree|resolve|blob/{rev}/{sub}]``."""
+    configured = settings.endpoint
+    if url.rstrip("/").startswith(configured + "/"):
+        endpoint, rest = configured, url.rstrip("/")[len(configured):]
+    else:
+        parts = urlsplit(url)
+        endpoint, rest = normalize_endpoint(f"{parts.scheme}://{parts.netloc}"), parts.path
+    segs = [unquote(s) for s in rest.split("?")[0].split("#")[0].strip("/").split("/") if s]
+    if len(segs) < 2 or not REPO_ID_RE.match(f"{segs[0]}/{segs[1]}"):
+        raise IdentifierError(f"{url!r} is neither a .zip archive nor a hub repository URL ({{hub}}/org/name[/tree/rev])")
+    revision, sub = None, ""
+    if len(segs) > 2:
+        if segs[2] not in ("tree", "resolve", "blob") or len(segs) < 4:
+            raise IdentifierError(f"{url!r}: expected {{hub}}/org/name/tree/<revision>[/<folder>]")
+        revision, sub = segs[3], "/".join(segs[4:])
+        if any(p in ("..", ".") for p in segs[4:]):
+            raise IdentifierError(f"{url!r}: '..' is not allowed in the folder")
+    return endpoint, f"{segs[0]}/{segs[1]}", revision, sub
+
+
+def adapter_folder(identifier: Any, *, version: str | None = None, config: Any = None, model_name: str | None = None,
+                   own_model_name: str | None = None, endpoint: str | None = None, token: str | bool | None = None,
+                   offline: bool | None = None, cache_dir: str | os.PathLike | None = None,
+                   sha256: str | None = None, progress: bool | None = None, **unknown: Any) -> Path:
+    """The verified local folder of the adapter ``identifier`` (see the module docstring)."""
+    if unknown:
+        raise TypeError(f"unknown option(s) for loading {identifier!r}: {', '.join(sorted(unknown))}")
+    parsed = parse_identifier(identifier)
+    if parsed.kind == "local":
+        return parsed.path
+    settings = resolve_settings(endpoint=endpoint, token=token, offline=offline, cache_dir=cache_dir)
+    cache = Cache(settings.cache_dir)
+    if parsed.kind == "url":
+        path = urlsplit(parsed.text).path.lower()
+        if path.endswith(".zip"):
+            from .archives import archive_folder
+
+            return archive_folder(parsed.text, settings, cache, sha256=sha256, progress=progress)
+        ep, repo_id, url_rev, sub = _hub_url(parsed.text, settings)
+        if ep != settings.endpoint:  # a token goes only to the hub it was given or saved for
+            explicit = token if isinstance(token, str) else None
+            settings = dataclasses.replace(settings, endpoint=ep, token=explicit or read_saved_tokens().get(ep))
+        parsed = ParsedIdentifier("hub", f"{repo_id}@{url_rev}" if url_rev else repo_id, head=repo_id, at=url_rev)
+    else:
+        sub = ""
+    client = None if settings.offline else HubClient(settings)
+    try:
+        pinned = pin(parsed, settings, cache, client, model_name=model_name, own_model_name=own_model_name,
+                     config=config, version=version)
+        folder = snapshot(client, cache, pinned.endpoint, pinned.repo_id, pinned.commit, info=pinned.info,
+                          offline=settings.offline, progress=progress)
+    finally:
+        if client is not None:
+            client.close()
+    if sub:
+        folder = folder / sub
+        if not folder.is_dir():
+            raise NotFoundError(f"{parsed.text}: no folder {sub!r} in {pinned.label}")
+    return folder
+
+
+def resolve(identifier: str, *, version: str | None = None, config: Any = None, model_name: str | None = None,
+            endpoint: str | None = None, token: str | bool | None = None, offline: bool | None = None,
+            cache_dir: str | os.PathLike | None = None) -> Pinned:
+    """Pin a hub identifier to a repository and commit without downloading anything."""
+    parsed = parse_identifier(identifier)
+    if parsed.kind not in ("hub", "card"):
+        raise IdentifierError(f"{identifier!r} is not a hub identifier (org/name[@rev], task/subtask[@org], @org/name)")
+    settings = resolve_settings(endpoint=endpoint, token=token, offline=offline, cache_dir=cache_dir)
+    with contextlib.nullcontext() if settings.offline else HubClient(settings) as client:
+        return pin(parsed, settings, Cache(settings.cache_dir), client, model_name=model_name, config=config,
+                   version=version)

@@ -1,0 +1,77 @@
+"""The client tests run against the real hub on 127.0.0.1: the server engineers' ``live_hub`` fixture
+(tests/server/conftest.py: uvicorn in a thread, users ``alice`` and ``bob``, organisation ``acme`` with alice as
+a member), on SQLite only, plus the base model ``alice/tiny-bert`` (its config.json) so that uploads validate."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+_path = Path(__file__).resolve().parents[1] / "server" / "conftest.py"
+_spec = importlib.util.spec_from_file_location("server_conftest", _path)
+_server_conftest = importlib.util.module_from_spec(_spec)
+sys.modules["server_conftest"] = _server_conftest
+_spec.loader.exec_module(_server_conftest)
+
+from tiny_models import make_model  # noqa: E402
+
+import adapterhub  # noqa: E402
+
+live_hub = _server_conftest.live_hub
+BASE = "alice/tiny-bert"
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory):
+    """SQLite only: the server tests cover PostgreSQL; the client does not care which database the hub uses."""
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'hub.sqlite'}"
+
+
+@pytest.fixture(scope="module")
+def client_hub(live_hub):
+    from adapterhub.client import push_base_model
+
+    push_base_model(make_model("bert", "seqcls"), BASE, endpoint=live_hub.url, token=live_hub.tokens["alice"])
+    return live_hub
+
+
+def adapter_model(seed: int = 0, name: str = "sst", config: str = "seq_bn"):
+    """A tiny BERT classifier (hub id alice/tiny-bert) with one adapter of non-trivial weights, active."""
+    model = fresh_model()
+    model.add_adapter(name, config=config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.adapterhub_state.adapter_parameters(name).values():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.2)
+        for param in model.adapterhub_state.head_parameters().values():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.2)
+    model.set_active_adapters(name)
+    return model
+
+
+def fresh_model():
+    model = make_model("bert", "seqcls", seed=0)
+    model.config.name_or_path = BASE
+    return adapterhub.init(model)
+
+
+def blob_path(hub, sha256: str) -> Path:
+    """Where the server keeps a blob on its disk."""
+    return Path(hub.hub.store.local_path(sha256))
+
+
+@pytest.fixture
+def env(client_hub, tmp_path, monkeypatch):
+    """A private cache and home per test, the endpoint set, no token or offline mode leaking in."""
+    monkeypatch.setenv("ADAPTERHUB_ENDPOINT", client_hub.url)
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ADAPTERHUB_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ADAPTERHUB_TOKEN", raising=False)
+    monkeypatch.delenv("ADAPTERHUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    return tmp_path / "cache"
