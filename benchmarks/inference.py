@@ -1,0 +1,97 @@
+"""Inference latency of an active seq_bn adapter vs the bare model (core library, issue 2 point 8b).
+
+One BERT-base-sized ``BertForSequenceClassification`` (random init, no download) in ``eval()`` mode under
+``torch.inference_mode()``, ``adapterhub.init`` + a ``seq_bn`` adapter. The bare model is the same model with
+no active adapter (``set_active_adapters(None)``): the library then installs no hooks at all, so it runs the
+unmodified Transformers forward on the same weights in the same memory. The two modes alternate call by call
+(bare, adapter, adapter, bare, ...) so that drift in the machine's load hits both alike; each call is timed on
+its own. Printed per shape: median latency of each mode, the ratio of the medians, and the median of the
+per-pair ratios (each adapter call against the bare call next to it).
+
+    .venv/bin/python benchmarks/inference.py
+    .venv/bin/python benchmarks/inference.py --pairs-large 40 --pairs-small 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+TARGET_OVERHEAD = 0.03
+
+
+def measure(model, shape: tuple[int, int], pairs: int, warmup: int) -> dict:
+    import torch
+
+    from _common import make_inputs
+
+    input_ids, attention_mask, _ = make_inputs(*shape)
+    modes = {"bare": None, "seq_bn": "bench"}
+    times = {name: [] for name in modes}
+    cpu = {name: [] for name in modes}
+
+    def call(mode: str) -> None:
+        model.set_active_adapters(modes[mode])
+        w0, c0 = time.perf_counter(), time.process_time()
+        model(input_ids=input_ids, attention_mask=attention_mask)
+        times[mode].append(time.perf_counter() - w0)
+        cpu[mode].append(time.process_time() - c0)
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for mode in modes:
+                call(mode)
+        times = {name: [] for name in modes}
+        cpu = {name: [] for name in modes}
+        for index in range(pairs):
+            order = ("bare", "seq_bn") if index % 2 == 0 else ("seq_bn", "bare")
+            for mode in order:
+                call(mode)
+    return {"times": times, "cpu": cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs-large", type=int, default=30, help="timed pairs at batch 8 x seq 128")
+    parser.add_argument("--pairs-small", type=int, default=400, help="timed pairs at batch 1 x seq 16")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import adapterhub
+    from _common import build_model, iqr, machine_line, median
+
+    print(machine_line())
+    model = build_model(args.layers).eval()
+    adapterhub.init(model)
+    model.add_adapter("bench", config="seq_bn")
+    print(f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, {args.threads} threads, "
+          f"eval + inference_mode; seq_bn adapter: "
+          f"{sum(p.numel() for p in model.adapterhub_state.adapter_parameters('bench').values()):,} params")
+    for shape, pairs in (((8, 128), args.pairs_large), ((1, 16), args.pairs_small)):
+        result = measure(model, shape, pairs, args.warmup)
+        bare, adapter = result["times"]["bare"], result["times"]["seq_bn"]
+        paired = [a / b for a, b in zip(adapter, bare)]
+        ratio = median(adapter) / median(bare)
+        cpu_ratio = median(result["cpu"]["seq_bn"]) / median(result["cpu"]["bare"])
+        verdict = "met" if ratio - 1 <= TARGET_OVERHEAD else "MISSED"
+        lo, hi = iqr(paired)
+        print(f"batch {shape[0]} x seq {shape[1]}: {pairs} pairs; bare {median(bare) * 1e3:.2f} ms, "
+              f"seq_bn {median(adapter) * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.2f}% (median of "
+              f"paired ratios {100 * (median(paired) - 1):+.2f}%, IQR {100 * (lo - 1):+.1f}..{100 * (hi - 1):+.1f}%; "
+              f"cpu time {100 * (cpu_ratio - 1):+.2f}%) target <= +{100 * TARGET_OVERHEAD:.0f}%: {verdict}",
+              flush=True)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
