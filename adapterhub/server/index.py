@@ -154,6 +154,7 @@ def card_description(body: str, limit: int = 500) -> str | None:
         if not para or para.startswith(("#", "```", "|", "- **", "[More Information Needed]")):
             continue
         para = " ".join(para.split())
+        para = re.sub(r"(\*\*|__|`)", "", para)  # the list shows plain text
         return para[:limit]
     return None
 
@@ -204,7 +205,13 @@ _LORA_KEYS = ("r", "alpha", "attn_matrices", "dropout", "selfattn_lora", "interm
 def _adapterhub_method(c: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     arch = c.get("architecture")
     if arch in (None, "bottleneck"):
-        return _bottleneck_method(c), "bottleneck", {k: c[k] for k in _BN_KEYS if k in c and c[k] not in (None, [])}
+        hp = {k: c[k] for k in _BN_KEYS if k in c and c[k] not in (None, [])}
+        for key, default in (("is_parallel", False), ("scaling", 1.0), ("inv_adapter", None)):
+            if hp.get(key) == default:
+                hp.pop(key, None)
+        if not c.get("phm_layer"):
+            hp.pop("phm_dim", None)
+        return _bottleneck_method(c), "bottleneck", hp
     hp: dict[str, Any]
     if arch in ("lora", "mtl_lora"):
         hp = {k: c[k] for k in _LORA_KEYS if k in c and c[k] not in (None, [])}

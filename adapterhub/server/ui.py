@@ -1,0 +1,404 @@
+"""Server-rendered web UI (Jinja2, no JavaScript needed): browse by task / language / base model, faceted
+search, adapter pages (card, config, files with sizes and sha256, versions, validation, metrics, code
+snippets) and an upload form for a folder, single files or a zip archive.
+
+The upload form goes through the same checks and commit pipeline as the HF protocol (``uploads.Staging``,
+``uploads.extract_zip``, ``repos.commit``). Browsers authenticate with a hub token pasted into the login
+form (kept in an HttpOnly cookie) or into the upload form itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomyTask
+from adapterhub.server.models import Commit, Ref, Repo, Validation
+from adapterhub.server.search import FACETS, SORTS, SearchQuery, get_session, search, viewer_for
+
+HERE = Path(__file__).parent
+TOKEN_COOKIE = "ah_token"
+FACET_LABELS = {
+    "task": "Task", "subtask": "Dataset", "language": "Language", "base_model": "Base model", "method": "Method",
+    "library": "Format", "head": "Head", "model_type": "Model type", "license": "Licence", "author": "Author",
+    "source": "Source",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def human_count(n: int | None) -> str:
+    if n is None:
+        return "–"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def _markdown(text: str) -> Markup:
+    """A model card body as HTML; raw HTML in the card is escaped (markdown-it with html disabled)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    return Markup(md.render(text or ""))
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["size"] = human_size
+    env.filters["count"] = human_count
+    env.filters["markdown"] = _markdown
+    env.filters["date"] = lambda d: d.strftime("%Y-%m-%d") if isinstance(d, dt.datetime) else (d or "")
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, ensure_ascii=False)
+    return env
+
+
+ENV = _env()
+
+
+def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("user", _user_name(request))
+    ctx.setdefault("q", "")
+    html = ENV.get_template(template).render(request=request, facet_labels=FACET_LABELS, **ctx)
+    return HTMLResponse(html, status_code=status)
+
+
+def _user_name(request: Request) -> str | None:
+    token = request.cookies.get(TOKEN_COOKIE)
+    if not token:
+        return None
+    from adapterhub.server.auth import AuthError, caller_from_header
+
+    try:
+        with request.app.state.hub.db.session() as s:
+            caller = caller_from_header(s, "Bearer " + token)
+            return caller.name
+    except AuthError:
+        return None
+
+
+def _url(path: str, params: dict[str, Any]) -> str:
+    clean = {k: v for k, v in params.items() if v not in (None, "", 1) or (k == "page" and v not in (None, 1))}
+    clean = {k: v for k, v in clean.items() if not (k == "page" and v == 1)}
+    return path + ("?" + urlencode(clean) if clean else "")
+
+
+def public_url(request: Request) -> str:
+    hub = request.app.state.hub
+    return (getattr(hub.settings, "public_url", "") or str(request.base_url)).rstrip("/")
+
+
+# ---------------------------------------------------------------------------------------------------- pages
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    path = HERE / "static" / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    media = {".css": "text/css", ".svg": "image/svg+xml", ".js": "text/javascript"}.get(path.suffix, "text/plain")
+    return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, s: Session = Depends(get_session)):
+    viewer = viewer_for(request, s)
+    res = search(s, SearchQuery(per_page=8, sort="recent", filters={"source": "hub"}), viewer)
+    overview = search(s, SearchQuery(per_page=1), viewer)
+    tasks = [(t, c) for t, c in overview.facets.get("task", [])][:12]
+    names = dict(s.execute(select(TaxonomyTask.name, TaxonomyTask.displayname)).all())
+    langs = dict(s.execute(select(TaxonomyLanguage.code, TaxonomyLanguage.name)).all())
+    return render(request, "home.html", recent=res.items, total=overview.total, facets=overview.facets,
+                  tasks=tasks, task_names=names, lang_names=langs)
+
+
+@router.get("/adapters", response_class=HTMLResponse)
+def adapters_page(request: Request, s: Session = Depends(get_session)):
+    params = request.query_params
+    filters = {k: params[k] for k in FACETS if params.get(k)}
+    sort = params.get("sort") or "recent"
+    if sort not in SORTS:
+        sort = "recent"
+    try:
+        page = max(1, int(params.get("page") or 1))
+    except ValueError:
+        page = 1
+    q = params.get("q", "")
+    per_page = 20
+    res = search(s, SearchQuery(q=q, filters=filters, sort=sort, page=page, per_page=per_page),
+                 viewer_for(request, s))
+    base = {"q": q, "sort": sort if sort != "recent" else None, **filters}
+
+    def toggle(name: str, value: str) -> str:
+        p = dict(base)
+        p[name] = None if filters.get(name) == value else value
+        return _url("/adapters", p)
+
+    pages = max(1, -(-res.total // per_page))
+    return render(request, "adapters.html", items=res.items, total=res.total, facets=res.facets, filters=filters,
+                  q=q, sort=sort, sorts=SORTS, page=page, pages=pages, toggle=toggle,
+                  remove=lambda name: _url("/adapters", {**base, name: None}),
+                  page_url=lambda n: _url("/adapters", {**base, "page": n}))
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+def tasks_page(request: Request, s: Session = Depends(get_session)):
+    from adapterhub.server.search import taxonomy
+
+    tax = taxonomy(s, viewer_for(request, s))
+    groups = {"text_task": [t for t in tax.tasks if t.kind != "text_lang"],
+              "text_lang": [t for t in tax.tasks if t.kind == "text_lang"]}
+    return render(request, "tasks.html", groups=groups)
+
+
+@router.get("/languages", response_class=HTMLResponse)
+def languages_page(request: Request, s: Session = Depends(get_session)):
+    from adapterhub.server.search import taxonomy
+
+    langs = sorted(taxonomy(s, viewer_for(request, s)).languages, key=lambda x: (-x.count, x.name))
+    return render(request, "languages.html", languages=langs)
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request, s: Session = Depends(get_session)):
+    from adapterhub.server.search import _visible
+
+    vis = _visible(viewer_for(request, s))
+    conds = [IndexEntry.is_adapter.is_(True), IndexEntry.base_model.is_not(None), *([vis] if vis is not None else [])]
+    rows = s.execute(select(IndexEntry.base_model, IndexEntry.model_type, func.count())
+                     .where(*conds).group_by(IndexEntry.base_model, IndexEntry.model_type)
+                     .order_by(func.count().desc(), IndexEntry.base_model)).all()
+    return render(request, "models.html", models=rows)
+
+
+@router.get("/adapters/{namespace}/{name}", response_class=HTMLResponse)
+def adapter_page(namespace: str, name: str, request: Request, s: Session = Depends(get_session)):
+    from adapterhub.server.auth import AuthError, caller_from_header, can_read
+
+    full = f"{namespace}/{name}"
+    e = s.scalar(select(IndexEntry).where(IndexEntry.full_name == full))
+    repo = s.get(Repo, e.repo_pk) if e is not None and e.repo_pk else s.scalar(
+        select(Repo).where(Repo.namespace == namespace, Repo.name == name))
+    header = request.headers.get("authorization") or (
+        "Bearer " + request.cookies[TOKEN_COOKIE] if request.cookies.get(TOKEN_COOKIE) else None)
+    try:
+        caller = caller_from_header(s, header)
+    except AuthError:
+        caller = None
+    if repo is not None and (caller is None or not can_read(caller, repo)):
+        repo = None  # private: the same 404 as a missing repository
+        e = None
+    if e is None and repo is None:
+        return render(request, "error.html", status=404, title="Not found",
+                      message=f"No adapter {full} (or it is private and you are not logged in as its owner).")
+    ctx: dict[str, Any] = {"e": e, "repo": repo, "full": full, "hub_url": public_url(request)}
+    data = (e.data if e is not None else None) or {}
+    ctx["data"] = data
+    if repo is not None:
+        refs = list(s.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.kind, Ref.name)))
+        rev = request.query_params.get("rev") or (e.commit_oid if e is not None and e.commit_oid else None)
+        main_ref = next((r for r in refs if r.kind == "branch" and r.name == "main"), None)
+        oid = rev or (main_ref.commit_oid if main_ref else None)
+        commit = s.get(Commit, oid) if oid else None
+        if commit is None or commit.repo_id != repo.id:
+            ref = next((r for r in refs if r.name == rev), None)
+            commit = s.get(Commit, ref.commit_oid) if ref else None
+        history = list(s.scalars(select(Commit).where(Commit.repo_id == repo.id)
+                                 .order_by(Commit.created_at.desc()).limit(30)))
+        tags_by_commit: dict[str, list[str]] = {}
+        for r in refs:
+            tags_by_commit.setdefault(r.commit_oid, []).append(f"{r.kind}:{r.name}")
+        files = []
+        if commit is not None:
+            files = [{"path": f.path, "size": f.blob.size, "sha256": f.blob_sha256} for f in commit.files]
+        validation = s.get(Validation, commit.oid) if commit is not None else None
+        card_body = ""
+        readme = next((f for f in files if f["path"] == "README.md"), None)
+        if readme is not None and readme["size"] < 1 << 20:
+            from adapterhub.server.index import parse_front_matter
+
+            with request.app.state.hub.store.open(readme["sha256"]) as fh:
+                card_body = parse_front_matter(fh.read().decode("utf-8", errors="replace"))[1]
+        ctx.update(refs=refs, commit=commit, history=history, files=files, validation=validation,
+                   card_body=card_body, tags_by_commit=tags_by_commit,
+                   is_head=commit is not None and e is not None and commit.oid == e.commit_oid)
+    ctx["snippets"] = snippets(e, full, ctx.get("commit"), public_url(request))
+    return render(request, "adapter.html", **ctx)
+
+
+def snippets(e: IndexEntry | None, full: str, commit: Commit | None, hub_url: str) -> list[tuple[str, str, str]]:
+    """(title, note, code) of copy-paste snippets for adapterhub, adapters and peft."""
+    base = (e.base_model if e is not None else None) or "<base model>"
+    rev = commit.oid if commit is not None else None
+    library = e.library if e is not None else None
+    out = []
+    if e is not None and e.source == "legacy":
+        ident = data_ident = (e.data or {}).get("identifier") or full
+        out.append(("adapterhub", "Resolves the legacy identifier; the weights are not hosted here.",
+                    f'curl "{hub_url}/api/adapters/resolve?identifier={data_ident}&model_name={base}'
+                    f'&config={e.config_hash}"'))
+        out.append(("adapters", "The original AdapterHub identifier (weights hosted by the authors).",
+                    f'model.load_adapter("{ident}", config="{(e.data or {}).get("architecture") or e.method}")'))
+        return out
+    pin = f"@{rev}" if rev else ""
+    out.append(("adapterhub", "Loads the pinned commit; works for AdapterHub and PEFT formats.",
+                f"# export ADAPTERHUB_ENDPOINT={hub_url}\n"
+                "import adapterhub\nfrom transformers import AutoModel\n\n"
+                f'model = AutoModel.from_pretrained("{base}")\nadapterhub.init(model)\n'
+                f'name = model.load_adapter("{full}{pin}", set_active=True)'))
+    if library != "peft":
+        out.append(("adapters", "The AdapterHub `adapters` library, through the Hugging Face protocol.",
+                    f"# export HF_ENDPOINT={hub_url}\n"
+                    "import adapters\nfrom transformers import AutoModel\n\n"
+                    f'model = AutoModel.from_pretrained("{base}")\nadapters.init(model)\n'
+                    f'name = model.load_adapter("{full}"' + (f', version="{rev}"' if rev else "") + ")\n"
+                    "model.set_active_adapters(name)"))
+    if library != "adapters":
+        out.append(("peft", "PEFT, through the Hugging Face protocol.",
+                    f"# export HF_ENDPOINT={hub_url}\n"
+                    "from peft import PeftModel\nfrom transformers import AutoModel\n\n"
+                    f'base = AutoModel.from_pretrained("{base}")\n'
+                    f'model = PeftModel.from_pretrained(base, "{full}"' + (f', revision="{rev}"' if rev else "")
+                    + ")"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- login, upload
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request):
+    return render(request, "login.html")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request):
+    from adapterhub.server.auth import AuthError, caller_from_header
+
+    form = await request.form()
+    token = str(form.get("token") or "").strip()
+    try:
+        with request.app.state.hub.db.session() as s:
+            caller = caller_from_header(s, "Bearer " + token) if token else None
+    except AuthError:
+        caller = None
+    if caller is None or caller.account is None:
+        return render(request, "login.html", status=401, error="Unknown or revoked token.")
+    resp = RedirectResponse(str(form.get("next") or "/upload"), status_code=303)
+    resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", max_age=30 * 86400)
+    return resp
+
+
+@router.post("/logout")
+def logout():
+    resp = RedirectResponse("/", status_code=303)
+    resp.delete_cookie(TOKEN_COOKIE)
+    return resp
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload_form(request: Request):
+    return render(request, "upload.html", form={})
+
+
+def _strip_common_root(paths: list[str]) -> str:
+    """A folder picked in the browser sends `folder/...` names: the shared first component is dropped."""
+    firsts = {p.split("/", 1)[0] for p in paths}
+    if len(firsts) == 1 and all("/" in p for p in paths):
+        return firsts.pop() + "/"
+    return ""
+
+
+@router.post("/upload", response_class=HTMLResponse)
+async def upload(request: Request):
+    from starlette.concurrency import run_in_threadpool
+
+    hub = request.app.state.hub
+    try:
+        form = await request.form(max_files=hub.limits.max_files + 10)
+    except Exception as e:  # noqa: BLE001 - malformed multipart bodies
+        return render(request, "upload.html", status=400, form={}, error=f"Could not read the form: {e}")
+    fields = {k: str(form.get(k) or "").strip() for k in ("repo_id", "token", "message", "private")}
+    uploads = [f for f in form.getlist("files") + form.getlist("folder") if isinstance(f, UploadFile) and f.filename]
+    archive = form.get("zip")
+    archive = archive if isinstance(archive, UploadFile) and archive.filename else None
+    try:
+        result = await run_in_threadpool(_do_upload, request, hub, fields, uploads, archive)
+    except _FormError as e:
+        return render(request, "upload.html", status=e.status, form=fields, error=e.message)
+    finally:
+        await form.close()
+    repo_id, oid, status = result
+    return RedirectResponse(f"/adapters/{repo_id}?uploaded={oid}", status_code=303)
+
+
+class _FormError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def _do_upload(request: Request, hub, fields: dict[str, str], uploads: list[UploadFile],
+               archive: UploadFile | None) -> tuple[str, str, str]:
+    from adapterhub.server import repos
+    from adapterhub.server.auth import AuthError, caller_from_header
+    from adapterhub.server.uploads import Staging, UploadError, extract_zip
+
+    token = fields["token"] or request.cookies.get(TOKEN_COOKIE, "")
+    if not token:
+        raise _FormError("Log in or paste a write token to upload.", 401)
+    try:
+        with hub.db.session() as s:
+            caller = caller_from_header(s, "Bearer " + token)
+    except AuthError as e:
+        raise _FormError(e.message, e.status) from e
+    repo_id = fields["repo_id"]
+    if caller.account is not None and repo_id and "/" not in repo_id:
+        repo_id = f"{caller.account.name}/{repo_id}"
+    if not repo_id:
+        raise _FormError("Give the repository a name (namespace/name).")
+    if not uploads and archive is None:
+        raise _FormError("Choose a folder, some files or a zip archive to upload.")
+    try:
+        with Staging(hub.tmp_dir, hub.limits) as staging:
+            if archive is not None:
+                archive.file.seek(0)
+                extract_zip(archive.file, staging)
+            names = [f.filename.replace("\\", "/") for f in uploads]
+            root = _strip_common_root(names) if names else ""
+            for f, name in zip(uploads, names):
+                f.file.seek(0)
+                staging.add_stream(name[len(root):], f.file)
+            if not staging.files:
+                raise _FormError("The upload holds no files.")
+            ops = [repos.Op("add", p, staged=sf) for p, sf in staging.files.items()]
+            repos.create_repo(hub, caller, repo_id, private=fields["private"] in ("on", "1", "true"))
+            message = fields["message"] or f"Upload {len(ops)} file(s) from the web form"
+            oid, status = repos.commit(hub, caller, repo_id, "main", ops, message)
+    except (UploadError, repos.HubError) as e:
+        raise _FormError(e.message, e.status) from e
+    except AuthError as e:
+        raise _FormError(e.message, e.status) from e
+    return repo_id, oid, status
