@@ -5,5 +5,3 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(1)
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -8,7 +8,7 @@ import transformers
 from safetensors.torch import load_file
 
 import adapterhub
-from conftest import SHARED
+from tiny_models import SHARED
 
 FIXTURES = SHARED / "fixtures" / "interop"
 NAMES = ["seq_bn", "double_seq_bn", "par_bn", "scaled_par_bn", "seq_bn_inv", "seq_bn-seqcls"]

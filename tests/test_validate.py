@@ -6,7 +6,7 @@ from safetensors.torch import load_file, save_file
 
 import adapterhub
 from adapterhub.library.validate import validate_adapter
-from conftest import SHARED
+from tiny_models import SHARED
 from tiny_models import make_model
 
 FIXTURES = SHARED / "fixtures" / "interop"

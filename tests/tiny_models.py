@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import transformers
+
+#: the project's ../shared folder (data, interop fixtures)
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 _COMMON = dict(vocab_size=100, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 
