@@ -16,7 +16,7 @@ import transformers
 from safetensors.torch import load_file
 
 import adapterhub
-from conftest import SHARED
+from tiny_models import SHARED
 
 FIXTURES = SHARED / "fixtures" / "interop"
 TOLERANCE = 1e-5
