@@ -161,8 +161,8 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
         try:
             info = client.model_info(parsed.head, revision or "main", blobs=True)
         except NotFoundError:
-            if resolve_error is not None:
-                raise resolve_error from None
+            if resolve_error is not None and resolve_error.candidates:
+                raise resolve_error from None  # the hub knows similar adapters: say which
             raise
         base = _adapter_base_model(info)
         if model_name and base and base != model_name and resolve_error is not None:
@@ -183,6 +183,8 @@ def _pin_offline(parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tup
     saved = cache.resolution(endpoint, *key)
     if saved:
         return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"], via="cache")
+    if parsed.two_part and revision and COMMIT_RE.match(revision):
+        return Pinned(endpoint, parsed.head, revision, revision, via="cache")  # the snapshot says if it is there
     if parsed.two_part:
         rc = cache.repo(endpoint, parsed.head)
         commit = rc.ref(revision or "main")
