@@ -231,3 +231,32 @@ def test_from_config_and_from_pretrained(tmp_path):
     batch = inputs()
     with torch.no_grad():
         assert torch.equal(loaded(**batch).last_hidden_state, base(**batch).last_hidden_state)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    model = adapterhub.AdapterModel(make_model("bert", "base"))
+    model.add_adapter("a", config="seq_bn")
+    model.add_adapter("c", config="compacter[reduction_factor=4]")
+    model.add_adapter_fusion(["a", "c"])
+    model.add_classification_head("a,c", num_labels=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "adapter" in name or "shared_parameters" in name:
+                p.add_(torch.randn_like(p) * 0.05)
+    model.train_adapter_fusion(adapterhub.Fuse("a", "c"), unfreeze_adapters=True)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+    def gradients():
+        model.zero_grad()
+        model(**inputs(), labels=torch.tensor([0, 1])).loss.backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    plain = gradients()
+    assert any(k.startswith("heads.a,c.") for k in plain) and any("adapter_fusion_layer" in k for k in plain)
+    assert any("shared_parameters.c.phm_rule" in k for k in plain)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed = gradients()
+    assert set(plain) == set(checkpointed)
+    assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-7) for k in plain)

@@ -227,6 +227,13 @@ class AdapterModel(nn.Module):
     def get_input_embeddings(self) -> nn.Module:
         return self.base_model.get_input_embeddings()
 
+    def activation_checkpointing_enable(self, *args: Any, **kwargs: Any) -> None:
+        """Gradient (activation) checkpointing of the base model (what Trainer's ``gradient_checkpointing`` calls)."""
+        self.base_model.activation_checkpointing_enable(*args, **kwargs)
+
+    def activation_checkpointing_disable(self) -> None:
+        self.base_model.activation_checkpointing_disable()
+
     @property
     def is_decoder_only(self) -> bool:
         """Decoders (GPT-2, Llama, ...) pool the last non-padding token; encoders the first token."""
