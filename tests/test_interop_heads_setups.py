@@ -159,3 +159,18 @@ def test_saved_again_round_trips_exactly_with_the_peer_names(entry, use_safetens
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
         assert torch.equal(ours[key], theirs[key]), key
+    # and the same JSON files, with the same content but for the version and the model path
+    ours, theirs = _json_files(out), _json_files(fixture / "safetensors")
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        assert ours[key] == theirs[key], key
+
+
+def _json_files(folder) -> dict[str, dict]:
+    def normal(data):
+        data = {k: v for k, v in data.items() if k not in ("version", "model_name")}
+        if "adapter_setup" in data:  # the block dicts: key order does not matter, content does
+            data["adapter_setup"] = json.loads(json.dumps(data["adapter_setup"], sort_keys=True))
+        return data
+
+    return {str(p.relative_to(folder)): normal(json.loads(p.read_text())) for p in sorted(folder.rglob("*.json"))}
