@@ -260,3 +260,39 @@ def test_activation_checkpointing_gives_the_same_gradients():
     checkpointed = gradients()
     assert set(plain) == set(checkpointed)
     assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-7) for k in plain)
+
+
+def test_question_answering_and_multiple_choice_heads(tmp_path):
+    model = flex()
+    batch = inputs()
+    model.add_qa_head("qa")
+    start, end = torch.tensor([1, 2]), torch.tensor([3, 40])  # 40: outside the input, ignored
+    out = model(**batch, start_positions=start, end_positions=end)
+    assert out.start_logits.shape == out.end_logits.shape == (2, 7)
+    with torch.no_grad():
+        hidden = model.base_model(**batch).last_hidden_state
+        both = model.heads.qa[1](hidden)
+    assert torch.allclose(out.start_logits, both[..., 0]) and torch.allclose(out.end_logits, both[..., 1])
+    expected = (torch.nn.functional.cross_entropy(out.start_logits, start)
+                + torch.nn.functional.cross_entropy(out.end_logits[:1], end[:1])) / 2
+    assert torch.allclose(out.loss, expected)
+
+    model.add_multiple_choice_head("mc", num_choices=3)
+    assert model.heads.mc.config["label2id"] == {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2}
+    choices = {k: v.view(2, 3, 7) for k, v in inputs(seed=3, batch=6).items()}  # 2 questions x 3 choices
+    labels = torch.tensor([2, 0])
+    out = model(**choices, labels=labels)
+    assert out.logits.shape == (2, 3)
+    with torch.no_grad():
+        flat = {k: v.reshape(6, 7) for k, v in choices.items()}
+        first = model.base_model(**flat).last_hidden_state[:, 0]
+        scores = model.heads.mc[4](torch.tanh(model.heads.mc[1](first))).view(2, 3)
+    assert torch.allclose(out.logits, scores)
+    assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(scores, labels))
+
+    model.add_adapter("qa", config="seq_bn")
+    model.save_adapter(tmp_path, "qa")
+    fresh = flex()
+    fresh.load_adapter(tmp_path)
+    assert fresh.heads.qa.config == model.heads.qa.config and fresh.active_head == "qa"
+    assert torch.equal(fresh(**batch).start_logits, model(**batch, head="qa").start_logits)

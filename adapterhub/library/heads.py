@@ -13,9 +13,10 @@ saved files), so heads move both ways between the two libraries.
 
 Head layout (AdapterHub format): ``nn.Sequential`` of, per layer, ``Dropout`` then ``Linear`` (then the activation,
 for all but the last layer): a 2-layer classification head is [Dropout, Linear(h, h), Activation, Dropout,
-Linear(h, num_labels)], i.e. keys ``heads.NAME.1.*`` and ``heads.NAME.4.*``. Sequence heads read the first
-token's hidden state in encoders, the last non-padding token's in decoders, or the pooler output
-(``use_pooler``); tagging heads read every token.
+Linear(h, num_labels)], i.e. keys ``heads.NAME.1.*`` and ``heads.NAME.4.*``. Head types: ``classification``,
+``multilabel_classification``, ``multiple_choice`` (these read the first token's hidden state in encoders, the
+last non-padding token's in decoders, or the pooler output with ``use_pooler``), ``tagging`` and
+``question_answering`` (these read every token).
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from typing import Any, Callable, ClassVar
 import torch
 import transformers
 from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import (
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from . import model as api
@@ -51,6 +57,10 @@ class PredictionHead(nn.Sequential):
 
     head_type: ClassVar[str] = ""
     per_token: ClassVar[bool] = False
+    size_key: ClassVar[str] = "num_labels"  # the config entry that sets the number of outputs
+    #: the options of this head type: the keys of its saved config besides head_type and label2id, with defaults
+    options: ClassVar[dict[str, Any]] = {"num_labels": 2, "layers": 2, "activation_function": "tanh",
+                                         "use_pooler": False, "bias": True, "dropout_prob": None}
 
     def __init__(self, name: str, config: dict[str, Any], model_config):
         super().__init__()
@@ -59,9 +69,10 @@ class PredictionHead(nn.Sequential):
         layers = config["layers"]
         if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
             raise AdapterConfigError(f"head {name!r}: layers must be a positive integer, got {layers!r}")
-        num_labels = config["num_labels"]
-        if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
-            raise AdapterConfigError(f"head {name!r}: num_labels must be a positive integer, got {num_labels!r}")
+        size = config[self.size_key]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise AdapterConfigError(f"head {name!r}: {self.size_key} must be a positive integer, got {size!r}")
+        num_outputs = 1 if self.size_key == "num_choices" else size
         hidden = model_config.hidden_size if hasattr(model_config, "hidden_size") else model_config.dim
         dropout = _dropout_prob(config, model_config)
         act = config.get("activation_function")
@@ -73,7 +84,7 @@ class PredictionHead(nn.Sequential):
                 if act:
                     modules.append(activation(act))
             else:
-                modules.append(nn.Linear(hidden, num_labels, bias=config.get("bias", True)))
+                modules.append(nn.Linear(hidden, num_outputs, bias=config.get("bias", True)))
         for index, module in enumerate(modules):
             self.add_module(str(index), module)
         std = getattr(model_config, "initializer_range", 0.02)
@@ -87,7 +98,9 @@ class PredictionHead(nn.Sequential):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def output(self, loss, logits, outputs):
+    def output(self, logits, outputs, labels, attention_mask, targets: dict[str, torch.Tensor]):
+        """The head's model output (with the loss when ``labels`` are given)."""
+        loss = self.loss(logits, labels, attention_mask) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
                                         attentions=getattr(outputs, "attentions", None))
 
@@ -120,6 +133,7 @@ class MultiLabelClassificationHead(PredictionHead):
 class TaggingHead(PredictionHead):
     head_type = "tagging"
     per_token = True
+    options = {"num_labels": 2, "layers": 1, "activation_function": "tanh", "dropout_prob": None}
 
     def loss(self, logits, labels, attention_mask):
         labels = labels.view(-1)
@@ -127,21 +141,51 @@ class TaggingHead(PredictionHead):
             labels = torch.where(attention_mask.view(-1) == 1, labels, torch.full_like(labels, -100))
         return nn.functional.cross_entropy(logits.view(-1, self.config["num_labels"]), labels, ignore_index=-100)
 
-    def output(self, loss, logits, outputs):
+    def output(self, logits, outputs, labels, attention_mask, targets):
+        loss = self.loss(logits, labels, attention_mask) if labels is not None else None
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
                                      attentions=getattr(outputs, "attentions", None))
 
 
-HEAD_TYPES: dict[str, type[PredictionHead]] = {
-    cls.head_type: cls for cls in (ClassificationHead, MultiLabelClassificationHead, TaggingHead)
-}
-# the options each head type takes (the keys of its saved config besides head_type and label2id)
-_HEAD_OPTIONS = {
-    "classification": ("num_labels", "layers", "activation_function", "use_pooler", "bias", "dropout_prob"),
-    "multilabel_classification": ("num_labels", "layers", "activation_function", "use_pooler", "bias",
-                                  "dropout_prob"),
-    "tagging": ("num_labels", "layers", "activation_function", "dropout_prob"),
-}
+class QuestionAnsweringHead(PredictionHead):
+    """Extractive QA: per token a start and an end logit (``num_labels=2``); loss from start/end positions."""
+
+    head_type = "question_answering"
+    per_token = True
+    options = {"num_labels": 2, "layers": 1, "activation_function": "tanh", "dropout_prob": None}
+
+    def output(self, logits, outputs, labels, attention_mask, targets):
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1)[:2])
+        loss = None
+        start, end = targets.get("start_positions"), targets.get("end_positions")
+        if start is not None and end is not None:
+            ignored = start_logits.size(1)  # positions outside the input are ignored
+            start = start.view(-1).clamp(0, ignored)
+            end = end.view(-1).clamp(0, ignored)
+            loss = (nn.functional.cross_entropy(start_logits, start, ignore_index=ignored)
+                    + nn.functional.cross_entropy(end_logits, end, ignore_index=ignored)) / 2
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=getattr(outputs, "hidden_states", None),
+                                            attentions=getattr(outputs, "attentions", None))
+
+
+class MultipleChoiceHead(PredictionHead):
+    """One score per choice: inputs of shape (batch, num_choices, length) are scored as batch * num_choices rows."""
+
+    head_type = "multiple_choice"
+    size_key = "num_choices"
+    options = {"num_choices": 2, "layers": 2, "activation_function": "tanh", "use_pooler": False,
+               "dropout_prob": None}
+
+    def output(self, logits, outputs, labels, attention_mask, targets):
+        logits = logits.view(-1, self.config["num_choices"])
+        loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
+        return MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
+                                         attentions=getattr(outputs, "attentions", None))
+
+
+HEAD_TYPES: dict[str, type[PredictionHead]] = {cls.head_type: cls for cls in (
+    ClassificationHead, MultiLabelClassificationHead, TaggingHead, QuestionAnsweringHead, MultipleChoiceHead)}
 
 
 def _label2id(num_labels: int, id2label: dict | None) -> dict[str, int]:
@@ -254,22 +298,21 @@ class AdapterModel(nn.Module):
             raise AdapterConfigError(
                 f"head {name!r}: unsupported head type {head_type!r}; supported: {', '.join(HEAD_TYPES)}"
             )
-        allowed = set(_HEAD_OPTIONS[head_type]) | {"head_type", "label2id", "id2label"}
+        cls = HEAD_TYPES[head_type]
+        allowed = set(cls.options) | {"head_type", "label2id", "id2label"}
         unknown = sorted(set(config) - allowed)
         if unknown:
             raise AdapterConfigError(f"head {name!r}: unknown option(s) {', '.join(unknown)} for a {head_type} head")
         id2label = config.pop("id2label", None)
-        defaults = {"layers": 1 if head_type == "tagging" else 2, "activation_function": "tanh",
-                    "use_pooler": False, "bias": True, "dropout_prob": None, "num_labels": 2}
         full = {"head_type": head_type}
-        for key in _HEAD_OPTIONS[head_type]:
-            full[key] = config.get(key, defaults[key])
+        for key, default in cls.options.items():
+            full[key] = config.get(key, default)
         label2id = config.get("label2id")
-        full["label2id"] = dict(label2id) if label2id else _label2id(full["num_labels"], id2label)
+        full["label2id"] = dict(label2id) if label2id else _label2id(full[cls.size_key], id2label)
         if full.get("use_pooler") and getattr(self.base_model, "pooler", None) is None:
             raise AdapterConfigError(f"head {name!r}: use_pooler=True, but this {type(self.base_model).__name__} "
                                      f"has no pooler")
-        head = HEAD_TYPES[head_type](name, full, self.config)
+        head = cls(name, full, self.config)
         reference = next(self.base_model.parameters())
         return head.to(device=reference.device, dtype=reference.dtype).train(self.training)
 
@@ -302,6 +345,26 @@ class AdapterModel(nn.Module):
         self.add_prediction_head_from_config(head_name, {
             "head_type": "tagging", "num_labels": num_labels, "layers": layers,
             "activation_function": activation_function, "id2label": id2label, "dropout_prob": dropout_prob,
+        }, overwrite_ok=overwrite_ok, set_active=set_active)
+
+    def add_qa_head(self, head_name: str, num_labels: int = 2, layers: int = 1,
+                    activation_function: str | None = "tanh", overwrite_ok: bool = False, id2label: dict | None = None,
+                    dropout_prob: float | None = None, set_active: bool = True) -> None:
+        """An extractive question answering head (start and end logits per token)."""
+        self.add_prediction_head_from_config(head_name, {
+            "head_type": "question_answering", "num_labels": num_labels, "layers": layers,
+            "activation_function": activation_function, "id2label": id2label, "dropout_prob": dropout_prob,
+        }, overwrite_ok=overwrite_ok, set_active=set_active)
+
+    def add_multiple_choice_head(self, head_name: str, num_choices: int = 2, layers: int = 2,
+                                 activation_function: str | None = "tanh", overwrite_ok: bool = False,
+                                 id2label: dict | None = None, use_pooler: bool = False,
+                                 dropout_prob: float | None = None, set_active: bool = True) -> None:
+        """A multiple choice head: one score per choice, inputs of shape (batch, num_choices, length)."""
+        self.add_prediction_head_from_config(head_name, {
+            "head_type": "multiple_choice", "num_choices": num_choices, "layers": layers,
+            "activation_function": activation_function, "id2label": id2label, "use_pooler": use_pooler,
+            "dropout_prob": dropout_prob,
         }, overwrite_ok=overwrite_ok, set_active=set_active)
 
     def delete_head(self, head_name: str) -> None:
@@ -424,11 +487,17 @@ class AdapterModel(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, head: str | list[str] | None = None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, **kwargs):
-        """The base model, then the active head (or ``head``); without a head, the base model's output."""
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
-                 "position_ids": position_ids, "inputs_embeds": inputs_embeds,
-                 "output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+                output_hidden_states=None, return_dict=None, start_positions=None, end_positions=None, **kwargs):
+        """The base model, then the active head (or ``head``); without a head, the base model's output.
+
+        Inputs of shape (batch, choices, length) (multiple choice) are run as batch * choices sequences."""
+        flat = {k: (v.reshape(-1, v.shape[-1]) if v is not None and v.dim() > 2 else v) for k, v in
+                {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                 "position_ids": position_ids}.items()}
+        if inputs_embeds is not None and inputs_embeds.dim() > 3:
+            inputs_embeds = inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
+        given = {**flat, "inputs_embeds": inputs_embeds, "output_attentions": output_attentions,
+                 "output_hidden_states": output_hidden_states}
         outputs = self.base_model(**{k: v for k, v in given.items() if v is not None}, **kwargs, return_dict=True)
         names = [head] if isinstance(head, str) else list(head) if head else list(self._active_heads)
         if not names:
@@ -436,14 +505,13 @@ class AdapterModel(nn.Module):
         missing = [n for n in names if n not in self.heads]
         if missing:
             raise AdapterNotFoundError(f"no head named {', '.join(map(repr, missing))}")
+        targets = {"start_positions": start_positions, "end_positions": end_positions}
         results = []
         for name in names:
             module = self.heads[name]
             features = outputs.last_hidden_state if module.per_token else \
-                self._pooled(module, outputs, input_ids, attention_mask)
-            logits = module(features)
-            loss = module.loss(logits, labels, attention_mask) if labels is not None else None
-            result = module.output(loss, logits, outputs)
+                self._pooled(module, outputs, flat["input_ids"], flat["attention_mask"])
+            result = module.output(module(features), outputs, labels, flat["attention_mask"], targets)
             results.append(result if return_dict is not False else result.to_tuple())
         return results[0] if len(results) == 1 else results
 
