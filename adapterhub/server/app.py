@@ -97,6 +97,18 @@ def _header_safe(s: str) -> str:
     return s.replace("\r", " ").replace("\n", " ").encode("ascii", "replace").decode()[:1000]
 
 
+class HubApp(FastAPI):
+    """FastAPI, plus a plain-ASGI fast path for the most frequent request: downloading a file."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):
+            from adapterhub.server.hfapi import fast_resolve
+
+            if await fast_resolve(self.state.hub, scope, send):
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, hub: Hub | None = None, routers: Iterable[APIRouter] = ()) -> FastAPI:
     from adapterhub.server import hfapi
 
@@ -108,7 +120,7 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None, routers
         yield
         hub.close()
 
-    app = FastAPI(
+    app = HubApp(
         title="adapterhub",
         description="A self-hostable adapter hub that speaks the Hugging Face Hub protocol.",
         lifespan=lifespan,

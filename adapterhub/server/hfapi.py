@@ -25,8 +25,8 @@ from sqlalchemy import func, or_, select, update
 
 from adapterhub.server import repos
 from adapterhub.server.app import Hub, error_response
-from adapterhub.server.auth import Caller, caller_from_header, require_write
-from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
+from adapterhub.server.auth import AuthError, Caller, caller_from_header, require_write
+from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo, Validation
 from adapterhub.server.repos import HubError, Op, serialize_time
 from adapterhub.server.uploads import Staging, UploadError, clean_path, refuse_pickle_name
 from adapterhub.server.validation import ADAPTER_CONFIG, parse_card
@@ -43,6 +43,8 @@ def _hub(request: Request) -> Hub:
 
 
 def _caller(hub: Hub, request: Request) -> Caller:
+    if not request.headers.get("authorization"):
+        return Caller()
     with hub.db.session() as s:
         c = caller_from_header(s, request.headers.get("authorization"))
         if c.account is not None:
@@ -138,7 +140,7 @@ async def delete_repo(request: Request):
 
 for _kind in ("datasets", "spaces"):
 
-    @api_router.api_route(f"/api/{_kind}/{{rest:path}}", methods=["GET", "HEAD", "POST", "PUT", "DELETE"])
+    @api_router.api_route(f"/api/{_kind}/{{rest:path}}", methods=["GET", "HEAD", "POST", "PUT", "DELETE"], include_in_schema=False)
     def _other_types(request: Request, rest: str, _kind=_kind):
         return error_response(f"this hub hosts model repositories only ({_kind} are not supported)", 404, "RepoNotFound",
                               method=request.method)  # fmt: skip
@@ -295,8 +297,10 @@ def _split_model_path(s, segs: list[str]) -> tuple[str, list[str]]:
     return segs[0], segs[1:]
 
 
-@api_router.api_route("/api/models/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+@api_router.api_route("/api/models/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
 async def model_routes(request: Request, rest: str):
+    """``/api/models/{repo}[/revision|tree|refs|commits|validation|preupload|commit|branch|tag|settings|paths-info/...]``
+    (the Hugging Face Hub API; revisions may be percent-encoded, so the raw path is parsed here)."""
     hub = _hub(request)
     segs = _raw_segments(request, "/api/models/")
     with hub.db.session() as s:
@@ -587,32 +591,16 @@ def resolve(request: Request, rest: str):
     m = request.method
     if segs and segs[0] in ("datasets", "spaces"):
         return error_response("this hub hosts model repositories only", 404, "RepoNotFound", method=m)
-    i = None
-    if len(segs) >= 5 and segs[2] == "resolve":
-        i = 2
-    if len(segs) >= 4 and segs[1] == "resolve" and (i is None or not _repo_exists(hub, f"{segs[0]}/{segs[1]}")):
-        i = 1
-    if i is None:
+    parsed = _split_resolve(hub, segs)
+    if parsed is None:
         return error_response(f"Not Found: {request.url.path}", 404, "NotFound", method=m)
-    repo_id, rev, path = "/".join(segs[:i]), segs[i + 1], "/".join(segs[i + 2:])
+    repo_id, rev, path = parsed
     caller = _caller(hub, request)
-    with hub.db.session() as s:
-        repo = repos.get_repo(s, caller, repo_id)
-        c = repos.resolve_revision(s, repo, rev)
-        f = repos.commit_tree(c).get(path)
-        if f is None:
-            raise HubError(f"Entry not found: {path} at revision {rev} of {repo_id}", 404, "EntryNotFound", commit=c.oid)
-        sha, size, repo_pk = f.blob.sha256, f.blob.size, repo.id
-        if m == "GET" and path in ("config.json", ADAPTER_CONFIG) and "range" not in request.headers:
+    repo_pk, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
+    if m == "GET" and path in COUNTED and "range" not in request.headers:
+        with hub.db.session() as s:
             s.execute(update(Repo).where(Repo.id == repo_pk).values(downloads=Repo.downloads + 1))
-    headers = {
-        "X-Repo-Commit": c.oid,
-        "ETag": f'"{sha}"',
-        "X-Linked-Etag": f'"{sha}"',
-        "X-Linked-Size": str(size),
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "public, max-age=31536000, immutable" if repos.COMMIT_RE.match(rev) else "no-cache",
-    }
+    headers = _file_headers(commit_oid, sha, size, rev)
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
     local = hub.store.local_path(sha)
     if local is not None:
@@ -625,6 +613,79 @@ def resolve(request: Request, rest: str):
     if m == "HEAD":
         return Response(status_code=200, headers=headers, media_type=media)
     return StreamingResponse(_iter_blob(hub, sha), headers=headers, media_type=media)
+
+
+COUNTED = ("config.json", ADAPTER_CONFIG)  # a GET of one of these counts as a download of the repo
+
+
+def _split_resolve(hub: Hub, segs: list[str]) -> tuple[str, str, str] | None:
+    """(repo_id, revision, path) of a ``/{repo}/resolve/{rev}/{path}`` URL split into decoded segments."""
+    i = None
+    if len(segs) >= 5 and segs[2] == "resolve":
+        i = 2
+    if len(segs) >= 4 and segs[1] == "resolve" and (i is None or not _repo_exists(hub, f"{segs[0]}/{segs[1]}")):
+        i = 1
+    if i is None:
+        return None
+    return "/".join(segs[:i]), segs[i + 1], "/".join(segs[i + 2:])
+
+
+def _file_headers(commit_oid: str, sha: str, size: int, rev: str) -> dict[str, str]:
+    return {
+        "X-Repo-Commit": commit_oid,
+        "ETag": f'"{sha}"',
+        "X-Linked-Etag": f'"{sha}"',
+        "X-Linked-Size": str(size),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "public, max-age=31536000, immutable" if repos.COMMIT_RE.match(rev) else "no-cache",
+    }
+
+
+FAST_MAX = 64 * 1024 * 1024
+
+
+async def fast_resolve(hub: Hub, scope, send) -> bool:
+    """The common download (GET/HEAD of a readable file, no Range) in plain ASGI, without the framework's
+    routing: one query, one read, one body message. Returns False to let the normal route answer
+    (errors, ranges, counted files, big files), which then gives the same answer as before, more slowly."""
+    headers = dict(scope.get("headers") or [])
+    if b"range" in headers or scope["method"] not in ("GET", "HEAD"):
+        return False
+    segs = [unquote(p) for p in (scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0].strip("/").split("/")]
+    if len(segs) < 5 or segs[2] != "resolve" or segs[1] == "resolve" or segs[0] in ("datasets", "spaces"):
+        return False
+    repo_id, rev, path = "/".join(segs[:2]), segs[3], "/".join(segs[4:])
+    if path in COUNTED:
+        return False
+
+    def lookup():
+        auth = headers.get(b"authorization")
+        caller = Caller()
+        if auth:
+            with hub.db.session() as s:
+                caller = caller_from_header(s, auth.decode("latin-1"))
+        _, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
+        local = hub.store.local_path(sha)
+        if local is None or size > FAST_MAX:
+            return None
+        return commit_oid, sha, size, (local.read_bytes() if scope["method"] == "GET" else b"")
+
+    try:
+        found = await run_in_threadpool(lookup)
+    except (HubError, AuthError, OSError):
+        return False
+    if found is None:
+        return False
+    commit_oid, sha, size, body = found
+    if scope["method"] == "GET" and len(body) != size:
+        return False
+    out = _file_headers(commit_oid, sha, size, rev)
+    out["Content-Length"] = str(size)
+    out["Content-Type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+    return True
 
 
 def _iter_blob(hub: Hub, sha: str):

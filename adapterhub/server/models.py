@@ -111,7 +111,7 @@ class Commit(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     files: Mapped[list[CommitFile]] = relationship(
-        back_populates="commit", order_by="CommitFile.path", lazy="selectin"
+        back_populates="commit", order_by="CommitFile.path", lazy="select"
     )
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -81,15 +81,45 @@ def get_repo(s: Session, caller: Caller, repo_id: str, repo_type: str = "model")
 
 def resolve_revision(s: Session, repo: Repo, revision: str) -> Commit:
     """A branch, a tag or a full commit id of this repo -> the commit."""
+    refs = s.execute(select(Ref.kind, Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == revision)).all()
     for kind in ("branch", "tag"):
-        ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == kind, Ref.name == revision))
-        if ref is not None:
-            return s.get(Commit, ref.commit_oid)
+        for k, oid in refs:
+            if k == kind:
+                return s.get(Commit, oid)
     if COMMIT_RE.match(revision):
         c = s.get(Commit, revision)
         if c is not None and c.repo_id == repo.id:
             return c
     raise HubError(f"Invalid rev id: {revision} (no branch, tag or commit of that name in {repo.repo_id})", 404, "RevisionNotFound")
+
+
+_FILE_SQL = text(
+    "SELECT r.id, r.private, r.owner_id, ref.kind, ref.commit_oid, b.sha256, b.size "
+    "FROM repos r LEFT JOIN refs ref ON ref.repo_id = r.id AND ref.name = :rev "
+    "LEFT JOIN commit_files cf ON cf.commit_oid = ref.commit_oid AND cf.path = :path "
+    "LEFT JOIN blobs b ON b.sha256 = cf.blob_sha256 "
+    "WHERE r.repo_type = 'model' AND r.namespace = :ns AND r.name = :name"
+)
+
+
+def lookup_file(hub: Hub, caller: Caller, repo_id: str, revision: str, path: str) -> tuple[int, str, str, int]:
+    """(repo pk, commit oid, sha256, size) of ``path`` at ``revision``: one query on the download path;
+    commit-id revisions and errors take the ORM path."""
+    ns, name = split_repo_id(repo_id)
+    with hub.db.engine.connect() as conn:
+        rows = conn.execute(_FILE_SQL, {"rev": revision, "path": path, "ns": ns, "name": name}).all()
+    rows.sort(key=lambda r: r.kind != "branch")  # a branch wins over a tag of the same name
+    if rows and rows[0].kind is not None and rows[0].sha256 is not None:
+        r = rows[0]
+        if can_read(caller, r):
+            return r.id, r.commit_oid, r.sha256, r.size
+    with hub.db.session() as s:
+        repo = get_repo(s, caller, repo_id)
+        c = resolve_revision(s, repo, revision)
+        f = s.scalar(select(CommitFile).where(CommitFile.commit_oid == c.oid, CommitFile.path == path))
+        if f is None:
+            raise HubError(f"Entry not found: {path} at revision {revision} of {repo_id}", 404, "EntryNotFound", commit=c.oid)
+        return repo.id, c.oid, f.blob.sha256, f.blob.size
 
 
 def commit_tree(c: Commit) -> dict[str, CommitFile]:
@@ -276,6 +306,7 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
         raise UploadError("upload refused:\n- " + "\n- ".join(errors), 422, "ValidationFailed")
 
     status, report = _load_checks(hub, tree, adapters, parent_report)
+    running = report.pop("_futures", [])
     if status == "failed":
         raise UploadError("upload refused, the adapter does not validate:\n- " + "\n- ".join(_report_errors(report)), 422, "ValidationFailed")
 
@@ -304,8 +335,8 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
             s.rollback()
             raise _BranchMoved()
         s.execute(update(Repo).where(Repo.id == repo_pk).values(updated_at=utcnow()))
-    if status == "pending":
-        _finish_in_background(hub, oid, report)
+    if running:
+        _finish_in_background(hub, oid, report, running)
     hub.run_post_commit(CommitEvent(hub, full_id, repo_pk, oid, branch, {p: e.sha256 for p, e in tree.items()}, status))
     return oid, status
 
@@ -452,7 +483,7 @@ def _load_checks(hub: Hub, tree: dict[str, _Entry], adapters: list[dict], parent
             V.link_or_copy(_entry_path(hub, e), job / p)
         entry["ok"] = None
         results.append(entry)
-        futures[hub.validator.submit(job, a["base_config"])] = entry
+        futures[hub.validator.submit(job, a["base_config"], a["dialect"])] = entry
     if futures:
         cf.wait(list(futures), timeout=hub.settings.validation_wait if wait is None else wait)
     pending = []
@@ -469,10 +500,13 @@ def _load_checks(hub: Hub, tree: dict[str, _Entry], adapters: list[dict], parent
 
 
 def _status_of(results: list[dict]) -> str:
+    """failed > pending > unverified (this server cannot check that kind of adapter) > passed."""
     if any(r.get("ok") is False for r in results):
         return "failed"
-    if any(r.get("ok") is None for r in results):
+    if any(r.get("ok") is None and not r.get("unverified") for r in results):
         return "pending"
+    if any(r.get("unverified") for r in results):
+        return "unverified"
     return "passed"
 
 
@@ -496,9 +530,8 @@ def _sum_params(report: dict) -> int | None:
     return sum(vals) if vals else None
 
 
-def _finish_in_background(hub: Hub, commit_oid: str, report: dict) -> None:
+def _finish_in_background(hub: Hub, commit_oid: str, report: dict, pairs: list) -> None:
     """The upload stopped waiting: record the result when the load checks finish (flags failed commits)."""
-    pairs = report.pop("_futures", [])
     lock = threading.Lock()
     left = [len(pairs)]
 
@@ -546,8 +579,9 @@ def revalidate(hub: Hub, commit_oid: str) -> str:
     if errors:
         return hub.record_validation(commit_oid, {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": errors}]})
     status, report = _load_checks(hub, tree, adapters, {}, wait=0)
-    if status == "pending":
-        _finish_in_background(hub, commit_oid, report)
+    running = report.pop("_futures", [])
+    if running:
+        _finish_in_background(hub, commit_oid, report, running)
         return status
     return hub.record_validation(commit_oid, report)
 

@@ -186,18 +186,22 @@ def fingerprint(files: dict[str, str], base_commit: str) -> str:
     return h.hexdigest()
 
 
-def run_load_check(job_dir: Path, base_config: dict) -> dict[str, Any]:
-    """The load check of one adapter folder (runs in a worker thread). Deletes ``job_dir`` when done."""
+def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub") -> dict[str, Any]:
+    """The load check of one adapter folder (runs in a worker thread). Deletes ``job_dir`` when done.
+    ``ok`` is True or False, or None with ``unverified`` when this server cannot check that kind of adapter."""
     try:
         try:
             from adapterhub.library.validate import validate_adapter
         except ImportError as e:
-            return {"ok": None, "errors": [f"the load check is not available on this server ({e})"]}
+            return {"ok": None, "unverified": True, "errors": [f"the load check is not available on this server ({e})"]}
         try:
             rep = validate_adapter(job_dir, base_config)
         except Exception as e:  # noqa: BLE001 - any failure of the load check is a failed validation
             log.warning("load check crashed: %s", e, exc_info=True)
             return {"ok": False, "errors": [f"the adapter could not be loaded: {type(e).__name__}: {e}"]}
+        if dialect == "peft" and not rep.ok and not rep.num_params and not rep.missing_keys and not rep.unexpected_keys:
+            # the library cannot load this PEFT method yet: not a verdict on the adapter
+            return {"ok": None, "unverified": True, "method": rep.method, "errors": [], "notes": list(rep.errors)}
         out = {
             "ok": bool(rep.ok),
             "errors": list(rep.errors),
@@ -243,8 +247,8 @@ class Validator:
     def new_job_dir(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="validate-", dir=self.tmp_root))
 
-    def submit(self, job_dir: Path, base_config: dict) -> cf.Future:
-        return self.pool.submit(run_load_check, job_dir, base_config)
+    def submit(self, job_dir: Path, base_config: dict, dialect: str = "adapterhub") -> cf.Future:
+        return self.pool.submit(run_load_check, job_dir, base_config, dialect)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

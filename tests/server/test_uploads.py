@@ -1,0 +1,219 @@
+"""Upload checks: unsafe paths and zips (unit tests of adapterhub.server.uploads), and refusals through the
+HF commit endpoint of a live hub that leave nothing behind (no rows, no blobs, no staged files); the load
+check of real adapters saved by `adapters` 1.3.0 and PEFT, synchronous and in the background."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import stat
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from adapterhub.server.uploads import Limits, Staging, UploadError, clean_path, extract_zip
+
+hf = pytest.importorskip("huggingface_hub")
+from huggingface_hub import errors as hf_errors  # noqa: E402
+
+INTEROP = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "interop"
+needs_fixtures = pytest.mark.skipif(not INTEROP.is_dir(), reason="../shared/fixtures/interop is missing")
+LIMITS = Limits(max_file_size=4 << 20, max_commit_size=8 << 20, max_files=50, max_zip_ratio=100)
+
+
+# --- unit tests: paths and zips -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/../../b", "/etc/passwd", "C:/x", "a\\b", "", ".git/config", "a/../.."])
+def test_clean_path_refuses(bad):
+    with pytest.raises(UploadError):
+        clean_path(bad)
+
+
+def test_clean_path_normalises():
+    assert clean_path("a/./b//c.txt") == "a/b/c.txt"
+
+
+def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            z.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "entries,symlink,code",
+    [
+        ({"ok.txt": b"1", "../evil.txt": b"x"}, None, "UnsafeZip"),
+        ({"/abs/evil.txt": b"x"}, None, "UnsafeZip"),
+        ({"ok.txt": b"1"}, "link", "UnsafeZip"),
+        ({"bomb.txt": b"\0" * (20 << 20)}, None, "FileTooLarge"),  # over max_file_size as declared
+        ({"a/model.bin": b"x"}, None, "PickleRefused"),
+        ({"weights.dat": pickle.dumps({"w": [1, 2, 3]}, protocol=4)}, None, "PickleRefused"),
+    ],
+)
+def test_zip_refusals_leave_nothing(tmp_path, entries, symlink, code):
+    with Staging(tmp_path / "tmp", LIMITS) as st:
+        with pytest.raises(UploadError) as e:
+            extract_zip(io.BytesIO(_zip(entries, symlink)), st)
+        assert e.value.code == code, e.value.message
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_zip_bomb_by_ratio(tmp_path):
+    limits = Limits(max_file_size=64 << 20, max_commit_size=64 << 20, max_files=10, max_zip_ratio=100)
+    data = _zip({"zeros.bin.txt": b"\0" * (30 << 20)})
+    assert len(data) < 100_000  # 30 MB of zeros in a small archive
+    with Staging(tmp_path / "tmp", limits) as st:
+        with pytest.raises(UploadError) as e:
+            extract_zip(io.BytesIO(data), st)
+    assert e.value.code == "ZipBomb" and "ratio" in e.value.message
+
+
+def test_zip_extracts_with_hashes_and_strips_the_common_folder(tmp_path):
+    import hashlib
+
+    files = {"my-adapter/adapter_config.json": b"{}", "my-adapter/head/x.txt": b"hello"}
+    with Staging(tmp_path / "tmp", LIMITS) as st:
+        assert sorted(extract_zip(io.BytesIO(_zip(files)), st)) == ["adapter_config.json", "head/x.txt"]
+        assert st.files["head/x.txt"].sha256 == hashlib.sha256(b"hello").hexdigest()
+        assert st.files["head/x.txt"].git_oid == hashlib.sha1(b"blob 5\0hello").hexdigest()
+        assert st.files["head/x.txt"].tmp.read_bytes() == b"hello"
+
+
+# --- refusals through the live server -----------------------------------------------------------------
+
+
+def _state(live_hub):
+    from adapterhub.server.models import Blob, Commit, CommitFile, Validation
+
+    staged = [p for p in (live_hub.data_dir / "tmp").rglob("*")]
+    return (live_hub.count(Commit), live_hub.count(Blob), live_hub.count(CommitFile), live_hub.count(Validation),
+            live_hub.blob_files(), staged)  # fmt: skip
+
+
+def _refused(live_hub, repo, files: dict[str, bytes], status: int, needle: str):
+    """Commit ``files`` with huggingface_hub; expect an HTTP error with ``needle`` in it and no trace left."""
+    api = live_hub.api("alice")
+    before = _state(live_hub)
+    ops = [hf.CommitOperationAdd(path_in_repo=p, path_or_fileobj=d) for p, d in files.items()]
+    with pytest.raises(hf_errors.HfHubHTTPError) as e:
+        api.create_commit(repo, operations=ops, commit_message="bad")
+    assert e.value.response.status_code == status
+    assert needle in str(e.value), str(e.value)
+    assert _state(live_hub) == before
+    return str(e.value)
+
+
+@pytest.fixture(scope="module")
+def base_repo(live_hub):
+    """alice/bert-tiny: a base model repository holding only config.json (the interop BERT)."""
+    if not INTEROP.is_dir():
+        pytest.skip("../shared/fixtures/interop is missing")
+    api = live_hub.api("alice")
+    api.create_repo("alice/bert-tiny")
+    api.upload_file(path_or_fileobj=INTEROP / "bert/base/config.json", path_in_repo="config.json", repo_id="alice/bert-tiny")
+    return "alice/bert-tiny"
+
+
+def _adapter_files(kind: str = "seq_bn", base: str = "alice/bert-tiny") -> dict[str, bytes]:
+    """An adapter folder from the interop fixtures, with a card naming its base model."""
+    folder = INTEROP / "bert" / ("peft" if kind.startswith("lora") else "adapters") / kind
+    folder = folder if kind.startswith("lora") else folder / "safetensors"
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix in (".json", ".safetensors") and p.name not in ("meta.json", "expected.safetensors")}
+    files["README.md"] = f"---\nbase_model: {base}\nlicense: apache-2.0\n---\n# {kind}\n".encode()
+    return files
+
+
+def test_pickle_weights_refused(live_hub):
+    live_hub.api("alice").create_repo("alice/pickles")
+    _refused(live_hub, "alice/pickles", {"pytorch_adapter.bin": b"\x80\x04data"}, 422, "pickle")
+    # a pickle renamed to .safetensors is not a valid safetensors file
+    _refused(live_hub, "alice/pickles", {"adapter.safetensors": pickle.dumps({"a": 1}, protocol=4)}, 422, "pickle")
+    _refused(live_hub, "alice/pickles", {"adapter.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{}"}, 422, "safetensors")
+
+
+def test_oversize_file_refused(live_hub, monkeypatch):
+    live_hub.api("alice").create_repo("alice/big")
+    monkeypatch.setattr(live_hub.hub.limits, "max_file_size", 1000)
+    _refused(live_hub, "alice/big", {"big.txt": b"x" * 5000}, 413, "too large")
+
+
+@needs_fixtures
+def test_unknown_base_model_refused(live_hub):
+    live_hub.api("alice").create_repo("alice/orphan")
+    msg = _refused(live_hub, "alice/orphan", _adapter_files(base="nobody/no-such-model"), 422, "unknown base model")
+    assert "nobody/no-such-model" in msg
+
+
+@needs_fixtures
+def test_valid_adapter_passes_and_mismatched_weights_are_refused(live_hub, base_repo, tmp_path):
+    from safetensors.torch import load, save
+
+    api = live_hub.api("alice")
+    api.create_repo("alice/seq-bn")
+    files = _adapter_files("seq_bn")
+    api.create_commit("alice/seq-bn", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="adapter")
+    r = httpx.get(f"{live_hub.url}/api/models/alice/seq-bn/validation").json()
+    assert r["status"] == "passed", r
+    assert r["method"] == "bottleneck" and r["num_params"] > 0
+    assert r["report"]["adapters"][0]["base_repo"] == base_repo and r["report"]["adapters"][0]["changed_modules"] >= 1
+    assert httpx.get(f"{live_hub.url}/api/models/alice/seq-bn").json()["validation"]["status"] == "passed"
+    # weights that do not match the config: one tensor dropped, one foreign tensor added
+    weights = load(files["adapter.safetensors"])
+    dropped = sorted(weights)[0]
+    weights.pop(dropped)
+    weights["encoder.layer.0.output.adapters.mytask.extra"] = torch.zeros(3)
+    bad = dict(files, **{"adapter.safetensors": save(weights)})
+    api.create_repo("alice/seq-bn-bad")
+    msg = _refused(live_hub, "alice/seq-bn-bad", bad, 422, "does not validate")
+    assert "missing" in msg and "unexpected" in msg
+
+
+@needs_fixtures
+def test_peft_adapter_stored_as_unverified(live_hub, base_repo):
+    api = live_hub.api("alice")
+    api.create_repo("alice/lora")
+    files = _adapter_files("lora_qv")
+    api.create_commit("alice/lora", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="lora")
+    r = httpx.get(f"{live_hub.url}/api/models/alice/lora/validation").json()
+    assert r["status"] in ("passed", "unverified"), r
+
+
+@needs_fixtures
+def test_background_validation_flags_a_failed_commit(live_hub, base_repo, monkeypatch):
+    """With validation_wait=0 the upload is stored at once as pending; the worker then flags it failed."""
+    from safetensors.torch import load, save
+
+    monkeypatch.setattr(live_hub.hub.settings, "validation_wait", 0.0)
+    api = live_hub.api("alice")
+    api.create_repo("alice/async")
+    files = _adapter_files("seq_bn")
+    weights = load(files["adapter.safetensors"])
+    weights.pop(sorted(weights)[-1])
+    files["adapter.safetensors"] = save(weights)
+    commit = api.create_commit("alice/async", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="x")
+    first = httpx.get(f"{live_hub.url}/api/models/alice/async/validation").json()
+    assert first["commit"] == commit.oid and first["status"] in ("pending", "failed")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = httpx.get(f"{live_hub.url}/api/models/alice/async/validation").json()
+        if r["status"] != "pending":
+            break
+        time.sleep(0.1)
+    assert r["status"] == "failed" and any("missing" in e for e in r["errors"]), r
+    assert api.model_info("alice/async").sha == commit.oid  # stored, but flagged
+
+
+def test_nothing_left_in_staging(live_hub):
+    assert [p.name for p in (live_hub.data_dir / "tmp").iterdir()] == []
