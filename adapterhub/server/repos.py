@@ -134,19 +134,21 @@ def get_validation(s: Session, commit_oid: str) -> Validation | None:
 
 
 def create_repo(hub: Hub, caller: Caller, repo_id: str, private: bool = False, repo_type: str = "model") -> tuple[Repo, bool]:
-    """Create ``repo_id`` (``namespace/name``; a bare name goes to the caller's namespace). Returns
-    (repo, created); ``created`` is False when it existed already (and the caller may see it)."""
+    """Create ``repo_id`` (``namespace/name``). A bare name goes to the caller's namespace, except for
+    administrators, who create canonical ids without a namespace (``bert-base-uncased``: base models that
+    legacy adapters name that way). Returns (repo, created); ``created`` is False when it existed already
+    (and the caller may see it)."""
     if caller.account is None:
         raise AuthError("authentication required to create a repository", 401)
     if caller.scope != "write":
         raise AuthError("this token is read-only; a write token is needed", 403)
-    if "/" not in repo_id:
+    if "/" not in repo_id and not caller.account.is_admin:
         repo_id = f"{caller.account.name}/{repo_id}"
     if not valid_repo_id(repo_id):
         raise HubError(f"invalid repository id {repo_id!r}", 400, "BadRequest")
     ns, name = split_repo_id(repo_id)
     with hub.db.session() as s:
-        owner = s.scalar(select(Account).where(Account.name == ns))
+        owner = s.scalar(select(Account).where(Account.name == ns)) if ns else caller.account
         if owner is None:
             raise AuthError(f"no user or organisation named {ns!r}", 403)
         existing = find_repo(s, repo_id, repo_type)
@@ -156,7 +158,7 @@ def create_repo(hub: Hub, caller: Caller, repo_id: str, private: bool = False, r
             raise AuthError(f"you ({caller.account.name}) cannot create repositories in {ns!r}", 403)
         if existing is not None:
             return existing, False
-        repo = Repo(repo_type=repo_type, namespace=ns, name=name, owner_id=owner.id, private=private)
+        repo = Repo(repo_type=repo_type, namespace=ns, name=name, owner_id=owner.id if ns else None, private=private)
         s.add(repo)
         s.flush()
         c = Commit(oid=_commit_oid(repo.id, None, {}, "initial commit"), repo_id=repo.id, title="initial commit", author_id=caller.account.id)
