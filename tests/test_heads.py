@@ -296,3 +296,43 @@ def test_question_answering_and_multiple_choice_heads(tmp_path):
     fresh.load_adapter(tmp_path)
     assert fresh.heads.qa.config == model.heads.qa.config and fresh.active_head == "qa"
     assert torch.equal(fresh(**batch).start_logits, model(**batch, head="qa").start_logits)
+
+
+@pytest.mark.parametrize("use_safetensors", [True, False])
+def test_whole_model_checkpoint_round_trip(use_safetensors, tmp_path, caplog):
+    model = flex("roberta")
+    model.add_adapter("a", config="seq_bn")
+    model.add_adapter("b", config="compacter[reduction_factor=4]")
+    model.add_adapter_fusion(["a", "b"], name="ab", config="static")
+    model.add_classification_head("ab", num_labels=3)
+    model.add_tagging_head("tags", num_labels=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith("roberta.") or "adapter" in name or "shared_parameters" in name:
+                p.add_(torch.randn_like(p) * 0.05)
+    setup = adapterhub.Fuse("a", "b", name="ab")
+    model.set_active_adapters(setup)
+    model.active_head = "ab"
+    batch = inputs()
+    expected = logits(model, batch)
+    model.save_pretrained(tmp_path, use_safetensors=use_safetensors)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architectures"] == ["RobertaAdapterModel"]
+    assert config["adapters"]["fusions"] == {"ab": "static"} and config["adapters"]["fusion_name_map"] == {
+        "ab": ["a", "b"]}
+    assert sorted(config["prediction_heads"]) == ["ab", "tags"]
+    with caplog.at_level("WARNING"):
+        loaded = adapterhub.AdapterModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert "LOAD REPORT" not in caplog.text  # the adapter and head weights are ours, not unused
+    assert sorted(loaded.adapterhub_state.configs) == ["a", "b"] and sorted(loaded.heads) == ["ab", "tags"]
+    assert not hasattr(loaded.config, "adapters") and not hasattr(loaded.config, "prediction_heads")
+    loaded.set_active_adapters(setup)
+    loaded.active_head = "ab"
+    assert torch.equal(logits(loaded, batch), expected)
+    # a checkpoint whose weights lack an adapter named in its config is refused, naming the keys
+    from safetensors.torch import load_file, save_file
+    if use_safetensors:
+        weights = load_file(str(tmp_path / "model.safetensors"))
+        save_file({k: v for k, v in weights.items() if ".adapters.a." not in k}, str(tmp_path / "model.safetensors"))
+        with pytest.raises(AdapterLoadError, match="missing keys: roberta.encoder.layer.0.output.adapters.a."):
+            adapterhub.AdapterModel.from_pretrained(tmp_path)

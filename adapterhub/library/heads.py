@@ -38,8 +38,8 @@ from transformers.modeling_outputs import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from . import checkpoints, saving
 from . import model as api
-from . import saving
 from .composition import Block, Stack
 from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError, AdapterNotFoundError
 from .fusion import train_adapter_fusion as _train_adapter_fusion
@@ -247,10 +247,21 @@ class AdapterModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_config, **kwargs: Any) -> "AdapterModel":
-        """Load the base model with ``AutoModel.from_pretrained(path, **kwargs)`` (or build it from a config)."""
+        """Load the base model with ``AutoModel.from_pretrained(path, **kwargs)`` (or build it from a config).
+
+        A checkpoint written by :meth:`save_pretrained` (or by an ``adapters`` ``<Arch>AdapterModel``) also
+        brings back its adapters, fusion layers and heads (named in its config.json) with their weights."""
         if isinstance(path_or_config, transformers.PretrainedConfig):
             return cls.from_config(path_or_config, **kwargs)
-        return AdapterModel(transformers.AutoModel.from_pretrained(path_or_config, **kwargs))
+        model = AdapterModel(checkpoints.load_base_model(path_or_config, **kwargs))
+        saved = {key: model.config.__dict__.pop(key, None) for key in checkpoints.CONFIG_KEYS}
+        if any(saved.values()):
+            checkpoints.restore(model, path_or_config, saved["adapters"], saved["prediction_heads"], **kwargs)
+        return model
+
+    def save_pretrained(self, save_directory, use_safetensors: bool = True) -> None:
+        """The whole model (base, adapters, fusion layers, heads) as ``<Arch>AdapterModel`` saves it."""
+        checkpoints.save_pretrained(self, save_directory, use_safetensors=use_safetensors)
 
     @classmethod
     def from_config(cls, config: transformers.PretrainedConfig, **kwargs: Any) -> "AdapterModel":

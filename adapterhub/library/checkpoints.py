@@ -1,0 +1,156 @@
+"""Whole-model checkpoints of an :class:`~adapterhub.library.heads.AdapterModel`, as ``<Arch>AdapterModel`` writes them.
+
+``save_pretrained(dir)`` writes ``config.json`` (the base model's config plus ``adapters``: the AdapterHub
+``ModelAdaptersConfig`` dict with ``adapters``, ``config_map``, ``fusions``, ``fusion_config_map``,
+``fusion_name_map``; and ``prediction_heads``: each head's config) and ``model.safetensors`` with every weight
+(``bert.embeddings...``, ``bert.encoder.layer.0.output.adapters.a...``, ``heads.a.1.weight``).
+``AdapterModel.from_pretrained`` reads such a folder (also one written by the ``adapters`` library): the base
+model through ``AutoModel``, then the adapters, fusion layers and heads named in the config, then their weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from transformers.utils import cached_file
+
+from . import saving
+from .configs import config_hash, resolve_config
+from .errors import AdapterConfigError, AdapterLoadError
+from .methods.bottleneck import FusionConfig
+from .methods.bottleneck.fusion import FUSION_PRESETS
+
+CONFIG_KEYS = ("adapters", "prediction_heads")
+logger = logging.getLogger(__name__)
+
+
+def _extras_pattern() -> re.Pattern:
+    """State-dict keys that are not base weights: adapters, shared adapter weights, fusion layers, heads."""
+    return re.compile(r"(^heads\.|(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer)\.)")
+
+
+class _DropUnexpectedOnlyReport(logging.Filter):
+    """Drops transformers' load report when it lists only unused (UNEXPECTED) weights: we report those ourselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("LOAD REPORT" in text and "UNEXPECTED" in text and "MISSING" not in text
+                    and "MISMATCH" not in text)
+
+
+def load_base_model(path, **kwargs: Any):
+    """``AutoModel.from_pretrained``; the weights it does not use are listed in a warning, adapters and heads aside."""
+    import transformers
+
+    kwargs.pop("output_loading_info", None)
+    log = logging.getLogger("transformers.modeling_utils")
+    quiet = _DropUnexpectedOnlyReport()
+    log.addFilter(quiet)
+    try:
+        base, info = transformers.AutoModel.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        log.removeFilter(quiet)
+    pattern = _extras_pattern()
+    unused = sorted(k for k in info.get("unexpected_keys", ()) if not pattern.search(k))
+    if unused:
+        logger.warning("weights in %s not used by %s: %s", path, type(base).__name__, ", ".join(unused))
+    return base
+
+
+def adapters_config(model) -> dict[str, Any]:
+    """The ``adapters`` entry of config.json for the model's adapters and fusion layers."""
+    state = model.adapterhub_state
+    out: dict[str, Any] = {"adapters": {}, "config_map": {}, "fusions": {}, "fusion_config_map": {},
+                           "fusion_name_map": {}}
+    for name, config in state.configs.items():
+        key = config_hash(config)
+        out["adapters"][name] = key
+        out["config_map"][key] = config.to_dict()
+    method = state.methods.get("bottleneck")
+    for name, (names, config) in (method.fusions.items() if method is not None else []):
+        # a preset by its name (the `adapters` library reads fusion configs from the map as plain dicts and fails)
+        key = next((preset for preset, value in FUSION_PRESETS.items() if value == config), None)
+        if key is None:
+            key = config_hash(config.to_dict())
+            out["fusion_config_map"][key] = config.to_dict()
+        out["fusions"][name] = key
+        if name != ",".join(names):
+            out["fusion_name_map"][name] = list(names)
+    return out
+
+
+def save_pretrained(model, save_directory, use_safetensors: bool = True) -> None:
+    folder = Path(save_directory)
+    config = model.config.to_dict()
+    config["adapters"] = adapters_config(model)
+    config["prediction_heads"] = {name: dict(head.config) for name, head in model.heads.items()}
+    config["architectures"] = [type(model).__name__]
+    weights = model.state_dict()
+    if use_safetensors:
+        saving.write_tensors(folder / "model.safetensors", weights)
+    else:
+        plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
+        saving._atomic_write(folder / "pytorch_model.bin", lambda tmp: torch.save(plain, tmp))
+    saving.write_json(folder / "config.json", config)
+
+
+def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
+    options = {k: kwargs[k] for k in ("cache_dir", "revision", "local_files_only", "token") if k in kwargs}
+    found = {}
+    for name in ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
+                 "pytorch_model.bin"):
+        file = cached_file(path, name, _raise_exceptions_for_missing_entries=False, **options)
+        if file:
+            found[name] = file
+            break
+    if not found:
+        raise AdapterLoadError(f"no model weights found at {path}")
+    name, file = next(iter(found.items()))
+    if name.endswith(".index.json"):
+        shards = sorted(set(json.loads(Path(file).read_text())["weight_map"].values()))
+        files = [cached_file(path, shard, **options) for shard in shards]
+    else:
+        files = [file]
+    weights: dict[str, torch.Tensor] = {}
+    for shard in files:
+        weights.update(load_file(shard) if shard.endswith(".safetensors")
+                       else torch.load(shard, map_location="cpu", weights_only=True))
+    return weights
+
+
+def restore(model, path, adapters: dict | None, heads: dict | None, **kwargs: Any) -> None:
+    """Add the adapters, fusion layers and heads named in a checkpoint's config, then load their weights."""
+    adapters = adapters or {}
+    config_map = adapters.get("config_map") or {}
+    try:
+        for name, key in (adapters.get("adapters") or {}).items():
+            if isinstance(key, (list, tuple)):  # adapter-transformers 1.x: (type, config name)
+                key = key[1] or key[0]
+            model.add_adapter(name, config=resolve_config(config_map.get(key, key)))
+        fusion_configs = adapters.get("fusion_config_map") or {}
+        for name, key in (adapters.get("fusions") or {}).items():
+            names = (adapters.get("fusion_name_map") or {}).get(name) or name.split(",")
+            model.add_adapter_fusion(names, config=FusionConfig.load(fusion_configs.get(key, key)), name=name)
+        for name, config in (heads or {}).items():
+            model.add_prediction_head_from_config(name, config, overwrite_ok=True)
+    except AdapterConfigError as error:
+        raise AdapterLoadError(f"{path}: config.json: {error}") from None
+    pattern = _extras_pattern()
+    expected = {k: v for k, v in model.state_dict().items() if pattern.search(k)}
+    if not expected:
+        return
+    state = model.adapterhub_state
+    given = {}
+    for key, value in _checkpoint_weights(path, **kwargs).items():
+        if pattern.search(key):
+            given.update(saving._align_prefix({key: value}, state) if not key.startswith("heads.") else {key: value})
+    saving._compare(expected, given, "the adapters and heads", Path(str(path)))
+    with torch.no_grad():
+        for key, value in given.items():
+            model.get_parameter(key).copy_(value)
