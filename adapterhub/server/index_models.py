@@ -2,8 +2,9 @@
 
 * ``index_entries``: one row per repository (its latest indexed commit on the default branch), or per
   legacy AdapterHub card (``source='legacy'``, metadata only: the weights cannot be downloaded here).
-  Facet columns are plain indexed columns; ``search_text`` is a lower-cased concatenation of the text
-  fields, searched with LIKE (works the same on SQLite and PostgreSQL).
+  Facet columns have covering indexes (column, is_adapter, private); ``search_text`` is a lower-cased
+  concatenation of the text fields, searched with LIKE: on SQLite through an FTS5 trigram table
+  (``index_fts``), on PostgreSQL through a pg_trgm GIN index (both made by migration 0003).
 * ``index_versions``: one row per indexed commit of a repository (or per version of a legacy card), so a
   pinned revision resolves with its own config hash.
 * ``taxonomy_tasks`` / ``taxonomy_subtasks`` / ``taxonomy_languages``: the task -> subtask tree and the
@@ -14,15 +15,22 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from adapterhub.server.db import Base
 from adapterhub.server.models import utcnow
 
 
+#: facet columns; each gets an index (column, is_adapter, private) that covers the facet count queries
+FACET_COLUMNS = ("base_model", "model_type", "task", "subtask", "language", "method", "head_type", "license",
+                 "author", "library", "source")
+
+
 class IndexEntry(Base):
     __tablename__ = "index_entries"
+    __table_args__ = tuple(Index(f"ixf_index_entries_{c}", c, "is_adapter", "private") for c in FACET_COLUMNS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repo_pk: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), nullable=True,
@@ -30,7 +38,7 @@ class IndexEntry(Base):
     full_name: Mapped[str] = mapped_column(String(300), unique=True)       # "namespace/name"
     namespace: Mapped[str] = mapped_column(String(96), default="")
     name: Mapped[str] = mapped_column(String(200))
-    author: Mapped[str | None] = mapped_column(String(96), nullable=True, index=True)   # owner / org
+    author: Mapped[str | None] = mapped_column(String(96), nullable=True)   # owner / org
     source: Mapped[str] = mapped_column(String(8), default="hub")      # hub | legacy
     downloadable: Mapped[bool] = mapped_column(Boolean, default=True)
     private: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
@@ -39,21 +47,21 @@ class IndexEntry(Base):
     revision: Mapped[str | None] = mapped_column(String(255), nullable=True)   # branch or legacy version
 
     library: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    method: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    method: Mapped[str | None] = mapped_column(String(40), nullable=True)
     method_family: Mapped[str | None] = mapped_column(String(40), nullable=True)
     config_hash: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
-    base_model: Mapped[str | None] = mapped_column(String(300), nullable=True, index=True)
+    base_model: Mapped[str | None] = mapped_column(String(300), nullable=True)
     base_model_revision: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    model_type: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    model_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_class: Mapped[str | None] = mapped_column(String(128), nullable=True)
     hidden_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    head_type: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    head_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     num_labels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     adapter_type: Mapped[str | None] = mapped_column(String(32), nullable=True)   # text_task | text_lang
-    task: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
-    subtask: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
-    language: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
-    license: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    task: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    subtask: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    license: Mapped[str | None] = mapped_column(String(64), nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     num_params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

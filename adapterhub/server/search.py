@@ -21,7 +21,7 @@ from typing import Any, Iterable, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import Integer, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from adapterhub.server.index_models import IndexEntry, IndexVersion, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
@@ -168,13 +168,44 @@ def _visible(viewer: Viewer | None):
     return or_(IndexEntry.private.is_(False), IndexEntry.repo_pk.in_(owned))
 
 
-def _conditions(query: SearchQuery, viewer: Viewer | None, skip: str | None = None) -> list:
+_FTS: dict[str, bool] = {}
+
+
+def _has_fts(s: Session) -> bool:
+    """Whether this SQLite database has the FTS5 trigram table of migration 0003 (cached per database)."""
+    bind = s.get_bind()
+    if bind.dialect.name != "sqlite":
+        return False
+    key = str(bind.url)
+    if key not in _FTS:
+        _FTS[key] = s.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'index_fts'")).first() is not None
+    return _FTS[key]
+
+
+def _text_conditions(s: Session, q: str) -> list:
+    """Every word must occur in `search_text`. Words of 3+ plain characters go through the FTS5 trigram
+    index on SQLite (PostgreSQL's pg_trgm index serves the LIKE itself); the rest are escaped LIKEs."""
+    conds, fts_terms = [], []
+    fts = _has_fts(s)
+    for term in q.lower().split()[:10]:
+        if fts and len(term) >= 3 and not re.search(r"[%_\\\"']", term):
+            fts_terms.append(term)
+        else:
+            conds.append(IndexEntry.search_text.like(f"%{_like_escape(term)}%", escape="\\"))
+    if fts_terms:
+        where = " AND ".join(f"search_text LIKE :t{i}" for i in range(len(fts_terms)))
+        sub = text(f"SELECT rowid FROM index_fts WHERE {where}").bindparams(
+            **{f"t{i}": f"%{t}%" for i, t in enumerate(fts_terms)}).columns(rowid=Integer)
+        conds.append(IndexEntry.id.in_(sub))
+    return conds
+
+
+def _conditions(s: Session, query: SearchQuery, viewer: Viewer | None, skip: str | None = None) -> list:
     conds = [IndexEntry.is_adapter.is_(True)]
     vis = _visible(viewer)
     if vis is not None:
         conds.append(vis)
-    for term in query.q.lower().split()[:10]:
-        conds.append(IndexEntry.search_text.like(f"%{_like_escape(term)}%", escape="\\"))
+    conds += _text_conditions(s, query.q)
     for name, value in query.filters.items():
         if name != skip and value:
             conds.append(FACETS[name] == value)
@@ -204,7 +235,7 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
         raise ValueError(f"unknown filter(s): {', '.join(sorted(unknown))}")
     if query.sort not in SORTS:
         raise ValueError(f"unknown sort {query.sort!r} (one of {', '.join(SORTS)})")
-    conds = _conditions(query, viewer)
+    conds = _conditions(s, query, viewer)
     total = s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
     page = max(1, query.page)
@@ -213,10 +244,14 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     facets: dict[str, list[tuple[str, int]]] = {}
     if query.facets:
         for name, col in FACETS.items():
-            fconds = _conditions(query, viewer, skip=name)
+            fconds = _conditions(s, query, viewer, skip=name)
+            # Under other filters, group by an expression, not the bare column: the planner then narrows
+            # with the filters' indexes instead of walking this facet's index in order (SQLite).
+            narrowed = query.q.strip() or any(v for k, v in query.filters.items() if k != name)
+            key = col.concat("") if narrowed else col
             cnt = func.count(IndexEntry.id)
-            rows = s.execute(select(col, cnt).where(*fconds, col.is_not(None)).group_by(col)
-                             .order_by(cnt.desc(), col).limit(FACET_LIMIT)).all()
+            rows = s.execute(select(key, cnt).where(*fconds, key.is_not(None)).group_by(key)
+                             .order_by(cnt.desc(), key).limit(FACET_LIMIT)).all()
             facets[name] = [(str(v), int(c)) for v, c in rows]
     return SearchResult(total, items, facets)
 

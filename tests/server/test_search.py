@@ -175,6 +175,12 @@ def test_full_text_sort_and_pagination(index_db, hub_index):
     with index_db.session() as s:
         res = search(s, SearchQuery(q="SST-2 pfeiffer roberta", sort="name"))
         assert ids(res) == ["ukp/roberta-base-sst_pfeiffer", "ukp/roberta-large-sst_pfeiffer"]
+        # the full-text index (FTS5 trigram on SQLite, pg_trgm on PostgreSQL) answers exactly like a scan
+        texts = [t for (t,) in s.execute(select(IndexEntry.search_text).where(IndexEntry.is_adapter.is_(True),
+                                                                             IndexEntry.private.is_(False)))]
+        for q in ("sst", "houlsby ar", "multilingual-cased wiki_", "ukp imdb", "lora alice/sst2"):
+            expected = sum(all(w in t for w in q.split()) for t in texts)
+            assert search(s, SearchQuery(q=q.upper(), facets=False)).total == expected > 0, q
         assert search(s, SearchQuery(q="100%")).total == 0  # LIKE wildcards are escaped
         assert search(s, SearchQuery(q="zz_zz")).total == 0
         res = search(s, SearchQuery(sort="downloads", per_page=2))
@@ -376,6 +382,19 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
         assert c.get("/api/adapters", params={"sort": "bogus"}).status_code == 400
         t = c.get("/api/taxonomy").json()
         assert len(t["tasks"]) == 123
+        # downloads and privacy changes reach the index (database triggers), without a new commit
+        hf = pytest.importorskip("huggingface_hub")
+        hf.hf_hub_download("alice/idx-seqbn", "adapter_config.json", endpoint=live_hub.url, token=False,
+                           cache_dir=str(live_hub.data_dir / "dl-cache"))
+        r = c.get("/api/adapters", params={"author": "alice", "sort": "downloads"}).json()
+        assert r["items"][0]["id"] == "alice/idx-seqbn" and r["items"][0]["downloads"] == 1
+        api.update_repo_settings("alice/idx-seqbn", private=True)
+        ids_anon = [i["id"] for i in c.get("/api/adapters", params={"author": "alice"}).json()["items"]]
+        assert "alice/idx-seqbn" not in ids_anon
+        auth = {"Authorization": f"Bearer {live_hub.tokens['alice']}"}
+        ids_alice = [i["id"] for i in c.get("/api/adapters", params={"author": "alice"}, headers=auth).json()["items"]]
+        assert "alice/idx-seqbn" in ids_alice
+        api.update_repo_settings("alice/idx-seqbn", private=False)
         schema = c.get("/openapi.json").json()
         assert {"/api/adapters", "/api/adapters/resolve", "/api/taxonomy"} <= set(schema["paths"])
         assert "409" in schema["paths"]["/api/adapters/resolve"]["get"]["responses"]
