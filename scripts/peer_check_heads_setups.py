@@ -1,5 +1,5 @@
 """Reverse interop check: what adapterhub saves (flexible heads, Compacter, Fuse and Stack setups) loads in the
-real `adapters` library and reproduces adapterhub's outputs. Not a test: the peer needs transformers 4.57.
+real `adapters` library and reproduces adapterhub's outputs; also a whole AdapterModel checkpoint (save_pretrained). Not a test: the peer needs transformers 4.57.
 
     .venv/bin/python scripts/peer_check_heads_setups.py save OUT            # adapterhub, transformers 5
     python3 -m venv /tmp/peervenv && /tmp/peervenv/bin/pip install /opt/wheels/torch-2.13.0+cpu-*.whl \\
@@ -27,7 +27,7 @@ def _batch(arch):
 
 
 def _load(cls, arch, folder="base"):
-    return cls.from_pretrained(FIXTURES / arch / folder, attn_implementation="eager").eval()
+    return cls.from_pretrained(FIXTURES / arch / folder, attn_implementation="eager").eval()  # absolute folder ok
 
 
 def _perturb(model, wanted):
@@ -78,6 +78,15 @@ def save(out: Path) -> None:
             model.set_active_adapters(setup)
             outputs[f"{arch}/{tag}"] = _run(model, batch)
             model.save_adapter_setup(out / tag / arch, setup)
+        model = adapterhub.AdapterModel.from_pretrained(FIXTURES / arch / "base", attn_implementation="eager").eval()
+        for name in "ab":
+            model.add_adapter(name, config="seq_bn")
+        model.add_adapter_fusion(["a", "b"])
+        model.add_classification_head("a,b", num_labels=3)
+        _perturb(model, lambda k: "adapter" in k or k.startswith("heads."))
+        model.set_active_adapters(adapterhub.Fuse("a", "b"))
+        outputs[f"{arch}/checkpoint"] = _run(model, batch)
+        model.save_pretrained(out / "checkpoint" / arch)
     save_file({k: v.contiguous() for k, v in outputs.items()}, str(out / "expected.safetensors"))
 
 
@@ -104,6 +113,10 @@ def check(out: Path) -> None:
             adapters.init(model)
             setup, _ = model.load_adapter_setup(str(out / tag / arch), set_active=True, use_safetensors=True)
             print(f"{arch} {setup}: {(_run(model, batch) - expected[f'{arch}/{tag}']).abs().max().item():.1e}")
+        model = _load(adapters.AutoAdapterModel, arch, out / "checkpoint" / arch)
+        model.set_active_adapters(adapters.Fuse("a", "b"))
+        diff = (_run(model, batch) - expected[f"{arch}/checkpoint"]).abs().max().item()
+        print(f"{arch} whole {type(model).__name__} checkpoint, heads {list(model.heads)}: {diff:.1e}")
 
 
 if __name__ == "__main__":
