@@ -51,6 +51,7 @@ def test_blocks_serialise_to_the_adapter_setup_format():
     assert Block.from_dict(Fuse("a", "b", name="ab").to_dict()).name == "ab"
     assert setup.without("a") == Stack("x") and setup.without("x") == Stack(Fuse("a", "b"))
     assert Fuse("a", "b").without("a") is None
+    assert Stack("x", Stack("a", Fuse("a", "b"))) == Stack("x", "a", Fuse("a", "b"))
     with pytest.raises(AdapterConfigError, match="Fuse takes adapter names"):
         Fuse("a", Stack("b"))
     with pytest.raises(AdapterConfigError, match="unsupported composition block 'Split'"):

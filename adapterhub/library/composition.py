@@ -148,9 +148,16 @@ class Fuse(Block):
 
 
 class Stack(Block):
-    """Adapters applied one after another; a child may be a :class:`Fuse`."""
+    """Adapters applied one after another; a child may be a :class:`Fuse`. A nested Stack is flattened (it
+    computes the same as its children in line)."""
 
     allowed_children = (str, Fuse)
+
+    def __init__(self, *children):
+        flat = []
+        for child in children:
+            flat += child.children if isinstance(child, Stack) else [child]
+        super().__init__(*flat)
 
 
 _BLOCKS = {"Stack": Stack, "Fuse": Fuse}
