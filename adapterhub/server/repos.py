@@ -316,8 +316,23 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
     for e in new_blobs.values():  # blobs first, rows after: a row never points to a missing blob
         if not hub.store.exists(e.sha256):
             hub.store.put_file(e.staged.tmp, e.sha256, e.size)
-    oid = _commit_oid(repo_pk, head_oid, {p: e.sha256 for p, e in tree.items()}, title)
     with hub.db.session() as s:
+        # Writing the repo row first serialises the commits of one repo: a row lock on PostgreSQL, the
+        # write lock on SQLite. Under it, a branch that moved meanwhile is rebased onto when the other
+        # commit did not touch what was validated; otherwise the whole commit is checked again.
+        s.execute(update(Repo).where(Repo.id == repo_pk).values(updated_at=utcnow()))
+        ref = s.scalar(select(Ref).where(Ref.repo_id == repo_pk, Ref.kind == "branch", Ref.name == branch))
+        if ref is None:
+            raise HubError(f"branch {branch} was deleted while committing", 409, "Conflict")
+        if ref.commit_oid != head_oid:
+            if parent_commit is not None:
+                raise HubError(f"{branch} moved while committing (expected parent {parent_commit})", 412, "ParentMismatch")
+            rebased = {p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(s.get(Commit, ref.commit_oid)).items()}
+            _apply_ops(s, rebased, ops)
+            if _validated_part(rebased) != _validated_part(tree):
+                raise _BranchMoved()
+            tree, head_oid = rebased, ref.commit_oid
+        oid = _commit_oid(repo_pk, head_oid, {p: e.sha256 for p, e in tree.items()}, title)
         if new_blobs:
             ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(Blob)
             s.execute(
@@ -329,18 +344,23 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
         s.add_all([CommitFile(commit_oid=oid, path=p, blob_sha256=e.sha256) for p, e in tree.items()])
         s.add(Validation(commit_oid=oid, status=status, report=report, errors=_report_errors(report),
                          method=_first(report, "method"), num_params=_sum_params(report)))  # fmt: skip
-        moved = s.execute(
-            update(Ref).where(Ref.repo_id == repo_pk, Ref.kind == "branch", Ref.name == branch, Ref.commit_oid == head_oid)
-            .values(commit_oid=oid, updated_at=utcnow())
-        ).rowcount  # fmt: skip
-        if moved != 1:
-            s.rollback()
-            raise _BranchMoved()
-        s.execute(update(Repo).where(Repo.id == repo_pk).values(updated_at=utcnow()))
+        ref.commit_oid, ref.updated_at = oid, utcnow()
     if running:
         _finish_in_background(hub, oid, report, running)
     hub.run_post_commit(CommitEvent(hub, full_id, repo_pk, oid, branch, {p: e.sha256 for p, e in tree.items()}, status))
     return oid, status
+
+
+def _validated_part(tree: dict[str, _Entry]) -> dict[str, str]:
+    """What the checks before storing and the load check depend on: the card, every config.json and
+    adapter folder (a commit that changes none of these can be rebased onto without checking again)."""
+    folders = {posixpath.dirname(p) for p in tree if posixpath.basename(p) == V.ADAPTER_CONFIG}
+    out = {}
+    for p, e in tree.items():
+        d = posixpath.dirname(p)
+        if p == "README.md" or posixpath.basename(p) == "config.json" or any(f == "" or d == f or d.startswith(f + "/") for f in folders):
+            out[p] = e.sha256
+    return out
 
 
 def _apply_ops(s: Session, tree: dict[str, _Entry], ops: list[Op]) -> None:

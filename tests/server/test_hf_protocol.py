@@ -166,3 +166,20 @@ def test_resolve_headers_errors_and_ranges(live_hub):
     assert norepo.status_code == 404 and norepo.headers["x-error-code"] == "RepoNotFound"
     with pytest.raises(hf_errors.EntryNotFoundError):
         hf.hf_hub_download("alice/headers", "nope.txt", endpoint=live_hub.url, token=False, cache_dir=live_hub.data_dir / "c")
+
+
+def test_concurrent_commits_to_one_branch_are_all_kept(live_hub):
+    """8 clients commit to the same branch at once (no parentCommit): the server serialises and rebases."""
+    import concurrent.futures as cf
+
+    api = live_hub.api("alice")
+    api.create_repo("alice/busy")
+
+    def push(i):
+        return [api.upload_file(path_or_fileobj=f"{i}-{k}".encode(), path_in_repo=f"c{i}/{k}.txt", repo_id="alice/busy").oid for k in range(3)]
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        oids = [o for chunk in pool.map(push, range(8)) for o in chunk]
+    assert len(set(oids)) == 24
+    assert sorted(api.list_repo_files("alice/busy")) == sorted(f"c{i}/{k}.txt" for i in range(8) for k in range(3))
+    assert len(api.list_repo_commits("alice/busy")) == 25  # the initial commit and one per upload, in a chain
