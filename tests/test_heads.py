@@ -323,7 +323,7 @@ def test_whole_model_checkpoint_round_trip(use_safetensors, tmp_path, caplog):
     assert sorted(config["prediction_heads"]) == ["ab", "tags"]
     with caplog.at_level("WARNING"):
         loaded = adapterhub.AdapterModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
-    assert "LOAD REPORT" not in caplog.text  # the adapter and head weights are ours, not unused
+    assert "LOAD REPORT" not in caplog.text and "not used" not in caplog.text  # adapters and heads took theirs
     assert sorted(loaded.adapterhub_state.configs) == ["a", "b"] and sorted(loaded.heads) == ["ab", "tags"]
     assert not hasattr(loaded.config, "adapters") and not hasattr(loaded.config, "prediction_heads")
     loaded.set_active_adapters(setup)
@@ -333,6 +333,11 @@ def test_whole_model_checkpoint_round_trip(use_safetensors, tmp_path, caplog):
     from safetensors.torch import load_file, save_file
     if use_safetensors:
         weights = load_file(str(tmp_path / "model.safetensors"))
+        save_file({**weights, "roberta.extra.weight": torch.zeros(2)}, str(tmp_path / "model.safetensors"))
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            adapterhub.AdapterModel.from_pretrained(tmp_path)
+        assert "not used by RobertaAdapterModel: roberta.extra.weight" in caplog.text
         save_file({k: v for k, v in weights.items() if ".adapters.a." not in k}, str(tmp_path / "model.safetensors"))
         with pytest.raises(AdapterLoadError, match="missing keys: roberta.encoder.layer.0.output.adapters.a."):
             adapterhub.AdapterModel.from_pretrained(tmp_path)

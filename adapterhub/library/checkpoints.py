@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,9 @@ CONFIG_KEYS = ("adapters", "prediction_heads")
 logger = logging.getLogger(__name__)
 
 
-def _extras_pattern() -> re.Pattern:
-    """State-dict keys that are not base weights: adapters, shared adapter weights, fusion layers, heads."""
-    return re.compile(r"(^heads\.|(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer)\.)")
-
-
 class _DropUnexpectedOnlyReport(logging.Filter):
-    """Drops transformers' load report when it lists only unused (UNEXPECTED) weights: we report those ourselves."""
+    """Drops transformers' load report when it lists only unused (UNEXPECTED) weights: we report those ourselves,
+    after the adapters, fusion layers and heads have taken theirs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
@@ -45,7 +40,7 @@ class _DropUnexpectedOnlyReport(logging.Filter):
 
 
 def load_base_model(path, **kwargs: Any):
-    """``AutoModel.from_pretrained``; the weights it does not use are listed in a warning, adapters and heads aside."""
+    """``AutoModel.from_pretrained(path, **kwargs)``; returns the model and the checkpoint keys it did not use."""
     import transformers
 
     kwargs.pop("output_loading_info", None)
@@ -56,11 +51,12 @@ def load_base_model(path, **kwargs: Any):
         base, info = transformers.AutoModel.from_pretrained(path, output_loading_info=True, **kwargs)
     finally:
         log.removeFilter(quiet)
-    pattern = _extras_pattern()
-    unused = sorted(k for k in info.get("unexpected_keys", ()) if not pattern.search(k))
+    return base, set(info.get("unexpected_keys", ()))
+
+
+def warn_unused(path, model, unused: set[str]) -> None:
     if unused:
-        logger.warning("weights in %s not used by %s: %s", path, type(base).__name__, ", ".join(unused))
-    return base
+        logger.warning("weights in %s not used by %s: %s", path, type(model).__name__, ", ".join(sorted(unused)))
 
 
 def adapters_config(model) -> dict[str, Any]:
@@ -124,8 +120,16 @@ def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
     return weights
 
 
-def restore(model, path, adapters: dict | None, heads: dict | None, **kwargs: Any) -> None:
-    """Add the adapters, fusion layers and heads named in a checkpoint's config, then load their weights."""
+def _local_name(key: str, state) -> str:
+    """A checkpoint key as this model names it (heads stay at the top, the rest under the base model prefix)."""
+    return key if key.startswith("heads.") else next(iter(saving._align_prefix({key: None}, state)))
+
+
+def restore(model, path, adapters: dict | None, heads: dict | None, unused: set[str], **kwargs: Any) -> set[str]:
+    """Add the adapters, fusion layers and heads named in a checkpoint's config, then load their weights.
+
+    ``unused``: the checkpoint keys the base model did not take; returns those that are still unused."""
+    before = set(model.state_dict())
     adapters = adapters or {}
     config_map = adapters.get("config_map") or {}
     try:
@@ -141,16 +145,17 @@ def restore(model, path, adapters: dict | None, heads: dict | None, **kwargs: An
             model.add_prediction_head_from_config(name, config, overwrite_ok=True)
     except AdapterConfigError as error:
         raise AdapterLoadError(f"{path}: config.json: {error}") from None
-    pattern = _extras_pattern()
-    expected = {k: v for k, v in model.state_dict().items() if pattern.search(k)}
-    if not expected:
-        return
     state = model.adapterhub_state
+    expected = {k: v for k, v in model.state_dict().items() if k not in before}
+    if not expected:
+        return unused
     given = {}
     for key, value in _checkpoint_weights(path, **kwargs).items():
-        if pattern.search(key):
-            given.update(saving._align_prefix({key: value}, state) if not key.startswith("heads.") else {key: value})
-    saving._compare(expected, given, "the adapters and heads", Path(str(path)))
+        local = _local_name(key, state)
+        if local in expected:
+            given[local] = value
+    saving._compare(expected, given, "the adapters, fusion layers and heads", Path(str(path)))
     with torch.no_grad():
         for key, value in given.items():
             model.get_parameter(key).copy_(value)
+    return {k for k in unused if _local_name(k, state) not in given}

@@ -253,10 +253,13 @@ class AdapterModel(nn.Module):
         brings back its adapters, fusion layers and heads (named in its config.json) with their weights."""
         if isinstance(path_or_config, transformers.PretrainedConfig):
             return cls.from_config(path_or_config, **kwargs)
-        model = AdapterModel(checkpoints.load_base_model(path_or_config, **kwargs))
+        base, unused = checkpoints.load_base_model(path_or_config, **kwargs)
+        model = AdapterModel(base)
         saved = {key: model.config.__dict__.pop(key, None) for key in checkpoints.CONFIG_KEYS}
         if any(saved.values()):
-            checkpoints.restore(model, path_or_config, saved["adapters"], saved["prediction_heads"], **kwargs)
+            unused = checkpoints.restore(model, path_or_config, saved["adapters"], saved["prediction_heads"],
+                                         unused, **kwargs)
+        checkpoints.warn_unused(path_or_config, model, unused)
         return model
 
     def save_pretrained(self, save_directory, use_safetensors: bool = True) -> None:
