@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,15 +17,22 @@ from .errors import HubHTTPError, IntegrityError, OfflineError
 from .http import HubClient
 
 CHUNK_SIZE = 256 * 1024
+PARALLEL = 4  # files of one snapshot fetched at once
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 OnBytes = Callable[[str, int], None]  # (path, bytes just written)
 
 
 def expected_files(info: dict) -> list[ExpectedFile]:
-    """The files of a commit with their hashes, from ``/api/models/{repo}/revision/{commit}?blobs=true``."""
+    """The files of a commit with their hashes, from ``/api/models/{repo}/revision/{commit}?blobs=true``
+    (``siblings``: ``rfilename``, ``size``, ``blobId``, ``lfs.sha256``) or from the tree listing (``files``:
+    ``path``, ``size``, ``oid``, ``lfs.oid``)."""
     out = []
-    for sib in info.get("siblings") or []:
+    entries = info.get("siblings")
+    if entries is None:
+        entries = [{"rfilename": f.get("path"), "size": f.get("size"), "blobId": f.get("oid"), "lfs": f.get("lfs")}
+                   for f in info.get("files") or []]
+    for sib in entries:
         path = sib.get("rfilename")
         if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
             raise HubHTTPError(f"the hub listed an unsafe file name {path!r} in {info.get('id')}")
@@ -102,9 +111,7 @@ def fetch_file(client: HubClient, rc: RepoCache, commit: str, exp: ExpectedFile,
                         if on_bytes is not None:
                             f.flush()
                             on_bytes(exp.path, len(chunk))
-                    f.flush()
-                    os.fsync(f.fileno())
-        size = part.stat().st_size
+        size = part.stat().st_size  # no fsync: every use re-checks the sha256, so a torn write is never used
         digest = sha.hexdigest()
         try:
             check_bytes(exp, size, digest, git.hexdigest() if size == exp.size else None, where)
@@ -154,19 +161,35 @@ def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str
             rc.touch(commit)
             return rc.snapshot_dir(commit)  # another process finished it while we waited
         rc.manifest_path(commit).unlink(missing_ok=True)
-        info = info if info is not None and info.get("sha") == commit and _has_hashes(info) \
-            else client.model_info(repo_id, commit, blobs=True)
+        if info is None or info.get("sha") != commit or not _has_hashes(info):
+            info = {"id": repo_id, "sha": commit, "files": client.list_tree(repo_id, commit)}
         files = expected_files(info)
         done: dict[str, dict] = {}
+
+        def one(exp: ExpectedFile) -> None:
+            digest = fetch_file(client, rc, commit, exp, advance, on_bytes)
+            rc.link_file(commit, exp.path, digest)
+            done[exp.path] = {"sha256": digest, "size": exp.size}
+
         with _progress_bar(progress, sum(f.size for f in files), f"{repo_id}@{commit[:8]}") as advance:
-            for exp in files:
-                digest = fetch_file(client, rc, commit, exp, advance, on_bytes)
-                rc.link_file(commit, exp.path, digest)
-                done[exp.path] = {"sha256": digest, "size": exp.size}
-        rc.write_manifest(commit, endpoint, done)
+            if len(files) > 1 and on_bytes is None:
+                futures = [_pool().submit(one, exp) for exp in files]
+                wait(futures)  # all settled before anything is raised: no download goes on behind the caller
+                for future in futures:
+                    future.result()  # the first failure is raised; the manifest is not written
+            else:
+                for exp in files:
+                    one(exp)
+        rc.write_manifest(commit, endpoint, dict(sorted(done.items())))
     return rc.snapshot_dir(commit)
 
 
+@functools.lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    """Download threads, started once per process (starting threads for every load costs milliseconds)."""
+    return ThreadPoolExecutor(PARALLEL, thread_name_prefix="adapterhub-download")
+
+
 def _has_hashes(info: dict) -> bool:
-    sibs = info.get("siblings") or []
-    return bool(sibs) and all("size" in s for s in sibs)
+    entries = info.get("siblings") if info.get("siblings") is not None else info.get("files")
+    return bool(entries) and all("size" in e for e in entries)

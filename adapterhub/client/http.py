@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import re
+import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,8 +42,19 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle (~75 ms), too slow for every call."""
+    return ssl.create_default_context()
+
+
+_SHARED: dict[tuple[str, str | None], HubClient] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class HubClient:
-    """One hub (endpoint + token). Use as a context manager or call :meth:`close`."""
+    """One hub (endpoint + token). Use as a context manager or call :meth:`close`; :meth:`shared` gives a
+    process-wide client per (endpoint, token) that keeps its connections open between calls."""
 
     def __init__(self, settings: HubSettings | None = None, **kwargs: Any):
         self.settings = settings or resolve_settings(**kwargs)
@@ -48,7 +62,18 @@ class HubClient:
         headers = {"user-agent": f"adapterhub/{__version__}"}
         if self.settings.token:
             headers["authorization"] = f"Bearer {self.settings.token}"
-        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False)
+        verify = _ssl_context() if self.endpoint.startswith("https:") else False
+        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False,
+                                  verify=verify)
+
+    @classmethod
+    def shared(cls, settings: HubSettings) -> HubClient:
+        key = (settings.endpoint, settings.token)
+        with _SHARED_LOCK:
+            client = _SHARED.get(key)
+            if client is None or client._http.is_closed:
+                client = _SHARED[key] = cls(settings)
+            return client
 
     def __enter__(self) -> HubClient:
         return self
@@ -127,17 +152,23 @@ class HubClient:
 
     def list_tree(self, repo_id: str, revision: str) -> list[dict]:
         """Every file of ``revision`` (recursive), following ``Link: rel="next"`` pagination."""
+        return self.tree_with_commit(repo_id, revision)[1]
+
+    def tree_with_commit(self, repo_id: str, revision: str) -> tuple[str | None, list[dict]]:
+        """(commit the hub resolved ``revision`` to, from ``X-Repo-Commit`` if sent; every file, recursive)."""
         check_repo_id(repo_id)
         url: str | None = f"/api/models/{repo_id}/tree/{_q(revision)}"
         params: dict | None = {"recursive": "true", "expand": "false"}
         files: list[dict] = []
+        commit = None
         while url:
             response = self.request("GET", url, params=params, what=f"file list of {repo_id}@{revision}")
+            commit = commit or response.headers.get("x-repo-commit")
             page = response.json()
             files += [e for e in page if isinstance(e, dict) and e.get("type") == "file"]
             url = response.links.get("next", {}).get("url")
             params = None
-        return files
+        return (commit if commit and COMMIT_RE.match(commit) else None), files
 
     def resolve_identifier(self, identifier: str, model_name: str | None = None, config: str | None = None,
                            version: str | None = None) -> dict | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from .cache import Cache
 from .errors import HubHTTPError, IdentifierError, ValidationFailedError
 from .http import HubClient, check_repo_id
 from .settings import resolve_settings
@@ -134,6 +135,11 @@ def push_folder(folder: str | Path, repo_id: str, *, endpoint: str | None = None
             status, errors = wait_for_validation_result(client, repo_id, commit, 0)
         if tag:
             client.create_tag(repo_id, tag, commit)
+        cache = Cache(settings.cache_dir)  # identifiers resolved before the push must be asked again
+        cache.forget_resolutions(settings.endpoint, repo_id)
+        cache.repo(settings.endpoint, repo_id).set_ref(branch, commit)
+        if tag:
+            cache.repo(settings.endpoint, repo_id).set_ref(tag, commit)
         result = PushResult(repo_id, commit, f"{settings.endpoint}/{repo_id}", status, errors, tag)
     if wait_for_validation and status == "failed":
         raise ValidationFailedError(f"{repo_id}@{commit}: the hub flagged the upload as failing validation:\n- "

@@ -21,12 +21,13 @@ import dataclasses
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .cache import Cache
-from .download import snapshot
+from .download import _pool, snapshot
 from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
 from .http import COMMIT_RE, REPO_ID_RE, HubClient
 from .settings import HubSettings, normalize_endpoint, read_saved_tokens, resolve_settings
@@ -139,7 +140,16 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
 
     if settings.offline or client is None:
         return _pin_offline(parsed, endpoint, cache, key, revision)
+    recent = cache.resolution(endpoint, *key) if settings.ref_ttl > 0 else None
+    if recent and time.time() - float(recent.get("resolved_at", 0)) < settings.ref_ttl \
+            and cache.repo(endpoint, recent["repo_id"]).manifest(recent["commit"]) is not None:
+        return Pinned(endpoint, recent["repo_id"], recent["commit"], recent.get("revision") or recent["commit"],
+                      via="cache")
 
+    # For "org/name[@rev]" the file list is asked for at the same time as the resolution (one round trip less);
+    # it is used only if the hub resolves the identifier to that very repository and commit.
+    listing = _pool().submit(client.tree_with_commit, parsed.head, revision or "main") \
+        if parsed.two_part and not (parsed.at and version) else None
     answer, resolve_error = None, None
     try:
         answer = client.resolve_identifier(parsed.text, model_name=used_model, config=config_s, version=version)
@@ -156,6 +166,13 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
                 + (f"; its archive was published at {', '.join(urls)}" if urls else ""))
         pinned = Pinned(endpoint, answer["repo_id"], answer["commit"], answer.get("version") or answer["commit"],
                         via="resolve")
+        if listing is not None and answer["repo_id"] == parsed.head:
+            try:
+                listed_commit, files = listing.result()
+            except Exception:  # noqa: BLE001 - e.g. a task identifier that is no repository: list it later
+                listed_commit, files = None, []
+            if listed_commit == pinned.commit:
+                pinned.info = {"id": pinned.repo_id, "sha": pinned.commit, "files": files}
     elif parsed.two_part:
         revision = _check_revision_args(parsed, version)
         try:
@@ -247,15 +264,11 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
         parsed = ParsedIdentifier("hub", f"{repo_id}@{url_rev}" if url_rev else repo_id, head=repo_id, at=url_rev)
     else:
         sub = ""
-    client = None if settings.offline else HubClient(settings)
-    try:
-        pinned = pin(parsed, settings, cache, client, model_name=model_name, own_model_name=own_model_name,
-                     config=config, version=version)
-        folder = snapshot(client, cache, pinned.endpoint, pinned.repo_id, pinned.commit, info=pinned.info,
-                          offline=settings.offline, progress=progress)
-    finally:
-        if client is not None:
-            client.close()
+    client = None if settings.offline else HubClient.shared(settings)
+    pinned = pin(parsed, settings, cache, client, model_name=model_name, own_model_name=own_model_name,
+                 config=config, version=version)
+    folder = snapshot(client, cache, pinned.endpoint, pinned.repo_id, pinned.commit, info=pinned.info,
+                      offline=settings.offline, progress=progress)
     if sub:
         folder = folder / sub
         if not folder.is_dir():

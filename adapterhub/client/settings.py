@@ -9,6 +9,9 @@ Each setting is an argument first, then an environment variable, then a default:
   ``token=False`` sends none.
 * offline: ``offline=`` / ``ADAPTERHUB_OFFLINE=1``: only the cache is used.
 * cache: ``cache_dir=`` / ``ADAPTERHUB_CACHE`` / ``~/.cache/adapterhub``.
+* ref_ttl: ``ADAPTERHUB_REF_TTL`` seconds (default 60): for that long after an identifier naming a branch or
+  tag (``org/name``, ``task/subtask@org``) was resolved, a cached snapshot of it is used without asking the hub
+  again; 0 always asks. Commit ids never need asking; a push from this machine updates the cache at once.
 """
 
 from __future__ import annotations
@@ -93,10 +96,11 @@ class HubSettings:
     token: str | None
     offline: bool
     cache_dir: Path
+    ref_ttl: float = 60.0
 
     def __repr__(self) -> str:  # never print a token
         return (f"HubSettings(endpoint={self.endpoint!r}, token={'***' if self.token else None}, "
-                f"offline={self.offline}, cache_dir={str(self.cache_dir)!r})")
+                f"offline={self.offline}, cache_dir={str(self.cache_dir)!r}, ref_ttl={self.ref_ttl})")
 
 
 def resolve_settings(endpoint: str | None = None, token: str | bool | None = None, offline: bool | None = None,
@@ -111,4 +115,9 @@ def resolve_settings(endpoint: str | None = None, token: str | bool | None = Non
     if offline is None:
         offline = os.environ.get("ADAPTERHUB_OFFLINE", "").strip().lower() in _TRUE
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    return HubSettings(ep, tok or None, bool(offline), cache)
+    try:
+        ttl = float(os.environ.get("ADAPTERHUB_REF_TTL", "60"))
+    except ValueError:
+        raise IdentifierError(f"ADAPTERHUB_REF_TTL={os.environ['ADAPTERHUB_REF_TTL']!r} is not a number of seconds") \
+            from None
+    return HubSettings(ep, tok or None, bool(offline), cache, max(0.0, ttl))

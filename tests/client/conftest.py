@@ -33,11 +33,16 @@ def db_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client_hub(live_hub):
+def client_hub(live_hub, tmp_path_factory):
     from adapterhub.client import push_base_model
 
-    push_base_model(make_model("bert", "seqcls"), BASE, endpoint=live_hub.url, token=live_hub.tokens["alice"])
-    return live_hub
+    with pytest.MonkeyPatch.context() as mp:  # pushes in module fixtures must not touch the user's own cache
+        home = tmp_path_factory.mktemp("client-home")
+        mp.setenv("ADAPTERHUB_CACHE", str(home / "cache"))
+        mp.setenv("ADAPTERHUB_HOME", str(home / "home"))
+        mp.delenv("ADAPTERHUB_TOKEN", raising=False)
+        push_base_model(make_model("bert", "seqcls"), BASE, endpoint=live_hub.url, token=live_hub.tokens["alice"])
+        yield live_hub
 
 
 def adapter_model(seed: int = 0, name: str = "sst", config: str = "seq_bn"):

