@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
@@ -200,12 +203,28 @@ def _text_conditions(s: Session, q: str) -> list:
     return conds
 
 
-def _conditions(s: Session, query: SearchQuery, viewer: Viewer | None, skip: str | None = None) -> list:
+#: Full-text matches are looked up once per search; up to this many ids are then passed as a list to the
+#: count, page and facet queries (instead of repeating the text match in each of them).
+TEXT_IDS_MAX = 50_000
+
+
+def _text_filter(s: Session, q: str) -> list:
+    conds = _text_conditions(s, q)
+    if not conds:
+        return []
+    ids = list(s.scalars(select(IndexEntry.id).where(*conds).limit(TEXT_IDS_MAX + 1)))
+    if len(ids) > TEXT_IDS_MAX:
+        return conds
+    return [IndexEntry.id.in_(ids)]
+
+
+def _conditions(s: Session, query: SearchQuery, viewer: Viewer | None, skip: str | None = None,
+                text_filter: list | None = None) -> list:
     conds = [IndexEntry.is_adapter.is_(True)]
     vis = _visible(viewer)
     if vis is not None:
         conds.append(vis)
-    conds += _text_conditions(s, query.q)
+    conds += text_filter if text_filter is not None else _text_conditions(s, query.q)
     for name, value in query.filters.items():
         if name != skip and value:
             conds.append(FACETS[name] == value)
@@ -235,7 +254,8 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
         raise ValueError(f"unknown filter(s): {', '.join(sorted(unknown))}")
     if query.sort not in SORTS:
         raise ValueError(f"unknown sort {query.sort!r} (one of {', '.join(SORTS)})")
-    conds = _conditions(s, query, viewer)
+    tf = _text_filter(s, query.q)
+    conds = _conditions(s, query, viewer, text_filter=tf)
     total = s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
     page = max(1, query.page)
@@ -243,17 +263,52 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
                           .limit(per_page).offset((page - 1) * per_page)))
     facets: dict[str, list[tuple[str, int]]] = {}
     if query.facets:
-        for name, col in FACETS.items():
-            fconds = _conditions(s, query, viewer, skip=name)
-            # Under other filters, group by an expression, not the bare column: the planner then narrows
-            # with the filters' indexes instead of walking this facet's index in order (SQLite).
-            narrowed = query.q.strip() or any(v for k, v in query.filters.items() if k != name)
-            key = col.concat("") if narrowed else col
-            cnt = func.count(IndexEntry.id)
-            rows = s.execute(select(key, cnt).where(*fconds, key.is_not(None)).group_by(key)
-                             .order_by(cnt.desc(), key).limit(FACET_LIMIT)).all()
-            facets[name] = [(str(v), int(c)) for v, c in rows]
+        facets = _cached_facets(s, query, viewer, tf)
     return SearchResult(total, items, facets)
+
+
+#: Facet counts are cached per query for this many seconds, and dropped as soon as the index gets a new or
+#: newer entry (the newest id / updated_at change). Items and totals are never cached. 0 disables the cache.
+FACET_CACHE_SECONDS = 30.0
+_facet_cache: OrderedDict[tuple, tuple[tuple, float, dict]] = OrderedDict()
+_facet_lock = threading.Lock()
+
+
+def _cached_facets(s: Session, query: SearchQuery, viewer: Viewer | None,
+                   tf: list) -> dict[str, list[tuple[str, int]]]:
+    if FACET_CACHE_SECONDS <= 0:
+        return _facet_counts(s, query, viewer, tf)
+    token = tuple(s.execute(select(func.max(IndexEntry.id), func.max(IndexEntry.updated_at))).one())
+    vkey = (viewer.account_ids, viewer.admin) if viewer is not None else None
+    key = (str(s.get_bind().url), " ".join(query.q.lower().split()), tuple(sorted(query.filters.items())), vkey)
+    now = time.monotonic()
+    with _facet_lock:
+        hit = _facet_cache.get(key)
+        if hit is not None and hit[0] == token and now - hit[1] < FACET_CACHE_SECONDS:
+            _facet_cache.move_to_end(key)
+            return hit[2]
+    facets = _facet_counts(s, query, viewer, tf)
+    with _facet_lock:
+        _facet_cache[key] = (token, now, facets)
+        while len(_facet_cache) > 512:
+            _facet_cache.popitem(last=False)
+    return facets
+
+
+def _facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None,
+                  tf: list) -> dict[str, list[tuple[str, int]]]:
+    facets: dict[str, list[tuple[str, int]]] = {}
+    for name, col in FACETS.items():
+        fconds = _conditions(s, query, viewer, skip=name, text_filter=tf)
+        # Under other filters, group by an expression, not the bare column: the planner then narrows with
+        # the filters' indexes instead of walking this facet's index in order (SQLite).
+        narrowed = query.q.strip() or any(v for k, v in query.filters.items() if k != name)
+        key = col.concat("") if narrowed else col
+        cnt = func.count(IndexEntry.id)
+        rows = s.execute(select(key, cnt).where(*fconds, key.is_not(None)).group_by(key)
+                         .order_by(cnt.desc(), key).limit(FACET_LIMIT)).all()
+        facets[name] = [(str(v), int(c)) for v, c in rows]
+    return facets
 
 
 def summary(e: IndexEntry) -> AdapterSummary:
