@@ -620,10 +620,29 @@ def on_validation(hub, commit_oid: str, status: str) -> None:
         update_validation(s, commit_oid, status)
 
 
+def on_model_info(info: dict, repo, commit) -> None:
+    """Adds the index's view of the adapter at that commit to ``/api/models/{repo}`` answers (``adapterhub``)."""
+    from sqlalchemy.orm import object_session
+
+    s = object_session(repo)
+    e = s.scalar(select(IndexEntry).where(IndexEntry.repo_pk == repo.id)) if s is not None else None
+    if e is None or not e.is_adapter:
+        return
+    if e.commit_oid == commit.oid:
+        info["adapterhub"] = summary(e).model_dump(exclude={"id", "author", "commit", "downloads", "updated_at"})
+        return
+    v = s.scalar(select(IndexVersion).where(IndexVersion.entry_id == e.id, IndexVersion.commit_oid == commit.oid))
+    if v is not None:
+        info["adapterhub"] = {"method": v.method, "config_hash": v.config_hash,
+                              "base_model": (v.data or {}).get("base_model")}
+
+
 def setup(hub) -> None:
     """Called once by ``create_app``: registers the index hooks and seeds the taxonomy on first start."""
     from adapterhub.server import taxonomy as T
 
+    if on_model_info not in hub.model_info_hooks:
+        hub.model_info_hooks.append(on_model_info)
     if on_commit not in hub.post_commit_hooks:
         hub.post_commit_hooks.append(on_commit)
     if on_validation not in hub.post_validation_hooks:

@@ -279,3 +279,50 @@ def seed(session: Session, root: Path | str | None = None, *, force: bool = Fals
     report.adapters, report.skipped = cards.adapters, cards.skipped
     log.info("seeded taxonomy from %s: %s", path, report)
     return report
+
+
+def reindex_all(db, store) -> int:
+    """Indexes the head of `main` of every repository again (after an upgrade of the extractor, or for a
+    database written before the index existed). Returns the number of repositories indexed."""
+    from adapterhub.server.index import index_commit
+    from adapterhub.server.models import Commit, Ref, Repo
+
+    with db.session() as s:
+        heads = s.execute(select(Ref.repo_id, Ref.commit_oid).where(Ref.kind == "branch", Ref.name == "main")).all()
+    for repo_pk, oid in heads:
+        with db.session() as s:
+            index_commit(s, s.get(Repo, repo_pk), s.get(Commit, oid), store, branch="main")
+    return len(heads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m adapterhub.server.taxonomy``: seed the taxonomy / legacy cards, or re-index every repo."""
+    import argparse
+
+    from adapterhub.server import migrate
+    from adapterhub.server.db import Database
+    from adapterhub.server.settings import Settings
+    from adapterhub.server.storage import LocalBlobStore
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--data-dir", default=None, help="the hub's data folder (as for adapterhub serve)")
+    ap.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in --data-dir)")
+    ap.add_argument("--index-data", default=None, help=f"legacy AdapterHub index folder (default: ${ENV_VAR} "
+                                                       "or ../shared/data/adapterhub-index)")
+    ap.add_argument("--force", action="store_true", help="seed again even if already seeded (upsert)")
+    ap.add_argument("--reindex", action="store_true", help="re-index the main branch of every repository")
+    args = ap.parse_args(argv)
+    settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    migrate.upgrade(db.engine)
+    with db.session() as s:
+        report = seed(s, args.index_data, force=args.force)
+    print(f"taxonomy: {report}" if report else "taxonomy: already seeded or no index data (use --force / --index-data)")
+    if args.reindex:
+        print(f"re-indexed {reindex_all(db, LocalBlobStore(Path(settings.data_dir) / 'blobs'))} repositories")
+    db.dispose()
+
+
+if __name__ == "__main__":
+    main()

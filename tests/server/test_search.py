@@ -336,6 +336,20 @@ def _repo_vs_task(index_db, hub_index):
         assert resolve(s, "@sentiment/imdb").repo_id == "sentiment/imdb"
         entry = s.scalar(select(IndexEntry).where(IndexEntry.full_name == "sentiment/imdb"))
         assert entry.base_model is None and entry.method == "seq_bn"
+    # re-indexing every repository (python -m adapterhub.server.taxonomy --reindex) rebuilds lost rows
+    from adapterhub.server.taxonomy import reindex_all
+
+    with index_db.session() as s:
+        before = {e.full_name: (e.commit_oid, e.method) for e in s.scalars(select(IndexEntry).where(
+            IndexEntry.source == "hub"))}
+        for e in s.scalars(select(IndexEntry).where(IndexEntry.source == "hub")):
+            s.delete(e)
+    assert reindex_all(index_db, hub_index.store) == len(before) == 4
+    with index_db.session() as s:
+        after = {e.full_name: (e.commit_oid, e.method) for e in s.scalars(select(IndexEntry).where(
+            IndexEntry.source == "hub"))}
+        assert after == before
+        assert search(s, SearchQuery(q="imdb seq_bn sentiment", filters={"source": "hub"})).total == 1
 
 
 # ------------------------------------------------------------------------------------ through the live hub
@@ -382,6 +396,9 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
         assert c.get("/api/adapters", params={"sort": "bogus"}).status_code == 400
         t = c.get("/api/taxonomy").json()
         assert len(t["tasks"]) == 123
+        info = c.get("/api/models/alice/idx-seqbn").json()  # the index's view is part of the model info
+        assert info["adapterhub"]["method"] == "seq_bn" and info["adapterhub"]["config_hash"] == "9076f36a74755ac4"
+        assert info["adapterhub"]["task"] == "sentiment" and info["adapterhub"]["head"] == "classification"
         # downloads and privacy changes reach the index (database triggers), without a new commit
         hf = pytest.importorskip("huggingface_hub")
         hf.hf_hub_download("alice/idx-seqbn", "adapter_config.json", endpoint=live_hub.url, token=False,
