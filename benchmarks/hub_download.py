@@ -1,9 +1,10 @@
 """Download throughput of a 3.6 MB adapter file over loopback: our hub (`adapterhub serve`, resolve
 endpoint) against a plain static file server (`python -m http.server`) serving the same bytes on the same
-machine. Both are measured in interleaved rounds with the same client (a fresh connection per download,
-as a command-line download does); the median of the rounds is reported, and the ratio hub/static.
+machine. Both are measured in interleaved rounds with the same clients: httpx (what huggingface_hub uses; a
+fresh connection per download) and, where installed, curl (a fresh connection each, and keep-alive); the
+median of the rounds is reported, and the ratio hub/static. Every download is checked (sha256 or size).
 
-    .venv/bin/python benchmarks/hub_download.py [--rounds 7] [--downloads 40]
+    .venv/bin/python benchmarks/hub_download.py [--rounds 15] [--downloads 10]
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def timed_downloads(url: str, n: int, expected_sha: str) -> float:
     return n * len(r.content) / (time.perf_counter() - t0) / 1e6
 
 
-def timed_curl(url: str, n: int) -> float:
-    """MB/s of one curl process fetching ``url`` ``n`` times (Connection: close, so a new connection each);
-    every response's size is checked."""
-    cmd = ["curl", "-s", "-H", "Connection: close", "-w", "%{http_code} %{size_download}\\n"]
+def timed_curl(url: str, n: int, close: bool) -> float:
+    """MB/s of one curl process fetching ``url`` ``n`` times (with ``close``, a new connection each; without,
+    the connection is reused where the server allows it); every response's status and size are checked."""
+    cmd = ["curl", "-s", "-w", "%{http_code} %{size_download}\\n"] + (["-H", "Connection: close"] if close else [])
     for _ in range(n):
         cmd += ["-o", "/dev/null", url]
     t0 = time.perf_counter()
@@ -59,8 +60,8 @@ SIZE_ACTUAL = [0]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--downloads", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--downloads", type=int, default=10)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -86,13 +87,14 @@ def main() -> None:
                 got = hf_hub_download("bench/adapter", "adapter.safetensors", endpoint=url, cache_dir=tmp / "cache", token=False)
                 assert Path(got).read_bytes() == data
                 timed_downloads(hub_url, 3, sha), timed_downloads(static_url, 3, sha)  # warm-up
-                hub, stat, hub_c, stat_c = [], [], [], []
-                for _ in range(args.rounds):
+                hub, stat, curl = [], [], {True: ([], []), False: ([], [])}
+                for _ in range(args.rounds):  # interleaved, so that load from elsewhere hits both alike
                     hub.append(timed_downloads(hub_url, args.downloads, sha))
                     stat.append(timed_downloads(static_url, args.downloads, sha))
                     if shutil.which("curl"):
-                        hub_c.append(timed_curl(hub_url, args.downloads))
-                        stat_c.append(timed_curl(static_url, args.downloads))
+                        for close in (True, False):
+                            curl[close][0].append(timed_curl(hub_url, args.downloads, close))
+                            curl[close][1].append(timed_curl(static_url, args.downloads, close))
         finally:
             static.terminate()
     h, s = statistics.median(hub), statistics.median(stat)
@@ -100,9 +102,11 @@ def main() -> None:
     print(f"hub    (adapterhub serve, /resolve/main/...): median {h:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in hub)})")
     print(f"static (python -m http.server)              : median {s:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in stat)})")
     print(f"ratio hub/static (httpx client): {h / s:.2f}x (target >= 0.8x)")
-    if hub_c:
-        hc, sc = statistics.median(hub_c), statistics.median(stat_c)
-        print(f"curl client: hub median {hc:.1f} MB/s, static median {sc:.1f} MB/s, ratio {hc / sc:.2f}x")
+    for close, (hub_c, stat_c) in curl.items():
+        if hub_c:
+            hc, sc = statistics.median(hub_c), statistics.median(stat_c)
+            how = "new connection each" if close else "keep-alive where offered (http.server closes)"
+            print(f"curl ({how}): hub median {hc:.1f} MB/s, static median {sc:.1f} MB/s, ratio {hc / sc:.2f}x")
 
 
 if __name__ == "__main__":

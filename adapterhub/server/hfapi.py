@@ -642,6 +642,7 @@ def _file_headers(commit_oid: str, sha: str, size: int, rev: str) -> dict[str, s
 
 
 FAST_MAX = 64 * 1024 * 1024
+FAST_CHUNK = 256 * 1024  # sent in pieces: measured faster than one message or 64 KiB / 1 MiB pieces
 
 
 async def fast_resolve(hub: Hub, scope, send) -> bool:
@@ -684,7 +685,9 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
     out["Content-Type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]})  # fmt: skip
-    await send({"type": "http.response.body", "body": body})
+    step = FAST_CHUNK
+    for i in range(0, max(len(body), 1), step):
+        await send({"type": "http.response.body", "body": body[i:i + step], "more_body": i + step < len(body)})
     return True
 
 
