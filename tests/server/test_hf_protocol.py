@@ -183,3 +183,23 @@ def test_concurrent_commits_to_one_branch_are_all_kept(live_hub):
     assert len(set(oids)) == 24
     assert sorted(api.list_repo_files("alice/busy")) == sorted(f"c{i}/{k}.txt" for i in range(8) for k in range(3))
     assert len(api.list_repo_commits("alice/busy")) == 25  # the initial commit and one per upload, in a chain
+
+
+def test_repo_settings_delete_and_listing(live_hub):
+    api = live_hub.api("alice")
+    api.create_repo("alice/flip")
+    api.upload_file(path_or_fileobj=b"x", path_in_repo="a.txt", repo_id="alice/flip")
+    api.update_repo_settings("alice/flip", private=True)
+    with pytest.raises(hf_errors.RepositoryNotFoundError):
+        live_hub.api(None).model_info("alice/flip")
+    api.update_repo_settings("alice/flip", private=False)
+    assert live_hub.api(None).model_info("alice/flip").id == "alice/flip"
+    found = [m.id for m in live_hub.api(None).list_models(search="FLI", author="alice")]
+    assert found == ["alice/flip"]
+    with pytest.raises(hf_errors.HfHubHTTPError) as e:
+        live_hub.api("bob").delete_repo("alice/flip")
+    assert e.value.response.status_code == 403
+    api.delete_repo("alice/flip")
+    with pytest.raises(hf_errors.RepositoryNotFoundError):
+        api.model_info("alice/flip")
+    assert not api.repo_exists("alice/flip")

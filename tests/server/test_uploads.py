@@ -217,3 +217,27 @@ def test_background_validation_flags_a_failed_commit(live_hub, base_repo, monkey
 
 def test_nothing_left_in_staging(live_hub):
     assert [p.name for p in (live_hub.data_dir / "tmp").iterdir()] == []
+
+
+@needs_fixtures
+def test_unfinished_validations_are_requeued_at_start(live_hub, base_repo):
+    """A commit left 'pending' (e.g. the server stopped during its load check) is validated again at start."""
+    from adapterhub.server import hfapi
+    from adapterhub.server.models import Validation
+
+    api = live_hub.api("alice")
+    api.create_repo("alice/requeue")
+    files = _adapter_files("seq_bn")
+    oid = api.create_commit("alice/requeue", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="x").oid
+    with live_hub.hub.db.session() as s:
+        v = s.get(Validation, oid)
+        assert v.status == "passed"
+        v.status, v.report = "pending", {}
+    hfapi.requeue_pending(live_hub.hub)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = httpx.get(f"{live_hub.url}/api/models/alice/requeue/validation").json()
+        if r["status"] != "pending":
+            break
+        time.sleep(0.1)
+    assert r["status"] == "passed" and r["report"]["adapters"][0]["num_params"] > 0, r
