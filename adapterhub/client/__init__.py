@@ -12,6 +12,8 @@ Functions for programs (the quickstart, notebooks):
   ``push_base_model(model, repo_id)``: publish (``model.push_adapter_to_hub`` calls ``push_adapter``).
 * ``list_adapters(q, **facets)``, ``search_adapters(...)``, ``adapter_info(identifier)``: find.
 * ``login(token, endpoint)``: check a token against the hub and save it for that endpoint.
+* ``local_hub(data_dir, user=...)`` / ``start_local_hub``: ``adapterhub serve`` in a child process on
+  127.0.0.1 with a user and a write token (the embedded hub of the quickstart).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .cache import Cache
 from .errors import (AmbiguousIdentifierError, AuthError, HubClientError, HubHTTPError, IdentifierError,
                      IntegrityError, NotFoundError, OfflineError, ValidationFailedError)
 from .http import HubClient
+from .local import LocalHub, local_hub, start_local_hub
 from .push import PushResult, card_text, push_adapter, push_adapter_setup, push_base_model, push_folder
 from .resolve import Pinned, adapter_folder, parse_identifier, resolve
 from .search import AdapterSummary, SearchResult, adapter_info, list_adapters, search_adapters
@@ -36,9 +39,9 @@ def login(token: str, endpoint: str | None = None) -> dict:
 
 
 __all__ = [
-    "AdapterSummary", "AmbiguousIdentifierError", "AuthError", "Cache", "HubClient", "HubClientError",
-    "HubHTTPError", "HubSettings", "IdentifierError", "IntegrityError", "NotFoundError", "OfflineError", "Pinned",
+    "AdapterSummary", "AmbiguousIdentifierError", "AuthError", "Cache", "HubClient", "HubClientError", "HubHTTPError",
+    "HubSettings", "IdentifierError", "IntegrityError", "LocalHub", "NotFoundError", "OfflineError", "Pinned",
     "PushResult", "SearchResult", "ValidationFailedError", "adapter_folder", "adapter_info", "card_text",
-    "list_adapters", "login", "parse_identifier", "push_adapter", "push_adapter_setup", "push_base_model",
-    "push_folder", "resolve", "resolve_settings", "save_token", "search_adapters",
+    "list_adapters", "local_hub", "login", "parse_identifier", "push_adapter", "push_adapter_setup", "push_base_model",
+    "push_folder", "resolve", "resolve_settings", "save_token", "search_adapters", "start_local_hub",
 ]

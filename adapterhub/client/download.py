@@ -172,7 +172,7 @@ def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str
             done[exp.path] = {"sha256": digest, "size": exp.size}
 
         with _progress_bar(progress, sum(f.size for f in files), f"{repo_id}@{commit[:8]}") as advance:
-            if len(files) > 1 and on_bytes is None:
+            if len(files) > 1 and on_bytes is None and PARALLEL > 1:
                 futures = [_pool().submit(one, exp) for exp in files]
                 wait(futures)  # all settled before anything is raised: no download goes on behind the caller
                 for future in futures:
