@@ -123,7 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--database-url", default="", help="PostgreSQL URL (a throwaway schema is used); SQLite if empty")
     ap.add_argument("--no-facets", action="store_true")
+    ap.add_argument("--sqlite-file", default="", help="keep the SQLite database in this file and reuse it "
+                                                      "when it already holds the rows (faster re-runs)")
     args = ap.parse_args(argv)
+    if args.sqlite_file and not args.database_url:
+        run(Database(f"sqlite:///{Path(args.sqlite_file).resolve()}"), args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         db, drop = fresh_database(args.database_url, Path(tmp))
         try:
@@ -137,6 +142,11 @@ def run(db: Database, args) -> None:
     t = time.perf_counter()
     batch: list[dict] = []
     with db.session() as s:
+        have = s.scalar(text("SELECT count(*) FROM index_entries WHERE source = 'hub'"))
+    if have >= args.rows:
+        print(f"{db.engine.dialect.name}: reusing {have:,} index rows")
+        args.rows = 0
+    with db.session() as s:
         for row in synthetic_rows(args.rows):
             batch.append(row)
             if len(batch) == 5000:
@@ -146,7 +156,8 @@ def run(db: Database, args) -> None:
             s.execute(insert(IndexEntry), batch)
     with db.engine.begin() as c:
         c.execute(text("ANALYZE"))
-    print(f"{db.engine.dialect.name}: inserted {args.rows:,} index rows in {time.perf_counter() - t:.1f}s")
+    if args.rows:
+        print(f"{db.engine.dialect.name}: inserted {args.rows:,} index rows in {time.perf_counter() - t:.1f}s")
     try:
         from adapterhub.server.taxonomy import default_data_path, seed
 

@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Integer, func, or_, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from adapterhub.server.index_models import IndexEntry, IndexVersion, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
 from adapterhub.server.models import Commit, Ref, Repo
@@ -259,11 +259,15 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     total = s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
     page = max(1, query.page)
-    items = list(s.scalars(select(IndexEntry).where(*conds).order_by(*_order(query.sort))
-                          .limit(per_page).offset((page - 1) * per_page)))
+    # ids first (the sort then carries only keys, not whole rows), then the page's rows
+    ids = list(s.scalars(select(IndexEntry.id).where(*conds).order_by(*_order(query.sort))
+                         .limit(per_page).offset((page - 1) * per_page)))
+    rows = {e.id: e for e in s.scalars(select(IndexEntry).options(lazyload(IndexEntry.versions))
+                                       .where(IndexEntry.id.in_(ids)))} if ids else {}
+    items = [rows[i] for i in ids if i in rows]
     facets: dict[str, list[tuple[str, int]]] = {}
     if query.facets:
-        facets = _cached_facets(s, query, viewer, tf)
+        facets = _cached_facets(s, query, viewer, tf, total)
     return SearchResult(total, items, facets)
 
 
@@ -275,9 +279,9 @@ _facet_lock = threading.Lock()
 
 
 def _cached_facets(s: Session, query: SearchQuery, viewer: Viewer | None,
-                   tf: list) -> dict[str, list[tuple[str, int]]]:
+                   tf: list, total: int) -> dict[str, list[tuple[str, int]]]:
     if FACET_CACHE_SECONDS <= 0:
-        return _facet_counts(s, query, viewer, tf)
+        return _facet_counts(s, query, viewer, tf, total)
     token = tuple(s.execute(select(func.max(IndexEntry.id), func.max(IndexEntry.updated_at))).one())
     vkey = (viewer.account_ids, viewer.admin) if viewer is not None else None
     key = (str(s.get_bind().url), " ".join(query.q.lower().split()), tuple(sorted(query.filters.items())), vkey)
@@ -287,7 +291,7 @@ def _cached_facets(s: Session, query: SearchQuery, viewer: Viewer | None,
         if hit is not None and hit[0] == token and now - hit[1] < FACET_CACHE_SECONDS:
             _facet_cache.move_to_end(key)
             return hit[2]
-    facets = _facet_counts(s, query, viewer, tf)
+    facets = _facet_counts(s, query, viewer, tf, total)
     with _facet_lock:
         _facet_cache[key] = (token, now, facets)
         while len(_facet_cache) > 512:
@@ -295,10 +299,30 @@ def _cached_facets(s: Session, query: SearchQuery, viewer: Viewer | None,
     return facets
 
 
+#: Up to this many hits, the facets without an active filter are counted in one pass over the hits' facet
+#: columns (one query), instead of one GROUP BY per facet.
+ONE_PASS_MAX = 25_000
+
+
 def _facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None,
-                  tf: list) -> dict[str, list[tuple[str, int]]]:
+                  tf: list, total: int | None = None) -> dict[str, list[tuple[str, int]]]:
     facets: dict[str, list[tuple[str, int]]] = {}
+    active = {k for k, v in query.filters.items() if v}
+    narrowed = bool(active or query.q.strip())
+    if narrowed and total is not None and total <= ONE_PASS_MAX:
+        names = [n for n in FACETS if n not in active]
+        rows = s.execute(select(*(FACETS[n] for n in names)).where(*_conditions(s, query, viewer, text_filter=tf)))
+        counters: list[Counter] = [Counter() for _ in names]
+        for row in rows:
+            for counter, value in zip(counters, row):
+                if value is not None:
+                    counter[value] += 1
+        for name, counter in zip(names, counters):
+            top = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
+            facets[name] = [(str(v), int(c)) for v, c in top]
     for name, col in FACETS.items():
+        if name in facets:
+            continue
         fconds = _conditions(s, query, viewer, skip=name, text_filter=tf)
         # Under other filters, group by an expression, not the bare column: the planner then narrows with
         # the filters' indexes instead of walking this facet's index in order (SQLite).
@@ -308,7 +332,7 @@ def _facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None,
         rows = s.execute(select(key, cnt).where(*fconds, key.is_not(None)).group_by(key)
                          .order_by(cnt.desc(), key).limit(FACET_LIMIT)).all()
         facets[name] = [(str(v), int(c)) for v, c in rows]
-    return facets
+    return {name: facets[name] for name in FACETS}
 
 
 def summary(e: IndexEntry) -> AdapterSummary:

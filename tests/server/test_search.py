@@ -169,6 +169,14 @@ def test_facets_filters_and_counts(index_db, hub_index):
         assert search(s, SearchQuery(filters={"language": "ar"})).total == 7
         with pytest.raises(ValueError, match="unknown filter"):
             search(s, SearchQuery(filters={"colour": "red"}))
+        # small hit sets count facets in one pass; the per-facet GROUP BY path gives the same answer
+        from adapterhub.server.search import _facet_counts, _text_filter
+
+        for q in (SearchQuery(filters={"task": "sentiment", "author": "ukp"}), SearchQuery(q="bert wiki"),
+                  SearchQuery(q="sst", filters={"method": "seq_bn"})):
+            tf = _text_filter(s, q.q)
+            total = search(s, SearchQuery(q=q.q, filters=q.filters, facets=False)).total
+            assert _facet_counts(s, q, None, tf, total) == _facet_counts(s, q, None, tf, None), q
 
 
 def test_full_text_sort_and_pagination(index_db, hub_index):
