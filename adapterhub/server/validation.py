@@ -200,8 +200,17 @@ def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub"
             log.warning("load check crashed: %s", e, exc_info=True)
             return {"ok": False, "errors": [f"the adapter could not be loaded: {type(e).__name__}: {e}"]}
         if dialect == "peft" and not rep.ok and not rep.num_params and not rep.missing_keys and not rep.unexpected_keys:
-            # the library cannot load this PEFT method yet: not a verdict on the adapter
-            return {"ok": None, "unverified": True, "method": rep.method, "errors": [], "notes": list(rep.errors)}
+            # the library cannot load this PEFT method yet: the hub's structural check (LoRA, IA3), else
+            # no verdict on the adapter
+            from adapterhub.server.peft_check import check_peft
+
+            try:
+                res = check_peft(job_dir, base_config)
+            except Exception as e:  # noqa: BLE001
+                res = {"ok": False, "errors": [f"the adapter could not be checked: {type(e).__name__}: {e}"]}
+            if res is None:
+                return {"ok": None, "unverified": True, "method": rep.method, "errors": [], "notes": list(rep.errors)}
+            rep = _Report(**{k: res.get(k, d) for k, d in _Report.DEFAULTS.items()})
         out = {
             "ok": bool(rep.ok),
             "errors": list(rep.errors),
@@ -226,6 +235,15 @@ def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub"
         return out
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+class _Report:
+    """The fields of ``ValidationReport`` that the hub reads, for results computed here."""
+
+    DEFAULTS = {"ok": False, "errors": [], "method": "", "num_params": 0, "missing_keys": [], "unexpected_keys": [], "changed_modules": 0}
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
 
 
 def link_or_copy(src: Path, dest: Path) -> None:

@@ -181,13 +181,37 @@ def test_valid_adapter_passes_and_mismatched_weights_are_refused(live_hub, base_
 
 
 @needs_fixtures
-def test_peft_adapter_stored_as_unverified(live_hub, base_repo):
+def test_peft_lora_checked_against_the_base_model(live_hub, base_repo):
+    from safetensors.torch import load, save
+
     api = live_hub.api("alice")
     api.create_repo("alice/lora")
     files = _adapter_files("lora_qv")
     api.create_commit("alice/lora", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="lora")
     r = httpx.get(f"{live_hub.url}/api/models/alice/lora/validation").json()
-    assert r["status"] in ("passed", "unverified"), r
+    assert r["status"] == "passed" and r["method"] == "lora" and r["num_params"] == 2048, r  # 2 layers x (q, v) x (8x32 + 32x8)
+    # rank 8 in the config, rank 4 in the weights
+    weights = {k: (v[:4] if "lora_A" in k else v[:, :4]).contiguous() for k, v in load(files["adapter_model.safetensors"]).items()}
+    api.create_repo("alice/lora-bad")
+    msg = _refused(live_hub, "alice/lora-bad", dict(files, **{"adapter_model.safetensors": save(weights)}), 422, "shape mismatch")
+    assert "lora_A" in msg
+    # a target module without its tensors
+    weights = load(files["adapter_model.safetensors"])
+    weights = {k: v for k, v in weights.items() if "layer.1.attention.self.value" not in k}
+    msg = _refused(live_hub, "alice/lora-bad", dict(files, **{"adapter_model.safetensors": save(weights)}), 422, "missing keys")
+    assert "layer.1.attention.self.value" in msg
+
+
+@needs_fixtures
+def test_peft_method_without_a_check_is_stored_as_unverified(live_hub, base_repo):
+    api = live_hub.api("alice")
+    api.create_repo("alice/prefix")
+    folder = INTEROP / "bert" / "peft" / "prefix_tuning"
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in ("adapter_config.json", "adapter_model.safetensors")}
+    files["README.md"] = b"---\nbase_model: alice/bert-tiny\n---\n"
+    api.create_commit("alice/prefix", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="p")
+    r = httpx.get(f"{live_hub.url}/api/models/alice/prefix/validation").json()
+    assert r["status"] == "unverified" and r["errors"] == [], r
 
 
 @needs_fixtures
