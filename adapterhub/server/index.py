@@ -346,6 +346,8 @@ def extract_metadata(files: Iterable[FileInfo | tuple[str, int]],
             auto = cfg.get("auto_mapping") or {}
             if isinstance(auto, Mapping):
                 meta.model_class = auto.get("base_model_class")
+                m = re.match(r"transformers\.models\.([a-z0-9_]+)\.", str(auto.get("parent_library") or ""))
+                meta.model_type = m.group(1).replace("_", "-") if m else None
             task_type = cfg.get("task_type")
             head = _PEFT_TASK_HEADS.get(str(task_type)) if task_type else None
             if head:
@@ -509,6 +511,8 @@ def index_commit(session, repo, commit, store, *, branch: str = "main"):
     infos = [FileInfo(f.path, f.blob.size, f.blob_sha256) for f in files]
     reader = BlobReader(store, {f.path: f.blob_sha256 for f in files})
     meta = extract_metadata(infos, reader.read, reader.header)
+    if meta.is_adapter and meta.model_type is None and meta.base_model:
+        meta.model_type = _hub_model_type(session, store, meta.base_model)
     data = meta.to_dict()
     data["files"] = [{"path": i.path, "size": i.size, "sha256": i.sha256} for i in infos]
 
@@ -556,6 +560,28 @@ def index_commit(session, repo, commit, store, *, branch: str = "main"):
     version.data = {"method": meta.method, "base_model": meta.base_model, "warnings": meta.warnings}
     session.flush()
     return entry
+
+
+def _hub_model_type(session, store, base_model: str) -> str | None:
+    """`model_type` from the config.json of a base model that is a repository of this hub, if any."""
+    from sqlalchemy import select
+
+    from adapterhub.server.models import CommitFile, Ref, Repo
+
+    ns, _, name = base_model.rpartition("/")
+    repo = session.scalar(select(Repo).where(Repo.namespace == ns, Repo.name == name))
+    if repo is None or repo.private:
+        return None
+    ref = session.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == "main"))
+    f = session.get(CommitFile, (ref.commit_oid, "config.json")) if ref is not None else None
+    if f is None or f.blob.size > MAX_METADATA_BYTES:
+        return None
+    try:
+        with store.open(f.blob_sha256) as fh:
+            value = json.loads(fh.read()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def update_validation(session, commit_oid: str, status: str) -> None:

@@ -100,7 +100,7 @@ def test_peft_methods(fixture, method):
     assert m.method == method and m.library == "peft"
     if method == "ia3":
         assert m.hyperparams["feedforward_modules"] == ["output.dense"]
-        assert m.model_class == "BertModel" and m.head_type is None
+        assert m.model_class == "BertModel" and m.head_type is None and m.model_type == "bert"  # auto_mapping
     if method == "prefix_tuning":
         assert m.hyperparams["num_virtual_tokens"] == 8 and m.method_family == "prefix"
 

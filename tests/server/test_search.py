@@ -404,6 +404,10 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
         assert c.get("/api/adapters", params={"sort": "bogus"}).status_code == 400
         t = c.get("/api/taxonomy").json()
         assert len(t["tasks"]) == 123
+        # a PEFT adapter whose config names no model type gets it from its base model's repository here
+        upload_adapter(live_hub, "alice/idx-peft", INTEROP / "bert/peft/lora_qv-seqcls", task="nli")
+        hit = c.get("/api/adapters", params={"author": "alice", "library": "peft"}).json()["items"]
+        assert [(i["id"], i["model_type"], i["method"]) for i in hit] == [("alice/idx-peft", "bert", "lora")]
         info = c.get("/api/models/alice/idx-seqbn").json()  # the index's view is part of the model info
         assert info["adapterhub"]["method"] == "seq_bn" and info["adapterhub"]["config_hash"] == "9076f36a74755ac4"
         assert info["adapterhub"]["task"] == "sentiment" and info["adapterhub"]["head"] == "classification"
