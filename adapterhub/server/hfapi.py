@@ -33,7 +33,8 @@ from adapterhub.server.validation import ADAPTER_CONFIG, parse_card
 
 api_router = APIRouter()
 resolve_router = APIRouter()
-ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch", "tag", "settings", "validation", "paths-info"}
+ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch", "tag", "settings", "validation",
+           "paths-info", "auth-check"}  # fmt: skip
 LFS_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".h5", ".msgpack", ".zip")
 TREE_PAGE = 1000
 
@@ -316,6 +317,8 @@ async def model_routes(request: Request, rest: str):
         return await run_in_threadpool(_refs, hub, request, repo_id)
     if m == "GET" and action == "commits" and arg:
         return await run_in_threadpool(_commits, hub, request, repo_id, arg)
+    if m == "GET" and action == "auth-check":
+        return await run_in_threadpool(_auth_check, hub, request, repo_id)
     if m == "GET" and action == "validation":
         return await run_in_threadpool(_validation, hub, request, repo_id, arg or "main")
     if m == "POST" and action == "paths-info" and arg:
@@ -353,6 +356,13 @@ def _info(hub: Hub, request: Request, repo_id: str, rev: str):
     if expand:
         info = {k: v for k, v in info.items() if k in ("id", "_id", *expand)}
     return JSONResponse(info)
+
+
+def _auth_check(hub: Hub, request: Request, repo_id: str):
+    caller = _caller(hub, request)
+    with hub.db.session() as s:
+        repos.get_repo(s, caller, repo_id)
+    return JSONResponse({"ok": True})
 
 
 def _validation(hub: Hub, request: Request, repo_id: str, rev: str):

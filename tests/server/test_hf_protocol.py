@@ -123,6 +123,9 @@ def test_private_repos_and_write_permissions(live_hub, tmp_path):
         with pytest.raises(hf_errors.RepositoryNotFoundError):
             live_hub.api(who).model_info("alice/secret")
         assert "alice/secret" not in [m.id for m in live_hub.api(who).list_models()]
+        with pytest.raises(hf_errors.RepositoryNotFoundError):
+            live_hub.api(who).auth_check("alice/secret")
+    alice.auth_check("alice/secret")
     p = hf.hf_hub_download("alice/secret", "a.txt", endpoint=live_hub.url, cache_dir=tmp_path / "ar", token=live_hub.tokens["alice-read"])
     assert open(p, "rb").read() == b"s3cret"
     # writing: bob cannot write to alice's public repo, a read token cannot write, anonymous cannot create
@@ -203,3 +206,22 @@ def test_repo_settings_delete_and_listing(live_hub):
     with pytest.raises(hf_errors.RepositoryNotFoundError):
         api.model_info("alice/flip")
     assert not api.repo_exists("alice/flip")
+
+
+def test_copy_delete_patterns_paths_info_and_local_dir(live_hub, tmp_path):
+    api = live_hub.api("alice")
+    api.create_repo("alice/ops")
+    api.upload_file(path_or_fileobj=b"hello", path_in_repo="a/b.txt", repo_id="alice/ops")
+    assert api.file_exists("alice/ops", "a/b.txt") and not api.file_exists("alice/ops", "nope")
+    assert api.revision_exists("alice/ops", "main") and not api.revision_exists("alice/ops", "zzz")
+    info = {e.path: e for e in api.get_paths_info("alice/ops", ["a/b.txt", "a"])}
+    assert info["a/b.txt"].size == 5 and info["a/b.txt"].blob_id == hashlib.sha1(b"blob 5\0hello").hexdigest()
+    assert isinstance(info["a"], hf.hf_api.RepoFolder)
+    api.create_commit("alice/ops", operations=[hf.CommitOperationCopy("a/b.txt", "c.txt")], commit_message="copy")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "n.txt").write_text("n")
+    api.upload_folder(repo_id="alice/ops", folder_path=tmp_path / "src", delete_patterns=["a/*"])
+    assert sorted(api.list_repo_files("alice/ops")) == ["c.txt", "n.txt"]
+    for _ in range(2):  # the second time the file is found in place (sha256 etag compared)
+        p = hf.hf_hub_download("alice/ops", "c.txt", endpoint=live_hub.url, local_dir=tmp_path / "ld", token=False)
+        assert open(p, "rb").read() == b"hello"
