@@ -185,7 +185,7 @@ def push(
             raise typer.BadParameter(f"{config_path} names base model {header.get('model_name')!r}, not "
                                      f"{base_model!r}; push from Python (push_adapter_to_hub) to rename it")
         result = push_folder(folder, repo_id, endpoint=endpoint, token=token, private=private, card=card,
-                             tag=version_tag, wait_for_validation=wait)
+                             tag=version_tag, wait_for_validation=wait, progress=True)
     except HubClientError as error:
         _fail(error)
     console.print(f"pushed [bold]{result.repo_id}[/] @ {result.commit}: validation {result.validation}",

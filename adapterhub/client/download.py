@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import re
-import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .cache import Cache, ExpectedFile, RepoCache, check_bytes, sha256_file
 from .errors import HubHTTPError, IntegrityError, OfflineError
 from .http import HubClient
+from .progress import progress_bar
 
 CHUNK_SIZE = 256 * 1024
 PARALLEL = 4  # files of one snapshot fetched at once
@@ -50,21 +49,6 @@ def expected_files(info: dict) -> list[ExpectedFile]:
                 "verifies every file before use and needs `size` and `lfs.sha256` or `blobId` in the model info")
         out.append(ExpectedFile(path, int(size), sha256, git_oid))
     return out
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool | None, total: int, label: str) -> Iterator[Callable[[int], None]]:
-    if enabled is None:
-        enabled = sys.stderr.isatty() and total > 4 * 1024 * 1024
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def fetch_file(client: HubClient, rc: RepoCache, commit: str, exp: ExpectedFile,
@@ -171,9 +155,9 @@ def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str
             rc.link_file(commit, exp.path, digest)
             done[exp.path] = {"sha256": digest, "size": exp.size}
 
-        with _progress_bar(progress, sum(f.size for f in files), f"{repo_id}@{commit[:8]}") as advance:
+        with progress_bar(progress, sum(f.size for f in files), f"{repo_id}@{commit[:8]}") as advance:
             if len(files) > 1 and on_bytes is None and PARALLEL > 1:
-                futures = [_pool().submit(one, exp) for exp in files]
+                futures = [worker_pool().submit(one, exp) for exp in files]
                 wait(futures)  # all settled before anything is raised: no download goes on behind the caller
                 for future in futures:
                     future.result()  # the first failure is raised; the manifest is not written
@@ -185,7 +169,7 @@ def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str
 
 
 @functools.lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
+def worker_pool() -> ThreadPoolExecutor:
     """Download threads, started once per process (starting threads for every load costs milliseconds)."""
     return ThreadPoolExecutor(PARALLEL, thread_name_prefix="adapterhub-download")
 

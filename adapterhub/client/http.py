@@ -23,6 +23,7 @@ import httpx
 from .. import __version__
 from .errors import (AmbiguousIdentifierError, AuthError, HubHTTPError, IdentifierError, NotFoundError,
                      ValidationFailedError)
+from .progress import progress_bar
 from .settings import HubSettings, resolve_settings
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
@@ -230,7 +231,7 @@ class HubClient:
 
     def commit(self, repo_id: str, files: dict[str, bytes | Path], message: str, branch: str = "main",
                description: str = "", deletions: list[str] = (), parent_commit: str | None = None,
-               timeout: float | None = None) -> dict:
+               timeout: float | None = None, progress: bool | None = None) -> dict:
         """One NDJSON commit with the content inline (the hub answers ``regular`` to preupload)."""
         check_repo_id(repo_id)
         header: dict[str, Any] = {"summary": message, "description": description}
@@ -248,9 +249,16 @@ class HubClient:
                 yield json.dumps({"key": "deletedFile", "value": {"path": path}}).encode() + b"\n"
 
         body = b"".join(lines())
-        return self.json("POST", f"/api/models/{repo_id}/commit/{_q(branch)}", content=body,
-                         headers={"content-type": "application/x-ndjson"},
-                         timeout=httpx.Timeout(timeout or 600.0, connect=10.0), what=f"commit to {repo_id}@{branch}")
+        with progress_bar(progress, len(body), f"upload {repo_id}") as advance:
+            def chunks() -> Iterator[bytes]:
+                for start in range(0, len(body), 256 * 1024):
+                    piece = body[start:start + 256 * 1024]
+                    yield piece
+                    advance(len(piece))
+
+            return self.json("POST", f"/api/models/{repo_id}/commit/{_q(branch)}", content=chunks(),
+                             headers={"content-type": "application/x-ndjson", "content-length": str(len(body))},
+                             timeout=httpx.Timeout(timeout or 600.0, connect=10.0), what=f"commit to {repo_id}@{branch}")
 
     def create_tag(self, repo_id: str, tag: str, revision: str = "main", message: str = "") -> None:
         check_repo_id(repo_id)

@@ -94,7 +94,7 @@ def _files_of(folder: Path) -> dict[str, Path]:
 def push_folder(folder: str | Path, repo_id: str, *, endpoint: str | None = None, token: str | None = None,
                 private: bool = False, branch: str = "main", commit_message: str | None = None,
                 card: str | None = None, tag: str | None = None, wait_for_validation: bool = True,
-                timeout: float = 300.0, delete_missing: bool = True) -> PushResult:
+                timeout: float = 300.0, delete_missing: bool = True, progress: bool | None = None) -> PushResult:
     """Commit every file of ``folder`` (plus ``card`` as README.md when given) to ``repo_id`` on the hub,
     creating the repository if needed; files of the repository that are not in ``folder`` are deleted
     (``delete_missing``). Waits for the hub's validation result unless ``wait_for_validation=False``."""
@@ -125,7 +125,7 @@ def push_folder(folder: str | Path, repo_id: str, *, endpoint: str | None = None
                 current = []
             deletions = [p for p in current if p not in files and p != ".gitattributes"]
         answer = client.commit(repo_id, files, commit_message or f"Upload adapter to {repo_id}", branch=branch,
-                               deletions=deletions)
+                               deletions=deletions, progress=progress)
         commit = str(answer.get("commitOid") or "")
         status = str(answer.get("validation") or "unknown")
         errors: list[str] = []

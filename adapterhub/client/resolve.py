@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .cache import Cache
-from .download import _pool, snapshot
+from .download import snapshot, worker_pool
 from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
 from .http import COMMIT_RE, REPO_ID_RE, HubClient
 from .settings import HubSettings, normalize_endpoint, read_saved_tokens, resolve_settings
@@ -148,7 +148,7 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
 
     # For "org/name[@rev]" the file list is asked for at the same time as the resolution (one round trip less);
     # it is used only if the hub resolves the identifier to that very repository and commit.
-    listing = _pool().submit(client.tree_with_commit, parsed.head, revision or "main") \
+    listing = worker_pool().submit(client.tree_with_commit, parsed.head, revision or "main") \
         if parsed.two_part and not (parsed.at and version) else None
     answer, resolve_error = None, None
     try:
