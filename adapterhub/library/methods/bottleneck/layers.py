@@ -133,7 +133,11 @@ class Bottleneck(nn.Module):
 
     def bottleneck_up(self, x: torch.Tensor) -> torch.Tensor:
         """The scaled up-projection ``s * up(act(down(x)))``: what AdapterFusion mixes."""
-        return self.adapter_up(self.adapter_down(x)) * self.scaling
+        up = self.adapter_up(self.adapter_down(x))
+        scaling = self.scaling
+        if isinstance(scaling, float) and scaling == 1.0:
+            return up  # x * 1.0 == x bit for bit: skip a full-size multiply (and its backward)
+        return up * scaling
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         config = self.config
@@ -144,12 +148,15 @@ class Bottleneck(nn.Module):
             out = out * gate
         if self.parallel:
             return self.adapter_norm_after(out) if config.ln_after else out
+        # ``out`` is always a fresh tensor here that no backward function saved (the outputs of linear, mul,
+        # dropout and layer norm are not kept for their gradients), so the residual is added in place: same
+        # values, one full-size allocation less per site.
         if config.adapter_residual_before_ln:
-            out = out + residual
+            out = out.add_(residual)
         if config.ln_after:
             out = self.adapter_norm_after(out)
         if not config.adapter_residual_before_ln:
-            out = out + residual
+            out = out.add_(residual)
         return out
 
     def delta_input(self, out: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
