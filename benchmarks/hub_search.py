@@ -99,14 +99,16 @@ def pct(values: list[float], p: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def fresh_database(url: str | None, tmp: Path) -> tuple[Database, callable]:
+def fresh_database(url: str | None, tmp: Path, keep_schema: str = "") -> tuple[Database, callable]:
     if not url:
         return Database(f"sqlite:///{tmp / 'bench.sqlite'}"), lambda: None
-    schema = "bench_" + uuid.uuid4().hex[:10]
+    schema = keep_schema or "bench_" + uuid.uuid4().hex[:10]
     admin = create_engine(url)
     with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+        c.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     db = Database(url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}")
+    if keep_schema:
+        return db, db.dispose
 
     def drop():
         db.dispose()
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--database-url", default="", help="PostgreSQL URL (a throwaway schema is used); SQLite if empty")
     ap.add_argument("--no-facets", action="store_true")
+    ap.add_argument("--pg-schema", default="", help="keep the PostgreSQL data in this schema and reuse it")
     ap.add_argument("--sqlite-file", default="", help="keep the SQLite database in this file and reuse it "
                                                       "when it already holds the rows (faster re-runs)")
     args = ap.parse_args(argv)
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         run(Database(f"sqlite:///{Path(args.sqlite_file).resolve()}"), args)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        db, drop = fresh_database(args.database_url, Path(tmp))
+        db, drop = fresh_database(args.database_url, Path(tmp), args.pg_schema)
         try:
             run(db, args)
         finally:
@@ -154,8 +157,12 @@ def run(db: Database, args) -> None:
                 batch = []
         if batch:
             s.execute(insert(IndexEntry), batch)
-    with db.engine.begin() as c:
-        c.execute(text("ANALYZE"))
+    if db.engine.dialect.name == "postgresql":  # what autovacuum does on a live server (index-only scans)
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.execute(text("VACUUM ANALYZE index_entries"))
+    else:
+        with db.engine.begin() as c:
+            c.execute(text("ANALYZE"))
     if args.rows:
         print(f"{db.engine.dialect.name}: inserted {args.rows:,} index rows in {time.perf_counter() - t:.1f}s")
     try:

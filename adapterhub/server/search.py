@@ -24,7 +24,7 @@ from typing import Any, Iterable, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, func, or_, select, text
+from sqlalchemy import Integer, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session, lazyload
 
 from adapterhub.server.index_models import IndexEntry, IndexVersion, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
@@ -320,6 +320,9 @@ def _facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None,
         for name, counter in zip(names, counters):
             top = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
             facets[name] = [(str(v), int(c)) for v, c in top]
+    rest = [n for n in FACETS if n not in facets and n not in active]
+    if len(rest) > 1 and s.get_bind().dialect.name == "postgresql":  # one scan for all of them
+        facets.update(_grouping_sets(s, rest, _conditions(s, query, viewer, text_filter=tf)))
     for name, col in FACETS.items():
         if name in facets:
             continue
@@ -333,6 +336,22 @@ def _facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None,
                          .order_by(cnt.desc(), key).limit(FACET_LIMIT)).all()
         facets[name] = [(str(v), int(c)) for v, c in rows]
     return {name: facets[name] for name in FACETS}
+
+
+def _grouping_sets(s: Session, names: list[str], conds: list) -> dict[str, list[tuple[str, int]]]:
+    """PostgreSQL: the counts of several facets under the same conditions in one GROUPING SETS query."""
+    cols = [FACETS[n] for n in names]
+    flags = [func.grouping(c) for c in cols]
+    stmt = (select(*cols, *flags, func.count(IndexEntry.id)).where(*conds)
+            .group_by(func.grouping_sets(*[tuple_(c) for c in cols])))
+    counters: list[Counter] = [Counter() for _ in names]
+    n = len(cols)
+    for row in s.execute(stmt):
+        for i in range(n):
+            if row[n + i] == 0 and row[i] is not None:  # grouped by column i
+                counters[i][row[i]] += int(row[-1])
+    return {name: sorted(((str(v), c) for v, c in counter.items()), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
+            for name, counter in zip(names, counters)}
 
 
 def summary(e: IndexEntry) -> AdapterSummary:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from adapterhub.server.index import index_commit
 from adapterhub.server.index_models import IndexEntry
@@ -172,11 +172,24 @@ def test_facets_filters_and_counts(index_db, hub_index):
         # small hit sets count facets in one pass; the per-facet GROUP BY path gives the same answer
         from adapterhub.server.search import _facet_counts, _text_filter
 
+        # (and on PostgreSQL, GROUPING SETS for broad queries give the same answer as well)
+        from adapterhub.server.search import FACETS, _conditions, _grouping_sets
+
         for q in (SearchQuery(filters={"task": "sentiment", "author": "ukp"}), SearchQuery(q="bert wiki"),
-                  SearchQuery(q="sst", filters={"method": "seq_bn"})):
+                  SearchQuery(q="sst", filters={"method": "seq_bn"}), SearchQuery()):
             tf = _text_filter(s, q.q)
             total = search(s, SearchQuery(q=q.q, filters=q.filters, facets=False)).total
             assert _facet_counts(s, q, None, tf, total) == _facet_counts(s, q, None, tf, None), q
+            names = [n for n in FACETS if n not in q.filters]
+            slow = {}
+            for n in names:  # one GROUP BY per facet, by hand
+                col = FACETS[n]
+                rows = s.execute(select(col, func.count()).where(*_conditions(s, q, None, text_filter=tf),
+                                                                 col.is_not(None)).group_by(col)).all()
+                slow[n] = sorted(((str(v), c) for v, c in rows), key=lambda kv: (-kv[1], kv[0]))[:30]
+            assert _facet_counts(s, q, None, tf, total) == {**_facet_counts(s, q, None, tf, total), **slow}
+            if s.get_bind().dialect.name == "postgresql":
+                assert _grouping_sets(s, names, _conditions(s, q, None, text_filter=tf)) == slow
 
 
 def test_full_text_sort_and_pagination(index_db, hub_index):
