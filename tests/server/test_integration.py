@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,3 +146,48 @@ def test_migrations_match_the_models(db_url):
         pytest.fail(f"models and migrations differ: {e}")
     finally:
         db.dispose()
+
+
+def test_adapterhub_serve_command_starts_and_serves(tmp_path):
+    """`adapterhub serve` as a user runs it, with the embedded defaults (SQLite file and blob folder under
+    --data-dir): a round trip. (PostgreSQL through --database-url: the tests above, in process.)"""
+    import shutil
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from _hub import free_port
+
+    exe = shutil.which("adapterhub", path=str(Path(sys.executable).parent)) or "adapterhub"
+    args = [exe, "serve", "--data-dir", str(tmp_path / "data")]
+    db_url = f"sqlite:///{tmp_path / 'data' / 'hub.sqlite'}"
+    (tmp_path / "data").mkdir()
+    from adapterhub.server import auth, migrate
+    from adapterhub.server.db import Database
+
+    db = Database(db_url)
+    migrate.upgrade(db.engine)
+    with db.session() as s:
+        token = auth.create_token(s, auth.create_account(s, "dave"), "write")
+    db.dispose()
+    port = free_port()
+    proc = subprocess.Popen(args + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/api/whoami-v2", headers={"authorization": f"Bearer {token}"}).json().get("name") == "dave":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.time() < deadline, "adapterhub serve did not answer"
+            time.sleep(0.2)
+        api = hf.HfApi(endpoint=url, token=token)
+        api.create_repo("dave/x")
+        api.upload_file(path_or_fileobj=b"served", path_in_repo="s.txt", repo_id="dave/x")
+        assert httpx.get(f"{url}/dave/x/resolve/main/s.txt").content == b"served"
+        assert len([p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]) == 1
+    finally:
+        proc.terminate()
+        proc.wait(20)
