@@ -37,20 +37,26 @@ def _repo_dir(cache_root: Path, url: str) -> Path:
     return cache_root / "hubs" / hub_key(url) / "models--acme--transfer"
 
 
-def test_corrupted_blob_on_the_server_is_refused(client_hub, pushed, env):
+@pytest.mark.parametrize("victim", ["adapter.safetensors", "adapter_config.json"])
+def test_corrupted_blob_on_the_server_is_refused(client_hub, pushed, env, victim):
+    """adapter.safetensors is listed with its sha256; adapter_config.json with its git blob id (and the hub
+    sends its sha256 as the ETag): a changed byte is caught either way."""
     commit, expected, shas = pushed
-    on_disk = blob_path(client_hub, shas["adapter.safetensors"])
+    head = httpx.head(f"{client_hub.url}/acme/transfer/resolve/{commit}/{victim}")
+    sha = head.headers["x-linked-etag"].strip('"')
+    assert sha == shas.get(victim, sha)
+    on_disk = blob_path(client_hub, sha)
     original = on_disk.read_bytes()
     damaged = bytearray(original)
-    damaged[-5] ^= 0xFF  # same size, one changed byte in the tensor data
+    damaged[-5] ^= 0x01  # same size, one changed bit near the end
     os.chmod(on_disk, 0o644)
     on_disk.write_bytes(bytes(damaged))
     try:
-        with pytest.raises(IntegrityError, match="adapter.safetensors") as info:
+        with pytest.raises(IntegrityError, match=victim) as info:
             fresh_model().load_adapter("acme/transfer")
-        assert shas["adapter.safetensors"] in str(info.value)
+        assert sha in str(info.value) or "git blob id" in str(info.value)
         repo = _repo_dir(env, client_hub.url)
-        assert not (repo / "blobs" / shas["adapter.safetensors"]).exists()
+        assert not (repo / "blobs" / sha).exists()
         assert not list(repo.glob("blobs/*.incomplete"))
         assert not list(repo.glob("manifests/*.json"))  # the snapshot is not complete, so never used
     finally:

@@ -1,0 +1,53 @@
+"""Adapters zipped at a URL: unsafe archives are refused before anything is written outside the target."""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+
+import pytest
+
+from adapterhub.client import IntegrityError
+from adapterhub.client.archives import safe_extract
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries:
+            if isinstance(data, zipfile.ZipInfo):
+                zf.writestr(data, b"target")
+            else:
+                zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "C:/evil.txt", "a\\..\\evil"])
+def test_paths_that_escape_are_refused(tmp_path, name):
+    archive = _zip(tmp_path / "a.zip", [("ok/adapter_config.json", b"{}"), (name, b"x")])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(IntegrityError, match="unsafe path"):
+        safe_extract(archive, dest)
+    assert list(dest.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
+
+
+def test_links_and_bombs_are_refused(tmp_path):
+    link = zipfile.ZipInfo("link")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        safe_extract(_zip(tmp_path / "l.zip", [("link", link)]), tmp_path)
+    with pytest.raises(IntegrityError, match="zip bomb"):
+        safe_extract(_zip(tmp_path / "b.zip", [("big", b"\0" * 5_000_000)]), tmp_path)
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(IntegrityError, match="not a valid zip"):
+        safe_extract(tmp_path / "junk.zip", tmp_path)
+
+
+def test_a_good_archive_is_extracted_byte_for_byte(tmp_path):
+    entries = [("sst/adapter_config.json", b'{"a": 1}'), ("sst/adapter.safetensors", bytes(range(256)) * 4)]
+    dest = tmp_path / "out"
+    dest.mkdir()
+    names = safe_extract(_zip(tmp_path / "g.zip", entries), dest)
+    assert sorted(names) == sorted(n for n, _ in entries)
+    for name, data in entries:
+        assert (dest / name).read_bytes() == data
