@@ -155,7 +155,7 @@ def list_models(request: Request):
     hub = _hub(request)
     caller = _caller(hub, request)
     q = request.query_params
-    limit = min(int(q.get("limit") or 1000), 1000)
+    limit = min(int(q.get("limit") or 100), 1000)  # pages of 100 unless asked (each entry reads its card)
     offset = int(q.get("cursor") or 0)
     sort = q.get("sort") or "lastModified"
     descending = q.get("direction", "-1") != "1"

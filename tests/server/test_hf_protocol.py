@@ -225,3 +225,18 @@ def test_copy_delete_patterns_paths_info_and_local_dir(live_hub, tmp_path):
     for _ in range(2):  # the second time the file is found in place (sha256 etag compared)
         p = hf.hf_hub_download("alice/ops", "c.txt", endpoint=live_hub.url, local_dir=tmp_path / "ld", token=False)
         assert open(p, "rb").read() == b"hello"
+
+
+def test_list_models_pages_follow_link(live_hub):
+    api = live_hub.api("bob")
+    for i in range(7):
+        api.create_repo(f"bob/page{i}")
+    r = httpx.get(f"{live_hub.url}/api/models", params={"author": "bob", "limit": 3})
+    assert len(r.json()) == 3 and 'rel="next"' in r.headers["link"]
+    assert sorted(m.id for m in api.list_models(author="bob", limit=None)) == sorted(f"bob/page{i}" for i in range(7))
+    seen, url = [], f"{live_hub.url}/api/models?author=bob&limit=3&sort=createdAt&direction=1"
+    while url:
+        r = httpx.get(url)
+        seen += [m["id"] for m in r.json()]
+        url = r.links.get("next", {}).get("url")
+    assert seen == [f"bob/page{i}" for i in range(7)]
