@@ -17,6 +17,7 @@ Extension points for other server modules (search, index, web UI):
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
@@ -134,6 +135,10 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None, routers
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, e: UploadError):
         return error_response(e.message, e.status, e.code, None, request.method)
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _bad_json(request: Request, e: json.JSONDecodeError):
+        return error_response(f"the request body is not valid JSON: {e}", 400, "BadRequest", None, request.method)
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, e: AuthError):

@@ -68,6 +68,15 @@ def _is_lfs(path: str, size: int) -> bool:
     return size >= 10 * 1024 * 1024 or path.lower().endswith(LFS_SUFFIXES)
 
 
+def _int(v: str | None, default: int) -> int:
+    if not v:
+        return default
+    try:
+        return max(0, int(v))
+    except ValueError:
+        raise HubError(f"not a number: {v!r}", 400, "BadRequest") from None
+
+
 def _truthy(v: str | None) -> bool:
     return v is not None and v.strip().lower() in ("1", "true", "yes")
 
@@ -155,8 +164,8 @@ def list_models(request: Request):
     hub = _hub(request)
     caller = _caller(hub, request)
     q = request.query_params
-    limit = min(int(q.get("limit") or 100), 1000)  # pages of 100 unless asked (each entry reads its card)
-    offset = int(q.get("cursor") or 0)
+    limit = min(_int(q.get("limit"), 100), 1000)  # pages of 100 unless asked (each entry reads its card)
+    offset = _int(q.get("cursor"), 0)
     sort = q.get("sort") or "lastModified"
     descending = q.get("direction", "-1") != "1"
     filters = q.getlist("filter")
@@ -409,7 +418,7 @@ def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
         raise HubError(f"{path} does not exist at revision {rev}", 404, "EntryNotFound", commit=c.oid)
     items = [entries[k] for k in sorted(entries)]
     page = 50 if expand else TREE_PAGE
-    start = int(q.get("cursor") or 0)
+    start = _int(q.get("cursor"), 0)
     headers = {"X-Repo-Commit": c.oid}
     if start + page < len(items):
         headers["Link"] = f'<{request.url.include_query_params(cursor=str(start + page))}>; rel="next"'

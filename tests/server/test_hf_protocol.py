@@ -240,3 +240,18 @@ def test_list_models_pages_follow_link(live_hub):
         seen += [m["id"] for m in r.json()]
         url = r.links.get("next", {}).get("url")
     assert seen == [f"bob/page{i}" for i in range(7)]
+
+
+def test_malformed_requests_get_clear_400s(live_hub):
+    h = {"authorization": f"Bearer {live_hub.tokens['alice']}"}
+    r = httpx.post(f"{live_hub.url}/api/repos/create", content=b"{not json", headers=h)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = httpx.get(f"{live_hub.url}/api/models", params={"limit": "ten"})
+    assert r.status_code == 400 and "ten" in r.json()["error"]
+    live_hub.api("alice").create_repo("alice/ndjson")
+    r = httpx.post(f"{live_hub.url}/api/models/alice/ndjson/commit/main", content=b'{"key": "file", "value": {"path": "../x", "content": ""}}\n', headers=h)
+    assert r.status_code == 400 and "'..' is not allowed" in r.json()["error"]
+    r = httpx.post(f"{live_hub.url}/api/models/alice/ndjson/commit/main", content=b"garbage\n", headers=h)
+    assert r.status_code == 400 and "malformed NDJSON" in r.json()["error"]
+    r = httpx.post(f"{live_hub.url}/api/models/alice/ndjson/commit/main?create_pr=1", content=b"", headers=h)
+    assert r.status_code == 400 and "pull requests" in r.json()["error"]

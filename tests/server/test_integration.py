@@ -18,6 +18,8 @@ hf = pytest.importorskip("huggingface_hub")
 
 
 def test_transformers_loads_a_model_through_hf_endpoint(live_hub, tmp_path):
+    if live_hub.hub.db.engine.dialect.name != "sqlite":
+        pytest.skip("a client-side check: run once, on SQLite (a fresh transformers process takes seconds)")
     import torch
     import transformers
 
