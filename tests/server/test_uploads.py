@@ -265,3 +265,35 @@ def test_unfinished_validations_are_requeued_at_start(live_hub, base_repo):
             break
         time.sleep(0.1)
     assert r["status"] == "passed" and r["report"]["adapters"][0]["num_params"] > 0, r
+
+
+def test_oversize_content_refused_in_the_commit_itself(live_hub, monkeypatch):
+    """A client that skips preupload: the commit endpoint counts the decoded bytes itself."""
+    import base64
+
+    live_hub.api("alice").create_repo("alice/big2")
+    monkeypatch.setattr(live_hub.hub.limits, "max_file_size", 1000)
+    before = _state(live_hub)
+    line = {"key": "file", "value": {"path": "big.txt", "encoding": "base64", "content": base64.b64encode(b"y" * 3000).decode()}}
+    body = json.dumps({"key": "header", "value": {"summary": "big"}}) + "\n" + json.dumps(line) + "\n"
+    r = httpx.post(f"{live_hub.url}/api/models/alice/big2/commit/main", content=body,
+                   headers={"authorization": f"Bearer {live_hub.tokens['alice']}"})  # fmt: skip
+    assert r.status_code == 413 and r.headers["x-error-code"] == "FileTooLarge" and "3000 bytes" in r.json()["error"]
+    assert _state(live_hub) == before
+
+
+@needs_fixtures
+def test_config_and_card_schemas_refused(live_hub, base_repo):
+    live_hub.api("alice").create_repo("alice/schemas")
+    files = _adapter_files("seq_bn")
+    bad_cfg = dict(files, **{"adapter_config.json": json.dumps({"hello": "world"}).encode()})
+    _refused(live_hub, "alice/schemas", bad_cfg, 422, "neither an AdapterHub config")
+    cfg = json.loads(files["adapter_config.json"])
+    cfg["hidden_size"] = "big"
+    _refused(live_hub, "alice/schemas", dict(files, **{"adapter_config.json": json.dumps(cfg).encode()}), 422, "hidden_size")
+    # a card whose front matter has the wrong types: huggingface_hub asks /api/validate-yaml first
+    bad_card = dict(files, **{"README.md": b"---\nbase_model: alice/bert-tiny\nlicense: [1, 2]\n---\n"})
+    before = _state(live_hub)
+    with pytest.raises(ValueError, match="license"):
+        live_hub.api("alice").create_commit("alice/schemas", operations=[hf.CommitOperationAdd(p, d) for p, d in bad_card.items()], commit_message="x")
+    assert _state(live_hub) == before
