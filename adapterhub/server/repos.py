@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -167,6 +167,24 @@ def create_repo(hub: Hub, caller: Caller, repo_id: str, private: bool = False, r
         s.add(Ref(repo_id=repo.id, kind="branch", name="main", commit_oid=c.oid))
         s.add(Validation(commit_oid=c.oid, status="skipped", report={"reason": "empty repository"}))
     return repo, True
+
+
+def commit_to_new_repo(hub: Hub, caller: Caller, repo_id: str, ops: list[Op], title: str, private: bool = False) -> tuple[str, str, str]:
+    """Create ``repo_id`` if needed and commit ``ops`` to its main branch, as one step for upload forms:
+    if the commit is refused, a repository created by this call is removed again. Returns
+    (repo id, commit oid, validation status)."""
+    repo, created = create_repo(hub, caller, repo_id, private=private)
+    full_id = repo.repo_id
+    try:
+        oid, status = commit(hub, caller, full_id, "main", ops, title)
+    except BaseException:
+        if created:
+            with hub.db.session() as s:
+                r = find_repo(s, full_id)
+                if r is not None and s.scalar(select(func.count()).select_from(Commit).where(Commit.repo_id == r.id)) == 1:
+                    s.delete(r)
+        raise
+    return full_id, oid, status
 
 
 def create_ref(hub: Hub, caller: Caller, repo_id: str, kind: str, name: str, start: str | None, message: str = "", exist_ok: bool = False) -> str:

@@ -297,3 +297,24 @@ def test_config_and_card_schemas_refused(live_hub, base_repo):
     with pytest.raises(ValueError, match="license"):
         live_hub.api("alice").create_commit("alice/schemas", operations=[hf.CommitOperationAdd(p, d) for p, d in bad_card.items()], commit_message="x")
     assert _state(live_hub) == before
+
+
+def test_commit_to_new_repo_leaves_no_repo_when_refused(live_hub):
+    """The one-step path for upload forms: a refused first commit removes the repository it created."""
+    from adapterhub.server import auth, repos
+    from adapterhub.server.models import Repo
+
+    with live_hub.hub.db.session() as s:
+        caller = auth.caller_from_header(s, f"Bearer {live_hub.tokens['alice']}")
+        s.expunge(caller.account)
+    repos_before = live_hub.count(Repo)
+    with Staging(live_hub.hub.tmp_dir, live_hub.hub.limits) as st:
+        ops = [repos.Op("add", "weights.safetensors", staged=st.add_bytes("weights.safetensors", b"not safetensors at all"))]
+        with pytest.raises(UploadError, match="not a valid safetensors file"):
+            repos.commit_to_new_repo(live_hub.hub, caller, "alice/form-upload", ops, "upload")
+    assert live_hub.count(Repo) == repos_before
+    with Staging(live_hub.hub.tmp_dir, live_hub.hub.limits) as st:
+        ops = [repos.Op("add", "notes.txt", staged=st.add_bytes("notes.txt", b"fine"))]
+        repo_id, oid, status = repos.commit_to_new_repo(live_hub.hub, caller, "form-upload2", ops, "upload")
+    assert (repo_id, status) == ("alice/form-upload2", "skipped")
+    assert httpx.get(f"{live_hub.url}/alice/form-upload2/resolve/{oid}/notes.txt").content == b"fine"
