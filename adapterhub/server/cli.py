@@ -24,6 +24,7 @@ def serve(
     member: list[str] = typer.Option([], "--member", help="With --create-org: a user to add (role write)."),
     admin: bool = typer.Option(False, help="With --create-user: make the user an administrator."),
     scope: str = typer.Option("write", help="With --create-user: token scope, read or write."),
+    gc: bool = typer.Option(False, "--gc", help="Remove blobs that no commit uses (older than an hour) and exit."),
 ) -> None:
     """Start the adapter hub server (HF-compatible API on http://HOST:PORT; point HF_ENDPOINT at it)."""
     settings = Settings.from_env(
@@ -32,6 +33,15 @@ def serve(
     )  # fmt: skip
     if create_user or create_org:
         _admin(settings, create_user, create_org, member, admin, scope)
+        return
+    if gc:
+        from adapterhub.server.app import Hub
+        from adapterhub.server.repos import collect_garbage
+
+        hub = Hub(settings)
+        rows, files = collect_garbage(hub)
+        hub.close()
+        typer.echo(f"removed {rows} unused blobs, {files} files")
         return
     import os
 

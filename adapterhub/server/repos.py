@@ -626,6 +626,32 @@ def revalidate(hub: Hub, commit_oid: str) -> str:
     return hub.record_validation(commit_oid, report)
 
 
+def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int]:
+    """Remove blobs no commit uses any more (after repositories were deleted) and blob files without a
+    row (left by a crash between storing a blob and its commit). Only blobs older than ``grace_seconds``
+    are touched, so that commits in flight keep theirs. Returns (rows removed, files removed)."""
+    import time
+
+    cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
+    with hub.db.session() as s:
+        used = select(CommitFile.blob_sha256)
+        orphans = s.scalars(select(Blob.sha256).where(Blob.created_at < cutoff, Blob.sha256.not_in(used))).all()
+        if orphans:
+            s.execute(Blob.__table__.delete().where(Blob.sha256.in_(orphans)))
+        known = set(s.scalars(select(Blob.sha256)).all())
+    files = 0
+    for sha in orphans:
+        hub.store.delete(sha)
+        files += 1
+    root = getattr(hub.store, "root", None)
+    if root is not None:
+        for p in Path(root).glob("??/??/*"):
+            if p.name not in known and p.stat().st_mtime < time.time() - grace_seconds:
+                p.unlink(missing_ok=True)
+                files += 1
+    return len(orphans), files
+
+
 def serialize_time(t: dt.datetime | None) -> str | None:
     return None if t is None else t.replace(microsecond=(t.microsecond // 1000) * 1000).isoformat(timespec="milliseconds") + "Z"
 

@@ -5,6 +5,7 @@ match the models."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -193,3 +194,23 @@ def test_adapterhub_serve_command_starts_and_serves(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_garbage_collection_after_repo_deletion(live_hub):
+    from adapterhub.server.repos import collect_garbage
+
+    api = live_hub.api("alice")
+    for name in ("gc-a", "gc-b"):
+        api.create_repo(f"alice/{name}")
+        api.upload_file(path_or_fileobj=b"shared bytes", path_in_repo="s.txt", repo_id=f"alice/{name}")
+    api.upload_file(path_or_fileobj=b"only in a", path_in_repo="a.txt", repo_id="alice/gc-a")
+    before = live_hub.blob_files()
+    stray = live_hub.data_dir / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)  # a file without a row
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"stray")
+    assert collect_garbage(live_hub.hub, grace_seconds=3600) == (0, 0)  # everything is recent: kept
+    api.delete_repo("alice/gc-a")
+    rows, files = collect_garbage(live_hub.hub, grace_seconds=0)
+    assert (rows, files) == (1, 2)  # "only in a" (row and file) and the stray file
+    assert live_hub.blob_files() == before - {hashlib.sha256(b"only in a").hexdigest()}
+    assert httpx.get(f"{live_hub.url}/alice/gc-b/resolve/main/s.txt").content == b"shared bytes"
