@@ -174,6 +174,9 @@ def worker_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(PARALLEL, thread_name_prefix="adapterhub-download")
 
 
+os.register_at_fork(after_in_child=worker_pool.cache_clear)  # a forked child has none of the parent's threads
+
+
 def _has_hashes(info: dict) -> bool:
     entries = info.get("siblings") if info.get("siblings") is not None else info.get("files")
     return bool(entries) and all("size" in e for e in entries)

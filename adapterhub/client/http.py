@@ -10,6 +10,7 @@ import base64
 import contextlib
 import functools
 import json
+import os
 import re
 import ssl
 import threading
@@ -51,6 +52,15 @@ def _ssl_context() -> ssl.SSLContext:
 
 _SHARED: dict[tuple[str, str | None], HubClient] = {}
 _SHARED_LOCK = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    global _SHARED_LOCK
+    _SHARED.clear()  # a forked child must not share the parent's sockets
+    _SHARED_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class HubClient:

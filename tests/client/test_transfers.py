@@ -179,3 +179,28 @@ def test_offline_mode_uses_only_the_cache(client_hub, pushed, env, monkeypatch):
     assert commit[:12] in str(info.value)
     with pytest.raises(OfflineError, match="acme/never-downloaded"):
         fresh_model().load_adapter("acme/never-downloaded")
+
+
+def _load_in_child(cache_dir: str, queue) -> None:
+    model = fresh_model()
+    model.load_adapter("acme/transfer", cache_dir=cache_dir, set_active=True)
+    queue.put(output_of(model, inputs()).tolist())
+
+
+def test_forked_child_downloads_after_the_parent_did(client_hub, pushed, env, tmp_path):
+    """The shared HTTP client and download threads are per process: a fork (e.g. data-loader workers) gets its own."""
+    import multiprocessing
+
+    commit, expected, shas = pushed
+    fresh_model().load_adapter("acme/transfer")  # the parent now holds a client and download threads
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_load_in_child, args=(str(tmp_path / "child-cache"), queue))
+    child.start()
+    try:
+        child.join(120)
+        assert child.exitcode == 0  # None: it hung
+    finally:
+        if child.is_alive():
+            child.kill()
+    assert torch.allclose(torch.tensor(queue.get(timeout=5)), expected)
