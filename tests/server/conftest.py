@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi")
-
 PG_URL = os.environ.get("ADAPTERHUB_TEST_DATABASE_URL", "")
 
 
