@@ -261,7 +261,7 @@ def test_resolve_legacy_task_identifier(index_db, hub_index):
         assert r.files[0]["url"].endswith(".zip")
         # same with the preset name and with a full adapter_config.json
         cfg = json.loads((INTEROP / "bert/adapters/seq_bn/safetensors/adapter_config.json").read_text())
-        for config in ("seq_bn", json.dumps(cfg)):
+        for config in ("seq_bn", "pfeiffer", json.dumps(cfg)):
             assert resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config=config).repo_id == r.repo_id
         # no config: pfeiffer and houlsby both exist -> ambiguous, never a silent pick
         with pytest.raises(ResolveError) as e:
