@@ -357,6 +357,14 @@ def _repo_vs_task(index_db, hub_index):
         assert resolve(s, "@sentiment/imdb").repo_id == "sentiment/imdb"
         entry = s.scalar(select(IndexEntry).where(IndexEntry.full_name == "sentiment/imdb"))
         assert entry.base_model is None and entry.method == "seq_bn"
+    # a real repository that takes a legacy card's name replaces the metadata-only entry; seeding again skips it
+    name = "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"
+    oid = hub_index.commit(name, {**folder(INTEROP / "bert/adapters/seq_bn/safetensors")})
+    with index_db.session() as s:
+        assert seed(s, LEGACY, force=True).skipped == 1
+    with index_db.session() as s:
+        rows = list(s.scalars(select(IndexEntry).where(IndexEntry.full_name == name)))
+        assert [(e.source, e.commit_oid, e.downloadable) for e in rows] == [("hub", oid, True)]
     # re-indexing every repository (python -m adapterhub.server.taxonomy --reindex) rebuilds lost rows
     from adapterhub.server.taxonomy import reindex_all
 
@@ -365,7 +373,7 @@ def _repo_vs_task(index_db, hub_index):
             IndexEntry.source == "hub"))}
         for e in s.scalars(select(IndexEntry).where(IndexEntry.source == "hub")):
             s.delete(e)
-    assert reindex_all(index_db, hub_index.store) == len(before) == 4
+    assert reindex_all(index_db, hub_index.store) == len(before) == 5
     with index_db.session() as s:
         after = {e.full_name: (e.commit_oid, e.method) for e in s.scalars(select(IndexEntry).where(
             IndexEntry.source == "hub"))}
