@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -166,7 +167,7 @@ def push(
     endpoint: Optional[str] = EndpointOpt, token: Optional[str] = TokenOpt,
 ) -> None:
     """Push a saved adapter folder with a model card (kept from the folder's README.md if it has one)."""
-    from .push import card_text, push_folder
+    from .push import card_text, push_folder, rename_base
 
     try:
         config_path = folder / "adapter_config.json"
@@ -181,11 +182,14 @@ def push(
                              adapter_name=header.get("name"), task=task, subtask=subtask, language=language or None,
                              dataset=dataset or None, metrics=_parse_metrics(metric) or None, license=license,
                              tags=tag or None, endpoint=endpoint)
-        if base_model and header.get("model_name") not in (None, base_model):
-            raise typer.BadParameter(f"{config_path} names base model {header.get('model_name')!r}, not "
-                                     f"{base_model!r}; push from Python (push_adapter_to_hub) to rename it")
-        result = push_folder(folder, repo_id, endpoint=endpoint, token=token, private=private, card=card,
-                             tag=version_tag, wait_for_validation=wait, progress=True)
+        with tempfile.TemporaryDirectory(prefix="adapterhub-push-") as tmp:
+            if base_model and header.get("model_name") not in (None, base_model):
+                # e.g. saved from a model loaded from a local folder: the hub needs the base model's hub id
+                shutil.copytree(folder, Path(tmp) / "adapter")
+                folder = Path(tmp) / "adapter"
+                rename_base(folder, base_model)
+            result = push_folder(folder, repo_id, endpoint=endpoint, token=token, private=private, card=card,
+                                 tag=version_tag, wait_for_validation=wait, progress=True)
     except HubClientError as error:
         _fail(error)
     console.print(f"pushed [bold]{result.repo_id}[/] @ {result.commit}: validation {result.validation}",

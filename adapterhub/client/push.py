@@ -170,7 +170,7 @@ def _base_model_of(model, base_model: str | None) -> str:
     return name
 
 
-def _rename_base(folder: Path, base_model: str) -> None:
+def rename_base(folder: Path, base_model: str) -> None:
     """Set the base model of every saved config in ``folder`` (configs are written atomically)."""
     from adapterhub.library.saving import write_json
 
@@ -196,7 +196,7 @@ def push_adapter(model, repo_id: str, adapter_name: str, *, with_head: bool = Tr
     with tempfile.TemporaryDirectory(prefix="adapterhub-push-") as tmp:
         folder = Path(tmp)
         model.save_adapter(folder, adapter_name, with_head=with_head)
-        _rename_base(folder, base)
+        rename_base(folder, base)
         head, labels = None, None
         if (folder / "head_config.json").is_file():
             head_cfg = json.loads((folder / "head_config.json").read_text())
@@ -228,7 +228,7 @@ def push_adapter_setup(model, repo_id: str, adapter_setup: Any, *, head_setup: A
     with tempfile.TemporaryDirectory(prefix="adapterhub-push-") as tmp:
         folder = Path(tmp)
         model.save_adapter_setup(folder, setup, head_setup=head_setup)
-        _rename_base(folder, base)
+        rename_base(folder, base)
         names = setup.names()
         methods = sorted({getattr(model.adapterhub_state.configs[n], "method", "") for n in names} - {""})
         card = card_text(repo_id, base_model=base, method=methods[0] if len(methods) == 1 else None,

@@ -192,13 +192,24 @@ def test_cli_search_info_pull_push_login_and_cache(client_hub, pushed, env, tmp_
     loaded = fresh_model()
     loaded.load_adapter("alice/cli-pushed@v1", set_active=True)
     assert torch.allclose(output_of(loaded, inputs()), output_of(model, inputs()))
+    # a folder saved from a model loaded from disk names a local path as its base: --base-model renames it
+    config = json.loads((tmp_path / "saved" / "adapter_config.json").read_text())
+    config["model_name"] = str(tmp_path / "some-local-model")
+    (tmp_path / "saved" / "adapter_config.json").write_text(json.dumps(config))
+    code, out = run("push", str(tmp_path / "saved"), "alice/cli-renamed", "--base-model", BASE, "--no-wait")
+    assert code == 0, out
+    from adapterhub.client import adapter_folder
+
+    pushed_config = json.loads((adapter_folder("alice/cli-renamed") / "adapter_config.json").read_text())
+    assert pushed_config["model_name"] == BASE
+    assert json.loads((tmp_path / "saved" / "adapter_config.json").read_text())["model_name"] != BASE  # untouched
     # cache ls / rm / prune
     code, out = run("cache", "ls", "--json")
     rows = json.loads(out)
-    assert {r["repo_id"] for r in rows} == {"acme/publish-nli", "alice/cli-pushed"}
+    assert {r["repo_id"] for r in rows} == {"acme/publish-nli", "alice/cli-pushed", "alice/cli-renamed"}
     code, out = run("cache", "rm", "acme/publish-nli")
     assert code == 0
-    assert {e["repo_id"] for e in Cache(env).entries()} == {"alice/cli-pushed"}
+    assert {e["repo_id"] for e in Cache(env).entries()} == {"alice/cli-pushed", "alice/cli-renamed"}
     code, out = run("cache", "rm", "acme/publish-nli")
     assert code == 1
 
