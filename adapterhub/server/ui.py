@@ -104,8 +104,7 @@ def _user_name(request: Request) -> str | None:
 
 
 def _url(path: str, params: dict[str, Any]) -> str:
-    clean = {k: v for k, v in params.items() if v not in (None, "", 1) or (k == "page" and v not in (None, 1))}
-    clean = {k: v for k, v in clean.items() if not (k == "page" and v == 1)}
+    clean = {k: v for k, v in params.items() if v not in (None, "") and not (k == "page" and v == 1)}
     return path + ("?" + urlencode(clean) if clean else "")
 
 
