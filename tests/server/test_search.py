@@ -429,6 +429,8 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
         upload_adapter(live_hub, "alice/idx-peft", INTEROP / "bert/peft/lora_qv-seqcls", task="nli")
         hit = c.get("/api/adapters", params={"author": "alice", "library": "peft"}).json()["items"]
         assert [(i["id"], i["model_type"], i["method"]) for i in hit] == [("alice/idx-peft", "bert", "lora")]
+        page = c.get("/adapters/alice/idx-peft").text  # its page offers PEFT, not the adapters library
+        assert "PeftModel.from_pretrained(base" in page and "adapters.init(model)" not in page
         info = c.get("/api/models/alice/idx-seqbn").json()  # the index's view is part of the model info
         assert info["adapterhub"]["method"] == "seq_bn" and info["adapterhub"]["config_hash"] == "9076f36a74755ac4"
         assert info["adapterhub"]["task"] == "sentiment" and info["adapterhub"]["head"] == "classification"
