@@ -7,6 +7,9 @@
   PostgreSQL a pg_trgm GIN index (if the extension can be created; otherwise LIKE scans).
 * Triggers copy ``repos.downloads`` and ``repos.private`` into ``index_entries`` whenever they change, so
   search sorts by current downloads and never lists a repository that became private.
+  NOTE for later migrations: on SQLite, a batch operation that recreates ``repos`` or ``index_entries``
+  drops their triggers; such a migration must create ``index_sync_repo`` / ``index_fts_*`` again
+  (tests/server/test_search.py::test_live_upload_is_indexed_and_searchable fails if the sync is lost).
 
 Revision ID: 0003_index_search
 Revises: 0002_index
