@@ -126,7 +126,7 @@ def static(name: str) -> Response:
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, s: Session = Depends(get_session)):
     viewer = viewer_for(request, s)
-    res = search(s, SearchQuery(per_page=8, sort="recent", filters={"source": "hub"}), viewer)
+    res = search(s, SearchQuery(per_page=8, sort="recent", filters={"source": "hub"}, facets=False), viewer)
     overview = search(s, SearchQuery(per_page=1), viewer)
     tasks = [(t, c) for t, c in overview.facets.get("task", [])][:12]
     names = dict(s.execute(select(TaxonomyTask.name, TaxonomyTask.displayname)).all())
