@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -28,6 +29,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _hub import free_port, hub_server, wait_http  # noqa: E402
 
 SIZE = 3_600_000
+
+
+def server_pid(url: str) -> int:
+    """The pid of the process listening on ``url``'s port (the hub started by hub_server)."""
+    port = int(url.rsplit(":", 1)[1])
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if int(parts[1].split(":")[1], 16) == port and parts[3] == "0A":  # LISTEN
+            inode = parts[9]
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == f"socket:[{inode}]":
+                return int(fd.parts[2])
+        except OSError:
+            continue
+    raise RuntimeError(f"no process listens on port {port}")
 
 
 def timed_downloads(url: str, n: int, expected_sha: str) -> float:
@@ -56,6 +74,13 @@ def timed_curl(url: str, n: int, close: bool) -> float:
 
 
 SIZE_ACTUAL = [0]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of a process (Linux /proc), to compare servers' own work per download,
+    which other load on the machine disturbs less than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -87,6 +112,8 @@ def main() -> None:
                 got = hf_hub_download("bench/adapter", "adapter.safetensors", endpoint=url, cache_dir=tmp / "cache", token=False)
                 assert Path(got).read_bytes() == data
                 timed_downloads(hub_url, 3, sha), timed_downloads(static_url, 3, sha)  # warm-up
+                hub_pid = server_pid(url)
+                cpu0 = (process_cpu_seconds(hub_pid), process_cpu_seconds(static.pid))
                 hub, stat, curl = [], [], {True: ([], []), False: ([], [])}
                 for _ in range(args.rounds):  # interleaved, so that load from elsewhere hits both alike
                     hub.append(timed_downloads(hub_url, args.downloads, sha))
@@ -95,6 +122,8 @@ def main() -> None:
                         for close in (True, False):
                             curl[close][0].append(timed_curl(hub_url, args.downloads, close))
                             curl[close][1].append(timed_curl(static_url, args.downloads, close))
+                n_each = args.rounds * args.downloads * (3 if shutil.which("curl") else 1)
+                cpu = [(process_cpu_seconds(p) - c) / n_each * 1000 for p, c in zip((hub_pid, static.pid), cpu0)]
         finally:
             static.terminate()
     h, s = statistics.median(hub), statistics.median(stat)
@@ -102,6 +131,7 @@ def main() -> None:
     print(f"hub    (adapterhub serve, /resolve/main/...): median {h:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in hub)})")
     print(f"static (python -m http.server)              : median {s:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in stat)})")
     print(f"ratio hub/static (httpx client): {h / s:.2f}x (target >= 0.8x)")
+    print(f"server CPU per download (user+system): hub {cpu[0]:.2f} ms, static {cpu[1]:.2f} ms")
     for close, (hub_c, stat_c) in curl.items():
         if hub_c:
             hc, sc = statistics.median(hub_c), statistics.median(stat_c)

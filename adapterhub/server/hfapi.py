@@ -688,7 +688,12 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
         local = hub.store.local_path(sha)
         if local is None or size > FAST_MAX:
             return None
-        return commit_oid, sha, size, (local.read_bytes() if scope["method"] == "GET" else b"")
+        chunks = []
+        if scope["method"] == "GET":
+            with open(local, "rb") as f:  # read in pieces: no second copy of the whole file when sending
+                while chunk := f.read(FAST_CHUNK):
+                    chunks.append(chunk)
+        return commit_oid, sha, size, chunks
 
     try:
         found = await run_in_threadpool(lookup)
@@ -696,17 +701,18 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
         return False
     if found is None:
         return False
-    commit_oid, sha, size, body = found
-    if scope["method"] == "GET" and len(body) != size:
+    commit_oid, sha, size, chunks = found
+    if scope["method"] == "GET" and sum(map(len, chunks)) != size:
         return False
     out = _file_headers(commit_oid, sha, size, rev)
     out["Content-Length"] = str(size)
     out["Content-Type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]})  # fmt: skip
-    step = FAST_CHUNK
-    for i in range(0, max(len(body), 1), step):
-        await send({"type": "http.response.body", "body": body[i:i + step], "more_body": i + step < len(body)})
+    for i, chunk in enumerate(chunks):
+        await send({"type": "http.response.body", "body": chunk, "more_body": i + 1 < len(chunks)})
+    if not chunks:
+        await send({"type": "http.response.body", "body": b""})
     return True
 
 
