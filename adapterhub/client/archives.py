@@ -1,6 +1,12 @@
-"""Adapters published as a ``.zip`` at a URL (the original AdapterHub way): downloaded once into the cache,
-checked against a sha256 when one is given (``sha256=`` or ``#sha256=<hex>`` in the URL), extracted safely
-(no absolute paths, no ``..``, no links, size limits) and renamed into place only when complete."""
+"""Adapters published at a URL outside a hub (the original AdapterHub way).
+
+* A ``.zip``: downloaded once into the cache, checked against a sha256 when one is given (``sha256=`` or
+  ``#sha256=<hex>`` in the URL), extracted safely (no absolute paths, no ``..``, no links, size limits) and
+  renamed into place only when complete.
+* A plain folder of files (``https://host/path/adapter/``): the AdapterHub file names are fetched
+  (``adapter_config.json`` and ``adapter.safetensors`` required, the head files if present). Such a server
+  lists no hashes, so the sha256 of each file is recorded on download and checked on every later use.
+"""
 
 from __future__ import annotations
 
@@ -141,3 +147,52 @@ def archive_folder(url: str, settings: HubSettings, cache: Cache, sha256: str | 
         atomic_write_json(manifest_path, {"url": url, "sha256": got, "verified": bool(expected), "files": names,
                                           "completed_at": time.time()})
     return _adapter_root(root / "folder")
+
+
+FOLDER_FILES = (("adapter_config.json", True), ("adapter.safetensors", True), ("head_config.json", False),
+                ("model_head.safetensors", False), ("README.md", False))
+
+
+def static_folder(url: str, settings: HubSettings, cache: Cache) -> Path:
+    base = url.split("#")[0].rstrip("/") + "/"
+    root = cache.root / "urls" / hashlib.sha256(base.encode()).hexdigest()[:32]
+    manifest = read_json(root / "manifest.json")
+    if manifest and _intact(root / "folder", manifest):
+        os.utime(root / "manifest.json")
+        return root / "folder"
+    if settings.offline:
+        raise OfflineError(f"offline mode: the adapter folder {base} is not in the cache ({cache.root}); run once online")
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".lock"), timeout=900):
+        staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
+        try:
+            files = {}
+            with httpx.Client(headers={"user-agent": f"adapterhub/{__version__}"}, follow_redirects=True,
+                              timeout=60.0) as http:
+                for name, required in FOLDER_FILES:
+                    try:
+                        response = http.get(base + name)
+                    except httpx.TransportError as error:
+                        raise HubHTTPError(f"downloading {base}{name} failed: {error}") from None
+                    if response.status_code == 404 and not required:
+                        continue
+                    if response.status_code >= 400:
+                        raise NotFoundError(f"{base} does not hold an adapter: {name} answered HTTP "
+                                            f"{response.status_code}")
+                    (staging / name).write_bytes(response.content)
+                    files[name] = hashlib.sha256(response.content).hexdigest()
+            shutil.rmtree(root / "folder", ignore_errors=True)
+            os.replace(staging, root / "folder")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        atomic_write_json(root / "manifest.json", {"url": base, "files": files, "verified": False,
+                                                   "completed_at": time.time()})
+    return root / "folder"
+
+
+def _intact(folder: Path, manifest: dict) -> bool:
+    files = manifest.get("files") or {}
+    return bool(files) and all((folder / name).is_file() and hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                               == sha for name, sha in files.items())

@@ -16,6 +16,8 @@ class IdentifierError(HubClientError, ValueError):
 class NotFoundError(HubClientError):
     """The hub has no such adapter, repository, revision or file."""
 
+    code: str | None = None  # the hub's X-Error-Code (RepoNotFound, RevisionNotFound, ...), if it sent one
+
     def __init__(self, message: str, candidates: list[str] | None = None):
         self.candidates = list(candidates or [])
         if self.candidates:

@@ -129,7 +129,9 @@ class HubClient:
         if status == 404:
             if code == "RepoNotFound" and not self.settings.token:
                 text += "; if the repository is private, pass token=... or run `adapterhub login`"
-            return NotFoundError(text, candidates)
+            error = NotFoundError(text, candidates)
+            error.code = code  # None: the server is no hub (a 404 without X-Error-Code)
+            return error
         if status in (401, 403):
             hint = "" if self.settings.token else "; no token was sent: pass token=..., set ADAPTERHUB_TOKEN or run " \
                                                 "`adapterhub login`"

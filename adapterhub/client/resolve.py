@@ -7,8 +7,9 @@ Identifier forms (``parse_identifier``):
 * ``task/subtask@org``, ``task/subtask``, ``subtask@org`` and ``@org/name``: AdapterHub identifiers, resolved
   by the hub's ``/api/adapters/resolve`` with ``config=`` and the model's name (``model_name=``, else the
   model's own ``name_or_path`` when it looks like a hub id);
-* an http(s) URL: of a ``.zip`` archive (optionally ``#sha256=<hex>`` or ``sha256=...``), or of a hub
-  repository page / folder (``{hub}/org/name``, ``{hub}/org/name/tree/{rev}/{subfolder}``).
+* an http(s) URL: of a ``.zip`` archive (optionally ``#sha256=<hex>`` or ``sha256=...``), of a hub
+  repository page / folder (``{hub}/org/name``, ``{hub}/org/name/tree/{rev}/{subfolder}``), or of any other
+  folder of files served over HTTP (``https://host/path/to/adapter/``: the AdapterHub file names are fetched).
 
 Every answer is pinned to a commit before anything is downloaded; the download is verified (see
 :mod:`adapterhub.client.download`).
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .archives import archive_folder, static_folder
 from .cache import Cache
 from .download import snapshot, worker_pool
 from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
@@ -218,8 +220,9 @@ def _pin_offline(parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tup
                        f"{hint}")
 
 
-def _hub_url(url: str, settings: HubSettings) -> tuple[str, str, str | None, str]:
-    """(endpoint, repo_id, revision, subfolder) of a hub URL ``{hub}/org/name[/tree|resolve|blob/{rev}/{sub}]``."""
+def _hub_url(url: str, settings: HubSettings) -> tuple[str, str, str | None, str] | None:
+    """(endpoint, repo_id, revision, subfolder) of a hub URL ``{hub}/org/name`` or
+    ``{hub}/org/name/tree|resolve|blob/{rev}[/{sub}]``; None for any other URL (a plain folder of files)."""
     configured = settings.endpoint
     if url.rstrip("/").startswith(configured + "/"):
         endpoint, rest = configured, url.rstrip("/")[len(configured):]
@@ -228,15 +231,14 @@ def _hub_url(url: str, settings: HubSettings) -> tuple[str, str, str | None, str
         endpoint, rest = normalize_endpoint(f"{parts.scheme}://{parts.netloc}"), parts.path
     segs = [unquote(s) for s in rest.split("?")[0].split("#")[0].strip("/").split("/") if s]
     if len(segs) < 2 or not REPO_ID_RE.match(f"{segs[0]}/{segs[1]}"):
-        raise IdentifierError(f"{url!r} is neither a .zip archive nor a hub repository URL ({{hub}}/org/name[/tree/rev])")
-    revision, sub = None, ""
-    if len(segs) > 2:
-        if segs[2] not in ("tree", "resolve", "blob") or len(segs) < 4:
-            raise IdentifierError(f"{url!r}: expected {{hub}}/org/name/tree/<revision>[/<folder>]")
-        revision, sub = segs[3], "/".join(segs[4:])
-        if any(p in ("..", ".") for p in segs[4:]):
-            raise IdentifierError(f"{url!r}: '..' is not allowed in the folder")
-    return endpoint, f"{segs[0]}/{segs[1]}", revision, sub
+        return None
+    if len(segs) == 2:
+        return endpoint, f"{segs[0]}/{segs[1]}", None, ""
+    if segs[2] not in ("tree", "resolve", "blob") or len(segs) < 4:
+        return None
+    if any(p in ("..", ".") for p in segs[4:]):
+        raise IdentifierError(f"{url!r}: '..' is not allowed in the folder")
+    return endpoint, f"{segs[0]}/{segs[1]}", segs[3], "/".join(segs[4:])
 
 
 def adapter_folder(identifier: Any, *, version: str | None = None, config: Any = None, model_name: str | None = None,
@@ -254,19 +256,29 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
     if parsed.kind == "url":
         path = urlsplit(parsed.text).path.lower()
         if path.endswith(".zip"):
-            from .archives import archive_folder
-
             return archive_folder(parsed.text, settings, cache, sha256=sha256, progress=progress)
-        ep, repo_id, url_rev, sub = _hub_url(parsed.text, settings)
+        hub_url = _hub_url(parsed.text, settings)
+        if hub_url is None:
+            return static_folder(parsed.text, settings, cache)
+        ep, repo_id, url_rev, sub = hub_url
         if ep != settings.endpoint:  # a token goes only to the hub it was given or saved for
             explicit = token if isinstance(token, str) else None
             settings = dataclasses.replace(settings, endpoint=ep, token=explicit or read_saved_tokens().get(ep))
-        parsed = ParsedIdentifier("hub", f"{repo_id}@{url_rev}" if url_rev else repo_id, head=repo_id, at=url_rev)
+        url, parsed = parsed.text, ParsedIdentifier("hub", f"{repo_id}@{url_rev}" if url_rev else repo_id,
+                                                   head=repo_id, at=url_rev)
     else:
-        sub = ""
+        url, sub = None, ""
     client = None if settings.offline else HubClient.shared(settings)
-    pinned = pin(parsed, settings, cache, client, model_name=model_name, own_model_name=own_model_name,
-                 config=config, version=version)
+    try:
+        pinned = pin(parsed, settings, cache, client, model_name=model_name, own_model_name=own_model_name,
+                     config=config, version=version)
+    except (NotFoundError, OfflineError) as error:
+        # "https://host/a/b/" is a hub repository or a plain folder of files: if the server answered like no hub
+        # does (a 404 without X-Error-Code), or offline, it is taken as a folder
+        plain = isinstance(error, OfflineError) or error.code is None
+        if url is not None and parsed.at is None and plain:
+            return static_folder(url, settings, cache)
+        raise
     folder = snapshot(client, cache, pinned.endpoint, pinned.repo_id, pinned.commit, info=pinned.info,
                       offline=settings.offline, progress=progress)
     if sub:

@@ -51,3 +51,42 @@ def test_a_good_archive_is_extracted_byte_for_byte(tmp_path):
     assert sorted(names) == sorted(n for n, _ in entries)
     for name, data in entries:
         assert (dest / name).read_bytes() == data
+
+
+def test_adapter_folder_on_a_plain_web_server(tmp_path, monkeypatch):
+    """A folder of AdapterHub files behind any static web server (here Python's http.server on loopback)."""
+    import functools
+    import http.server
+    import threading
+
+    import torch
+    from conftest import adapter_model, fresh_model
+    from tiny_models import inputs, output_of
+
+    from adapterhub.client import OfflineError
+
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    model = adapter_model(71)
+    model.save_adapter(tmp_path / "www" / "adapters" / "sst", "sst")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/adapters/sst/"
+    try:
+        loaded = fresh_model()
+        loaded.load_adapter(url, set_active=True)
+        assert torch.allclose(output_of(loaded, inputs()), output_of(model, inputs()))
+        (cached,) = (tmp_path / "cache" / "urls").glob("*/folder/adapter.safetensors")
+        cached.write_bytes(cached.read_bytes()[:-1] + b"\\0")  # damaged in the cache: fetched again
+        again = fresh_model()
+        again.load_adapter(url, set_active=True)
+        assert torch.allclose(output_of(again, inputs()), output_of(model, inputs()))
+        with pytest.raises(Exception, match="does not hold an adapter"):
+            fresh_model().load_adapter(url.replace("/sst/", "/nothing/"))
+    finally:
+        server.shutdown()
+    monkeypatch.setenv("ADAPTERHUB_OFFLINE", "1")
+    assert fresh_model().load_adapter(url) == "sst"  # from the cache, the server is gone
+    with pytest.raises(OfflineError):
+        fresh_model().load_adapter(url.replace("/sst/", "/other/"))
