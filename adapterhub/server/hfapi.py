@@ -392,7 +392,6 @@ def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
         repo = repos.get_repo(s, caller, repo_id)
         c = repos.resolve_revision(s, repo, rev)
         files = {p: f.blob for p, f in repos.commit_tree(c).items()}
-        commit_info = {"id": c.oid, "title": c.title, "date": serialize_time(c.created_at)}
     path = path.strip("/")
     prefix = path + "/" if path else ""
     entries: dict[str, dict] = {}
@@ -411,8 +410,6 @@ def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
             e = {"type": "file", "oid": b.git_oid, "size": b.size, "path": p}
             if _is_lfs(p, b.size):
                 e["lfs"] = {"oid": b.sha256, "size": b.size, "pointerSize": 134}
-            if expand:
-                e["lastCommit"] = commit_info
             entries[p] = e
     if path and not entries:
         raise HubError(f"{path} does not exist at revision {rev}", 404, "EntryNotFound", commit=c.oid)
@@ -422,7 +419,15 @@ def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
     headers = {"X-Repo-Commit": c.oid}
     if start + page < len(items):
         headers["Link"] = f'<{request.url.include_query_params(cursor=str(start + page))}>; rel="next"'
-    return JSONResponse(items[start:start + page], headers=headers)
+    items = items[start:start + page]
+    if expand:  # the last commit that changed each file of this page
+        with hub.db.session() as s:
+            last = repos.last_commits(s, c, {e["path"]: files[e["path"]].sha256 for e in items if e["type"] == "file"})
+            for e in items:
+                if e["path"] in last:
+                    lc = last[e["path"]]
+                    e["lastCommit"] = {"id": lc.oid, "title": lc.title, "date": serialize_time(lc.created_at)}
+    return JSONResponse(items, headers=headers)
 
 
 def _dir_oid(d: str, files: dict) -> str:

@@ -126,6 +126,25 @@ def commit_tree(c: Commit) -> dict[str, CommitFile]:
     return {f.path: f for f in c.files}
 
 
+def last_commits(s: Session, head: Commit, want: dict[str, str], max_depth: int = 1000) -> dict[str, Commit]:
+    """For each path (-> its sha256 at ``head``), the most recent commit that changed it, walking the
+    parents of ``head`` (at most ``max_depth``; beyond, the oldest commit seen is given)."""
+    want, out, cur = dict(want), {}, head
+    for _ in range(max_depth):
+        if not want:
+            break
+        if cur.parent_oid is None:
+            break
+        rows = dict(s.execute(select(CommitFile.path, CommitFile.blob_sha256)
+                              .where(CommitFile.commit_oid == cur.parent_oid, CommitFile.path.in_(list(want)))).all())  # fmt: skip
+        for p in [p for p in want if rows.get(p) != want[p]]:
+            out[p] = cur
+            del want[p]
+        cur = s.get(Commit, cur.parent_oid)
+    out.update({p: cur for p in want})
+    return out
+
+
 def get_validation(s: Session, commit_oid: str) -> Validation | None:
     return s.get(Validation, commit_oid)
 

@@ -106,8 +106,12 @@ def test_revisions_branches_and_tags(live_hub, tmp_path):
     api.delete_branch("alice/versions", branch="dev")
     refs = api.list_repo_refs("alice/versions")
     assert refs.tags == [] and [b.name for b in refs.branches] == ["main"]
+    api.upload_file(path_or_fileobj=b"y", path_in_repo="y.txt", repo_id="alice/versions")
+    last = {e.path: e.last_commit for e in api.list_repo_tree("alice/versions", expand=True)}
     commits = api.list_repo_commits("alice/versions")
-    assert commits[-2].commit_id == c1 and len(commits) == 3  # initial commit, v1, v2
+    assert last["y.txt"].oid == commits[0].commit_id and last["x.txt"].oid == commits[1].commit_id
+    assert last["x.txt"].title == commits[1].title
+    assert commits[-2].commit_id == c1 and len(commits) == 4  # initial commit, v1, v2, y
     with pytest.raises(hf_errors.RevisionNotFoundError):
         get("v1.0", "e")
 
