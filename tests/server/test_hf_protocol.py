@@ -106,6 +106,13 @@ def test_revisions_branches_and_tags(live_hub, tmp_path):
     api.delete_branch("alice/versions", branch="dev")
     refs = api.list_repo_refs("alice/versions")
     assert refs.tags == [] and [b.name for b in refs.branches] == ["main"]
+    # a branch name with a slash travels percent-encoded (feature%2Fx) in every URL
+    api.create_branch("alice/versions", branch="feature/x")
+    feat = api.upload_file(path_or_fileobj=b"feat", path_in_repo="x.txt", repo_id="alice/versions", revision="feature/x").oid
+    assert get("feature/x", "f") == b"feat"
+    assert api.model_info("alice/versions", revision="feature/x").sha == feat
+    assert {b.name: b.target_commit for b in api.list_repo_refs("alice/versions").branches}["feature/x"] == feat
+    api.delete_branch("alice/versions", branch="feature/x")
     api.upload_file(path_or_fileobj=b"y", path_in_repo="y.txt", repo_id="alice/versions")
     last = {e.path: e.last_commit for e in api.list_repo_tree("alice/versions", expand=True)}
     commits = api.list_repo_commits("alice/versions")
