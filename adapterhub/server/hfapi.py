@@ -26,7 +26,7 @@ from sqlalchemy import func, or_, select, update
 from adapterhub.server import repos
 from adapterhub.server.app import Hub, error_response
 from adapterhub.server.auth import AuthError, Caller, caller_from_header, require_write
-from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo, Validation
+from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
 from adapterhub.server.repos import HubError, Op, serialize_time
 from adapterhub.server.uploads import Staging, UploadError, clean_path, refuse_pickle_name
 from adapterhub.server.validation import ADAPTER_CONFIG, parse_card

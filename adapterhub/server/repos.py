@@ -17,7 +17,6 @@ import posixpath
 import re
 import secrets
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Session
 from adapterhub.server import validation as V
 from adapterhub.server.auth import AuthError, Caller, can_read, can_write_namespace, require_write
 from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo, Validation, utcnow
-from adapterhub.server.uploads import Staging, StagedFile, UploadError
+from adapterhub.server.uploads import StagedFile, UploadError
 
 if TYPE_CHECKING:
     from adapterhub.server.app import Hub
@@ -673,6 +672,3 @@ def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int]:
 
 def serialize_time(t: dt.datetime | None) -> str | None:
     return None if t is None else t.replace(microsecond=(t.microsecond // 1000) * 1000).isoformat(timespec="milliseconds") + "Z"
-
-
-HookList = list[Callable[[CommitEvent], None]]
