@@ -561,12 +561,12 @@ def _print_hits(console, hits, facets: dict) -> None:
 
     table = Table(title="4. search: adapterhub.list_adapters(" + ", ".join(f"{k}={v!r}" for k, v in facets.items())
                   + ")", title_justify="left")
-    for column in ("adapter", "task", "language", "base model", "method", "score", "validation", "commit"):
-        table.add_column(column)
+    for column in ("adapter", "task", "language", "method", "score", "validation", "commit"):
+        table.add_column(column, no_wrap=column in ("adapter", "commit"))
     for h in hits:
         table.add_row(h.id, f"{h.task}/{h.subtask}" if h.subtask else str(h.task or ""), h.language or "",
-                      h.base_model or "", h.method or "", "" if h.score is None else f"{h.score:.4f}",
-                      h.validation or "", (h.commit or "")[:12])
+                      h.method or "", "" if h.score is None else f"{h.score:.4f}", h.validation or "",
+                      (h.commit or "")[:12])
     console.print(table)
 
 
@@ -607,3 +607,32 @@ def write_summary(report: LifecycleReport, path: Path) -> None:
             "files": report.loaded.files, "max_abs_logit_diff": report.max_abs_diff,
             "predictions": [dataclasses.asdict(p) for p in report.predictions], "seconds": report.seconds}
     _atomic_write(path, json.dumps(data, indent=2))
+
+
+def after_quickstart(report, *, model_path: str | os.PathLike, serve: bool = False, console=None,
+                     port: int = 0) -> LifecycleReport:
+    """The lifecycle for the adapter that ``adapterhub quickstart`` just trained (``report``: its ``RunReport``):
+    a fresh MiniLM classifier per load, SST-2's labels shown as negative/positive, the dev accuracy on the card."""
+    from transformers import AutoTokenizer
+
+    from .train_cli import load_classifier
+
+    folder = Path(report.output_dir)
+    head = folder / "head_config.json"
+    try:
+        label2id = json.loads(head.read_text(encoding="utf-8")).get("label2id") or {}
+    except (OSError, ValueError) as error:
+        raise LifecycleError(f"cannot read the labels of the saved head ({head}): {error}") from None
+    labels = [name for name, _ in sorted(label2id.items(), key=lambda item: int(item[1]))]
+    if not labels:
+        raise LifecycleError(f"{head} names no labels (label2id)")
+    accuracy = report.reloaded_accuracy if report.reloaded_accuracy is not None else report.dev_accuracy
+    model_path = Path(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=model_path.is_dir())
+    card = Card(metrics={"accuracy": round(float(accuracy), 4)}, description=(
+        f"A bottleneck adapter and classification head for {base_model_repo_name(model_path)}, trained by "
+        f"`adapterhub quickstart` on GLUE SST-2 ({report.train_examples:,} sentences); accuracy on the "
+        f"{report.dev_examples:,} dev sentences: {accuracy:.2%}."))
+    return run_lifecycle(folder, model_path=model_path, load_model=lambda: load_classifier(model_path, labels)[0],
+                         tokenizer=tokenizer, repo_name=report.adapter_name, card=card, label_names=SST2_LABELS,
+                         serve=serve, console=console, port=port)
