@@ -214,3 +214,40 @@ def test_garbage_collection_after_repo_deletion(live_hub):
     assert (rows, files) == (1, 2)  # "only in a" (row and file) and the stray file
     assert live_hub.blob_files() == before - {hashlib.sha256(b"only in a").hexdigest()}
     assert httpx.get(f"{live_hub.url}/alice/gc-b/resolve/main/s.txt").content == b"shared bytes"
+
+
+INTEROP = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "interop"
+
+
+@pytest.mark.skipif(not INTEROP.is_dir(), reason="../shared/fixtures/interop is missing")
+def test_transformers_and_peft_load_base_and_lora_from_the_hub(live_hub, tmp_path):
+    """transformers + peft, unchanged, with HF_ENDPOINT at the hub: the base model and a PEFT LoRA pushed
+    to the hub reproduce the reference output saved by peft 0.21.2."""
+    pytest.importorskip("peft")
+    if live_hub.hub.db.engine.dialect.name != "sqlite":
+        pytest.skip("a client-side check: run once, on SQLite (a fresh transformers process takes seconds)")
+    api = live_hub.api("alice")
+    api.create_repo("alice/bert-interop")
+    api.upload_folder(repo_id="alice/bert-interop", folder_path=INTEROP / "bert" / "base")
+    api.create_repo("alice/bert-interop-lora")
+    lora = INTEROP / "bert" / "peft" / "lora_qv"
+    ops = [hf.CommitOperationAdd(n, lora / n) for n in ("adapter_config.json", "adapter_model.safetensors")]
+    ops.append(hf.CommitOperationAdd("README.md", b"---\nbase_model: alice/bert-interop\nlibrary_name: peft\n---\n# LoRA\n"))
+    api.create_commit("alice/bert-interop-lora", operations=ops, commit_message="lora")
+    assert httpx.get(f"{live_hub.url}/api/models/alice/bert-interop-lora/validation").json()["status"] == "passed"
+    script = (
+        "import sys, torch, transformers, peft\n"
+        "from safetensors.torch import load_file\n"
+        "ref = load_file(sys.argv[1])\n"
+        "m = transformers.AutoModel.from_pretrained('alice/bert-interop', attn_implementation='eager').eval()\n"
+        "pm = peft.PeftModel.from_pretrained(m, 'alice/bert-interop-lora').eval()\n"
+        "with torch.no_grad():\n"
+        "    out = pm(input_ids=ref['input_ids'], attention_mask=ref['attention_mask']).last_hidden_state\n"
+        "print((out - ref['output']).abs().max().item())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=live_hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
+    out = subprocess.run([sys.executable, "-c", script, str(lora / "expected.safetensors")], env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-5
