@@ -103,7 +103,7 @@ class HubApp(FastAPI):
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):
-            from adapterhub.server.hfapi import fast_resolve
+            from adapterhub.server.downloads import fast_resolve
 
             if await fast_resolve(self.state.hub, scope, send):
                 return
@@ -111,7 +111,7 @@ class HubApp(FastAPI):
 
 
 def create_app(settings: Settings | None = None, hub: Hub | None = None, routers: Iterable[APIRouter] = ()) -> FastAPI:
-    from adapterhub.server import hfapi
+    from adapterhub.server import downloads, hfapi
 
     hub = hub or Hub(settings or Settings.from_env())
 
@@ -158,5 +158,5 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None, routers
             app.include_router(mod.router)
     for r in routers:
         app.include_router(r)
-    app.include_router(hfapi.resolve_router)  # catch-all, last
+    app.include_router(downloads.resolve_router)  # catch-all, last
     return app

@@ -1,0 +1,155 @@
+"""File downloads: ``HEAD``/``GET /{repo}/resolve/{revision}/{path}`` with the metadata headers that
+huggingface_hub needs (``X-Repo-Commit``, ``ETag`` = sha256, ``X-Linked-Etag``, ``X-Linked-Size``, true
+``Content-Length``), ``Range`` requests, and HF error codes. The common case (a readable file, no Range)
+takes a plain-ASGI fast path (:func:`fast_resolve`, called by ``app.HubApp``); everything else goes
+through the catch-all route ``resolve_router``, included last by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy import update
+
+from adapterhub.server import repos
+from adapterhub.server.app import Hub, error_response
+from adapterhub.server.auth import AuthError, Caller, caller_from_header
+from adapterhub.server.hfapi import _caller, _hub, _raw_segments
+from adapterhub.server.models import Repo
+from adapterhub.server.repos import HubError
+from adapterhub.server.validation import ADAPTER_CONFIG
+
+resolve_router = APIRouter()
+
+
+class _BlobResponse(FileResponse):
+    chunk_size = 1024 * 1024
+
+
+@resolve_router.api_route("/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
+def resolve(request: Request, rest: str):
+    hub = _hub(request)
+    segs = _raw_segments(request, "/")
+    m = request.method
+    if segs and segs[0] in ("datasets", "spaces"):
+        return error_response("this hub hosts model repositories only", 404, "RepoNotFound", method=m)
+    parsed = _split_resolve(hub, segs)
+    if parsed is None:
+        return error_response(f"Not Found: {request.url.path}", 404, "NotFound", method=m)
+    repo_id, rev, path = parsed
+    caller = _caller(hub, request)
+    repo_pk, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
+    if m == "GET" and path in COUNTED and "range" not in request.headers:
+        with hub.db.session() as s:
+            s.execute(update(Repo).where(Repo.id == repo_pk).values(downloads=Repo.downloads + 1))
+    headers = _file_headers(commit_oid, sha, size, rev)
+    media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    local = hub.store.local_path(sha)
+    if local is not None:
+        try:
+            st = os.stat(local)
+        except FileNotFoundError:
+            return error_response(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m)
+        return _BlobResponse(local, headers=headers, media_type=media, stat_result=st)
+    headers["Content-Length"] = str(size)
+    if m == "HEAD":
+        return Response(status_code=200, headers=headers, media_type=media)
+    return StreamingResponse(_iter_blob(hub, sha), headers=headers, media_type=media)
+
+
+COUNTED = ("config.json", ADAPTER_CONFIG)  # a GET of one of these counts as a download of the repo
+
+
+def _split_resolve(hub: Hub, segs: list[str]) -> tuple[str, str, str] | None:
+    """(repo_id, revision, path) of a ``/{repo}/resolve/{rev}/{path}`` URL split into decoded segments."""
+    i = None
+    if len(segs) >= 5 and segs[2] == "resolve":
+        i = 2
+    if len(segs) >= 4 and segs[1] == "resolve" and (i is None or not _repo_exists(hub, f"{segs[0]}/{segs[1]}")):
+        i = 1
+    if i is None:
+        return None
+    return "/".join(segs[:i]), segs[i + 1], "/".join(segs[i + 2:])
+
+
+def _file_headers(commit_oid: str, sha: str, size: int, rev: str) -> dict[str, str]:
+    return {
+        "X-Repo-Commit": commit_oid,
+        "ETag": f'"{sha}"',
+        "X-Linked-Etag": f'"{sha}"',
+        "X-Linked-Size": str(size),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "public, max-age=31536000, immutable" if repos.COMMIT_RE.match(rev) else "no-cache",
+    }
+
+
+FAST_MAX = 64 * 1024 * 1024
+FAST_CHUNK = 256 * 1024  # sent in pieces: measured faster than one message or 64 KiB / 1 MiB pieces
+
+
+async def fast_resolve(hub: Hub, scope, send) -> bool:
+    """The common download (GET/HEAD of a readable file, no Range) in plain ASGI, without the framework's
+    routing: one query, one read, one body message. Returns False to let the normal route answer
+    (errors, ranges, counted files, big files), which then gives the same answer as before, more slowly."""
+    headers = dict(scope.get("headers") or [])
+    if b"range" in headers or scope["method"] not in ("GET", "HEAD"):
+        return False
+    segs = [unquote(p) for p in (scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0].strip("/").split("/")]
+    if len(segs) < 5 or segs[2] != "resolve" or segs[1] == "resolve" or segs[0] in ("datasets", "spaces"):
+        return False
+    repo_id, rev, path = "/".join(segs[:2]), segs[3], "/".join(segs[4:])
+    if path in COUNTED:
+        return False
+
+    def lookup():
+        auth = headers.get(b"authorization")
+        caller = Caller()
+        if auth:
+            with hub.db.session() as s:
+                caller = caller_from_header(s, auth.decode("latin-1"))
+        _, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
+        local = hub.store.local_path(sha)
+        if local is None or size > FAST_MAX:
+            return None
+        chunks = []
+        if scope["method"] == "GET":
+            with open(local, "rb") as f:  # read in pieces: no second copy of the whole file when sending
+                while chunk := f.read(FAST_CHUNK):
+                    chunks.append(chunk)
+        return commit_oid, sha, size, chunks
+
+    try:
+        found = await run_in_threadpool(lookup)
+    except (HubError, AuthError, OSError):
+        return False
+    if found is None:
+        return False
+    commit_oid, sha, size, chunks = found
+    if scope["method"] == "GET" and sum(map(len, chunks)) != size:
+        return False
+    out = _file_headers(commit_oid, sha, size, rev)
+    out["Content-Length"] = str(size)
+    out["Content-Type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]})  # fmt: skip
+    for i, chunk in enumerate(chunks):
+        await send({"type": "http.response.body", "body": chunk, "more_body": i + 1 < len(chunks)})
+    if not chunks:
+        await send({"type": "http.response.body", "body": b""})
+    return True
+
+
+def _iter_blob(hub: Hub, sha: str):
+    with hub.store.open(sha) as f:
+        while chunk := f.read(1024 * 1024):
+            yield chunk
+
+
+def _repo_exists(hub: Hub, repo_id: str) -> bool:
+    with hub.db.session() as s:
+        return repos.find_repo(s, repo_id) is not None
