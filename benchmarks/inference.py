@@ -10,6 +10,7 @@ per-pair ratios (each adapter call against the bare call next to it).
 
     .venv/bin/python benchmarks/inference.py
     .venv/bin/python benchmarks/inference.py --pairs-large 40 --pairs-small 600
+    .venv/bin/python benchmarks/inference.py --shapes 1x16      # one shape only
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs-large", type=int, default=30, help="timed pairs at batch 8 x seq 128")
     parser.add_argument("--pairs-small", type=int, default=400, help="timed pairs at batch 1 x seq 16")
+    parser.add_argument("--shapes", default="8x128,1x16", help="batch x seq shapes to run, comma-separated")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
@@ -77,7 +79,9 @@ def main() -> None:
     print(f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, {args.threads} threads, "
           f"eval + inference_mode; seq_bn adapter: "
           f"{sum(p.numel() for p in model.adapterhub_state.adapter_parameters('bench').values()):,} params")
-    for shape, pairs in (((8, 128), args.pairs_large), ((1, 16), args.pairs_small)):
+    shapes = [tuple(int(n) for n in item.lower().split("x")) for item in args.shapes.split(",") if item.strip()]
+    for shape in shapes:
+        pairs = args.pairs_large if shape[0] * shape[1] > 256 else args.pairs_small
         result = measure(model, shape, pairs, args.warmup)
         bare, adapter = result["times"]["bare"], result["times"]["seq_bn"]
         paired = [a / b for a, b in zip(adapter, bare)]
