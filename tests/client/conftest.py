@@ -23,7 +23,7 @@ from tiny_models import make_model  # noqa: E402
 import adapterhub  # noqa: E402
 
 live_hub = _server_conftest.live_hub
-BASE = "alice/tiny-bert"
+from client_support import BASE, adapter_model, blob_path, fresh_model  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
@@ -43,31 +43,6 @@ def client_hub(live_hub, tmp_path_factory):
         mp.delenv("ADAPTERHUB_TOKEN", raising=False)
         push_base_model(make_model("bert", "seqcls"), BASE, endpoint=live_hub.url, token=live_hub.tokens["alice"])
         yield live_hub
-
-
-def adapter_model(seed: int = 0, name: str = "sst", config: str = "seq_bn"):
-    """A tiny BERT classifier (hub id alice/tiny-bert) with one adapter of non-trivial weights, active."""
-    model = fresh_model()
-    model.add_adapter(name, config=config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.adapterhub_state.adapter_parameters(name).values():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.2)
-        for param in model.adapterhub_state.head_parameters().values():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.2)
-    model.set_active_adapters(name)
-    return model
-
-
-def fresh_model():
-    model = make_model("bert", "seqcls", seed=0)
-    model.config.name_or_path = BASE
-    return adapterhub.init(model)
-
-
-def blob_path(hub, sha256: str) -> Path:
-    """Where the server keeps a blob on its disk."""
-    return Path(hub.hub.store.local_path(sha256))
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def test_adapter_folder_on_a_plain_web_server(tmp_path, monkeypatch):
     import threading
 
     import torch
-    from conftest import adapter_model, fresh_model
+    from client_support import adapter_model, fresh_model
     from tiny_models import inputs, output_of
 
     from adapterhub.client import OfflineError

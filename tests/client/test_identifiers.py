@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import BASE, adapter_model, fresh_model
+from client_support import BASE, adapter_model, fresh_model
 from tiny_models import inputs, output_of
 
 from adapterhub.client import (AmbiguousIdentifierError, IdentifierError, NotFoundError, parse_identifier, push_folder,

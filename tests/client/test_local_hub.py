@@ -4,7 +4,7 @@ and an adapter pushed with its card, found by search, loaded by identifier into 
 from __future__ import annotations
 
 import torch
-from conftest import BASE, adapter_model, fresh_model
+from client_support import BASE, adapter_model, fresh_model
 from tiny_models import inputs, output_of
 
 from adapterhub.client import list_adapters, local_hub, push_base_model

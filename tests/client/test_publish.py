@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import BASE, adapter_model, fresh_model
+from client_support import BASE, adapter_model, fresh_model
 from tiny_models import inputs, output_of
 import typer
 from typer.testing import CliRunner

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import adapter_model, blob_path, fresh_model
+from client_support import adapter_model, blob_path, fresh_model
 from tiny_models import inputs, output_of
 
 from adapterhub.client import Cache, HubClient, IntegrityError, OfflineError, resolve

@@ -58,22 +58,10 @@ class LiveHub:
             return s.scalar(select(func.count()).select_from(model))
 
 
-def start_server(app) -> tuple[str, object, threading.Thread]:
-    import uvicorn
+import sys  # noqa: E402
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("the test hub server did not start")
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server, thread
+sys.path.insert(0, str(Path(__file__).parent))  # also when tests/client/conftest.py loads this file by path
+from server_support import start_server  # noqa: E402  (shared with tests that start a second server)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def test_transformers_loads_a_model_through_hf_endpoint(live_hub, tmp_path):
 
 def test_two_servers_share_one_database_and_blob_folder(live_hub, db_url):
     """A second server process (here: a second Hub and uvicorn server) on the same database and data dir."""
-    from conftest import start_server
+    from server_support import start_server
 
     from adapterhub.server.app import Hub, create_app
 
