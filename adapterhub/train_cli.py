@@ -200,7 +200,7 @@ class _Progress:
         if not self.enabled:
             return
         steps = f"step {info.step}" + (f"/{info.planned_steps}" if info.planned_steps < 10**9 else "")
-        text = f"{steps} ep {info.epoch:.2f} loss {info.loss:.3f} lr {info.learning_rate:.0e}"
+        text = f"{steps} ep {info.epoch:.2f} loss {info.loss:.3f} lr {info.learning_rate:.1e}"
         if info.dev_accuracy is not None:
             self.last_dev = info.dev_accuracy
         if self.last_dev is not None:
@@ -223,6 +223,7 @@ def run(data: DataSpec, *, model_path: Optional[Path], adapter_name: Optional[st
 
     started = started if started is not None else time.perf_counter()
     train_data, dev_data, task = load_data(data)
+    adapterhub.resolve_config(config)  # a bad config string fails before the model is loaded
     threads = configure_threads(threads)
     _quiet_transformers()
     if max_train_examples:
@@ -312,7 +313,9 @@ def _console():
 
 
 def _fail(error: Exception) -> None:
-    _console().print(f"[red]error:[/] {error}")
+    from rich.markup import escape
+
+    _console().print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)  # paths stay whole, for copying
     raise typer.Exit(2)
 
 

@@ -284,6 +284,8 @@ def test_train_cli_reports_data_errors(tiny_model_dir, tmp_path):
     assert result.exit_code == 2 and "data file not found" in flat and "missing.tsv" in flat
     result = CliRunner().invoke(app, base + ["--dev-file", str(train_file), "--text-column", "text"])
     assert result.exit_code == 2 and "no text column 'text'" in result.output
+    result = CliRunner().invoke(app, base + ["--dev-file", str(train_file), "--config", "seq_bn[reduction_factr=4]"])
+    assert result.exit_code == 2 and "unknown option(s) 'reduction_factr'" in result.output
     result = CliRunner().invoke(app, ["train", "--task", "mnli", "--no-progress"])
     assert result.exit_code == 2 and "unknown GLUE task 'mnli'" in result.output
     assert not (tmp_path / "out").exists()
