@@ -83,6 +83,22 @@ def atomic_symlink(target: str, link: Path) -> None:
         raise
 
 
+RACY_NS = 100_000_000  # file timestamps this close to the moment they were recorded are not trusted (0.1 s)
+
+
+def _identity(path: Path) -> dict:
+    st = os.stat(path)
+    return {"stat": [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns], "checked_ns": time.time_ns()}
+
+
+def _trusted(meta: dict, st: os.stat_result) -> bool:
+    """Whether ``st`` is the identity recorded in ``meta``, recorded at least one clock tick after the file's
+    last change (see ``RepoCache.verify_snapshot``)."""
+    recorded, checked = meta.get("stat"), meta.get("checked_ns")
+    return (recorded == [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns] and isinstance(checked, int)
+            and max(st.st_mtime_ns, st.st_ctime_ns) < checked - RACY_NS)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -141,23 +157,45 @@ class RepoCache:
         atomic_symlink(target, link)
 
     def write_manifest(self, commit: str, endpoint: str, files: dict[str, dict]) -> None:
+        """Record ``commit`` as complete: ``files`` maps each path to its verified ``sha256`` and ``size``; the
+        blob's identity on disk is recorded with it (see :meth:`verify_snapshot`)."""
+        files = {path: {"sha256": m["sha256"], "size": m["size"], **_identity(self.blob_path(m["sha256"]))}
+                 for path, m in files.items()}
         atomic_write_json(self.manifest_path(commit), {
             "repo_id": self.repo_id, "commit": commit, "endpoint": endpoint, "files": files,
             "completed_at": time.time(),
         })
 
-    def verify_snapshot(self, commit: str, manifest: dict) -> list[str]:
-        """Problems of a complete snapshot (missing or altered files); [] when every byte checks out."""
-        problems = []
+    def verify_snapshot(self, commit: str, manifest: dict, full: bool = False) -> list[str]:
+        """Problems of a complete snapshot (missing or altered files); [] when every file checks out.
+
+        Every blob was checked against its sha256 when it was written, and the manifest records the blob's
+        identity on disk (size, inode, mtime and ctime) as seen at a time ``checked_ns``. Any later write or
+        replacement of the file changes that identity, provided the file's timestamps were already a clock
+        tick older than ``checked_ns`` (else a change within the same tick could keep them: "racy" entries,
+        as git calls them). A blob whose identity is unchanged and not racy is not read again; any other blob,
+        and every blob with ``full=True`` (``ADAPTERHUB_VERIFY=full``), is hashed, and when all check out the
+        manifest is rewritten with the identities just verified, so the next use is fast."""
+        problems, rehashed = [], False
         snap = self.snapshot_dir(commit)
-        for path, meta in sorted(manifest["files"].items()):
+        for path, meta in manifest["files"].items():
             blob = self.blob_path(meta["sha256"])
-            link = snap / path
-            if not link.is_file() or not blob.is_file():
+            try:
+                st = os.stat(blob)
+                linked = os.path.samestat(os.stat(snap / path), st)
+            except OSError:
+                linked = False
+            if not linked:
                 problems.append(f"{path}: missing from the cache")
-            elif blob.stat().st_size != meta["size"] or sha256_file(blob) != meta["sha256"]:
-                problems.append(f"{path}: cached bytes do not match sha256 {meta['sha256']}")
-        return problems
+            elif st.st_size != meta["size"]:
+                problems.append(f"{path}: cached file has {st.st_size} bytes, not {meta['size']}")
+            elif full or not _trusted(meta, st):
+                rehashed = True
+                if sha256_file(blob) != meta["sha256"]:
+                    problems.append(f"{path}: cached bytes do not match sha256 {meta['sha256']}")
+        if rehashed and not problems:
+            self.write_manifest(commit, manifest.get("endpoint", ""), manifest["files"])
+        return sorted(problems)
 
     def touch(self, commit: str) -> None:
         try:

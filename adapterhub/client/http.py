@@ -40,6 +40,14 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def _is_resolve_error(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "candidates" in body
+
+
 def _q(value: str) -> str:
     return quote(value, safe="")
 
@@ -74,6 +82,7 @@ class HubClient:
         if self.settings.token:
             headers["authorization"] = f"Bearer {self.settings.token}"
         verify = _ssl_context() if self.endpoint.startswith("https:") else False
+        self._no_bundle = False
         self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False,
                                   verify=verify)
 
@@ -198,6 +207,31 @@ class HubClient:
         if response.status_code in (404, 405) and not (isinstance(body, dict) and "candidates" in body):
             return None  # no resolve API on this hub
         raise self.error_for(response, f"resolving {identifier!r}")
+
+    @contextlib.contextmanager
+    def bundle(self, identifier: str, model_name: str | None = None, config: str | None = None,
+               version: str | None = None, max_file_size: int | None = None) -> Iterator[httpx.Response | None]:
+        """The hub's ``/api/adapters/bundle`` (resolution + files of the commit as a tar) as a streamed response.
+        None when the hub has no such API or answers with an error: the caller then asks the resolve API, whose
+        answer explains the error (or finds a plain repository that is no indexed adapter)."""
+        if self._no_bundle:
+            yield None
+            return
+        params = {k: v for k, v in dict(identifier=identifier, model_name=model_name, config=config,
+                                        version=version, max_file_size=max_file_size).items() if v is not None}
+        try:
+            with self._http.stream("GET", "/api/adapters/bundle", params=params,
+                                   headers={"accept-encoding": "identity"}) as response:
+                kind = response.headers.get("content-type", "").split(";")[0].strip()
+                if response.status_code == 200 and kind == "application/x-tar":
+                    yield response
+                    return
+                response.read()
+                if response.status_code in (404, 405) and not _is_resolve_error(response):
+                    self._no_bundle = True  # a plain HF hub: do not ask again
+                yield None
+        except httpx.TransportError as error:
+            raise HubHTTPError(f"download of {identifier!r} from {self.endpoint} broke off: {error}") from None
 
     def search(self, **params: Any) -> dict:
         clean = {k: v for k, v in params.items() if v is not None and v != ""}

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from .archives import archive_folder, static_folder
 from .cache import Cache
-from .download import snapshot, worker_pool
+from .download import BUNDLE_MAX_FILE, snapshot, snapshot_from_bundle, worker_pool
 from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
 from .http import COMMIT_RE, REPO_ID_RE, HubClient
 from .settings import HubSettings, normalize_endpoint, read_saved_tokens, resolve_settings
@@ -62,7 +62,8 @@ class Pinned:
     revision: str  # what was asked for: a branch, tag or the commit itself
     subfolder: str = ""
     info: dict | None = None
-    via: str = "repo"  # "repo" (model info) | "resolve" (the hub's resolve API) | "cache"
+    via: str = "repo"  # "repo" (model info) | "resolve" (the hub's resolve API) | "bundle" | "cache"
+    folder: Path | None = None  # the complete snapshot, when pinning already downloaded it (a bundle)
 
     @property
     def label(self) -> str:
@@ -125,8 +126,10 @@ def _check_revision_args(parsed: ParsedIdentifier, version: str | None) -> str |
 
 def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: HubClient | None, *,
         model_name: str | None = None, own_model_name: str | None = None, config: Any = None,
-        version: str | None = None) -> Pinned:
-    """Pin a ``hub`` or ``card`` identifier to a commit (through the cache when offline)."""
+        version: str | None = None, fetch: bool = False, progress: bool | None = None) -> Pinned:
+    """Pin a ``hub`` or ``card`` identifier to a commit (through the cache when offline). With ``fetch``, an
+    identifier never resolved here is resolved by the hub's bundle API, which sends the files along (one
+    request instead of three or more); ``Pinned.folder`` is then the downloaded snapshot."""
     endpoint = settings.endpoint
     config_s = _config_arg(config)
     used_model = model_name or (own_model_name if _looks_like_hub_id(own_model_name) else None)
@@ -142,11 +145,19 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
 
     if settings.offline or client is None:
         return _pin_offline(parsed, endpoint, cache, key, revision)
-    recent = cache.resolution(endpoint, *key) if settings.ref_ttl > 0 else None
-    if recent and time.time() - float(recent.get("resolved_at", 0)) < settings.ref_ttl \
-            and cache.repo(endpoint, recent["repo_id"]).manifest(recent["commit"]) is not None:
-        return Pinned(endpoint, recent["repo_id"], recent["commit"], recent.get("revision") or recent["commit"],
+    saved = cache.resolution(endpoint, *key)
+    if saved and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl \
+            and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None:
+        return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"],
                       via="cache")
+
+    # Never resolved here, so most likely not cached: resolution and files in one request. Not when a download
+    # of this repository was interrupted: file by file, the partial files are resumed.
+    if fetch and saved is None and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
+        pinned = _pin_by_bundle(parsed, endpoint, cache, client, used_model, config_s, version, progress)
+        if pinned is not None:
+            _remember(cache, endpoint, key, pinned)
+            return pinned
 
     # For "org/name[@rev]" the file list is asked for at the same time as the resolution (one round trip less);
     # it is used only if the hub resolves the identifier to that very repository and commit.
@@ -190,11 +201,36 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
     else:
         raise NotFoundError(f"{parsed.text!r} is an AdapterHub identifier, but the hub at {endpoint} has no "
                             "resolve API (/api/adapters/resolve); use the repository id org/name instead")
+    _remember(cache, endpoint, key, pinned)
+    return pinned
+
+
+def _remember(cache: Cache, endpoint: str, key: tuple, pinned: Pinned) -> None:
     cache.save_resolution(endpoint, *key, {"repo_id": pinned.repo_id, "commit": pinned.commit,
                                            "revision": pinned.revision})
     if pinned.revision != pinned.commit:
         cache.repo(endpoint, pinned.repo_id).set_ref(pinned.revision, pinned.commit)
-    return pinned
+
+
+def _interrupted(cache: Cache, endpoint: str, parsed: ParsedIdentifier) -> bool:
+    """Whether the cache holds partial downloads of the repository ``org/name`` that ``parsed`` may name."""
+    if not parsed.two_part:
+        return False
+    blobs = cache.repo(endpoint, parsed.head).blobs
+    return blobs.is_dir() and any(blobs.glob("*.incomplete"))
+
+
+def _pin_by_bundle(parsed: ParsedIdentifier, endpoint: str, cache: Cache, client: HubClient, model_name: str | None,
+                   config: str | None, version: str | None, progress: bool | None) -> Pinned | None:
+    """Resolve and download through the hub's bundle API; None when the hub has none or answers with an error
+    (the resolve API then gives the reason, or finds a repository that is no indexed adapter)."""
+    with client.bundle(parsed.text, model_name=model_name, config=config, version=version,
+                       max_file_size=BUNDLE_MAX_FILE) as response:
+        if response is None:
+            return None
+        manifest, folder = snapshot_from_bundle(client, cache, endpoint, response, progress=progress)
+    revision = (manifest.get("resolve") or {}).get("version") or manifest["commit"]
+    return Pinned(endpoint, manifest["repo_id"], manifest["commit"], revision, via="bundle", folder=folder)
 
 
 def _pin_offline(parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tuple, revision: str | None) -> Pinned:
@@ -271,7 +307,7 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
     client = None if settings.offline else HubClient.shared(settings)
     try:
         pinned = pin(parsed, settings, cache, client, model_name=model_name, own_model_name=own_model_name,
-                     config=config, version=version)
+                     config=config, version=version, fetch=True, progress=progress)
     except (NotFoundError, OfflineError) as error:
         # "https://host/a/b/" is a hub repository or a plain folder of files: if the server answered like no hub
         # does (a 404 without X-Error-Code), or offline, it is taken as a folder
@@ -279,8 +315,9 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
         if url is not None and parsed.at is None and plain:
             return static_folder(url, settings, cache)
         raise
-    folder = snapshot(client, cache, pinned.endpoint, pinned.repo_id, pinned.commit, info=pinned.info,
-                      offline=settings.offline, progress=progress)
+    folder = pinned.folder or snapshot(client, cache, pinned.endpoint, pinned.repo_id, pinned.commit,
+                                       info=pinned.info, offline=settings.offline, progress=progress,
+                                       full_check=settings.verify_full)
     if sub:
         folder = folder / sub
         if not folder.is_dir():

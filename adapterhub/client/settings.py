@@ -12,6 +12,9 @@ Each setting is an argument first, then an environment variable, then a default:
 * ref_ttl: ``ADAPTERHUB_REF_TTL`` seconds (default 60): for that long after an identifier naming a branch or
   tag (``org/name``, ``task/subtask@org``) was resolved, a cached snapshot of it is used without asking the hub
   again; 0 always asks. Commit ids never need asking; a push from this machine updates the cache at once.
+* verify: ``ADAPTERHUB_VERIFY``: every file is checked against its sha256 when it is downloaded; on later
+  uses a cached file is hashed again only if its identity on disk (size, inode, times) changed (``stat``, the
+  default) or always (``full``).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class HubSettings:
     offline: bool
     cache_dir: Path
     ref_ttl: float = 60.0
+    verify_full: bool = False  # ADAPTERHUB_VERIFY=full: hash every cached file on every use
 
     def __repr__(self) -> str:  # never print a token
         return (f"HubSettings(endpoint={self.endpoint!r}, token={'***' if self.token else None}, "
@@ -120,4 +124,8 @@ def resolve_settings(endpoint: str | None = None, token: str | bool | None = Non
     except ValueError:
         raise IdentifierError(f"ADAPTERHUB_REF_TTL={os.environ['ADAPTERHUB_REF_TTL']!r} is not a number of seconds") \
             from None
-    return HubSettings(ep, tok or None, bool(offline), cache, max(0.0, ttl))
+    verify = os.environ.get("ADAPTERHUB_VERIFY", "").strip().lower()
+    if verify not in ("", "full", "stat"):
+        raise IdentifierError(f"ADAPTERHUB_VERIFY={verify!r}: expected 'full' (hash every cached file on every use) "
+                              "or 'stat' (the default: hash files whose identity on disk changed)")
+    return HubSettings(ep, tok or None, bool(offline), cache, max(0.0, ttl), verify == "full")

@@ -35,7 +35,7 @@ from adapterhub.server.uploads import Limits, UploadError
 from adapterhub.server.validation import Validator
 
 log = logging.getLogger("adapterhub.server")
-EXTENSIONS = ("adapterhub.server.search", "adapterhub.server.ui")
+EXTENSIONS = ("adapterhub.server.search", "adapterhub.server.bundle", "adapterhub.server.ui")
 
 
 class Hub:
@@ -99,13 +99,18 @@ def _header_safe(s: str) -> str:
 
 
 class HubApp(FastAPI):
-    """FastAPI, plus a plain-ASGI fast path for the most frequent request: downloading a file."""
+    """FastAPI, plus plain-ASGI fast paths for the most frequent requests: downloading a file or a bundle."""
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):
             from adapterhub.server.downloads import fast_resolve
 
             if await fast_resolve(self.state.hub, scope, send):
+                return
+        if scope["type"] == "http" and scope.get("path") == "/api/adapters/bundle" and scope["method"] == "GET":
+            from adapterhub.server.bundle import fast_bundle
+
+            if await fast_bundle(self.state.hub, scope, send):
                 return
         await super().__call__(scope, receive, send)
 

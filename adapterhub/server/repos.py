@@ -99,16 +99,25 @@ _FILE_SQL = text(
     "LEFT JOIN blobs b ON b.sha256 = cf.blob_sha256 "
     "WHERE r.repo_type = 'model' AND r.namespace = :ns AND r.name = :name"
 )
+_COMMIT_FILE_SQL = text(  # the same for a full commit id (what clients ask for once they have resolved a branch)
+    "SELECT r.id, r.private, r.owner_id, 'commit' AS kind, c.oid AS commit_oid, b.sha256, b.size "
+    "FROM repos r LEFT JOIN commits c ON c.repo_id = r.id AND c.oid = :rev "
+    "LEFT JOIN commit_files cf ON cf.commit_oid = c.oid AND cf.path = :path "
+    "LEFT JOIN blobs b ON b.sha256 = cf.blob_sha256 "
+    "WHERE r.repo_type = 'model' AND r.namespace = :ns AND r.name = :name"
+)
+_FULL_OID = re.compile(r"^[0-9a-f]{40}$")
 
 
 def lookup_file(hub: Hub, caller: Caller, repo_id: str, revision: str, path: str) -> tuple[int, str, str, int]:
-    """(repo pk, commit oid, sha256, size) of ``path`` at ``revision``: one query on the download path;
-    commit-id revisions and errors take the ORM path."""
+    """(repo pk, commit oid, sha256, size) of ``path`` at ``revision``: one query on the download path (a
+    branch, a tag or a full commit id); short commit ids and errors take the ORM path."""
     ns, name = split_repo_id(repo_id)
+    sql = _COMMIT_FILE_SQL if _FULL_OID.match(revision) else _FILE_SQL
     with hub.db.engine.connect() as conn:
-        rows = conn.execute(_FILE_SQL, {"rev": revision, "path": path, "ns": ns, "name": name}).all()
+        rows = conn.execute(sql, {"rev": revision, "path": path, "ns": ns, "name": name}).all()
     rows.sort(key=lambda r: r.kind != "branch")  # a branch wins over a tag of the same name
-    if rows and rows[0].kind is not None and rows[0].sha256 is not None:
+    if rows and rows[0].commit_oid is not None and rows[0].sha256 is not None:
         r = rows[0]
         if can_read(caller, r):
             return r.id, r.commit_oid, r.sha256, r.size

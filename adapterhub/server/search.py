@@ -24,7 +24,7 @@ from typing import Any, Iterable, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, func, or_, select, text, tuple_
+from sqlalchemy import Integer, and_, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session, lazyload
 
 from adapterhub.server.index_models import IndexEntry, IndexVersion, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
@@ -491,16 +491,22 @@ def resolve(s: Session, identifier: str, model_name: str | None = None, config: 
     if len(parts) > 2 or not all(parts):
         raise ResolveError(400, f"malformed identifier {ident!r} (expected task/subtask[@org], @org/name or "
                                 "org/name[@revision])")
-    # 2. "org/name[@rev]": a repository
-    repo_entry = s.scalar(base.where(IndexEntry.full_name == head)) if len(parts) == 2 else None
-    # 3. "task[/subtask][@org]": the AdapterHub task taxonomy
+    # 2. "org/name[@rev]": a repository, and 3. "task[/subtask][@org]": the AdapterHub task taxonomy (one query)
     if len(parts) == 2:
         tconds = [IndexEntry.task == parts[0], IndexEntry.subtask == parts[1]]
     else:
         tconds = [or_(IndexEntry.task == parts[0], IndexEntry.subtask == parts[0])]
     if at:
         tconds.append(IndexEntry.author == at)
-    task_entries = list(s.scalars(base.where(*tconds).order_by(IndexEntry.full_name)))
+    match = or_(IndexEntry.full_name == head, and_(*tconds)) if len(parts) == 2 else and_(*tconds)
+    found = list(s.scalars(base.where(match).order_by(IndexEntry.full_name)))
+    repo_entry = next((e for e in found if e.full_name == head), None) if len(parts) == 2 else None
+
+    def is_task_match(e: IndexEntry) -> bool:
+        named = (e.task == parts[0] and e.subtask == parts[1]) if len(parts) == 2 else parts[0] in (e.task, e.subtask)
+        return named and (not at or e.author == at)
+
+    task_entries = [e for e in found if is_task_match(e)]
     if repo_entry is not None and task_entries:
         raise ResolveError(409, f"{ident!r} names both the repository {head} and adapters for task {head}; use "
                                 f"@{head} for the repository", [repo_entry.full_name] + [_label(e) for e in task_entries])

@@ -1,0 +1,180 @@
+"""``GET /api/adapters/bundle``: resolve an identifier and send the files of the resolved commit in the same
+answer, so that loading an adapter that is not cached yet costs one request instead of a resolve, a file list
+and one request per file.
+
+The answer is an uncompressed tar (``application/x-tar``; ``curl ... | tar x`` unpacks it). Its first member,
+``.adapterhub-bundle.json``, says what follows::
+
+    {"format": 1, "resolve": {...the /api/adapters/resolve answer...}, "repo_id": "org/name",
+     "commit": "<40 hex>", "files": [{"path": ..., "size": ..., "sha256": ...}, ...],
+     "omitted": ["paths listed but not in this tar"]}
+
+Then one member per file of the commit, in ``files`` order, named by its path in the repository. Files larger
+than ``max_file_size`` (a query parameter, default 64 MiB) are listed but omitted: the client fetches those one
+by one from ``/{repo}/resolve/{commit}/{path}``, where downloads can be resumed. Errors are the resolve API's
+(JSON with ``error`` and ``candidates``: 400, 404, 409); an identifier that resolves to a legacy AdapterHub
+card, whose weights this hub does not host, is a 422 with the resolve answer. A bundle counts as one download
+of the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
+
+from adapterhub.server.models import Repo
+from adapterhub.server.search import ResolveError, ResolveErrorBody, _error, get_session, resolve, viewer_for
+
+MANIFEST_NAME = ".adapterhub-bundle.json"
+DEFAULT_MAX_FILE = 64 * 1024 * 1024
+IN_MEMORY = 8 * 1024 * 1024  # bundles up to this size are sent as one body, larger ones are streamed
+CHUNK = 1024 * 1024
+
+_FILES_SQL = text(
+    "SELECT cf.path, b.sha256, b.size FROM commit_files cf JOIN blobs b ON b.sha256 = cf.blob_sha256 "
+    "WHERE cf.commit_oid = :oid ORDER BY cf.path"
+)
+
+router = APIRouter(tags=["search"])
+
+
+def _member(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.type = size, 0o644, tarfile.REGTYPE
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+def bundle_chunks(hub, manifest: dict) -> Iterator[bytes]:
+    """The tar of ``manifest``: the manifest itself, then every file not in ``omitted``, then the end blocks."""
+    head = json.dumps(manifest, separators=(",", ":")).encode()
+    yield _member(MANIFEST_NAME, len(head)) + head + _padding(len(head))
+    omitted = set(manifest["omitted"])
+    for f in manifest["files"]:
+        if f["path"] in omitted:
+            continue
+        yield _member(f["path"], f["size"])
+        sent = 0
+        with hub.store.open(f["sha256"]) as blob:
+            while sent < f["size"]:
+                chunk = blob.read(min(CHUNK, f["size"] - sent))
+                if not chunk:
+                    raise OSError(f"blob {f['sha256']} of {f['path']} is shorter than its recorded size")
+                sent += len(chunk)
+                yield chunk
+        yield _padding(f["size"])
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def count_download(hub, repo_id: str) -> None:
+    ns, _, name = repo_id.partition("/")
+    with hub.db.session() as s:
+        s.execute(update(Repo).where(Repo.namespace == ns, Repo.name == name, Repo.repo_type == "model")
+                  .values(downloads=Repo.downloads + 1))
+
+
+def prepare(hub, s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
+            version: str | None, max_file_size: int) -> dict | JSONResponse:
+    """The manifest of the bundle for these parameters, or the error answer."""
+    try:
+        answer = resolve(s, identifier, model_name=model_name, config=config, version=version, viewer=viewer)
+    except ResolveError as e:
+        return _error(e)
+    body = answer.model_dump(mode="json")
+    if not answer.downloadable or not answer.commit:
+        return JSONResponse(body, status_code=422)
+    files = [{"path": p, "sha256": sha, "size": int(size)}
+             for p, sha, size in s.execute(_FILES_SQL, {"oid": answer.commit})]
+    return {"format": 1, "resolve": body, "repo_id": answer.repo_id, "commit": answer.commit, "files": files,
+            "omitted": [f["path"] for f in files if f["size"] > max_file_size]}
+
+
+def _sent_size(manifest: dict) -> int:
+    omitted = set(manifest["omitted"])
+    return sum(f["size"] for f in manifest["files"] if f["path"] not in omitted)
+
+
+def _headers(manifest: dict) -> dict[str, str]:
+    return {"X-Repo-Commit": manifest["commit"], "Cache-Control": "no-store", "Content-Type": "application/x-tar"}
+
+
+@router.get("/api/adapters/bundle", summary="Resolve an identifier and download the files of its commit (tar)",
+            response_class=Response,
+            responses={200: {"content": {"application/x-tar": {}},
+                             "description": "tar: `.adapterhub-bundle.json` (resolve answer, file list with "
+                                            "sha256), then the files"},
+                       400: {"model": ResolveErrorBody}, 404: {"model": ResolveErrorBody},
+                       409: {"model": ResolveErrorBody, "description": "ambiguous: the candidates are listed"},
+                       422: {"description": "a legacy card whose weights are not hosted here"}})
+def api_bundle(
+    request: Request,
+    identifier: str = Query(..., description="`task/subtask[@org]`, `@org/name` or `org/name[@revision]`"),
+    model_name: str | None = Query(None, description="base model the adapter must be for"),
+    config: str | None = Query(None, description="preset name (e.g. `seq_bn`), JSON or config hash"),
+    version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
+    max_file_size: int = Query(DEFAULT_MAX_FILE, ge=0, description="larger files are listed but not sent"),
+    s: Session = Depends(get_session),
+):
+    hub = request.app.state.hub
+    manifest = prepare(hub, s, viewer_for(request, s), identifier, model_name, config, version, max_file_size)
+    if not isinstance(manifest, dict):
+        return manifest
+    count = BackgroundTask(count_download, hub, manifest["repo_id"])  # after the answer went out
+    if _sent_size(manifest) <= IN_MEMORY:
+        return Response(b"".join(bundle_chunks(hub, manifest)), headers=_headers(manifest), background=count)
+    return StreamingResponse(bundle_chunks(hub, manifest), headers=_headers(manifest), background=count)
+
+
+async def fast_bundle(hub, scope, send) -> bool:
+    """``GET /api/adapters/bundle`` in plain ASGI (one thread hop, no routing or dependency injection) when the
+    answer is a small bundle; False lets the route above answer (errors, large bundles, odd parameters)."""
+    params: dict[str, str] = {}
+    for key, value in parse_qsl((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True):
+        if key in params or key not in _PARAMS:
+            return False
+        params[key] = value
+    if not params.get("identifier"):
+        return False
+    try:
+        max_file_size = int(params.pop("max_file_size", DEFAULT_MAX_FILE))
+    except ValueError:
+        return False
+    if max_file_size < 0:
+        return False
+
+    def work():
+        with hub.db.session() as s:
+            manifest = prepare(hub, s, viewer_for(Request(scope), s), params["identifier"], params.get("model_name"),
+                               params.get("config"), params.get("version"), max_file_size)
+        if not isinstance(manifest, dict) or _sent_size(manifest) > IN_MEMORY:
+            return None
+        return manifest, b"".join(bundle_chunks(hub, manifest))
+
+    try:
+        found = await run_in_threadpool(work)
+    except Exception:  # noqa: BLE001 - the route gives the proper error answer
+        return False
+    if found is None:
+        return False
+    manifest, data = found
+    headers = {**_headers(manifest), "Content-Length": str(len(data))}
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
+    await send({"type": "http.response.body", "body": data})
+    await run_in_threadpool(count_download, hub, manifest["repo_id"])
+    return True
+
+
+_PARAMS = ("identifier", "model_name", "config", "version", "max_file_size")
