@@ -1,0 +1,232 @@
+"""``GET /api/adapters/bundle`` on the live hub: the tar holds the resolve answer, the file list with sha256 and
+the files of the resolved commit, byte for byte; errors are the resolve API's; private repositories are only
+for their owner; max_file_size leaves big files out; a bundle counts one download; the plain-ASGI fast path
+and the streamed FastAPI route answer the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from adapterhub.server import bundle as bundle_module
+from adapterhub.server.models import Repo
+
+try:
+    from test_search import INTEROP, LEGACY, upload_adapter
+except ImportError:  # tests/ as a package
+    from tests.server.test_search import INTEROP, LEGACY, upload_adapter
+
+pytestmark = pytest.mark.skipif(not INTEROP.is_dir(), reason="../shared/fixtures/interop is missing")
+
+SEQ = INTEROP / "bert/adapters/seq_bn-seqcls/safetensors"
+DOUBLE = INTEROP / "bert/adapters/double_seq_bn/safetensors"
+MANIFEST = ".adapterhub-bundle.json"
+
+
+@pytest.fixture(scope="module")
+def uploaded(live_hub):
+    """Two public adapters for the same task/subtask (so the short task form is ambiguous) and a private one."""
+    out = {}
+    out["seq"] = upload_adapter(live_hub, "alice/bdl-seqbn", SEQ, task="sentiment", subtask="bundle-test")
+    out["double"] = upload_adapter(live_hub, "acme/bdl-double", DOUBLE, task="sentiment", subtask="bundle-test")
+    live_hub.api("alice").create_repo("alice/bdl-private", private=True)
+    out["private"] = upload_adapter(live_hub, "alice/bdl-private", SEQ, task="nli", subtask="bundle-private")
+    return out
+
+
+def get_bundle(live_hub, token: str | None = None, **params) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {live_hub.tokens[token]}"} if token else {}
+    return httpx.get(f"{live_hub.url}/api/adapters/bundle", params=params, headers=headers, timeout=30)
+
+
+def get_resolve(live_hub, token: str | None = None, **params) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {live_hub.tokens[token]}"} if token else {}
+    return httpx.get(f"{live_hub.url}/api/adapters/resolve", params=params, headers=headers, timeout=30)
+
+
+def read_tar(data: bytes) -> tuple[dict, list[tuple[str, bytes]]]:
+    """(the bundle manifest, [(member name, bytes)] of the members after it, in order), read as `tar x` does."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    assert members[0][0] == MANIFEST
+    return json.loads(members[0][1]), members[1:]
+
+
+def downloads(live_hub, repo_id: str) -> int:
+    ns, name = repo_id.split("/")
+    with live_hub.hub.db.session() as s:
+        return s.scalar(select(Repo.downloads).where(Repo.namespace == ns, Repo.name == name))
+
+
+def wait_downloads(live_hub, repo_id: str, expected: int) -> int:
+    """The download is counted after the answer went out: poll briefly."""
+    deadline = time.time() + 5
+    while (n := downloads(live_hub, repo_id)) < expected and time.time() < deadline:
+        time.sleep(0.02)
+    return n
+
+
+def test_bundle_holds_the_pushed_files_and_their_hashes(live_hub, uploaded):
+    files, commit = uploaded["seq"]
+    r = get_bundle(live_hub, identifier="alice/bdl-seqbn")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].split(";")[0] == "application/x-tar"
+    assert r.headers["x-repo-commit"] == commit
+    manifest, members = read_tar(r.content)
+    assert manifest["format"] == 1 and manifest["repo_id"] == "alice/bdl-seqbn" and manifest["commit"] == commit
+    assert manifest["omitted"] == []
+    # the resolve part is exactly what the resolve API answers for the same identifier
+    assert manifest["resolve"] == get_resolve(live_hub, identifier="alice/bdl-seqbn").json()
+    assert manifest["resolve"]["commit"] == commit and manifest["resolve"]["downloadable"] is True
+    # one member per file, sorted by path, byte for byte what was pushed
+    assert [name for name, _ in members] == sorted(files)
+    assert dict(members) == files
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert [f["path"] for f in manifest["files"]] == sorted(files)
+    for path, data in files.items():
+        assert listed[path]["size"] == len(data)
+        assert listed[path]["sha256"] == hashlib.sha256(data).hexdigest()
+    # ... and the hashes are the ones the model info lists for that commit
+    info = httpx.get(f"{live_hub.url}/api/models/alice/bdl-seqbn/revision/{commit}?blobs=true").json()
+    assert {s["rfilename"] for s in info["siblings"]} == set(files)
+    for sib in info["siblings"]:
+        data = files[sib["rfilename"]]
+        assert sib["size"] == listed[sib["rfilename"]]["size"]
+        if sib.get("lfs"):
+            assert sib["lfs"]["sha256"] == listed[sib["rfilename"]]["sha256"]
+        assert sib["blobId"] == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_task_identifier_version_and_config(live_hub, uploaded):
+    files, commit = uploaded["double"]
+    r = get_bundle(live_hub, identifier="sentiment/bundle-test@acme")
+    assert r.status_code == 200, r.text
+    manifest, members = read_tar(r.content)
+    assert manifest["repo_id"] == "acme/bdl-double" and manifest["commit"] == commit
+    assert dict(members) == files
+    # a task identifier made unique by the config
+    r = get_bundle(live_hub, identifier="sentiment/bundle-test", config="double_seq_bn")
+    assert r.status_code == 200, r.text
+    assert read_tar(r.content)[0]["repo_id"] == "acme/bdl-double"
+    # a revision: the commit id, in the identifier or as version=
+    for params in ({"identifier": f"alice/bdl-seqbn@{uploaded['seq'][1]}"},
+                   {"identifier": "@alice/bdl-seqbn", "version": uploaded["seq"][1][:12]}):
+        r = get_bundle(live_hub, **params)
+        assert r.status_code == 200, (params, r.text)
+        assert read_tar(r.content)[0]["commit"] == uploaded["seq"][1]
+
+
+@pytest.mark.parametrize("params, status", [
+    ({"identifier": "alice/no-such-adapter"}, 404),
+    ({"identifier": "nothing/here"}, 404),
+    ({"identifier": "sentiment/bundle-test"}, 409),  # two adapters match
+    ({"identifier": "alice/bdl-seqbn", "config": "no-such-preset"}, 400),
+    ({"identifier": "alice/bdl-seqbn", "config": "double_seq_bn"}, 404),  # main has seq_bn: no fallback
+    ({"identifier": "a/b/c"}, 400),
+])
+def test_errors_are_the_resolve_apis(live_hub, uploaded, params, status):
+    r = get_bundle(live_hub, **params)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"] and isinstance(body["candidates"], list)
+    resolved = get_resolve(live_hub, **params)
+    assert (resolved.status_code, resolved.json()) == (status, body)
+    if status == 409:
+        assert any(c.startswith("alice/bdl-seqbn") for c in body["candidates"])
+        assert any(c.startswith("acme/bdl-double") for c in body["candidates"])
+
+
+def test_missing_identifier_is_a_validation_error(live_hub, uploaded):
+    assert get_bundle(live_hub).status_code == 422
+    assert get_bundle(live_hub, identifier="alice/bdl-seqbn", max_file_size=-1).status_code == 422
+
+
+@pytest.mark.skipif(not LEGACY.is_dir(), reason="../shared/data/adapterhub-index is missing")
+def test_legacy_card_is_422_with_the_resolve_answer(live_hub, uploaded):
+    params = {"identifier": "@ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"}
+    r = get_bundle(live_hub, **params)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body == get_resolve(live_hub, **params).json()
+    assert body["source"] == "legacy" and body["downloadable"] is False and body["commit"] is None
+
+
+def test_private_repository_only_for_its_owner(live_hub, uploaded):
+    files, commit = uploaded["private"]
+    for params in ({"identifier": "alice/bdl-private"}, {"identifier": "nli/bundle-private"}):
+        anonymous = get_bundle(live_hub, **params)
+        assert anonymous.status_code == 404, anonymous.text
+        assert "bdl-private" not in json.dumps(anonymous.json()["candidates"])
+        assert get_bundle(live_hub, "bob", **params).status_code == 404
+        owner = get_bundle(live_hub, "alice", **params)
+        assert owner.status_code == 200, owner.text
+        manifest, members = read_tar(owner.content)
+        assert manifest["commit"] == commit and dict(members) == files
+    assert get_bundle(live_hub, "alice-read", identifier="alice/bdl-private").status_code == 200
+
+
+def test_max_file_size_lists_but_omits_big_files(live_hub, uploaded):
+    files, commit = uploaded["seq"]
+    limit = 1000
+    big = sorted(p for p, d in files.items() if len(d) > limit)
+    assert big and len(big) < len(files)  # the fixture has files on both sides of the limit
+    r = get_bundle(live_hub, identifier="alice/bdl-seqbn", max_file_size=limit)
+    assert r.status_code == 200, r.text
+    manifest, members = read_tar(r.content)
+    assert manifest["omitted"] == big
+    assert [f["path"] for f in manifest["files"]] == sorted(files)  # still listed, with their hashes
+    assert dict(members) == {p: d for p, d in files.items() if p not in big}
+    r = get_bundle(live_hub, identifier="alice/bdl-seqbn", max_file_size=0)
+    manifest, members = read_tar(r.content)
+    assert manifest["omitted"] == sorted(p for p, d in files.items() if d) and members == [
+        (p, b"") for p, d in sorted(files.items()) if not d]
+
+
+def test_a_bundle_counts_one_download(live_hub, uploaded):
+    before = downloads(live_hub, "acme/bdl-double")
+    assert get_bundle(live_hub, identifier="acme/bdl-double").status_code == 200
+    assert wait_downloads(live_hub, "acme/bdl-double", before + 1) == before + 1
+    # an error counts nothing
+    assert get_bundle(live_hub, identifier="acme/bdl-double", config="no-such-preset").status_code == 400
+    time.sleep(0.2)
+    assert downloads(live_hub, "acme/bdl-double") == before + 1
+
+
+def test_fast_path_route_and_streamed_route_answer_the_same(live_hub, uploaded, monkeypatch):
+    """An unknown query parameter makes the fast path hand over to the FastAPI route; IN_MEMORY=0 makes the route
+    stream. The three answers are the same bytes, and each counts one download."""
+    files, commit = uploaded["seq"]
+    before = downloads(live_hub, "alice/bdl-seqbn")
+    fast = get_bundle(live_hub, identifier="alice/bdl-seqbn")
+    routed = get_bundle(live_hub, identifier="alice/bdl-seqbn", other="1")
+    monkeypatch.setattr(bundle_module, "IN_MEMORY", 0)
+    streamed = get_bundle(live_hub, identifier="alice/bdl-seqbn")
+    for r in (fast, routed, streamed):
+        assert r.status_code == 200, r.text
+        assert r.headers["x-repo-commit"] == commit
+        assert r.headers["content-type"].split(";")[0] == "application/x-tar"
+    assert fast.content == routed.content == streamed.content
+    assert int(fast.headers["content-length"]) == len(fast.content)
+    assert "content-length" not in streamed.headers  # sent in chunks
+    assert dict(read_tar(streamed.content)[1]) == files
+    assert wait_downloads(live_hub, "alice/bdl-seqbn", before + 3) == before + 3
+
+
+def test_tar_is_a_well_formed_ustar_pax_stream(live_hub, uploaded):
+    """Members are regular files with mode 0644 and sizes matching the manifest; the stream ends with the two
+    zero blocks tar expects and is a whole number of 512-byte blocks."""
+    r = get_bundle(live_hub, identifier="alice/bdl-seqbn")
+    data = r.content
+    assert len(data) % tarfile.BLOCKSIZE == 0 and data.endswith(b"\0" * 2 * tarfile.BLOCKSIZE)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:  # stream mode, as `curl | tar x` reads it
+        infos = [(m.name, m.size, m.isreg(), m.mode) for m in tar]
+    manifest = read_tar(data)[0]
+    assert infos[1:] == [(f["path"], f["size"], True, 0o644) for f in manifest["files"]]
+    assert infos[0][0] == MANIFEST
