@@ -36,3 +36,30 @@ def fresh_model():
 def blob_path(hub, sha256: str) -> Path:
     """Where the server keeps a blob on its disk."""
     return Path(hub.hub.store.local_path(sha256))
+
+
+def run_killed(script: str, *args: str) -> None:
+    """Run ``script`` in a fresh Python (this environment, the repository root as working folder) and check that
+    it was SIGKILLed, as the script arranges for itself half-way through a download."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ),
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+
+
+def record_stream_starts(monkeypatch) -> list[tuple[str, int]]:
+    """(path, first byte) of every file download the client starts (``HubClient.stream_file``), from now on."""
+    from adapterhub.client import HubClient
+
+    starts: list[tuple[str, int]] = []
+    original = HubClient.stream_file
+
+    def recording(self, repo_id, commit, path, start=0):
+        starts.append((path, start))
+        return original(self, repo_id, commit, path, start)
+
+    monkeypatch.setattr(HubClient, "stream_file", recording)
+    return starts

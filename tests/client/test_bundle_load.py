@@ -8,8 +8,6 @@ import hashlib
 import importlib
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from client_support import adapter_model, blob_path, fresh_model
+from client_support import adapter_model, blob_path, fresh_model, record_stream_starts, run_killed
 from tiny_models import inputs, output_of
 
 from adapterhub.client import (HubClient, IdentifierError, IntegrityError, NotFoundError, OfflineError,
@@ -224,11 +222,10 @@ KILLER = textwrap.dedent("""
 
 def test_killed_while_reading_a_bundle_leaves_nothing_usable(client_hub, pushed, env, requests):
     commit, expected, files = pushed
-    proc = subprocess.run([sys.executable, "-c", KILLER, REPO], env=dict(os.environ), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -9, proc.stdout + proc.stderr
+    run_killed(KILLER, REPO)
     repo = repo_dir(env, client_hub.url)
-    assert (repo / "blobs").is_dir()  # it had started writing
+    parts = list((repo / "blobs").glob(f".{sha(files['adapter.safetensors'])}.*.part"))
+    assert len(parts) == 1 and parts[0].stat().st_size < len(files["adapter.safetensors"])  # killed mid-file
     assert not (repo / "blobs" / sha(files["adapter.safetensors"])).exists()
     assert not list(repo.glob("manifests/*.json"))
     with pytest.raises(OfflineError, match="not in the cache"):
@@ -250,14 +247,7 @@ def test_interrupted_per_file_download_is_resumed_without_the_bundle(client_hub,
     blobs.mkdir(parents=True)
     kept = len(data) // 2
     (blobs / f"{sha(data)}.incomplete").write_bytes(data[:kept])  # what a killed per-file download leaves
-    starts = []
-    original = HubClient.stream_file
-
-    def recording(self, repo_id, commit, path, start=0):
-        starts.append((path, start))
-        return original(self, repo_id, commit, path, start)
-
-    monkeypatch.setattr(HubClient, "stream_file", recording)
+    starts = record_stream_starts(monkeypatch)
     assert torch.allclose(load(), expected)
     assert BUNDLE not in [p for _, p, _ in requests]
     assert ("adapter.safetensors", kept) in starts

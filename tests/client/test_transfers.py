@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from client_support import adapter_model, blob_path, fresh_model
+from client_support import adapter_model, blob_path, fresh_model, record_stream_starts, run_killed
 from tiny_models import inputs, output_of
 
 from adapterhub.client import Cache, HubClient, IntegrityError, OfflineError, resolve
@@ -98,9 +98,7 @@ KILLER = textwrap.dedent("""
 
 def test_killed_download_leaves_nothing_usable_and_is_completed(client_hub, pushed, env, monkeypatch):
     commit, expected, shas = pushed
-    proc = subprocess.run([sys.executable, "-c", KILLER, commit], env=dict(os.environ), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -9, proc.stdout + proc.stderr
+    run_killed(KILLER, commit)
     repo = _repo_dir(env, client_hub.url)
     partial = list(repo.glob("blobs/*.incomplete"))
     assert len(partial) == 1 and 0 < partial[0].stat().st_size
@@ -110,14 +108,7 @@ def test_killed_download_leaves_nothing_usable_and_is_completed(client_hub, push
     assert not list(repo.glob("manifests/*.json"))
     with pytest.raises(OfflineError, match="not in the cache"):  # the partial download is never taken as complete
         fresh_model().load_adapter(f"acme/transfer@{commit}", offline=True)
-    starts = []
-    original_stream = HubClient.stream_file
-
-    def recording_stream(self, repo_id, commit, path, start=0):
-        starts.append((path, start))
-        return original_stream(self, repo_id, commit, path, start)
-
-    monkeypatch.setattr(HubClient, "stream_file", recording_stream)
+    starts = record_stream_starts(monkeypatch)
     kept = partial[0].stat().st_size
     model = fresh_model()
     model.load_adapter(f"acme/transfer@{commit}", set_active=True)
