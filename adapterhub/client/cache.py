@@ -21,8 +21,11 @@ a snapshot without a manifest (never used).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -34,15 +37,21 @@ from urllib.parse import quote, unquote, urlsplit
 
 from filelock import FileLock
 
-from adapterhub.library.saving import _atomic_write
+try:
+    import fcntl
+except ImportError:  # Windows: filelock's own locks
+    fcntl = None
 
 from .errors import IntegrityError
 from .settings import normalize_endpoint
 
+_TMP_COUNTER = itertools.count()
 LOCK_TIMEOUT = 900.0
+TOUCH_EVERY_S = 3600.0
 HASH_CHUNK = 1024 * 1024
 
 
+@functools.lru_cache(maxsize=64)
 def hub_key(endpoint: str) -> str:
     endpoint = normalize_endpoint(endpoint)
     host = urlsplit(endpoint).netloc.replace(":", "_")
@@ -54,33 +63,123 @@ def repo_folder_name(repo_id: str) -> str:
     return "models--" + repo_id.replace("/", "--")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temporary file + rename. No fsync (it cost ~7 ms a file here): whatever a crash leaves is re-checked,
-    since a manifest or ref that does not parse counts as missing and every blob's sha256 is checked on use."""
-    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+_MADE_DIRS: set[str] = set()  # folders this process created or found: each is made once, not on every write
+
+
+def ensure_dir(folder: str | os.PathLike) -> None:
+    folder = os.fspath(folder)
+    if folder not in _MADE_DIRS:
+        os.makedirs(folder, exist_ok=True)
+        _MADE_DIRS.add(folder)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Temporary file of this process + rename. No fsync (it cost ~7 ms a file here): whatever a crash leaves is
+    re-checked, since a manifest or ref that does not parse counts as missing and a blob is hashed again
+    whenever its identity on disk is not the one recorded."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:  # the folder went away (e.g. `adapterhub cache rm`): make it again
+        _MADE_DIRS.discard(folder)
+        ensure_dir(folder)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(path, json.dumps(data, sort_keys=True).encode())  # no indent: the C encoder
+
+
+_JSON_MEMO: dict[str, tuple[tuple, Any]] = {}
 
 
 def read_json(path: Path) -> Any | None:
+    """The parsed content of a JSON file, None if it is missing or unreadable. Parsed files are remembered by
+    their identity on disk (inode, size, mtime, ctime; every write here replaces the file), so reading an
+    unchanged manifest again costs one ``stat``. The answer is shared: callers must not modify it."""
+    p = os.fspath(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        st = os.stat(p)
+    except OSError:
+        return None
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _JSON_MEMO.get(p)
+    if known is not None and known[0] == identity:
+        return known[1]
+    try:
+        with open(p, "rb") as f:
+            data = json.loads(f.read())
     except (OSError, ValueError):
         return None
+    if len(_JSON_MEMO) >= 4096:
+        _JSON_MEMO.clear()
+    _JSON_MEMO[p] = (identity, data)
+    return data
 
 
-def atomic_symlink(target: str, link: Path) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.parent / f".{link.name}.{os.getpid()}.{time.monotonic_ns()}.lnk"
+def atomic_symlink(target: str, link: str | os.PathLike) -> None:
+    """Make ``link`` point to ``target``; a link is never seen half-made (``symlink`` itself is atomic, and an
+    existing link to elsewhere is replaced by renaming a new one over it)."""
+    link = os.fspath(link)
+    folder, name = os.path.split(link)
+    ensure_dir(folder)
+    try:
+        os.symlink(target, link)
+        return
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == target:
+                return
+    except FileNotFoundError:  # the folder went away meanwhile
+        _MADE_DIRS.discard(folder)
+        ensure_dir(folder)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}.lnk")
     os.symlink(target, tmp)
     try:
         os.replace(tmp, link)
     except BaseException:
-        if os.path.lexists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class FlockLock:
+    """An exclusive lock between processes and threads on a lock file (``flock``, which ``filelock`` uses on POSIX
+    too, so both exclude each other) at a fraction of ``filelock``'s cost: one open, one flock, one close."""
+
+    def __init__(self, path: str, timeout: float):
+        self.path, self.timeout, self._fd = path, timeout, None
+
+    def __enter__(self) -> FlockLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise TimeoutError(f"the cache lock {self.path} was held by another process for "
+                                       f"{self.timeout:.0f} s") from None
+                time.sleep(0.005)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the file releases the lock
 
 
 RACY_NS = 100_000_000  # file timestamps this close to the moment they were recorded are not trusted (0.1 s)
@@ -129,10 +228,12 @@ class RepoCache:
         self.root = hub_dir / repo_folder_name(repo_id)
         self.blobs = self.root / "blobs"
         self.locks = hub_dir / ".locks" / repo_folder_name(repo_id)
+        self._root = os.fspath(self.root)  # string paths on the warm path: pathlib joins cost microseconds each
 
-    def lock(self, name: str) -> FileLock:
-        self.locks.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.locks / f"{name}.lock"), timeout=LOCK_TIMEOUT)
+    def lock(self, name: str) -> FileLock | FlockLock:
+        ensure_dir(self.locks)
+        path = os.path.join(self.locks, name + ".lock")
+        return FlockLock(path, LOCK_TIMEOUT) if fcntl is not None else FileLock(path, timeout=LOCK_TIMEOUT)
 
     def blob_path(self, sha256: str) -> Path:
         return self.blobs / sha256
@@ -141,20 +242,22 @@ class RepoCache:
         return self.blobs / f"{expected.key}.incomplete"
 
     def snapshot_dir(self, commit: str) -> Path:
-        return self.root / "snapshots" / commit
+        return Path(os.path.join(self._root, "snapshots", commit))
 
     def manifest_path(self, commit: str) -> Path:
-        return self.root / "manifests" / f"{commit}.json"
+        return Path(self._manifest_file(commit))
+
+    def _manifest_file(self, commit: str) -> str:
+        return os.path.join(self._root, "manifests", commit + ".json")
 
     def manifest(self, commit: str) -> dict | None:
-        data = read_json(self.manifest_path(commit))
+        data = read_json(self._manifest_file(commit))
         return data if isinstance(data, dict) and isinstance(data.get("files"), dict) else None
 
     def link_file(self, commit: str, path: str, sha256: str) -> None:
-        link = self.snapshot_dir(commit) / path
-        ups = len(Path(path).parts) + 1  # from snapshots/<commit>/<dirs of path> up to the repo folder
+        ups = path.count("/") + 2  # from snapshots/<commit>/<dirs of path> up to the repo folder
         target = os.path.join(*([".."] * ups), "blobs", sha256)
-        atomic_symlink(target, link)
+        atomic_symlink(target, os.path.join(self._root, "snapshots", commit, path))
 
     def write_manifest(self, commit: str, endpoint: str, files: dict[str, dict]) -> None:
         """Record ``commit`` as complete: ``files`` maps each path to its verified ``sha256`` and ``size``; the
@@ -177,12 +280,12 @@ class RepoCache:
         and every blob with ``full=True`` (``ADAPTERHUB_VERIFY=full``), is hashed, and when all check out the
         manifest is rewritten with the identities just verified, so the next use is fast."""
         problems, rehashed = [], False
-        snap = self.snapshot_dir(commit)
+        snap, blobs = os.path.join(self._root, "snapshots", commit), os.path.join(self._root, "blobs")
         for path, meta in manifest["files"].items():
-            blob = self.blob_path(meta["sha256"])
+            blob = os.path.join(blobs, meta["sha256"])
             try:
                 st = os.stat(blob)
-                linked = os.path.samestat(os.stat(snap / path), st)
+                linked = os.path.samestat(os.stat(os.path.join(snap, path)), st)
             except OSError:
                 linked = False
             if not linked:
@@ -198,8 +301,12 @@ class RepoCache:
         return sorted(problems)
 
     def touch(self, commit: str) -> None:
+        """Mark ``commit`` as used now (its manifest's mtime, which ``prune`` and ``entries`` read), at most once
+        an hour: a warm load then writes nothing."""
+        path = self._manifest_file(commit)
         try:
-            os.utime(self.manifest_path(commit))
+            if time.time() - os.stat(path).st_mtime > TOUCH_EVERY_S:
+                os.utime(path)
         except OSError:
             pass
 
@@ -227,6 +334,14 @@ class RepoCache:
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
+_HUB_DIRS: dict[tuple[str, str], Path] = {}  # (cache root, endpoint) -> its folder, once endpoint.txt is written
+
+
+@functools.lru_cache(maxsize=256)
+def _repo_cache(hub_dir: Path, repo_id: str) -> RepoCache:
+    return RepoCache(hub_dir, repo_id)  # holds only paths: one per repository and process
+
+
 class Cache:
     """The whole cache (all hubs); see the module docstring for the layout."""
 
@@ -234,13 +349,17 @@ class Cache:
         self.root = Path(root)
 
     def hub_dir(self, endpoint: str) -> Path:
-        d = self.root / "hubs" / hub_key(endpoint)
-        if not (d / "endpoint.txt").is_file():
-            atomic_write_bytes(d / "endpoint.txt", normalize_endpoint(endpoint).encode())
+        key = (os.fspath(self.root), endpoint)
+        d = _HUB_DIRS.get(key)
+        if d is None or not os.path.isdir(d):
+            d = self.root / "hubs" / hub_key(endpoint)
+            if not (d / "endpoint.txt").is_file():
+                atomic_write_bytes(d / "endpoint.txt", normalize_endpoint(endpoint).encode())
+            _HUB_DIRS[key] = d
         return d
 
     def repo(self, endpoint: str, repo_id: str) -> RepoCache:
-        return RepoCache(self.hub_dir(endpoint), repo_id)
+        return _repo_cache(self.hub_dir(endpoint), repo_id)
 
     # ---------------------------------------------------------------------------- identifier resolutions
     @staticmethod
@@ -254,8 +373,8 @@ class Cache:
                                  "version": version, **answer, "resolved_at": time.time()})
 
     def resolution(self, endpoint: str, identifier: str, model_name, config, version) -> dict | None:
-        path = self.hub_dir(endpoint) / "resolutions" / f"{self._resolution_key(identifier, model_name, config, version)}.json"
-        return read_json(path)
+        key = self._resolution_key(identifier, model_name, config, version)
+        return read_json(os.path.join(self.hub_dir(endpoint), "resolutions", key + ".json"))
 
     def forget_resolutions(self, endpoint: str, repo_id: str) -> None:
         """Drop the remembered resolutions that point to ``repo_id`` (after a push moved one of its refs)."""
@@ -362,7 +481,7 @@ class Cache:
         n = size = 0
         now = time.time()
         for blob in rc.blobs.iterdir():
-            partial = blob.name.endswith(".incomplete")
+            partial = blob.name.endswith((".incomplete", ".part"))  # resumable, or being written by a process
             if partial and now - blob.stat().st_mtime < partial_older_than_s:
                 continue
             if partial or blob.name not in used:

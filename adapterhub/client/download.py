@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import re
-import secrets
-import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from .cache import Cache, ExpectedFile, RepoCache, check_bytes, sha256_file
+from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir, sha256_file
 from .errors import HubHTTPError, IntegrityError, OfflineError
 from .http import HubClient
 from .progress import progress_bar
 
 CHUNK_SIZE = 256 * 1024
-BUNDLE_MANIFEST = ".adapterhub-bundle.json"  # the first member of a bundle (see adapterhub.server.bundle)
-BUNDLE_MAX_FILE = 16 * 1024 * 1024  # larger files are fetched on their own (in parallel, resumable)
 PARALLEL = 4  # files of one snapshot fetched at once
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -68,7 +63,7 @@ def fetch_file(client: HubClient, rc: RepoCache, commit: str, exp: ExpectedFile,
                 return exp.sha256
             rc.blob_path(exp.sha256).unlink()  # altered on disk: fetch it again
         part = rc.partial_path(exp)
-        part.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(part.parent)
         start = part.stat().st_size if part.exists() else 0
         if start > exp.size:
             part.unlink()
@@ -109,104 +104,6 @@ def fetch_file(client: HubClient, rc: RepoCache, commit: str, exp: ExpectedFile,
             raise
         os.replace(part, rc.blob_path(digest))
         return digest
-
-
-class _ResponseReader:
-    """A file-like ``read(n)`` over a streamed response, for ``tarfile`` in stream mode."""
-
-    def __init__(self, response, advance: Callable[[int], None]):
-        self._chunks = response.iter_bytes(CHUNK_SIZE)
-        self._buffer = b""
-        self._advance = advance
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buffer) < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._advance(len(chunk))
-            self._buffer += chunk
-        if n < 0:
-            n = len(self._buffer)
-        out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out
-
-
-def _bundle_manifest(tar: tarfile.TarFile, endpoint: str) -> tuple[dict, list[ExpectedFile]]:
-    first = tar.next()
-    if first is None or first.name != BUNDLE_MANIFEST or not first.isfile() or first.size > 16 * 1024 * 1024:
-        raise HubHTTPError(f"the bundle from {endpoint} does not start with {BUNDLE_MANIFEST}")
-    try:
-        manifest = json.loads(tar.extractfile(first).read())
-        repo_id, commit, listed = manifest["repo_id"], manifest["commit"], manifest["files"]
-        siblings = [{"rfilename": f["path"], "size": f["size"], "lfs": {"sha256": f["sha256"]}} for f in listed]
-        omitted = set(manifest.get("omitted") or [])
-    except (ValueError, KeyError, TypeError) as error:
-        raise HubHTTPError(f"the bundle from {endpoint} has an unreadable manifest ({error})") from None
-    if not isinstance(repo_id, str) or not isinstance(commit, str) or not _HEX40.match(commit):
-        raise HubHTTPError(f"the bundle from {endpoint} names no repository and commit")
-    files = expected_files({"id": repo_id, "sha": commit, "siblings": siblings})
-    if any(not f.sha256 for f in files) or len({f.path for f in files}) != len(files):
-        raise HubHTTPError(f"the bundle of {repo_id}@{commit} from {endpoint} lists a file twice or without sha256")
-    manifest["omitted"] = omitted
-    return manifest, files
-
-
-def snapshot_from_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
-                         progress: bool | None = None) -> tuple[dict, Path]:
-    """Read a bundle (``HubClient.bundle``: a tar whose first member lists the resolved commit and its files
-    with their sha256, followed by the files) into the cache. Each file is hashed while it is written to a
-    temporary name and gets its blob name only if size and sha256 match; files the hub left out (large ones)
-    are fetched one by one. Returns (the bundle's manifest, with the hub's resolve answer, and the snapshot
-    folder). A snapshot already complete in the cache is used as it is."""
-    total = int(response.headers.get("content-length") or 0)
-    with progress_bar(progress if total else False, total, "bundle") as advance:
-        tar = tarfile.open(fileobj=_ResponseReader(response, advance), mode="r|")
-        manifest, files = _bundle_manifest(tar, endpoint)
-        repo_id, commit = manifest["repo_id"], manifest["commit"]
-        rc = cache.repo(endpoint, repo_id)
-        where = f"{repo_id}@{commit[:12]} (bundle from {endpoint})"
-        with rc.lock(f"snapshot-{commit}"):
-            done = rc.manifest(commit)
-            if done is not None and not rc.verify_snapshot(commit, done):
-                return manifest, rc.snapshot_dir(commit)
-            rc.manifest_path(commit).unlink(missing_ok=True)
-            expected = {f.path: f for f in files if f.path not in manifest["omitted"]}
-            written: dict[str, dict] = {}
-            rc.blobs.mkdir(parents=True, exist_ok=True)
-            while (member := tar.next()) is not None:
-                exp = expected.pop(member.name, None)
-                if exp is None or not member.isfile():
-                    raise IntegrityError(f"{where}: unexpected member {member.name!r} in the bundle")
-                digest = _write_blob(rc, exp, tar.extractfile(member), where)
-                rc.link_file(commit, exp.path, digest)
-                written[exp.path] = {"sha256": digest, "size": exp.size}
-            if expected:
-                raise IntegrityError(f"{where}: the bundle ended without {', '.join(sorted(expected))}")
-            for exp in files:
-                if exp.path in manifest["omitted"]:
-                    digest = fetch_file(client, rc, commit, exp)
-                    rc.link_file(commit, exp.path, digest)
-                    written[exp.path] = {"sha256": digest, "size": exp.size}
-            rc.write_manifest(commit, endpoint, dict(sorted(written.items())))
-    return manifest, rc.snapshot_dir(commit)
-
-
-def _write_blob(rc: RepoCache, exp: ExpectedFile, source, where: str) -> str:
-    """Copy ``source`` to the blob of ``exp`` through a temporary file of this process, checking its bytes."""
-    tmp = rc.blobs / f".{exp.key}.{os.getpid()}.{secrets.token_hex(4)}.part"
-    try:
-        sha = hashlib.sha256()
-        with open(tmp, "wb") as f:
-            while chunk := source.read(CHUNK_SIZE):
-                f.write(chunk)
-                sha.update(chunk)
-            size = f.tell()
-        check_bytes(exp, size, sha.hexdigest(), None, where + f": {exp.path}")
-        os.replace(tmp, rc.blob_path(exp.sha256))
-    finally:
-        tmp.unlink(missing_ok=True)
-    return exp.sha256
 
 
 def _range_starts_at(response, start: int) -> bool:

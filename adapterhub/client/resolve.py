@@ -29,7 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from .archives import archive_folder, static_folder
 from .cache import Cache
-from .download import BUNDLE_MAX_FILE, snapshot, snapshot_from_bundle, worker_pool
+from . import bundle
+from .download import snapshot, worker_pool
 from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
 from .http import COMMIT_RE, REPO_ID_RE, HubClient
 from .settings import HubSettings, normalize_endpoint, read_saved_tokens, resolve_settings
@@ -225,10 +226,10 @@ def _pin_by_bundle(parsed: ParsedIdentifier, endpoint: str, cache: Cache, client
     """Resolve and download through the hub's bundle API; None when the hub has none or answers with an error
     (the resolve API then gives the reason, or finds a repository that is no indexed adapter)."""
     with client.bundle(parsed.text, model_name=model_name, config=config, version=version,
-                       max_file_size=BUNDLE_MAX_FILE) as response:
+                       max_file_size=bundle.MAX_FILE) as response:
         if response is None:
             return None
-        manifest, folder = snapshot_from_bundle(client, cache, endpoint, response, progress=progress)
+        manifest, folder = bundle.read_bundle(client, cache, endpoint, response, progress=progress)
     revision = (manifest.get("resolve") or {}).get("version") or manifest["commit"]
     return Pinned(endpoint, manifest["repo_id"], manifest["commit"], revision, via="bundle", folder=folder)
 

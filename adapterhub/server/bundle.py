@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from adapterhub.server.models import Repo
-from adapterhub.server.search import ResolveError, ResolveErrorBody, _error, get_session, resolve, viewer_for
+from adapterhub.server.search import (ResolveError, ResolveErrorBody, _error, get_session, quick_resolve, resolve,
+                                      viewer_for)
 
 MANIFEST_NAME = ".adapterhub-bundle.json"
 DEFAULT_MAX_FILE = 64 * 1024 * 1024
@@ -88,16 +89,31 @@ def count_download(hub, repo_id: str) -> None:
 def prepare(hub, s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
             version: str | None, max_file_size: int) -> dict | JSONResponse:
     """The manifest of the bundle for these parameters, or the error answer."""
+    if model_name is None and config is None and version is None:
+        quick = quick_manifest(s, identifier, max_file_size)
+        if quick is not None:
+            return quick
     try:
-        answer = resolve(s, identifier, model_name=model_name, config=config, version=version, viewer=viewer)
+        body = resolve(s, identifier, model_name=model_name, config=config, version=version,
+                       viewer=viewer).model_dump(mode="json")
     except ResolveError as e:
         return _error(e)
-    body = answer.model_dump(mode="json")
-    if not answer.downloadable or not answer.commit:
+    if not body["downloadable"] or not body["commit"]:
         return JSONResponse(body, status_code=422)
+    return _manifest(s, body, max_file_size)
+
+
+def quick_manifest(conn, identifier: str, max_file_size: int) -> dict | None:
+    """The manifest for the common case that ``search.quick_resolve`` answers (a public ``org/name``); ``conn``
+    is a Session or a plain Connection. None: ask :func:`prepare`."""
+    body = quick_resolve(conn, identifier)
+    return None if body is None else _manifest(conn, body, max_file_size)
+
+
+def _manifest(conn, body: dict, max_file_size: int) -> dict:
     files = [{"path": p, "sha256": sha, "size": int(size)}
-             for p, sha, size in s.execute(_FILES_SQL, {"oid": answer.commit})]
-    return {"format": 1, "resolve": body, "repo_id": answer.repo_id, "commit": answer.commit, "files": files,
+             for p, sha, size in conn.execute(_FILES_SQL, {"oid": body["commit"]})]
+    return {"format": 1, "resolve": body, "repo_id": body["repo_id"], "commit": body["commit"], "files": files,
             "omitted": [f["path"] for f in files if f["size"] > max_file_size]}
 
 
@@ -155,9 +171,15 @@ async def fast_bundle(hub, scope, send) -> bool:
         return False
 
     def work():
-        with hub.db.session() as s:
-            manifest = prepare(hub, s, viewer_for(Request(scope), s), params["identifier"], params.get("model_name"),
-                               params.get("config"), params.get("version"), max_file_size)
+        manifest = None
+        if params.keys() == {"identifier"}:  # the common case in one light query, without an ORM session
+            with hub.db.engine.connect() as conn:
+                manifest = quick_manifest(conn, params["identifier"], max_file_size)
+        if manifest is None:
+            with hub.db.session() as s:
+                manifest = prepare(hub, s, viewer_for(Request(scope), s), params["identifier"],
+                                   params.get("model_name"), params.get("config"), params.get("version"),
+                                   max_file_size)
         if not isinstance(manifest, dict) or _sent_size(manifest) > IN_MEMORY:
             return None
         return manifest, b"".join(bundle_chunks(hub, manifest))

@@ -457,9 +457,38 @@ def _pin(s: Session, e: IndexEntry, identifier: str, version: str | None, chash:
         raise ResolveError(404, f"{e.full_name}@{label} (commit {oid[:12]}) has config {vhash or 'unknown'}"
                                 f"{f' ({method})' if method else ''}, not {chash}; no other version is tried",
                            [_label(e)])
-    return ResolveResponse(identifier=identifier, repo_id=e.full_name, source="hub", downloadable=True, commit=oid,
-                           version=label, config_hash=vhash, method=method, base_model=e.base_model,
-                           download_url=f"/{e.full_name}/resolve/{oid}/")
+    return ResolveResponse(**hub_answer(identifier, e.full_name, oid, label, vhash, method, e.base_model))
+
+
+def hub_answer(identifier: str, repo_id: str, commit: str, version: str, config_hash: str | None,
+               method: str | None, base_model: str | None) -> dict:
+    """The resolve answer for hub repository ``repo_id`` pinned at ``commit``."""
+    return {"identifier": identifier, "repo_id": repo_id, "source": "hub", "downloadable": True, "commit": commit,
+            "version": version, "config_hash": config_hash, "method": method, "base_model": base_model,
+            "download_url": f"/{repo_id}/resolve/{commit}/", "files": [], "note": None}
+
+
+_QUICK_SQL = text(
+    "SELECT e.full_name, e.commit_oid, e.revision, e.config_hash, e.method, e.base_model, "
+    "(SELECT count(*) FROM index_entries t WHERE t.is_adapter = :yes AND t.task = :task AND t.subtask = :subtask) "
+    "FROM index_entries e WHERE e.full_name = :full_name AND e.is_adapter = :yes AND e.private = :no "
+    "AND e.source = 'hub' AND e.commit_oid IS NOT NULL"
+)
+
+
+def quick_resolve(s: Session, identifier: str) -> dict | None:
+    """The answer of :func:`resolve` for its most common case, a public repository ``org/name`` (no revision,
+    model name or config) that no task/subtask also matches, in one plain SQL query; None for anything else,
+    which :func:`resolve` then answers."""
+    m = re.fullmatch(r"([^/@\s]+)/([^/@\s]+)", identifier.strip())
+    if m is None:
+        return None
+    row = s.execute(_QUICK_SQL, {"full_name": identifier.strip(), "task": m.group(1), "subtask": m.group(2),
+                                 "yes": True, "no": False}).first()
+    if row is None or row[6]:
+        return None
+    full_name, oid, revision, config_hash, method, base_model = row[:6]
+    return hub_answer(identifier.strip(), full_name, oid, revision or "main", config_hash, method, base_model)
 
 
 def resolve(s: Session, identifier: str, model_name: str | None = None, config: str | None = None,
@@ -469,7 +498,8 @@ def resolve(s: Session, identifier: str, model_name: str | None = None, config: 
         raise ResolveError(400, "empty identifier")
     chash = config_hash_of(config) if config else None
     vis = _visible(viewer)
-    base = select(IndexEntry).where(IndexEntry.is_adapter.is_(True), *([vis] if vis is not None else []))
+    base = select(IndexEntry).options(lazyload(IndexEntry.versions))  # versions: legacy cards only, on demand
+    base = base.where(IndexEntry.is_adapter.is_(True), *([vis] if vis is not None else []))
 
     def check_model(e: IndexEntry) -> None:
         if model_name and e.base_model != model_name:
@@ -639,6 +669,9 @@ def api_resolve(
     version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
     s: Session = Depends(get_session),
 ):
+    quick = quick_resolve(s, identifier) if not (model_name or config or version) else None
+    if quick is not None:
+        return quick
     try:
         return resolve(s, identifier, model_name=model_name, config=config, version=version,
                        viewer=viewer_for(request, s))

@@ -1,0 +1,151 @@
+"""Reading a bundle, the hub's answer to ``/api/adapters/bundle`` (see ``adapterhub.server.bundle``), into the
+cache: a tar whose first member lists the resolved commit and its files with their sha256, followed by the
+files. One request instead of a resolution, a file list and one request per file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
+from .download import CHUNK_SIZE, _HEX40, expected_files, fetch_file
+from .errors import HubHTTPError, IntegrityError
+from .http import HubClient
+from .progress import progress_bar
+
+MANIFEST = ".adapterhub-bundle.json"  # the first member
+MAX_FILE = 16 * 1024 * 1024  # the client asks the hub to leave out larger files: they come one by one (resumable)
+IN_MEMORY = 64 * 1024 * 1024  # answers up to this size are read whole and parsed without copying the files
+_TMP_COUNTER = itertools.count()
+
+Chunks = Iterable[bytes | memoryview]
+
+
+def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
+                progress: bool | None = None) -> tuple[dict, Path]:
+    """Put the commit a bundle answer carries into the cache; returns (its manifest, which holds the hub's
+    resolve answer, and the snapshot folder). Each file is hashed while it is written to a temporary name and
+    gets its blob name only if size and sha256 match; the files the hub left out are fetched one by one; the
+    manifest that makes the snapshot usable is written last. A snapshot already complete in the cache is kept."""
+    total = int(response.headers.get("content-length") or 0)
+    with progress_bar(progress if total else False, total, "bundle") as advance:
+        members = _members(response, total, advance)
+        manifest, files = _manifest(members, endpoint)
+        repo_id, commit = manifest["repo_id"], manifest["commit"]
+        rc = cache.repo(endpoint, repo_id)
+        where = f"{repo_id}@{commit[:12]} (bundle from {endpoint})"
+        with rc.lock(f"snapshot-{commit}"):
+            done = rc.manifest(commit)
+            if done is not None and not rc.verify_snapshot(commit, done):
+                return manifest, rc.snapshot_dir(commit)
+            rc.manifest_path(commit).unlink(missing_ok=True)
+            expected = {f.path: f for f in files if f.path not in manifest["omitted"]}
+            written: dict[str, dict] = {}
+            ensure_dir(rc.blobs)
+            for member, chunks in members:
+                exp = expected.pop(member.name, None)
+                if exp is None or not member.isfile():
+                    raise IntegrityError(f"{where}: unexpected member {member.name!r} in the bundle")
+                _write_blob(rc, exp, chunks, where)
+                rc.link_file(commit, exp.path, exp.sha256)
+                written[exp.path] = {"sha256": exp.sha256, "size": exp.size}
+            if expected:
+                raise IntegrityError(f"{where}: the bundle ended without {', '.join(sorted(expected))}")
+            for exp in files:
+                if exp.path in manifest["omitted"]:
+                    digest = fetch_file(client, rc, commit, exp)
+                    rc.link_file(commit, exp.path, digest)
+                    written[exp.path] = {"sha256": digest, "size": exp.size}
+            rc.write_manifest(commit, endpoint, dict(sorted(written.items())))
+    return manifest, rc.snapshot_dir(commit)
+
+
+def _members(response, total: int, advance: Callable[[int], None]) -> Iterator[tuple[tarfile.TarInfo, Chunks]]:
+    """(header, data) of each member. An answer of known, moderate size is read whole and its members are views
+    into it; any other is read as a stream."""
+    try:
+        if 0 < total <= IN_MEMORY:
+            body = b"".join(_advancing(response.iter_bytes(), advance))
+            view = memoryview(body)
+            tar = tarfile.open(fileobj=io.BytesIO(body), mode="r:")
+            while (member := tar.next()) is not None:
+                end = member.offset_data + member.size
+                if end > len(body):
+                    raise tarfile.ReadError(f"{member.name!r} is cut short")
+                yield member, (view[member.offset_data:end],)
+        else:
+            tar = tarfile.open(fileobj=_ResponseReader(response, advance), mode="r|")
+            while (member := tar.next()) is not None:
+                data = tar.extractfile(member) if member.isfile() else None
+                yield member, (iter(lambda: data.read(CHUNK_SIZE), b"") if data is not None else ())
+    except tarfile.TarError as error:
+        raise IntegrityError(f"the bundle from the hub is not a complete tar archive ({error})") from None
+
+
+def _advancing(chunks: Iterable[bytes], advance: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        advance(len(chunk))
+        yield chunk
+
+
+class _ResponseReader:
+    """A file-like ``read(n)`` over a streamed response, for ``tarfile`` in stream mode."""
+
+    def __init__(self, response, advance: Callable[[int], None]):
+        self._chunks = _advancing(response.iter_bytes(), advance)
+        self._buffer = bytearray()  # deleting from the front of a bytearray does not copy the rest
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buffer) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if n < 0 or n > len(self._buffer):
+            n = len(self._buffer)
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+
+def _manifest(members: Iterator[tuple[tarfile.TarInfo, Chunks]], endpoint: str) -> tuple[dict, list[ExpectedFile]]:
+    first, chunks = next(members, (None, ()))
+    if first is None or first.name != MANIFEST or not first.isfile() or first.size > 16 * 1024 * 1024:
+        raise HubHTTPError(f"the bundle from {endpoint} does not start with {MANIFEST}")
+    try:
+        manifest = json.loads(b"".join(chunks))
+        repo_id, commit, listed = manifest["repo_id"], manifest["commit"], manifest["files"]
+        siblings = [{"rfilename": f["path"], "size": f["size"], "lfs": {"sha256": f["sha256"]}} for f in listed]
+        omitted = set(manifest.get("omitted") or [])
+    except (ValueError, KeyError, TypeError) as error:
+        raise HubHTTPError(f"the bundle from {endpoint} has an unreadable manifest ({error})") from None
+    if not isinstance(repo_id, str) or not isinstance(commit, str) or not _HEX40.match(commit):
+        raise HubHTTPError(f"the bundle from {endpoint} names no repository and commit")
+    files = expected_files({"id": repo_id, "sha": commit, "siblings": siblings})
+    if any(not f.sha256 for f in files) or len({f.path for f in files}) != len(files):
+        raise HubHTTPError(f"the bundle of {repo_id}@{commit} from {endpoint} lists a file twice or without sha256")
+    manifest["omitted"] = omitted
+    return manifest, files
+
+
+def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) -> None:
+    """Write ``chunks`` to the blob of ``exp`` through a temporary file of this process, checking the bytes."""
+    tmp = os.path.join(rc.blobs, f".{exp.key}.{os.getpid()}.{next(_TMP_COUNTER)}.part")
+    try:
+        sha, size = hashlib.sha256(), 0
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+        check_bytes(exp, size, sha.hexdigest(), None, f"{where}: {exp.path}")
+        os.replace(tmp, rc.blob_path(exp.sha256))
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
