@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -230,3 +232,23 @@ def test_tar_is_a_well_formed_ustar_pax_stream(live_hub, uploaded):
     manifest = read_tar(data)[0]
     assert infos[1:] == [(f["path"], f["size"], True, 0o644) for f in manifest["files"]]
     assert infos[0][0] == MANIFEST
+
+
+def test_blob_shorter_than_its_record_never_gives_a_complete_tar(live_hub, uploaded, monkeypatch):
+    """A damaged store (a blob cut short on disk): the in-memory answer is an error, the streamed answer breaks
+    off; neither is a well-formed tar that a client could take for the commit."""
+    files, commit = uploaded["double"]
+    data = files["adapter.safetensors"]
+    on_disk = Path(live_hub.hub.store.local_path(hashlib.sha256(data).hexdigest()))
+    os.chmod(on_disk, 0o644)
+    on_disk.write_bytes(data[: len(data) // 2])
+    try:
+        r = get_bundle(live_hub, identifier="acme/bdl-double")
+        assert r.status_code == 500
+        monkeypatch.setattr(bundle_module, "IN_MEMORY", 0)
+        with pytest.raises(httpx.RemoteProtocolError):
+            get_bundle(live_hub, identifier="acme/bdl-double")
+    finally:
+        on_disk.write_bytes(data)
+    r = get_bundle(live_hub, identifier="acme/bdl-double")
+    assert r.status_code == 200 and dict(read_tar(r.content)[1]) == files
