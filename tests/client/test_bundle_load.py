@@ -502,17 +502,42 @@ def test_verify_full_hashes_every_file_on_every_use(client_hub, pushed, env, has
     damaged = bytearray(blob.read_bytes())
     damaged[-5] ^= 0x01
     blob.write_bytes(bytes(damaged))
-    path = repo / "manifests" / f"{commit}.json"
-    manifest = json.loads(path.read_text())
-    st = os.stat(blob)
-    manifest["files"][victim].update(stat=[st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns],
-                                     checked_ns=time.time_ns() + 1)
-    path.write_text(json.dumps(manifest))
+    forge_identity(repo, commit, victim)
     with pytest.raises(IntegrityError, match=victim):
         load(f"{REPO}@{commit}", offline=True)
     monkeypatch.setenv("ADAPTERHUB_VERIFY", "stat")
     assert resolve_settings().verify_full is False
     load(f"{REPO}@{commit}", offline=True)  # by design the stat check trusts a recorded identity
+
+
+def forge_identity(repo: Path, commit: str, path: str) -> None:
+    """Record the blob's current identity in the manifest, as if checked just now: a change the stat check cannot see."""
+    manifest_file = repo / "manifests" / f"{commit}.json"
+    manifest = json.loads(manifest_file.read_text())
+    st = os.stat(repo / "blobs" / manifest["files"][path]["sha256"])
+    manifest["files"][path].update(stat=[st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns],
+                                   checked_ns=time.time_ns() + 1)
+    manifest_file.write_text(json.dumps(manifest))
+
+
+@pytest.mark.xfail(strict=True, reason="snapshot_from_bundle checks an already complete snapshot with "
+                                       "verify_snapshot(commit, done) without full=: ADAPTERHUB_VERIFY=full is "
+                                       "ignored on the bundle path")
+def test_verify_full_also_applies_when_a_bundle_finds_the_snapshot_complete(client_hub, pushed, env,
+                                                                            monkeypatch):
+    commit, expected, files = pushed
+    load(f"{REPO}@{commit}")
+    repo = repo_dir(env, client_hub.url)
+    blob = repo / "blobs" / sha(files["adapter.safetensors"])
+    damaged = bytearray(blob.read_bytes())
+    damaged[-5] ^= 0x01
+    blob.write_bytes(bytes(damaged))
+    time.sleep(cache_module.RACY_NS / 1e9 + 0.05)
+    forge_identity(repo, commit, "adapter.safetensors")
+    monkeypatch.setenv("ADAPTERHUB_VERIFY", "full")
+    out = load(REPO)  # never resolved under this name: the bundle, which finds the commit complete
+    assert blob.read_bytes() == files["adapter.safetensors"]
+    assert torch.allclose(out, expected)
 
 
 @pytest.mark.parametrize("value, full", [("", False), ("stat", False), (" Full ", True), ("FULL", True)])
