@@ -170,7 +170,8 @@ def test_bundle_of_a_complete_snapshot_rewrites_nothing(client_hub, pushed, env,
 
 
 def test_empty_duplicate_and_nested_files(client_hub, env, tmp_path, requests):
-    """A commit with an empty file, two paths with the same bytes and files in subfolders loads by bundle."""
+    """A commit with an empty file, two paths with the same bytes, a non-ASCII name and files in subfolders loads
+    by bundle."""
     from adapterhub.client import push_folder
 
     model = adapter_model(13)
@@ -178,6 +179,7 @@ def test_empty_duplicate_and_nested_files(client_hub, env, tmp_path, requests):
     model.save_adapter(str(folder), "sst")
     (folder / "notes").mkdir()
     (folder / "notes" / "empty.txt").write_bytes(b"")
+    (folder / "notes" / "r\u00e9sum\u00e9 \u6587.txt").write_text("non-ASCII name", encoding="utf-8")
     (folder / "notes" / "deep").mkdir()
     (folder / "notes" / "deep" / "config-copy.json").write_bytes((folder / "adapter_config.json").read_bytes())
     pushed_files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

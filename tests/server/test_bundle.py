@@ -172,6 +172,10 @@ def test_private_repository_only_for_its_owner(live_hub, uploaded):
         manifest, members = read_tar(owner.content)
         assert manifest["commit"] == commit and dict(members) == files
     assert get_bundle(live_hub, "alice-read", identifier="alice/bdl-private").status_code == 200
+    # the same through the FastAPI route (an extra parameter makes the fast path hand over)
+    assert get_bundle(live_hub, identifier="alice/bdl-private", other="1").status_code == 404
+    assert get_bundle(live_hub, "alice", identifier="alice/bdl-private", other="1").content == \
+        get_bundle(live_hub, "alice", identifier="alice/bdl-private").content
 
 
 def test_max_file_size_lists_but_omits_big_files(live_hub, uploaded):
@@ -195,6 +199,9 @@ def test_a_bundle_counts_one_download(live_hub, uploaded):
     before = downloads(live_hub, "acme/bdl-double")
     assert get_bundle(live_hub, identifier="acme/bdl-double").status_code == 200
     assert wait_downloads(live_hub, "acme/bdl-double", before + 1) == before + 1
+    item = httpx.get(f"{live_hub.url}/api/adapters", params={"author": "acme", "q": "bdl"}).json()["items"]
+    assert [(i["id"], i["downloads"]) for i in item if i["id"] == "acme/bdl-double"] == [("acme/bdl-double",
+                                                                                        before + 1)]
     # an error counts nothing
     assert get_bundle(live_hub, identifier="acme/bdl-double", config="no-such-preset").status_code == 400
     time.sleep(0.2)
