@@ -68,7 +68,7 @@ _MADE_DIRS: set[str] = set()  # folders this process created or found: each is m
 
 def ensure_dir(folder: str | os.PathLike) -> None:
     folder = os.fspath(folder)
-    if folder not in _MADE_DIRS:
+    if folder not in _MADE_DIRS or not os.path.isdir(folder):  # it may have been removed (`cache rm`) since
         os.makedirs(folder, exist_ok=True)
         _MADE_DIRS.add(folder)
 
@@ -185,8 +185,8 @@ class FlockLock:
 RACY_NS = 100_000_000  # file timestamps this close to the moment they were recorded are not trusted (0.1 s)
 
 
-def _identity(path: Path) -> dict:
-    st = os.stat(path)
+def _identity(st: os.stat_result) -> dict:
+    """A blob's identity on disk as ``st`` shows it, and the time it was taken (``st`` must be fresh)."""
     return {"stat": [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns], "checked_ns": time.time_ns()}
 
 
@@ -259,10 +259,14 @@ class RepoCache:
         target = os.path.join(*([".."] * ups), "blobs", sha256)
         atomic_symlink(target, os.path.join(self._root, "snapshots", commit, path))
 
-    def write_manifest(self, commit: str, endpoint: str, files: dict[str, dict]) -> None:
+    def write_manifest(self, commit: str, endpoint: str, files: dict[str, dict],
+                       identities: dict[str, dict] | None = None) -> None:
         """Record ``commit`` as complete: ``files`` maps each path to its verified ``sha256`` and ``size``; the
-        blob's identity on disk is recorded with it (see :meth:`verify_snapshot`)."""
-        files = {path: {"sha256": m["sha256"], "size": m["size"], **_identity(self.blob_path(m["sha256"]))}
+        blob's identity on disk is recorded with it (see :meth:`verify_snapshot`): as given in ``identities``
+        (taken when the bytes were checked), else as it is now, just after they were written and checked."""
+        identities = identities or {}
+        files = {path: {"sha256": m["sha256"], "size": m["size"],
+                        **(identities.get(path) or _identity(os.stat(self.blob_path(m["sha256"]))))}
                  for path, m in files.items()}
         atomic_write_json(self.manifest_path(commit), {
             "repo_id": self.repo_id, "commit": commit, "endpoint": endpoint, "files": files,
@@ -279,7 +283,7 @@ class RepoCache:
         as git calls them). A blob whose identity is unchanged and not racy is not read again; any other blob,
         and every blob with ``full=True`` (``ADAPTERHUB_VERIFY=full``), is hashed, and when all check out the
         manifest is rewritten with the identities just verified, so the next use is fast."""
-        problems, rehashed = [], False
+        problems, rehashed, identities = [], False, {}
         snap, blobs = os.path.join(self._root, "snapshots", commit), os.path.join(self._root, "blobs")
         for path, meta in manifest["files"].items():
             blob = os.path.join(blobs, meta["sha256"])
@@ -294,10 +298,15 @@ class RepoCache:
                 problems.append(f"{path}: cached file has {st.st_size} bytes, not {meta['size']}")
             elif full or not _trusted(meta, st):
                 rehashed = True
+                identities[path] = _identity(st)  # as seen before the bytes are read
                 if sha256_file(blob) != meta["sha256"]:
                     problems.append(f"{path}: cached bytes do not match sha256 {meta['sha256']}")
+                elif _identity(os.stat(blob))["stat"] != identities[path]["stat"]:
+                    problems.append(f"{path}: changed on disk while it was being checked")
+            else:
+                identities[path] = {"stat": meta["stat"], "checked_ns": meta["checked_ns"]}
         if rehashed and not problems:
-            self.write_manifest(commit, manifest.get("endpoint", ""), manifest["files"])
+            self.write_manifest(commit, manifest.get("endpoint", ""), manifest["files"], identities)
         return sorted(problems)
 
     def touch(self, commit: str) -> None:
@@ -437,6 +446,7 @@ class Cache:
             if commit is None:
                 with rc.lock("repo"):
                     shutil.rmtree(rc.root, ignore_errors=True)
+                self.forget_resolutions(ep, repo_id)
             else:
                 for name, c in rc.refs().items():
                     if c not in rc.commits():

@@ -20,7 +20,10 @@ of the repository.
 from __future__ import annotations
 
 import json
+import os
 import tarfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from urllib.parse import parse_qsl
 
@@ -46,6 +49,7 @@ _FILES_SQL = text(
 )
 
 router = APIRouter(tags=["search"])
+_COMMIT_FILES: dict[str, list[dict]] = {}
 
 
 def _member(name: str, size: int) -> bytes:
@@ -62,6 +66,11 @@ def bundle_chunks(hub, manifest: dict) -> Iterator[bytes]:
     """The tar of ``manifest``: the manifest itself, then every file not in ``omitted``, then the end blocks."""
     head = json.dumps(manifest, separators=(",", ":")).encode()
     yield _member(MANIFEST_NAME, len(head)) + head + _padding(len(head))
+    yield from _file_members(hub, manifest)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _file_members(hub, manifest: dict) -> Iterator[bytes]:
     omitted = set(manifest["omitted"])
     for f in manifest["files"]:
         if f["path"] in omitted:
@@ -76,7 +85,53 @@ def bundle_chunks(hub, manifest: dict) -> Iterator[bytes]:
                 sent += len(chunk)
                 yield chunk
         yield _padding(f["size"])
-    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+class _Bodies:
+    """The file members of small bundles, kept in memory (least recently used first out, ``limit`` bytes in
+    all): the files of a commit never change. An entry is used only while every blob it was read from still has
+    the same identity on disk (inode, size, mtime), so a blob that was altered or replaced is read again."""
+
+    def __init__(self, limit: int = 64 * 1024 * 1024):
+        self.limit, self.size = limit, 0
+        self.entries: OrderedDict[tuple, tuple[list, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, hub, manifest: dict) -> bytes:
+        key = (manifest["commit"], tuple(manifest["omitted"]))
+        paths = [hub.store.local_path(f["sha256"]) for f in manifest["files"] if f["path"] not in manifest["omitted"]]
+        if any(p is None for p in paths):  # not a local folder of blobs: read through the store each time
+            return b"".join(_file_members(hub, manifest))
+        identity = [_identity(p) for p in paths]
+        with self.lock:
+            known = self.entries.get(key)
+            if known is not None and known[0] == identity:
+                self.entries.move_to_end(key)
+                return known[1]
+        body = b"".join(_file_members(hub, manifest))
+        if [_identity(p) for p in paths] == identity and len(body) <= self.limit // 4:
+            with self.lock:
+                old = self.entries.pop(key, None)
+                self.size += len(body) - (len(old[1]) if old else 0)
+                self.entries[key] = (identity, body)
+                while self.size > self.limit:
+                    self.size -= len(self.entries.popitem(last=False)[1][1])
+        return body
+
+
+def _identity(path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+_BODIES = _Bodies()
+
+
+def small_bundle(hub, manifest: dict) -> bytes:
+    """The whole tar of a bundle that is sent as one body."""
+    head = json.dumps(manifest, separators=(",", ":")).encode()
+    return b"".join((_member(MANIFEST_NAME, len(head)), head, _padding(len(head)), _BODIES.get(hub, manifest),
+                     b"\0" * (2 * tarfile.BLOCKSIZE)))
 
 
 def count_download(hub, repo_id: str) -> None:
@@ -111,8 +166,13 @@ def quick_manifest(conn, identifier: str, max_file_size: int) -> dict | None:
 
 
 def _manifest(conn, body: dict, max_file_size: int) -> dict:
-    files = [{"path": p, "sha256": sha, "size": int(size)}
-             for p, sha, size in conn.execute(_FILES_SQL, {"oid": body["commit"]})]
+    files = _COMMIT_FILES.get(body["commit"])
+    if files is None:
+        files = [{"path": p, "sha256": sha, "size": int(size)}
+                 for p, sha, size in conn.execute(_FILES_SQL, {"oid": body["commit"]})]
+        if len(_COMMIT_FILES) >= 4096:
+            _COMMIT_FILES.clear()
+        _COMMIT_FILES[body["commit"]] = files  # a commit's files never change
     return {"format": 1, "resolve": body, "repo_id": body["repo_id"], "commit": body["commit"], "files": files,
             "omitted": [f["path"] for f in files if f["size"] > max_file_size]}
 
@@ -149,7 +209,7 @@ def api_bundle(
         return manifest
     count = BackgroundTask(count_download, hub, manifest["repo_id"])  # after the answer went out
     if _sent_size(manifest) <= IN_MEMORY:
-        return Response(b"".join(bundle_chunks(hub, manifest)), headers=_headers(manifest), background=count)
+        return Response(small_bundle(hub, manifest), headers=_headers(manifest), background=count)
     return StreamingResponse(bundle_chunks(hub, manifest), headers=_headers(manifest), background=count)
 
 
@@ -182,7 +242,7 @@ async def fast_bundle(hub, scope, send) -> bool:
                                    max_file_size)
         if not isinstance(manifest, dict) or _sent_size(manifest) > IN_MEMORY:
             return None
-        return manifest, b"".join(bundle_chunks(hub, manifest))
+        return manifest, small_bundle(hub, manifest)
 
     try:
         found = await run_in_threadpool(work)
