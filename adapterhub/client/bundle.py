@@ -28,11 +28,12 @@ Chunks = Iterable[bytes | memoryview]
 
 
 def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
-                progress: bool | None = None) -> tuple[dict, Path]:
+                progress: bool | None = None, full_check: bool = False) -> tuple[dict, Path]:
     """Put the commit a bundle answer carries into the cache; returns (its manifest, which holds the hub's
     resolve answer, and the snapshot folder). Each file is hashed while it is written to a temporary name and
     gets its blob name only if size and sha256 match; the files the hub left out are fetched one by one; the
-    manifest that makes the snapshot usable is written last. A snapshot already complete in the cache is kept."""
+    manifest that makes the snapshot usable is written last. A snapshot already complete (and intact, checked
+    as :meth:`RepoCache.verify_snapshot` does, with ``full_check`` for ADAPTERHUB_VERIFY=full) is kept."""
     total = int(response.headers.get("content-length") or 0)
     with progress_bar(progress if total else False, total, "bundle") as advance:
         members = _members(response, total, advance)
@@ -42,7 +43,7 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
         where = f"{repo_id}@{commit[:12]} (bundle from {endpoint})"
         with rc.lock(f"snapshot-{commit}"):
             done = rc.manifest(commit)
-            if done is not None and not rc.verify_snapshot(commit, done):
+            if done is not None and not rc.verify_snapshot(commit, done, full=full_check):
                 return manifest, rc.snapshot_dir(commit)
             rc.manifest_path(commit).unlink(missing_ok=True)
             expected = {f.path: f for f in files if f.path not in manifest["omitted"]}

@@ -155,7 +155,7 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
     # Never resolved here, so most likely not cached: resolution and files in one request. Not when a download
     # of this repository was interrupted: file by file, the partial files are resumed.
     if fetch and saved is None and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
-        pinned = _pin_by_bundle(parsed, endpoint, cache, client, used_model, config_s, version, progress)
+        pinned = _pin_by_bundle(parsed, settings, cache, client, used_model, config_s, version, progress)
         if pinned is not None:
             _remember(cache, endpoint, key, pinned)
             return pinned
@@ -221,17 +221,19 @@ def _interrupted(cache: Cache, endpoint: str, parsed: ParsedIdentifier) -> bool:
     return blobs.is_dir() and any(blobs.glob("*.incomplete"))
 
 
-def _pin_by_bundle(parsed: ParsedIdentifier, endpoint: str, cache: Cache, client: HubClient, model_name: str | None,
-                   config: str | None, version: str | None, progress: bool | None) -> Pinned | None:
+def _pin_by_bundle(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: HubClient,
+                   model_name: str | None, config: str | None, version: str | None,
+                   progress: bool | None) -> Pinned | None:
     """Resolve and download through the hub's bundle API; None when the hub has none or answers with an error
     (the resolve API then gives the reason, or finds a repository that is no indexed adapter)."""
     with client.bundle(parsed.text, model_name=model_name, config=config, version=version,
                        max_file_size=bundle.MAX_FILE) as response:
         if response is None:
             return None
-        manifest, folder = bundle.read_bundle(client, cache, endpoint, response, progress=progress)
+        manifest, folder = bundle.read_bundle(client, cache, settings.endpoint, response, progress=progress,
+                                              full_check=settings.verify_full)
     revision = (manifest.get("resolve") or {}).get("version") or manifest["commit"]
-    return Pinned(endpoint, manifest["repo_id"], manifest["commit"], revision, via="bundle", folder=folder)
+    return Pinned(settings.endpoint, manifest["repo_id"], manifest["commit"], revision, via="bundle", folder=folder)
 
 
 def _pin_offline(parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tuple, revision: str | None) -> Pinned:
