@@ -5,7 +5,6 @@ API, and the warm cache check (a blob's recorded identity on disk instead of re-
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import textwrap
@@ -21,11 +20,10 @@ from tiny_models import inputs, output_of
 from adapterhub.client import (HubClient, HubHTTPError, IdentifierError, IntegrityError, NotFoundError, OfflineError,
                                adapter_folder, resolve_settings)
 from adapterhub.client import cache as cache_module
-from adapterhub.client import download as download_module
+from adapterhub.client import bundle as bundle_module
 from adapterhub.client import http as http_module
 from adapterhub.client.cache import hub_key
 
-resolve_module = importlib.import_module("adapterhub.client.resolve")  # the package exports a function `resolve`
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "acme/bundled"
 BUNDLE = "/api/adapters/bundle"
@@ -103,7 +101,7 @@ def test_cold_load_is_one_request_and_warm_load_none(client_hub, pushed, env, re
     assert torch.allclose(load(), expected)
     assert [(m, p) for m, p, _ in requests] == [("GET", BUNDLE)]
     assert requests[0][2]["identifier"] == REPO
-    assert int(requests[0][2]["max_file_size"]) == download_module.BUNDLE_MAX_FILE
+    assert int(requests[0][2]["max_file_size"]) == bundle_module.MAX_FILE
     repo = repo_dir(env, client_hub.url)
     manifest = manifest_of(env, client_hub.url, commit)
     assert {p: (m["sha256"], m["size"]) for p, m in manifest["files"].items()} == \
@@ -222,21 +220,12 @@ def test_big_files_arrive_by_the_per_file_path(client_hub, pushed, env, requests
     limit = 1000
     big = sorted(p for p, d in files.items() if len(d) > limit)
     assert big and len(big) < len(files)
-    monkeypatch.setattr(resolve_module, "BUNDLE_MAX_FILE", limit)
+    monkeypatch.setattr(bundle_module, "MAX_FILE", limit)
     assert torch.allclose(load(), expected)
     assert requests[0][1] == BUNDLE and requests[0][2]["max_file_size"] == str(limit)
     assert sorted(p for _, p, _ in requests[1:]) == sorted(f"/{REPO}/resolve/{commit}/{p}" for p in big)
     manifest = manifest_of(env, client_hub.url, commit)
     assert {p: m["sha256"] for p, m in manifest["files"].items()} == {p: sha(d) for p, d in files.items()}
-
-
-@pytest.mark.xfail(strict=True, reason="resolve.py binds BUNDLE_MAX_FILE at import (`from .download import "
-                                       "BUNDLE_MAX_FILE`), so setting download.BUNDLE_MAX_FILE has no effect")
-def test_download_bundle_max_file_is_honoured(client_hub, pushed, env, requests, monkeypatch):
-    commit, expected, files = pushed
-    monkeypatch.setattr(download_module, "BUNDLE_MAX_FILE", 1000)
-    assert torch.allclose(load(), expected)
-    assert requests[0][2]["max_file_size"] == "1000"
 
 
 # ------------------------------------------------------------------------------------------ integrity
@@ -271,20 +260,17 @@ def test_bundle_with_an_altered_server_blob_is_refused(client_hub, pushed, env, 
 KILLER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, "tests")
-    from adapterhub.client import download
-    download.CHUNK_SIZE = 256
-    original = download._write_blob
-    class Dying:
-        def __init__(self, source):
-            self.source, self.reads = source, 0
-        def read(self, n):
-            self.reads += 1
-            if self.reads > 2:
-                os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the weights in the bundle
-            return self.source.read(n)
-    def write_blob(rc, exp, source, where):
-        return original(rc, exp, Dying(source) if exp.path == "adapter.safetensors" else source, where)
-    download._write_blob = write_blob
+    from adapterhub.client import bundle
+    original = bundle._write_blob
+    def write_blob(rc, exp, chunks, where):
+        if exp.path != "adapter.safetensors":
+            return original(rc, exp, chunks, where)
+        def dying():
+            data = b"".join(bytes(c) for c in chunks)
+            yield data[: len(data) // 2]
+            os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the weights in the bundle
+        return original(rc, exp, dying(), where)
+    bundle._write_blob = write_blob
     from tiny_models import make_model
     import adapterhub
     adapterhub.init(make_model("bert", "seqcls", seed=0)).load_adapter(sys.argv[1])
@@ -522,7 +508,7 @@ def forge_identity(repo: Path, commit: str, path: str) -> None:
     manifest_file.write_text(json.dumps(manifest))
 
 
-@pytest.mark.xfail(strict=True, reason="snapshot_from_bundle checks an already complete snapshot with "
+@pytest.mark.xfail(strict=True, reason="read_bundle (client/bundle.py) checks an already complete snapshot with "
                                        "verify_snapshot(commit, done) without full=: ADAPTERHUB_VERIFY=full is "
                                        "ignored on the bundle path")
 def test_verify_full_also_applies_when_a_bundle_finds_the_snapshot_complete(client_hub, pushed, env,
