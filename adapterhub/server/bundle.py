@@ -141,7 +141,7 @@ def count_download(hub, repo_id: str) -> None:
                   .values(downloads=Repo.downloads + 1))
 
 
-def prepare(hub, s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
+def prepare(s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
             version: str | None, max_file_size: int) -> dict | JSONResponse:
     """The manifest of the bundle for these parameters, or the error answer."""
     if model_name is None and config is None and version is None:
@@ -204,7 +204,7 @@ def api_bundle(
     s: Session = Depends(get_session),
 ):
     hub = request.app.state.hub
-    manifest = prepare(hub, s, viewer_for(request, s), identifier, model_name, config, version, max_file_size)
+    manifest = prepare(s, viewer_for(request, s), identifier, model_name, config, version, max_file_size)
     if not isinstance(manifest, dict):
         return manifest
     count = BackgroundTask(count_download, hub, manifest["repo_id"])  # after the answer went out
@@ -237,7 +237,7 @@ async def fast_bundle(hub, scope, send) -> bool:
                 manifest = quick_manifest(conn, params["identifier"], max_file_size)
         if manifest is None:
             with hub.db.session() as s:
-                manifest = prepare(hub, s, viewer_for(Request(scope), s), params["identifier"],
+                manifest = prepare(s, viewer_for(Request(scope), s), params["identifier"],
                                    params.get("model_name"), params.get("config"), params.get("version"),
                                    max_file_size)
         if not isinstance(manifest, dict) or _sent_size(manifest) > IN_MEMORY:
