@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from adapterhub.server import bundle as bundle_module
-from adapterhub.server.models import Repo
+from adapterhub.server.models import Account, Repo
 
 try:
     from test_search import INTEROP, LEGACY, upload_adapter
@@ -104,6 +104,36 @@ def test_bundle_holds_the_pushed_files_and_their_hashes(live_hub, uploaded):
         if sib.get("lfs"):
             assert sib["lfs"]["sha256"] == listed[sib["rfilename"]]["sha256"]
         assert sib["blobId"] == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_quick_answer_equals_the_full_resolution(live_hub, uploaded):
+    """A plain public org/name is answered by one light query (search.quick_resolve); naming the branch makes the
+    resolve API take the full path, whose answer must be the same (but for the identifier, which differs)."""
+    r = get_bundle(live_hub, identifier="acme/bdl-double")
+    quick = read_tar(r.content)[0]["resolve"]
+    full = get_resolve(live_hub, identifier="acme/bdl-double", version="main").json()
+    assert quick == full
+    via_route = read_tar(get_bundle(live_hub, identifier="acme/bdl-double", version="main").content)[0]
+    assert via_route["resolve"] == quick and via_route["commit"] == uploaded["double"][1]
+
+
+def test_repository_named_like_a_task_is_ambiguous(live_hub, uploaded):
+    """org/name that is both a public repository and a task/subtask pair: 409 (the quick path must not answer)."""
+    from adapterhub.server import auth
+
+    with live_hub.hub.db.session() as s:
+        alice = s.scalar(select(Account).where(Account.name == "alice"))
+        auth.add_member(s, auth.create_account(s, "sentiment", kind="org"), alice, "write")
+    files, commit = upload_adapter(live_hub, "sentiment/bundle-clash", SEQ)
+    upload_adapter(live_hub, "acme/bdl-clash", DOUBLE, task="sentiment", subtask="bundle-clash")
+    r = get_bundle(live_hub, identifier="sentiment/bundle-clash")
+    assert r.status_code == 409, r.text
+    assert "@sentiment/bundle-clash" in r.json()["error"]
+    assert r.json() == get_resolve(live_hub, identifier="sentiment/bundle-clash").json()
+    r = get_bundle(live_hub, identifier="@sentiment/bundle-clash")
+    assert r.status_code == 200, r.text
+    manifest, members = read_tar(r.content)
+    assert manifest["commit"] == commit and dict(members) == files
 
 
 def test_task_identifier_version_and_config(live_hub, uploaded):
