@@ -98,6 +98,16 @@ def info(
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
         return
+    if data.get("source") == "legacy":  # whole lines (soft_wrap): addresses stay copyable
+        console.print(f"[bold]{data['repo_id']}[/] version {data['revision']}: a legacy AdapterHub card (metadata "
+                      "only, the weights are not hosted on this hub)", highlight=False, soft_wrap=True)
+        for key in ("base_model", "method", "config_hash", "note"):
+            if data.get(key):
+                console.print(f"{key}: {data[key]}", highlight=False, soft_wrap=True)
+        for archive in data["archives"]:
+            console.print(f"archive: {archive.get('url')}" + (f" (sha1 {archive['sha1']})" if archive.get("sha1")
+                                                            else ""), highlight=False, soft_wrap=True)
+        return
     console.print(f"[bold]{data['repo_id']}[/] @ {data['commit']} ({data['revision']})", highlight=False)
     console.print(f"page: {data['url']}", highlight=False)
     validation = data.get("validation") or {}

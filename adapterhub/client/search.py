@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .errors import IdentifierError
+from .errors import IdentifierError, NotFoundError
 from .http import HubClient
 from .settings import resolve_settings
 
@@ -106,7 +106,7 @@ def adapter_info(identifier: str, *, version: str | None = None, config: Any = N
                  endpoint: str | None = None, token: str | bool | None = None) -> dict[str, Any]:
     """What the hub knows about an adapter: the pinned repository and commit, its files with sizes and hashes,
     its card metadata and its validation status."""
-    from .resolve import parse_identifier, pin
+    from .resolve import _config_arg, parse_identifier, pin
     from .cache import Cache
 
     settings = resolve_settings(endpoint=endpoint, token=token, offline=False)
@@ -114,6 +114,13 @@ def adapter_info(identifier: str, *, version: str | None = None, config: Any = N
     if parsed.kind not in ("hub", "card"):
         raise IdentifierError(f"{identifier!r} is not a hub identifier (org/name[@rev], task/subtask[@org], @org/name)")
     with HubClient(settings) as client:
+        try:  # a legacy card has metadata only: shown as such (pin refuses it, as there is nothing to download)
+            answer = client.resolve_identifier(identifier, model_name=model_name, config=_config_arg(config),
+                                               version=version)
+        except NotFoundError:
+            answer = None  # pin gives the error, or finds a repository that is no indexed adapter
+        if answer is not None and not answer.get("downloadable"):
+            return _legacy_info(identifier, settings.endpoint, answer)
         pinned = pin(parsed, settings, Cache(settings.cache_dir), client, model_name=model_name, config=config,
                      version=version)
         info = client.model_info(pinned.repo_id, pinned.commit, blobs=True)
@@ -127,3 +134,12 @@ def adapter_info(identifier: str, *, version: str | None = None, config: Any = N
             "card": info.get("cardData") or {}, "tags": info.get("tags") or [], "library": info.get("library_name"),
             "validation": info.get("validation") or {}, "files": files, "downloads": info.get("downloads"),
             "private": info.get("private"), "last_modified": info.get("lastModified")}
+
+
+def _legacy_info(identifier: str, endpoint: str, answer: dict) -> dict[str, Any]:
+    """What the hub knows of a legacy AdapterHub card: metadata only, its weights are not hosted there."""
+    return {"identifier": identifier, "endpoint": endpoint, "repo_id": answer.get("repo_id"), "source": "legacy",
+            "commit": None, "revision": answer.get("version"), "url": f"{endpoint}/adapters/{answer.get('repo_id')}",
+            "config_hash": answer.get("config_hash"), "method": answer.get("method"),
+            "base_model": answer.get("base_model"), "archives": answer.get("files") or [], "note": answer.get("note"),
+            "card": {"base_model": answer.get("base_model")}, "validation": {}, "files": []}

@@ -161,3 +161,22 @@ def test_missing_local_folder_is_reported_as_such(env, tmp_path):
         parse_identifier("  ")
     assert parse_identifier("org/name@rev") == parse_identifier("org/name@rev")
     assert parse_identifier("@org/name").kind == "card"
+
+
+def test_info_shows_a_legacy_card(client_hub, env):
+    """`adapterhub info` of a legacy card shows its metadata and archive instead of failing."""
+    from typer.testing import CliRunner
+
+    from adapterhub.cli import app
+    from adapterhub.client import adapter_info
+
+    data = adapter_info("@ukp/bert-base-uncased_sentiment_sst-2_pfeiffer")
+    assert data["source"] == "legacy" and data["commit"] is None and data["files"] == []
+    assert data["repo_id"] == "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"
+    assert data["base_model"] == "bert-base-uncased" and data["config_hash"]
+    assert any(str(a.get("url", "")).startswith("http") for a in data["archives"])
+    result = CliRunner().invoke(app, ["info", "@ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"])
+    assert result.exit_code == 0, result.output
+    assert "legacy AdapterHub card" in result.output and "archive: http" in result.output
+    with pytest.raises(NotFoundError, match="no adapter"):  # unknown identifiers still fail clearly
+        adapter_info("@ukp/no-such-card")
