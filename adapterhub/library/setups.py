@@ -65,9 +65,10 @@ def load_adapter_setup(self, adapter_setup_name_or_path, set_active: bool = Fals
                        **kwargs: Any) -> tuple[Block, Any]:
     """Load a saved setup (its adapters, fusion layers and heads); returns ``(adapter_setup, head_setup)``.
 
-    Nothing is half-applied: if any part fails to load, the parts already loaded are removed again."""
+    Nothing is half-applied: if any part fails to load, the parts already loaded are removed again. Hub
+    identifiers take the options of ``load_adapter`` (``version=``, ``endpoint=``, ``token=``, ``cache_dir=``...)."""
     state = _state(self)
-    folder = saving.resolve_location(adapter_setup_name_or_path)
+    folder = saving.resolve_location(adapter_setup_name_or_path, **kwargs)
     config_path, data = saving.read_folder_json(folder, SETUP_CONFIG_NAME)
     try:
         setup = Block.from_dict(data.get("adapter_setup"))

@@ -133,7 +133,7 @@ def test_adapter_pushed_by_us_downloads_with_snapshot_download(client_hub, pushe
     assert torch.allclose(output_of(loaded, inputs()), output_of(model, inputs()))
 
 
-def test_push_setup(client_hub, env):
+def test_push_setup(client_hub, env, monkeypatch, tmp_path):
     from adapterhub import Stack
 
     model = adapter_model(31, name="lang")
@@ -149,6 +149,17 @@ def test_push_setup(client_hub, env):
     setup, _ = loaded.load_adapter_setup("acme/stacked", set_active=True)
     assert setup.names() == ["lang", "task"]
     assert torch.allclose(output_of(loaded, inputs()), output_of(model, inputs()))
+    # the hub options go through to the download: a private copy, endpoint and token as arguments, none in env
+    model.push_adapter_setup_to_hub("alice/stacked-private", Stack("lang", "task"), private=True,
+                                    token=client_hub.tokens["alice"])
+    monkeypatch.delenv("ADAPTERHUB_ENDPOINT")
+    with pytest.raises(NotFoundError):
+        fresh_model().load_adapter_setup("alice/stacked-private", endpoint=client_hub.url, token=False)
+    private = fresh_model()
+    private.load_adapter_setup("alice/stacked-private", set_active=True, endpoint=client_hub.url,
+                               token=client_hub.tokens["alice"], cache_dir=tmp_path / "setup-cache")
+    assert torch.allclose(output_of(private, inputs()), output_of(model, inputs()))
+    assert list((tmp_path / "setup-cache").rglob("manifests/*.json"))
 
 
 def test_cli_search_info_pull_push_login_and_cache(client_hub, pushed, env, tmp_path, monkeypatch):
