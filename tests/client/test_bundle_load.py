@@ -439,10 +439,7 @@ def test_blob_altered_on_disk_is_detected_and_repaired(client_hub, pushed, env, 
     assert torch.allclose(load(f"{REPO}@{commit}", offline=True), expected)
 
 
-@pytest.mark.xfail(strict=True, reason="RepoCache.write_manifest records each blob's identity when the manifest is "
-                                       "written, not when the blob's bytes were checked: a change in between is "
-                                       "recorded as verified and never hashed again")
-def test_change_while_the_snapshot_is_being_checked_is_not_trusted(client_hub, pushed, env, monkeypatch):
+def test_change_while_the_snapshot_is_being_checked_is_never_trusted(client_hub, pushed, env, monkeypatch):
     """verify_snapshot hashes the blobs one after the other, then rewrites the manifest. A blob changed after it
     was hashed (here: at once, then the other files take 0.15 s) must not be recorded as verified."""
     commit, expected, files = pushed
@@ -463,10 +460,13 @@ def test_change_while_the_snapshot_is_being_checked_is_not_trusted(client_hub, p
     with monkeypatch.context() as patch:
         patch.setattr(cache_module, "RACY_NS", 10 ** 18)  # hash every file on this load
         patch.setattr(cache_module, "sha256_file", hash_then_change)
-        load(f"{REPO}@{commit}", offline=True)
+        with pytest.raises(IntegrityError, match="adapter.safetensors: changed on disk while it was being checked"):
+            load(f"{REPO}@{commit}", offline=True)
     assert blob.read_bytes() != files["adapter.safetensors"]
-    with pytest.raises(IntegrityError, match="adapter.safetensors"):
+    with pytest.raises(IntegrityError, match="adapter.safetensors"):  # and not recorded as verified either
         load(f"{REPO}@{commit}", offline=True)
+    assert torch.allclose(load(), expected)  # online: repaired
+    assert blob.read_bytes() == files["adapter.safetensors"]
 
 
 def test_verify_full_hashes_every_file_on_every_use(client_hub, pushed, env, hash_calls, monkeypatch):
@@ -508,9 +508,6 @@ def forge_identity(repo: Path, commit: str, path: str) -> None:
     manifest_file.write_text(json.dumps(manifest))
 
 
-@pytest.mark.xfail(strict=True, reason="read_bundle (client/bundle.py) checks an already complete snapshot with "
-                                       "verify_snapshot(commit, done) without full=: ADAPTERHUB_VERIFY=full is "
-                                       "ignored on the bundle path")
 def test_verify_full_also_applies_when_a_bundle_finds_the_snapshot_complete(client_hub, pushed, env,
                                                                             monkeypatch):
     commit, expected, files = pushed
