@@ -44,6 +44,7 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
         with rc.lock(f"snapshot-{commit}"):
             done = rc.manifest(commit)
             if done is not None and not rc.verify_snapshot(commit, done, full=full_check):
+                rc.touch(commit)
                 return manifest, rc.snapshot_dir(commit)
             rc.manifest_path(commit).unlink(missing_ok=True)
             expected = {f.path: f for f in files if f.path not in manifest["omitted"]}
@@ -54,6 +55,7 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
                 if exp is None or not member.isfile():
                     raise IntegrityError(f"{where}: unexpected member {member.name!r} in the bundle")
                 _write_blob(rc, exp, chunks, where)
+                rc.partial_path(exp).unlink(missing_ok=True)  # an interrupted per-file download of it is done
                 rc.link_file(commit, exp.path, exp.sha256)
                 written[exp.path] = {"sha256": exp.sha256, "size": exp.size}
             if expected:

@@ -59,6 +59,7 @@ def fetch_file(client: HubClient, rc: RepoCache, commit: str, exp: ExpectedFile,
     with rc.lock(f"blob-{exp.key}"):
         if exp.sha256 and rc.blob_path(exp.sha256).is_file():
             if sha256_file(rc.blob_path(exp.sha256)) == exp.sha256:
+                rc.partial_path(exp).unlink(missing_ok=True)  # completed meanwhile (e.g. by a bundle)
                 advance(exp.size)
                 return exp.sha256
             rc.blob_path(exp.sha256).unlink()  # altered on disk: fetch it again

@@ -125,8 +125,9 @@ def resolve_settings(endpoint: str | None = None, token: str | bool | None = Non
     except ValueError:
         raise IdentifierError(f"ADAPTERHUB_REF_TTL={os.environ['ADAPTERHUB_REF_TTL']!r} is not a number of seconds") \
             from None
-    verify = os.environ.get("ADAPTERHUB_VERIFY", "").strip().lower()
+    raw = os.environ.get("ADAPTERHUB_VERIFY", "")
+    verify = raw.strip().lower()
     if verify not in ("", "full", "stat"):
-        raise IdentifierError(f"ADAPTERHUB_VERIFY={verify!r}: expected 'full' (hash every cached file on every use) "
+        raise IdentifierError(f"ADAPTERHUB_VERIFY={raw!r}: expected 'full' (hash every cached file on every use) "
                               "or 'stat' (the default: hash files whose identity on disk changed)")
     return HubSettings(ep, tok or None, bool(offline), cache, max(0.0, ttl), verify == "full")

@@ -64,10 +64,22 @@ def _padding(size: int) -> bytes:
 
 def bundle_chunks(hub, manifest: dict) -> Iterator[bytes]:
     """The tar of ``manifest``: the manifest itself, then every file not in ``omitted``, then the end blocks."""
-    head = json.dumps(manifest, separators=(",", ":")).encode()
-    yield _member(MANIFEST_NAME, len(head)) + head + _padding(len(head))
+    yield _manifest_member(manifest)
     yield from _file_members(hub, manifest)
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def bundle_length(manifest: dict) -> int:
+    """The size of the tar that :func:`bundle_chunks` yields, known before it is read (the Content-Length)."""
+    omitted = set(manifest["omitted"])
+    files = [f for f in manifest["files"] if f["path"] not in omitted]
+    return len(_manifest_member(manifest)) + sum(len(_member(f["path"], f["size"])) + f["size"]
+                                                 + len(_padding(f["size"])) for f in files) + 2 * tarfile.BLOCKSIZE
+
+
+def _manifest_member(manifest: dict) -> bytes:
+    head = json.dumps(manifest, separators=(",", ":")).encode()
+    return _member(MANIFEST_NAME, len(head)) + head + _padding(len(head))
 
 
 def _file_members(hub, manifest: dict) -> Iterator[bytes]:
@@ -90,7 +102,7 @@ def _file_members(hub, manifest: dict) -> Iterator[bytes]:
 class _Bodies:
     """The file members of small bundles, kept in memory (least recently used first out, ``limit`` bytes in
     all): the files of a commit never change. An entry is used only while every blob it was read from still has
-    the same identity on disk (inode, size, mtime), so a blob that was altered or replaced is read again."""
+    the same identity on disk (inode, size, mtime, ctime), so a blob that was altered or replaced is read again."""
 
     def __init__(self, limit: int = 64 * 1024 * 1024):
         self.limit, self.size = limit, 0
@@ -119,9 +131,9 @@ class _Bodies:
         return body
 
 
-def _identity(path) -> tuple[int, int, int]:
+def _identity(path) -> tuple[int, int, int, int]:
     st = os.stat(path)
-    return st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns  # ctime: also a write that put mtime back
 
 
 _BODIES = _Bodies()
@@ -129,9 +141,7 @@ _BODIES = _Bodies()
 
 def small_bundle(hub, manifest: dict) -> bytes:
     """The whole tar of a bundle that is sent as one body."""
-    head = json.dumps(manifest, separators=(",", ":")).encode()
-    return b"".join((_member(MANIFEST_NAME, len(head)), head, _padding(len(head)), _BODIES.get(hub, manifest),
-                     b"\0" * (2 * tarfile.BLOCKSIZE)))
+    return b"".join((_manifest_member(manifest), _BODIES.get(hub, manifest), b"\0" * (2 * tarfile.BLOCKSIZE)))
 
 
 def count_download(hub, repo_id: str) -> None:
@@ -210,7 +220,8 @@ def api_bundle(
     count = BackgroundTask(count_download, hub, manifest["repo_id"])  # after the answer went out
     if _sent_size(manifest) <= IN_MEMORY:
         return Response(small_bundle(hub, manifest), headers=_headers(manifest), background=count)
-    return StreamingResponse(bundle_chunks(hub, manifest), headers=_headers(manifest), background=count)
+    headers = {**_headers(manifest), "Content-Length": str(bundle_length(manifest))}  # for progress bars
+    return StreamingResponse(bundle_chunks(hub, manifest), headers=headers, background=count)
 
 
 async def fast_bundle(hub, scope, send) -> bool:

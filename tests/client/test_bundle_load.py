@@ -313,9 +313,6 @@ def test_interrupted_per_file_download_is_resumed_without_the_bundle(client_hub,
     assert (blobs / sha(data)).read_bytes() == data
 
 
-@pytest.mark.xfail(strict=True, reason="a partial per-file download whose blob then arrives by a bundle is never "
-                                       "removed (fetch_file is not called for it), and pin's _interrupted() then "
-                                       "skips the bundle for every new identifier of that repository")
 def test_partial_file_completed_by_another_route_is_not_left_behind(client_hub, pushed, env, requests):
     commit, expected, files = pushed
     data = files["adapter.safetensors"]
