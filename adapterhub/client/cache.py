@@ -103,16 +103,23 @@ def atomic_write_json(path: Path, data: Any) -> None:
 _JSON_MEMO: dict[str, tuple[tuple, Any]] = {}
 
 
+def file_identity(path: str) -> tuple | None:
+    """(inode, size, mtime, ctime) of a file, None if it is missing: every write here replaces the file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def read_json(path: Path) -> Any | None:
     """The parsed content of a JSON file, None if it is missing or unreadable. Parsed files are remembered by
     their identity on disk (inode, size, mtime, ctime; every write here replaces the file), so reading an
     unchanged manifest again costs one ``stat``. The answer is shared: callers must not modify it."""
     p = os.fspath(path)
-    try:
-        st = os.stat(p)
-    except OSError:
+    identity = file_identity(p)
+    if identity is None:
         return None
-    identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     known = _JSON_MEMO.get(p)
     if known is not None and known[0] == identity:
         return known[1]
@@ -376,14 +383,17 @@ class Cache:
         raw = json.dumps([identifier, model_name, config, version])
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
+    def resolution_path(self, endpoint: str, identifier: str, model_name, config, version) -> str:
+        key = self._resolution_key(identifier, model_name, config, version)
+        return os.path.join(self.hub_dir(endpoint), "resolutions", key + ".json")
+
     def save_resolution(self, endpoint: str, identifier: str, model_name, config, version, answer: dict) -> None:
-        path = self.hub_dir(endpoint) / "resolutions" / f"{self._resolution_key(identifier, model_name, config, version)}.json"
-        atomic_write_json(path, {"identifier": identifier, "model_name": model_name, "config": config,
-                                 "version": version, **answer, "resolved_at": time.time()})
+        atomic_write_json(self.resolution_path(endpoint, identifier, model_name, config, version),
+                          {"identifier": identifier, "model_name": model_name, "config": config,
+                           "version": version, **answer, "resolved_at": time.time()})
 
     def resolution(self, endpoint: str, identifier: str, model_name, config, version) -> dict | None:
-        key = self._resolution_key(identifier, model_name, config, version)
-        return read_json(os.path.join(self.hub_dir(endpoint), "resolutions", key + ".json"))
+        return read_json(self.resolution_path(endpoint, identifier, model_name, config, version))
 
     def forget_resolutions(self, endpoint: str, repo_id: str) -> None:
         """Drop the remembered resolutions that point to ``repo_id`` (after a push moved one of its refs)."""

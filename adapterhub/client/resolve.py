@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .archives import archive_folder, static_folder
-from .cache import Cache
+from .cache import Cache, RepoCache, file_identity, read_json
 from . import bundle
 from .download import snapshot, worker_pool
 from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
@@ -65,6 +65,7 @@ class Pinned:
     info: dict | None = None
     via: str = "repo"  # "repo" (model info) | "resolve" (the hub's resolve API) | "bundle" | "cache"
     folder: Path | None = None  # the complete snapshot, when pinning already downloaded it (a bundle)
+    resolution: str | None = None  # the remembered resolution this rests on (None: pinned by a commit id)
 
     @property
     def label(self) -> str:
@@ -150,7 +151,7 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
     if saved and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl \
             and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None:
         return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"],
-                      via="cache")
+                      via="cache", resolution=cache.resolution_path(endpoint, *key))
 
     # Never resolved here, so most likely not cached: resolution and files in one request. Not when a download
     # of this repository was interrupted: file by file, the partial files are resumed.
@@ -209,6 +210,7 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
 def _remember(cache: Cache, endpoint: str, key: tuple, pinned: Pinned) -> None:
     cache.save_resolution(endpoint, *key, {"repo_id": pinned.repo_id, "commit": pinned.commit,
                                            "revision": pinned.revision})
+    pinned.resolution = cache.resolution_path(endpoint, *key)
     if pinned.revision != pinned.commit:
         cache.repo(endpoint, pinned.repo_id).set_ref(pinned.revision, pinned.commit)
 
@@ -287,6 +289,11 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
     """The verified local folder of the adapter ``identifier`` (see the module docstring)."""
     if unknown:
         raise TypeError(f"unknown option(s) for loading {identifier!r}: {', '.join(sorted(unknown))}")
+    recent_key = _recent_key(identifier, version, config, model_name, own_model_name, endpoint, token, offline,
+                             cache_dir)
+    folder = _recent_folder(recent_key)
+    if folder is not None:
+        return folder
     parsed = parse_identifier(identifier)
     if parsed.kind == "local":
         return parsed.path
@@ -325,7 +332,74 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
         folder = folder / sub
         if not folder.is_dir():
             raise NotFoundError(f"{parsed.text}: no folder {sub!r} in {pinned.label}")
+    elif url is None and not settings.offline:
+        _remember_recent(recent_key, cache, settings, pinned)
     return folder
+
+
+# ------------------------------------------------------------------------------- repeated loads in a process
+@dataclasses.dataclass(frozen=True)
+class _Recent:
+    """A hub identifier this process pinned and found complete in the cache, and what that answer rests on."""
+
+    rc: RepoCache
+    commit: str
+    resolution: str | None  # the remembered resolution file (None: a commit id, which never moves)
+    identity: tuple | None  # its identity on disk then
+    expires: float  # when ADAPTERHUB_REF_TTL asks the hub again
+    full_check: bool
+
+
+_RECENT: dict[tuple, _Recent] = {}
+_RECENT_ENV = ("ADAPTERHUB_ENDPOINT", "ADAPTERHUB_OFFLINE", "ADAPTERHUB_CACHE", "XDG_CACHE_HOME", "HOME",
+               "ADAPTERHUB_REF_TTL", "ADAPTERHUB_VERIFY", "ADAPTERHUB_TOKEN", "ADAPTERHUB_HOME")
+
+
+def _recent_key(identifier, version, config, model_name, own_model_name, endpoint, token, offline,
+                cache_dir) -> tuple | None:
+    if not isinstance(identifier, str) or not (config is None or isinstance(config, str)) or offline:
+        return None
+    return (identifier, version, config, model_name, own_model_name, endpoint, token,
+            os.fspath(cache_dir) if cache_dir is not None else None, *map(os.environ.get, _RECENT_ENV))
+
+
+def _recent_folder(key: tuple | None) -> Path | None:
+    """The answer of the same load earlier in this process, if nothing it rested on changed: the remembered
+    resolution is the same file and younger than ADAPTERHUB_REF_TTL, and the snapshot checks out (the same
+    check as any cached load). Saves parsing, settings and pinning on repeated loads; anything else goes the
+    usual way."""
+    recent = _RECENT.get(key) if key is not None else None
+    if recent is None:
+        return None
+    if recent.resolution is not None and (time.time() >= recent.expires
+                                          or file_identity(recent.resolution) != recent.identity):
+        _RECENT.pop(key, None)
+        return None
+    manifest = recent.rc.manifest(recent.commit)
+    if manifest is None or recent.rc.verify_snapshot(recent.commit, manifest, full=recent.full_check):
+        _RECENT.pop(key, None)
+        return None
+    recent.rc.touch(recent.commit)
+    return recent.rc.snapshot_dir(recent.commit)
+
+
+def _remember_recent(key: tuple | None, cache: Cache, settings: HubSettings, pinned: Pinned) -> None:
+    if key is None:
+        return
+    rc = cache.repo(pinned.endpoint, pinned.repo_id)
+    if pinned.resolution is None:
+        if pinned.revision != pinned.commit:
+            return  # pinned through the model info without a remembered resolution: ask again next time
+        recent = _Recent(rc, pinned.commit, None, None, float("inf"), settings.verify_full)
+    else:
+        saved = read_json(pinned.resolution)
+        if not isinstance(saved, dict) or saved.get("commit") != pinned.commit:
+            return
+        recent = _Recent(rc, pinned.commit, pinned.resolution, file_identity(pinned.resolution),
+                         float(saved.get("resolved_at", 0)) + settings.ref_ttl, settings.verify_full)
+    if len(_RECENT) >= 1024:
+        _RECENT.clear()
+    _RECENT[key] = recent
 
 
 def resolve(identifier: str, *, version: str | None = None, config: Any = None, model_name: str | None = None,

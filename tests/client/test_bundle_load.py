@@ -535,3 +535,27 @@ def test_bad_verify_setting_is_a_clear_error(client_hub, env, monkeypatch, value
         resolve_settings()
     with pytest.raises(IdentifierError, match="ADAPTERHUB_VERIFY"):
         fresh_model().load_adapter(REPO)
+
+
+def test_repeated_load_in_a_process_follows_changes_to_the_cache(client_hub, pushed, env, requests, monkeypatch):
+    """A load repeated in the same process is answered from what the last one found (no request, no pinning), but
+    only while the remembered resolution is the same file, younger than ADAPTERHUB_REF_TTL, and the snapshot
+    checks out: each of these changing makes the next load take the usual way."""
+    import importlib
+
+    resolve_module = importlib.import_module("adapterhub.client.resolve")
+    commit, expected, files = pushed
+    assert torch.allclose(load(), expected)
+    requests.clear()
+    calls = []
+    original_pin = resolve_module.pin
+    monkeypatch.setattr(resolve_module, "pin", lambda *a, **k: calls.append(1) or original_pin(*a, **k))
+    assert torch.allclose(load(), expected) and calls == [] and requests == []  # remembered in this process
+    cache_module.Cache(env).remove(REPO)  # `adapterhub cache rm`: the resolution and the snapshot go
+    assert torch.allclose(load(), expected)
+    assert calls == [1] and [p for _, p, _ in requests] == [BUNDLE]  # fetched again
+    calls.clear()
+    monkeypatch.setenv("ADAPTERHUB_REF_TTL", "0")  # another setting: not the remembered load
+    assert torch.allclose(load(), expected) and calls == [1]
+    calls.clear()
+    assert torch.allclose(load(), expected) and calls == [1]  # a TTL of 0 asks every time
