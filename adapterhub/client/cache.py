@@ -21,34 +21,26 @@ a snapshot without a manifest (never used).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
-import itertools
 import json
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from filelock import FileLock
 
-try:
-    import fcntl
-except ImportError:  # Windows: filelock's own locks
-    fcntl = None
-
 from .errors import IntegrityError
+from .files import (FlockLock, atomic_symlink, atomic_write_bytes, atomic_write_json, ensure_dir, fcntl,  # noqa: F401
+                    file_identity, read_json, sha256_file)
 from .settings import normalize_endpoint
 
-_TMP_COUNTER = itertools.count()
 LOCK_TIMEOUT = 900.0
 TOUCH_EVERY_S = 3600.0
-HASH_CHUNK = 1024 * 1024
 
 
 @functools.lru_cache(maxsize=64)
@@ -61,132 +53,6 @@ def hub_key(endpoint: str) -> str:
 
 def repo_folder_name(repo_id: str) -> str:
     return "models--" + repo_id.replace("/", "--")
-
-
-_MADE_DIRS: set[str] = set()  # folders this process created or found: each is made once, not on every write
-
-
-def ensure_dir(folder: str | os.PathLike) -> None:
-    folder = os.fspath(folder)
-    if folder not in _MADE_DIRS or not os.path.isdir(folder):  # it may have been removed (`cache rm`) since
-        os.makedirs(folder, exist_ok=True)
-        _MADE_DIRS.add(folder)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Temporary file of this process + rename. No fsync (it cost ~7 ms a file here): whatever a crash leaves is
-    re-checked, since a manifest or ref that does not parse counts as missing and a blob is hashed again
-    whenever its identity on disk is not the one recorded."""
-    path = os.fspath(path)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileNotFoundError:  # the folder went away (e.g. `adapterhub cache rm`): make it again
-        _MADE_DIRS.discard(folder)
-        ensure_dir(folder)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, json.dumps(data, sort_keys=True).encode())  # no indent: the C encoder
-
-
-_JSON_MEMO: dict[str, tuple[tuple, Any]] = {}
-
-
-def file_identity(path: str) -> tuple | None:
-    """(inode, size, mtime, ctime) of a file, None if it is missing: every write here replaces the file."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def read_json(path: Path) -> Any | None:
-    """The parsed content of a JSON file, None if it is missing or unreadable. Parsed files are remembered by
-    their identity on disk (inode, size, mtime, ctime; every write here replaces the file), so reading an
-    unchanged manifest again costs one ``stat``. The answer is shared: callers must not modify it."""
-    p = os.fspath(path)
-    identity = file_identity(p)
-    if identity is None:
-        return None
-    known = _JSON_MEMO.get(p)
-    if known is not None and known[0] == identity:
-        return known[1]
-    try:
-        with open(p, "rb") as f:
-            data = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    if len(_JSON_MEMO) >= 4096:
-        _JSON_MEMO.clear()
-    _JSON_MEMO[p] = (identity, data)
-    return data
-
-
-def atomic_symlink(target: str, link: str | os.PathLike) -> None:
-    """Make ``link`` point to ``target``; a link is never seen half-made (``symlink`` itself is atomic, and an
-    existing link to elsewhere is replaced by renaming a new one over it)."""
-    link = os.fspath(link)
-    folder, name = os.path.split(link)
-    ensure_dir(folder)
-    try:
-        os.symlink(target, link)
-        return
-    except FileExistsError:
-        with contextlib.suppress(OSError):
-            if os.readlink(link) == target:
-                return
-    except FileNotFoundError:  # the folder went away meanwhile
-        _MADE_DIRS.discard(folder)
-        ensure_dir(folder)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}.lnk")
-    os.symlink(target, tmp)
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-class FlockLock:
-    """An exclusive lock between processes and threads on a lock file (``flock``, which ``filelock`` uses on POSIX
-    too, so both exclude each other) at a fraction of ``filelock``'s cost: one open, one flock, one close."""
-
-    def __init__(self, path: str, timeout: float):
-        self.path, self.timeout, self._fd = path, timeout, None
-
-    def __enter__(self) -> FlockLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise TimeoutError(f"the cache lock {self.path} was held by another process for "
-                                       f"{self.timeout:.0f} s") from None
-                time.sleep(0.005)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing the file releases the lock
 
 
 RACY_NS = 100_000_000  # file timestamps this close to the moment they were recorded are not trusted (0.1 s)
@@ -203,14 +69,6 @@ def _trusted(meta: dict, st: os.stat_result) -> bool:
     recorded, checked = meta.get("stat"), meta.get("checked_ns")
     return (recorded == [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns] and isinstance(checked, int)
             and max(st.st_mtime_ns, st.st_ctime_ns) < checked - RACY_NS)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 _path = Path(__file__).resolve().parents[1] / "server" / "conftest.py"
@@ -20,7 +19,6 @@ _spec.loader.exec_module(_server_conftest)
 
 from tiny_models import make_model  # noqa: E402
 
-import adapterhub  # noqa: E402
 
 live_hub = _server_conftest.live_hub
 from client_support import BASE, adapter_model, blob_path, fresh_model  # noqa: E402,F401

@@ -17,7 +17,7 @@ import torch
 from client_support import adapter_model, blob_path, fresh_model, record_stream_starts, run_killed
 from tiny_models import inputs, output_of
 
-from adapterhub.client import Cache, HubClient, IntegrityError, OfflineError, resolve
+from adapterhub.client import Cache, IntegrityError, OfflineError, resolve
 from adapterhub.client.cache import hub_key
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
-import threading
-import time
 import uuid
 from pathlib import Path
 
