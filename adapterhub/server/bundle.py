@@ -139,9 +139,9 @@ def _identity(path) -> tuple[int, int, int, int]:
 _BODIES = _Bodies()
 
 
-def small_bundle(hub, manifest: dict) -> bytes:
-    """The whole tar of a bundle that is sent as one body."""
-    return b"".join((_manifest_member(manifest), _BODIES.get(hub, manifest), b"\0" * (2 * tarfile.BLOCKSIZE)))
+def small_bundle(hub, manifest: dict) -> list[bytes]:
+    """The tar of a bundle that is sent from memory, in three pieces (not joined: that would copy the files)."""
+    return [_manifest_member(manifest), _BODIES.get(hub, manifest), b"\0" * (2 * tarfile.BLOCKSIZE)]
 
 
 def count_download(hub, repo_id: str) -> None:
@@ -219,7 +219,7 @@ def api_bundle(
         return manifest
     count = BackgroundTask(count_download, hub, manifest["repo_id"])  # after the answer went out
     if _sent_size(manifest) <= IN_MEMORY:
-        return Response(small_bundle(hub, manifest), headers=_headers(manifest), background=count)
+        return Response(b"".join(small_bundle(hub, manifest)), headers=_headers(manifest), background=count)
     headers = {**_headers(manifest), "Content-Length": str(bundle_length(manifest))}  # for progress bars
     return StreamingResponse(bundle_chunks(hub, manifest), headers=headers, background=count)
 
@@ -261,11 +261,12 @@ async def fast_bundle(hub, scope, send) -> bool:
         return False
     if found is None:
         return False
-    manifest, data = found
-    headers = {**_headers(manifest), "Content-Length": str(len(data))}
+    manifest, parts = found
+    headers = {**_headers(manifest), "Content-Length": str(sum(map(len, parts)))}
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
-    await send({"type": "http.response.body", "body": data})
+    for i, part in enumerate(parts):
+        await send({"type": "http.response.body", "body": part, "more_body": i + 1 < len(parts)})
     await run_in_threadpool(count_download, hub, manifest["repo_id"])
     return True
 
