@@ -77,6 +77,7 @@ def read_json(path: Path) -> Any | None:
     p = os.fspath(path)
     identity = file_identity(p)
     if identity is None:
+        _JSON_MEMO.pop(p, None)  # a file made at this path later may reuse the inode: never compare with this one
         return None
     known = _JSON_MEMO.get(p)
     if known is not None and known[0] == identity:
