@@ -48,6 +48,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+        _JSON_MEMO.pop(path, None)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
