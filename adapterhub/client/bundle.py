@@ -27,7 +27,7 @@ _TMP_COUNTER = itertools.count()
 Chunks = Iterable[bytes | memoryview]
 
 
-def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
+def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, label: str = "bundle",
                 progress: bool | None = None, full_check: bool = False) -> tuple[dict, Path]:
     """Put the commit a bundle answer carries into the cache; returns (its manifest, which holds the hub's
     resolve answer, and the snapshot folder). Each file is hashed while it is written to a temporary name and
@@ -35,7 +35,7 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *,
     manifest that makes the snapshot usable is written last. A snapshot already complete (and intact, checked
     as :meth:`RepoCache.verify_snapshot` does, with ``full_check`` for ADAPTERHUB_VERIFY=full) is kept."""
     total = int(response.headers.get("content-length") or 0)
-    with progress_bar(progress if total else False, total, "bundle") as advance:
+    with progress_bar(progress if total else False, total, label) as advance:
         members = _members(response, total, advance)
         manifest, files = _manifest(members, endpoint)
         repo_id, commit = manifest["repo_id"], manifest["commit"]

@@ -232,8 +232,8 @@ def _pin_by_bundle(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache
                        max_file_size=bundle.MAX_FILE) as response:
         if response is None:
             return None
-        manifest, folder = bundle.read_bundle(client, cache, settings.endpoint, response, progress=progress,
-                                              full_check=settings.verify_full)
+        manifest, folder = bundle.read_bundle(client, cache, settings.endpoint, response, label=parsed.text,
+                                              progress=progress, full_check=settings.verify_full)
     revision = (manifest.get("resolve") or {}).get("version") or manifest["commit"]
     return Pinned(settings.endpoint, manifest["repo_id"], manifest["commit"], revision, via="bundle", folder=folder)
 
