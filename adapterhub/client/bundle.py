@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import os
 import tarfile
@@ -16,13 +15,13 @@ from pathlib import Path
 from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
 from .download import CHUNK_SIZE, _HEX40, expected_files, fetch_file
 from .errors import HubHTTPError, IntegrityError
+from .files import temp_path
 from .http import HubClient
 from .progress import progress_bar
 
 MANIFEST = ".adapterhub-bundle.json"  # the first member
 MAX_FILE = 16 * 1024 * 1024  # the client asks the hub to leave out larger files: they come one by one (resumable)
 IN_MEMORY = 64 * 1024 * 1024  # answers up to this size are read whole and parsed without copying the files
-_TMP_COUNTER = itertools.count()
 
 Chunks = Iterable[bytes | memoryview]
 
@@ -139,7 +138,7 @@ def _manifest(members: Iterator[tuple[tarfile.TarInfo, Chunks]], endpoint: str) 
 
 def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) -> None:
     """Write ``chunks`` to the blob of ``exp`` through a temporary file of this process, checking the bytes."""
-    tmp = os.path.join(rc.blobs, f".{exp.key}.{os.getpid()}.{next(_TMP_COUNTER)}.part")
+    tmp = temp_path(os.fspath(rc.blob_path(exp.key)), ".part")
     try:
         sha, size = hashlib.sha256(), 0
         with open(tmp, "wb") as f:

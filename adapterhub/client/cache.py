@@ -58,16 +58,20 @@ def repo_folder_name(repo_id: str) -> str:
 RACY_NS = 100_000_000  # file timestamps this close to the moment they were recorded are not trusted (0.1 s)
 
 
+def _stat_list(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
 def _identity(st: os.stat_result) -> dict:
     """A blob's identity on disk as ``st`` shows it, and the time it was taken (``st`` must be fresh)."""
-    return {"stat": [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns], "checked_ns": time.time_ns()}
+    return {"stat": _stat_list(st), "checked_ns": time.time_ns()}
 
 
 def _trusted(meta: dict, st: os.stat_result) -> bool:
     """Whether ``st`` is the identity recorded in ``meta``, recorded at least one clock tick after the file's
     last change (see ``RepoCache.verify_snapshot``)."""
     recorded, checked = meta.get("stat"), meta.get("checked_ns")
-    return (recorded == [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns] and isinstance(checked, int)
+    return (recorded == _stat_list(st) and isinstance(checked, int)
             and max(st.st_mtime_ns, st.st_ctime_ns) < checked - RACY_NS)
 
 
@@ -166,7 +170,7 @@ class RepoCache:
                 identities[path] = _identity(st)  # as seen before the bytes are read
                 if sha256_file(blob) != meta["sha256"]:
                     problems.append(f"{path}: cached bytes do not match sha256 {meta['sha256']}")
-                elif _identity(os.stat(blob))["stat"] != identities[path]["stat"]:
+                elif _stat_list(os.stat(blob)) != identities[path]["stat"]:
                     problems.append(f"{path}: changed on disk while it was being checked")
             else:
                 identities[path] = {"stat": meta["stat"], "checked_ns": meta["checked_ns"]}

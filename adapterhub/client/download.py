@@ -112,16 +112,6 @@ def _range_starts_at(response, start: int) -> bool:
     return bool(m) and int(m.group(1)) == start
 
 
-def cached_snapshot(cache: Cache, endpoint: str, repo_id: str, commit: str, verify: bool = True) -> Path | None:
-    """The complete, verified snapshot folder of ``commit``, or None if it is not (fully) in the cache."""
-    rc = cache.repo(endpoint, repo_id)
-    manifest = rc.manifest(commit)
-    if manifest is None or (verify and rc.verify_snapshot(commit, manifest)):
-        return None
-    rc.touch(commit)
-    return rc.snapshot_dir(commit)
-
-
 def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str, commit: str, *,
              info: dict | None = None, offline: bool = False, progress: bool | None = None,
              on_bytes: OnBytes | None = None, full_check: bool = False) -> Path:

@@ -31,13 +31,19 @@ def ensure_dir(folder: str | os.PathLike) -> None:
         _MADE_DIRS.add(folder)
 
 
+def temp_path(final: str, suffix: str) -> str:
+    """A name beside ``final`` that no other process or thread uses: ``.<name>.<pid>.<n><suffix>``."""
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}{suffix}")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Temporary file of this process + rename. No fsync (it cost ~7 ms a file here): whatever a crash leaves is
     re-checked, since a manifest or ref that does not parse counts as missing and a blob is hashed again
     whenever its identity on disk is not the one recorded."""
     path = os.fspath(path)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
+    folder = os.path.dirname(path)
+    tmp = temp_path(path, ".tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileNotFoundError:  # the folder went away (e.g. `adapterhub cache rm`): make it again
@@ -98,7 +104,7 @@ def atomic_symlink(target: str, link: str | os.PathLike) -> None:
     """Make ``link`` point to ``target``; a link is never seen half-made (``symlink`` itself is atomic, and an
     existing link to elsewhere is replaced by renaming a new one over it)."""
     link = os.fspath(link)
-    folder, name = os.path.split(link)
+    folder = os.path.dirname(link)
     ensure_dir(folder)
     try:
         os.symlink(target, link)
@@ -110,7 +116,7 @@ def atomic_symlink(target: str, link: str | os.PathLike) -> None:
     except FileNotFoundError:  # the folder went away meanwhile
         _MADE_DIRS.discard(folder)
         ensure_dir(folder)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}.lnk")
+    tmp = temp_path(link, ".lnk")
     os.symlink(target, tmp)
     try:
         os.replace(tmp, link)

@@ -204,7 +204,7 @@ class HubClient:
             body = None
         if response.status_code == 200 and isinstance(body, dict):
             return body
-        if response.status_code in (404, 405) and not (isinstance(body, dict) and "candidates" in body):
+        if response.status_code in (404, 405) and not _is_resolve_error(response):
             return None  # no resolve API on this hub
         raise self.error_for(response, f"resolving {identifier!r}")
 

@@ -60,10 +60,9 @@ def default_cache_dir() -> Path:
 
 
 def read_saved_tokens() -> dict[str, str]:
-    home = os.environ.get("ADAPTERHUB_HOME") or os.path.join(os.path.expanduser("~"), ".adapterhub")
-    if not os.path.isfile(os.path.join(os.path.expanduser(home), "tokens.json")):  # the common case, kept cheap
-        return {}
     path = token_file()
+    if not path.is_file():
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
