@@ -71,10 +71,15 @@ def bundle_chunks(hub, manifest: dict) -> Iterator[bytes]:
 
 def bundle_length(manifest: dict) -> int:
     """The size of the tar that :func:`bundle_chunks` yields, known before it is read (the Content-Length)."""
-    omitted = set(manifest["omitted"])
-    files = [f for f in manifest["files"] if f["path"] not in omitted]
     return len(_manifest_member(manifest)) + sum(len(_member(f["path"], f["size"])) + f["size"]
-                                                 + len(_padding(f["size"])) for f in files) + 2 * tarfile.BLOCKSIZE
+                                                 + len(_padding(f["size"])) for f in _sent_files(manifest)) \
+        + 2 * tarfile.BLOCKSIZE
+
+
+def _sent_files(manifest: dict) -> list[dict]:
+    """The files of ``manifest`` that the tar carries (all but the omitted ones), in order."""
+    omitted = set(manifest["omitted"])
+    return [f for f in manifest["files"] if f["path"] not in omitted]
 
 
 def _manifest_member(manifest: dict) -> bytes:
@@ -83,10 +88,7 @@ def _manifest_member(manifest: dict) -> bytes:
 
 
 def _file_members(hub, manifest: dict) -> Iterator[bytes]:
-    omitted = set(manifest["omitted"])
-    for f in manifest["files"]:
-        if f["path"] in omitted:
-            continue
+    for f in _sent_files(manifest):
         yield _member(f["path"], f["size"])
         sent = 0
         with hub.store.open(f["sha256"]) as blob:
@@ -111,7 +113,7 @@ class _Bodies:
 
     def get(self, hub, manifest: dict) -> bytes:
         key = (manifest["commit"], tuple(manifest["omitted"]))
-        paths = [hub.store.local_path(f["sha256"]) for f in manifest["files"] if f["path"] not in manifest["omitted"]]
+        paths = [hub.store.local_path(f["sha256"]) for f in _sent_files(manifest)]
         if any(p is None for p in paths):  # not a local folder of blobs: read through the store each time
             return b"".join(_file_members(hub, manifest))
         identity = [_identity(p) for p in paths]
@@ -152,9 +154,10 @@ def count_download(hub, repo_id: str) -> None:
 
 
 def prepare(s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
-            version: str | None, max_file_size: int) -> dict | JSONResponse:
-    """The manifest of the bundle for these parameters, or the error answer."""
-    if model_name is None and config is None and version is None:
+            version: str | None, max_file_size: int, quick: bool = True) -> dict | JSONResponse:
+    """The manifest of the bundle for these parameters, or the error answer (``quick=False``: the caller has
+    already tried :func:`quick_manifest`)."""
+    if quick and model_name is None and config is None and version is None:
         quick = quick_manifest(s, identifier, max_file_size)
         if quick is not None:
             return quick
@@ -188,8 +191,7 @@ def _manifest(conn, body: dict, max_file_size: int) -> dict:
 
 
 def _sent_size(manifest: dict) -> int:
-    omitted = set(manifest["omitted"])
-    return sum(f["size"] for f in manifest["files"] if f["path"] not in omitted)
+    return sum(f["size"] for f in _sent_files(manifest))
 
 
 def _headers(manifest: dict) -> dict[str, str]:
@@ -250,7 +252,7 @@ async def fast_bundle(hub, scope, send) -> bool:
             with hub.db.session() as s:
                 manifest = prepare(s, viewer_for(Request(scope), s), params["identifier"],
                                    params.get("model_name"), params.get("config"), params.get("version"),
-                                   max_file_size)
+                                   max_file_size, quick=False)  # tried above where it applies
         if not isinstance(manifest, dict) or _sent_size(manifest) > IN_MEMORY:
             return None
         return manifest, small_bundle(hub, manifest)
