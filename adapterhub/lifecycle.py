@@ -434,20 +434,19 @@ def _console():
 def _scoped_env(**values: str | None) -> Iterator[None]:
     """Set (or, with None, remove) environment variables for the block; pushes keep their cache bookkeeping in
     ``ADAPTERHUB_CACHE``, which must be the run's own cache, not the user's."""
+    def apply(settings: dict[str, str | None]) -> None:
+        for k, v in settings.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
     old = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        apply(values)
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        apply(old)
 
 
 def _short(n: int) -> str:

