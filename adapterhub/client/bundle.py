@@ -22,6 +22,7 @@ from .progress import progress_bar
 MANIFEST = ".adapterhub-bundle.json"  # the first member
 MAX_FILE = 16 * 1024 * 1024  # the client asks the hub to leave out larger files: they come one by one (resumable)
 IN_MEMORY = 64 * 1024 * 1024  # answers up to this size are read whole and parsed without copying the files
+WHOLE = 4 * 1024 * 1024  # ... and up to this size read in one piece (larger ones in chunks, for the progress bar)
 
 Chunks = Iterable[bytes | memoryview]
 
@@ -73,7 +74,11 @@ def _members(response, total: int, advance: Callable[[int], None]) -> Iterator[t
     into it; any other is read as a stream."""
     try:
         if 0 < total <= IN_MEMORY:
-            body = b"".join(_advancing(response.iter_bytes(), advance))
+            if total <= WHOLE:
+                body = response.read()  # one piece: no join, which would copy the files once more
+                advance(len(body))
+            else:
+                body = b"".join(_advancing(response.iter_bytes(), advance))
             view = memoryview(body)
             tar = tarfile.open(fileobj=io.BytesIO(body), mode="r:")
             while (member := tar.next()) is not None:

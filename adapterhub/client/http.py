@@ -22,8 +22,10 @@ from urllib.parse import quote
 import httpx
 
 from .. import __version__
+from . import lean
 from .errors import (AmbiguousIdentifierError, AuthError, HubHTTPError, IdentifierError, NotFoundError,
                      ValidationFailedError)
+from .lean import LeanConnection, LeanResponse
 from .progress import progress_bar
 from .settings import HubSettings, resolve_settings
 
@@ -85,6 +87,7 @@ class HubClient:
         self._no_bundle = False
         self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False,
                                   verify=verify)
+        self._lean = LeanConnection(self.endpoint, headers, verify or None) if lean.usable(self.endpoint) else None
 
     @classmethod
     def shared(cls, settings: HubSettings) -> HubClient:
@@ -103,6 +106,8 @@ class HubClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._lean is not None:
+            self._lean.close()
 
     # ------------------------------------------------------------------------------------------ plumbing
     def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -210,18 +215,20 @@ class HubClient:
 
     @contextlib.contextmanager
     def bundle(self, identifier: str, model_name: str | None = None, config: str | None = None,
-               version: str | None = None, max_file_size: int | None = None) -> Iterator[httpx.Response | None]:
-        """The hub's ``/api/adapters/bundle`` (resolution + files of the commit as a tar) as a streamed response.
-        None when the hub has no such API or answers with an error: the caller then asks the resolve API, whose
-        answer explains the error (or finds a plain repository that is no indexed adapter)."""
+               version: str | None = None, max_file_size: int | None = None) \
+            -> Iterator[httpx.Response | LeanResponse | None]:
+        """The hub's ``/api/adapters/bundle`` (resolution + files of the commit as a tar) as a streamed response
+        (through :mod:`.lean` where no proxy applies). None when the hub has no such API or answers with an
+        error: the caller then asks the resolve API, whose answer explains the error (or finds a plain
+        repository that is no indexed adapter)."""
         if self._no_bundle:
             yield None
             return
         params = {k: v for k, v in dict(identifier=identifier, model_name=model_name, config=config,
                                         version=version, max_file_size=max_file_size).items() if v is not None}
+        stream = self._lean.get if self._lean is not None else functools.partial(self._http.stream, "GET")
         try:
-            with self._http.stream("GET", "/api/adapters/bundle", params=params,
-                                   headers={"accept-encoding": "identity"}) as response:
+            with stream("/api/adapters/bundle", params=params, headers={"accept-encoding": "identity"}) as response:
                 kind = response.headers.get("content-type", "").split(";")[0].strip()
                 if response.status_code == 200 and kind == "application/x-tar":
                     yield response
@@ -230,7 +237,7 @@ class HubClient:
                 if response.status_code in (404, 405) and not _is_resolve_error(response):
                     self._no_bundle = True  # a plain HF hub: do not ask again
                 yield None
-        except httpx.TransportError as error:
+        except (httpx.TransportError, lean.TransportError) as error:
             raise HubHTTPError(f"download of {identifier!r} from {self.endpoint} broke off: {error}") from None
 
     def search(self, **params: Any) -> dict:

@@ -157,8 +157,8 @@ def prepare(s: Session, viewer, identifier: str, model_name: str | None, config:
             version: str | None, max_file_size: int, quick: bool = True) -> dict | JSONResponse:
     """The manifest of the bundle for these parameters, or the error answer (``quick=False``: the caller has
     already tried :func:`quick_manifest`)."""
-    if quick and model_name is None and config is None and version is None:
-        quick = quick_manifest(s, identifier, max_file_size)
+    if quick and config is None and version is None:
+        quick = quick_manifest(s, identifier, max_file_size, model_name)
         if quick is not None:
             return quick
     try:
@@ -171,10 +171,10 @@ def prepare(s: Session, viewer, identifier: str, model_name: str | None, config:
     return _manifest(s, body, max_file_size)
 
 
-def quick_manifest(conn, identifier: str, max_file_size: int) -> dict | None:
+def quick_manifest(conn, identifier: str, max_file_size: int, model_name: str | None = None) -> dict | None:
     """The manifest for the common case that ``search.quick_resolve`` answers (a public ``org/name``); ``conn``
     is a Session or a plain Connection. None: ask :func:`prepare`."""
-    body = quick_resolve(conn, identifier)
+    body = quick_resolve(conn, identifier, model_name)
     return None if body is None else _manifest(conn, body, max_file_size)
 
 
@@ -245,9 +245,9 @@ async def fast_bundle(hub, scope, send) -> bool:
 
     def work():
         manifest = None
-        if params.keys() == {"identifier"}:  # the common case in one light query, without an ORM session
-            with hub.db.engine.connect() as conn:
-                manifest = quick_manifest(conn, params["identifier"], max_file_size)
+        if params.keys() <= {"identifier", "model_name"}:  # the common case in one light query, without an ORM
+            with hub.db.engine.connect() as conn:  # session
+                manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
         if manifest is None:
             with hub.db.session() as s:
                 manifest = prepare(s, viewer_for(Request(scope), s), params["identifier"],

@@ -476,16 +476,16 @@ _QUICK_SQL = text(
 )
 
 
-def quick_resolve(s: Session, identifier: str) -> dict | None:
-    """The answer of :func:`resolve` for its most common case, a public repository ``org/name`` (no revision,
-    model name or config) that no task/subtask also matches, in one plain SQL query; None for anything else,
-    which :func:`resolve` then answers."""
+def quick_resolve(s: Session, identifier: str, model_name: str | None = None) -> dict | None:
+    """The answer of :func:`resolve` for its most common case, a public repository ``org/name`` (no revision or
+    config; a ``model_name`` that is the adapter's base model) that no task/subtask also matches, in one plain
+    SQL query; None for anything else, which :func:`resolve` then answers."""
     m = re.fullmatch(r"([^/@\s]+)/([^/@\s]+)", identifier.strip())
     if m is None:
         return None
     row = s.execute(_QUICK_SQL, {"full_name": identifier.strip(), "task": m.group(1), "subtask": m.group(2),
                                  "yes": True, "no": False}).first()
-    if row is None or row[6]:
+    if row is None or row[6] or (model_name and row[5] != model_name):  # another base model: resolve's error
         return None
     full_name, oid, revision, config_hash, method, base_model = row[:6]
     return hub_answer(identifier.strip(), full_name, oid, revision or "main", config_hash, method, base_model)
@@ -669,7 +669,7 @@ def api_resolve(
     version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
     s: Session = Depends(get_session),
 ):
-    quick = quick_resolve(s, identifier) if not (model_name or config or version) else None
+    quick = quick_resolve(s, identifier, model_name) if not (config or version) else None
     if quick is not None:
         return quick
     try:

@@ -23,6 +23,7 @@ from adapterhub.client import cache as cache_module
 from adapterhub.client import bundle as bundle_module
 from adapterhub.client import http as http_module
 from adapterhub.client.cache import hub_key
+from adapterhub.client.lean import LeanConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "acme/bundled"
@@ -61,6 +62,13 @@ def requests(monkeypatch):
         return original(self, request, *args, **kwargs)
 
     monkeypatch.setattr(httpx.Client, "send", send)
+    original_lean = LeanConnection.get
+
+    def lean_get(self, path, params, headers):  # the bundle request, where no proxy applies
+        seen.append(("GET", path, {k: str(v) for k, v in params.items()}))
+        return original_lean(self, path, params, headers)
+
+    monkeypatch.setattr(LeanConnection, "get", lean_get)
     return seen
 
 
@@ -333,6 +341,7 @@ def test_partial_file_completed_by_another_route_is_not_left_behind(client_hub, 
 def test_hub_without_the_bundle_api_uses_the_old_path(client_hub, pushed, env, requests, own_clients,
                                                       monkeypatch, status):
     commit, expected, files = pushed
+    monkeypatch.setattr(http_module.lean, "usable", lambda endpoint: False)  # every request through httpx here
     original = httpx.Client.send  # already the counting one
 
     def no_bundle(self, request, *args, **kwargs):

@@ -19,6 +19,7 @@ from tiny_models import inputs, output_of
 
 from adapterhub.client import Cache, IntegrityError, OfflineError, resolve
 from adapterhub.client.cache import hub_key
+from adapterhub.client.lean import LeanConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,6 +160,7 @@ def test_offline_mode_uses_only_the_cache(client_hub, pushed, env, monkeypatch):
         raise AssertionError("offline mode used the network")
 
     monkeypatch.setattr(httpx.Client, "send", no_network)
+    monkeypatch.setattr(LeanConnection, "get", no_network)
     monkeypatch.setenv("ADAPTERHUB_OFFLINE", "1")
     for identifier in ("acme/transfer", f"acme/transfer@{commit}", "sentiment/transfer-test@acme"):
         model = fresh_model()

@@ -31,9 +31,9 @@ def repos(live_hub):
     return live_hub
 
 
-def answer(s, identifier):
+def answer(s, identifier, model_name=None):
     try:
-        return resolve(s, identifier, viewer=Viewer()).model_dump(mode="json")
+        return resolve(s, identifier, model_name=model_name, viewer=Viewer()).model_dump(mode="json")
     except ResolveError as e:
         return ("error", e.status)
 
@@ -56,6 +56,18 @@ def test_quick_resolve_answers_like_resolve_or_declines(repos):
         assert answer(s, "acme/qr-clash") == ("error", 409)
         with repos.hub.db.engine.connect() as conn:  # a plain connection works too (the bundle's fast path)
             assert quick_resolve(conn, "alice/qr-seq") == answer(s, "alice/qr-seq")
+
+
+def test_quick_resolve_with_the_model_name(repos):
+    """A client loading into a model passes its name: the quick path answers when it is the adapter's base model
+    and leaves resolve's explanation to it otherwise."""
+    with repos.hub.db.session() as s:
+        base = answer(s, "alice/qr-seq")["base_model"]
+        assert base
+        quick = quick_resolve(s, "alice/qr-seq", model_name=base)
+        assert quick is not None and quick == answer(s, "alice/qr-seq", model_name=base)
+        assert quick_resolve(s, "alice/qr-seq", model_name="other/model") is None
+        assert answer(s, "alice/qr-seq", model_name="other/model") == ("error", 404)
 
 
 def test_quick_resolve_follows_a_new_commit_and_privacy(repos):
