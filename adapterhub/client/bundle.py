@@ -4,13 +4,14 @@ files. One request instead of a resolution, a file list and one request per file
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import json
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
 from .download import CHUNK_SIZE, _HEX40, expected_files, fetch_file
@@ -46,16 +47,21 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, lab
             if done is not None and not rc.verify_snapshot(commit, done, full=full_check):
                 rc.touch(commit)
                 return manifest, rc.snapshot_dir(commit)
-            rc.manifest_path(commit).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(rc.manifest_path(commit))
             expected = {f.path: f for f in files if f.path not in manifest["omitted"]}
             written: dict[str, dict] = {}
-            ensure_dir(rc.blobs)
+            blobs = os.fspath(rc.blobs)
+            ensure_dir(blobs)
+            partials = {n for n in os.listdir(blobs) if n.endswith(".incomplete")}
             for member, chunks in members:
                 exp = expected.pop(member.name, None)
                 if exp is None or not member.isfile():
                     raise IntegrityError(f"{where}: unexpected member {member.name!r} in the bundle")
-                _write_blob(rc, exp, chunks, where)
-                rc.partial_path(exp).unlink(missing_ok=True)  # an interrupted per-file download of it is done
+                _write_blob(blobs, exp, chunks, where)
+                if f"{exp.key}.incomplete" in partials:  # an interrupted per-file download of it is done
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(rc.partial_path(exp))
                 rc.link_file(commit, exp.path, exp.sha256)
                 written[exp.path] = {"sha256": exp.sha256, "size": exp.size}
             if expected:
@@ -69,7 +75,8 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, lab
     return manifest, rc.snapshot_dir(commit)
 
 
-def _members(response, total: int, advance: Callable[[int], None]) -> Iterator[tuple[tarfile.TarInfo, Chunks]]:
+def _members(response, total: int, advance: Callable[[int], None]) \
+        -> Iterator[tuple[tarfile.TarInfo | _Member, Chunks]]:
     """(header, data) of each member. An answer of known, moderate size is read whole and its members are views
     into it; any other is read as a stream."""
     try:
@@ -79,18 +86,99 @@ def _members(response, total: int, advance: Callable[[int], None]) -> Iterator[t
                 advance(len(body))
             else:
                 body = b"".join(_advancing(response.iter_bytes(), advance))
-            view = memoryview(body)
-            tar = tarfile.open(fileobj=io.BytesIO(body), mode="r:")
-            while (member := tar.next()) is not None:
-                end = member.offset_data + member.size
-                if end > len(body):
-                    raise tarfile.ReadError(f"{member.name!r} is cut short")
-                yield member, (view[member.offset_data:end],)
+            yield from _tar_members(body)
         else:
             tar = tarfile.open(fileobj=_ResponseReader(response, advance), mode="r|")
             while (member := tar.next()) is not None:
-                data = tar.extractfile(member) if member.isfile() else None
-                yield member, (iter(lambda: data.read(CHUNK_SIZE), b"") if data is not None else ())
+                yield member, (_tar_chunks(tar.extractfile(member)) if member.isfile() else ())
+    except tarfile.TarError as error:
+        raise IntegrityError(f"the bundle from the hub is not a complete tar archive ({error})") from None
+
+
+class _Member(NamedTuple):
+    """What :func:`read_bundle` reads of a tar member: the ``name``, ``size`` and ``isfile()`` of a ``TarInfo``."""
+
+    name: str
+    type: bytes
+    size: int
+
+    def isfile(self) -> bool:
+        return self.type in tarfile.REGULAR_TYPES
+
+
+def _tar_members(body: bytes) -> Iterator[tuple[_Member, Chunks]]:
+    """The members of a tar held in memory, each with a view of its bytes (no copy). Reads ustar headers, the pax
+    extended headers that ``tarfile`` writes (``path``, ``size``) and GNU long names: ~20x faster than ``tarfile``
+    here, which
+    counts when a cold load of a small adapter takes a few milliseconds. Header checksums are checked; the files'
+    bytes are checked against the manifest's sha256 by the caller."""
+    view, offset, pax = memoryview(body), 0, {}
+    while offset + tarfile.BLOCKSIZE <= len(body):
+        header = body[offset:offset + tarfile.BLOCKSIZE]
+        if header.count(0) == tarfile.BLOCKSIZE:
+            return  # the end-of-archive blocks
+        if tarfile.calc_chksums(header)[0] != _octal(header[148:156], offset):
+            raise tarfile.ReadError(f"bad header checksum at byte {offset}")
+        kind = header[156:157]
+        size = _octal(header[124:136], offset)
+        if "size" in pax and kind not in _EXTENSIONS:
+            size = int(pax["size"])
+        start = offset + tarfile.BLOCKSIZE
+        end = start + size
+        if end > len(body):
+            raise tarfile.ReadError(f"member at byte {offset} is cut short")
+        offset = end + (-size % tarfile.BLOCKSIZE)
+        if kind == tarfile.XHDTYPE:  # pax header of the next member
+            pax = _pax_records(body[start:end])
+            continue
+        if kind == tarfile.XGLTYPE:  # pax global header: nothing the bundle uses
+            continue
+        if kind == tarfile.GNUTYPE_LONGNAME:  # GNU tar's long name of the next member
+            pax = {**pax, "path": body[start:end].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")}
+            continue
+        name = pax.get("path")
+        if name is None:
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            prefix = header[345:500].split(b"\0", 1)[0]
+            if prefix and header[257:265] == tarfile.POSIX_MAGIC:
+                name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+        pax = {}
+        yield _Member(name.rstrip("/") if kind == tarfile.DIRTYPE else name, kind, size), (view[start:end],)
+
+
+_EXTENSIONS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME)
+
+
+def _octal(field: bytes, offset: int) -> int:
+    try:
+        return int(field.strip(b"\0 ") or b"0", 8)
+    except ValueError:
+        raise tarfile.ReadError(f"bad number {field!r} in the header at byte {offset}") from None
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """``"<length> <key>=<value>\\n"`` records of a pax extended header."""
+    records, pos = {}, 0
+    while pos < len(data):
+        length, _, rest = data[pos:pos + 32].partition(b" ")
+        try:
+            n = int(length)
+        except ValueError:
+            raise tarfile.ReadError("malformed pax header") from None
+        record = data[pos:pos + n]
+        if n <= 0 or not record.endswith(b"\n") or b"=" not in record:
+            raise tarfile.ReadError("malformed pax header")
+        key, _, value = record[len(length) + 1:-1].partition(b"=")
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += n
+    return records
+
+
+def _tar_chunks(data) -> Iterator[bytes]:
+    """The bytes of a member of a streamed tar, with a cut-short archive reported like one in :func:`_members`."""
+    try:
+        while chunk := data.read(CHUNK_SIZE):
+            yield chunk
     except tarfile.TarError as error:
         raise IntegrityError(f"the bundle from the hub is not a complete tar archive ({error})") from None
 
@@ -121,7 +209,8 @@ class _ResponseReader:
         return out
 
 
-def _manifest(members: Iterator[tuple[tarfile.TarInfo, Chunks]], endpoint: str) -> tuple[dict, list[ExpectedFile]]:
+def _manifest(members: Iterator[tuple[tarfile.TarInfo | _Member, Chunks]],
+              endpoint: str) -> tuple[dict, list[ExpectedFile]]:
     first, chunks = next(members, (None, ()))
     if first is None or first.name != MANIFEST or not first.isfile() or first.size > 16 * 1024 * 1024:
         raise HubHTTPError(f"the bundle from {endpoint} does not start with {MANIFEST}")
@@ -141,9 +230,11 @@ def _manifest(members: Iterator[tuple[tarfile.TarInfo, Chunks]], endpoint: str) 
     return manifest, files
 
 
-def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) -> None:
-    """Write ``chunks`` to the blob of ``exp`` through a temporary file of this process, checking the bytes."""
-    tmp = temp_path(os.fspath(rc.blob_path(exp.key)), ".part")
+def _write_blob(blobs: str, exp: ExpectedFile, chunks: Chunks, where: str) -> None:
+    """Write ``chunks`` to the blob of ``exp`` in the folder ``blobs`` through a temporary file of this process,
+    checking the bytes."""
+    tmp = temp_path(os.path.join(blobs, exp.key), ".part")
+    done = False
     try:
         sha, size = hashlib.sha256(), 0
         with open(tmp, "wb") as f:
@@ -152,7 +243,9 @@ def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) ->
                 sha.update(chunk)
                 size += len(chunk)
         check_bytes(exp, size, sha.hexdigest(), None, f"{where}: {exp.path}")
-        os.replace(tmp, rc.blob_path(exp.sha256))
+        os.replace(tmp, os.path.join(blobs, exp.sha256))
+        done = True
     finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        if not done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)

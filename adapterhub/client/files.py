@@ -105,7 +105,6 @@ def atomic_symlink(target: str, link: str | os.PathLike) -> None:
     existing link to elsewhere is replaced by renaming a new one over it)."""
     link = os.fspath(link)
     folder = os.path.dirname(link)
-    ensure_dir(folder)
     try:
         os.symlink(target, link)
         return
@@ -113,9 +112,12 @@ def atomic_symlink(target: str, link: str | os.PathLike) -> None:
         with contextlib.suppress(OSError):
             if os.readlink(link) == target:
                 return
-    except FileNotFoundError:  # the folder went away meanwhile
+    except FileNotFoundError:  # no folder yet (or it went away)
         _MADE_DIRS.discard(folder)
         ensure_dir(folder)
+        with contextlib.suppress(FileExistsError):  # else replaced below
+            os.symlink(target, link)
+            return
     tmp = temp_path(link, ".lnk")
     os.symlink(target, tmp)
     try:

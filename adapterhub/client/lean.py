@@ -48,6 +48,7 @@ class LeanResponse:
         self.reason_phrase = response.reason
         self.headers = response.headers  # case-insensitive .get()
         self._content: bytes | None = None
+        self._broken = False
 
     def read(self) -> bytes:
         if self._content is None:
@@ -60,11 +61,15 @@ class LeanResponse:
             return
         while chunk := self._read(chunk_size):
             yield chunk
+        if self._response.length:  # http.client's read(n) ends quietly when the server closes early
+            self._broken = True
+            raise TransportError(f"the answer ended {self._response.length} bytes short of its Content-Length")
 
     def _read(self, n: int | None = None) -> bytes:
         try:
             return self._response.read(n)
         except _NETWORK as error:
+            self._broken = True
             raise TransportError(f"{type(error).__name__}: {error}") from None
 
     def json(self) -> Any:
@@ -72,7 +77,8 @@ class LeanResponse:
 
     @property
     def complete(self) -> bool:
-        return self._response.isclosed() or self._response.length == 0
+        """Whether the whole answer was read and the connection can carry the next request."""
+        return not self._broken and (self._response.isclosed() or self._response.length == 0)
 
 
 class LeanConnection:

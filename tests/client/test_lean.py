@@ -351,8 +351,6 @@ def test_answer_cut_short_raises_on_read(no_proxies, serve, connects):
     assert [t for t, _ in server.requests][-1] == "/after"
 
 
-@pytest.mark.xfail(strict=True, reason="lean.LeanResponse.iter_bytes ends silently when the server closes before "
-                   "Content-Length bytes arrived (http.client's read(n) returns b'' instead of raising)")
 def test_answer_cut_short_raises_when_streamed(no_proxies, serve):
     server = serve(lambda target: reply(b"0123456789", length=1000))
     conn = LeanConnection(server.url, {}, None)
@@ -385,12 +383,7 @@ def cut_bundle(repo_id: str) -> tuple[bytes, int]:
     return body, first.offset_data + first.size // 2
 
 
-@pytest.mark.parametrize("streamed", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="lean iter_bytes does not notice a cut-short "
-                                                "answer: a raw tarfile.ReadError ('unexpected end of data') escapes "
-                                                "instead of the 'broke off' HubHTTPError that httpx gives")),
-])
+@pytest.mark.parametrize("streamed", [False, True])
 def test_bundle_cut_short_through_the_client_leaves_nothing(hub_env, serve, monkeypatch, streamed):
     repo_id = "acme/cut-short" + ("-streamed" if streamed else "")
     body, cut = cut_bundle(repo_id)
