@@ -98,10 +98,41 @@ def _header_safe(s: str) -> str:
     return s.replace("\r", " ").replace("\n", " ").encode("ascii", "replace").decode()[:1000]
 
 
+ACCESS_LOG = logging.getLogger("adapterhub.access")
+
+
 class HubApp(FastAPI):
-    """FastAPI, plus plain-ASGI fast paths for the most frequent requests: downloading a file or a bundle."""
+    """FastAPI, plus plain-ASGI fast paths for the most frequent requests: downloading a file or a bundle.
+
+    With ``access_log`` set (``adapterhub serve`` sets it and turns uvicorn's own off), each request is logged
+    to ``adapterhub.access`` once its answer has gone out, with uvicorn's access-log arguments (client, method,
+    path, HTTP version, status): uvicorn logs when the answer starts, which puts the logging on every request's
+    critical path (~0.15 ms of a ~1 ms small download here)."""
+
+    access_log = False
 
     async def __call__(self, scope, receive, send) -> None:
+        if not self.access_log or scope["type"] != "http":
+            return await self._serve(scope, receive, send)
+        status = 0
+
+        async def sending(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, sending)
+        finally:
+            if ACCESS_LOG.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                query = scope.get("query_string") or b""
+                path = scope.get("root_path", "") + scope["path"] + ("?" + query.decode("latin-1") if query else "")
+                ACCESS_LOG.info('%s - "%s %s HTTP/%s" %d', f"{client[0]}:{client[1]}" if client else "-",
+                             scope["method"], path, scope.get("http_version", "1.1"), status or 500)
+
+    async def _serve(self, scope, receive, send) -> None:
         if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):
             from adapterhub.server.downloads import fast_resolve
 

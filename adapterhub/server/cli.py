@@ -55,13 +55,29 @@ def serve(
     for key, value in vars(settings).items():
         os.environ[f"ADAPTERHUB_{key.upper()}"] = str(value)
     typer.echo(f"adapterhub: serving on http://{host}:{port} (data: {settings.data_dir}, db: {_redact(settings.db_url)})")
-    uvicorn.run("adapterhub.server.cli:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run("adapterhub.server.cli:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False)  # the app logs each request after its answer (HubApp)
 
 
 def app_from_env():
     from adapterhub.server.app import create_app
 
-    return create_app(Settings.from_env())
+    import logging
+    import sys
+
+    from uvicorn.logging import AccessFormatter
+
+    from adapterhub.server.app import ACCESS_LOG
+
+    if not ACCESS_LOG.handlers:  # uvicorn's access-log lines, written by the app after each answer
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'))
+        ACCESS_LOG.addHandler(handler)
+        ACCESS_LOG.setLevel(logging.INFO)
+        ACCESS_LOG.propagate = False
+    app = create_app(Settings.from_env())
+    app.access_log = True
+    return app
 
 
 def _admin(settings: Settings, user: str | None, org: str | None, members: list[str], admin: bool, scope: str) -> None:
