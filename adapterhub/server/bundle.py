@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from adapterhub.server.models import Repo
-from adapterhub.server.search import (ResolveError, ResolveErrorBody, _error, get_session, quick_resolve, resolve,
-                                      viewer_for)
+from adapterhub.server.search import (ResolveError, ResolveErrorBody, _error, get_session, query_rows, quick_resolve,
+                                      resolve, viewer_for)
 
 MANIFEST_NAME = ".adapterhub-bundle.json"
 DEFAULT_MAX_FILE = 64 * 1024 * 1024
@@ -178,7 +178,7 @@ def prepare(s: Session, viewer, identifier: str, model_name: str | None, config:
 
 def quick_manifest(conn, identifier: str, max_file_size: int, model_name: str | None = None) -> dict | None:
     """The manifest for the common case that ``search.quick_resolve`` answers (a public ``org/name``); ``conn``
-    is a Session or a plain Connection. None: ask :func:`prepare`."""
+    is a Session, a Connection or SQLite's DBAPI connection. None: ask :func:`prepare`."""
     body = quick_resolve(conn, identifier, model_name)
     return None if body is None else _manifest(conn, body, max_file_size)
 
@@ -187,7 +187,7 @@ def _manifest(conn, body: dict, max_file_size: int) -> dict:
     files = _COMMIT_FILES.get(body["commit"])
     if files is None:
         files = [{"path": p, "sha256": sha, "size": int(size)}
-                 for p, sha, size in conn.execute(_FILES_SQL, {"oid": body["commit"]})]
+                 for p, sha, size in query_rows(conn, _FILES_SQL, {"oid": body["commit"]})]
         if len(_COMMIT_FILES) >= 4096:
             _COMMIT_FILES.clear()
         _COMMIT_FILES[body["commit"]] = files  # a commit's files never change
@@ -248,11 +248,20 @@ async def fast_bundle(hub, scope, send) -> bool:
     if max_file_size < 0:
         return False
 
+    sqlite = hub.db.engine.dialect.name == "sqlite"
+
     def work():
         manifest = None
         if params.keys() <= {"identifier", "model_name"}:  # the common case in one light query, without an ORM
-            with hub.db.engine.connect() as conn:  # session
-                manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
+            if sqlite:  # session (SQLite: without SQLAlchemy at all)
+                raw = hub.db.engine.raw_connection()
+                try:
+                    manifest = quick_manifest(raw, params["identifier"], max_file_size, params.get("model_name"))
+                finally:
+                    raw.close()  # back to the pool
+            else:
+                with hub.db.engine.connect() as conn:
+                    manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
         if manifest is None:
             with hub.db.session() as s:
                 manifest = prepare(s, viewer_for(Request(scope), s), params["identifier"],
@@ -266,7 +275,7 @@ async def fast_bundle(hub, scope, send) -> bool:
         # An embedded SQLite database answers the one indexed query in well under a millisecond and its readers
         # never wait for writers (WAL): done on the event loop, which saves two thread hops per request. Any
         # other database (a network round trip) is asked from a worker thread.
-        found = work() if hub.db.engine.dialect.name == "sqlite" else await run_in_threadpool(work)
+        found = work() if sqlite else await run_in_threadpool(work)
     except Exception:  # noqa: BLE001 - the route gives the proper error answer
         return False
     if found is None:

@@ -56,6 +56,15 @@ def test_quick_resolve_answers_like_resolve_or_declines(repos):
         assert answer(s, "acme/qr-clash") == ("error", 409)
         with repos.hub.db.engine.connect() as conn:  # a plain connection works too (the bundle's fast path)
             assert quick_resolve(conn, "alice/qr-seq") == answer(s, "alice/qr-seq")
+        if repos.hub.db.engine.dialect.name == "sqlite":  # and SQLite's own DBAPI connection (its fast path)
+            raw = repos.hub.db.engine.raw_connection()
+            try:
+                for identifier in covered:
+                    assert quick_resolve(raw, identifier) == answer(s, identifier), identifier
+                for identifier in declined:
+                    assert quick_resolve(raw, identifier) is None, identifier
+            finally:
+                raw.close()
 
 
 def test_quick_resolve_with_the_model_name(repos):
