@@ -27,6 +27,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from adapterhub.server import migrate, repos
+from adapterhub.server.counts import DownloadCounts
 from adapterhub.server.auth import AuthError
 from adapterhub.server.db import Database
 from adapterhub.server.settings import Settings
@@ -52,6 +53,7 @@ class Hub:
             migrate.upgrade(self.db.engine)
         self.store: BlobStore = store if store is not None else LocalBlobStore(data / "blobs")
         self.validator = Validator(settings.validation_workers, self.tmp_dir)
+        self.downloads = DownloadCounts(self.db)
         self.limits = Limits.from_settings(settings)
         self.post_commit_hooks: list[Callable[[repos.CommitEvent], None]] = []
         self.post_validation_hooks: list[Callable[[Hub, str, str], None]] = []
@@ -75,6 +77,7 @@ class Hub:
 
     def close(self) -> None:
         self.validator.shutdown()
+        self.downloads.close()
         self.db.dispose()
 
 

@@ -30,11 +30,10 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sqlalchemy import text, update
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from adapterhub.server.models import Repo
 from adapterhub.server.search import (ResolveError, ResolveErrorBody, _error, get_session, query_rows, quick_resolve,
                                       resolve, viewer_for)
 
@@ -151,13 +150,6 @@ def small_bundle(hub, manifest: dict) -> list[bytes]:
     return [_manifest_member(manifest), _BODIES.get(hub, manifest), b"\0" * (2 * tarfile.BLOCKSIZE)]
 
 
-def count_download(hub, repo_id: str) -> None:
-    ns, _, name = repo_id.partition("/")
-    with hub.db.session() as s:
-        s.execute(update(Repo).where(Repo.namespace == ns, Repo.name == name, Repo.repo_type == "model")
-                  .values(downloads=Repo.downloads + 1))
-
-
 def prepare(s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
             version: str | None, max_file_size: int, quick: bool = True) -> dict | JSONResponse:
     """The manifest of the bundle for these parameters, or the error answer (``quick=False``: the caller has
@@ -224,7 +216,7 @@ def api_bundle(
     manifest = prepare(s, viewer_for(request, s), identifier, model_name, config, version, max_file_size)
     if not isinstance(manifest, dict):
         return manifest
-    count = BackgroundTask(count_download, hub, manifest["repo_id"])  # after the answer went out
+    count = BackgroundTask(hub.downloads.add, manifest["repo_id"])  # after the answer went out
     if _sent_size(manifest) <= IN_MEMORY:
         return Response(b"".join(small_bundle(hub, manifest)), headers=_headers(manifest), background=count)
     headers = {**_headers(manifest), "Content-Length": str(bundle_length(manifest))}  # for progress bars
@@ -286,7 +278,7 @@ async def fast_bundle(hub, scope, send) -> bool:
                 "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
     for i, part in enumerate(parts):
         await send({"type": "http.response.body", "body": part, "more_body": i + 1 < len(parts)})
-    await run_in_threadpool(count_download, hub, manifest["repo_id"])
+    hub.downloads.add(manifest["repo_id"])
     return True
 
 

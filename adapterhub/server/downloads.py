@@ -14,13 +14,11 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from sqlalchemy import update
 
 from adapterhub.server import repos
 from adapterhub.server.app import Hub, error_response
 from adapterhub.server.auth import AuthError, Caller, caller_from_header
 from adapterhub.server.hfapi import _caller, _hub, _raw_segments
-from adapterhub.server.models import Repo
 from adapterhub.server.repos import HubError
 from adapterhub.server.validation import ADAPTER_CONFIG
 
@@ -45,8 +43,7 @@ def resolve(request: Request, rest: str):
     caller = _caller(hub, request)
     repo_pk, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
     if m == "GET" and path in COUNTED and "range" not in request.headers:
-        with hub.db.session() as s:
-            s.execute(update(Repo).where(Repo.id == repo_pk).values(downloads=Repo.downloads + 1))
+        hub.downloads.add(repo_pk)
     headers = _file_headers(commit_oid, sha, size, rev)
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
     local = hub.store.local_path(sha)

@@ -438,6 +438,7 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
         hf = pytest.importorskip("huggingface_hub")
         hf.hf_hub_download("alice/idx-seqbn", "adapter_config.json", endpoint=live_hub.url, token=False,
                            cache_dir=str(live_hub.data_dir / "dl-cache"))
+        live_hub.hub.downloads.flush()  # counts are written at most every second
         r = c.get("/api/adapters", params={"author": "alice", "sort": "downloads"}).json()
         assert r["items"][0]["id"] == "alice/idx-seqbn" and r["items"][0]["downloads"] == 1
         api.update_repo_settings("alice/idx-seqbn", private=True)
