@@ -237,11 +237,16 @@ def _write_blob(blobs: str, exp: ExpectedFile, chunks: Chunks, where: str) -> No
     done = False
     try:
         sha, size = hashlib.sha256(), 0
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # plain descriptor: no buffered file object
+        try:
             for chunk in chunks:
-                f.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
                 sha.update(chunk)
                 size += len(chunk)
+        finally:
+            os.close(fd)
         check_bytes(exp, size, sha.hexdigest(), None, f"{where}: {exp.path}")
         os.replace(tmp, os.path.join(blobs, exp.sha256))
         done = True

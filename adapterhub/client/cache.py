@@ -134,10 +134,11 @@ class RepoCache:
         blob's identity on disk is recorded with it (see :meth:`verify_snapshot`): as given in ``identities``
         (taken when the bytes were checked), else as it is now, just after they were written and checked."""
         identities = identities or {}
+        blobs = os.path.join(self._root, "blobs")
         files = {path: {"sha256": m["sha256"], "size": m["size"],
-                        **(identities.get(path) or _identity(os.stat(self.blob_path(m["sha256"]))))}
+                        **(identities.get(path) or _identity(os.stat(os.path.join(blobs, m["sha256"]))))}
                  for path, m in files.items()}
-        atomic_write_json(self.manifest_path(commit), {
+        atomic_write_json(self._manifest_file(commit), {
             "repo_id": self.repo_id, "commit": commit, "endpoint": endpoint, "files": files,
             "completed_at": time.time(),
         })
