@@ -226,8 +226,12 @@ class Cache:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._checked: dict[str, Path] = {}  # hub folders this object found in place (one use: a load, a command)
 
     def hub_dir(self, endpoint: str) -> Path:
+        d = self._checked.get(endpoint)
+        if d is not None:
+            return d
         key = (os.fspath(self.root), endpoint)
         d = _HUB_DIRS.get(key)
         if d is None or not os.path.isdir(d):
@@ -235,6 +239,7 @@ class Cache:
             if not (d / "endpoint.txt").is_file():
                 atomic_write_bytes(d / "endpoint.txt", normalize_endpoint(endpoint).encode())
             _HUB_DIRS[key] = d
+        self._checked[endpoint] = d
         return d
 
     def repo(self, endpoint: str, repo_id: str) -> RepoCache:
