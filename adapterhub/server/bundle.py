@@ -110,17 +110,29 @@ class _Bodies:
         self.entries: OrderedDict[tuple, tuple[list, list, bytes]] = OrderedDict()  # key -> paths, identity, body
         self.lock = threading.Lock()
 
-    def get(self, hub, manifest: dict) -> bytes:
+    def cached(self, manifest: dict) -> bytes | None:
+        """The file members of ``manifest`` if they are in memory and every blob is unchanged (a few ``stat``)."""
         key = (manifest["commit"], tuple(manifest["omitted"]))
         with self.lock:
             known = self.entries.get(key)
-        if known is not None:
-            paths, identity, body = known
-            if [_identity(p) for p in paths] == identity:
-                with self.lock:
-                    if key in self.entries:
-                        self.entries.move_to_end(key)
-                return body
+        if known is None:
+            return None
+        paths, identity, body = known
+        try:
+            if [_identity(p) for p in paths] != identity:
+                return None
+        except FileNotFoundError:
+            return None
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+        return body
+
+    def get(self, hub, manifest: dict) -> bytes:
+        body = self.cached(manifest)
+        if body is not None:
+            return body
+        key = (manifest["commit"], tuple(manifest["omitted"]))
         paths = [hub.store.local_path(f["sha256"]) for f in _sent_files(manifest)]
         if any(p is None for p in paths):  # not a local folder of blobs: read through the store each time
             return b"".join(_file_members(hub, manifest))
@@ -145,9 +157,11 @@ def _identity(path) -> tuple[int, int, int, int]:
 _BODIES = _Bodies()
 
 
-def small_bundle(hub, manifest: dict) -> list[bytes]:
-    """The tar of a bundle that is sent from memory, in three pieces (not joined: that would copy the files)."""
-    return [_manifest_member(manifest), _BODIES.get(hub, manifest), b"\0" * (2 * tarfile.BLOCKSIZE)]
+def small_bundle(hub, manifest: dict, body: bytes | None = None) -> list[bytes]:
+    """The tar of a bundle that is sent from memory, in three pieces (not joined: that would copy the files);
+    ``body``: its file members, if already at hand."""
+    body = body if body is not None else _BODIES.get(hub, manifest)
+    return [_manifest_member(manifest), body, b"\0" * (2 * tarfile.BLOCKSIZE)]
 
 
 def prepare(s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
@@ -224,8 +238,8 @@ def api_bundle(
 
 
 async def fast_bundle(hub, scope, send) -> bool:
-    """``GET /api/adapters/bundle`` in plain ASGI (one thread hop, no routing or dependency injection) when the
-    answer is a small bundle; False lets the route above answer (errors, large bundles, odd parameters)."""
+    """``GET /api/adapters/bundle`` in plain ASGI (no routing or dependency injection) when the answer is a small
+    bundle; False lets the route above answer (errors, large bundles, odd parameters)."""
     params: dict[str, str] = {}
     for key, value in parse_qsl((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True):
         if key in params or key not in _PARAMS:
@@ -240,34 +254,38 @@ async def fast_bundle(hub, scope, send) -> bool:
     if max_file_size < 0:
         return False
 
+    quick = params.keys() <= {"identifier", "model_name"}  # the common case: one light query, no ORM session
     sqlite = hub.db.engine.dialect.name == "sqlite"
 
-    def work():
+    def lookup(quick_tried: bool) -> dict | JSONResponse | None:
         manifest = None
-        if params.keys() <= {"identifier", "model_name"}:  # the common case in one light query, without an ORM
-            if sqlite:  # session (SQLite: without SQLAlchemy at all)
-                raw = hub.db.engine.raw_connection()
-                try:
-                    manifest = quick_manifest(raw, params["identifier"], max_file_size, params.get("model_name"))
-                finally:
-                    raw.close()  # back to the pool
-            else:
-                with hub.db.engine.connect() as conn:
-                    manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
+        if quick and not quick_tried:
+            with hub.db.engine.connect() as conn:
+                manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
         if manifest is None:
             with hub.db.session() as s:
                 manifest = prepare(s, viewer_for(Request(scope), s), params["identifier"],
                                    params.get("model_name"), params.get("config"), params.get("version"),
                                    max_file_size, quick=False)  # tried above where it applies
+        return manifest
+
+    def answer(manifest) -> tuple[dict, list[bytes]] | None:
         if not isinstance(manifest, dict) or _sent_size(manifest) > IN_MEMORY:
             return None
         return manifest, small_bundle(hub, manifest)
 
     try:
         # An embedded SQLite database answers the one indexed query in well under a millisecond and its readers
-        # never wait for writers (WAL): done on the event loop, which saves two thread hops per request. Any
-        # other database (a network round trip) is asked from a worker thread.
-        found = work() if sqlite else await run_in_threadpool(work)
+        # never wait for writers (WAL): asked on the event loop through its DBAPI connection, and when the files
+        # are in memory already, the whole answer is made there (two thread hops less). Everything else, e.g.
+        # reading files or asking another database, happens in a worker thread.
+        manifest = _quick_sqlite(hub, params, max_file_size) if sqlite and quick else None
+        body = _BODIES.cached(manifest) if manifest is not None and _sent_size(manifest) <= IN_MEMORY else None
+        if body is not None:
+            found = manifest, small_bundle(hub, manifest, body)
+        else:
+            found = await run_in_threadpool(lambda: answer(manifest if manifest is not None
+                                                           else lookup(quick_tried=sqlite and quick)))
     except Exception:  # noqa: BLE001 - the route gives the proper error answer
         return False
     if found is None:
@@ -283,3 +301,11 @@ async def fast_bundle(hub, scope, send) -> bool:
 
 
 _PARAMS = ("identifier", "model_name", "config", "version", "max_file_size")
+
+
+def _quick_sqlite(hub, params: dict, max_file_size: int) -> dict | None:
+    raw = hub.db.engine.raw_connection()  # SQLite's own connection from the pool: no SQLAlchemy statement layer
+    try:
+        return quick_manifest(raw, params["identifier"], max_file_size, params.get("model_name"))
+    finally:
+        raw.close()  # back to the pool
