@@ -76,9 +76,10 @@ class LeanResponse:
         return json.loads(self.read())
 
     @property
-    def complete(self) -> bool:
-        """Whether the whole answer was read and the connection can carry the next request."""
-        return not self._broken and (self._response.isclosed() or self._response.length == 0)
+    def reusable(self) -> bool:
+        """Whether the whole answer was read and the connection may carry the next request."""
+        done = self._response.isclosed() or self._response.length == 0
+        return done and not self._broken and not self._response.will_close
 
 
 class LeanConnection:
@@ -130,7 +131,7 @@ class LeanConnection:
         keep = False
         try:
             yield response
-            keep = response.complete and not response._response.will_close
+            keep = response.reusable
         finally:
             if keep:
                 with self._lock:
