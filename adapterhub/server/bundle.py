@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import tarfile
 import threading
 from collections import OrderedDict
@@ -255,11 +256,10 @@ async def fast_bundle(hub, scope, send) -> bool:
         return False
 
     quick = params.keys() <= {"identifier", "model_name"}  # the common case: one light query, no ORM session
-    sqlite = hub.db.engine.dialect.name == "sqlite"
 
-    def lookup(quick_tried: bool) -> dict | JSONResponse | None:
+    def lookup() -> dict | JSONResponse | None:
         manifest = None
-        if quick and not quick_tried:
+        if quick:
             with hub.db.engine.connect() as conn:
                 manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
         if manifest is None:
@@ -275,17 +275,17 @@ async def fast_bundle(hub, scope, send) -> bool:
         return manifest, small_bundle(hub, manifest)
 
     try:
-        # An embedded SQLite database answers the one indexed query in well under a millisecond and its readers
-        # never wait for writers (WAL): asked on the event loop through its DBAPI connection, and when the files
-        # are in memory already, the whole answer is made there (two thread hops less). Everything else, e.g.
-        # reading files or asking another database, happens in a worker thread.
-        manifest = _quick_sqlite(hub, params, max_file_size) if sqlite and quick else None
+        # An embedded SQLite database answers the one indexed query in well under a millisecond, and in WAL mode
+        # its readers do not wait for writers: asked on the event loop through a connection of its own that never
+        # waits (busy: asked again in a thread), and when the commit's files are in memory the whole answer is
+        # made there (two thread hops less). Everything else, e.g. reading files or asking another database,
+        # happens in a worker thread.
+        manifest = _quick_on_loop(hub, params, max_file_size) if quick else None
         body = _BODIES.cached(manifest) if manifest is not None and _sent_size(manifest) <= IN_MEMORY else None
         if body is not None:
             found = manifest, small_bundle(hub, manifest, body)
         else:
-            found = await run_in_threadpool(lambda: answer(manifest if manifest is not None
-                                                           else lookup(quick_tried=sqlite and quick)))
+            found = await run_in_threadpool(lambda: answer(manifest if manifest is not None else lookup()))
     except Exception:  # noqa: BLE001 - the route gives the proper error answer
         return False
     if found is None:
@@ -303,9 +303,14 @@ async def fast_bundle(hub, scope, send) -> bool:
 _PARAMS = ("identifier", "model_name", "config", "version", "max_file_size")
 
 
-def _quick_sqlite(hub, params: dict, max_file_size: int) -> dict | None:
-    raw = hub.db.engine.raw_connection()  # SQLite's own connection from the pool: no SQLAlchemy statement layer
+def _quick_on_loop(hub, params: dict, max_file_size: int) -> dict | None:
+    """The quick manifest through the database's event-loop reader (SQLite; no SQLAlchemy statement layer);
+    None when there is no such reader, the quick query does not answer, or the database is busy."""
+    reader = hub.db.loop_reader()
+    if reader is None:
+        return None
     try:
-        return quick_manifest(raw, params["identifier"], max_file_size, params.get("model_name"))
-    finally:
-        raw.close()  # back to the pool
+        return quick_manifest(reader, params["identifier"], max_file_size, params.get("model_name"))
+    except sqlite3.OperationalError:  # busy or locked: a worker thread asks again, and may wait
+        return None
+

@@ -7,6 +7,7 @@ migrations in ``migrations/`` create them. ``Database`` wraps one engine and its
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 
 from sqlalchemy import MetaData, create_engine, event
@@ -51,6 +52,22 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self._loop_reader: sqlite3.Connection | None = None
+
+    def loop_reader(self) -> sqlite3.Connection | None:
+        """A connection of its own for short reads on the server's event loop, for a SQLite file database (None for
+        any other): outside the pool, so the loop never waits for a pooled connection that a streaming answer holds;
+        it never waits for a lock either (``timeout=0``: a busy database raises at once and the caller hands the
+        request to a worker thread) and cannot write (``query_only``). One per database, used by the loop's thread
+        only."""
+        if self._loop_reader is None:
+            url = self.engine.url
+            if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+                return None
+            conn = sqlite3.connect(url.database, timeout=0, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA query_only=ON")
+            self._loop_reader = conn
+        return self._loop_reader
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -65,4 +82,7 @@ class Database:
             s.close()
 
     def dispose(self) -> None:
+        if self._loop_reader is not None:
+            self._loop_reader.close()
+            self._loop_reader = None
         self.engine.dispose()

@@ -489,7 +489,7 @@ def query_rows(conn, sql, params: dict) -> list:
         cursor.close()
 
 
-def quick_resolve(s: Session, identifier: str, model_name: str | None = None) -> dict | None:
+def quick_resolve(s: Session | Connection | Any, identifier: str, model_name: str | None = None) -> dict | None:
     """The answer of :func:`resolve` for its most common case, a public repository ``org/name`` (no revision or
     config; a ``model_name`` that is the adapter's base model) that no task/subtask also matches, in one plain
     SQL query; None for anything else, which :func:`resolve` then answers."""

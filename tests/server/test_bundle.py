@@ -312,3 +312,43 @@ def test_blob_repaired_in_place_with_its_mtime_kept_is_read_again(live_hub, uplo
     finally:
         on_disk.write_bytes(good)
     assert served["adapter.safetensors"] == good
+
+
+def test_fast_path_answers_while_every_pooled_connection_is_taken(live_hub, uploaded):
+    """With SQLite the event loop reads through a connection of its own (``Database.loop_reader``): when streaming
+    answers or slow routes hold every pooled connection, a small bundle is still answered (before, the loop
+    waited up to 30 s for the pool, and every other request with it)."""
+    if live_hub.hub.db.engine.dialect.name != "sqlite":
+        pytest.skip("the event-loop reader is SQLite's")
+    files, commit = uploaded["seq"]
+    engine = live_hub.hub.db.engine
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]
+    try:
+        assert engine.pool.checkedout() == len(held)
+        r = httpx.get(f"{live_hub.url}/api/adapters/bundle", params={"identifier": "alice/bdl-seqbn"}, timeout=10)
+        assert r.status_code == 200 and r.headers["x-repo-commit"] == commit
+        manifest, members = read_tar(r.content)
+        assert dict(members) == files
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_loop_reader_cannot_write_and_reads_beside_a_writer(live_hub):
+    reader = live_hub.hub.db.loop_reader()
+    if reader is None:
+        pytest.skip("the event-loop reader is SQLite's")
+    assert reader.execute("PRAGMA query_only").fetchone() == (1,)
+    with pytest.raises(Exception, match="readonly|read-only|query_only"):
+        reader.execute("UPDATE repos SET downloads = downloads + 1")
+    live_hub.hub.downloads.flush()  # nothing else writes while this test runs
+    committed = reader.execute("SELECT sum(downloads) FROM repos").fetchone()
+    writer = live_hub.hub.db.engine.raw_connection()
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("UPDATE repos SET downloads = downloads + 1000")
+        # WAL: the reader is answered at once (it never waits: timeout 0) and sees only committed data
+        assert reader.execute("SELECT sum(downloads) FROM repos").fetchone() == committed
+    finally:
+        writer.rollback()
+        writer.close()
