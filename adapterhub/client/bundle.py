@@ -17,7 +17,7 @@ from typing import NamedTuple
 from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
 from .download import CHUNK_SIZE, _HEX40, expected_files, fetch_file
 from .errors import HubHTTPError, IntegrityError
-from .files import temp_path
+from .files import TEMP_FLAGS, temp_path
 from .http import HubClient
 from .progress import progress_bar
 
@@ -247,7 +247,7 @@ def _write_blob(blobs: str, exp: ExpectedFile, chunks: Chunks, where: str) -> No
     done = False
     try:
         sha, size = hashlib.sha256(), 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # plain descriptor: no buffered file object
+        fd = os.open(tmp, TEMP_FLAGS, 0o644)  # a plain descriptor: no buffered file object
         try:
             for chunk in chunks:
                 view = memoryview(chunk)

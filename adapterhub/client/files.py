@@ -31,6 +31,11 @@ def ensure_dir(folder: str | os.PathLike) -> None:
         _MADE_DIRS.add(folder)
 
 
+# A temporary name is this process's own (pid + counter); one left by a killed process that had the same pid
+# (containers repeat pids) is overwritten, not an error. Never through a symlink.
+TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+
+
 def temp_path(final: str, suffix: str) -> str:
     """A name beside ``final`` that no other process or thread uses: ``.<name>.<pid>.<n><suffix>``."""
     folder, name = os.path.split(final)
@@ -45,11 +50,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     folder = os.path.dirname(path)
     tmp = temp_path(path, ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, TEMP_FLAGS, 0o644)
     except FileNotFoundError:  # the folder went away (e.g. `adapterhub cache rm`): make it again
         _MADE_DIRS.discard(folder)
         ensure_dir(folder)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, TEMP_FLAGS, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -119,7 +124,11 @@ def atomic_symlink(target: str, link: str | os.PathLike) -> None:
             os.symlink(target, link)
             return
     tmp = temp_path(link, ".lnk")
-    os.symlink(target, tmp)
+    try:
+        os.symlink(target, tmp)
+    except FileExistsError:  # left by a killed process with the same pid
+        os.unlink(tmp)
+        os.symlink(target, tmp)
     try:
         os.replace(tmp, link)
     except BaseException:

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -131,9 +132,10 @@ class HubApp(FastAPI):
             if ACCESS_LOG.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 query = scope.get("query_string") or b""
-                path = scope.get("root_path", "") + scope["path"] + ("?" + query.decode("latin-1") if query else "")
+                # quoted as uvicorn does it: a decoded "%0A" in the path would start a forged line
+                path = quote(scope["path"]) + ("?" + query.decode("latin-1") if query else "")
                 ACCESS_LOG.info('%s - "%s %s HTTP/%s" %d', f"{client[0]}:{client[1]}" if client else "-",
-                             scope["method"], path, scope.get("http_version", "1.1"), status or 500)
+                                scope["method"], path, scope.get("http_version", "1.1"), status or 500)
 
     async def _serve(self, scope, receive, send) -> None:
         if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import Counter
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from adapterhub.server.models import Repo
 
@@ -48,13 +48,16 @@ class DownloadCounts:
             return
         try:
             with self.db.session() as s:
-                for repo, n in sorted(pending.items(), key=str):  # a fixed order: no deadlock between processes
-                    if isinstance(repo, int):
-                        where = [Repo.id == repo]
-                    else:
+                by_id: Counter[int] = Counter()
+                for repo, n in pending.items():
+                    if isinstance(repo, str):  # an id namespace/name: its row id (a repo deleted since: dropped)
                         ns, _, name = repo.partition("/")
-                        where = [Repo.namespace == ns, Repo.name == name, Repo.repo_type == "model"]
-                    s.execute(update(Repo).where(*where).values(downloads=Repo.downloads + n))
+                        repo = s.scalar(select(Repo.id).where(Repo.namespace == ns, Repo.name == name,
+                                                              Repo.repo_type == "model"))
+                    if repo is not None:
+                        by_id[repo] += n
+                for pk, n in sorted(by_id.items()):  # rows locked in id order: no deadlock between processes
+                    s.execute(update(Repo).where(Repo.id == pk).values(downloads=Repo.downloads + n))
         except Exception:
             with self._lock:
                 self._pending.update(pending)

@@ -568,3 +568,46 @@ def test_repeated_load_in_a_process_follows_changes_to_the_cache(client_hub, pus
     assert torch.allclose(load(), expected) and calls == [1]
     calls.clear()
     assert torch.allclose(load(), expected) and calls == [1]  # a TTL of 0 asks every time
+
+
+def test_temporary_files_left_by_a_killed_process_with_the_same_pid(client_hub, pushed, env, monkeypatch):
+    """Temporary names are the process's own (pid + counter); a container that restarts repeats both, so a name
+    may be taken by a file a killed process left: it is overwritten (longer junk included), never an error."""
+    from adapterhub.client import files as files_module
+
+    commit, expected, files = pushed
+    original = files_module.temp_path
+    stale: list[str] = []
+
+    def taken(final, suffix):
+        name = original(final, suffix)
+        if os.path.isdir(os.path.dirname(name)):
+            with open(name, "wb") as f:  # what a killed process left under the very same name
+                f.write(b"junk" * 200_000)
+            stale.append(name)
+        return name
+
+    monkeypatch.setattr(bundle_module, "temp_path", taken)
+    monkeypatch.setattr(files_module, "temp_path", taken)
+    assert torch.allclose(load(), expected)
+    assert sum(s.endswith(".part") for s in stale) == len(files)  # every blob written over a stale file
+    repo = repo_dir(env, client_hub.url)
+    for path, data in files.items():
+        assert (repo / "snapshots" / commit / path).read_bytes() == data
+    assert manifest_of(env, client_hub.url, commit)["commit"] == commit
+    assert not [s for s in stale if os.path.exists(s)]
+
+
+def test_atomic_writes_and_links_take_over_stale_temporary_names(tmp_path, monkeypatch):
+    from adapterhub.client import files as files_module
+
+    names = iter([str(tmp_path / ".stale.tmp"), str(tmp_path / ".stale.lnk")])
+    monkeypatch.setattr(files_module, "temp_path", lambda final, suffix: next(names))
+    (tmp_path / ".stale.tmp").write_bytes(b"junk" * 1000)  # longer than what is written now
+    (tmp_path / ".stale.lnk").symlink_to("elsewhere")
+    files_module.atomic_write_bytes(tmp_path / "data.json", b"{}")
+    assert (tmp_path / "data.json").read_bytes() == b"{}"
+    (tmp_path / "link").symlink_to("old-target")
+    files_module.atomic_symlink("data.json", tmp_path / "link")  # an existing link to elsewhere: replaced
+    assert os.readlink(tmp_path / "link") == "data.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json", "link"]

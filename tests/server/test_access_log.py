@@ -33,6 +33,15 @@ def test_each_request_is_logged_with_its_status(app, caplog):
     assert all(client.startswith("testclient") and version == "1.1" for client, _, _, version, _ in lines)
 
 
+def test_a_path_cannot_forge_a_log_line(app, caplog):
+    app.access_log = True
+    forged = '/x\n10.0.0.1:1234 - "GET /admin HTTP/1.1" 200'
+    with TestClient(app) as client, caplog.at_level(logging.INFO, logger=ACCESS_LOG.name):
+        client.get(forged.replace("\n", "%0A").replace(" ", "%20").replace('"', "%22"))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == ACCESS_LOG.name]
+    assert "\n" not in line and "/x%0A10.0.0.1" in line
+
+
 def test_nothing_is_logged_unless_asked(app, caplog):
     with TestClient(app) as client, caplog.at_level(logging.INFO, logger=ACCESS_LOG.name):
         assert client.get("/api/models").status_code == 200
