@@ -94,6 +94,7 @@ class LeanConnection:
         self._ssl = ssl_context
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
@@ -135,14 +136,16 @@ class LeanConnection:
         finally:
             if keep:
                 with self._lock:
-                    if not self._idle:
+                    if not self._idle and not self._closed:
                         self._idle.append(conn)
                         conn = None
             if conn is not None:
                 conn.close()
 
     def close(self) -> None:
+        """Close the idle connection; one in use now is closed when its request ends."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

@@ -32,9 +32,10 @@ KEPT = "acme/lean-kept"
 
 # ------------------------------------------------------------------------------------------ helpers
 def reply(body: bytes, *, status: str = "200 OK", kind: str = "application/octet-stream",
-          length: int | None = None) -> bytes:
-    """A whole HTTP/1.1 answer (no ``Connection: close``); ``length`` may claim more bytes than ``body`` has."""
-    head = (f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+          length: int | None = None, extra: str = "") -> bytes:
+    """A whole HTTP/1.1 answer (no ``Connection: close`` unless in ``extra`` headers); ``length`` may claim more
+    bytes than ``body`` has."""
+    head = (f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}"
             f"Content-Length: {len(body) if length is None else length}\r\n\r\n")
     return head.encode() + body
 
@@ -344,11 +345,14 @@ def test_answer_cut_short_raises_on_read(no_proxies, serve, connects):
             assert response.status_code == 200
             with pytest.raises(TransportError, match="IncompleteRead"):
                 response.read()
-        with conn.get("/after", {}, {}) as response:  # the next request still gets its answer
+            assert not response.reusable
+        assert conn._idle == []  # the broken connection is closed, not kept for the next request
+        with conn.get("/after", {}, {}) as response:  # the next request gets its answer on a new connection
             assert response.read() == b"answer to /after"
     finally:
         conn.close()
     assert [t for t, _ in server.requests][-1] == "/after"
+    assert len(connects) == 2 and server.connections == 2
 
 
 def test_answer_cut_short_raises_when_streamed(no_proxies, serve):
@@ -358,8 +362,33 @@ def test_answer_cut_short_raises_when_streamed(no_proxies, serve):
         with conn.get("/cut", {}, {}) as response:
             with pytest.raises(TransportError):
                 b"".join(response.iter_bytes(4))
+        assert conn._idle == []
     finally:
         conn.close()
+
+
+def test_connection_close_answer_is_not_kept(no_proxies, serve, connects):
+    """``Connection: close``: the server will close it; keeping it would make the next request reconnect inside
+    http.client, with the connect timeout as its read timeout."""
+    server = serve(lambda target: reply(b"bye", extra="Connection: close\r\n"), per_connection=3)
+    conn = LeanConnection(server.url, {}, None)
+    try:
+        for _ in range(2):
+            with conn.get("/x", {}, {}) as response:
+                assert response.read() == b"bye" and not response.reusable
+            assert conn._idle == []
+    finally:
+        conn.close()
+    assert len(connects) == 2
+
+
+def test_a_connection_returned_after_close_is_closed(no_proxies, serve):
+    server = serve(echo, per_connection=3)
+    conn = LeanConnection(server.url, {}, None)
+    with conn.get("/x", {}, {}) as response:
+        conn.close()  # e.g. HubClient.close() from another thread while this request runs
+        assert response.read() == b"answer to /x"
+    assert conn._idle == []
 
 
 @pytest.fixture
