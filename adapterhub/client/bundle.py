@@ -52,14 +52,13 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, lab
                 os.unlink(rc.manifest_path(commit))
             expected = {f.path: f for f in files if f.path not in manifest["omitted"]}
             written: dict[str, dict] = {}
-            blobs = os.fspath(rc.blobs)
-            ensure_dir(blobs)
-            partials = {n for n in os.listdir(blobs) if n.endswith(".incomplete")}
+            ensure_dir(rc.blobs)
+            partials = {n for n in os.listdir(rc.blobs) if n.endswith(".incomplete")}
             for member, chunks in members:
                 exp = expected.pop(member.name, None)
                 if exp is None or not member.isfile():
                     raise IntegrityError(f"{where}: unexpected member {member.name!r} in the bundle")
-                _write_blob(blobs, exp, chunks, where)
+                _write_blob(rc, exp, chunks, where)
                 if f"{exp.key}.incomplete" in partials:  # an interrupted per-file download of it is done
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(rc.partial_path(exp))
@@ -240,10 +239,9 @@ def _manifest(members: Iterator[tuple[tarfile.TarInfo | _Member, Chunks]],
     return manifest, files
 
 
-def _write_blob(blobs: str, exp: ExpectedFile, chunks: Chunks, where: str) -> None:
-    """Write ``chunks`` to the blob of ``exp`` in the folder ``blobs`` through a temporary file of this process,
-    checking the bytes."""
-    tmp = temp_path(os.path.join(blobs, exp.key), ".part")
+def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) -> None:
+    """Write ``chunks`` to the blob of ``exp`` through a temporary file of this process, checking the bytes."""
+    tmp = temp_path(rc.blob_file(exp.key), ".part")
     done = False
     try:
         sha, size = hashlib.sha256(), 0
@@ -258,7 +256,7 @@ def _write_blob(blobs: str, exp: ExpectedFile, chunks: Chunks, where: str) -> No
         finally:
             os.close(fd)
         check_bytes(exp, size, sha.hexdigest(), None, f"{where}: {exp.path}")
-        os.replace(tmp, os.path.join(blobs, exp.sha256))
+        os.replace(tmp, rc.blob_file(exp.sha256))
         done = True
     finally:
         if not done:

@@ -98,6 +98,7 @@ class RepoCache:
         self.blobs = self.root / "blobs"
         self.locks = hub_dir / ".locks" / repo_folder_name(repo_id)
         self._root = os.fspath(self.root)  # string paths on the warm path: pathlib joins cost microseconds each
+        self._blobs = os.path.join(self._root, "blobs")
 
     def lock(self, name: str) -> FileLock | FlockLock:
         ensure_dir(self.locks)
@@ -105,7 +106,11 @@ class RepoCache:
         return FlockLock(path, LOCK_TIMEOUT) if fcntl is not None else FileLock(path, timeout=LOCK_TIMEOUT)
 
     def blob_path(self, sha256: str) -> Path:
-        return self.blobs / sha256
+        return Path(self.blob_file(sha256))
+
+    def blob_file(self, key: str) -> str:
+        """The blob named ``key`` (its sha256) as a string path, for the hot paths."""
+        return os.path.join(self._blobs, key)
 
     def partial_path(self, expected: ExpectedFile) -> Path:
         return self.blobs / f"{expected.key}.incomplete"
@@ -134,9 +139,8 @@ class RepoCache:
         blob's identity on disk is recorded with it (see :meth:`verify_snapshot`): as given in ``identities``
         (taken when the bytes were checked), else as it is now, just after they were written and checked."""
         identities = identities or {}
-        blobs = os.path.join(self._root, "blobs")
         files = {path: {"sha256": m["sha256"], "size": m["size"],
-                        **(identities.get(path) or _identity(os.stat(os.path.join(blobs, m["sha256"]))))}
+                        **(identities.get(path) or _identity(os.stat(self.blob_file(m["sha256"]))))}
                  for path, m in files.items()}
         atomic_write_json(self._manifest_file(commit), {
             "repo_id": self.repo_id, "commit": commit, "endpoint": endpoint, "files": files,
@@ -154,9 +158,9 @@ class RepoCache:
         and every blob with ``full=True`` (``ADAPTERHUB_VERIFY=full``), is hashed, and when all check out the
         manifest is rewritten with the identities just verified, so the next use is fast."""
         problems, rehashed, identities = [], False, {}
-        snap, blobs = os.path.join(self._root, "snapshots", commit), os.path.join(self._root, "blobs")
+        snap = os.path.join(self._root, "snapshots", commit)
         for path, meta in manifest["files"].items():
-            blob = os.path.join(blobs, meta["sha256"])
+            blob = self.blob_file(meta["sha256"])
             try:
                 st = os.stat(blob)
                 linked = os.path.samestat(os.stat(os.path.join(snap, path)), st)

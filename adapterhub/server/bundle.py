@@ -231,11 +231,15 @@ def api_bundle(
     manifest = prepare(s, viewer_for(request, s), identifier, model_name, config, version, max_file_size)
     if not isinstance(manifest, dict):
         return manifest
-    count = BackgroundTask(hub.downloads.add, manifest["repo_id"])  # after the answer went out
+    count = BackgroundTask(_count, hub, manifest["repo_id"])  # after the answer went out
     if _sent_size(manifest) <= IN_MEMORY:
         return Response(b"".join(small_bundle(hub, manifest)), headers=_headers(manifest), background=count)
     headers = {**_headers(manifest), "Content-Length": str(bundle_length(manifest))}  # for progress bars
     return StreamingResponse(bundle_chunks(hub, manifest), headers=headers, background=count)
+
+
+async def _count(hub, repo_id: str) -> None:
+    hub.downloads.add(repo_id)  # in memory: no worker thread needed (a plain function would get one)
 
 
 async def fast_bundle(hub, scope, send) -> bool:

@@ -270,14 +270,14 @@ KILLER = textwrap.dedent("""
     sys.path.insert(0, "tests")
     from adapterhub.client import bundle
     original = bundle._write_blob
-    def write_blob(blobs, exp, chunks, where):
+    def write_blob(rc, exp, chunks, where):
         if exp.path != "adapter.safetensors":
-            return original(blobs, exp, chunks, where)
+            return original(rc, exp, chunks, where)
         def dying():
             data = b"".join(bytes(c) for c in chunks)
             yield data[: len(data) // 2]
             os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the weights in the bundle
-        return original(blobs, exp, dying(), where)
+        return original(rc, exp, dying(), where)
     bundle._write_blob = write_blob
     from tiny_models import make_model
     import adapterhub
