@@ -310,11 +310,11 @@ _PARAMS = ("identifier", "model_name", "config", "version", "max_file_size")
 def _quick_on_loop(hub, params: dict, max_file_size: int) -> dict | None:
     """The quick manifest through the database's event-loop reader (SQLite; no SQLAlchemy statement layer);
     None when there is no such reader, the quick query does not answer, or the database is busy."""
-    reader = hub.db.loop_reader()
-    if reader is None:
-        return None
-    try:
-        return quick_manifest(reader, params["identifier"], max_file_size, params.get("model_name"))
-    except sqlite3.OperationalError:  # busy or locked: a worker thread asks again, and may wait
-        return None
+    with hub.db.loop_read() as reader:
+        if reader is None:
+            return None
+        try:
+            return quick_manifest(reader, params["identifier"], max_file_size, params.get("model_name"))
+        except sqlite3.OperationalError:  # busy or locked: a worker thread asks again, and may wait
+            return None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 
 from sqlalchemy import MetaData, create_engine, event
@@ -53,6 +54,20 @@ class Database:
         self.engine = make_engine(url)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
         self._loop_reader: sqlite3.Connection | None = None
+        self._loop_reader_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def loop_read(self) -> Iterator[sqlite3.Connection | None]:
+        """:meth:`loop_reader` for one read, or None when there is none or it is in use right now (an app served
+        by two event loops at once, e.g. in tests): never waits."""
+        reader = self.loop_reader()
+        if reader is None or not self._loop_reader_lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield reader
+        finally:
+            self._loop_reader_lock.release()
 
     def loop_reader(self) -> sqlite3.Connection | None:
         """A connection of its own for short reads on the server's event loop, for a SQLite file database (None for

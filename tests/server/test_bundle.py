@@ -352,3 +352,5 @@ def test_loop_reader_cannot_write_and_reads_beside_a_writer(live_hub):
     finally:
         writer.rollback()
         writer.close()
+    with live_hub.hub.db.loop_read() as first, live_hub.hub.db.loop_read() as second:
+        assert first is reader and second is None  # in use (a second event loop): the caller takes a thread
