@@ -14,7 +14,7 @@ import os
 import re
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -215,17 +215,18 @@ class HubClient:
 
     @contextlib.contextmanager
     def bundle(self, identifier: str, model_name: str | None = None, config: str | None = None,
-               version: str | None = None, max_file_size: int | None = None) \
+               version: str | None = None, max_file_size: int | None = None, have: Iterable[str] = ()) \
             -> Iterator[httpx.Response | LeanResponse | None]:
         """The hub's ``/api/adapters/bundle`` (resolution + files of the commit as a tar) as a streamed response
-        (through :mod:`.lean` where no proxy applies). None when the hub has no such API or answers with an
-        error: the caller then asks the resolve API, whose answer explains the error (or finds a plain
+        (through :mod:`.lean` where no proxy applies); ``have``: commits held complete in the cache, which the hub
+        then does not send again. None when the hub has no such API or answers with an error: the caller then asks the resolve API, whose answer explains the error (or finds a plain
         repository that is no indexed adapter)."""
         if self._no_bundle:
             yield None
             return
         params = {k: v for k, v in dict(identifier=identifier, model_name=model_name, config=config,
-                                        version=version, max_file_size=max_file_size).items() if v is not None}
+                                        version=version, max_file_size=max_file_size,
+                                        have=",".join(have) or None).items() if v is not None}
         stream = self._lean.get if self._lean is not None else functools.partial(self._http.stream, "GET")
         try:
             with stream("/api/adapters/bundle", params=params, headers={"accept-encoding": "identity"}) as response:

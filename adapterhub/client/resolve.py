@@ -153,10 +153,13 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
         return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"],
                       via="cache", resolution=cache.resolution_path(endpoint, *key))
 
-    # Never resolved here, so most likely not cached: resolution and files in one request. Not when a download
-    # of this repository was interrupted: file by file, the partial files are resumed.
-    if fetch and saved is None and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
-        pinned = _pin_by_bundle(parsed, settings, cache, client, used_model, config_s, version, progress)
+    # Resolution and files in one request (the bundle), telling the hub which commits are complete here (the one
+    # resolved last time, other cached commits of an ``org/name``) so that it sends no file of those: a
+    # resolution older than the TTL is confirmed by one small answer. Not when a download of this repository was
+    # interrupted: file by file, the partial files are resumed.
+    if fetch and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
+        have = _cached_commits(cache, endpoint, parsed, saved)
+        pinned = _pin_by_bundle(parsed, settings, cache, client, used_model, config_s, version, progress, have)
         if pinned is not None:
             _remember(cache, endpoint, key, pinned)
             return pinned
@@ -215,6 +218,17 @@ def _remember(cache: Cache, endpoint: str, key: tuple, pinned: Pinned) -> None:
         cache.repo(endpoint, pinned.repo_id).set_ref(pinned.revision, pinned.commit)
 
 
+def _cached_commits(cache: Cache, endpoint: str, parsed: ParsedIdentifier, saved: dict | None) -> list[str]:
+    """Commits complete in the cache that ``parsed`` may resolve to: the one it resolved to last time, and for a
+    two-part identifier (maybe a repository ``org/name``) that repository's (at most 16)."""
+    have = []
+    if saved and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None:
+        have.append(saved["commit"])
+    if parsed.two_part and REPO_ID_RE.match(parsed.head):
+        have += [c for c in cache.repo(endpoint, parsed.head).commits()[:16] if c not in have]
+    return have
+
+
 def _interrupted(cache: Cache, endpoint: str, parsed: ParsedIdentifier) -> bool:
     """Whether the cache holds partial downloads of the repository ``org/name`` that ``parsed`` may name."""
     if not parsed.two_part:
@@ -225,11 +239,11 @@ def _interrupted(cache: Cache, endpoint: str, parsed: ParsedIdentifier) -> bool:
 
 def _pin_by_bundle(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: HubClient,
                    model_name: str | None, config: str | None, version: str | None,
-                   progress: bool | None) -> Pinned | None:
+                   progress: bool | None, have: list[str]) -> Pinned | None:
     """Resolve and download through the hub's bundle API; None when the hub has none or answers with an error
     (the resolve API then gives the reason, or finds a repository that is no indexed adapter)."""
     with client.bundle(parsed.text, model_name=model_name, config=config, version=version,
-                       max_file_size=bundle.MAX_FILE) as response:
+                       max_file_size=bundle.MAX_FILE, have=have) as response:
         if response is None:
             return None
         manifest, folder = bundle.read_bundle(client, cache, settings.endpoint, response, label=parsed.text,

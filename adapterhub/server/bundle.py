@@ -15,12 +15,17 @@ by one from ``/{repo}/resolve/{commit}/{path}``, where downloads can be resumed.
 (JSON with ``error`` and ``candidates``: 400, 404, 409); an identifier that resolves to a legacy AdapterHub
 card, whose weights this hub does not host, is a 422 with the resolve answer. A bundle counts as one download
 of the repository.
+
+``have`` (comma-separated commit ids) names commits the client holds complete: if the identifier resolves to
+one of them, every file is listed as omitted and ``"have": true`` is added, so revalidating a cached resolution
+costs one small answer; such an answer counts no download.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import tarfile
 import threading
@@ -202,6 +207,27 @@ def _manifest(conn, body: dict, max_file_size: int) -> dict:
             "omitted": [f["path"] for f in files if f["size"] > max_file_size]}
 
 
+def parse_have(value: str | None) -> tuple[str, ...] | None:
+    """The ``have`` parameter: up to 64 comma-separated commit ids (40 hex digits); None if malformed."""
+    if not value:
+        return ()
+    commits = tuple(value.split(","))
+    if len(commits) > 64 or not all(_COMMIT.fullmatch(c) for c in commits):
+        return None
+    return commits
+
+
+def with_have(manifest: dict, have: tuple[str, ...]) -> dict:
+    """``manifest``, with every file left out when the client holds its commit already (``have``): the answer
+    then only confirms the resolution, and counts no download."""
+    if manifest["commit"] not in have:
+        return manifest
+    return {**manifest, "omitted": [f["path"] for f in manifest["files"]], "have": True}
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
 def _sent_size(manifest: dict) -> int:
     return sum(f["size"] for f in _sent_files(manifest))
 
@@ -225,13 +251,20 @@ def api_bundle(
     config: str | None = Query(None, description="preset name (e.g. `seq_bn`), JSON or config hash"),
     version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
     max_file_size: int = Query(DEFAULT_MAX_FILE, ge=0, description="larger files are listed but not sent"),
+    have: str | None = Query(None, description="comma-separated commit ids the client holds complete: if the "
+                                               "identifier resolves to one of them, no file is sent"),
     s: Session = Depends(get_session),
 ):
     hub = request.app.state.hub
+    held = parse_have(have)
+    if held is None:
+        return _error(ResolveError(400, f"have={have!r}: expected up to 64 commit ids (40 hex digits), comma-separated"))
     manifest = prepare(s, viewer_for(request, s), identifier, model_name, config, version, max_file_size)
     if not isinstance(manifest, dict):
         return manifest
-    count = BackgroundTask(_count, hub, manifest["repo_id"])  # after the answer went out
+    manifest = with_have(manifest, held)
+    # the download is counted after the answer went out
+    count = None if manifest.get("have") else BackgroundTask(_count, hub, manifest["repo_id"])
     if _sent_size(manifest) <= IN_MEMORY:
         return Response(b"".join(small_bundle(hub, manifest)), headers=_headers(manifest), background=count)
     headers = {**_headers(manifest), "Content-Length": str(bundle_length(manifest))}  # for progress bars
@@ -258,6 +291,9 @@ async def fast_bundle(hub, scope, send) -> bool:
         return False
     if max_file_size < 0:
         return False
+    held = parse_have(params.pop("have", None))
+    if held is None:
+        return False  # the route explains
 
     quick = params.keys() <= {"identifier", "model_name"}  # the common case: one light query, no ORM session
 
@@ -274,7 +310,10 @@ async def fast_bundle(hub, scope, send) -> bool:
         return manifest
 
     def answer(manifest) -> tuple[dict, list[bytes]] | None:
-        if not isinstance(manifest, dict) or _sent_size(manifest) > IN_MEMORY:
+        if not isinstance(manifest, dict):
+            return None
+        manifest = with_have(manifest, held)
+        if _sent_size(manifest) > IN_MEMORY:
             return None
         return manifest, small_bundle(hub, manifest)
 
@@ -285,7 +324,11 @@ async def fast_bundle(hub, scope, send) -> bool:
         # made there (two thread hops less). Everything else, e.g. reading files or asking another database,
         # happens in a worker thread.
         manifest = _quick_on_loop(hub, params, max_file_size) if quick else None
-        body = _BODIES.cached(manifest) if manifest is not None and _sent_size(manifest) <= IN_MEMORY else None
+        if manifest is not None:
+            manifest = with_have(manifest, held)
+        body = None
+        if manifest is not None and _sent_size(manifest) <= IN_MEMORY:
+            body = b"" if manifest.get("have") else _BODIES.cached(manifest)
         if body is not None:
             found = manifest, small_bundle(hub, manifest, body)
         else:
@@ -300,11 +343,12 @@ async def fast_bundle(hub, scope, send) -> bool:
                 "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
     for i, part in enumerate(parts):
         await send({"type": "http.response.body", "body": part, "more_body": i + 1 < len(parts)})
-    hub.downloads.add(manifest["repo_id"])
+    if not manifest.get("have"):
+        hub.downloads.add(manifest["repo_id"])
     return True
 
 
-_PARAMS = ("identifier", "model_name", "config", "version", "max_file_size")
+_PARAMS = ("identifier", "model_name", "config", "version", "max_file_size", "have")
 
 
 def _quick_on_loop(hub, params: dict, max_file_size: int) -> dict | None:

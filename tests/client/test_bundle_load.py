@@ -175,6 +175,61 @@ def test_bundle_of_a_complete_snapshot_rewrites_nothing(client_hub, pushed, env,
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in blobs.iterdir()} == before
 
 
+def test_cached_commits_are_named_and_not_sent_again(client_hub, pushed, env, requests, monkeypatch):
+    """The bundle request names the commits complete in the cache (``have``): loaded by commit id first, then by
+    name, the hub answers with the manifest alone; after the TTL, the remembered resolution is confirmed the same
+    way: one small answer, no file transferred, nothing rewritten."""
+    commit, expected, files = pushed
+    load(f"{REPO}@{commit}")
+    blobs = repo_dir(env, client_hub.url) / "blobs"
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in blobs.iterdir()}
+    transferred = []
+    original = bundle_module.read_bundle
+
+    def reading(client, cache, endpoint, response, **kwargs):
+        transferred.append(int(response.headers.get("content-length")))
+        return original(client, cache, endpoint, response, **kwargs)
+
+    monkeypatch.setattr(bundle_module, "read_bundle", reading)
+    requests.clear()
+    assert torch.allclose(load(), expected)  # never resolved under this name: the repository's commits are named
+    assert [(p, q.get("have")) for _, p, q in requests] == [(BUNDLE, commit)]
+    monkeypatch.setenv("ADAPTERHUB_REF_TTL", "0")  # the resolution is too old: asked again, with the commit
+    requests.clear()
+    assert torch.allclose(load(), expected)
+    assert [(p, q.get("have")) for _, p, q in requests] == [(BUNDLE, commit)]
+    full = len(httpx.get(f"{client_hub.url}{BUNDLE}", params={"identifier": REPO}).content)
+    assert len(transferred) == 2 and all(t <= full - sum(512 + len(d) for d in files.values()) for t in transferred)
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in blobs.iterdir()} == before
+
+
+def test_a_new_commit_arrives_whole_and_a_broken_snapshot_is_repaired(client_hub, env, requests, monkeypatch):
+    token = client_hub.tokens["alice"]
+    first = adapter_model(61).push_adapter_to_hub("alice/have-moves", "sst", token=token)
+    assert fresh_model().load_adapter("alice/have-moves") and True
+    second_model = adapter_model(62)
+    second = second_model.push_adapter_to_hub("alice/have-moves", "sst", token=token)
+    assert second.commit != first.commit
+    monkeypatch.setenv("ADAPTERHUB_REF_TTL", "0")
+    requests.clear()
+    model = fresh_model()
+    model.load_adapter("alice/have-moves", set_active=True)  # the hub moved on: the new commit comes whole
+    assert torch.allclose(output_of(model, inputs()), output_of(second_model, inputs()))
+    assert [(p, q.get("have")) for _, p, q in requests] == [(BUNDLE, first.commit)]
+    repo = repo_dir(env, client_hub.url, "alice/have-moves")
+    assert (repo / "manifests" / f"{second.commit}.json").is_file()
+    weights = repo / "snapshots" / second.commit / "adapter.safetensors"
+    good = weights.read_bytes()
+    blob = weights.resolve()
+    blob.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # damaged in the cache
+    requests.clear()
+    model = fresh_model()
+    model.load_adapter("alice/have-moves", set_active=True)  # named as held, found broken: fetched again
+    assert torch.allclose(output_of(model, inputs()), output_of(second_model, inputs()))
+    assert requests[0][1] == BUNDLE and set(requests[0][2]["have"].split(",")) == {first.commit, second.commit}
+    assert blob.read_bytes() == good
+
+
 def test_empty_duplicate_and_nested_files(client_hub, env, tmp_path, requests):
     """A commit with an empty file, two paths with the same bytes, a non-ASCII name and files in subfolders loads
     by bundle."""

@@ -354,3 +354,31 @@ def test_loop_reader_cannot_write_and_reads_beside_a_writer(live_hub):
         writer.close()
     with live_hub.hub.db.loop_read() as first, live_hub.hub.db.loop_read() as second:
         assert first is reader and second is None  # in use (a second event loop): the caller takes a thread
+
+
+def test_have_names_commits_the_client_holds(live_hub, uploaded):
+    """``have``: the resolved commit held by the client gets the manifest alone (every file listed as omitted, no
+    download counted); another commit gets the full bundle; the fast path and the route answer the same bytes."""
+    files, commit = uploaded["seq"]
+    other = "0" * 40
+    live_hub.hub.downloads.flush()
+    before = downloads(live_hub, "alice/bdl-seqbn")
+    held = get_bundle(live_hub, identifier="alice/bdl-seqbn", have=f"{other},{commit}")
+    routed = get_bundle(live_hub, identifier="alice/bdl-seqbn", have=commit, other="1")  # unknown: the route
+    assert held.status_code == routed.status_code == 200
+    manifest, members = read_tar(held.content)
+    assert members == [] and manifest["have"] is True and manifest["commit"] == commit
+    assert sorted(manifest["omitted"]) == sorted(files) == sorted(f["path"] for f in manifest["files"])
+    assert read_tar(routed.content) == (manifest, [])
+    live_hub.hub.downloads.flush()
+    assert downloads(live_hub, "alice/bdl-seqbn") == before  # nothing was downloaded
+    full = get_bundle(live_hub, identifier="alice/bdl-seqbn", have=other)
+    manifest, members = read_tar(full.content)
+    assert "have" not in manifest and dict(members) == files
+    assert wait_downloads(live_hub, "alice/bdl-seqbn", before + 1) == before + 1
+
+
+@pytest.mark.parametrize("have", ["abc", "0" * 39, ("0" * 40 + ",") * 65 + "0" * 40, "A" * 40])
+def test_malformed_have_is_refused(live_hub, uploaded, have):
+    r = get_bundle(live_hub, identifier="alice/bdl-seqbn", have=have)
+    assert r.status_code == 400 and "have=" in r.json()["error"]
