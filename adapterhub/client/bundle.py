@@ -92,7 +92,11 @@ def _members(response, total: int, advance: Callable[[int], None]) \
             while (member := tar.next()) is not None:
                 yield member, (_tar_chunks(tar.extractfile(member)) if member.isfile() else ())
     except tarfile.TarError as error:
-        raise IntegrityError(f"the bundle from the hub is not a complete tar archive ({error})") from None
+        raise _not_a_tar(error) from None
+
+
+def _not_a_tar(error: tarfile.TarError) -> IntegrityError:
+    return IntegrityError(f"the bundle from the hub is not a complete tar archive ({error})")
 
 
 class _Member(NamedTuple):
@@ -189,7 +193,7 @@ def _tar_chunks(data) -> Iterator[bytes]:
         while chunk := data.read(CHUNK_SIZE):
             yield chunk
     except tarfile.TarError as error:
-        raise IntegrityError(f"the bundle from the hub is not a complete tar archive ({error})") from None
+        raise _not_a_tar(error) from None
 
 
 def _advancing(chunks: Iterable[bytes], advance: Callable[[int], None]) -> Iterator[bytes]:

@@ -40,8 +40,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from adapterhub.server.search import (ResolveError, ResolveErrorBody, _error, get_session, query_rows, quick_resolve,
-                                      resolve, viewer_for)
+from adapterhub.server.search import (IdentifierParams, ResolveError, ResolveErrorBody, _error, get_session,
+                                      query_rows, quick_resolve, resolve_answer, viewer_for)
 
 MANIFEST_NAME = ".adapterhub-bundle.json"
 DEFAULT_MAX_FILE = 64 * 1024 * 1024
@@ -170,19 +170,13 @@ def small_bundle(hub, manifest: dict, body: bytes | None = None) -> list[bytes]:
     return [_manifest_member(manifest), body, b"\0" * (2 * tarfile.BLOCKSIZE)]
 
 
-def prepare(s: Session, viewer, identifier: str, model_name: str | None, config: str | None,
-            version: str | None, max_file_size: int, quick: bool = True) -> dict | JSONResponse:
-    """The manifest of the bundle for these parameters, or the error answer (``quick=False``: the caller has
-    already tried :func:`quick_manifest`)."""
-    if quick and config is None and version is None:
-        quick = quick_manifest(s, identifier, max_file_size, model_name)
-        if quick is not None:
-            return quick
-    try:
-        body = resolve(s, identifier, model_name=model_name, config=config, version=version,
-                       viewer=viewer).model_dump(mode="json")
-    except ResolveError as e:
-        return _error(e)
+def prepare(s: Session, viewer_of, p: IdentifierParams, max_file_size: int, quick: bool = True) -> dict | JSONResponse:
+    """The manifest of the bundle for these parameters, or the error answer: the resolve API's
+    (:func:`search.resolve_answer`; ``quick=False``: the caller has already tried :func:`quick_manifest`), or a
+    422 with the answer for a legacy card whose weights are not hosted here."""
+    body = resolve_answer(s, p, viewer_of, quick)
+    if not isinstance(body, dict):
+        return body
     if not body["downloadable"] or not body["commit"]:
         return JSONResponse(body, status_code=422)
     return _manifest(s, body, max_file_size)
@@ -246,10 +240,7 @@ def _headers(manifest: dict) -> dict[str, str]:
                        422: {"description": "a legacy card whose weights are not hosted here"}})
 def api_bundle(
     request: Request,
-    identifier: str = Query(..., description="`task/subtask[@org]`, `@org/name` or `org/name[@revision]`"),
-    model_name: str | None = Query(None, description="base model the adapter must be for"),
-    config: str | None = Query(None, description="preset name (e.g. `seq_bn`), JSON or config hash"),
-    version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
+    p: IdentifierParams = Depends(),
     max_file_size: int = Query(DEFAULT_MAX_FILE, ge=0, description="larger files are listed but not sent"),
     have: str | None = Query(None, description="comma-separated commit ids the client holds complete: if the "
                                                "identifier resolves to one of them, no file is sent"),
@@ -259,7 +250,7 @@ def api_bundle(
     held = parse_have(have)
     if held is None:
         return _error(ResolveError(400, f"have={have!r}: expected up to 64 commit ids (40 hex digits), comma-separated"))
-    manifest = prepare(s, viewer_for(request, s), identifier, model_name, config, version, max_file_size)
+    manifest = prepare(s, lambda: viewer_for(request, s), p, max_file_size)
     if not isinstance(manifest, dict):
         return manifest
     manifest = with_have(manifest, held)
@@ -304,8 +295,7 @@ async def fast_bundle(hub, scope, send) -> bool:
                 manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
         if manifest is None:
             with hub.db.session() as s:
-                manifest = prepare(s, viewer_for(Request(scope), s), params["identifier"],
-                                   params.get("model_name"), params.get("config"), params.get("version"),
+                manifest = prepare(s, lambda: viewer_for(Request(scope), s), IdentifierParams(**params),
                                    max_file_size, quick=False)  # tried above where it applies
         return manifest
 
@@ -323,16 +313,15 @@ async def fast_bundle(hub, scope, send) -> bool:
         # waits (busy: asked again in a thread), and when the commit's files are in memory the whole answer is
         # made there (two thread hops less). Everything else, e.g. reading files or asking another database,
         # happens in a worker thread.
-        manifest = _quick_on_loop(hub, params, max_file_size) if quick else None
-        if manifest is not None:
-            manifest = with_have(manifest, held)
+        quick_found = _quick_on_loop(hub, params, max_file_size) if quick else None
+        manifest = with_have(quick_found, held) if quick_found is not None else None
         body = None
         if manifest is not None and _sent_size(manifest) <= IN_MEMORY:
             body = b"" if manifest.get("have") else _BODIES.cached(manifest)
         if body is not None:
             found = manifest, small_bundle(hub, manifest, body)
-        else:
-            found = await run_in_threadpool(lambda: answer(manifest if manifest is not None else lookup()))
+        else:  # answer() applies have= itself
+            found = await run_in_threadpool(lambda: answer(quick_found if quick_found is not None else lookup()))
     except Exception:  # noqa: BLE001 - the route gives the proper error answer
         return False
     if found is None:

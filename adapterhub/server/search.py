@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -671,26 +671,40 @@ def api_search(
                           facets={k: [FacetValue(value=v, count=c) for v, c in vals] for k, vals in res.facets.items()})
 
 
+class IdentifierParams:
+    """The query parameters naming an adapter, shared by the resolve and bundle APIs."""
+
+    def __init__(
+        self,
+        identifier: str = Query(..., description="`task/subtask[@org]`, `@org/name` or `org/name[@revision]`"),
+        model_name: str | None = Query(None, description="base model the adapter must be for"),
+        config: str | None = Query(None, description="preset name (e.g. `seq_bn`, `pfeiffer`), JSON or config hash"),
+        version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
+    ):
+        self.identifier, self.model_name, self.config, self.version = identifier, model_name, config, version
+
+
+def resolve_answer(s: Session, p: IdentifierParams, viewer_of: Callable[[], Viewer | None],
+                   quick: bool = True) -> dict | JSONResponse:
+    """The resolve API's answer as a dict, or its error answer: :func:`quick_resolve` for the common case (unless
+    ``quick`` is False: the caller tried it already), else :func:`resolve` for the caller ``viewer_of()``."""
+    if quick and not (p.config or p.version):
+        body = quick_resolve(s, p.identifier, p.model_name)
+        if body is not None:
+            return body
+    try:
+        return resolve(s, p.identifier, model_name=p.model_name, config=p.config, version=p.version,
+                       viewer=viewer_of()).model_dump(mode="json")
+    except ResolveError as e:
+        return _error(e)
+
+
 @router.get("/api/adapters/resolve", response_model=ResolveResponse,
             summary="Resolve an AdapterHub identifier to a pinned repository and commit",
             responses={400: {"model": ResolveErrorBody}, 404: {"model": ResolveErrorBody},
                        409: {"model": ResolveErrorBody, "description": "ambiguous: the candidates are listed"}})
-def api_resolve(
-    request: Request,
-    identifier: str = Query(..., description="`task/subtask[@org]`, `@org/name` or `org/name[@revision]`"),
-    model_name: str | None = Query(None, description="base model the adapter must be for"),
-    config: str | None = Query(None, description="preset name (e.g. `seq_bn`, `pfeiffer`), JSON or config hash"),
-    version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
-    s: Session = Depends(get_session),
-):
-    quick = quick_resolve(s, identifier, model_name) if not (config or version) else None
-    if quick is not None:
-        return quick
-    try:
-        return resolve(s, identifier, model_name=model_name, config=config, version=version,
-                       viewer=viewer_for(request, s))
-    except ResolveError as e:
-        return _error(e)
+def api_resolve(request: Request, p: IdentifierParams = Depends(), s: Session = Depends(get_session)):
+    return resolve_answer(s, p, lambda: viewer_for(request, s))
 
 
 @router.get("/api/taxonomy", response_model=TaxonomyResponse, summary="Tasks, subtasks and languages")
