@@ -34,8 +34,8 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, lab
     """Put the commit a bundle answer carries into the cache; returns (its manifest, which holds the hub's
     resolve answer, and the snapshot folder). Each file is hashed while it is written to a temporary name and
     gets its blob name only if size and sha256 match; the files the hub left out are fetched one by one; the
-    manifest that makes the snapshot usable is written last. A snapshot already complete (and intact, checked
-    as :meth:`RepoCache.verify_snapshot` does, with ``full_check`` for ADAPTERHUB_VERIFY=full) is kept."""
+    manifest that makes the snapshot usable is written last. A snapshot already complete and intact
+    (:meth:`RepoCache.check_snapshot`, with ``full_check`` for ADAPTERHUB_VERIFY=full) is kept."""
     total = int(response.headers.get("content-length") or 0)
     with progress_bar(progress if total else False, total, label) as advance:
         members = _members(response, total, advance)
@@ -44,9 +44,7 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, lab
         rc = cache.repo(endpoint, repo_id)
         where = f"{repo_id}@{commit[:12]} (bundle from {endpoint})"
         with rc.lock(f"snapshot-{commit}"):
-            done = rc.manifest(commit)
-            if done is not None and not rc.verify_snapshot(commit, done, full=full_check):
-                rc.touch(commit)
+            if rc.check_snapshot(commit, full=full_check) == []:
                 return manifest, rc.snapshot_dir(commit)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(rc.manifest_path(commit))

@@ -183,6 +183,17 @@ class RepoCache:
             self.write_manifest(commit, manifest.get("endpoint", ""), manifest["files"], identities)
         return sorted(problems)
 
+    def check_snapshot(self, commit: str, full: bool = False) -> list[str] | None:
+        """None when ``commit`` is not complete here (no manifest); [] when it is complete and intact (see
+        :meth:`verify_snapshot`), and then marked as used; else the problems found."""
+        manifest = self.manifest(commit)
+        if manifest is None:
+            return None
+        problems = self.verify_snapshot(commit, manifest, full=full)
+        if not problems:
+            self.touch(commit)
+        return problems
+
     def touch(self, commit: str) -> None:
         """Mark ``commit`` as used now (its manifest's mtime, which ``prune`` and ``entries`` read), at most once
         an hour: a warm load then writes nothing."""

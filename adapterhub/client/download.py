@@ -118,22 +118,17 @@ def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str
     """The snapshot folder of ``repo_id`` at ``commit``: from the cache if complete and intact, else downloaded
     (only the missing files), verified, and recorded as complete."""
     rc = cache.repo(endpoint, repo_id)
-    manifest = rc.manifest(commit)
-    if manifest is not None:
-        problems = rc.verify_snapshot(commit, manifest, full=full_check)
-        if not problems:
-            rc.touch(commit)
-            return rc.snapshot_dir(commit)
-        if offline or client is None:
-            raise IntegrityError(f"{repo_id}@{commit} in the cache ({rc.root}) is damaged: {'; '.join(problems)}; "
-                                 "run again online to repair it, or `adapterhub cache rm " + repo_id + "`")
+    problems = rc.check_snapshot(commit, full=full_check)
+    if problems == []:
+        return rc.snapshot_dir(commit)
+    if problems and (offline or client is None):
+        raise IntegrityError(f"{repo_id}@{commit} in the cache ({rc.root}) is damaged: {'; '.join(problems)}; "
+                             "run again online to repair it, or `adapterhub cache rm " + repo_id + "`")
     if offline or client is None:
         raise OfflineError(f"offline mode: {repo_id}@{commit} from {endpoint} is not in the cache ({cache.root}); "
                            "run once online (without ADAPTERHUB_OFFLINE=1) to download it")
     with rc.lock(f"snapshot-{commit}"):
-        manifest = rc.manifest(commit)
-        if manifest is not None and not rc.verify_snapshot(commit, manifest):
-            rc.touch(commit)
+        if rc.check_snapshot(commit, full=full_check) == []:
             return rc.snapshot_dir(commit)  # another process finished it while we waited
         rc.manifest_path(commit).unlink(missing_ok=True)
         if info is None or info.get("sha") != commit or not _has_hashes(info):

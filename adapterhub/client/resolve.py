@@ -389,11 +389,9 @@ def _recent_folder(key: tuple | None) -> Path | None:
                                           or file_identity(recent.resolution) != recent.identity):
         _RECENT.pop(key, None)
         return None
-    manifest = recent.rc.manifest(recent.commit)
-    if manifest is None or recent.rc.verify_snapshot(recent.commit, manifest, full=recent.full_check):
+    if recent.rc.check_snapshot(recent.commit, full=recent.full_check) != []:
         _RECENT.pop(key, None)
         return None
-    recent.rc.touch(recent.commit)
     return recent.rc.snapshot_dir(recent.commit)
 
 
