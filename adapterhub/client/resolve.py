@@ -148,8 +148,8 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
     if settings.offline or client is None:
         return _pin_offline(parsed, endpoint, cache, key, revision)
     saved = cache.resolution(endpoint, *key)
-    if saved and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl \
-            and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None:
+    held = saved is not None and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None
+    if held and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl:
         return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"],
                       via="cache", resolution=cache.resolution_path(endpoint, *key))
 
@@ -158,7 +158,7 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
     # resolution older than the TTL is confirmed by one small answer. Not when a download of this repository was
     # interrupted: file by file, the partial files are resumed.
     if fetch and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
-        have = _cached_commits(cache, endpoint, parsed, saved)
+        have = _cached_commits(cache, endpoint, parsed, saved["commit"] if held else None)
         pinned = _pin_by_bundle(parsed, settings, cache, client, used_model, config_s, version, progress, have)
         if pinned is not None:
             _remember(cache, endpoint, key, pinned)
@@ -218,12 +218,10 @@ def _remember(cache: Cache, endpoint: str, key: tuple, pinned: Pinned) -> None:
         cache.repo(endpoint, pinned.repo_id).set_ref(pinned.revision, pinned.commit)
 
 
-def _cached_commits(cache: Cache, endpoint: str, parsed: ParsedIdentifier, saved: dict | None) -> list[str]:
-    """Commits complete in the cache that ``parsed`` may resolve to: the one it resolved to last time, and for a
-    two-part identifier (maybe a repository ``org/name``) that repository's (at most 16)."""
-    have = []
-    if saved and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None:
-        have.append(saved["commit"])
+def _cached_commits(cache: Cache, endpoint: str, parsed: ParsedIdentifier, last: str | None) -> list[str]:
+    """Commits complete in the cache that ``parsed`` may resolve to: ``last``, the one it resolved to last time
+    (if complete), and for a two-part identifier (maybe a repository ``org/name``) that repository's (at most 16)."""
+    have = [last] if last else []
     if parsed.two_part and REPO_ID_RE.match(parsed.head):
         have += [c for c in cache.repo(endpoint, parsed.head).commits()[:16] if c not in have]
     return have
