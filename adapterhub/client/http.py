@@ -219,8 +219,9 @@ class HubClient:
             -> Iterator[httpx.Response | LeanResponse | None]:
         """The hub's ``/api/adapters/bundle`` (resolution + files of the commit as a tar) as a streamed response
         (through :mod:`.lean` where no proxy applies); ``have``: commits held complete in the cache, which the hub
-        then does not send again. None when the hub has no such API or answers with an error: the caller then asks the resolve API, whose answer explains the error (or finds a plain
-        repository that is no indexed adapter)."""
+        then does not send again. None when the hub has no such API or answers with an error: the caller then
+        asks the resolve API, whose answer explains the error (or finds a plain repository that is no indexed
+        adapter)."""
         if self._no_bundle:
             yield None
             return

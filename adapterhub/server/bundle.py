@@ -249,7 +249,8 @@ def api_bundle(
     hub = request.app.state.hub
     held = parse_have(have)
     if held is None:
-        return _error(ResolveError(400, f"have={have!r}: expected up to 64 commit ids (40 hex digits), comma-separated"))
+        return _error(ResolveError(400, f"have={have!r}: expected up to 64 commit ids (40 hex digits), "
+                                        "comma-separated"))
     manifest = prepare(s, lambda: viewer_for(request, s), p, max_file_size)
     if not isinstance(manifest, dict):
         return manifest
