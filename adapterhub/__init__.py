@@ -1,9 +1,9 @@
 """adapterhub: adapters for Transformers models, and a hub to share and find them.
 
-    import adapterhub
-    adapterhub.init(model)
-    model.add_adapter("sst", config="seq_bn")
-    model.train_adapter("sst")
+import adapterhub
+adapterhub.init(model)
+model.add_adapter("sst", config="seq_bn")
+model.train_adapter("sst")
 """
 
 __version__ = "0.1.0"

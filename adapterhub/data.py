@@ -25,8 +25,18 @@ import torch
 from .library.errors import AdapterError
 
 __all__ = [
-    "DataError", "GLUE_TASKS", "GlueTask", "TextDataset", "collate", "encode", "glue_task", "glue_task_names",
-    "iterate", "length_bucketed_batches", "load_glue_task", "read_table",
+    "DataError",
+    "GLUE_TASKS",
+    "GlueTask",
+    "TextDataset",
+    "collate",
+    "encode",
+    "glue_task",
+    "glue_task_names",
+    "iterate",
+    "length_bucketed_batches",
+    "load_glue_task",
+    "read_table",
 ]
 
 
@@ -49,8 +59,13 @@ class TextDataset:
 
     def subset(self, n: int) -> "TextDataset":
         """The first ``n`` examples."""
-        return TextDataset(self.texts[:n], self.labels[:n], self.label_names,
-                           self.pairs[:n] if self.pairs is not None else None, self.source)
+        return TextDataset(
+            self.texts[:n],
+            self.labels[:n],
+            self.label_names,
+            self.pairs[:n] if self.pairs is not None else None,
+            self.source,
+        )
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -62,11 +77,15 @@ def _column_index(spec: str | int, header: list[str] | None, path: Path, role: s
         index = int(spec)
         width = len(header) if header is not None else None
         if width is not None and index >= width:
-            raise DataError(f"{path}: {role} column index {index} is out of range; the file has {width} columns")
+            raise DataError(
+                f"{path}: {role} column index {index} is out of range; the file has {width} columns"
+            )
         return index
     if header is None:
-        raise DataError(f"{path}: {role} column {spec!r} is a name, but the file is read without a header; "
-                        f"give a 0-based column index instead")
+        raise DataError(
+            f"{path}: {role} column {spec!r} is a name, but the file is read without a header; "
+            f"give a 0-based column index instead"
+        )
     if spec not in header:
         raise DataError(f"{path}: no {role} column {spec!r}; the columns are: {', '.join(map(repr, header))}")
     return header.index(spec)
@@ -79,9 +98,16 @@ def _sort_labels(values: set[str]) -> list[str]:
         return sorted(values)
 
 
-def read_table(path: str | Path, text_column: str | int, label_column: str | int,
-               text_pair_column: str | int | None = None, *, header: bool = True,
-               label_names: Sequence[str] | None = None, delimiter: str | None = None) -> TextDataset:
+def read_table(
+    path: str | Path,
+    text_column: str | int,
+    label_column: str | int,
+    text_pair_column: str | int | None = None,
+    *,
+    header: bool = True,
+    label_names: Sequence[str] | None = None,
+    delimiter: str | None = None,
+) -> TextDataset:
     """Read a TSV (``.tsv``, tab, no quoting, as GLUE) or CSV (``.csv``, comma, quoted) file.
 
     Columns are header names or 0-based indices. Labels are the strings found in ``label_column``, mapped to
@@ -111,13 +137,17 @@ def read_table(path: str | Path, text_column: str | int, label_column: str | int
         raise DataError(f"{path} has a header but no examples")
     text_i = _column_index(text_column, names, path, "text")
     label_i = _column_index(label_column, names, path, "label")
-    pair_i = _column_index(text_pair_column, names, path, "text pair") if text_pair_column is not None else None
+    pair_i = (
+        _column_index(text_pair_column, names, path, "text pair") if text_pair_column is not None else None
+    )
     need = max(i for i in (text_i, label_i, pair_i) if i is not None) + 1
     texts, pairs, raw = [], [] if pair_i is not None else None, []
     for number, row in enumerate(body, start=first_line):
         if len(row) < need:
-            raise DataError(f"{path}, line {number}: {len(row)} field(s), expected at least {need} "
-                            f"(is the delimiter {delimiter!r} right?): {delimiter.join(row)[:120]!r}")
+            raise DataError(
+                f"{path}, line {number}: {len(row)} field(s), expected at least {need} "
+                f"(is the delimiter {delimiter!r} right?): {delimiter.join(row)[:120]!r}"
+            )
         texts.append(row[text_i])
         if pairs is not None:
             pairs.append(row[pair_i])
@@ -129,8 +159,10 @@ def read_table(path: str | Path, text_column: str | int, label_column: str | int
     labels = []
     for number, value in enumerate(raw, start=first_line):
         if value not in lookup:
-            raise DataError(f"{path}, line {number}: unknown label {value!r}; expected one of "
-                            f"{', '.join(map(repr, label_names))}")
+            raise DataError(
+                f"{path}, line {number}: unknown label {value!r}; expected one of "
+                f"{', '.join(map(repr, label_names))}"
+            )
         labels.append(lookup[value])
     return TextDataset(texts, labels, list(label_names), pairs, str(path))
 
@@ -164,8 +196,10 @@ def glue_task_names() -> list[str]:
 def glue_task(name: str) -> GlueTask:
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in GLUE_TASKS:
-        raise DataError(f"unknown GLUE task {name!r}; known tasks: {', '.join(glue_task_names())} "
-                        f"(or give --train-file/--dev-file and the columns)")
+        raise DataError(
+            f"unknown GLUE task {name!r}; known tasks: {', '.join(glue_task_names())} "
+            f"(or give --train-file/--dev-file and the columns)"
+        )
     return GLUE_TASKS[key]
 
 
@@ -174,14 +208,20 @@ def load_glue_task(name: str, data_dir: str | Path) -> tuple[TextDataset, TextDa
     task = glue_task(name)
     root = Path(data_dir)
     if not root.is_dir():
-        raise DataError(f"GLUE data folder not found: {root} (pass --data-dir, the folder that holds {task.folder}/)")
+        raise DataError(
+            f"GLUE data folder not found: {root} (pass --data-dir, the folder that holds {task.folder}/)"
+        )
     folder = root / task.folder
     if not folder.is_dir() and (root.name == task.folder):
         folder = root  # the task folder itself was given
     if not folder.is_dir():
         raise DataError(f"no {task.folder}/ folder in {root}")
-    split = [read_table(folder / file, task.text, task.label, task.pair, header=task.header,
-                        label_names=task.labels) for file in (task.train, task.dev)]
+    split = [
+        read_table(
+            folder / file, task.text, task.label, task.pair, header=task.header, label_names=task.labels
+        )
+        for file in (task.train, task.dev)
+    ]
     return split[0], split[1]
 
 
@@ -194,13 +234,24 @@ def encode(tokenizer, data: TextDataset, max_length: int) -> list[dict[str, list
     if not len(data):
         return []
     kwargs = dict(truncation=True, max_length=max_length, padding=False, return_attention_mask=False)
-    encoded = tokenizer(data.texts, data.pairs, **kwargs) if data.pairs is not None else tokenizer(data.texts, **kwargs)
+    encoded = (
+        tokenizer(data.texts, data.pairs, **kwargs)
+        if data.pairs is not None
+        else tokenizer(data.texts, **kwargs)
+    )
     keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
     return [{k: list(encoded[k][i]) for k in keys} for i in range(len(data))]
 
 
-def length_bucketed_batches(lengths: Sequence[int], batch_size: int, *, shuffle: bool = True,
-                            seed: int = 0, epoch: int = 0, window: int = 50) -> list[list[int]]:
+def length_bucketed_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    window: int = 50,
+) -> list[list[int]]:
     """Index batches of examples of similar length.
 
     Without shuffling: examples sorted by length, cut into batches (for evaluation). With shuffling: the
@@ -212,14 +263,14 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, *, shuffle:
     order = list(range(len(lengths)))
     if not shuffle:
         order.sort(key=lambda i: lengths[i])
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng = random.Random(seed * 1_000_003 + epoch)
     rng.shuffle(order)
     span = batch_size * max(1, window)
     batches = []
     for start in range(0, len(order), span):
-        chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -230,14 +281,21 @@ def collate(examples: Sequence[dict[str, list[int]]], pad_token_id: int = 0) -> 
     batch = {}
     for key in examples[0]:
         pad = pad_token_id if key == "input_ids" else 0
-        batch[key] = torch.tensor([e[key] + [pad] * (width - len(e[key])) for e in examples], dtype=torch.long)
+        batch[key] = torch.tensor(
+            [e[key] + [pad] * (width - len(e[key])) for e in examples], dtype=torch.long
+        )
     batch["attention_mask"] = torch.tensor(
-        [[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples], dtype=torch.long)
+        [[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples], dtype=torch.long
+    )
     return batch
 
 
-def iterate(encoded: Sequence[dict[str, list[int]]], labels: Sequence[int] | None, batches: Sequence[Sequence[int]],
-            pad_token_id: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+def iterate(
+    encoded: Sequence[dict[str, list[int]]],
+    labels: Sequence[int] | None,
+    batches: Sequence[Sequence[int]],
+    pad_token_id: int = 0,
+) -> Iterator[dict[str, torch.Tensor]]:
     """Padded tensors (and ``labels`` if given) for each batch of indices."""
     for batch in batches:
         out = collate([encoded[i] for i in batch], pad_token_id)

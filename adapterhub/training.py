@@ -29,8 +29,18 @@ from torch import nn
 
 from .data import iterate, length_bucketed_batches
 
-__all__ = ["StepInfo", "TrainResult", "TrainingArgs", "configure_threads", "evaluate", "fast_bf16", "lr_factor",
-           "predict_logits", "train", "trainable_parameters"]
+__all__ = [
+    "StepInfo",
+    "TrainResult",
+    "TrainingArgs",
+    "configure_threads",
+    "evaluate",
+    "fast_bf16",
+    "lr_factor",
+    "predict_logits",
+    "train",
+    "trainable_parameters",
+]
 
 
 def configure_threads(threads: int | None = None) -> int:
@@ -61,17 +71,17 @@ class TrainingArgs:
     learning_rate: float = 1e-3
     batch_size: int = 32
     epochs: float = 1.0
-    max_steps: int | None = None          # stop after this many optimizer steps (overrides epochs if fewer)
-    time_budget: float | None = None      # seconds of training (the schedule decays to 0 by then)
-    warmup: float = 0.06                  # fraction of training spent warming up the learning rate
-    schedule: str = "linear"              # "linear", "cosine" or "constant" (after warm-up)
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs if fewer)
+    time_budget: float | None = None  # seconds of training (the schedule decays to 0 by then)
+    warmup: float = 0.06  # fraction of training spent warming up the learning rate
+    schedule: str = "linear"  # "linear", "cosine" or "constant" (after warm-up)
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     seed: int = 42
-    bucket_window: int = 50               # batches sorted by length together (see length_bucketed_batches)
-    bf16: bool = False                    # autocast the forward pass to bfloat16 (see fast_bf16)
-    dropout: bool = True                  # False: every dropout of the model is off while training
-    eval_every: int | None = None         # steps between evaluations on the dev set (None: only at the end)
+    bucket_window: int = 50  # batches sorted by length together (see length_bucketed_batches)
+    bf16: bool = False  # autocast the forward pass to bfloat16 (see fast_bf16)
+    dropout: bool = True  # False: every dropout of the model is off while training
+    eval_every: int | None = None  # steps between evaluations on the dev set (None: only at the end)
     eval_batch_size: int = 128
 
     def __post_init__(self) -> None:
@@ -89,9 +99,9 @@ class TrainingArgs:
 class StepInfo:
     step: int
     planned_steps: int
-    progress: float       # fraction of training done, by steps or by time, whichever is further
+    progress: float  # fraction of training done, by steps or by time, whichever is further
     epoch: float
-    loss: float           # running mean of the recent losses
+    loss: float  # running mean of the recent losses
     learning_rate: float
     elapsed: float
     dev_accuracy: float | None = None
@@ -104,7 +114,7 @@ class TrainResult:
     examples: int
     seconds: float
     final_loss: float
-    stopped_by: str                       # "steps" (the planned epochs or max_steps) or "time"
+    stopped_by: str  # "steps" (the planned epochs or max_steps) or "time"
     losses: list[float] = dataclasses.field(default_factory=list)
     evaluations: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
@@ -135,8 +145,9 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, features: Sequence[dict], batch_size: int = 128,
-                   pad_token_id: int = 0) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, features: Sequence[dict], batch_size: int = 128, pad_token_id: int = 0
+) -> torch.Tensor:
     """Logits of every example, in the order of ``features`` (batches sorted by length for speed)."""
     was_training = model.training
     model.eval()
@@ -154,8 +165,13 @@ def predict_logits(model: nn.Module, features: Sequence[dict], batch_size: int =
     return torch.stack(out) if out else torch.empty(0)
 
 
-def evaluate(model: nn.Module, features: Sequence[dict], labels: Sequence[int], batch_size: int = 128,
-             pad_token_id: int = 0) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    features: Sequence[dict],
+    labels: Sequence[int],
+    batch_size: int = 128,
+    pad_token_id: int = 0,
+) -> dict[str, float]:
     """Accuracy and mean cross-entropy loss on labelled examples."""
     logits = predict_logits(model, features, batch_size, pad_token_id)
     target = torch.tensor(list(labels), dtype=torch.long)
@@ -166,9 +182,16 @@ def evaluate(model: nn.Module, features: Sequence[dict], labels: Sequence[int], 
     }
 
 
-def train(model: nn.Module, features: Sequence[dict], labels: Sequence[int], args: TrainingArgs | None = None,
-          *, dev: tuple[Sequence[dict], Sequence[int]] | None = None, pad_token_id: int = 0,
-          on_step: Callable[[StepInfo], None] | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    features: Sequence[dict],
+    labels: Sequence[int],
+    args: TrainingArgs | None = None,
+    *,
+    dev: tuple[Sequence[dict], Sequence[int]] | None = None,
+    pad_token_id: int = 0,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> TrainResult:
     """Train the parameters of ``model`` that require gradients on ``features`` / ``labels``.
 
     ``features`` come from :func:`adapterhub.data.encode`. ``on_step`` is called after every optimizer step
@@ -176,7 +199,9 @@ def train(model: nn.Module, features: Sequence[dict], labels: Sequence[int], arg
     """
     args = args or TrainingArgs()
     if len(features) != len(labels) or not len(features):
-        raise ValueError(f"need as many labels as examples, and at least one: {len(features)} / {len(labels)}")
+        raise ValueError(
+            f"need as many labels as examples, and at least one: {len(features)} / {len(labels)}"
+        )
     params = trainable_parameters(model)
     if not params:
         raise ValueError("the model has no trainable parameters: call model.train_adapter(name) first")
@@ -210,8 +235,9 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
     step, epoch = 0, 0
     done = False
     while not done:
-        batches = length_bucketed_batches(lengths, args.batch_size, shuffle=True, seed=args.seed, epoch=epoch,
-                                          window=args.bucket_window)
+        batches = length_bucketed_batches(
+            lengths, args.batch_size, shuffle=True, seed=args.seed, epoch=epoch, window=args.bucket_window
+        )
         for batch in iterate(features, labels, batches, pad_token_id):
             elapsed = time.perf_counter() - start
             progress = step / planned
@@ -244,8 +270,18 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
                 dev_accuracy = evaluate(model, dev[0], dev[1], args.eval_batch_size, pad_token_id)["accuracy"]
                 result.evaluations.append((step, dev_accuracy))
             if on_step is not None:
-                on_step(StepInfo(step, planned, progress, result.examples / len(features), sum(recent) / len(recent),
-                                 args.learning_rate * factor, time.perf_counter() - start, dev_accuracy))
+                on_step(
+                    StepInfo(
+                        step,
+                        planned,
+                        progress,
+                        result.examples / len(features),
+                        sum(recent) / len(recent),
+                        args.learning_rate * factor,
+                        time.perf_counter() - start,
+                        dev_accuracy,
+                    )
+                )
         epoch += 1
     result.steps = step
     result.epochs = result.examples / len(features)

@@ -8,8 +8,14 @@ import statistics
 
 import torch
 
-BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                 vocab_size=30522, max_position_embeddings=512)
+BERT_BASE = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    vocab_size=30522,
+    max_position_embeddings=512,
+)
 
 
 def build_model(num_layers: int = 12, seed: int = 0):
@@ -44,9 +50,11 @@ def machine_line() -> str:
     import transformers
 
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-            f"transformers {transformers.__version__}, python {platform.python_version()}; "
-            f"torch threads {torch.get_num_threads()}; load average {load}")
+    return (
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, python {platform.python_version()}; "
+        f"torch threads {torch.get_num_threads()}; load average {load}"
+    )
 
 
 def median(values) -> float:

@@ -37,7 +37,9 @@ def wait_http(url: str, timeout: float = 60) -> None:
 def hub_server(data_dir: Path, database_url: str = "", workers: int = 1):
     """Yields (url, write_token) of a fresh hub in ``data_dir``; stops it afterwards."""
     args = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
-    token = subprocess.run(CLI + args + ["--create-user", "bench"], check=True, capture_output=True, text=True).stdout.strip()
+    token = subprocess.run(
+        CLI + args + ["--create-user", "bench"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     port = free_port()
     proc = subprocess.Popen(CLI + args + ["--port", str(port), "--workers", str(workers)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip

@@ -37,7 +37,10 @@ def main() -> None:
     ap.add_argument("--database-url", default="")
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, hub_server(Path(tmp) / "hub", args.database_url, args.workers) as (url, token):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        hub_server(Path(tmp) / "hub", args.database_url, args.workers) as (url, token),
+    ):
         api = HfApi(endpoint=url, token=token)
         api.create_repo("bench/shared")
         for i in range(args.clients):
@@ -100,10 +103,18 @@ def main() -> None:
                     errors.append(f"final check {item[0]}/{item[2]}: {e}")
         shared_files = len(api.list_repo_files("bench/shared"))
         expected_shared = sum(1 for u in uploaded if u[0] == "bench/shared")
-    print(f"{args.clients} clients, {elapsed:.1f} s, db: {'postgresql' if args.database_url else 'sqlite'}, workers: {args.workers}")
-    print(f"uploads: {stats['uploads']} ({stats['uploads'] / elapsed:.1f}/s, {stats['bytes_up'] / 1e6:.1f} MB)")
-    print(f"downloads (incl. final re-check of all uploads): {stats['downloads']} ({stats['bytes_down'] / 1e6:.1f} MB)")
-    print(f"shared repo: {shared_files} files, {expected_shared} uploaded to it (no lost commit: {shared_files == expected_shared})")
+    print(
+        f"{args.clients} clients, {elapsed:.1f} s, db: {'postgresql' if args.database_url else 'sqlite'}, workers: {args.workers}"
+    )
+    print(
+        f"uploads: {stats['uploads']} ({stats['uploads'] / elapsed:.1f}/s, {stats['bytes_up'] / 1e6:.1f} MB)"
+    )
+    print(
+        f"downloads (incl. final re-check of all uploads): {stats['downloads']} ({stats['bytes_down'] / 1e6:.1f} MB)"
+    )
+    print(
+        f"shared repo: {shared_files} files, {expected_shared} uploaded to it (no lost commit: {shared_files == expected_shared})"
+    )
     print(f"failed: {stats['failed']}  corrupt: {stats['corrupt']}")
     for e in errors[:10]:
         print("  ", e)

@@ -62,7 +62,9 @@ def timed_downloads(url: str, n: int, expected_sha: str) -> float:
 def timed_curl(url: str, n: int, close: bool) -> float:
     """MB/s of one curl process fetching ``url`` ``n`` times (with ``close``, a new connection each; without,
     the connection is reused where the server allows it); every response's status and size are checked."""
-    cmd = ["curl", "-s", "-w", "%{http_code} %{size_download}\\n"] + (["-H", "Connection: close"] if close else [])
+    cmd = ["curl", "-s", "-w", "%{http_code} %{size_download}\\n"] + (
+        ["-H", "Connection: close"] if close else []
+    )
     for _ in range(n):
         cmd += ["-o", "/dev/null", url]
     t0 = time.perf_counter()
@@ -93,7 +95,10 @@ def main() -> None:
         static_dir = tmp / "static"
         static_dir.mkdir()
         n = (SIZE - 200) // 4
-        save_file({"adapter.weight": torch.randn(n - n % 1000).reshape(-1, 1000)}, str(static_dir / "adapter.safetensors"))
+        save_file(
+            {"adapter.weight": torch.randn(n - n % 1000).reshape(-1, 1000)},
+            str(static_dir / "adapter.safetensors"),
+        )
         data = (static_dir / "adapter.safetensors").read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         SIZE_ACTUAL[0] = len(data)
@@ -106,10 +111,14 @@ def main() -> None:
             with hub_server(tmp / "hub") as (url, token):
                 api = HfApi(endpoint=url, token=token)
                 api.create_repo("bench/adapter")
-                api.upload_file(path_or_fileobj=data, path_in_repo="adapter.safetensors", repo_id="bench/adapter")
+                api.upload_file(
+                    path_or_fileobj=data, path_in_repo="adapter.safetensors", repo_id="bench/adapter"
+                )
                 hub_url = f"{url}/bench/adapter/resolve/main/adapter.safetensors"
                 # the real client end to end once (HEAD + GET + cache), to check the bytes
-                got = hf_hub_download("bench/adapter", "adapter.safetensors", endpoint=url, cache_dir=tmp / "cache", token=False)
+                got = hf_hub_download(
+                    "bench/adapter", "adapter.safetensors", endpoint=url, cache_dir=tmp / "cache", token=False
+                )
                 assert Path(got).read_bytes() == data
                 timed_downloads(hub_url, 3, sha), timed_downloads(static_url, 3, sha)  # warm-up
                 hub_pid = server_pid(url)
@@ -123,20 +132,30 @@ def main() -> None:
                             curl[close][0].append(timed_curl(hub_url, args.downloads, close))
                             curl[close][1].append(timed_curl(static_url, args.downloads, close))
                 n_each = args.rounds * args.downloads * (3 if shutil.which("curl") else 1)
-                cpu = [(process_cpu_seconds(p) - c) / n_each * 1000 for p, c in zip((hub_pid, static.pid), cpu0)]
+                cpu = [
+                    (process_cpu_seconds(p) - c) / n_each * 1000 for p, c in zip((hub_pid, static.pid), cpu0)
+                ]
         finally:
             static.terminate()
     h, s = statistics.median(hub), statistics.median(stat)
-    print(f"file: {len(data)} bytes; {args.rounds} rounds x {args.downloads} downloads, fresh connection each")
-    print(f"hub    (adapterhub serve, /resolve/main/...): median {h:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in hub)})")
-    print(f"static (python -m http.server)              : median {s:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in stat)})")
+    print(
+        f"file: {len(data)} bytes; {args.rounds} rounds x {args.downloads} downloads, fresh connection each"
+    )
+    print(
+        f"hub    (adapterhub serve, /resolve/main/...): median {h:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in hub)})"
+    )
+    print(
+        f"static (python -m http.server)              : median {s:7.1f} MB/s  (rounds: {', '.join(f'{x:.0f}' for x in stat)})"
+    )
     print(f"ratio hub/static (httpx client): {h / s:.2f}x (target >= 0.8x)")
     print(f"server CPU per download (user+system): hub {cpu[0]:.2f} ms, static {cpu[1]:.2f} ms")
     for close, (hub_c, stat_c) in curl.items():
         if hub_c:
             hc, sc = statistics.median(hub_c), statistics.median(stat_c)
             how = "new connection each" if close else "keep-alive where offered (http.server closes)"
-            print(f"curl ({how}): hub median {hc:.1f} MB/s, static median {sc:.1f} MB/s, ratio {hc / sc:.2f}x")
+            print(
+                f"curl ({how}): hub median {hc:.1f} MB/s, static median {sc:.1f} MB/s, ratio {hc / sc:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -29,24 +29,48 @@ from adapterhub.server.db import Database
 from adapterhub.server.index_models import IndexEntry
 from adapterhub.server.search import SearchQuery, Viewer, resolve, search
 
-WORDS = ("adapter trained on the dataset with early stopping learning rate epochs classification sentiment "
-         "reviews movie news questions answers entailment paraphrase multilingual wikipedia masked language "
-         "modelling bottleneck low rank prefix prompt tuning efficient transfer frozen backbone").split()
-TASKS = {"sentiment": ["sst-2", "imdb", "rotten_tomatoes", "yelp"], "nli": ["multinli", "rte", "qnli", "snli"],
-         "qa": ["squad1", "squad2", "boolq"], "sts": ["mrpc", "qqp", "sts-b"], "ner": ["conll2003", "wikiann"],
-         "pos": ["ud_ewt", "conll2003"], "lingaccept": ["cola"], "comsense": ["hellaswag", "winogrande", "siqa"],
-         "topic": ["ag_news", "trec"], "summarization": ["xsum", "cnn_dailymail"]}
+WORDS = (
+    "adapter trained on the dataset with early stopping learning rate epochs classification sentiment "
+    "reviews movie news questions answers entailment paraphrase multilingual wikipedia masked language "
+    "modelling bottleneck low rank prefix prompt tuning efficient transfer frozen backbone"
+).split()
+TASKS = {
+    "sentiment": ["sst-2", "imdb", "rotten_tomatoes", "yelp"],
+    "nli": ["multinli", "rte", "qnli", "snli"],
+    "qa": ["squad1", "squad2", "boolq"],
+    "sts": ["mrpc", "qqp", "sts-b"],
+    "ner": ["conll2003", "wikiann"],
+    "pos": ["ud_ewt", "conll2003"],
+    "lingaccept": ["cola"],
+    "comsense": ["hellaswag", "winogrande", "siqa"],
+    "topic": ["ag_news", "trec"],
+    "summarization": ["xsum", "cnn_dailymail"],
+}
 LANGS = ["en"] * 30 + "de fr es zh ja ar ru hi sw fi et tr ko it pt nl pl cs el he id vi th ta".split()
-METHODS = ["seq_bn"] * 6 + ["lora"] * 6 + ["double_seq_bn", "par_bn", "compacter", "ia3", "prefix_tuning",
-                                             "prompt_tuning", "dora", "reft"]
+METHODS = (
+    ["seq_bn"] * 6
+    + ["lora"] * 6
+    + ["double_seq_bn", "par_bn", "compacter", "ia3", "prefix_tuning", "prompt_tuning", "dora", "reft"]
+)
 HEADS = [None, None, "classification", "tagging", "question_answering", "causal_lm", "multiple_choice"]
 LICENSES = [None, "apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "bsd-3-clause", "openrail"]
-BASES = [("bert-base-uncased", "bert"), ("bert-base-cased", "bert"), ("bert-base-multilingual-cased", "bert"),
-         ("roberta-base", "roberta"), ("roberta-large", "roberta"), ("xlm-roberta-base", "xlm-roberta"),
-         ("xlm-roberta-large", "xlm-roberta"), ("distilbert-base-uncased", "distilbert"), ("gpt2", "gpt2"),
-         ("facebook/bart-base", "bart"), ("t5-base", "t5"), ("meta-llama/Llama-3.2-1B", "llama"),
-         ("HuggingFaceTB/SmolLM2-135M", "llama"), ("Qwen/Qwen2.5-0.5B", "qwen2"), ("microsoft/deberta-v3-base",
-                                                                                   "deberta-v2")]
+BASES = [
+    ("bert-base-uncased", "bert"),
+    ("bert-base-cased", "bert"),
+    ("bert-base-multilingual-cased", "bert"),
+    ("roberta-base", "roberta"),
+    ("roberta-large", "roberta"),
+    ("xlm-roberta-base", "xlm-roberta"),
+    ("xlm-roberta-large", "xlm-roberta"),
+    ("distilbert-base-uncased", "distilbert"),
+    ("gpt2", "gpt2"),
+    ("facebook/bart-base", "bart"),
+    ("t5-base", "t5"),
+    ("meta-llama/Llama-3.2-1B", "llama"),
+    ("HuggingFaceTB/SmolLM2-135M", "llama"),
+    ("Qwen/Qwen2.5-0.5B", "qwen2"),
+    ("microsoft/deberta-v3-base", "deberta-v2"),
+]
 BASES += [(f"org{i}/custom-model-{i}", "bert") for i in range(35)]
 
 
@@ -63,18 +87,56 @@ def synthetic_rows(n: int, seed: int = 0):
         author = authors[min(int(rng.expovariate(0.003)), len(authors) - 1)]
         name = f"{base.split('/')[-1]}-{task}-{subtask}-{method}-{i}"
         desc = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30)))
-        row = dict(full_name=f"{author}/{name}", namespace=author, name=name, author=author, source="hub",
-                   downloadable=True, private=rng.random() < 0.02, is_adapter=True, commit_oid=uuid.uuid4().hex[:40],
-                   revision="main", library="peft" if method in ("lora", "ia3", "prefix_tuning", "dora") and
-                   rng.random() < 0.5 else "adapters", method=method, method_family=None,
-                   config_hash=f"{rng.getrandbits(64):016x}", base_model=base, model_type=mtype,
-                   head_type=rng.choice(HEADS), task=task, subtask=subtask, language=lang,
-                   license=rng.choice(LICENSES), description=desc, size_bytes=rng.randint(10_000, 50_000_000),
-                   num_params=rng.randint(1_000, 10_000_000), downloads=int(rng.paretovariate(1.2)) - 1,
-                   score=round(rng.uniform(50, 95), 2) if rng.random() < 0.4 else None, validation_status="passed",
-                   data={}, created_at=t0, updated_at=t0 + dt.timedelta(minutes=i * 3 + rng.randint(0, 2)))
-        row["search_text"] = " ".join(str(v) for v in (row["full_name"], desc, base, mtype, method, task, subtask,
-                                                       lang, row["license"], row["head_type"]) if v).lower()
+        row = dict(
+            full_name=f"{author}/{name}",
+            namespace=author,
+            name=name,
+            author=author,
+            source="hub",
+            downloadable=True,
+            private=rng.random() < 0.02,
+            is_adapter=True,
+            commit_oid=uuid.uuid4().hex[:40],
+            revision="main",
+            library="peft"
+            if method in ("lora", "ia3", "prefix_tuning", "dora") and rng.random() < 0.5
+            else "adapters",
+            method=method,
+            method_family=None,
+            config_hash=f"{rng.getrandbits(64):016x}",
+            base_model=base,
+            model_type=mtype,
+            head_type=rng.choice(HEADS),
+            task=task,
+            subtask=subtask,
+            language=lang,
+            license=rng.choice(LICENSES),
+            description=desc,
+            size_bytes=rng.randint(10_000, 50_000_000),
+            num_params=rng.randint(1_000, 10_000_000),
+            downloads=int(rng.paretovariate(1.2)) - 1,
+            score=round(rng.uniform(50, 95), 2) if rng.random() < 0.4 else None,
+            validation_status="passed",
+            data={},
+            created_at=t0,
+            updated_at=t0 + dt.timedelta(minutes=i * 3 + rng.randint(0, 2)),
+        )
+        row["search_text"] = " ".join(
+            str(v)
+            for v in (
+                row["full_name"],
+                desc,
+                base,
+                mtype,
+                method,
+                task,
+                subtask,
+                lang,
+                row["license"],
+                row["head_type"],
+            )
+            if v
+        ).lower()
         yield row
 
 
@@ -123,11 +185,17 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=30)
-    ap.add_argument("--database-url", default="", help="PostgreSQL URL (a throwaway schema is used); SQLite if empty")
+    ap.add_argument(
+        "--database-url", default="", help="PostgreSQL URL (a throwaway schema is used); SQLite if empty"
+    )
     ap.add_argument("--no-facets", action="store_true")
     ap.add_argument("--pg-schema", default="", help="keep the PostgreSQL data in this schema and reuse it")
-    ap.add_argument("--sqlite-file", default="", help="keep the SQLite database in this file and reuse it "
-                                                      "when it already holds the rows (faster re-runs)")
+    ap.add_argument(
+        "--sqlite-file",
+        default="",
+        help="keep the SQLite database in this file and reuse it "
+        "when it already holds the rows (faster re-runs)",
+    )
     args = ap.parse_args(argv)
     if args.sqlite_file and not args.database_url:
         run(Database(f"sqlite:///{Path(args.sqlite_file).resolve()}"), args)
@@ -164,7 +232,9 @@ def run(db: Database, args) -> None:
         with db.engine.begin() as c:
             c.execute(text("ANALYZE"))
     if args.rows:
-        print(f"{db.engine.dialect.name}: inserted {args.rows:,} index rows in {time.perf_counter() - t:.1f}s")
+        print(
+            f"{db.engine.dialect.name}: inserted {args.rows:,} index rows in {time.perf_counter() - t:.1f}s"
+        )
     try:
         from adapterhub.server.taxonomy import default_data_path, seed
 
@@ -179,8 +249,10 @@ def run(db: Database, args) -> None:
 
     cold_all: list[float] = []
     warm_all: list[float] = []
-    print(f"{'query (20 per page, facets on)':34s} {'hits':>7s} {'cold p50':>9s} {'cold p95':>9s} "
-          f"{'warm p50':>9s} {'warm p95':>9s}   (ms)")
+    print(
+        f"{'query (20 per page, facets on)':34s} {'hits':>7s} {'cold p50':>9s} {'cold p95':>9s} "
+        f"{'warm p50':>9s} {'warm p95':>9s}   (ms)"
+    )
     for label, q in QUERIES.items():
         q.facets = not args.no_facets
         viewer = Viewer(account_ids=(1, 2)) if label.startswith("logged-in") else None
@@ -197,8 +269,10 @@ def run(db: Database, args) -> None:
                     times.append(dt_ms)
             (cold_all if mode == "cold" else warm_all).extend(times)
             row[mode] = times
-        print(f"{label:34s} {res.total:7d} {statistics.median(row['cold']):9.1f} {pct(row['cold'], 0.95):9.1f} "
-              f"{statistics.median(row['warm']):9.1f} {pct(row['warm'], 0.95):9.1f}")
+        print(
+            f"{label:34s} {res.total:7d} {statistics.median(row['cold']):9.1f} {pct(row['cold'], 0.95):9.1f} "
+            f"{statistics.median(row['warm']):9.1f} {pct(row['warm'], 0.95):9.1f}"
+        )
     times = []
     with db.session() as s:
         some = s.execute(text("SELECT full_name FROM index_entries WHERE source='hub' LIMIT 1")).scalar()
@@ -213,9 +287,13 @@ def run(db: Database, args) -> None:
             dt_ms = (time.perf_counter() - t) * 1000 / 2
         if i >= 2:
             times.append(dt_ms)
-    print(f"{'ALL search queries':34s} {'':7s} {statistics.median(cold_all):9.1f} {pct(cold_all, 0.95):9.1f} "
-          f"{statistics.median(warm_all):9.1f} {pct(warm_all, 0.95):9.1f}")
-    print(f"{'resolve (2 forms, per call)':34s} {'':7s} {statistics.median(times):9.1f} {pct(times, 0.95):9.1f}")
+    print(
+        f"{'ALL search queries':34s} {'':7s} {statistics.median(cold_all):9.1f} {pct(cold_all, 0.95):9.1f} "
+        f"{statistics.median(warm_all):9.1f} {pct(warm_all, 0.95):9.1f}"
+    )
+    print(
+        f"{'resolve (2 forms, per call)':34s} {'':7s} {statistics.median(times):9.1f} {pct(times, 0.95):9.1f}"
+    )
 
 
 if __name__ == "__main__":

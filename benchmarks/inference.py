@@ -76,10 +76,14 @@ def main() -> None:
     model = build_model(args.layers).eval()
     adapterhub.init(model)
     model.add_adapter("bench", config="seq_bn")
-    print(f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, {args.threads} threads, "
-          f"eval + inference_mode; seq_bn adapter: "
-          f"{sum(p.numel() for p in model.adapterhub_state.adapter_parameters('bench').values()):,} params")
-    shapes = [tuple(int(n) for n in item.lower().split("x")) for item in args.shapes.split(",") if item.strip()]
+    print(
+        f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, {args.threads} threads, "
+        f"eval + inference_mode; seq_bn adapter: "
+        f"{sum(p.numel() for p in model.adapterhub_state.adapter_parameters('bench').values()):,} params"
+    )
+    shapes = [
+        tuple(int(n) for n in item.lower().split("x")) for item in args.shapes.split(",") if item.strip()
+    ]
     for shape in shapes:
         pairs = args.pairs_large if shape[0] * shape[1] > 256 else args.pairs_small
         result = measure(model, shape, pairs, args.warmup)
@@ -89,11 +93,13 @@ def main() -> None:
         cpu_ratio = median(result["cpu"]["seq_bn"]) / median(result["cpu"]["bare"])
         verdict = "met" if ratio - 1 <= TARGET_OVERHEAD else "MISSED"
         lo, hi = iqr(paired)
-        print(f"batch {shape[0]} x seq {shape[1]}: {pairs} pairs; bare {median(bare) * 1e3:.2f} ms, "
-              f"seq_bn {median(adapter) * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.2f}% (median of "
-              f"paired ratios {100 * (median(paired) - 1):+.2f}%, IQR {100 * (lo - 1):+.1f}..{100 * (hi - 1):+.1f}%; "
-              f"cpu time {100 * (cpu_ratio - 1):+.2f}%) target <= +{100 * TARGET_OVERHEAD:.0f}%: {verdict}",
-              flush=True)
+        print(
+            f"batch {shape[0]} x seq {shape[1]}: {pairs} pairs; bare {median(bare) * 1e3:.2f} ms, "
+            f"seq_bn {median(adapter) * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.2f}% (median of "
+            f"paired ratios {100 * (median(paired) - 1):+.2f}%, IQR {100 * (lo - 1):+.1f}..{100 * (hi - 1):+.1f}%; "
+            f"cpu time {100 * (cpu_ratio - 1):+.2f}%) target <= +{100 * TARGET_OVERHEAD:.0f}%: {verdict}",
+            flush=True,
+        )
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -55,7 +55,9 @@ def build_model():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--config", default="seq_bn", help="adapter config (a bigger one: seq_bn[reduction_factor=2])")
+    parser.add_argument(
+        "--config", default="seq_bn", help="adapter config (a bigger one: seq_bn[reduction_factor=2])"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="bench-load-by-id-"))
@@ -66,7 +68,9 @@ def main() -> None:
         with torch.no_grad():
             for p in source.adapterhub_state.adapter_parameters("sst").values():
                 p.add_(torch.randn_like(p) * 0.01)
-        pushed = source.push_adapter_to_hub(REPO, "sst", task="sentiment", subtask="sst-2", endpoint=url, token=token)
+        pushed = source.push_adapter_to_hub(
+            REPO, "sst", task="sentiment", subtask="sst-2", endpoint=url, token=token
+        )
         local = work / "local"
         source.save_adapter(local, "sst")
         size = sum(p.stat().st_size for p in local.iterdir())
@@ -92,10 +96,12 @@ def main() -> None:
             "cold, new cache": cold_new_cache,
             "cold, cache in use": cold_used_cache,
             "warm by id": lambda i: dict(identifier=REPO, endpoint=url, cache_dir=warm_cache),
-            "warm by id@commit": lambda i: dict(identifier=f"{REPO}@{pushed.commit}", endpoint=url,
-                                                cache_dir=warm_cache),
-            "warm, TTL expired": lambda i: dict(identifier=REPO, endpoint=url, cache_dir=warm_cache,
-                                                env={"ADAPTERHUB_REF_TTL": "0"}),
+            "warm by id@commit": lambda i: dict(
+                identifier=f"{REPO}@{pushed.commit}", endpoint=url, cache_dir=warm_cache
+            ),
+            "warm, TTL expired": lambda i: dict(
+                identifier=REPO, endpoint=url, cache_dir=warm_cache, env={"ADAPTERHUB_REF_TTL": "0"}
+            ),
         }
         times: dict[str, list[float]] = {k: [] for k in variants}
         http = httpx.Client(base_url=url)
@@ -107,12 +113,14 @@ def main() -> None:
 
         bare = {  # bare requests, for scale
             "(bundle request)": bundle_request,
-            "(tiny file, httpx)": lambda: http.get(f"/{REPO}/resolve/{pushed.commit}/head_config.json").content,
+            "(tiny file, httpx)": lambda: (
+                http.get(f"/{REPO}/resolve/{pushed.commit}/head_config.json").content
+            ),
         }
         requests: dict[str, list[float]] = {k: [] for k in bare}
         names = list(variants)
         for i in range(args.rounds):
-            for name in names[i % len(names):] + names[:i % len(names)]:  # rotate the order every round
+            for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate the order every round
                 kwargs = variants[name](i)
                 identifier, env = kwargs.pop("identifier"), kwargs.pop("env", {})
                 os.environ.update(env)
@@ -129,22 +137,30 @@ def main() -> None:
                 request()
                 requests[name].append(time.perf_counter() - t0)
     base = median(times["local folder"])
-    print(f"# load by identifier: MiniLM-L6 {args.config} adapter + head, {size / 1e3:.0f} kB in "
-          f"{len(list(local.iterdir()))} files, {args.rounds} rounds, hub {url} (subprocess)")
+    print(
+        f"# load by identifier: MiniLM-L6 {args.config} adapter + head, {size / 1e3:.0f} kB in "
+        f"{len(list(local.iterdir()))} files, {args.rounds} rounds, hub {url} (subprocess)"
+    )
     print(f"# {machine_line()}")
     print(f"{'variant':<20}{'median ms':>10}{'IQR ms':>16}{'ratio':>8}")
     for name, values in times.items():
         q1, q3 = iqr(values)
-        print(f"{name:<20}{median(values) * 1e3:>10.1f}{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>16}"
-              f"{median(values) / base:>8.2f}x")
+        print(
+            f"{name:<20}{median(values) * 1e3:>10.1f}{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>16}"
+            f"{median(values) / base:>8.2f}x"
+        )
     for name, values in requests.items():
         q1, q3 = iqr(values)
-        print(f"{name:<20}{median(values) * 1e3:>10.1f}{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>16}"
-              f"{median(values) / base:>8.2f}x")
-    print(f"targets: cold <= 2x local ({median(times['cold, new cache']) / base:.2f}x new cache, "
-          f"{median(times['cold, cache in use']) / base:.2f}x cache in use), "
-          f"warm <= 1.1x local ({median(times['warm by id']) / base:.2f}x, pinned "
-          f"{median(times['warm by id@commit']) / base:.2f}x)")
+        print(
+            f"{name:<20}{median(values) * 1e3:>10.1f}{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>16}"
+            f"{median(values) / base:>8.2f}x"
+        )
+    print(
+        f"targets: cold <= 2x local ({median(times['cold, new cache']) / base:.2f}x new cache, "
+        f"{median(times['cold, cache in use']) / base:.2f}x cache in use), "
+        f"warm <= 1.1x local ({median(times['warm by id']) / base:.2f}x, pinned "
+        f"{median(times['warm by id@commit']) / base:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

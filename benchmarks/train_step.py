@@ -107,8 +107,13 @@ def worker(args) -> None:
         sys.stdout.flush()
 
     peak_reset = False
-    reply({"ready": True, "trainable": sum(p.numel() for p in trainable),
-           "total": sum(p.numel() for p in model.parameters())})
+    reply(
+        {
+            "ready": True,
+            "trainable": sum(p.numel() for p in trainable),
+            "total": sum(p.numel() for p in model.parameters()),
+        }
+    )
     for line in sys.stdin:
         command = line.strip()
         if command == "step":
@@ -123,8 +128,12 @@ def worker(args) -> None:
             peak_reset = _reset_peak_rss()
             reply({"reset": peak_reset})
         elif command == "done":
-            reply({"peak_rss_mib": (_vm_hwm_kib() or 0) / 1024 if peak_reset else None,
-                   "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+            reply(
+                {
+                    "peak_rss_mib": (_vm_hwm_kib() or 0) / 1024 if peak_reset else None,
+                    "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                }
+            )
             return
 
 
@@ -135,18 +144,33 @@ class Worker:
     def __init__(self, variant: str, args):
         self.variant = variant
         self.log = tempfile.TemporaryFile(mode="w+")
-        command = [sys.executable, os.path.abspath(__file__), "--worker", variant, "--batch", str(args.batch),
-                   "--seq", str(args.seq), "--layers", str(args.layers), "--threads", str(args.threads)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                        text=True, bufsize=1)
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            variant,
+            "--batch",
+            str(args.batch),
+            "--seq",
+            str(args.seq),
+            "--layers",
+            str(args.layers),
+            "--threads",
+            str(args.threads),
+        ]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1
+        )
         self.info = self.read()
 
     def read(self) -> dict:
         for line in self.process.stdout:
             if line.startswith(TAG):
-                return json.loads(line[len(TAG):])
+                return json.loads(line[len(TAG) :])
         self.log.seek(0)
-        raise SystemExit(f"worker {self.variant} ended (exit {self.process.wait()}):\n{self.log.read()[-4000:]}")
+        raise SystemExit(
+            f"worker {self.variant} ended (exit {self.process.wait()}):\n{self.log.read()[-4000:]}"
+        )
 
     def ask(self, command: str) -> dict:
         self.process.stdin.write(command + "\n")
@@ -186,9 +210,12 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
     print(machine_line())
-    print(f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, batch {args.batch} x seq "
-          f"{args.seq}, {args.threads} threads; {args.steps} timed rounds after {args.warmup} warm-up rounds; "
-          f"one process per variant, one step each in turn", flush=True)
+    print(
+        f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, batch {args.batch} x seq "
+        f"{args.seq}, {args.threads} threads; {args.steps} timed rounds after {args.warmup} warm-up rounds; "
+        f"one process per variant, one step each in turn",
+        flush=True,
+    )
     started = time.time()
     workers = {}
     try:
@@ -218,33 +245,45 @@ def main() -> None:
             w.process.kill()
 
     print()
-    header = (f"{'variant':<15}{'trainable':>13}{'wall s/step':>13}{'IQR':>16}{'cpu s/step':>12}"
-              f"{'peak RSS MiB':>14}{'maxrss MiB':>12}")
+    header = (
+        f"{'variant':<15}{'trainable':>13}{'wall s/step':>13}{'IQR':>16}{'cpu s/step':>12}"
+        f"{'peak RSS MiB':>14}{'maxrss MiB':>12}"
+    )
     print(header)
     print("-" * len(header))
     for variant in variants:
         low, high = iqr(wall[variant])
         peak = final[variant]["peak_rss_mib"]
-        print(f"{variant:<15}{infos[variant]['trainable']:>13,}{median(wall[variant]):>13.3f}"
-              f"{f'{low:.3f}-{high:.3f}':>16}{median(cpu[variant]):>12.3f}"
-              f"{(f'{peak:.0f}' if peak else 'n/a'):>14}{final[variant]['maxrss_mib']:>12.0f}")
+        print(
+            f"{variant:<15}{infos[variant]['trainable']:>13,}{median(wall[variant]):>13.3f}"
+            f"{f'{low:.3f}-{high:.3f}':>16}{median(cpu[variant]):>12.3f}"
+            f"{(f'{peak:.0f}' if peak else 'n/a'):>14}{final[variant]['maxrss_mib']:>12.0f}"
+        )
     print()
-    pairs = [(a, b) for a in ("seq_bn", "double_seq_bn", "frozen") for b in ("frozen", "full")
-             if a != b and a in wall and b in wall]
+    pairs = [
+        (a, b)
+        for a in ("seq_bn", "double_seq_bn", "frozen")
+        for b in ("frozen", "full")
+        if a != b and a in wall and b in wall
+    ]
     for a, b in pairs:
         of_medians = median(wall[a]) / median(wall[b])
         paired = median([x / y for x, y in zip(wall[a], wall[b])])
         cpu_ratio = median(cpu[a]) / median(cpu[b])
         pa, pb = final[a]["peak_rss_mib"], final[b]["peak_rss_mib"]
-        line = (f"{a} / {b}: step {of_medians:.3f}x (median of per-round ratios {paired:.3f}x, cpu time "
-                f"{cpu_ratio:.3f}x), peak RSS {(f'{pa / pb:.2f}x' if pa and pb else 'n/a')}")
+        line = (
+            f"{a} / {b}: step {of_medians:.3f}x (median of per-round ratios {paired:.3f}x, cpu time "
+            f"{cpu_ratio:.3f}x), peak RSS {(f'{pa / pb:.2f}x' if pa and pb else 'n/a')}"
+        )
         target = TARGETS.get((a, b))
         if target is not None:
             met = of_medians <= target and paired <= target
             line += f"; target <= {target:.2f}x: {'met' if met else 'MISSED'}"
         print(line)
-    print(f"load average during the timed rounds: min {min(loads):.2f}, median {median(loads):.2f}, "
-          f"max {max(loads):.2f}; total time {time.time() - started:.0f} s")
+    print(
+        f"load average during the timed rounds: min {min(loads):.2f}, median {median(loads):.2f}, "
+        f"max {max(loads):.2f}; total time {time.time() - started:.0f} s"
+    )
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump({"args": vars(args), "wall": wall, "cpu": cpu, "final": final, "loads": loads}, f)

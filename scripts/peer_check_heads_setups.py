@@ -27,7 +27,9 @@ def _batch(arch):
 
 
 def _load(cls, arch, folder="base"):
-    return cls.from_pretrained(FIXTURES / arch / folder, attn_implementation="eager").eval()  # absolute folder ok
+    return cls.from_pretrained(
+        FIXTURES / arch / folder, attn_implementation="eager"
+    ).eval()  # absolute folder ok
 
 
 def _perturb(model, wanted):
@@ -50,7 +52,9 @@ def save(out: Path) -> None:
     outputs = {}
     for arch in ARCHS:
         batch = _batch(arch)
-        model = adapterhub.AdapterModel.from_pretrained(FIXTURES / arch / "base", attn_implementation="eager").eval()
+        model = adapterhub.AdapterModel.from_pretrained(
+            FIXTURES / arch / "base", attn_implementation="eager"
+        ).eval()
         model.add_adapter("t", config="seq_bn")
         model.add_classification_head("t", num_labels=3)
         model.add_adapter("q", config="double_seq_bn")
@@ -62,7 +66,9 @@ def save(out: Path) -> None:
             for safe in (True, False):
                 model.save_adapter(out / arch / f"flex_{name}_{safe}", name, use_safetensors=safe)
         for key, config in COMPACTERS.items():
-            model = adapterhub.init(_load(transformers.AutoModelForSequenceClassification, arch, "base_seqcls"))
+            model = adapterhub.init(
+                _load(transformers.AutoModelForSequenceClassification, arch, "base_seqcls")
+            )
             model.add_adapter("c", config=config)
             _perturb(model, lambda k: ".adapters." in k or "shared_parameters" in k)
             model.set_active_adapters("c")
@@ -73,12 +79,16 @@ def save(out: Path) -> None:
             model.add_adapter(name, config="seq_bn")
         model.add_adapter_fusion(["a", "b"])
         _perturb(model, lambda k: "adapter" in k)
-        for tag, setup in (("fuse", adapterhub.Fuse("a", "b")),
-                           ("stack_fuse", adapterhub.Stack("c", adapterhub.Fuse("a", "b")))):
+        for tag, setup in (
+            ("fuse", adapterhub.Fuse("a", "b")),
+            ("stack_fuse", adapterhub.Stack("c", adapterhub.Fuse("a", "b"))),
+        ):
             model.set_active_adapters(setup)
             outputs[f"{arch}/{tag}"] = _run(model, batch)
             model.save_adapter_setup(out / tag / arch, setup)
-        model = adapterhub.AdapterModel.from_pretrained(FIXTURES / arch / "base", attn_implementation="eager").eval()
+        model = adapterhub.AdapterModel.from_pretrained(
+            FIXTURES / arch / "base", attn_implementation="eager"
+        ).eval()
         for name in "ab":
             model.add_adapter(name, config="seq_bn")
         model.add_adapter_fusion(["a", "b"])
@@ -99,10 +109,13 @@ def check(out: Path) -> None:
         for name in ("t", "q"):
             for safe in (True, False):
                 model = _load(adapters.AutoAdapterModel, arch)
-                model.set_active_adapters(model.load_adapter(str(out / arch / f"flex_{name}_{safe}"),
-                                                             use_safetensors=safe))
+                model.set_active_adapters(
+                    model.load_adapter(str(out / arch / f"flex_{name}_{safe}"), use_safetensors=safe)
+                )
                 diff = (_run(model, batch) - expected[f"{arch}/flex_{name}"]).abs().max().item()
-                print(f"{arch} {type(model).__name__} head {name} {'safetensors' if safe else 'bin'}: {diff:.1e}")
+                print(
+                    f"{arch} {type(model).__name__} head {name} {'safetensors' if safe else 'bin'}: {diff:.1e}"
+                )
         for key in COMPACTERS:
             model = _load(transformers.AutoModelForSequenceClassification, arch, "base_seqcls")
             adapters.init(model)
@@ -112,7 +125,9 @@ def check(out: Path) -> None:
             model = _load(transformers.AutoModel, arch)
             adapters.init(model)
             setup, _ = model.load_adapter_setup(str(out / tag / arch), set_active=True, use_safetensors=True)
-            print(f"{arch} {setup}: {(_run(model, batch) - expected[f'{arch}/{tag}']).abs().max().item():.1e}")
+            print(
+                f"{arch} {setup}: {(_run(model, batch) - expected[f'{arch}/{tag}']).abs().max().item():.1e}"
+            )
         model = _load(adapters.AutoAdapterModel, arch, out / "checkpoint" / arch)
         model.set_active_adapters(adapters.Fuse("a", "b"))
         diff = (_run(model, batch) - expected[f"{arch}/checkpoint"]).abs().max().item()

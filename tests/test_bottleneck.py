@@ -122,7 +122,7 @@ def test_adapter_saved_from_head_model_loads_into_base_model(arch, tmp_path):
     prefix = head_model.base_model_prefix + "."
     assert len(saved) == len(loaded) > 0
     for key, value in saved.items():
-        assert torch.equal(loaded[key[len(prefix):].replace(".x.", ".y.")], value)
+        assert torch.equal(loaded[key[len(prefix) :].replace(".x.", ".y.")], value)
 
 
 def test_saved_files_follow_the_adapterhub_format(tmp_path):
@@ -135,7 +135,15 @@ def test_saved_files_follow_the_adapterhub_format(tmp_path):
     model.add_adapter("sst", config="seq_bn")
     model.save_adapter(tmp_path, "sst")
     config = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert set(config) == {"config", "hidden_size", "model_class", "model_name", "model_type", "name", "version"}
+    assert set(config) == {
+        "config",
+        "hidden_size",
+        "model_class",
+        "model_name",
+        "model_type",
+        "name",
+        "version",
+    }
     assert config["model_class"] == "BertForSequenceClassification" and config["model_type"] == "bert"
     assert config["hidden_size"] == 32 and config["name"] == "sst"
     assert adapterhub.config_hash(config["config"]) == "9076f36a74755ac4"
@@ -209,10 +217,21 @@ def test_forward_maths_at_the_attention_site(arch, preset):
     adapter = site.adapters["a"]
     seen = {}
     site.output_module.register_forward_hook(
-        lambda m, a, o: seen.__setitem__("h", (o[0] if isinstance(o, tuple) else o).detach().clone()))
+        lambda m, a, o: seen.__setitem__("h", (o[0] if isinstance(o, tuple) else o).detach().clone())
+    )
     site.residual_module.register_forward_pre_hook(
-        lambda m, a, k: seen.__setitem__("r", (a[site.spec.residual_arg[0]] if len(a) > site.spec.residual_arg[0]
-                                               else k[site.spec.residual_arg[1]]).detach().clone()), with_kwargs=True)
+        lambda m, a, k: seen.__setitem__(
+            "r",
+            (
+                a[site.spec.residual_arg[0]]
+                if len(a) > site.spec.residual_arg[0]
+                else k[site.spec.residual_arg[1]]
+            )
+            .detach()
+            .clone(),
+        ),
+        with_kwargs=True,
+    )
     after = {"bert": "attention.output.LayerNorm", "llama": "post_attention_layernorm", "gpt2": "ln_2"}[arch]
     layer = state.layers[0]
     module = layer.get_submodule(after)

@@ -79,23 +79,38 @@ def test_saved_from_a_plain_model_the_shared_rule_is_kept(tmp_path):
     model.save_adapter(tmp_path, "c")
     head_model = adapterhub.init(make_model("bert", "seqcls"))
     head_model.load_adapter(tmp_path, load_as="d")
-    assert torch.equal(head_model.adapter_state_dict("d")["bert.shared_parameters.d.phm_rule"],
-                       model.adapter_state_dict("c")["shared_parameters.c.phm_rule"])
+    assert torch.equal(
+        head_model.adapter_state_dict("d")["bert.shared_parameters.d.phm_rule"],
+        model.adapter_state_dict("c")["shared_parameters.c.phm_rule"],
+    )
     fresh = adapterhub.init(make_model("bert", "base"))
     fresh.load_adapter(tmp_path, set_active=True)
     assert torch.equal(output_of(fresh, batch), expected)
 
 
-@pytest.mark.parametrize("options,present,absent", [
-    ("shared_phm_rule=false", ["adapters.c.adapter_down.0.phm_rule"], ["shared_parameters"]),
-    ("factorized_phm_rule=true", ["shared_parameters.c.phm_rule_left", "shared_parameters.c.phm_rule_right"],
-     ["shared_parameters.c.phm_rule."]),
-    ("shared_W_phm=true", ["shared_parameters.c.W_down_left", "shared_parameters.c.W_up_right"], ["W_left"]),
-    ("factorized_phm_W=false", ["adapters.c.adapter_up.W"], ["W_left"]),
-    ("shared_W_phm=true,factorized_phm_W=false", ["shared_parameters.c.W_down", "shared_parameters.c.W_up"],
-     ["W_left"]),
-    ("phm_bias=false,phm_rank=2", ["adapter_down.0.W_left"], ["adapter_down.0.b"]),
-])
+@pytest.mark.parametrize(
+    "options,present,absent",
+    [
+        ("shared_phm_rule=false", ["adapters.c.adapter_down.0.phm_rule"], ["shared_parameters"]),
+        (
+            "factorized_phm_rule=true",
+            ["shared_parameters.c.phm_rule_left", "shared_parameters.c.phm_rule_right"],
+            ["shared_parameters.c.phm_rule."],
+        ),
+        (
+            "shared_W_phm=true",
+            ["shared_parameters.c.W_down_left", "shared_parameters.c.W_up_right"],
+            ["W_left"],
+        ),
+        ("factorized_phm_W=false", ["adapters.c.adapter_up.W"], ["W_left"]),
+        (
+            "shared_W_phm=true,factorized_phm_W=false",
+            ["shared_parameters.c.W_down", "shared_parameters.c.W_up"],
+            ["W_left"],
+        ),
+        ("phm_bias=false,phm_rank=2", ["adapter_down.0.W_left"], ["adapter_down.0.b"]),
+    ],
+)
 def test_variants_run_and_round_trip(options, present, absent, tmp_path):
     model = adapterhub.init(make_model("bert", "base"))
     model.add_adapter("c", config=f"compacter[reduction_factor=4,{options}]")
@@ -147,6 +162,7 @@ def test_compacter_errors(tmp_path):
     model.add_adapter("c", config=COMPACTER)
     model.save_adapter(tmp_path, "c")
     from safetensors.torch import load_file, save_file
+
     weights = load_file(str(tmp_path / "adapter.safetensors"))
     del weights["shared_parameters.c.phm_rule"]
     save_file(weights, str(tmp_path / "adapter.safetensors"))

@@ -37,16 +37,19 @@ def test_unknown_preset():
     assert not model.has_adapters()
 
 
-@pytest.mark.parametrize("config,message", [
-    ("seq_bn[reduction_factr=8]", "unknown option.*'reduction_factr'"),
-    ("seq_bn[reduction_factor=-2]", "reduction_factor must be a positive number"),
-    ("seq_bn[non_linearity=nope]", "unknown non_linearity 'nope'"),
-    ("seq_bn[init_weights=xavier]", "init_weights must be one of"),
-    ("seq_bn[scaling=big]", "scaling must be"),
-    ("seq_bn[reduction_factor=8", "invalid adapter config string"),
-    ({"architecture": "mystery"}, "unknown adapter architecture 'mystery'"),
-    ({"mh_adapter": False, "output_adapter": False}, "would be empty"),
-])
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ("seq_bn[reduction_factr=8]", "unknown option.*'reduction_factr'"),
+        ("seq_bn[reduction_factor=-2]", "reduction_factor must be a positive number"),
+        ("seq_bn[non_linearity=nope]", "unknown non_linearity 'nope'"),
+        ("seq_bn[init_weights=xavier]", "init_weights must be one of"),
+        ("seq_bn[scaling=big]", "scaling must be"),
+        ("seq_bn[reduction_factor=8", "invalid adapter config string"),
+        ({"architecture": "mystery"}, "unknown adapter architecture 'mystery'"),
+        ({"mh_adapter": False, "output_adapter": False}, "would be empty"),
+    ],
+)
 def test_bad_options(config, message):
     with pytest.raises(AdapterConfigError, match=message):
         _fresh().add_adapter("a", config=config)
@@ -81,8 +84,17 @@ def test_unknown_adapter_name():
 def test_other_hidden_size(saved):
     from transformers import BertConfig, BertForSequenceClassification
 
-    model = adapterhub.init(BertForSequenceClassification(BertConfig(
-        hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, vocab_size=100)))
+    model = adapterhub.init(
+        BertForSequenceClassification(
+            BertConfig(
+                hidden_size=48,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=37,
+                vocab_size=100,
+            )
+        )
+    )
     with pytest.raises(AdapterLoadError, match="hidden size 32; this model has hidden size 48"):
         model.load_adapter(saved)
     assert not model.has_adapters()
@@ -118,7 +130,9 @@ def test_shape_mismatch_is_named(saved):
     config["config"]["reduction_factor"] = 4
     (saved / "adapter_config.json").write_text(json.dumps(config))
     model = _fresh()
-    with pytest.raises(AdapterLoadError, match=r"shape mismatch: .*adapter_down.0.weight \(file \(2, 32\), model \(8, 32\)\)"):
+    with pytest.raises(
+        AdapterLoadError, match=r"shape mismatch: .*adapter_down.0.weight \(file \(2, 32\), model \(8, 32\)\)"
+    ):
         model.load_adapter(saved)
     assert not model.has_adapters()
 
@@ -177,7 +191,9 @@ def test_missing_files(tmp_path):
 def test_head_of_other_size_is_refused_before_anything_changes(saved):
     model = adapterhub.init(make_model("bert", "seqcls", num_labels=5))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(AdapterLoadError, match=r"the head .*classifier.weight \(file \(3, 32\), model \(5, 32\)\)"):
+    with pytest.raises(
+        AdapterLoadError, match=r"the head .*classifier.weight \(file \(3, 32\), model \(5, 32\)\)"
+    ):
         model.load_adapter(saved)
     after = model.state_dict()
     assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
@@ -188,13 +204,22 @@ def test_uninitialised_model_and_unsupported_architecture():
     from transformers import T5Config, T5Model
 
     with pytest.raises(adapterhub.UnsupportedModelError, match="model type 't5'.*supported: bert"):
-        adapterhub.init(T5Model(T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=16, vocab_size=50, d_kv=8)))
+        adapterhub.init(
+            T5Model(T5Config(d_model=16, num_layers=1, num_heads=2, d_ff=16, vocab_size=50, d_kv=8))
+        )
 
 
-@pytest.mark.parametrize("alias,preset", [
-    ("pfeiffer", "seq_bn"), ("houlsby", "double_seq_bn"), ("parallel", "par_bn"),
-    ("scaled_parallel", "scaled_par_bn"), ("pfeiffer+inv", "seq_bn_inv"), ("houlsby+inv", "double_seq_bn_inv"),
-])
+@pytest.mark.parametrize(
+    "alias,preset",
+    [
+        ("pfeiffer", "seq_bn"),
+        ("houlsby", "double_seq_bn"),
+        ("parallel", "par_bn"),
+        ("scaled_parallel", "scaled_par_bn"),
+        ("pfeiffer+inv", "seq_bn_inv"),
+        ("houlsby+inv", "double_seq_bn_inv"),
+    ],
+)
 def test_preset_aliases(alias, preset):
     assert adapterhub.resolve_config(alias) == adapterhub.resolve_config(preset)
     assert adapterhub.config_hash(alias) == adapterhub.config_hash(preset)
@@ -202,8 +227,18 @@ def test_preset_aliases(alias, preset):
 
 def test_preset_values_follow_the_adapterhub_presets():
     seq, double, par = (adapterhub.resolve_config(n) for n in ("seq_bn", "double_seq_bn", "par_bn"))
-    assert (seq.original_ln_before, seq.mh_adapter, seq.output_adapter, seq.non_linearity) == (True, False, True, "relu")
+    assert (seq.original_ln_before, seq.mh_adapter, seq.output_adapter, seq.non_linearity) == (
+        True,
+        False,
+        True,
+        "relu",
+    )
     assert (double.original_ln_before, double.mh_adapter, double.non_linearity) == (False, True, "swish")
-    assert (par.is_parallel, par.scaling, par.reduction_factor, par.init_weights) == (True, 4.0, 2, "mam_adapter")
+    assert (par.is_parallel, par.scaling, par.reduction_factor, par.init_weights) == (
+        True,
+        4.0,
+        2,
+        "mam_adapter",
+    )
     assert adapterhub.resolve_config("scaled_par_bn").scaling == "learned"
     assert adapterhub.resolve_config("seq_bn_inv").inv_adapter == "nice"

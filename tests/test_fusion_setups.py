@@ -9,7 +9,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import adapterhub
-from adapterhub import AdapterConfigError, AdapterExistsError, AdapterLoadError, AdapterNotFoundError, Fuse, Stack
+from adapterhub import (
+    AdapterConfigError,
+    AdapterExistsError,
+    AdapterLoadError,
+    AdapterNotFoundError,
+    Fuse,
+    Stack,
+)
 from adapterhub.library.composition import Block
 from adapterhub.library.methods.bottleneck.fusion import AdapterFusionLayer, FusionConfig
 from tiny_models import ARCHS, inputs, make_model, output_of
@@ -40,10 +47,16 @@ def perturb_fusion(model, name):
 def test_blocks_serialise_to_the_adapter_setup_format():
     setup = Stack("x", Fuse("a", "b"))
     data = setup.to_dict()
-    assert data == {"type": "Stack", "children": [
-        {"type": "single", "children": ["x"]},
-        {"type": "Fuse", "children": [{"type": "single", "children": ["a"]}, {"type": "single", "children": ["b"]}]},
-    ]}
+    assert data == {
+        "type": "Stack",
+        "children": [
+            {"type": "single", "children": ["x"]},
+            {
+                "type": "Fuse",
+                "children": [{"type": "single", "children": ["a"]}, {"type": "single", "children": ["b"]}],
+            },
+        ],
+    }
     assert Block.from_dict(data) == setup
     assert setup.names() == ["x", "a", "b"] and setup.last() == "b" and "a" in setup
     assert [f.name for f in setup.fuse_blocks()] == ["a,b"]
@@ -115,7 +128,12 @@ def test_fusion_layers_sit_where_all_fused_adapters_are():
     keys = [k for k in model.state_dict() if "adapter_fusion_layer" in k]
     assert keys and all(".output.adapter_fusion_layer.a,h." in k for k in keys)  # seq_bn: FFN output only
     assert sorted({k.split("adapter_fusion_layer.a,h.")[1] for k in keys}) == [
-        "key.bias", "key.weight", "query.bias", "query.weight", "value.weight"]
+        "key.bias",
+        "key.weight",
+        "query.bias",
+        "query.weight",
+        "value.weight",
+    ]
 
 
 def test_train_adapter_fusion_trains_only_the_fusion_and_the_head():
@@ -123,7 +141,9 @@ def test_train_adapter_fusion_trains_only_the_fusion_and_the_head():
     model.add_adapter_fusion(["a", "b"])
     model.train_adapter_fusion(Fuse("a", "b"))
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {k for k in model.state_dict() if "adapter_fusion_layer.a,b." in k or k.startswith("classifier.")}
+    assert trainable == {
+        k for k in model.state_dict() if "adapter_fusion_layer.a,b." in k or k.startswith("classifier.")
+    }
     assert model.active_adapters == Fuse("a", "b") and model.training
     loss = model(**inputs(), labels=torch.tensor([0, 1])).loss + model.get_fusion_regularization_loss()
     loss.backward()
@@ -159,7 +179,9 @@ def test_fusion_save_load_round_trip(use_safetensors, tmp_path):
     header = json.loads((tmp_path / "fusion" / "adapter_fusion_config.json").read_text())
     assert header["adapter_names"] == ["a", "b"] and header["name"] == "a,b"
     assert header["config"] == FusionConfig().to_dict() and header["model_class"] == "BertModel"
-    weights_file = "model_adapter_fusion.safetensors" if use_safetensors else "pytorch_model_adapter_fusion.bin"
+    weights_file = (
+        "model_adapter_fusion.safetensors" if use_safetensors else "pytorch_model_adapter_fusion.bin"
+    )
     assert (tmp_path / "fusion" / weights_file).is_file()
 
     fresh = adapterhub.init(make_model("bert", "base"))
@@ -199,7 +221,9 @@ def test_fusion_errors_and_deletion(tmp_path):
     fresh = adapterhub.init(make_model("bert", "base"))
     fresh.load_adapter(tmp_path / "a")
     fresh.load_adapter(tmp_path / "b")
-    with pytest.raises(AdapterLoadError, match="missing keys: encoder.layer.0.output.adapter_fusion_layer.a,b."):
+    with pytest.raises(
+        AdapterLoadError, match="missing keys: encoder.layer.0.output.adapter_fusion_layer.a,b."
+    ):
         fresh.load_adapter_fusion(tmp_path / "f")
     assert not any("adapter_fusion_layer" in k for k in fresh.state_dict())  # nothing half-applied
     # deleting a fused adapter removes its fusion layer and the Fuse block from the active setup
@@ -269,6 +293,8 @@ def test_adapter_setup_errors_leave_nothing_behind(tmp_path):
     assert not fresh.has_adapters() and fresh.active_adapters is None
     with pytest.raises(AdapterLoadError, match="no adapter_setup.json"):
         fresh.load_adapter_setup(tmp_path / "ok" / "a")
-    (tmp_path / "ok" / "adapter_setup.json").write_text(json.dumps({"adapter_setup": {"type": "Parallel", "children": []}}))
+    (tmp_path / "ok" / "adapter_setup.json").write_text(
+        json.dumps({"adapter_setup": {"type": "Parallel", "children": []}})
+    )
     with pytest.raises(AdapterLoadError, match="unsupported composition block 'Parallel'"):
         fresh.load_adapter_setup(tmp_path / "ok")

@@ -27,12 +27,16 @@ def test_every_architecture_gets_a_named_class_and_the_peer_key_layout(arch):
     base = make_model(arch, "base")
     model = adapterhub.AdapterModel(base).eval()
     prefix = base.base_model_prefix
-    assert type(model).__name__ == type(base).__name__[:-len("Model")] + "AdapterModel"
+    assert type(model).__name__ == type(base).__name__[: -len("Model")] + "AdapterModel"
     assert isinstance(model, adapterhub.AdapterModel) and model.base_model is base
     model.add_classification_head("task", num_labels=3)
     keys = list(model.state_dict())
     assert [k for k in keys if k.startswith("heads.")] == [
-        "heads.task.1.weight", "heads.task.1.bias", "heads.task.4.weight", "heads.task.4.bias"]
+        "heads.task.1.weight",
+        "heads.task.1.bias",
+        "heads.task.4.weight",
+        "heads.task.4.bias",
+    ]
     assert all(k.startswith(prefix + ".") or k.startswith("heads.") for k in keys)
     batch = inputs()
     model.active_head = None
@@ -58,8 +62,12 @@ def test_encoders_pool_the_first_token_and_use_pooler_reads_the_pooler():
     batch = inputs()
     with torch.no_grad():
         out = model.base_model(**batch)
-        assert torch.allclose(logits(model, batch, head="cls"), _manual_head(model.heads.cls, out.last_hidden_state[:, 0]))
-        assert torch.allclose(logits(model, batch, head="pool"), _manual_head(model.heads.pool, out.pooler_output))
+        assert torch.allclose(
+            logits(model, batch, head="cls"), _manual_head(model.heads.cls, out.last_hidden_state[:, 0])
+        )
+        assert torch.allclose(
+            logits(model, batch, head="pool"), _manual_head(model.heads.pool, out.pooler_output)
+        )
 
 
 @pytest.mark.parametrize("arch", sorted(DECODERS))
@@ -85,9 +93,15 @@ def test_head_options_change_the_layout():
     assert [k for k in model.heads.one.state_dict()] == ["1.weight", "1.bias"]
     assert [k for k in model.heads.noact.state_dict()] == ["1.weight", "1.bias", "3.weight"]
     assert model.heads.one.config == {
-        "head_type": "classification", "num_labels": 4, "layers": 1, "activation_function": "tanh",
-        "use_pooler": False, "bias": True, "dropout_prob": None,
-        "label2id": {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2, "LABEL_3": 3}}
+        "head_type": "classification",
+        "num_labels": 4,
+        "layers": 1,
+        "activation_function": "tanh",
+        "use_pooler": False,
+        "bias": True,
+        "dropout_prob": None,
+        "label2id": {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2, "LABEL_3": 3},
+    }
     model.add_classification_head("named", num_labels=2, id2label={0: "neg", 1: "pos"})
     assert model.get_labels("named") == ["neg", "pos"]
     assert model.active_head == "named"
@@ -108,13 +122,17 @@ def test_losses_of_each_head_type():
     multi = torch.tensor([[1, 0, 1], [0, 0, 1]])
     out = model(**batch, labels=multi)
     assert model.heads.multi.config["head_type"] == "multilabel_classification"
-    assert torch.allclose(out.loss, torch.nn.functional.binary_cross_entropy_with_logits(out.logits, multi.float()))
+    assert torch.allclose(
+        out.loss, torch.nn.functional.binary_cross_entropy_with_logits(out.logits, multi.float())
+    )
     model.add_tagging_head("tag", num_labels=5)
     tags = torch.randint(0, 5, batch["input_ids"].shape)
     out = model(**batch, labels=tags)
     assert out.logits.shape == (2, 7, 5)
     keep = batch["attention_mask"].view(-1) == 1
-    assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(out.logits.view(-1, 5)[keep], tags.view(-1)[keep]))
+    assert torch.allclose(
+        out.loss, torch.nn.functional.cross_entropy(out.logits.view(-1, 5)[keep], tags.view(-1)[keep])
+    )
     as_tuple = model(**batch, labels=tags, return_dict=False)
     assert torch.equal(as_tuple[0], out.loss) and torch.equal(as_tuple[1], out.logits)
 
@@ -175,7 +193,11 @@ def test_head_files_from_the_peer_layout(tmp_path):
     model.add_classification_head("x", num_labels=2)
     model.save_adapter(tmp_path, "x")
     assert sorted(load_file(str(tmp_path / "model_head.safetensors"))) == [
-        "heads.x.1.bias", "heads.x.1.weight", "heads.x.4.bias", "heads.x.4.weight"]
+        "heads.x.1.bias",
+        "heads.x.1.weight",
+        "heads.x.4.bias",
+        "heads.x.4.weight",
+    ]
 
 
 def test_flexible_and_fixed_heads_do_not_mix(tmp_path):
@@ -273,8 +295,10 @@ def test_question_answering_and_multiple_choice_heads(tmp_path):
         hidden = model.base_model(**batch).last_hidden_state
         both = model.heads.qa[1](hidden)
     assert torch.allclose(out.start_logits, both[..., 0]) and torch.allclose(out.end_logits, both[..., 1])
-    expected = (torch.nn.functional.cross_entropy(out.start_logits, start)
-                + torch.nn.functional.cross_entropy(out.end_logits[:1], end[:1])) / 2
+    expected = (
+        torch.nn.functional.cross_entropy(out.start_logits, start)
+        + torch.nn.functional.cross_entropy(out.end_logits[:1], end[:1])
+    ) / 2
     assert torch.allclose(out.loss, expected)
 
     model.add_multiple_choice_head("mc", num_choices=3)
@@ -319,11 +343,14 @@ def test_whole_model_checkpoint_round_trip(use_safetensors, tmp_path, caplog):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["architectures"] == ["RobertaAdapterModel"]
     assert config["adapters"]["fusions"] == {"ab": "static"} and config["adapters"]["fusion_name_map"] == {
-        "ab": ["a", "b"]}
+        "ab": ["a", "b"]
+    }
     assert sorted(config["prediction_heads"]) == ["ab", "tags"]
     with caplog.at_level("WARNING"):
         loaded = adapterhub.AdapterModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
-    assert "LOAD REPORT" not in caplog.text and "not used" not in caplog.text  # adapters and heads took theirs
+    assert (
+        "LOAD REPORT" not in caplog.text and "not used" not in caplog.text
+    )  # adapters and heads took theirs
     assert sorted(loaded.adapterhub_state.configs) == ["a", "b"] and sorted(loaded.heads) == ["ab", "tags"]
     assert not hasattr(loaded.config, "adapters") and not hasattr(loaded.config, "prediction_heads")
     loaded.set_active_adapters(setup)
@@ -331,6 +358,7 @@ def test_whole_model_checkpoint_round_trip(use_safetensors, tmp_path, caplog):
     assert torch.equal(logits(loaded, batch), expected)
     # a checkpoint whose weights lack an adapter named in its config is refused, naming the keys
     from safetensors.torch import load_file, save_file
+
     if use_safetensors:
         weights = load_file(str(tmp_path / "model.safetensors"))
         save_file({**weights, "roberta.extra.weight": torch.zeros(2)}, str(tmp_path / "model.safetensors"))
@@ -338,6 +366,10 @@ def test_whole_model_checkpoint_round_trip(use_safetensors, tmp_path, caplog):
         with caplog.at_level("WARNING"):
             adapterhub.AdapterModel.from_pretrained(tmp_path)
         assert "not used by RobertaAdapterModel: roberta.extra.weight" in caplog.text
-        save_file({k: v for k, v in weights.items() if ".adapters.a." not in k}, str(tmp_path / "model.safetensors"))
-        with pytest.raises(AdapterLoadError, match="missing keys: roberta.encoder.layer.0.output.adapters.a."):
+        save_file(
+            {k: v for k, v in weights.items() if ".adapters.a." not in k}, str(tmp_path / "model.safetensors")
+        )
+        with pytest.raises(
+            AdapterLoadError, match="missing keys: roberta.encoder.layer.0.output.adapters.a."
+        ):
             adapterhub.AdapterModel.from_pretrained(tmp_path)

@@ -12,7 +12,9 @@ from tiny_models import SHARED
 
 FIXTURES = SHARED / "fixtures" / "interop"
 NAMES = ["seq_bn", "double_seq_bn", "par_bn", "scaled_par_bn", "seq_bn_inv", "seq_bn-seqcls"]
-CASES = [(arch, name, sub) for arch in ("bert", "roberta") for name in NAMES for sub in ("bin", "safetensors")]
+CASES = [
+    (arch, name, sub) for arch in ("bert", "roberta") for name in NAMES for sub in ("bin", "safetensors")
+]
 
 
 def _meta(arch, name):

@@ -31,21 +31,35 @@ def _manifest_entries() -> list[dict]:
         if entry.get("library") != "adapters" or not str(entry.get("status", "")).startswith("ok"):
             continue
         kind, method, cls = entry.get("kind", ""), entry.get("method", ""), entry.get("model_class", "")
-        if method == "compacter" or cls.endswith("AdapterModel") or kind in ("adapters-fuse", "adapters-stack"):
+        if (
+            method == "compacter"
+            or cls.endswith("AdapterModel")
+            or kind in ("adapters-fuse", "adapters-stack")
+        ):
             entries.append(entry)
     return entries
 
 
 ENTRIES = _manifest_entries()
-CASES = [pytest.param(e, fmt, id=f"{e['fixture']}[{fmt}]")
-         for e in ENTRIES for fmt in ("bin", "safetensors") if e["save"].get(fmt) == "ok"]
+CASES = [
+    pytest.param(e, fmt, id=f"{e['fixture']}[{fmt}]")
+    for e in ENTRIES
+    for fmt in ("bin", "safetensors")
+    if e["save"].get(fmt) == "ok"
+]
 pytestmark = pytest.mark.skipif(not CASES, reason="interop fixtures not found beside the repository")
 
 
 def test_the_fixture_set_covers_the_bottleneck_family():
     names = {e["fixture"] for e in ENTRIES}
-    assert {"bert/adapters/seq_bn-flexhead", "roberta/adapters/seq_bn-flexhead", "bert/adapters/compacter-seqcls",
-            "roberta/adapters/compacter-seqcls", "bert/adapters/fuse_seq_bn", "bert/adapters/stack_seq_bn"} <= names
+    assert {
+        "bert/adapters/seq_bn-flexhead",
+        "roberta/adapters/seq_bn-flexhead",
+        "bert/adapters/compacter-seqcls",
+        "roberta/adapters/compacter-seqcls",
+        "bert/adapters/fuse_seq_bn",
+        "bert/adapters/stack_seq_bn",
+    } <= names
 
 
 def _fresh_model(entry):
@@ -55,8 +69,9 @@ def _fresh_model(entry):
         model = adapterhub.AdapterModel.from_pretrained(base, attn_implementation="eager")
         assert type(model).__name__ == entry["model_class"]
     elif entry["model_class"].endswith("ForSequenceClassification"):
-        model = adapterhub.init(transformers.AutoModelForSequenceClassification.from_pretrained(
-            base, attn_implementation="eager"))
+        model = adapterhub.init(
+            transformers.AutoModelForSequenceClassification.from_pretrained(base, attn_implementation="eager")
+        )
     else:
         model = adapterhub.init(transformers.AutoModel.from_pretrained(base, attn_implementation="eager"))
     return model.eval()
@@ -129,8 +144,11 @@ def _files(folder) -> dict[str, torch.Tensor]:
     for path in sorted(folder.rglob("*")):
         if path.suffix not in (".safetensors", ".bin"):
             continue
-        data = load_file(str(path)) if path.suffix == ".safetensors" else \
-            torch.load(str(path), map_location="cpu", weights_only=True)
+        data = (
+            load_file(str(path))
+            if path.suffix == ".safetensors"
+            else torch.load(str(path), map_location="cpu", weights_only=True)
+        )
         kind = "head" if "head" in path.name else "fusion" if "fusion" in path.name else "adapter"
         tensors.update({f"{path.parent.relative_to(folder)}/{kind}:{k}": v for k, v in data.items()})
     return tensors
@@ -173,4 +191,6 @@ def _json_files(folder) -> dict[str, dict]:
             data["adapter_setup"] = json.loads(json.dumps(data["adapter_setup"], sort_keys=True))
         return data
 
-    return {str(p.relative_to(folder)): normal(json.loads(p.read_text())) for p in sorted(folder.rglob("*.json"))}
+    return {
+        str(p.relative_to(folder)): normal(json.loads(p.read_text())) for p in sorted(folder.rglob("*.json"))
+    }

@@ -23,11 +23,19 @@ import adapterhub  # noqa: E402
 from adapterhub import lifecycle  # noqa: E402
 from adapterhub.lifecycle import Card, LifecycleError, run_lifecycle  # noqa: E402
 
-WORDS = ("a warm funny and beautifully acted film that i would happily watch again the story is tedious mess "
-         "jokes fall flat one after another sharp writing wonderful cast make this of year ' s best surprises "
-         "two hours my life will never get back dull loud pointless , . : good bad").split()
-TRAIN = [("a warm and wonderful film .", 1), ("a dull and pointless mess .", 0), ("the best film of the year", 1),
-         ("the jokes fall flat , tedious .", 0), ("sharp writing , a good cast", 1), ("bad , loud and dull", 0)]
+WORDS = (
+    "a warm funny and beautifully acted film that i would happily watch again the story is tedious mess "
+    "jokes fall flat one after another sharp writing wonderful cast make this of year ' s best surprises "
+    "two hours my life will never get back dull loud pointless , . : good bad"
+).split()
+TRAIN = [
+    ("a warm and wonderful film .", 1),
+    ("a dull and pointless mess .", 0),
+    ("the best film of the year", 1),
+    ("the jokes fall flat , tedious .", 0),
+    ("sharp writing , a good cast", 1),
+    ("bad , loud and dull", 0),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +43,14 @@ def _private_env(tmp_path, monkeypatch):
     """No token, endpoint, cache or offline setting of the user's may leak into (or out of) the lifecycle."""
     monkeypatch.setenv("ADAPTERHUB_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "user-cache"))
-    for name in ("ADAPTERHUB_TOKEN", "ADAPTERHUB_ENDPOINT", "ADAPTERHUB_OFFLINE", "ADAPTERHUB_DATABASE_URL",
-                 "ADAPTERHUB_DATA_DIR", "HF_ENDPOINT"):
+    for name in (
+        "ADAPTERHUB_TOKEN",
+        "ADAPTERHUB_ENDPOINT",
+        "ADAPTERHUB_OFFLINE",
+        "ADAPTERHUB_DATABASE_URL",
+        "ADAPTERHUB_DATA_DIR",
+        "HF_ENDPOINT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -51,9 +65,17 @@ def base_dir(tmp_path_factory) -> Path:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizer(vocab_file=str(folder / "vocab.txt"))
     tokenizer.save_pretrained(str(folder))
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37, max_position_embeddings=64, pad_token_id=0,
-                        id2label={0: "0", 1: "1"}, label2id={"0": 0, "1": 1})  # as the quickstart's SST-2 labels
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        id2label={0: "0", 1: "1"},
+        label2id={"0": 0, "1": 1},
+    )  # as the quickstart's SST-2 labels
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(str(folder))
     return folder
@@ -117,9 +139,18 @@ def test_whole_lifecycle(base_dir, trained, tmp_path):
     def run():
         try:
             result["report"] = run_lifecycle(
-                folder, model_path=base_dir, load_model=lambda: _fresh(base_dir), tokenizer=tokenizer,
-                base_repo_name="tiny-bert", user="alice", card=Card(metrics={"accuracy": 0.625}),
-                label_names=lifecycle.SST2_LABELS, serve=True, stop=stop, console=console)
+                folder,
+                model_path=base_dir,
+                load_model=lambda: _fresh(base_dir),
+                tokenizer=tokenizer,
+                base_repo_name="tiny-bert",
+                user="alice",
+                card=Card(metrics={"accuracy": 0.625}),
+                label_names=lifecycle.SST2_LABELS,
+                serve=True,
+                stop=stop,
+                console=console,
+            )
         except BaseException as error:  # noqa: BLE001 - re-raised in the test thread
             result["error"] = error
 
@@ -147,32 +178,57 @@ def test_whole_lifecycle(base_dir, trained, tmp_path):
     report = result["report"]
 
     # pushed, validated, found by the faceted search
-    assert (report.repo_id, report.base_model, report.validation) == ("alice/sst-2", "alice/tiny-bert", "passed")
+    assert (report.repo_id, report.base_model, report.validation) == (
+        "alice/sst-2",
+        "alice/tiny-bert",
+        "passed",
+    )
     assert re.fullmatch(r"[0-9a-f]{40}", report.commit)
     hit = report.search_hit
-    assert (hit.id, hit.commit, hit.task, hit.subtask, hit.language, hit.base_model) == \
-        ("alice/sst-2", report.commit, "sentiment", "sst-2", "en", "alice/tiny-bert")
+    assert (hit.id, hit.commit, hit.task, hit.subtask, hit.language, hit.base_model) == (
+        "alice/sst-2",
+        report.commit,
+        "sentiment",
+        "sst-2",
+        "en",
+        "alice/tiny-bert",
+    )
     assert hit.score == pytest.approx(0.625)
     # both identifier forms pinned to the pushed commit; the legacy one through the hub's resolve API
     assert {k: (p.repo_id, p.commit) for k, p in report.pins.items()} == {
-        "alice/sst-2": ("alice/sst-2", report.commit), "sentiment/sst-2@alice": ("alice/sst-2", report.commit)}
+        "alice/sst-2": ("alice/sst-2", report.commit),
+        "sentiment/sst-2@alice": ("alice/sst-2", report.commit),
+    }
     assert report.pins["sentiment/sst-2@alice"].via == "resolve"
     # downloaded into the run's own cache under the output folder, every file checked against the hub's sha256
     loaded = report.loaded
     assert loaded.folder.is_relative_to(folder / ".hub" / "cache")
     paths = {f["path"] for f in loaded.files}
-    assert {"adapter_config.json", "adapter.safetensors", "head_config.json", "model_head.safetensors",
-            "README.md"} <= paths
+    assert {
+        "adapter_config.json",
+        "adapter.safetensors",
+        "head_config.json",
+        "model_head.safetensors",
+        "README.md",
+    } <= paths
     for f in loaded.files:
         path = loaded.folder / f["path"]
-        assert f["ok"] and f["expected"] == (lifecycle.sha256_of(path) if f["hash"] == "sha256"
-                                             else lifecycle.git_blob_id(path))
+        assert f["ok"] and f["expected"] == (
+            lifecycle.sha256_of(path) if f["hash"] == "sha256" else lifecycle.git_blob_id(path)
+        )
     assert {f["path"] for f in loaded.files if f["hash"] == "sha256"} >= {"adapter.safetensors"}
     assert not any((tmp_path / "user-cache").rglob("*.safetensors"))  # the user's own cache is not touched
     # the card says what the adapter is
     card = (loaded.folder / "README.md").read_text()
-    for line in ("task: sentiment", "subtask: sst-2", "- en", "- glue/sst2", "accuracy: 0.625",
-                 "license: apache-2.0", "base_model: alice/tiny-bert"):
+    for line in (
+        "task: sentiment",
+        "subtask: sst-2",
+        "- en",
+        "- glue/sst2",
+        "accuracy: 0.625",
+        "license: apache-2.0",
+        "base_model: alice/tiny-bert",
+    ):
         assert line in card, card
     # exactly the logits of the trained model, and predictions that agree with them
     expected = _logits(model, tokenizer, lifecycle.DEFAULT_SENTENCES)
@@ -199,9 +255,17 @@ def test_rerun_on_the_same_output_folder(base_dir, trained):
     reports = []
     for _ in range(2):
         console, _ = _console()
-        reports.append(run_lifecycle(folder, model_path=base_dir, load_model=lambda: _fresh(base_dir),
-                                     tokenizer=tokenizer, output_dir=folder.parent / "rerun", console=console,
-                                     sentences=lifecycle.DEFAULT_SENTENCES[:2]))
+        reports.append(
+            run_lifecycle(
+                folder,
+                model_path=base_dir,
+                load_model=lambda: _fresh(base_dir),
+                tokenizer=tokenizer,
+                output_dir=folder.parent / "rerun",
+                console=console,
+                sentences=lifecycle.DEFAULT_SENTENCES[:2],
+            )
+        )
     first, second = reports
     assert second.repo_id == "me/sst-2" and second.validation == "passed"
     assert {p.commit for p in second.pins.values()} == {second.commit}
@@ -211,8 +275,13 @@ def test_rerun_on_the_same_output_folder(base_dir, trained):
 def test_clear_errors(base_dir, tmp_path):
     console, _ = _console()
     with pytest.raises(LifecycleError, match="no saved adapter in"):
-        run_lifecycle(tmp_path, model_path=base_dir, load_model=lambda: _fresh(base_dir), tokenizer=None,
-                      console=console)
+        run_lifecycle(
+            tmp_path,
+            model_path=base_dir,
+            load_model=lambda: _fresh(base_dir),
+            tokenizer=None,
+            console=console,
+        )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -249,8 +318,23 @@ def test_quickstart_command_runs_the_lifecycle(base_dir, tmp_path):
     from adapterhub.cli import app
 
     data = _sst2_folder(tmp_path / "glue")
-    common = ["quickstart", "--data-dir", str(data), "--model", str(base_dir), "--epochs", "1", "--batch-size", "4",
-              "--time-budget", "0", "--threads", "1", "--no-progress", "--fp32"]
+    common = [
+        "quickstart",
+        "--data-dir",
+        str(data),
+        "--model",
+        str(base_dir),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--time-budget",
+        "0",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--fp32",
+    ]
     out = tmp_path / "qs"
     result = CliRunner().invoke(app, common + ["-o", str(out)], terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -260,7 +344,10 @@ def test_quickstart_command_runs_the_lifecycle(base_dir, tmp_path):
     assert {p["commit"] for p in summary["pins"].values()} == {summary["commit"]}
     assert summary["max_abs_logit_diff"] == 0.0
     assert f"8. see it  {summary['page_url']}" in result.output
-    assert [p["label"] for p in summary["predictions"]] and {p["label"] for p in summary["predictions"]} <= {"negative", "positive"}
+    assert [p["label"] for p in summary["predictions"]] and {p["label"] for p in summary["predictions"]} <= {
+        "negative",
+        "positive",
+    }
 
     skipped = tmp_path / "no-hub"
     result = CliRunner().invoke(app, common + ["-o", str(skipped), "--no-hub"], terminal_width=200)

@@ -13,8 +13,15 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 import adapterhub
-from adapterhub.data import (DataError, TextDataset, collate, encode, length_bucketed_batches, load_glue_task,
-                             read_table)
+from adapterhub.data import (
+    DataError,
+    TextDataset,
+    collate,
+    encode,
+    length_bucketed_batches,
+    load_glue_task,
+    read_table,
+)
 from adapterhub.training import TrainingArgs, evaluate, lr_factor, predict_logits, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -54,9 +61,17 @@ def tokenizer() -> BertTokenizerFast:
 
 
 def tiny_bert(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassification:
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config).eval()
     # With BERT's init (std 0.02) a frozen random encoder passes almost nothing from the tokens to [CLS], so no
@@ -64,7 +79,7 @@ def tiny_bert(num_labels: int = 2, seed: int = 0) -> BertForSequenceClassificati
     with torch.no_grad():
         for module in model.bert.modules():
             if isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, module.in_features ** -0.5)
+                module.weight.normal_(0.0, module.in_features**-0.5)
     return model
 
 
@@ -92,7 +107,9 @@ def test_plain_loop_trains_only_adapter_and_head(tokenizer):
     assert trainable and all(".adapters.toy." in k or k.startswith("classifier.") for k in trainable)
     assert any(k.startswith("classifier.") for k in trainable)
     features, labels = toy_data(tokenizer, 64, seed=1)
-    result = train(model, features, labels, TrainingArgs(learning_rate=1e-2, batch_size=8, max_steps=6, warmup=0))
+    result = train(
+        model, features, labels, TrainingArgs(learning_rate=1e-2, batch_size=8, max_steps=6, warmup=0)
+    )
     assert result.steps == 6 and result.stopped_by == "steps"
     after = model.state_dict()
     for key, value in before.items():
@@ -109,8 +126,13 @@ def test_plain_loop_loss_decreases_on_learnable_task(tokenizer):
     features, labels = toy_data(tokenizer, 256, seed=2)
     dev_features, dev_labels = toy_data(tokenizer, 128, seed=3)
     start = evaluate(model, dev_features, dev_labels)
-    result = train(model, features, labels, TrainingArgs(learning_rate=1e-2, batch_size=16, epochs=6, seed=0),
-                   dev=(dev_features, dev_labels))
+    result = train(
+        model,
+        features,
+        labels,
+        TrainingArgs(learning_rate=1e-2, batch_size=16, epochs=6, seed=0),
+        dev=(dev_features, dev_labels),
+    )
     end = evaluate(model, dev_features, dev_labels)
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
     assert last < 0.5 * first, (first, last)
@@ -122,8 +144,13 @@ def test_time_budget_stops_training_and_decays_the_schedule(tokenizer):
     model = adapter_model()
     features, labels = toy_data(tokenizer, 64, seed=4)
     seen = []
-    result = train(model, features, labels, TrainingArgs(learning_rate=1e-3, batch_size=4, epochs=1000,
-                                                         time_budget=0.5, warmup=0.1), on_step=seen.append)
+    result = train(
+        model,
+        features,
+        labels,
+        TrainingArgs(learning_rate=1e-3, batch_size=4, epochs=1000, time_budget=0.5, warmup=0.1),
+        on_step=seen.append,
+    )
     assert result.stopped_by == "time" and 0 < result.steps < 1000 * 16
     assert seen[-1].learning_rate < 0.2 * 1e-3  # the schedule ran on time: nearly fully decayed at the end
     assert lr_factor(0.05, 0.1, "linear") == pytest.approx(0.5)
@@ -207,11 +234,22 @@ def test_hf_trainer_trains_adapter_and_head_only(tokenizer, tmp_path):
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
     features, labels = toy_data(tokenizer, 64, seed=6)
-    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=6, per_device_train_batch_size=8,
-                             learning_rate=1e-2, report_to=[], save_strategy="no", logging_strategy="no",
-                             use_cpu=True, seed=0, disable_tqdm=True, remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(features, labels),
-                      data_collator=_trainer_collate)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "trainer"),
+        max_steps=6,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=_ListDataset(features, labels), data_collator=_trainer_collate
+    )
     output = trainer.train()
     assert output.global_step == 6
     after = model.state_dict()
@@ -248,11 +286,41 @@ def test_train_cli_writes_an_adapter_that_loads_back(tiny_model_dir, tmp_path):
     train_file = write_tsv(tmp_path / "train.tsv", toy_sentences(192, seed=7))
     dev_file = write_tsv(tmp_path / "dev.tsv", toy_sentences(32, seed=8))
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [
-        "train", "--model", str(tiny_model_dir), "--train-file", str(train_file), "--dev-file", str(dev_file),
-        "--text-column", "sentence", "--label-column", "label", "--adapter-name", "toy",
-        "--config", "seq_bn[reduction_factor=4]", "--lr", "3e-2", "--batch-size", "16", "--epochs", "5",
-        "--max-length", "32", "--seed", "1", "--threads", "1", "-o", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--train-file",
+            str(train_file),
+            "--dev-file",
+            str(dev_file),
+            "--text-column",
+            "sentence",
+            "--label-column",
+            "label",
+            "--adapter-name",
+            "toy",
+            "--config",
+            "seq_bn[reduction_factor=4]",
+            "--lr",
+            "3e-2",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "5",
+            "--max-length",
+            "32",
+            "--seed",
+            "1",
+            "--threads",
+            "1",
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "dev accuracy" in result.output
     for name in ("adapter_config.json", "adapter.safetensors", "head_config.json", "model_head.safetensors"):
@@ -277,14 +345,26 @@ def test_train_cli_reports_data_errors(tiny_model_dir, tmp_path):
     from adapterhub.cli import app
 
     train_file = write_tsv(tmp_path / "train.tsv", toy_sentences(8, seed=9))
-    base = ["train", "--model", str(tiny_model_dir), "--train-file", str(train_file), "--no-progress", "--threads", "1",
-            "-o", str(tmp_path / "out")]
+    base = [
+        "train",
+        "--model",
+        str(tiny_model_dir),
+        "--train-file",
+        str(train_file),
+        "--no-progress",
+        "--threads",
+        "1",
+        "-o",
+        str(tmp_path / "out"),
+    ]
     result = CliRunner().invoke(app, base + ["--dev-file", str(tmp_path / "missing.tsv")])
     flat = result.output.replace("\n", "")  # rich wraps long paths at the terminal width
     assert result.exit_code == 2 and "data file not found" in flat and "missing.tsv" in flat
     result = CliRunner().invoke(app, base + ["--dev-file", str(train_file), "--text-column", "text"])
     assert result.exit_code == 2 and "no text column 'text'" in result.output
-    result = CliRunner().invoke(app, base + ["--dev-file", str(train_file), "--config", "seq_bn[reduction_factr=4]"])
+    result = CliRunner().invoke(
+        app, base + ["--dev-file", str(train_file), "--config", "seq_bn[reduction_factr=4]"]
+    )
     assert result.exit_code == 2 and "unknown option(s) 'reduction_factr'" in result.output
     result = CliRunner().invoke(app, ["train", "--task", "mnli", "--no-progress"])
     assert result.exit_code == 2 and "unknown GLUE task 'mnli'" in result.output
@@ -362,9 +442,14 @@ def test_real_minilm_trains_and_reloads_exactly(tmp_path):
     adapterhub.init(model)
     model.add_adapter("sst-2", config="seq_bn")
     model.train_adapter("sst-2")
-    frozen = {k: v.detach().clone() for k, v in model.state_dict().items() if "adapters" not in k
-              and not k.startswith("classifier.")}
-    result = train(model, features, train_data.labels, TrainingArgs(learning_rate=1e-3, batch_size=32, max_steps=4))
+    frozen = {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if "adapters" not in k and not k.startswith("classifier.")
+    }
+    result = train(
+        model, features, train_data.labels, TrainingArgs(learning_rate=1e-3, batch_size=32, max_steps=4)
+    )
     assert result.steps == 4 and all(torch.equal(model.state_dict()[k], v) for k, v in frozen.items())
     expected = predict_logits(model, dev_features)
     model.save_adapter(str(tmp_path / "sst-2"), "sst-2", with_head=True)
@@ -385,12 +470,28 @@ def test_quickstart_command_on_a_slice_of_sst2(tmp_path):
     from adapterhub.cli import app
 
     out = tmp_path / "qs"
-    result = CliRunner().invoke(app, ["quickstart", "--max-train-examples", "96", "--epochs", "1", "--threads", "1",
-                                      "--no-progress", "-o", str(out)], terminal_width=200)
+    result = CliRunner().invoke(
+        app,
+        [
+            "quickstart",
+            "--max-train-examples",
+            "96",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--no-progress",
+            "-o",
+            str(out),
+        ],
+        terminal_width=200,
+    )
     assert result.exit_code == 0, result.output
     assert "dev accuracy (reloaded adapter)" in result.output and "adapter on disk" in result.output
     results = json.loads((out / "train_results.json").read_text())
     assert results["result"]["steps"] == 3 and results["reload_max_abs_diff"] == 0.0
     assert results["reloaded_accuracy"] == results["dev_accuracy"]
-    assert results["size_bytes"] == sum((out / n).stat().st_size for n in (
-        "adapter_config.json", "adapter.safetensors", "head_config.json", "model_head.safetensors"))
+    assert results["size_bytes"] == sum(
+        (out / n).stat().st_size
+        for n in ("adapter_config.json", "adapter.safetensors", "head_config.json", "model_head.safetensors")
+    )

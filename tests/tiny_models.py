@@ -14,13 +14,34 @@ _COMMON = dict(vocab_size=100, num_hidden_layers=2, num_attention_heads=4, inter
 
 CONFIGS = {
     "bert": lambda: transformers.BertConfig(hidden_size=32, pad_token_id=0, **_COMMON),
-    "roberta": lambda: transformers.RobertaConfig(hidden_size=32, pad_token_id=1, max_position_embeddings=40, **_COMMON),
-    "xlm-roberta": lambda: transformers.XLMRobertaConfig(hidden_size=32, pad_token_id=1, max_position_embeddings=40, **_COMMON),
-    "distilbert": lambda: transformers.DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=37, pad_token_id=0),
-    "gpt2": lambda: transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=40, pad_token_id=0, bos_token_id=1, eos_token_id=2),
-    "llama": lambda: transformers.LlamaConfig(hidden_size=32, num_key_value_heads=2, pad_token_id=0, **_COMMON),
-    "mistral": lambda: transformers.MistralConfig(hidden_size=32, num_key_value_heads=2, pad_token_id=0, **_COMMON),
-    "qwen2": lambda: transformers.Qwen2Config(hidden_size=32, num_key_value_heads=2, pad_token_id=0, **_COMMON),
+    "roberta": lambda: transformers.RobertaConfig(
+        hidden_size=32, pad_token_id=1, max_position_embeddings=40, **_COMMON
+    ),
+    "xlm-roberta": lambda: transformers.XLMRobertaConfig(
+        hidden_size=32, pad_token_id=1, max_position_embeddings=40, **_COMMON
+    ),
+    "distilbert": lambda: transformers.DistilBertConfig(
+        vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=37, pad_token_id=0
+    ),
+    "gpt2": lambda: transformers.GPT2Config(
+        vocab_size=100,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=40,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    ),
+    "llama": lambda: transformers.LlamaConfig(
+        hidden_size=32, num_key_value_heads=2, pad_token_id=0, **_COMMON
+    ),
+    "mistral": lambda: transformers.MistralConfig(
+        hidden_size=32, num_key_value_heads=2, pad_token_id=0, **_COMMON
+    ),
+    "qwen2": lambda: transformers.Qwen2Config(
+        hidden_size=32, num_key_value_heads=2, pad_token_id=0, **_COMMON
+    ),
 }
 ARCHS = list(CONFIGS)
 DECODERS = {"gpt2", "llama", "mistral", "qwen2"}

@@ -19,8 +19,17 @@ Functions for programs (the quickstart, notebooks):
 from __future__ import annotations
 
 from .cache import Cache
-from .errors import (AmbiguousIdentifierError, AuthError, HubClientError, HubHTTPError, IdentifierError,
-                     IntegrityError, NotFoundError, OfflineError, ValidationFailedError)
+from .errors import (
+    AmbiguousIdentifierError,
+    AuthError,
+    HubClientError,
+    HubHTTPError,
+    IdentifierError,
+    IntegrityError,
+    NotFoundError,
+    OfflineError,
+    ValidationFailedError,
+)
 from .http import HubClient
 from .local import LocalHub, local_hub, start_local_hub
 from .push import PushResult, card_text, push_adapter, push_adapter_setup, push_base_model, push_folder
@@ -39,9 +48,37 @@ def login(token: str, endpoint: str | None = None) -> dict:
 
 
 __all__ = [
-    "AdapterSummary", "AmbiguousIdentifierError", "AuthError", "Cache", "HubClient", "HubClientError", "HubHTTPError",
-    "HubSettings", "IdentifierError", "IntegrityError", "LocalHub", "NotFoundError", "OfflineError", "Pinned",
-    "PushResult", "SearchResult", "ValidationFailedError", "adapter_folder", "adapter_info", "card_text",
-    "list_adapters", "local_hub", "login", "parse_identifier", "push_adapter", "push_adapter_setup", "push_base_model",
-    "push_folder", "resolve", "resolve_settings", "save_token", "search_adapters", "start_local_hub",
+    "AdapterSummary",
+    "AmbiguousIdentifierError",
+    "AuthError",
+    "Cache",
+    "HubClient",
+    "HubClientError",
+    "HubHTTPError",
+    "HubSettings",
+    "IdentifierError",
+    "IntegrityError",
+    "LocalHub",
+    "NotFoundError",
+    "OfflineError",
+    "Pinned",
+    "PushResult",
+    "SearchResult",
+    "ValidationFailedError",
+    "adapter_folder",
+    "adapter_info",
+    "card_text",
+    "list_adapters",
+    "local_hub",
+    "login",
+    "parse_identifier",
+    "push_adapter",
+    "push_adapter_setup",
+    "push_base_model",
+    "push_folder",
+    "resolve",
+    "resolve_settings",
+    "save_token",
+    "search_adapters",
+    "start_local_hub",
 ]

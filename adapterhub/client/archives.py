@@ -28,7 +28,7 @@ from .cache import Cache, atomic_write_json, read_json
 from .errors import HubHTTPError, IdentifierError, IntegrityError, NotFoundError, OfflineError
 from .settings import HubSettings
 
-MAX_UNPACKED = 4 * 1024 ** 3
+MAX_UNPACKED = 4 * 1024**3
 MAX_RATIO = 200.0
 MAX_MEMBERS = 10_000
 
@@ -69,13 +69,20 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
         for info in members:
             name = info.filename
             pure = PurePosixPath(name)
-            if name.startswith(("/", "\\")) or pure.is_absolute() or ".." in pure.parts or ":" in pure.parts[0] \
-                    or "\\" in name:
+            if (
+                name.startswith(("/", "\\"))
+                or pure.is_absolute()
+                or ".." in pure.parts
+                or ":" in pure.parts[0]
+                or "\\" in name
+            ):
                 raise IntegrityError(f"the archive holds an unsafe path {name!r}; refused")
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise IntegrityError(f"the archive holds a symbolic link {name!r}; refused")
             total += info.file_size
-            if total > MAX_UNPACKED or (info.compress_size and info.file_size / info.compress_size > MAX_RATIO):
+            if total > MAX_UNPACKED or (
+                info.compress_size and info.file_size / info.compress_size > MAX_RATIO
+            ):
                 raise IntegrityError(f"the archive unpacks to too much data at {name!r} (zip bomb?); refused")
         for info in members:
             target = dest / info.filename
@@ -88,14 +95,17 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
                 while chunk := src.read(1024 * 1024):
                     written += len(chunk)
                     if written > info.file_size:
-                        raise IntegrityError(f"{info.filename} unpacks to more than its declared size; refused")
+                        raise IntegrityError(
+                            f"{info.filename} unpacks to more than its declared size; refused"
+                        )
                     out.write(chunk)
             names.append(info.filename)
     return names
 
 
-def archive_folder(url: str, settings: HubSettings, cache: Cache, sha256: str | None = None,
-                   progress: bool | None = None) -> Path:
+def archive_folder(
+    url: str, settings: HubSettings, cache: Cache, sha256: str | None = None, progress: bool | None = None
+) -> Path:
     url, expected = _split_hash(url, sha256)
     root = cache.root / "urls" / hashlib.sha256(url.encode()).hexdigest()[:32]
     manifest_path = root / "manifest.json"
@@ -104,13 +114,19 @@ def archive_folder(url: str, settings: HubSettings, cache: Cache, sha256: str | 
         os.utime(manifest_path)
         return _adapter_root(root / "folder")
     if settings.offline:
-        raise OfflineError(f"offline mode: the archive {url} is not in the cache ({cache.root}); run once online")
+        raise OfflineError(
+            f"offline mode: the archive {url} is not in the cache ({cache.root}); run once online"
+        )
     from filelock import FileLock
 
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / ".lock"), timeout=900):
         manifest = read_json(manifest_path)
-        if manifest and (expected is None or manifest.get("sha256") == expected) and (root / "folder").is_dir():
+        if (
+            manifest
+            and (expected is None or manifest.get("sha256") == expected)
+            and (root / "folder").is_dir()
+        ):
             return _adapter_root(root / "folder")
         headers = {"user-agent": f"adapterhub/{__version__}"}
         if settings.token and url.startswith(settings.endpoint + "/"):
@@ -122,7 +138,9 @@ def archive_folder(url: str, settings: HubSettings, cache: Cache, sha256: str | 
                 if response.status_code == 404:
                     raise NotFoundError(f"no archive at {url} (HTTP 404)")
                 if response.status_code >= 400:
-                    raise HubHTTPError(f"downloading {url}: HTTP {response.status_code}", response.status_code)
+                    raise HubHTTPError(
+                        f"downloading {url}: HTTP {response.status_code}", response.status_code
+                    )
                 with open(part, "wb") as f:
                     for chunk in response.iter_bytes(256 * 1024):
                         f.write(chunk)
@@ -144,13 +162,26 @@ def archive_folder(url: str, settings: HubSettings, cache: Cache, sha256: str | 
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             part.unlink(missing_ok=True)
-        atomic_write_json(manifest_path, {"url": url, "sha256": got, "verified": bool(expected), "files": names,
-                                          "completed_at": time.time()})
+        atomic_write_json(
+            manifest_path,
+            {
+                "url": url,
+                "sha256": got,
+                "verified": bool(expected),
+                "files": names,
+                "completed_at": time.time(),
+            },
+        )
     return _adapter_root(root / "folder")
 
 
-FOLDER_FILES = (("adapter_config.json", True), ("adapter.safetensors", True), ("head_config.json", False),
-                ("model_head.safetensors", False), ("README.md", False))
+FOLDER_FILES = (
+    ("adapter_config.json", True),
+    ("adapter.safetensors", True),
+    ("head_config.json", False),
+    ("model_head.safetensors", False),
+    ("README.md", False),
+)
 
 
 def static_folder(url: str, settings: HubSettings, cache: Cache) -> Path:
@@ -161,7 +192,9 @@ def static_folder(url: str, settings: HubSettings, cache: Cache) -> Path:
         os.utime(root / "manifest.json")
         return root / "folder"
     if settings.offline:
-        raise OfflineError(f"offline mode: the adapter folder {base} is not in the cache ({cache.root}); run once online")
+        raise OfflineError(
+            f"offline mode: the adapter folder {base} is not in the cache ({cache.root}); run once online"
+        )
     from filelock import FileLock
 
     root.mkdir(parents=True, exist_ok=True)
@@ -169,8 +202,9 @@ def static_folder(url: str, settings: HubSettings, cache: Cache) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
         try:
             files = {}
-            with httpx.Client(headers={"user-agent": f"adapterhub/{__version__}"}, follow_redirects=True,
-                              timeout=60.0) as http:
+            with httpx.Client(
+                headers={"user-agent": f"adapterhub/{__version__}"}, follow_redirects=True, timeout=60.0
+            ) as http:
                 for name, required in FOLDER_FILES:
                     try:
                         response = http.get(base + name)
@@ -179,20 +213,25 @@ def static_folder(url: str, settings: HubSettings, cache: Cache) -> Path:
                     if response.status_code == 404 and not required:
                         continue
                     if response.status_code >= 400:
-                        raise NotFoundError(f"{base} does not hold an adapter: {name} answered HTTP "
-                                            f"{response.status_code}")
+                        raise NotFoundError(
+                            f"{base} does not hold an adapter: {name} answered HTTP {response.status_code}"
+                        )
                     (staging / name).write_bytes(response.content)
                     files[name] = hashlib.sha256(response.content).hexdigest()
             shutil.rmtree(root / "folder", ignore_errors=True)
             os.replace(staging, root / "folder")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        atomic_write_json(root / "manifest.json", {"url": base, "files": files, "verified": False,
-                                                   "completed_at": time.time()})
+        atomic_write_json(
+            root / "manifest.json",
+            {"url": base, "files": files, "verified": False, "completed_at": time.time()},
+        )
     return root / "folder"
 
 
 def _intact(folder: Path, manifest: dict) -> bool:
     files = manifest.get("files") or {}
-    return bool(files) and all((folder / name).is_file() and hashlib.sha256((folder / name).read_bytes()).hexdigest()
-                               == sha for name, sha in files.items())
+    return bool(files) and all(
+        (folder / name).is_file() and hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha
+        for name, sha in files.items()
+    )

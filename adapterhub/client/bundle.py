@@ -22,15 +22,27 @@ from .http import HubClient
 from .progress import progress_bar
 
 MANIFEST = ".adapterhub-bundle.json"  # the first member
-MAX_FILE = 16 * 1024 * 1024  # the client asks the hub to leave out larger files: they come one by one (resumable)
+MAX_FILE = (
+    16 * 1024 * 1024
+)  # the client asks the hub to leave out larger files: they come one by one (resumable)
 IN_MEMORY = 64 * 1024 * 1024  # answers up to this size are read whole and parsed without copying the files
-WHOLE = 4 * 1024 * 1024  # ... and up to this size read in one piece (larger ones in chunks, for the progress bar)
+WHOLE = (
+    4 * 1024 * 1024
+)  # ... and up to this size read in one piece (larger ones in chunks, for the progress bar)
 
 Chunks = Iterable[bytes | memoryview]
 
 
-def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, label: str = "bundle",
-                progress: bool | None = None, full_check: bool = False) -> tuple[dict, Path]:
+def read_bundle(
+    client: HubClient,
+    cache: Cache,
+    endpoint: str,
+    response,
+    *,
+    label: str = "bundle",
+    progress: bool | None = None,
+    full_check: bool = False,
+) -> tuple[dict, Path]:
     """Put the commit a bundle answer carries into the cache; returns (its manifest, which holds the hub's
     resolve answer, and the snapshot folder). Each file is hashed while it is written to a temporary name and
     gets its blob name only if size and sha256 match; the files the hub left out are fetched one by one; the
@@ -73,8 +85,9 @@ def read_bundle(client: HubClient, cache: Cache, endpoint: str, response, *, lab
     return manifest, rc.snapshot_dir(commit)
 
 
-def _members(response, total: int, advance: Callable[[int], None]) \
-        -> Iterator[tuple[tarfile.TarInfo | _Member, Chunks]]:
+def _members(
+    response, total: int, advance: Callable[[int], None]
+) -> Iterator[tuple[tarfile.TarInfo | _Member, Chunks]]:
     """(header, data) of each member. An answer of known, moderate size is read whole and its members are views
     into it; any other is read as a stream."""
     try:
@@ -116,7 +129,7 @@ def _tar_members(body: bytes) -> Iterator[tuple[_Member, Chunks]]:
     manifest's sha256 by the caller."""
     view, offset, pax = memoryview(body), 0, {}
     while offset + tarfile.BLOCKSIZE <= len(body):
-        header = body[offset:offset + tarfile.BLOCKSIZE]
+        header = body[offset : offset + tarfile.BLOCKSIZE]
         if header.count(0) == tarfile.BLOCKSIZE:
             return  # the end-of-archive blocks
         if tarfile.calc_chksums(header)[0] != _octal(header[148:156], offset):
@@ -171,15 +184,15 @@ def _pax_records(data: bytes) -> dict[str, str]:
     """``"<length> <key>=<value>\\n"`` records of a pax extended header."""
     records, pos = {}, 0
     while pos < len(data):
-        length, _, rest = data[pos:pos + 32].partition(b" ")
+        length, _, rest = data[pos : pos + 32].partition(b" ")
         try:
             n = int(length)
         except ValueError:
             raise tarfile.ReadError("malformed pax header") from None
-        record = data[pos:pos + n]
+        record = data[pos : pos + n]
         if n <= 0 or not record.endswith(b"\n") or b"=" not in record:
             raise tarfile.ReadError("malformed pax header")
-        key, _, value = record[len(length) + 1:-1].partition(b"=")
+        key, _, value = record[len(length) + 1 : -1].partition(b"=")
         records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         pos += n
     return records
@@ -220,15 +233,18 @@ class _ResponseReader:
         return out
 
 
-def _manifest(members: Iterator[tuple[tarfile.TarInfo | _Member, Chunks]],
-              endpoint: str) -> tuple[dict, list[ExpectedFile]]:
+def _manifest(
+    members: Iterator[tuple[tarfile.TarInfo | _Member, Chunks]], endpoint: str
+) -> tuple[dict, list[ExpectedFile]]:
     first, chunks = next(members, (None, ()))
     if first is None or first.name != MANIFEST or not first.isfile() or first.size > 16 * 1024 * 1024:
         raise HubHTTPError(f"the bundle from {endpoint} does not start with {MANIFEST}")
     try:
         manifest = json.loads(b"".join(chunks))
         repo_id, commit, listed = manifest["repo_id"], manifest["commit"], manifest["files"]
-        siblings = [{"rfilename": f["path"], "size": f["size"], "lfs": {"sha256": f["sha256"]}} for f in listed]
+        siblings = [
+            {"rfilename": f["path"], "size": f["size"], "lfs": {"sha256": f["sha256"]}} for f in listed
+        ]
         omitted = set(manifest.get("omitted") or [])
     except (ValueError, KeyError, TypeError) as error:
         raise HubHTTPError(f"the bundle from {endpoint} has an unreadable manifest ({error})") from None
@@ -236,7 +252,9 @@ def _manifest(members: Iterator[tuple[tarfile.TarInfo | _Member, Chunks]],
         raise HubHTTPError(f"the bundle from {endpoint} names no repository and commit")
     files = expected_files({"id": repo_id, "sha": commit, "siblings": siblings})
     if any(not f.sha256 for f in files) or len({f.path for f in files}) != len(files):
-        raise HubHTTPError(f"the bundle of {repo_id}@{commit} from {endpoint} lists a file twice or without sha256")
+        raise HubHTTPError(
+            f"the bundle of {repo_id}@{commit} from {endpoint} lists a file twice or without sha256"
+        )
     manifest["omitted"] = omitted
     return manifest, files
 
@@ -252,7 +270,7 @@ def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) ->
             for chunk in chunks:
                 view = memoryview(chunk)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 sha.update(chunk)
                 size += len(chunk)
         finally:

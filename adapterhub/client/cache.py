@@ -35,8 +35,17 @@ from urllib.parse import quote, unquote, urlsplit
 from filelock import FileLock
 
 from .errors import IntegrityError
-from .files import (FlockLock, atomic_symlink, atomic_write_bytes, atomic_write_json, ensure_dir, fcntl,  # noqa: F401
-                    file_identity, read_json, sha256_file)
+from .files import (
+    FlockLock,
+    atomic_symlink,
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_dir,
+    fcntl,  # noqa: F401
+    file_identity,  # noqa: F401  (re-exported for resolve)
+    read_json,
+    sha256_file,
+)
 from .settings import normalize_endpoint
 
 LOCK_TIMEOUT = 900.0
@@ -71,8 +80,11 @@ def _trusted(meta: dict, st: os.stat_result) -> bool:
     """Whether ``st`` is the identity recorded in ``meta``, recorded at least one clock tick after the file's
     last change (see ``RepoCache.verify_snapshot``)."""
     recorded, checked = meta.get("stat"), meta.get("checked_ns")
-    return (recorded == _stat_list(st) and isinstance(checked, int)
-            and max(st.st_mtime_ns, st.st_ctime_ns) < checked - RACY_NS)
+    return (
+        recorded == _stat_list(st)
+        and isinstance(checked, int)
+        and max(st.st_mtime_ns, st.st_ctime_ns) < checked - RACY_NS
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +109,9 @@ class RepoCache:
         self.root = hub_dir / repo_folder_name(repo_id)
         self.blobs = self.root / "blobs"
         self.locks = hub_dir / ".locks" / repo_folder_name(repo_id)
-        self._root = os.fspath(self.root)  # string paths on the warm path: pathlib joins cost microseconds each
+        self._root = os.fspath(
+            self.root
+        )  # string paths on the warm path: pathlib joins cost microseconds each
         self._blobs = os.path.join(self._root, "blobs")
 
     def lock(self, name: str) -> FileLock | FlockLock:
@@ -133,19 +147,31 @@ class RepoCache:
         target = os.path.join(*([".."] * ups), "blobs", sha256)
         atomic_symlink(target, os.path.join(self._root, "snapshots", commit, path))
 
-    def write_manifest(self, commit: str, endpoint: str, files: dict[str, dict],
-                       identities: dict[str, dict] | None = None) -> None:
+    def write_manifest(
+        self, commit: str, endpoint: str, files: dict[str, dict], identities: dict[str, dict] | None = None
+    ) -> None:
         """Record ``commit`` as complete: ``files`` maps each path to its verified ``sha256`` and ``size``; the
         blob's identity on disk is recorded with it (see :meth:`verify_snapshot`): as given in ``identities``
         (taken when the bytes were checked), else as it is now, just after they were written and checked."""
         identities = identities or {}
-        files = {path: {"sha256": m["sha256"], "size": m["size"],
-                        **(identities.get(path) or _identity(os.stat(self.blob_file(m["sha256"]))))}
-                 for path, m in files.items()}
-        atomic_write_json(self._manifest_file(commit), {
-            "repo_id": self.repo_id, "commit": commit, "endpoint": endpoint, "files": files,
-            "completed_at": time.time(),
-        })
+        files = {
+            path: {
+                "sha256": m["sha256"],
+                "size": m["size"],
+                **(identities.get(path) or _identity(os.stat(self.blob_file(m["sha256"])))),
+            }
+            for path, m in files.items()
+        }
+        atomic_write_json(
+            self._manifest_file(commit),
+            {
+                "repo_id": self.repo_id,
+                "commit": commit,
+                "endpoint": endpoint,
+                "files": files,
+                "completed_at": time.time(),
+            },
+        )
 
     def verify_snapshot(self, commit: str, manifest: dict, full: bool = False) -> list[str]:
         """Problems of a complete snapshot (missing or altered files); [] when every file checks out.
@@ -228,7 +254,9 @@ class RepoCache:
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-_HUB_DIRS: dict[tuple[str, str], Path] = {}  # (cache root, endpoint) -> its folder, once endpoint.txt is written
+_HUB_DIRS: dict[
+    tuple[str, str], Path
+] = {}  # (cache root, endpoint) -> its folder, once endpoint.txt is written
 
 
 @functools.lru_cache(maxsize=256)
@@ -241,7 +269,9 @@ class Cache:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self._checked: dict[str, Path] = {}  # hub folders this object found in place (one use: a load, a command)
+        self._checked: dict[
+            str, Path
+        ] = {}  # hub folders this object found in place (one use: a load, a command)
 
     def hub_dir(self, endpoint: str) -> Path:
         d = self._checked.get(endpoint)
@@ -262,7 +292,9 @@ class Cache:
 
     # ---------------------------------------------------------------------------- identifier resolutions
     @staticmethod
-    def _resolution_key(identifier: str, model_name: str | None, config: str | None, version: str | None) -> str:
+    def _resolution_key(
+        identifier: str, model_name: str | None, config: str | None, version: str | None
+    ) -> str:
         raw = json.dumps([identifier, model_name, config, version])
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
@@ -270,10 +302,20 @@ class Cache:
         key = self._resolution_key(identifier, model_name, config, version)
         return os.path.join(self.hub_dir(endpoint), "resolutions", key + ".json")
 
-    def save_resolution(self, endpoint: str, identifier: str, model_name, config, version, answer: dict) -> None:
-        atomic_write_json(self.resolution_path(endpoint, identifier, model_name, config, version),
-                          {"identifier": identifier, "model_name": model_name, "config": config,
-                           "version": version, **answer, "resolved_at": time.time()})
+    def save_resolution(
+        self, endpoint: str, identifier: str, model_name, config, version, answer: dict
+    ) -> None:
+        atomic_write_json(
+            self.resolution_path(endpoint, identifier, model_name, config, version),
+            {
+                "identifier": identifier,
+                "model_name": model_name,
+                "config": config,
+                "version": version,
+                **answer,
+                "resolved_at": time.time(),
+            },
+        )
 
     def resolution(self, endpoint: str, identifier: str, model_name, config, version) -> dict | None:
         return read_json(self.resolution_path(endpoint, identifier, model_name, config, version))
@@ -302,23 +344,37 @@ class Cache:
         rows = []
         for endpoint, d in self.hubs():
             for repo_dir in sorted(d.glob("models--*")):
-                repo_id = repo_dir.name[len("models--"):].replace("--", "/")
+                repo_id = repo_dir.name[len("models--") :].replace("--", "/")
                 rc = RepoCache(d, repo_id)
                 refs = rc.refs()
                 for commit in rc.commits():
                     manifest = rc.manifest(commit) or {"files": {}}
-                    rows.append({
-                        "endpoint": endpoint, "repo_id": repo_id, "commit": commit,
-                        "refs": sorted(r for r, c in refs.items() if c == commit),
-                        "files": len(manifest["files"]),
-                        "size": sum(int(m.get("size", 0)) for m in manifest["files"].values()),
-                        "last_used": rc.manifest_path(commit).stat().st_mtime,
-                    })
-                partial = sum(p.stat().st_size for p in rc.blobs.glob("*.incomplete")) if rc.blobs.is_dir() else 0
+                    rows.append(
+                        {
+                            "endpoint": endpoint,
+                            "repo_id": repo_id,
+                            "commit": commit,
+                            "refs": sorted(r for r, c in refs.items() if c == commit),
+                            "files": len(manifest["files"]),
+                            "size": sum(int(m.get("size", 0)) for m in manifest["files"].values()),
+                            "last_used": rc.manifest_path(commit).stat().st_mtime,
+                        }
+                    )
+                partial = (
+                    sum(p.stat().st_size for p in rc.blobs.glob("*.incomplete")) if rc.blobs.is_dir() else 0
+                )
                 if partial:
-                    rows.append({"endpoint": endpoint, "repo_id": repo_id, "commit": None, "refs": ["(incomplete)"],
-                                 "files": len(list(rc.blobs.glob("*.incomplete"))), "size": partial,
-                                 "last_used": max(p.stat().st_mtime for p in rc.blobs.glob("*.incomplete"))})
+                    rows.append(
+                        {
+                            "endpoint": endpoint,
+                            "repo_id": repo_id,
+                            "commit": None,
+                            "refs": ["(incomplete)"],
+                            "files": len(list(rc.blobs.glob("*.incomplete"))),
+                            "size": partial,
+                            "last_used": max(p.stat().st_mtime for p in rc.blobs.glob("*.incomplete")),
+                        }
+                    )
         return rows
 
     def remove(self, repo_id: str, commit: str | None = None, endpoint: str | None = None) -> int:
@@ -347,14 +403,16 @@ class Cache:
                 self._drop_unused_blobs(rc, 0.0)
         return removed
 
-    def prune(self, older_than_days: float | None = None, partial_older_than_s: float = 3600.0) -> dict[str, int]:
+    def prune(
+        self, older_than_days: float | None = None, partial_older_than_s: float = 3600.0
+    ) -> dict[str, int]:
         """Drop snapshots not used for ``older_than_days`` (if given) and snapshots no ref points to any more,
         then blobs no snapshot uses and ``.incomplete`` files older than ``partial_older_than_s``."""
         now = time.time()
         stats = {"snapshots": 0, "blobs": 0, "bytes": 0}
         for _, d in self.hubs():
             for repo_dir in d.glob("models--*"):
-                rc = RepoCache(d, repo_dir.name[len("models--"):].replace("--", "/"))
+                rc = RepoCache(d, repo_dir.name[len("models--") :].replace("--", "/"))
                 referenced = set(rc.refs().values())
                 for c in rc.commits():
                     age_days = (now - rc.manifest_path(c).stat().st_mtime) / 86400
@@ -406,5 +464,7 @@ def check_bytes(expected: ExpectedFile, size: int, sha256: str, git_oid: str | N
     if expected.git_oid and git_oid is not None and git_oid != expected.git_oid:
         problems.append(f"git blob id {git_oid} instead of {expected.git_oid}")
     if problems:
-        raise IntegrityError(f"{where}: the downloaded bytes do not match what the hub lists ({'; '.join(problems)}); "
-                             "the file was discarded and nothing was cached")
+        raise IntegrityError(
+            f"{where}: the downloaded bytes do not match what the hub lists ({'; '.join(problems)}); "
+            "the file was discarded and nothing was cached"
+        )

@@ -19,8 +19,12 @@ console = Console()
 err = Console(stderr=True)
 cache_app = typer.Typer(help="Inspect and clean the local adapter cache.", no_args_is_help=True)
 
-EndpointOpt = typer.Option(None, "--endpoint", help="Hub URL (default: $ADAPTERHUB_ENDPOINT or http://127.0.0.1:8000).")
-TokenOpt = typer.Option(None, "--token", help="Access token (default: $ADAPTERHUB_TOKEN or the one saved by login).")
+EndpointOpt = typer.Option(
+    None, "--endpoint", help="Hub URL (default: $ADAPTERHUB_ENDPOINT or http://127.0.0.1:8000)."
+)
+TokenOpt = typer.Option(
+    None, "--token", help="Access token (default: $ADAPTERHUB_TOKEN or the one saved by login)."
+)
 
 
 def _fail(error: Exception) -> None:
@@ -42,25 +46,45 @@ def search(
     query: str = typer.Argument("", help="Words that must all occur (name, description, model, task, ...)."),
     base_model: Optional[str] = typer.Option(None, help="Base model id, e.g. bert-base-uncased."),
     model_type: Optional[str] = typer.Option(None, help="Model type, e.g. bert."),
-    task: Optional[str] = typer.Option(None), subtask: Optional[str] = typer.Option(None),
-    language: Optional[str] = typer.Option(None), method: Optional[str] = typer.Option(None),
-    head: Optional[str] = typer.Option(None), license: Optional[str] = typer.Option(None),
+    task: Optional[str] = typer.Option(None),
+    subtask: Optional[str] = typer.Option(None),
+    language: Optional[str] = typer.Option(None),
+    method: Optional[str] = typer.Option(None),
+    head: Optional[str] = typer.Option(None),
+    license: Optional[str] = typer.Option(None),
     author: Optional[str] = typer.Option(None),
-    source: Optional[str] = typer.Option(None, help="hub (downloadable) or legacy (imported AdapterHub cards)."),
+    source: Optional[str] = typer.Option(
+        None, help="hub (downloadable) or legacy (imported AdapterHub cards)."
+    ),
     sort: str = typer.Option("recent", help="recent, downloads, score or name."),
     limit: int = typer.Option(20, help="At most this many results."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    endpoint: Optional[str] = EndpointOpt, token: Optional[str] = TokenOpt,
+    endpoint: Optional[str] = EndpointOpt,
+    token: Optional[str] = TokenOpt,
 ) -> None:
     """Search the hub's adapters by text and facets."""
     from .search import search_adapters
 
-    filters = {k: v for k, v in dict(base_model=base_model, model_type=model_type, task=task, subtask=subtask,
-                                     language=language, method=method, head=head, license=license, author=author,
-                                     source=source).items() if v}
+    filters = {
+        k: v
+        for k, v in dict(
+            base_model=base_model,
+            model_type=model_type,
+            task=task,
+            subtask=subtask,
+            language=language,
+            method=method,
+            head=head,
+            license=license,
+            author=author,
+            source=source,
+        ).items()
+        if v
+    }
     try:
-        result = search_adapters(query, sort=sort, per_page=max(1, min(limit, 100)), endpoint=endpoint, token=token,
-                                 **filters)
+        result = search_adapters(
+            query, sort=sort, per_page=max(1, min(limit, 100)), endpoint=endpoint, token=token, **filters
+        )
     except HubClientError as error:
         _fail(error)
     if as_json:
@@ -70,8 +94,15 @@ def search(
     for column in ("id", "task/subtask", "base model", "method", "lang", "validation", "downloads"):
         table.add_column(column, overflow="fold")
     for item in result.items:
-        table.add_row(item.id, "/".join(x for x in (item.task, item.subtask) if x) or "-", item.base_model or "-",
-                      item.method or "-", item.language or "-", item.validation or "-", str(item.downloads))
+        table.add_row(
+            item.id,
+            "/".join(x for x in (item.task, item.subtask) if x) or "-",
+            item.base_model or "-",
+            item.method or "-",
+            item.language or "-",
+            item.validation or "-",
+            str(item.downloads),
+        )
     console.print(table)
     facets = {k: v for k, v in result.facets.items() if v and k not in filters}
     for name in ("task", "base_model", "method", "language"):
@@ -82,37 +113,51 @@ def search(
 
 def info(
     identifier: str = typer.Argument(..., help="org/name[@revision], task/subtask[@org] or @org/name."),
-    version: Optional[str] = typer.Option(None), config: Optional[str] = typer.Option(None),
+    version: Optional[str] = typer.Option(None),
+    config: Optional[str] = typer.Option(None),
     model_name: Optional[str] = typer.Option(None),
     as_json: bool = typer.Option(False, "--json"),
-    endpoint: Optional[str] = EndpointOpt, token: Optional[str] = TokenOpt,
+    endpoint: Optional[str] = EndpointOpt,
+    token: Optional[str] = TokenOpt,
 ) -> None:
     """Show what the hub knows about an adapter: commit, card, validation, files with sha256."""
     from .search import adapter_info
 
     try:
-        data = adapter_info(identifier, version=version, config=config, model_name=model_name, endpoint=endpoint,
-                            token=token)
+        data = adapter_info(
+            identifier, version=version, config=config, model_name=model_name, endpoint=endpoint, token=token
+        )
     except HubClientError as error:
         _fail(error)
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
         return
     if data.get("source") == "legacy":  # whole lines (soft_wrap): addresses stay copyable
-        console.print(f"[bold]{data['repo_id']}[/] version {data['revision']}: a legacy AdapterHub card (metadata "
-                      "only, the weights are not hosted on this hub)", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold]{data['repo_id']}[/] version {data['revision']}: a legacy AdapterHub card (metadata "
+            "only, the weights are not hosted on this hub)",
+            highlight=False,
+            soft_wrap=True,
+        )
         for key in ("base_model", "method", "config_hash", "note"):
             if data.get(key):
                 console.print(f"{key}: {data[key]}", highlight=False, soft_wrap=True)
         for archive in data["archives"]:
-            console.print(f"archive: {archive.get('url')}" + (f" (sha1 {archive['sha1']})" if archive.get("sha1")
-                                                            else ""), highlight=False, soft_wrap=True)
+            console.print(
+                f"archive: {archive.get('url')}"
+                + (f" (sha1 {archive['sha1']})" if archive.get("sha1") else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
         return
     console.print(f"[bold]{data['repo_id']}[/] @ {data['commit']} ({data['revision']})", highlight=False)
     console.print(f"page: {data['url']}", highlight=False)
     validation = data.get("validation") or {}
-    console.print(f"validation: {validation.get('status', 'unknown')}"
-                  + "".join(f"\n  - {e}" for e in validation.get("errors") or []), highlight=False)
+    console.print(
+        f"validation: {validation.get('status', 'unknown')}"
+        + "".join(f"\n  - {e}" for e in validation.get("errors") or []),
+        highlight=False,
+    )
     card = data.get("card") or {}
     for key in ("base_model", "task", "subtask", "language", "datasets", "license", "metrics", "tags"):
         if card.get(key) is not None:
@@ -126,19 +171,31 @@ def info(
 
 
 def pull(
-    identifier: str = typer.Argument(..., help="org/name[@revision], task/subtask[@org], @org/name or a URL."),
-    version: Optional[str] = typer.Option(None), config: Optional[str] = typer.Option(None),
+    identifier: str = typer.Argument(
+        ..., help="org/name[@revision], task/subtask[@org], @org/name or a URL."
+    ),
+    version: Optional[str] = typer.Option(None),
+    config: Optional[str] = typer.Option(None),
     model_name: Optional[str] = typer.Option(None),
     to: Optional[Path] = typer.Option(None, "--to", help="Also copy the files into this folder."),
     offline: bool = typer.Option(False, help="Use the cache only."),
-    endpoint: Optional[str] = EndpointOpt, token: Optional[str] = TokenOpt,
+    endpoint: Optional[str] = EndpointOpt,
+    token: Optional[str] = TokenOpt,
 ) -> None:
     """Download an adapter into the cache (verified against the hub's sha256) and print its folder."""
     from .resolve import adapter_folder
 
     try:
-        folder = adapter_folder(identifier, version=version, config=config, model_name=model_name, endpoint=endpoint,
-                                token=token, offline=offline or None, progress=True)
+        folder = adapter_folder(
+            identifier,
+            version=version,
+            config=config,
+            model_name=model_name,
+            endpoint=endpoint,
+            token=token,
+            offline=offline or None,
+            progress=True,
+        )
     except HubClientError as error:
         _fail(error)
     if to is not None:
@@ -163,18 +220,25 @@ def _parse_metrics(values: list[str]) -> dict[str, float]:
 
 
 def push(
-    folder: Path = typer.Argument(..., help="A saved adapter folder (adapter_config.json, adapter.safetensors, ...)."),
+    folder: Path = typer.Argument(
+        ..., help="A saved adapter folder (adapter_config.json, adapter.safetensors, ...)."
+    ),
     repo_id: str = typer.Argument(..., help="Target repository, org/name (created if missing)."),
-    base_model: Optional[str] = typer.Option(None, help="Hub id of the base model (default: model_name in the config)."),
-    task: Optional[str] = typer.Option(None), subtask: Optional[str] = typer.Option(None),
+    base_model: Optional[str] = typer.Option(
+        None, help="Hub id of the base model (default: model_name in the config)."
+    ),
+    task: Optional[str] = typer.Option(None),
+    subtask: Optional[str] = typer.Option(None),
     language: list[str] = typer.Option([], help="Language code (repeatable)."),
     dataset: list[str] = typer.Option([], help="Dataset (repeatable)."),
     metric: list[str] = typer.Option([], help="name=value (repeatable), e.g. accuracy=0.91."),
-    license: Optional[str] = typer.Option(None), tag: list[str] = typer.Option([], "--card-tag", help="Card tag."),
+    license: Optional[str] = typer.Option(None),
+    tag: list[str] = typer.Option([], "--card-tag", help="Card tag."),
     private: bool = typer.Option(False, help="Create the repository as private."),
     version_tag: Optional[str] = typer.Option(None, "--tag", help="Also tag the new commit (e.g. v1)."),
     wait: bool = typer.Option(True, help="Wait for the hub's validation result."),
-    endpoint: Optional[str] = EndpointOpt, token: Optional[str] = TokenOpt,
+    endpoint: Optional[str] = EndpointOpt,
+    token: Optional[str] = TokenOpt,
 ) -> None:
     """Push a saved adapter folder with a model card (kept from the folder's README.md if it has one)."""
     from .push import card_text, push_folder, rename_base
@@ -184,26 +248,52 @@ def push(
         header = json.loads(config_path.read_text()) if config_path.is_file() else {}
         base = base_model or header.get("model_name") or header.get("base_model_name_or_path")
         card = None
-        if not (folder / "README.md").is_file() or any((task, subtask, language, dataset, metric, license, tag)):
+        if not (folder / "README.md").is_file() or any(
+            (task, subtask, language, dataset, metric, license, tag)
+        ):
             if not base:
                 raise typer.BadParameter("the adapter config names no base model: pass --base-model org/name")
-            method = (header.get("config") or {}).get("architecture") if isinstance(header.get("config"), dict) else None
-            card = card_text(repo_id, base_model=base, method=method or header.get("peft_type"),
-                             adapter_name=header.get("name"), task=task, subtask=subtask, language=language or None,
-                             dataset=dataset or None, metrics=_parse_metrics(metric) or None, license=license,
-                             tags=tag or None, endpoint=endpoint)
+            method = (
+                (header.get("config") or {}).get("architecture")
+                if isinstance(header.get("config"), dict)
+                else None
+            )
+            card = card_text(
+                repo_id,
+                base_model=base,
+                method=method or header.get("peft_type"),
+                adapter_name=header.get("name"),
+                task=task,
+                subtask=subtask,
+                language=language or None,
+                dataset=dataset or None,
+                metrics=_parse_metrics(metric) or None,
+                license=license,
+                tags=tag or None,
+                endpoint=endpoint,
+            )
         with tempfile.TemporaryDirectory(prefix="adapterhub-push-") as tmp:
             if base_model and header.get("model_name") not in (None, base_model):
                 # e.g. saved from a model loaded from a local folder: the hub needs the base model's hub id
                 shutil.copytree(folder, Path(tmp) / "adapter")
                 folder = Path(tmp) / "adapter"
                 rename_base(folder, base_model)
-            result = push_folder(folder, repo_id, endpoint=endpoint, token=token, private=private, card=card,
-                                 tag=version_tag, wait_for_validation=wait, progress=True)
+            result = push_folder(
+                folder,
+                repo_id,
+                endpoint=endpoint,
+                token=token,
+                private=private,
+                card=card,
+                tag=version_tag,
+                wait_for_validation=wait,
+                progress=True,
+            )
     except HubClientError as error:
         _fail(error)
-    console.print(f"pushed [bold]{result.repo_id}[/] @ {result.commit}: validation {result.validation}",
-                  highlight=False)
+    console.print(
+        f"pushed [bold]{result.repo_id}[/] @ {result.commit}: validation {result.validation}", highlight=False
+    )
     console.print(f"page: {result.url}", highlight=False)
 
 
@@ -222,8 +312,10 @@ def login(
         _fail(error)
     ep = resolve_settings(endpoint=endpoint, token=False, offline=False).endpoint
     scope = ((who.get("auth") or {}).get("accessToken") or {}).get("role") or "?"
-    console.print(f"logged in to {ep} as [bold]{who.get('name')}[/] (token scope: {scope}); saved in {token_file()}",
-                  highlight=False)
+    console.print(
+        f"logged in to {ep} as [bold]{who.get('name')}[/] (token scope: {scope}); saved in {token_file()}",
+        highlight=False,
+    )
 
 
 def _cache(cache_dir: Optional[Path]):
@@ -233,7 +325,9 @@ def _cache(cache_dir: Optional[Path]):
     return Cache(resolve_settings(cache_dir=cache_dir, token=False).cache_dir)
 
 
-CacheDirOpt = typer.Option(None, "--cache-dir", help="Cache folder (default: $ADAPTERHUB_CACHE or ~/.cache/adapterhub).")
+CacheDirOpt = typer.Option(
+    None, "--cache-dir", help="Cache folder (default: $ADAPTERHUB_CACHE or ~/.cache/adapterhub)."
+)
 
 
 @cache_app.command("ls")
@@ -248,17 +342,28 @@ def cache_ls(cache_dir: Optional[Path] = CacheDirOpt, as_json: bool = typer.Opti
     for column in ("hub", "repository", "commit", "refs", "files", "size", "last used"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["endpoint"], r["repo_id"], (r["commit"] or "-")[:12], ", ".join(r["refs"]), str(r["files"]),
-                      _size(r["size"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"])))
+        table.add_row(
+            r["endpoint"],
+            r["repo_id"],
+            (r["commit"] or "-")[:12],
+            ", ".join(r["refs"]),
+            str(r["files"]),
+            _size(r["size"]),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"])),
+        )
     console.print(table)
-    console.print(f"{len([r for r in rows if r['commit']])} snapshot(s), {_size(sum(r['size'] for r in rows))}",
-                  highlight=False)
+    console.print(
+        f"{len([r for r in rows if r['commit']])} snapshot(s), {_size(sum(r['size'] for r in rows))}",
+        highlight=False,
+    )
 
 
 @cache_app.command("rm")
 def cache_rm(
     target: str = typer.Argument(..., help="org/name (all commits) or org/name@<commit or prefix>."),
-    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Only from this hub (default: every hub)."),
+    endpoint: Optional[str] = typer.Option(
+        None, "--endpoint", help="Only from this hub (default: every hub)."
+    ),
     cache_dir: Optional[Path] = CacheDirOpt,
 ) -> None:
     """Remove a repository (or one commit of it) from the cache."""
@@ -271,18 +376,28 @@ def cache_rm(
 
 @cache_app.command("prune")
 def cache_prune(
-    older_than_days: Optional[float] = typer.Option(None, help="Also drop snapshots unused for this many days."),
+    older_than_days: Optional[float] = typer.Option(
+        None, help="Also drop snapshots unused for this many days."
+    ),
     cache_dir: Optional[Path] = CacheDirOpt,
 ) -> None:
     """Drop superseded snapshots (no branch or tag points at them any more), unused blobs and stale partial
     downloads."""
     stats = _cache(cache_dir).prune(older_than_days)
-    console.print(f"pruned {stats['snapshots']} snapshot(s), {stats['blobs']} file(s), {_size(stats['bytes'])}",
-                  highlight=False)
+    console.print(
+        f"pruned {stats['snapshots']} snapshot(s), {stats['blobs']} file(s), {_size(stats['bytes'])}",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add the hub client's commands to the ``adapterhub`` command line."""
-    for name, function in (("search", search), ("info", info), ("pull", pull), ("push", push), ("login", login)):
+    for name, function in (
+        ("search", search),
+        ("info", info),
+        ("pull", pull),
+        ("push", push),
+        ("login", login),
+    ):
         app.command(name)(function)
     app.add_typer(cache_app, name="cache")

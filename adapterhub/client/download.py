@@ -29,8 +29,10 @@ def expected_files(info: dict) -> list[ExpectedFile]:
     out = []
     entries = info.get("siblings")
     if entries is None:
-        entries = [{"rfilename": f.get("path"), "size": f.get("size"), "blobId": f.get("oid"), "lfs": f.get("lfs")}
-                   for f in info.get("files") or []]
+        entries = [
+            {"rfilename": f.get("path"), "size": f.get("size"), "blobId": f.get("oid"), "lfs": f.get("lfs")}
+            for f in info.get("files") or []
+        ]
     for sib in entries:
         path = sib.get("rfilename")
         if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
@@ -46,13 +48,20 @@ def expected_files(info: dict) -> list[ExpectedFile]:
         if size is None or not (sha256 or git_oid):
             raise HubHTTPError(
                 f"{info.get('id')}@{info.get('sha')}: the hub lists no size and hash for {path}; this client "
-                "verifies every file before use and needs `size` and `lfs.sha256` or `blobId` in the model info")
+                "verifies every file before use and needs `size` and `lfs.sha256` or `blobId` in the model info"
+            )
         out.append(ExpectedFile(path, int(size), sha256, git_oid))
     return out
 
 
-def fetch_file(client: HubClient, rc: RepoCache, commit: str, exp: ExpectedFile,
-               advance: Callable[[int], None] = lambda n: None, on_bytes: OnBytes | None = None) -> str:
+def fetch_file(
+    client: HubClient,
+    rc: RepoCache,
+    commit: str,
+    exp: ExpectedFile,
+    advance: Callable[[int], None] = lambda n: None,
+    on_bytes: OnBytes | None = None,
+) -> str:
     """Make ``blobs/<sha256>`` hold the verified content of ``exp``; resumes an ``.incomplete`` file left by
     an interrupted download. Returns the sha256."""
     where = f"{rc.repo_id}@{commit[:12]}: {exp.path} (hub {client.endpoint})"
@@ -112,9 +121,19 @@ def _range_starts_at(response, start: int) -> bool:
     return bool(m) and int(m.group(1)) == start
 
 
-def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str, commit: str, *,
-             info: dict | None = None, offline: bool = False, progress: bool | None = None,
-             on_bytes: OnBytes | None = None, full_check: bool = False) -> Path:
+def snapshot(
+    client: HubClient | None,
+    cache: Cache,
+    endpoint: str,
+    repo_id: str,
+    commit: str,
+    *,
+    info: dict | None = None,
+    offline: bool = False,
+    progress: bool | None = None,
+    on_bytes: OnBytes | None = None,
+    full_check: bool = False,
+) -> Path:
     """The snapshot folder of ``repo_id`` at ``commit``: from the cache if complete and intact, else downloaded
     (only the missing files), verified, and recorded as complete."""
     rc = cache.repo(endpoint, repo_id)
@@ -122,11 +141,15 @@ def snapshot(client: HubClient | None, cache: Cache, endpoint: str, repo_id: str
     if problems == []:
         return rc.snapshot_dir(commit)
     if problems and (offline or client is None):
-        raise IntegrityError(f"{repo_id}@{commit} in the cache ({rc.root}) is damaged: {'; '.join(problems)}; "
-                             "run again online to repair it, or `adapterhub cache rm " + repo_id + "`")
+        raise IntegrityError(
+            f"{repo_id}@{commit} in the cache ({rc.root}) is damaged: {'; '.join(problems)}; "
+            "run again online to repair it, or `adapterhub cache rm " + repo_id + "`"
+        )
     if offline or client is None:
-        raise OfflineError(f"offline mode: {repo_id}@{commit} from {endpoint} is not in the cache ({cache.root}); "
-                           "run once online (without ADAPTERHUB_OFFLINE=1) to download it")
+        raise OfflineError(
+            f"offline mode: {repo_id}@{commit} from {endpoint} is not in the cache ({cache.root}); "
+            "run once online (without ADAPTERHUB_OFFLINE=1) to download it"
+        )
     with rc.lock(f"snapshot-{commit}"):
         if rc.check_snapshot(commit, full=full_check) == []:
             return rc.snapshot_dir(commit)  # another process finished it while we waited

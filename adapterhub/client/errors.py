@@ -54,6 +54,14 @@ class ValidationFailedError(HubClientError):
 
 
 __all__ = [
-    "AdapterError", "AmbiguousIdentifierError", "AuthError", "HubClientError", "HubHTTPError", "IdentifierError",
-    "IntegrityError", "NotFoundError", "OfflineError", "ValidationFailedError",
+    "AdapterError",
+    "AmbiguousIdentifierError",
+    "AuthError",
+    "HubClientError",
+    "HubHTTPError",
+    "IdentifierError",
+    "IntegrityError",
+    "NotFoundError",
+    "OfflineError",
+    "ValidationFailedError",
 ]

@@ -89,7 +89,9 @@ def read_json(path: Path) -> Any | None:
     p = os.fspath(path)
     identity = file_identity(p)
     if identity is None:
-        _JSON_MEMO.pop(p, None)  # a file made at this path later may reuse the inode: never compare with this one
+        _JSON_MEMO.pop(
+            p, None
+        )  # a file made at this path later may reuse the inode: never compare with this one
         return None
     known = _JSON_MEMO.get(p)
     if known is not None and known[0] == identity:
@@ -154,8 +156,9 @@ class FlockLock:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     os.close(fd)
-                    raise TimeoutError(f"the cache lock {self.path} was held by another process for "
-                                       f"{self.timeout:.0f} s") from None
+                    raise TimeoutError(
+                        f"the cache lock {self.path} was held by another process for {self.timeout:.0f} s"
+                    ) from None
                 time.sleep(0.005)
         self._fd = fd
         return self

@@ -23,8 +23,14 @@ import httpx
 
 from .. import __version__
 from . import lean
-from .errors import (AmbiguousIdentifierError, AuthError, HubHTTPError, IdentifierError, NotFoundError,
-                     ValidationFailedError)
+from .errors import (
+    AmbiguousIdentifierError,
+    AuthError,
+    HubHTTPError,
+    IdentifierError,
+    NotFoundError,
+    ValidationFailedError,
+)
 from .lean import LeanConnection, LeanResponse
 from .progress import progress_bar
 from .settings import HubSettings, resolve_settings
@@ -35,10 +41,16 @@ TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not isinstance(repo_id, str) or not REPO_ID_RE.match(repo_id) or "--" in repo_id or ".." in repo_id \
-            or repo_id.endswith(".git"):
+    if (
+        not isinstance(repo_id, str)
+        or not REPO_ID_RE.match(repo_id)
+        or "--" in repo_id
+        or ".." in repo_id
+        or repo_id.endswith(".git")
+    ):
         raise IdentifierError(
-            f"invalid repository id {repo_id!r}: expected 'namespace/name' (letters, digits, '.', '_', '-')")
+            f"invalid repository id {repo_id!r}: expected 'namespace/name' (letters, digits, '.', '_', '-')"
+        )
     return repo_id
 
 
@@ -85,9 +97,12 @@ class HubClient:
             headers["authorization"] = f"Bearer {self.settings.token}"
         verify = _ssl_context() if self.endpoint.startswith("https:") else False
         self._no_bundle = False
-        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False,
-                                  verify=verify)
-        self._lean = LeanConnection(self.endpoint, headers, verify or None) if lean.usable(self.endpoint) else None
+        self._http = httpx.Client(
+            base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False, verify=verify
+        )
+        self._lean = (
+            LeanConnection(self.endpoint, headers, verify or None) if lean.usable(self.endpoint) else None
+        )
 
     @classmethod
     def shared(cls, settings: HubSettings) -> HubClient:
@@ -117,7 +132,8 @@ class HubClient:
         except httpx.TransportError as error:
             raise HubHTTPError(
                 f"cannot reach the adapter hub at {self.endpoint} ({type(error).__name__}: {error}); is it running? "
-                "Set ADAPTERHUB_ENDPOINT or pass endpoint=..., or use the cache with ADAPTERHUB_OFFLINE=1") from None
+                "Set ADAPTERHUB_ENDPOINT or pass endpoint=..., or use the cache with ADAPTERHUB_OFFLINE=1"
+            ) from None
 
     def request(self, method: str, path: str, *, what: str = "", **kwargs: Any) -> httpx.Response:
         response = self.raw(method, path, **kwargs)
@@ -147,8 +163,11 @@ class HubClient:
             error.code = code  # None: the server is no hub (a 404 without X-Error-Code)
             return error
         if status in (401, 403):
-            hint = "" if self.settings.token else "; no token was sent: pass token=..., set ADAPTERHUB_TOKEN or run " \
-                                                "`adapterhub login`"
+            hint = (
+                ""
+                if self.settings.token
+                else "; no token was sent: pass token=..., set ADAPTERHUB_TOKEN or run `adapterhub login`"
+            )
             return AuthError(text + hint)
         if status == 400:
             return IdentifierError(text)
@@ -171,10 +190,13 @@ class HubClient:
     def model_info(self, repo_id: str, revision: str | None = None, blobs: bool = True) -> dict:
         check_repo_id(repo_id)
         path = f"/api/models/{repo_id}" + (f"/revision/{_q(revision)}" if revision else "")
-        info = self.json("GET", path, params={"blobs": "true"} if blobs else None,
-                         what=f"{repo_id}@{revision or 'main'}")
+        info = self.json(
+            "GET", path, params={"blobs": "true"} if blobs else None, what=f"{repo_id}@{revision or 'main'}"
+        )
         if not isinstance(info, dict) or not COMMIT_RE.match(str(info.get("sha", ""))):
-            raise HubHTTPError(f"{repo_id}@{revision or 'main'}: the hub's model info has no commit id ('sha')")
+            raise HubHTTPError(
+                f"{repo_id}@{revision or 'main'}: the hub's model info has no commit id ('sha')"
+            )
         return info
 
     def list_tree(self, repo_id: str, revision: str) -> list[dict]:
@@ -197,11 +219,21 @@ class HubClient:
             params = None
         return (commit if commit and COMMIT_RE.match(commit) else None), files
 
-    def resolve_identifier(self, identifier: str, model_name: str | None = None, config: str | None = None,
-                           version: str | None = None) -> dict | None:
+    def resolve_identifier(
+        self,
+        identifier: str,
+        model_name: str | None = None,
+        config: str | None = None,
+        version: str | None = None,
+    ) -> dict | None:
         """The hub's ``/api/adapters/resolve``; None when this hub has no resolve API (a plain HF server)."""
-        params = {k: v for k, v in dict(identifier=identifier, model_name=model_name, config=config,
-                                        version=version).items() if v}
+        params = {
+            k: v
+            for k, v in dict(
+                identifier=identifier, model_name=model_name, config=config, version=version
+            ).items()
+            if v
+        }
         response = self.raw("GET", "/api/adapters/resolve", params=params)
         try:
             body = response.json()
@@ -214,9 +246,15 @@ class HubClient:
         raise self.error_for(response, f"resolving {identifier!r}")
 
     @contextlib.contextmanager
-    def bundle(self, identifier: str, model_name: str | None = None, config: str | None = None,
-               version: str | None = None, max_file_size: int | None = None, have: Iterable[str] = ()) \
-            -> Iterator[httpx.Response | LeanResponse | None]:
+    def bundle(
+        self,
+        identifier: str,
+        model_name: str | None = None,
+        config: str | None = None,
+        version: str | None = None,
+        max_file_size: int | None = None,
+        have: Iterable[str] = (),
+    ) -> Iterator[httpx.Response | LeanResponse | None]:
         """The hub's ``/api/adapters/bundle`` (resolution + files of the commit as a tar) as a streamed response
         (through :mod:`.lean` where no proxy applies); ``have``: commits held complete in the cache, which the hub
         then does not send again. None when the hub has no such API or answers with an error: the caller then
@@ -225,12 +263,23 @@ class HubClient:
         if self._no_bundle:
             yield None
             return
-        params = {k: v for k, v in dict(identifier=identifier, model_name=model_name, config=config,
-                                        version=version, max_file_size=max_file_size,
-                                        have=",".join(have) or None).items() if v is not None}
+        params = {
+            k: v
+            for k, v in dict(
+                identifier=identifier,
+                model_name=model_name,
+                config=config,
+                version=version,
+                max_file_size=max_file_size,
+                have=",".join(have) or None,
+            ).items()
+            if v is not None
+        }
         stream = self._lean.get if self._lean is not None else functools.partial(self._http.stream, "GET")
         try:
-            with stream("/api/adapters/bundle", params=params, headers={"accept-encoding": "identity"}) as response:
+            with stream(
+                "/api/adapters/bundle", params=params, headers={"accept-encoding": "identity"}
+            ) as response:
                 kind = response.headers.get("content-type", "").split(";")[0].strip()
                 if response.status_code == 200 and kind == "application/x-tar":
                     yield response
@@ -240,7 +289,9 @@ class HubClient:
                     self._no_bundle = True  # a plain HF hub: do not ask again
                 yield None
         except (httpx.TransportError, lean.TransportError) as error:
-            raise HubHTTPError(f"download of {identifier!r} from {self.endpoint} broke off: {error}") from None
+            raise HubHTTPError(
+                f"download of {identifier!r} from {self.endpoint} broke off: {error}"
+            ) from None
 
     def search(self, **params: Any) -> dict:
         clean = {k: v for k, v in params.items() if v is not None and v != ""}
@@ -263,7 +314,9 @@ class HubClient:
                     raise self.error_for(response, f"{repo_id}@{commit[:12]}: {path}")
                 yield response
         except httpx.TransportError as error:
-            raise HubHTTPError(f"download of {path} from {repo_id} at {self.endpoint} broke off: {error}") from None
+            raise HubHTTPError(
+                f"download of {path} from {repo_id} at {self.endpoint} broke off: {error}"
+            ) from None
 
     def get_bytes(self, url: str) -> bytes:
         return self.request("GET", url).content
@@ -275,8 +328,13 @@ class HubClient:
     def create_repo(self, repo_id: str, private: bool = False, exist_ok: bool = True) -> str:
         check_repo_id(repo_id)
         namespace, name = repo_id.split("/")
-        body = {"name": name, "organization": namespace, "type": "model",
-                "visibility": "private" if private else "public", "private": private}
+        body = {
+            "name": name,
+            "organization": namespace,
+            "type": "model",
+            "visibility": "private" if private else "public",
+            "private": private,
+        }
         response = self.raw("POST", "/api/repos/create", json=body)
         if response.status_code == 409 and exist_ok:
             return repo_id
@@ -284,9 +342,18 @@ class HubClient:
             raise self.error_for(response, f"creating {repo_id}")
         return repo_id
 
-    def commit(self, repo_id: str, files: dict[str, bytes | Path], message: str, branch: str = "main",
-               description: str = "", deletions: list[str] = (), parent_commit: str | None = None,
-               timeout: float | None = None, progress: bool | None = None) -> dict:
+    def commit(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | Path],
+        message: str,
+        branch: str = "main",
+        description: str = "",
+        deletions: list[str] = (),
+        parent_commit: str | None = None,
+        timeout: float | None = None,
+        progress: bool | None = None,
+    ) -> dict:
         """One NDJSON commit with the content inline (the hub answers ``regular`` to preupload)."""
         check_repo_id(repo_id)
         header: dict[str, Any] = {"summary": message, "description": description}
@@ -305,17 +372,27 @@ class HubClient:
 
         body = b"".join(lines())
         with progress_bar(progress, len(body), f"upload {repo_id}") as advance:
+
             def chunks() -> Iterator[bytes]:
                 for start in range(0, len(body), 256 * 1024):
-                    piece = body[start:start + 256 * 1024]
+                    piece = body[start : start + 256 * 1024]
                     yield piece
                     advance(len(piece))
 
-            return self.json("POST", f"/api/models/{repo_id}/commit/{_q(branch)}", content=chunks(),
-                             headers={"content-type": "application/x-ndjson", "content-length": str(len(body))},
-                             timeout=httpx.Timeout(timeout or 600.0, connect=10.0), what=f"commit to {repo_id}@{branch}")
+            return self.json(
+                "POST",
+                f"/api/models/{repo_id}/commit/{_q(branch)}",
+                content=chunks(),
+                headers={"content-type": "application/x-ndjson", "content-length": str(len(body))},
+                timeout=httpx.Timeout(timeout or 600.0, connect=10.0),
+                what=f"commit to {repo_id}@{branch}",
+            )
 
     def create_tag(self, repo_id: str, tag: str, revision: str = "main", message: str = "") -> None:
         check_repo_id(repo_id)
-        self.request("POST", f"/api/models/{repo_id}/tag/{_q(revision)}", json={"tag": tag, "message": message},
-                     what=f"tagging {repo_id}@{revision} as {tag!r}")
+        self.request(
+            "POST",
+            f"/api/models/{repo_id}/tag/{_q(revision)}",
+            json={"tag": tag, "message": message},
+            what=f"tagging {repo_id}@{revision} as {tag!r}",
+        )

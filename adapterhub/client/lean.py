@@ -63,7 +63,9 @@ class LeanResponse:
             yield chunk
         if self._response.length:  # http.client's read(n) ends quietly when the server closes early
             self._broken = True
-            raise TransportError(f"the answer ended {self._response.length} bytes short of its Content-Length")
+            raise TransportError(
+                f"the answer ended {self._response.length} bytes short of its Content-Length"
+            )
 
     def _read(self, n: int | None = None) -> bytes:
         try:
@@ -98,7 +100,9 @@ class LeanConnection:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
-            conn = http.client.HTTPSConnection(self._host, self._port, timeout=CONNECT_TIMEOUT, context=self._ssl)
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=CONNECT_TIMEOUT, context=self._ssl
+            )
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=CONNECT_TIMEOUT)
         conn.connect()

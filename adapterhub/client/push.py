@@ -41,11 +41,24 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def card_text(repo_id: str, *, base_model: str, method: str | None = None, adapter_name: str | None = None,
-              task: str | None = None, subtask: str | None = None, language: str | list[str] | None = None,
-              dataset: str | list[str] | None = None, metrics: dict[str, float] | None = None,
-              license: str | None = None, tags: list[str] | None = None, description: str | None = None,
-              head: str | None = None, labels: list[str] | None = None, endpoint: str | None = None) -> str:
+def card_text(
+    repo_id: str,
+    *,
+    base_model: str,
+    method: str | None = None,
+    adapter_name: str | None = None,
+    task: str | None = None,
+    subtask: str | None = None,
+    language: str | list[str] | None = None,
+    dataset: str | list[str] | None = None,
+    metrics: dict[str, float] | None = None,
+    license: str | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    head: str | None = None,
+    labels: list[str] | None = None,
+    endpoint: str | None = None,
+) -> str:
     """A model card: YAML front matter (what the hub indexes) and a short body with a usage snippet."""
     if subtask and not task:
         raise IdentifierError("a subtask needs its task (task=..., e.g. task='sentiment', subtask='sst-2')")
@@ -54,8 +67,14 @@ def card_text(repo_id: str, *, base_model: str, method: str | None = None, adapt
         all_tags.append(f"adapterhub:{task}/{subtask}" if subtask else f"adapterhub:{task}")
     all_tags += [t for t in _as_list(tags) if t not in all_tags]
     meta: dict[str, Any] = {"library_name": "adapterhub", "base_model": base_model, "tags": all_tags}
-    for key, value in (("task", task), ("subtask", subtask), ("adapter_name", adapter_name), ("method", method),
-                       ("head_type", head), ("license", license)):
+    for key, value in (
+        ("task", task),
+        ("subtask", subtask),
+        ("adapter_name", adapter_name),
+        ("method", method),
+        ("head_type", head),
+        ("license", license),
+    ):
         if value:
             meta[key] = value
     datasets = _as_list(dataset) or ([subtask] if subtask else [])
@@ -70,16 +89,35 @@ def card_text(repo_id: str, *, base_model: str, method: str | None = None, adapt
         meta["metrics"] = {str(k): float(v) for k, v in metrics.items()}
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     what = f"a {method} adapter" if method else "an adapter"
-    body = [f"# {repo_id}", "", description or f"{what.capitalize()} for `{base_model}`"
-            + (f", trained for {task}" + (f"/{subtask}" if subtask else "") if task else "") + ".", ""]
+    body = [
+        f"# {repo_id}",
+        "",
+        description
+        or f"{what.capitalize()} for `{base_model}`"
+        + (f", trained for {task}" + (f"/{subtask}" if subtask else "") if task else "")
+        + ".",
+        "",
+    ]
     if labels:
         body += [f"Labels: {', '.join(labels)}.", ""]
     if metrics:
-        body += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in metrics.items()] + [""]
-    snippet_ep = f", endpoint=\"{endpoint}\"" if endpoint else ""
-    body += ["## Usage", "", "```python", "import adapterhub", "from transformers import AutoModel", "",
-             f"model = AutoModel.from_pretrained(\"{base_model}\")", "adapterhub.init(model)",
-             f"model.load_adapter(\"{repo_id}\"{snippet_ep}, set_active=True)", "```", ""]
+        body += (
+            ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in metrics.items()] + [""]
+        )
+    snippet_ep = f', endpoint="{endpoint}"' if endpoint else ""
+    body += [
+        "## Usage",
+        "",
+        "```python",
+        "import adapterhub",
+        "from transformers import AutoModel",
+        "",
+        f'model = AutoModel.from_pretrained("{base_model}")',
+        "adapterhub.init(model)",
+        f'model.load_adapter("{repo_id}"{snippet_ep}, set_active=True)',
+        "```",
+        "",
+    ]
     return f"---\n{front}---\n\n" + "\n".join(body)
 
 
@@ -91,10 +129,22 @@ def _files_of(folder: Path) -> dict[str, Path]:
     return files
 
 
-def push_folder(folder: str | Path, repo_id: str, *, endpoint: str | None = None, token: str | None = None,
-                private: bool = False, branch: str = "main", commit_message: str | None = None,
-                card: str | None = None, tag: str | None = None, wait_for_validation: bool = True,
-                timeout: float = 300.0, delete_missing: bool = True, progress: bool | None = None) -> PushResult:
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+    branch: str = "main",
+    commit_message: str | None = None,
+    card: str | None = None,
+    tag: str | None = None,
+    wait_for_validation: bool = True,
+    timeout: float = 300.0,
+    delete_missing: bool = True,
+    progress: bool | None = None,
+) -> PushResult:
     """Commit every file of ``folder`` (plus ``card`` as README.md when given) to ``repo_id`` on the hub,
     creating the repository if needed; files of the repository that are not in ``folder`` are deleted
     (``delete_missing``). Waits for the hub's validation result unless ``wait_for_validation=False``."""
@@ -109,23 +159,36 @@ def push_folder(folder: str | Path, repo_id: str, *, endpoint: str | None = None
         raise IdentifierError(f"nothing to push: {folder} is empty")
     pickles = [p for p in files if p.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
     if pickles:
-        raise IdentifierError(f"refusing to push pickle files ({', '.join(pickles)}): the hub takes safetensors "
-                              "only; save with use_safetensors=True")
+        raise IdentifierError(
+            f"refusing to push pickle files ({', '.join(pickles)}): the hub takes safetensors "
+            "only; save with use_safetensors=True"
+        )
     settings = resolve_settings(endpoint=endpoint, token=token)
     if not settings.token:
-        raise IdentifierError(f"pushing to {settings.endpoint} needs a write token: pass token=..., set "
-                              "ADAPTERHUB_TOKEN or run `adapterhub login`")
+        raise IdentifierError(
+            f"pushing to {settings.endpoint} needs a write token: pass token=..., set "
+            "ADAPTERHUB_TOKEN or run `adapterhub login`"
+        )
     with HubClient(settings) as client:
         client.create_repo(repo_id, private=private)
         deletions: list[str] = []
         if delete_missing:
             try:
-                current = [s["rfilename"] for s in client.model_info(repo_id, branch, blobs=False).get("siblings", [])]
+                current = [
+                    s["rfilename"]
+                    for s in client.model_info(repo_id, branch, blobs=False).get("siblings", [])
+                ]
             except HubHTTPError:
                 current = []
             deletions = [p for p in current if p not in files and p != ".gitattributes"]
-        answer = client.commit(repo_id, files, commit_message or f"Upload adapter to {repo_id}", branch=branch,
-                               deletions=deletions, progress=progress)
+        answer = client.commit(
+            repo_id,
+            files,
+            commit_message or f"Upload adapter to {repo_id}",
+            branch=branch,
+            deletions=deletions,
+            progress=progress,
+        )
         commit = str(answer.get("commitOid") or "")
         status = str(answer.get("validation") or "unknown")
         errors: list[str] = []
@@ -142,17 +205,23 @@ def push_folder(folder: str | Path, repo_id: str, *, endpoint: str | None = None
             cache.repo(settings.endpoint, repo_id).set_ref(tag, commit)
         result = PushResult(repo_id, commit, f"{settings.endpoint}/{repo_id}", status, errors, tag)
     if wait_for_validation and status == "failed":
-        raise ValidationFailedError(f"{repo_id}@{commit}: the hub flagged the upload as failing validation:\n- "
-                                    + "\n- ".join(errors or ["(no details)"]))
+        raise ValidationFailedError(
+            f"{repo_id}@{commit}: the hub flagged the upload as failing validation:\n- "
+            + "\n- ".join(errors or ["(no details)"])
+        )
     return result
 
 
-def wait_for_validation_result(client: HubClient, repo_id: str, commit: str, timeout: float) -> tuple[str, list[str]]:
+def wait_for_validation_result(
+    client: HubClient, repo_id: str, commit: str, timeout: float
+) -> tuple[str, list[str]]:
     """Poll ``/api/models/{repo}/validation/{commit}`` until it is passed/failed/skipped or ``timeout`` s pass."""
     deadline = time.monotonic() + timeout
     delay = 0.1
     while True:
-        answer = client.json("GET", f"/api/models/{repo_id}/validation/{commit}", what=f"validation of {repo_id}")
+        answer = client.json(
+            "GET", f"/api/models/{repo_id}/validation/{commit}", what=f"validation of {repo_id}"
+        )
         status = str(answer.get("status") or "unknown")
         if status in DONE or time.monotonic() >= deadline:
             return status, [str(e) for e in answer.get("errors") or []]
@@ -166,7 +235,8 @@ def _base_model_of(model, base_model: str | None) -> str:
         raise IdentifierError(
             "the hub needs the base model's hub id: pass base_model='org/name' (a repository on the hub holding "
             f"the base model's config.json; the model's own name is {name or 'empty'!r}). "
-            "adapterhub.client.push_base_model(model, 'org/name') pushes one")
+            "adapterhub.client.push_base_model(model, 'org/name') pushes one"
+        )
     return name
 
 
@@ -180,17 +250,32 @@ def rename_base(folder: Path, base_model: str) -> None:
         write_json(path, data)
 
 
-def push_adapter(model, repo_id: str, adapter_name: str, *, with_head: bool = True, base_model: str | None = None,
-                 task: str | None = None, subtask: str | None = None, language: str | list[str] | None = None,
-                 dataset: str | list[str] | None = None, metrics: dict[str, float] | None = None,
-                 license: str | None = None, tags: list[str] | None = None, description: str | None = None,
-                 card: str | None = None, **push_options: Any) -> PushResult:
+def push_adapter(
+    model,
+    repo_id: str,
+    adapter_name: str,
+    *,
+    with_head: bool = True,
+    base_model: str | None = None,
+    task: str | None = None,
+    subtask: str | None = None,
+    language: str | list[str] | None = None,
+    dataset: str | list[str] | None = None,
+    metrics: dict[str, float] | None = None,
+    license: str | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    card: str | None = None,
+    **push_options: Any,
+) -> PushResult:
     """Save ``adapter_name`` (and the task head) from ``model`` and push it with a card; see :func:`push_folder`
     for ``endpoint``, ``token``, ``private``, ``branch``, ``commit_message``, ``tag``, ``wait_for_validation``."""
     state = model.adapterhub_state
     if adapter_name not in state.configs:
-        raise IdentifierError(f"no adapter named {adapter_name!r} in this model (adapters: "
-                              f"{', '.join(state.configs) or 'none'})")
+        raise IdentifierError(
+            f"no adapter named {adapter_name!r} in this model (adapters: "
+            f"{', '.join(state.configs) or 'none'})"
+        )
     base = _base_model_of(model, base_model)
     config = state.configs[adapter_name]
     with tempfile.TemporaryDirectory(prefix="adapterhub-push-") as tmp:
@@ -203,27 +288,58 @@ def push_adapter(model, repo_id: str, adapter_name: str, *, with_head: bool = Tr
             head = head_cfg.get("model_class")
             labels = list((head_cfg.get("label2id") or {}).keys()) or None
         if card is None:
-            card = card_text(repo_id, base_model=base, method=getattr(config, "method", None),
-                             adapter_name=adapter_name, task=task, subtask=subtask, language=language,
-                             dataset=dataset, metrics=metrics, license=license, tags=tags, description=description,
-                             head=head, labels=labels, endpoint=resolve_settings(push_options.get("endpoint")).endpoint)
-        return push_folder(folder, repo_id, card=card,
-                           commit_message=push_options.pop("commit_message", None) or f"Upload adapter {adapter_name}",
-                           **push_options)
+            card = card_text(
+                repo_id,
+                base_model=base,
+                method=getattr(config, "method", None),
+                adapter_name=adapter_name,
+                task=task,
+                subtask=subtask,
+                language=language,
+                dataset=dataset,
+                metrics=metrics,
+                license=license,
+                tags=tags,
+                description=description,
+                head=head,
+                labels=labels,
+                endpoint=resolve_settings(push_options.get("endpoint")).endpoint,
+            )
+        return push_folder(
+            folder,
+            repo_id,
+            card=card,
+            commit_message=push_options.pop("commit_message", None) or f"Upload adapter {adapter_name}",
+            **push_options,
+        )
 
 
-def push_adapter_setup(model, repo_id: str, adapter_setup: Any, *, head_setup: Any = None,
-                       base_model: str | None = None, task: str | None = None, subtask: str | None = None,
-                       language: str | list[str] | None = None, dataset: str | list[str] | None = None,
-                       metrics: dict[str, float] | None = None, license: str | None = None,
-                       tags: list[str] | None = None, description: str | None = None, **push_options: Any) -> PushResult:
+def push_adapter_setup(
+    model,
+    repo_id: str,
+    adapter_setup: Any,
+    *,
+    head_setup: Any = None,
+    base_model: str | None = None,
+    task: str | None = None,
+    subtask: str | None = None,
+    language: str | list[str] | None = None,
+    dataset: str | list[str] | None = None,
+    metrics: dict[str, float] | None = None,
+    license: str | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    **push_options: Any,
+) -> PushResult:
     """Push a composed setup (e.g. ``Stack("lang", "task")`` or a ``Fuse``) as written by
     ``model.save_adapter_setup``: ``adapter_setup.json`` and one folder per adapter and fusion layer."""
     from adapterhub.library.composition import parse_setup
 
     setup = parse_setup(adapter_setup)
     if setup is None:
-        raise IdentifierError("push_adapter_setup_to_hub needs a setup (an adapter name, a list, a Stack or a Fuse)")
+        raise IdentifierError(
+            "push_adapter_setup_to_hub needs a setup (an adapter name, a list, a Stack or a Fuse)"
+        )
     base = _base_model_of(model, base_model)
     with tempfile.TemporaryDirectory(prefix="adapterhub-push-") as tmp:
         folder = Path(tmp)
@@ -231,13 +347,27 @@ def push_adapter_setup(model, repo_id: str, adapter_setup: Any, *, head_setup: A
         rename_base(folder, base)
         names = setup.names()
         methods = sorted({getattr(model.adapterhub_state.configs[n], "method", "") for n in names} - {""})
-        card = card_text(repo_id, base_model=base, method=methods[0] if len(methods) == 1 else None,
-                         adapter_name="+".join(names), task=task, subtask=subtask, language=language,
-                         dataset=dataset, metrics=metrics, license=license, tags=list(tags or []) + ["adapter-setup"],
-                         description=description or f"A composed adapter setup: {setup!r}.")
-        return push_folder(folder, repo_id, card=card,
-                           commit_message=push_options.pop("commit_message", None) or f"Upload adapter setup {setup!r}",
-                           **push_options)
+        card = card_text(
+            repo_id,
+            base_model=base,
+            method=methods[0] if len(methods) == 1 else None,
+            adapter_name="+".join(names),
+            task=task,
+            subtask=subtask,
+            language=language,
+            dataset=dataset,
+            metrics=metrics,
+            license=license,
+            tags=list(tags or []) + ["adapter-setup"],
+            description=description or f"A composed adapter setup: {setup!r}.",
+        )
+        return push_folder(
+            folder,
+            repo_id,
+            card=card,
+            commit_message=push_options.pop("commit_message", None) or f"Upload adapter setup {setup!r}",
+            **push_options,
+        )
 
 
 def push_base_model(model_or_config, repo_id: str, **push_options: Any) -> PushResult:
@@ -247,5 +377,9 @@ def push_base_model(model_or_config, repo_id: str, **push_options: Any) -> PushR
     with tempfile.TemporaryDirectory(prefix="adapterhub-base-") as tmp:
         config.to_json_file(str(Path(tmp) / "config.json"))
         push_options.setdefault("wait_for_validation", False)
-        return push_folder(tmp, repo_id, commit_message=push_options.pop("commit_message", None)
-                           or "Register base model config", **push_options)
+        return push_folder(
+            tmp,
+            repo_id,
+            commit_message=push_options.pop("commit_message", None) or "Register base model config",
+            **push_options,
+        )

@@ -93,7 +93,8 @@ def parse_identifier(identifier: Any) -> ParsedIdentifier:
         return ParsedIdentifier("hub", text, head=m["head"], at=m["at"])
     raise IdentifierError(
         f"cannot read adapter identifier {text!r}: expected a local folder, 'org/name[@revision]', "
-        "'task/subtask[@org]', '@org/name' or an http(s) URL (a path with more than one '/' must exist locally)")
+        "'task/subtask[@org]', '@org/name' or an http(s) URL (a path with more than one '/' must exist locally)"
+    )
 
 
 def _config_arg(config: Any) -> str | None:
@@ -103,7 +104,9 @@ def _config_arg(config: Any) -> str | None:
         config = config.to_dict()
     if isinstance(config, dict):
         return json.dumps(config, sort_keys=True)
-    raise IdentifierError(f"config= must be a preset name, a dict or an AdapterConfig, not {type(config).__name__}")
+    raise IdentifierError(
+        f"config= must be a preset name, a dict or an AdapterConfig, not {type(config).__name__}"
+    )
 
 
 def _looks_like_hub_id(name: str | None) -> bool:
@@ -111,7 +114,9 @@ def _looks_like_hub_id(name: str | None) -> bool:
 
 
 def _adapter_base_model(info: dict) -> str | None:
-    adapter = ((info.get("config") or {}).get("adapter") or {}) if isinstance(info.get("config"), dict) else {}
+    adapter = (
+        ((info.get("config") or {}).get("adapter") or {}) if isinstance(info.get("config"), dict) else {}
+    )
     base = adapter.get("model_name") or adapter.get("base_model_name_or_path")
     if not base and isinstance(info.get("cardData"), dict):
         base = info["cardData"].get("base_model")
@@ -121,14 +126,26 @@ def _adapter_base_model(info: dict) -> str | None:
 
 def _check_revision_args(parsed: ParsedIdentifier, version: str | None) -> str | None:
     if parsed.at and version and parsed.at != version:
-        raise IdentifierError(f"{parsed.text!r}: two revisions given, {parsed.at!r} in the identifier and "
-                              f"version={version!r}; give one")
+        raise IdentifierError(
+            f"{parsed.text!r}: two revisions given, {parsed.at!r} in the identifier and "
+            f"version={version!r}; give one"
+        )
     return parsed.at or version
 
 
-def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: HubClient | None, *,
-        model_name: str | None = None, own_model_name: str | None = None, config: Any = None,
-        version: str | None = None, fetch: bool = False, progress: bool | None = None) -> Pinned:
+def pin(
+    parsed: ParsedIdentifier,
+    settings: HubSettings,
+    cache: Cache,
+    client: HubClient | None,
+    *,
+    model_name: str | None = None,
+    own_model_name: str | None = None,
+    config: Any = None,
+    version: str | None = None,
+    fetch: bool = False,
+    progress: bool | None = None,
+) -> Pinned:
     """Pin a ``hub`` or ``card`` identifier to a commit (through the cache when offline). With ``fetch``, an
     identifier never resolved here is resolved by the hub's bundle API, which sends the files along (one
     request instead of three or more); ``Pinned.folder`` is then the downloaded snapshot."""
@@ -150,8 +167,14 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
     saved = cache.resolution(endpoint, *key)
     held = saved is not None and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None
     if held and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl:
-        return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"],
-                      via="cache", resolution=cache.resolution_path(endpoint, *key))
+        return Pinned(
+            endpoint,
+            saved["repo_id"],
+            saved["commit"],
+            saved.get("revision") or saved["commit"],
+            via="cache",
+            resolution=cache.resolution_path(endpoint, *key),
+        )
 
     # Resolution and files in one request (the bundle), telling the hub which commits are complete here (the one
     # resolved last time, other cached commits of an ``org/name``) so that it sends no file of those: a
@@ -159,18 +182,25 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
     # interrupted: file by file, the partial files are resumed.
     if fetch and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
         have = _cached_commits(cache, endpoint, parsed, saved["commit"] if held else None)
-        pinned = _pin_by_bundle(parsed, settings, cache, client, used_model, config_s, version, progress, have)
+        pinned = _pin_by_bundle(
+            parsed, settings, cache, client, used_model, config_s, version, progress, have
+        )
         if pinned is not None:
             _remember(cache, endpoint, key, pinned)
             return pinned
 
     # For "org/name[@rev]" the file list is asked for at the same time as the resolution (one round trip less);
     # it is used only if the hub resolves the identifier to that very repository and commit.
-    listing = worker_pool().submit(client.tree_with_commit, parsed.head, revision or "main") \
-        if parsed.two_part and not (parsed.at and version) else None
+    listing = (
+        worker_pool().submit(client.tree_with_commit, parsed.head, revision or "main")
+        if parsed.two_part and not (parsed.at and version)
+        else None
+    )
     answer, resolve_error = None, None
     try:
-        answer = client.resolve_identifier(parsed.text, model_name=used_model, config=config_s, version=version)
+        answer = client.resolve_identifier(
+            parsed.text, model_name=used_model, config=config_s, version=version
+        )
     except NotFoundError as error:  # includes ambiguity (409) and unknown identifiers (404)
         if isinstance(error, AmbiguousIdentifierError) or not parsed.two_part:
             raise
@@ -181,9 +211,15 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
             raise NotFoundError(
                 f"{parsed.text!r} resolves to {answer.get('repo_id')} (version {answer.get('version')}), a legacy "
                 f"AdapterHub card whose weights are not hosted on {endpoint}"
-                + (f"; its archive was published at {', '.join(urls)}" if urls else ""))
-        pinned = Pinned(endpoint, answer["repo_id"], answer["commit"], answer.get("version") or answer["commit"],
-                        via="resolve")
+                + (f"; its archive was published at {', '.join(urls)}" if urls else "")
+            )
+        pinned = Pinned(
+            endpoint,
+            answer["repo_id"],
+            answer["commit"],
+            answer.get("version") or answer["commit"],
+            via="resolve",
+        )
         if listing is not None and answer["repo_id"] == parsed.head:
             try:
                 listed_commit, files = listing.result()
@@ -204,15 +240,18 @@ def pin(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: H
             raise resolve_error
         pinned = Pinned(endpoint, parsed.head, info["sha"], revision or "main", info=info)
     else:
-        raise NotFoundError(f"{parsed.text!r} is an AdapterHub identifier, but the hub at {endpoint} has no "
-                            "resolve API (/api/adapters/resolve); use the repository id org/name instead")
+        raise NotFoundError(
+            f"{parsed.text!r} is an AdapterHub identifier, but the hub at {endpoint} has no "
+            "resolve API (/api/adapters/resolve); use the repository id org/name instead"
+        )
     _remember(cache, endpoint, key, pinned)
     return pinned
 
 
 def _remember(cache: Cache, endpoint: str, key: tuple, pinned: Pinned) -> None:
-    cache.save_resolution(endpoint, *key, {"repo_id": pinned.repo_id, "commit": pinned.commit,
-                                           "revision": pinned.revision})
+    cache.save_resolution(
+        endpoint, *key, {"repo_id": pinned.repo_id, "commit": pinned.commit, "revision": pinned.revision}
+    )
     pinned.resolution = cache.resolution_path(endpoint, *key)
     if pinned.revision != pinned.commit:
         cache.repo(endpoint, pinned.repo_id).set_ref(pinned.revision, pinned.commit)
@@ -235,28 +274,57 @@ def _interrupted(cache: Cache, endpoint: str, parsed: ParsedIdentifier) -> bool:
     return blobs.is_dir() and any(blobs.glob("*.incomplete"))
 
 
-def _pin_by_bundle(parsed: ParsedIdentifier, settings: HubSettings, cache: Cache, client: HubClient,
-                   model_name: str | None, config: str | None, version: str | None,
-                   progress: bool | None, have: list[str]) -> Pinned | None:
+def _pin_by_bundle(
+    parsed: ParsedIdentifier,
+    settings: HubSettings,
+    cache: Cache,
+    client: HubClient,
+    model_name: str | None,
+    config: str | None,
+    version: str | None,
+    progress: bool | None,
+    have: list[str],
+) -> Pinned | None:
     """Resolve and download through the hub's bundle API; None when the hub has none or answers with an error
     (the resolve API then gives the reason, or finds a repository that is no indexed adapter)."""
-    with client.bundle(parsed.text, model_name=model_name, config=config, version=version,
-                       max_file_size=bundle.MAX_FILE, have=have) as response:
+    with client.bundle(
+        parsed.text,
+        model_name=model_name,
+        config=config,
+        version=version,
+        max_file_size=bundle.MAX_FILE,
+        have=have,
+    ) as response:
         if response is None:
             return None
-        manifest, folder = bundle.read_bundle(client, cache, settings.endpoint, response, label=parsed.text,
-                                              progress=progress, full_check=settings.verify_full)
+        manifest, folder = bundle.read_bundle(
+            client,
+            cache,
+            settings.endpoint,
+            response,
+            label=parsed.text,
+            progress=progress,
+            full_check=settings.verify_full,
+        )
     revision = (manifest.get("resolve") or {}).get("version") or manifest["commit"]
-    return Pinned(settings.endpoint, manifest["repo_id"], manifest["commit"], revision, via="bundle", folder=folder)
+    return Pinned(
+        settings.endpoint, manifest["repo_id"], manifest["commit"], revision, via="bundle", folder=folder
+    )
 
 
-def _pin_offline(parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tuple, revision: str | None) -> Pinned:
+def _pin_offline(
+    parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tuple, revision: str | None
+) -> Pinned:
     hint = "run once online (without ADAPTERHUB_OFFLINE=1) to resolve and download it"
     saved = cache.resolution(endpoint, *key)
     if saved:
-        return Pinned(endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"], via="cache")
+        return Pinned(
+            endpoint, saved["repo_id"], saved["commit"], saved.get("revision") or saved["commit"], via="cache"
+        )
     if parsed.two_part and revision and COMMIT_RE.match(revision):
-        return Pinned(endpoint, parsed.head, revision, revision, via="cache")  # the snapshot says if it is there
+        return Pinned(
+            endpoint, parsed.head, revision, revision, via="cache"
+        )  # the snapshot says if it is there
     if parsed.two_part:
         rc = cache.repo(endpoint, parsed.head)
         commit = rc.ref(revision or "main")
@@ -267,10 +335,13 @@ def _pin_offline(parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tup
             raise OfflineError(
                 f"offline mode: revision {revision or 'main'!r} of {parsed.head} from {endpoint} was never looked "
                 f"up, so its commit is unknown; cached: {', '.join(f'{r}={c[:12]}' for r, c in rc.refs().items())} "
-                f"(commits {', '.join(c[:12] for c in cached)}); pass one of them as version=, or {hint}")
-    raise OfflineError(f"offline mode: {parsed.text!r} (model_name={key[1]}, config={key[2]}, version={key[3]}) "
-                       f"was never resolved against {endpoint}, and nothing for it is in the cache ({cache.root}); "
-                       f"{hint}")
+                f"(commits {', '.join(c[:12] for c in cached)}); pass one of them as version=, or {hint}"
+            )
+    raise OfflineError(
+        f"offline mode: {parsed.text!r} (model_name={key[1]}, config={key[2]}, version={key[3]}) "
+        f"was never resolved against {endpoint}, and nothing for it is in the cache ({cache.root}); "
+        f"{hint}"
+    )
 
 
 def _hub_url(url: str, settings: HubSettings) -> tuple[str, str, str | None, str] | None:
@@ -278,7 +349,7 @@ def _hub_url(url: str, settings: HubSettings) -> tuple[str, str, str | None, str
     ``{hub}/org/name/tree|resolve|blob/{rev}[/{sub}]``; None for any other URL (a plain folder of files)."""
     configured = settings.endpoint
     if url.rstrip("/").startswith(configured + "/"):
-        endpoint, rest = configured, url.rstrip("/")[len(configured):]
+        endpoint, rest = configured, url.rstrip("/")[len(configured) :]
     else:
         parts = urlsplit(url)
         endpoint, rest = normalize_endpoint(f"{parts.scheme}://{parts.netloc}"), parts.path
@@ -294,15 +365,27 @@ def _hub_url(url: str, settings: HubSettings) -> tuple[str, str, str | None, str
     return endpoint, f"{segs[0]}/{segs[1]}", segs[3], "/".join(segs[4:])
 
 
-def adapter_folder(identifier: Any, *, version: str | None = None, config: Any = None, model_name: str | None = None,
-                   own_model_name: str | None = None, endpoint: str | None = None, token: str | bool | None = None,
-                   offline: bool | None = None, cache_dir: str | os.PathLike | None = None,
-                   sha256: str | None = None, progress: bool | None = None, **unknown: Any) -> Path:
+def adapter_folder(
+    identifier: Any,
+    *,
+    version: str | None = None,
+    config: Any = None,
+    model_name: str | None = None,
+    own_model_name: str | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    offline: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    sha256: str | None = None,
+    progress: bool | None = None,
+    **unknown: Any,
+) -> Path:
     """The verified local folder of the adapter ``identifier`` (see the module docstring)."""
     if unknown:
         raise TypeError(f"unknown option(s) for loading {identifier!r}: {', '.join(sorted(unknown))}")
-    recent_key = _recent_key(identifier, version, config, model_name, own_model_name, endpoint, token, offline,
-                             cache_dir)
+    recent_key = _recent_key(
+        identifier, version, config, model_name, own_model_name, endpoint, token, offline, cache_dir
+    )
     folder = _recent_folder(recent_key)
     if folder is not None:
         return folder
@@ -321,15 +404,29 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
         ep, repo_id, url_rev, sub = hub_url
         if ep != settings.endpoint:  # a token goes only to the hub it was given or saved for
             explicit = token if isinstance(token, str) else None
-            settings = dataclasses.replace(settings, endpoint=ep, token=explicit or read_saved_tokens().get(ep))
-        url, parsed = parsed.text, ParsedIdentifier("hub", f"{repo_id}@{url_rev}" if url_rev else repo_id,
-                                                   head=repo_id, at=url_rev)
+            settings = dataclasses.replace(
+                settings, endpoint=ep, token=explicit or read_saved_tokens().get(ep)
+            )
+        url, parsed = (
+            parsed.text,
+            ParsedIdentifier("hub", f"{repo_id}@{url_rev}" if url_rev else repo_id, head=repo_id, at=url_rev),
+        )
     else:
         url, sub = None, ""
     client = None if settings.offline else HubClient.shared(settings)
     try:
-        pinned = pin(parsed, settings, cache, client, model_name=model_name, own_model_name=own_model_name,
-                     config=config, version=version, fetch=True, progress=progress)
+        pinned = pin(
+            parsed,
+            settings,
+            cache,
+            client,
+            model_name=model_name,
+            own_model_name=own_model_name,
+            config=config,
+            version=version,
+            fetch=True,
+            progress=progress,
+        )
     except (NotFoundError, OfflineError) as error:
         # "https://host/a/b/" is a hub repository or a plain folder of files: if the server answered like no hub
         # does (a 404 without X-Error-Code), or offline, it is taken as a folder
@@ -337,9 +434,17 @@ def adapter_folder(identifier: Any, *, version: str | None = None, config: Any =
         if url is not None and parsed.at is None and plain:
             return static_folder(url, settings, cache)
         raise
-    folder = pinned.folder or snapshot(client, cache, pinned.endpoint, pinned.repo_id, pinned.commit,
-                                       info=pinned.info, offline=settings.offline, progress=progress,
-                                       full_check=settings.verify_full)
+    folder = pinned.folder or snapshot(
+        client,
+        cache,
+        pinned.endpoint,
+        pinned.repo_id,
+        pinned.commit,
+        info=pinned.info,
+        offline=settings.offline,
+        progress=progress,
+        full_check=settings.verify_full,
+    )
     if sub:
         folder = folder / sub
         if not folder.is_dir():
@@ -363,16 +468,35 @@ class _Recent:
 
 
 _RECENT: dict[tuple, _Recent] = {}
-_RECENT_ENV = ("ADAPTERHUB_ENDPOINT", "ADAPTERHUB_OFFLINE", "ADAPTERHUB_CACHE", "XDG_CACHE_HOME", "HOME",
-               "ADAPTERHUB_REF_TTL", "ADAPTERHUB_VERIFY", "ADAPTERHUB_TOKEN", "ADAPTERHUB_HOME")
+_RECENT_ENV = (
+    "ADAPTERHUB_ENDPOINT",
+    "ADAPTERHUB_OFFLINE",
+    "ADAPTERHUB_CACHE",
+    "XDG_CACHE_HOME",
+    "HOME",
+    "ADAPTERHUB_REF_TTL",
+    "ADAPTERHUB_VERIFY",
+    "ADAPTERHUB_TOKEN",
+    "ADAPTERHUB_HOME",
+)
 
 
-def _recent_key(identifier, version, config, model_name, own_model_name, endpoint, token, offline,
-                cache_dir) -> tuple | None:
+def _recent_key(
+    identifier, version, config, model_name, own_model_name, endpoint, token, offline, cache_dir
+) -> tuple | None:
     if not isinstance(identifier, str) or not (config is None or isinstance(config, str)) or offline:
         return None
-    return (identifier, version, config, model_name, own_model_name, endpoint, token,
-            os.fspath(cache_dir) if cache_dir is not None else None, *map(os.environ.get, _RECENT_ENV))
+    return (
+        identifier,
+        version,
+        config,
+        model_name,
+        own_model_name,
+        endpoint,
+        token,
+        os.fspath(cache_dir) if cache_dir is not None else None,
+        *map(os.environ.get, _RECENT_ENV),
+    )
 
 
 def _recent_folder(key: tuple | None) -> Path | None:
@@ -383,8 +507,9 @@ def _recent_folder(key: tuple | None) -> Path | None:
     recent = _RECENT.get(key) if key is not None else None
     if recent is None:
         return None
-    if recent.resolution is not None and (time.time() >= recent.expires
-                                          or file_identity(recent.resolution) != recent.identity):
+    if recent.resolution is not None and (
+        time.time() >= recent.expires or file_identity(recent.resolution) != recent.identity
+    ):
         _RECENT.pop(key, None)
         return None
     if recent.rc.check_snapshot(recent.commit, full=recent.full_check) != []:
@@ -405,21 +530,44 @@ def _remember_recent(key: tuple | None, cache: Cache, settings: HubSettings, pin
         saved = read_json(pinned.resolution)
         if not isinstance(saved, dict) or saved.get("commit") != pinned.commit:
             return
-        recent = _Recent(rc, pinned.commit, pinned.resolution, file_identity(pinned.resolution),
-                         float(saved.get("resolved_at", 0)) + settings.ref_ttl, settings.verify_full)
+        recent = _Recent(
+            rc,
+            pinned.commit,
+            pinned.resolution,
+            file_identity(pinned.resolution),
+            float(saved.get("resolved_at", 0)) + settings.ref_ttl,
+            settings.verify_full,
+        )
     if len(_RECENT) >= 1024:
         _RECENT.clear()
     _RECENT[key] = recent
 
 
-def resolve(identifier: str, *, version: str | None = None, config: Any = None, model_name: str | None = None,
-            endpoint: str | None = None, token: str | bool | None = None, offline: bool | None = None,
-            cache_dir: str | os.PathLike | None = None) -> Pinned:
+def resolve(
+    identifier: str,
+    *,
+    version: str | None = None,
+    config: Any = None,
+    model_name: str | None = None,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    offline: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Pinned:
     """Pin a hub identifier to a repository and commit without downloading anything."""
     parsed = parse_identifier(identifier)
     if parsed.kind not in ("hub", "card"):
-        raise IdentifierError(f"{identifier!r} is not a hub identifier (org/name[@rev], task/subtask[@org], @org/name)")
+        raise IdentifierError(
+            f"{identifier!r} is not a hub identifier (org/name[@rev], task/subtask[@org], @org/name)"
+        )
     settings = resolve_settings(endpoint=endpoint, token=token, offline=offline, cache_dir=cache_dir)
     with contextlib.nullcontext() if settings.offline else HubClient(settings) as client:
-        return pin(parsed, settings, Cache(settings.cache_dir), client, model_name=model_name, config=config,
-                   version=version)
+        return pin(
+            parsed,
+            settings,
+            Cache(settings.cache_dir),
+            client,
+            model_name=model_name,
+            config=config,
+            version=version,
+        )

@@ -103,12 +103,18 @@ class HubSettings:
     verify_full: bool = False  # ADAPTERHUB_VERIFY=full: hash every cached file on every use
 
     def __repr__(self) -> str:  # never print a token
-        return (f"HubSettings(endpoint={self.endpoint!r}, token={'***' if self.token else None}, "
-                f"offline={self.offline}, cache_dir={str(self.cache_dir)!r}, ref_ttl={self.ref_ttl})")
+        return (
+            f"HubSettings(endpoint={self.endpoint!r}, token={'***' if self.token else None}, "
+            f"offline={self.offline}, cache_dir={str(self.cache_dir)!r}, ref_ttl={self.ref_ttl})"
+        )
 
 
-def resolve_settings(endpoint: str | None = None, token: str | bool | None = None, offline: bool | None = None,
-                     cache_dir: str | os.PathLike | None = None) -> HubSettings:
+def resolve_settings(
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    offline: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> HubSettings:
     ep = normalize_endpoint(endpoint or os.environ.get("ADAPTERHUB_ENDPOINT") or DEFAULT_ENDPOINT)
     if token is False:
         tok = None
@@ -122,11 +128,14 @@ def resolve_settings(endpoint: str | None = None, token: str | bool | None = Non
     try:
         ttl = float(os.environ.get("ADAPTERHUB_REF_TTL", "60"))
     except ValueError:
-        raise IdentifierError(f"ADAPTERHUB_REF_TTL={os.environ['ADAPTERHUB_REF_TTL']!r} is not a number of seconds") \
-            from None
+        raise IdentifierError(
+            f"ADAPTERHUB_REF_TTL={os.environ['ADAPTERHUB_REF_TTL']!r} is not a number of seconds"
+        ) from None
     raw = os.environ.get("ADAPTERHUB_VERIFY", "")
     verify = raw.strip().lower()
     if verify not in ("", "full", "stat"):
-        raise IdentifierError(f"ADAPTERHUB_VERIFY={raw!r}: expected 'full' (hash every cached file on every use) "
-                              "or 'stat' (the default: hash files whose identity on disk changed)")
+        raise IdentifierError(
+            f"ADAPTERHUB_VERIFY={raw!r}: expected 'full' (hash every cached file on every use) "
+            "or 'stat' (the default: hash files whose identity on disk changed)"
+        )
     return HubSettings(ep, tok or None, bool(offline), cache, max(0.0, ttl), verify == "full")

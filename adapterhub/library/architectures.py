@@ -68,44 +68,88 @@ _BERT_LIKE = Architecture(
     layers="encoder.layer",
     embeddings="embeddings",
     sites={
-        "mh_adapter": Site("attention.output.dropout", "attention.output", (1, "input_tensor"),
-                           "attention.output.LayerNorm", "attention.output"),
+        "mh_adapter": Site(
+            "attention.output.dropout",
+            "attention.output",
+            (1, "input_tensor"),
+            "attention.output.LayerNorm",
+            "attention.output",
+        ),
         "output_adapter": Site("output.dropout", "output", (1, "input_tensor"), "output.LayerNorm", "output"),
     },
-    linears={"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "o": "attention.output.dense", "intermediate": "intermediate.dense", "output": "output.dense"},
+    linears={
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "o": "attention.output.dense",
+        "intermediate": "intermediate.dense",
+        "output": "output.dense",
+    },
 )
 register_architecture(["bert", "roberta", "xlm-roberta", "camembert", "electra"], _BERT_LIKE)
 
-register_architecture("distilbert", Architecture(
-    layers="transformer.layer",
-    embeddings="embeddings",
-    sites={
-        "mh_adapter": Site("attention", "attention", (0, "hidden_states"), "sa_layer_norm", "attention_adapters"),
-        "output_adapter": Site("ffn", "ffn", (0, "input"), "output_layer_norm", "output_adapters"),
-    },
-    linears={"q": "attention.q_lin", "k": "attention.k_lin", "v": "attention.v_lin", "o": "attention.out_lin",
-             "intermediate": "ffn.lin1", "output": "ffn.lin2"},
-))
+register_architecture(
+    "distilbert",
+    Architecture(
+        layers="transformer.layer",
+        embeddings="embeddings",
+        sites={
+            "mh_adapter": Site(
+                "attention", "attention", (0, "hidden_states"), "sa_layer_norm", "attention_adapters"
+            ),
+            "output_adapter": Site("ffn", "ffn", (0, "input"), "output_layer_norm", "output_adapters"),
+        },
+        linears={
+            "q": "attention.q_lin",
+            "k": "attention.k_lin",
+            "v": "attention.v_lin",
+            "o": "attention.out_lin",
+            "intermediate": "ffn.lin1",
+            "output": "ffn.lin2",
+        },
+    ),
+)
 
 # Pre-LN decoders: h = attn(ln_1(r)); r + h. The residual is the input of the pre-norm.
-register_architecture("gpt2", Architecture(
-    layers="h",
-    embeddings="wte",
-    sites={
-        "mh_adapter": Site("attn", "ln_1", (0, "input"), None, "attention_adapters"),
-        "output_adapter": Site("mlp", "ln_2", (0, "input"), None, "output_adapters"),
-    },
-    linears={"qkv": "attn.c_attn", "o": "attn.c_proj", "intermediate": "mlp.c_fc", "output": "mlp.c_proj"},
-))
+register_architecture(
+    "gpt2",
+    Architecture(
+        layers="h",
+        embeddings="wte",
+        sites={
+            "mh_adapter": Site("attn", "ln_1", (0, "input"), None, "attention_adapters"),
+            "output_adapter": Site("mlp", "ln_2", (0, "input"), None, "output_adapters"),
+        },
+        linears={
+            "qkv": "attn.c_attn",
+            "o": "attn.c_proj",
+            "intermediate": "mlp.c_fc",
+            "output": "mlp.c_proj",
+        },
+    ),
+)
 
-register_architecture(["llama", "mistral", "qwen2"], Architecture(
-    layers="layers",
-    embeddings="embed_tokens",
-    sites={
-        "mh_adapter": Site("self_attn", "input_layernorm", (0, "hidden_states"), None, "attention_adapters"),
-        "output_adapter": Site("mlp", "post_attention_layernorm", (0, "hidden_states"), None, "output_adapters"),
-    },
-    linears={"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
-             "gate": "mlp.gate_proj", "intermediate": "mlp.up_proj", "output": "mlp.down_proj"},
-))
+register_architecture(
+    ["llama", "mistral", "qwen2"],
+    Architecture(
+        layers="layers",
+        embeddings="embed_tokens",
+        sites={
+            "mh_adapter": Site(
+                "self_attn", "input_layernorm", (0, "hidden_states"), None, "attention_adapters"
+            ),
+            "output_adapter": Site(
+                "mlp", "post_attention_layernorm", (0, "hidden_states"), None, "output_adapters"
+            ),
+        },
+        linears={
+            "q": "self_attn.q_proj",
+            "k": "self_attn.k_proj",
+            "v": "self_attn.v_proj",
+            "o": "self_attn.o_proj",
+            "gate": "mlp.gate_proj",
+            "intermediate": "mlp.up_proj",
+            "output": "mlp.down_proj",
+        },
+    ),
+)

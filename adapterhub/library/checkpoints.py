@@ -35,8 +35,12 @@ class _DropUnexpectedOnlyReport(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        return not ("LOAD REPORT" in text and "UNEXPECTED" in text and "MISSING" not in text
-                    and "MISMATCH" not in text)
+        return not (
+            "LOAD REPORT" in text
+            and "UNEXPECTED" in text
+            and "MISSING" not in text
+            and "MISMATCH" not in text
+        )
 
 
 def load_base_model(path, **kwargs: Any):
@@ -56,20 +60,27 @@ def load_base_model(path, **kwargs: Any):
 
 def warn_unused(path, model, unused: set[str]) -> None:
     if unused:
-        logger.warning("weights in %s not used by %s: %s", path, type(model).__name__, ", ".join(sorted(unused)))
+        logger.warning(
+            "weights in %s not used by %s: %s", path, type(model).__name__, ", ".join(sorted(unused))
+        )
 
 
 def adapters_config(model) -> dict[str, Any]:
     """The ``adapters`` entry of config.json for the model's adapters and fusion layers."""
     state = model.adapterhub_state
-    out: dict[str, Any] = {"adapters": {}, "config_map": {}, "fusions": {}, "fusion_config_map": {},
-                           "fusion_name_map": {}}
+    out: dict[str, Any] = {
+        "adapters": {},
+        "config_map": {},
+        "fusions": {},
+        "fusion_config_map": {},
+        "fusion_name_map": {},
+    }
     for name, config in state.configs.items():
         key = config_hash(config)
         out["adapters"][name] = key
         out["config_map"][key] = config.to_dict()
     method = state.methods.get("bottleneck")
-    for name, (names, config) in (method.fusions.items() if method is not None else []):
+    for name, (names, config) in method.fusions.items() if method is not None else []:
         # a preset by its name (the `adapters` library reads fusion configs from the map as plain dicts and fails)
         key = next((preset for preset, value in FUSION_PRESETS.items() if value == config), None)
         if key is None:
@@ -99,8 +110,12 @@ def save_pretrained(model, save_directory, use_safetensors: bool = True) -> None
 def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
     options = {k: kwargs[k] for k in ("cache_dir", "revision", "local_files_only", "token") if k in kwargs}
     found = {}
-    for name in ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
-                 "pytorch_model.bin"):
+    for name in (
+        "model.safetensors.index.json",
+        "model.safetensors",
+        "pytorch_model.bin.index.json",
+        "pytorch_model.bin",
+    ):
         file = cached_file(path, name, _raise_exceptions_for_missing_entries=False, **options)
         if file:
             found[name] = file
@@ -115,8 +130,11 @@ def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
         files = [file]
     weights: dict[str, torch.Tensor] = {}
     for shard in files:
-        weights.update(load_file(shard) if shard.endswith(".safetensors")
-                       else torch.load(shard, map_location="cpu", weights_only=True))
+        weights.update(
+            load_file(shard)
+            if shard.endswith(".safetensors")
+            else torch.load(shard, map_location="cpu", weights_only=True)
+        )
     return weights
 
 
@@ -125,7 +143,9 @@ def _local_name(key: str, state) -> str:
     return key if key.startswith("heads.") else next(iter(saving._align_prefix({key: None}, state)))
 
 
-def restore(model, path, adapters: dict | None, heads: dict | None, unused: set[str], **kwargs: Any) -> set[str]:
+def restore(
+    model, path, adapters: dict | None, heads: dict | None, unused: set[str], **kwargs: Any
+) -> set[str]:
     """Add the adapters, fusion layers and heads named in a checkpoint's config, then load their weights.
 
     ``unused``: the checkpoint keys the base model did not take; returns those that are still unused."""

@@ -26,7 +26,9 @@ class Block:
             raise AdapterConfigError(f"{kind} takes one or more adapter names, got none")
         for child in children:
             if not isinstance(child, self.allowed_children):
-                allowed = ", ".join("adapter names" if c is str else c.__name__ for c in self.allowed_children)
+                allowed = ", ".join(
+                    "adapter names" if c is str else c.__name__ for c in self.allowed_children
+                )
                 raise AdapterConfigError(f"{kind} takes {allowed} as children, got {child!r}")
         self.children = list(children)
 
@@ -74,8 +76,10 @@ class Block:
         """The ``adapter_setup.json`` form: ``{"type": ..., "children": [{"type": "single", ...}, ...]}``."""
         data = {
             "type": type(self).__name__,
-            "children": [c.to_dict() if isinstance(c, Block) else {"type": "single", "children": [c]}
-                         for c in self.children],
+            "children": [
+                c.to_dict() if isinstance(c, Block) else {"type": "single", "children": [c]}
+                for c in self.children
+            ],
         }
         if self._kwargs():
             data["kwargs"] = self._kwargs()
@@ -84,7 +88,9 @@ class Block:
     @staticmethod
     def from_dict(data) -> "Block":
         if not isinstance(data, dict) or "type" not in data or not isinstance(data.get("children"), list):
-            raise AdapterConfigError(f"an adapter setup entry needs 'type' and a 'children' list, got {data!r}")
+            raise AdapterConfigError(
+                f"an adapter setup entry needs 'type' and a 'children' list, got {data!r}"
+            )
         kind = data["type"]
         if kind not in _BLOCKS:
             raise AdapterConfigError(
@@ -94,7 +100,9 @@ class Block:
         for child in data["children"]:
             if isinstance(child, dict) and child.get("type") == "single":
                 if len(child.get("children") or []) != 1 or not isinstance(child["children"][0], str):
-                    raise AdapterConfigError(f"a 'single' setup entry must name exactly one adapter, got {child!r}")
+                    raise AdapterConfigError(
+                        f"a 'single' setup entry must name exactly one adapter, got {child!r}"
+                    )
                 children.append(child["children"][0])
             elif isinstance(child, str):
                 children.append(child)
@@ -116,7 +124,11 @@ class Block:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Block):
-            return type(self) is type(other) and self.children == other.children and self._kwargs() == other._kwargs()
+            return (
+                type(self) is type(other)
+                and self.children == other.children
+                and self._kwargs() == other._kwargs()
+            )
         if isinstance(self, Stack) and isinstance(other, str):
             return self.children == [other]
         if isinstance(self, Stack) and isinstance(other, (list, tuple)):

@@ -119,7 +119,9 @@ def parse_config_string(text: str) -> tuple[str, dict[str, Any]]:
     """``"seq_bn[reduction_factor=32,non_linearity=gelu]"`` -> ``("seq_bn", {...})``."""
     match = _STRING.match(text)
     if not match:
-        raise AdapterConfigError(f"invalid adapter config string {text!r}; expected 'name' or 'name[key=value,...]'")
+        raise AdapterConfigError(
+            f"invalid adapter config string {text!r}; expected 'name' or 'name[key=value,...]'"
+        )
     options: dict[str, Any] = {}
     for item in _split_top_level(match.group("options") or ""):
         key, sep, value = item.partition("=")
@@ -141,7 +143,9 @@ def resolve_config(config: AdapterConfig | str | dict[str, Any], **overrides: An
             )
         name, options = parse_config_string(config)
         if name not in _PRESETS:
-            raise AdapterConfigError(f"unknown adapter config {name!r}; known presets: {', '.join(preset_names())}")
+            raise AdapterConfigError(
+                f"unknown adapter config {name!r}; known presets: {', '.join(preset_names())}"
+            )
         resolved = _PRESETS[name]()
         if options:
             resolved = resolved.replace(**options)
@@ -155,16 +159,28 @@ def resolve_config(config: AdapterConfig | str | dict[str, Any], **overrides: An
             raise AdapterConfigError(f"unknown adapter architecture {architecture!r}; known: {known}")
         resolved = _ARCHITECTURES[architecture].from_dict(data)
     else:
-        raise AdapterConfigError(f"an adapter config must be a preset name, a dict or an AdapterConfig, not {type(config).__name__}")
+        raise AdapterConfigError(
+            f"an adapter config must be a preset name, a dict or an AdapterConfig, not {type(config).__name__}"
+        )
     return resolved.replace(**overrides) if overrides else resolved
 
 
 # Keys whose default values are left out of the hash, so that hashes stay equal to those of older AdapterHub
 # versions that did not have these options (a fact of the AdapterHub format).
 _HASH_IGNORED_DEFAULTS = {
-    "phm_layer": True, "phm_dim": 4, "factorized_phm_W": True, "shared_W_phm": False, "shared_phm_rule": True,
-    "factorized_phm_rule": False, "phm_c_init": "normal", "phm_init_range": 0.0001, "learn_phm": True,
-    "hypercomplex_nonlinearity": "glorot-uniform", "phm_rank": 1, "phm_bias": True, "init_weights": "bert",
+    "phm_layer": True,
+    "phm_dim": 4,
+    "factorized_phm_W": True,
+    "shared_W_phm": False,
+    "shared_phm_rule": True,
+    "factorized_phm_rule": False,
+    "phm_c_init": "normal",
+    "phm_init_range": 0.0001,
+    "learn_phm": True,
+    "hypercomplex_nonlinearity": "glorot-uniform",
+    "phm_rank": 1,
+    "phm_bias": True,
+    "init_weights": "bert",
     "scaling": 1.0,
 }
 

@@ -79,8 +79,14 @@ def _without_fusion(setup: Block | None, name: str) -> Block | None:
 # ----------------------------------------------------------------------------- the API bound to the model
 
 
-def add_adapter_fusion(self, adapter_names, config: FusionConfig | str | dict | None = None, name: str | None = None,
-                       overwrite_ok: bool = False, set_active: bool = False) -> str:
+def add_adapter_fusion(
+    self,
+    adapter_names,
+    config: FusionConfig | str | dict | None = None,
+    name: str | None = None,
+    overwrite_ok: bool = False,
+    set_active: bool = False,
+) -> str:
     """Add an AdapterFusion layer over ``adapter_names`` (config: ``"dynamic"`` (default), ``"static"``, a dict)."""
     state = _state(self)
     names, name = fusion_target(adapter_names, name)
@@ -107,7 +113,9 @@ def delete_adapter_fusion(self, adapter_names) -> None:
     _apply_active(state)
 
 
-def train_adapter_fusion(self, adapter_setup, unfreeze_adapters: bool = False, train_head: bool = True) -> None:
+def train_adapter_fusion(
+    self, adapter_setup, unfreeze_adapters: bool = False, train_head: bool = True
+) -> None:
     """Freeze everything but the fusion layers of ``adapter_setup`` (and the task head; the adapters too if
     ``unfreeze_adapters``), activate the setup and switch to train mode."""
     state = _state(self)
@@ -132,7 +140,11 @@ def get_fusion_regularization_loss(self) -> torch.Tensor:
     losses = []
     if method is not None:
         for name in method.fusions:
-            losses += [loss for layer in method.fusion_layers(name) if (loss := layer.regularization_loss()) is not None]
+            losses += [
+                loss
+                for layer in method.fusion_layers(name)
+                if (loss := layer.regularization_loss()) is not None
+            ]
     if not losses:
         return torch.zeros(())
     return torch.stack(losses).sum()
@@ -142,8 +154,14 @@ def _fusion_pattern(name: str) -> re.Pattern:
     return re.compile(r"(^|\.)adapter_fusion_layer\." + re.escape(name) + r"\.")
 
 
-def save_adapter_fusion(self, save_directory, adapter_names, meta_dict: dict | None = None, with_head: bool = False,
-                        use_safetensors: bool = True) -> None:
+def save_adapter_fusion(
+    self,
+    save_directory,
+    adapter_names,
+    meta_dict: dict | None = None,
+    with_head: bool = False,
+    use_safetensors: bool = True,
+) -> None:
     """Write the fusion layer of ``adapter_names`` to ``save_directory`` in the AdapterHub format."""
     state = _state(self)
     name = _fusion_name(state, adapter_names)
@@ -165,8 +183,14 @@ def save_adapter_fusion(self, save_directory, adapter_names, meta_dict: dict | N
         flex_save(folder, name, use_safetensors=use_safetensors)
 
 
-def load_adapter_fusion(self, adapter_fusion_name_or_path, load_as: str | None = None, set_active: bool = False,
-                        with_head: bool = True, **kwargs: Any) -> str:
+def load_adapter_fusion(
+    self,
+    adapter_fusion_name_or_path,
+    load_as: str | None = None,
+    set_active: bool = False,
+    with_head: bool = True,
+    **kwargs: Any,
+) -> str:
     """Load a saved fusion layer; its adapters must be loaded already. Returns the fusion's name."""
     state = _state(self)
     folder = saving.resolve_location(adapter_fusion_name_or_path)
@@ -174,7 +198,9 @@ def load_adapter_fusion(self, adapter_fusion_name_or_path, load_as: str | None =
     saving._check_model(header, state, config_path)
     names = header.get("adapter_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise AdapterLoadError(f"{config_path}: 'adapter_names' must be a list of adapter names, got {names!r}")
+        raise AdapterLoadError(
+            f"{config_path}: 'adapter_names' must be a list of adapter names, got {names!r}"
+        )
     try:
         config = FusionConfig.load(header.get("config"))
     except AdapterConfigError as error:
@@ -193,7 +219,9 @@ def load_adapter_fusion(self, adapter_fusion_name_or_path, load_as: str | None =
         )
     weights, weights_path = saving.read_tensors(folder, (FUSION_WEIGHTS_NAME, LEGACY_FUSION_WEIGHTS_NAME))
     old = _fusion_pattern(saved_name)
-    weights = {old.sub(lambda m: f"{m.group(1)}adapter_fusion_layer.{name}.", k): v for k, v in weights.items()}
+    weights = {
+        old.sub(lambda m: f"{m.group(1)}adapter_fusion_layer.{name}.", k): v for k, v in weights.items()
+    }
     weights = saving._align_prefix(weights, state)
     method.add_fusion(name, names, config)
     try:
@@ -214,11 +242,13 @@ def load_adapter_fusion(self, adapter_fusion_name_or_path, load_as: str | None =
     return name
 
 
-register_api({
-    "add_adapter_fusion": add_adapter_fusion,
-    "delete_adapter_fusion": delete_adapter_fusion,
-    "train_adapter_fusion": train_adapter_fusion,
-    "get_fusion_regularization_loss": get_fusion_regularization_loss,
-    "save_adapter_fusion": save_adapter_fusion,
-    "load_adapter_fusion": load_adapter_fusion,
-})
+register_api(
+    {
+        "add_adapter_fusion": add_adapter_fusion,
+        "delete_adapter_fusion": delete_adapter_fusion,
+        "train_adapter_fusion": train_adapter_fusion,
+        "get_fusion_regularization_loss": get_fusion_regularization_loss,
+        "save_adapter_fusion": save_adapter_fusion,
+        "load_adapter_fusion": load_adapter_fusion,
+    }
+)

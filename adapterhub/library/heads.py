@@ -59,8 +59,14 @@ class PredictionHead(nn.Sequential):
     per_token: ClassVar[bool] = False
     size_key: ClassVar[str] = "num_labels"  # the config entry that sets the number of outputs
     #: the options of this head type: the keys of its saved config besides head_type and label2id, with defaults
-    options: ClassVar[dict[str, Any]] = {"num_labels": 2, "layers": 2, "activation_function": "tanh",
-                                         "use_pooler": False, "bias": True, "dropout_prob": None}
+    options: ClassVar[dict[str, Any]] = {
+        "num_labels": 2,
+        "layers": 2,
+        "activation_function": "tanh",
+        "use_pooler": False,
+        "bias": True,
+        "dropout_prob": None,
+    }
 
     def __init__(self, name: str, config: dict[str, Any], model_config):
         super().__init__()
@@ -71,7 +77,9 @@ class PredictionHead(nn.Sequential):
             raise AdapterConfigError(f"head {name!r}: layers must be a positive integer, got {layers!r}")
         size = config[self.size_key]
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise AdapterConfigError(f"head {name!r}: {self.size_key} must be a positive integer, got {size!r}")
+            raise AdapterConfigError(
+                f"head {name!r}: {self.size_key} must be a positive integer, got {size!r}"
+            )
         num_outputs = 1 if self.size_key == "num_choices" else size
         hidden = model_config.hidden_size if hasattr(model_config, "hidden_size") else model_config.dim
         dropout = _dropout_prob(config, model_config)
@@ -95,20 +103,29 @@ class PredictionHead(nn.Sequential):
                     if module.bias is not None:
                         nn.init.zeros_(module.bias)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def output(self, logits, outputs, labels, attention_mask, targets: dict[str, torch.Tensor]):
         """The head's model output (with the loss when ``labels`` are given)."""
         loss = self.loss(logits, labels, attention_mask) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
-                                        attentions=getattr(outputs, "attentions", None))
+        return SequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
 
 def _dropout_prob(config: dict, model_config) -> float:
     # the head's own value, else the model's classifier dropout, else its hidden dropout, else 0 (as AdapterHub)
-    for value in (config.get("dropout_prob"), getattr(model_config, "classifier_dropout", None),
-                  getattr(model_config, "hidden_dropout_prob", None)):
+    for value in (
+        config.get("dropout_prob"),
+        getattr(model_config, "classifier_dropout", None),
+        getattr(model_config, "hidden_dropout_prob", None),
+    ):
         if value is not None:
             return float(value)
     return 0.0
@@ -139,12 +156,18 @@ class TaggingHead(PredictionHead):
         labels = labels.view(-1)
         if attention_mask is not None:  # padding positions do not count
             labels = torch.where(attention_mask.view(-1) == 1, labels, torch.full_like(labels, -100))
-        return nn.functional.cross_entropy(logits.view(-1, self.config["num_labels"]), labels, ignore_index=-100)
+        return nn.functional.cross_entropy(
+            logits.view(-1, self.config["num_labels"]), labels, ignore_index=-100
+        )
 
     def output(self, logits, outputs, labels, attention_mask, targets):
         loss = self.loss(logits, labels, attention_mask) if labels is not None else None
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
-                                     attentions=getattr(outputs, "attentions", None))
+        return TokenClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
 
 class QuestionAnsweringHead(PredictionHead):
@@ -162,11 +185,17 @@ class QuestionAnsweringHead(PredictionHead):
             ignored = start_logits.size(1)  # positions outside the input are ignored
             start = start.view(-1).clamp(0, ignored)
             end = end.view(-1).clamp(0, ignored)
-            loss = (nn.functional.cross_entropy(start_logits, start, ignore_index=ignored)
-                    + nn.functional.cross_entropy(end_logits, end, ignore_index=ignored)) / 2
-        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                            hidden_states=getattr(outputs, "hidden_states", None),
-                                            attentions=getattr(outputs, "attentions", None))
+            loss = (
+                nn.functional.cross_entropy(start_logits, start, ignore_index=ignored)
+                + nn.functional.cross_entropy(end_logits, end, ignore_index=ignored)
+            ) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
 
 class MultipleChoiceHead(PredictionHead):
@@ -174,18 +203,35 @@ class MultipleChoiceHead(PredictionHead):
 
     head_type = "multiple_choice"
     size_key = "num_choices"
-    options = {"num_choices": 2, "layers": 2, "activation_function": "tanh", "use_pooler": False,
-               "dropout_prob": None}
+    options = {
+        "num_choices": 2,
+        "layers": 2,
+        "activation_function": "tanh",
+        "use_pooler": False,
+        "dropout_prob": None,
+    }
 
     def output(self, logits, outputs, labels, attention_mask, targets):
         logits = logits.view(-1, self.config["num_choices"])
         loss = nn.functional.cross_entropy(logits, labels.view(-1)) if labels is not None else None
-        return MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
-                                         attentions=getattr(outputs, "attentions", None))
+        return MultipleChoiceModelOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
 
-HEAD_TYPES: dict[str, type[PredictionHead]] = {cls.head_type: cls for cls in (
-    ClassificationHead, MultiLabelClassificationHead, TaggingHead, QuestionAnsweringHead, MultipleChoiceHead)}
+HEAD_TYPES: dict[str, type[PredictionHead]] = {
+    cls.head_type: cls
+    for cls in (
+        ClassificationHead,
+        MultiLabelClassificationHead,
+        TaggingHead,
+        QuestionAnsweringHead,
+        MultipleChoiceHead,
+    )
+}
 
 
 def _label2id(num_labels: int, id2label: dict | None) -> dict[str, int]:
@@ -257,8 +303,9 @@ class AdapterModel(nn.Module):
         model = AdapterModel(base)
         saved = {key: model.config.__dict__.pop(key, None) for key in checkpoints.CONFIG_KEYS}
         if any(saved.values()):
-            unused = checkpoints.restore(model, path_or_config, saved["adapters"], saved["prediction_heads"],
-                                         unused, **kwargs)
+            unused = checkpoints.restore(
+                model, path_or_config, saved["adapters"], saved["prediction_heads"], unused, **kwargs
+            )
         checkpoints.warn_unused(path_or_config, model, unused)
         return model
 
@@ -301,9 +348,13 @@ class AdapterModel(nn.Module):
 
     def _check_new_head(self, name: str, overwrite_ok: bool) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
-            raise AdapterConfigError(f"invalid head name {name!r}: use letters, digits, '_', '-' and ',' only")
+            raise AdapterConfigError(
+                f"invalid head name {name!r}: use letters, digits, '_', '-' and ',' only"
+            )
         if name in self.heads and not overwrite_ok:
-            raise AdapterExistsError(f"a head named {name!r} already exists; pass overwrite_ok=True to replace it")
+            raise AdapterExistsError(
+                f"a head named {name!r} already exists; pass overwrite_ok=True to replace it"
+            )
 
     def _build_head(self, name: str, config: dict[str, Any]) -> PredictionHead:
         config = dict(config)
@@ -316,7 +367,9 @@ class AdapterModel(nn.Module):
         allowed = set(cls.options) | {"head_type", "label2id", "id2label"}
         unknown = sorted(set(config) - allowed)
         if unknown:
-            raise AdapterConfigError(f"head {name!r}: unknown option(s) {', '.join(unknown)} for a {head_type} head")
+            raise AdapterConfigError(
+                f"head {name!r}: unknown option(s) {', '.join(unknown)} for a {head_type} head"
+            )
         id2label = config.pop("id2label", None)
         full = {"head_type": head_type}
         for key, default in cls.options.items():
@@ -324,66 +377,140 @@ class AdapterModel(nn.Module):
         label2id = config.get("label2id")
         full["label2id"] = dict(label2id) if label2id else _label2id(full[cls.size_key], id2label)
         if full.get("use_pooler") and getattr(self.base_model, "pooler", None) is None:
-            raise AdapterConfigError(f"head {name!r}: use_pooler=True, but this {type(self.base_model).__name__} "
-                                     f"has no pooler")
+            raise AdapterConfigError(
+                f"head {name!r}: use_pooler=True, but this {type(self.base_model).__name__} has no pooler"
+            )
         head = cls(name, full, self.config)
         reference = next(self.base_model.parameters())
         return head.to(device=reference.device, dtype=reference.dtype).train(self.training)
 
-    def add_prediction_head_from_config(self, head_name: str, config: dict[str, Any], overwrite_ok: bool = False,
-                                        set_active: bool = True) -> None:
+    def add_prediction_head_from_config(
+        self, head_name: str, config: dict[str, Any], overwrite_ok: bool = False, set_active: bool = True
+    ) -> None:
         self._check_new_head(head_name, overwrite_ok)
         self.heads[head_name] = self._build_head(head_name, config)
         if set_active:
             self.active_head = head_name
 
-    def add_classification_head(self, head_name: str, num_labels: int = 2, layers: int = 2,
-                                activation_function: str | None = "tanh", overwrite_ok: bool = False,
-                                multilabel: bool = False, id2label: dict | None = None, use_pooler: bool = False,
-                                bias: bool = True, dropout_prob: float | None = None, set_active: bool = True) -> None:
+    def add_classification_head(
+        self,
+        head_name: str,
+        num_labels: int = 2,
+        layers: int = 2,
+        activation_function: str | None = "tanh",
+        overwrite_ok: bool = False,
+        multilabel: bool = False,
+        id2label: dict | None = None,
+        use_pooler: bool = False,
+        bias: bool = True,
+        dropout_prob: float | None = None,
+        set_active: bool = True,
+    ) -> None:
         """A sequence classification head (``multilabel``: one sigmoid per label; ``num_labels=1``: regression)."""
-        self.add_prediction_head_from_config(head_name, {
-            "head_type": "multilabel_classification" if multilabel else "classification",
-            "num_labels": num_labels, "layers": layers, "activation_function": activation_function,
-            "id2label": id2label, "use_pooler": use_pooler, "bias": bias, "dropout_prob": dropout_prob,
-        }, overwrite_ok=overwrite_ok, set_active=set_active)
+        self.add_prediction_head_from_config(
+            head_name,
+            {
+                "head_type": "multilabel_classification" if multilabel else "classification",
+                "num_labels": num_labels,
+                "layers": layers,
+                "activation_function": activation_function,
+                "id2label": id2label,
+                "use_pooler": use_pooler,
+                "bias": bias,
+                "dropout_prob": dropout_prob,
+            },
+            overwrite_ok=overwrite_ok,
+            set_active=set_active,
+        )
 
     def add_multilabel_classification_head(self, head_name: str, **kwargs: Any) -> None:
         self.add_classification_head(head_name, multilabel=True, **kwargs)
 
-    def add_tagging_head(self, head_name: str, num_labels: int = 2, layers: int = 1,
-                         activation_function: str | None = "tanh", overwrite_ok: bool = False,
-                         id2label: dict | None = None, dropout_prob: float | None = None,
-                         set_active: bool = True) -> None:
+    def add_tagging_head(
+        self,
+        head_name: str,
+        num_labels: int = 2,
+        layers: int = 1,
+        activation_function: str | None = "tanh",
+        overwrite_ok: bool = False,
+        id2label: dict | None = None,
+        dropout_prob: float | None = None,
+        set_active: bool = True,
+    ) -> None:
         """A token classification head (one prediction per token)."""
-        self.add_prediction_head_from_config(head_name, {
-            "head_type": "tagging", "num_labels": num_labels, "layers": layers,
-            "activation_function": activation_function, "id2label": id2label, "dropout_prob": dropout_prob,
-        }, overwrite_ok=overwrite_ok, set_active=set_active)
+        self.add_prediction_head_from_config(
+            head_name,
+            {
+                "head_type": "tagging",
+                "num_labels": num_labels,
+                "layers": layers,
+                "activation_function": activation_function,
+                "id2label": id2label,
+                "dropout_prob": dropout_prob,
+            },
+            overwrite_ok=overwrite_ok,
+            set_active=set_active,
+        )
 
-    def add_qa_head(self, head_name: str, num_labels: int = 2, layers: int = 1,
-                    activation_function: str | None = "tanh", overwrite_ok: bool = False, id2label: dict | None = None,
-                    dropout_prob: float | None = None, set_active: bool = True) -> None:
+    def add_qa_head(
+        self,
+        head_name: str,
+        num_labels: int = 2,
+        layers: int = 1,
+        activation_function: str | None = "tanh",
+        overwrite_ok: bool = False,
+        id2label: dict | None = None,
+        dropout_prob: float | None = None,
+        set_active: bool = True,
+    ) -> None:
         """An extractive question answering head (start and end logits per token)."""
-        self.add_prediction_head_from_config(head_name, {
-            "head_type": "question_answering", "num_labels": num_labels, "layers": layers,
-            "activation_function": activation_function, "id2label": id2label, "dropout_prob": dropout_prob,
-        }, overwrite_ok=overwrite_ok, set_active=set_active)
+        self.add_prediction_head_from_config(
+            head_name,
+            {
+                "head_type": "question_answering",
+                "num_labels": num_labels,
+                "layers": layers,
+                "activation_function": activation_function,
+                "id2label": id2label,
+                "dropout_prob": dropout_prob,
+            },
+            overwrite_ok=overwrite_ok,
+            set_active=set_active,
+        )
 
-    def add_multiple_choice_head(self, head_name: str, num_choices: int = 2, layers: int = 2,
-                                 activation_function: str | None = "tanh", overwrite_ok: bool = False,
-                                 id2label: dict | None = None, use_pooler: bool = False,
-                                 dropout_prob: float | None = None, set_active: bool = True) -> None:
+    def add_multiple_choice_head(
+        self,
+        head_name: str,
+        num_choices: int = 2,
+        layers: int = 2,
+        activation_function: str | None = "tanh",
+        overwrite_ok: bool = False,
+        id2label: dict | None = None,
+        use_pooler: bool = False,
+        dropout_prob: float | None = None,
+        set_active: bool = True,
+    ) -> None:
         """A multiple choice head: one score per choice, inputs of shape (batch, num_choices, length)."""
-        self.add_prediction_head_from_config(head_name, {
-            "head_type": "multiple_choice", "num_choices": num_choices, "layers": layers,
-            "activation_function": activation_function, "id2label": id2label, "use_pooler": use_pooler,
-            "dropout_prob": dropout_prob,
-        }, overwrite_ok=overwrite_ok, set_active=set_active)
+        self.add_prediction_head_from_config(
+            head_name,
+            {
+                "head_type": "multiple_choice",
+                "num_choices": num_choices,
+                "layers": layers,
+                "activation_function": activation_function,
+                "id2label": id2label,
+                "use_pooler": use_pooler,
+                "dropout_prob": dropout_prob,
+            },
+            overwrite_ok=overwrite_ok,
+            set_active=set_active,
+        )
 
     def delete_head(self, head_name: str) -> None:
         if head_name not in self.heads:
-            raise AdapterNotFoundError(f"no head named {head_name!r} (heads: {', '.join(self.heads) or 'none'})")
+            raise AdapterNotFoundError(
+                f"no head named {head_name!r} (heads: {', '.join(self.heads) or 'none'})"
+            )
         del self.heads[head_name]
         self._active_heads = [h for h in self._active_heads if h != head_name]
 
@@ -416,7 +543,9 @@ class AdapterModel(nn.Module):
 
     def save_head(self, save_directory, head_name: str, use_safetensors: bool = True) -> None:
         if head_name not in self.heads:
-            raise AdapterNotFoundError(f"no head named {head_name!r} (heads: {', '.join(self.heads) or 'none'})")
+            raise AdapterNotFoundError(
+                f"no head named {head_name!r} (heads: {', '.join(self.heads) or 'none'})"
+            )
         state = api._state(self)
         folder = Path(save_directory)
         head = self.heads[head_name]
@@ -426,8 +555,10 @@ class AdapterModel(nn.Module):
         else:
             plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
             saving._atomic_write(folder / saving.LEGACY_HEAD_WEIGHTS_NAME, lambda tmp: torch.save(plain, tmp))
-        saving.write_json(folder / saving.HEAD_CONFIG_NAME,
-                          {"config": dict(head.config), **saving._model_header(state, head_name)})
+        saving.write_json(
+            folder / saving.HEAD_CONFIG_NAME,
+            {"config": dict(head.config), **saving._model_header(state, head_name)},
+        )
 
     def prepare_saved_head(self, folder: Path, name: str) -> Callable[[], None]:
         """Read and check the head saved in ``folder``; returns a function that installs it as ``name``."""
@@ -447,8 +578,9 @@ class AdapterModel(nn.Module):
             head = self._build_head(name, config)
         except AdapterConfigError as error:
             raise AdapterLoadError(f"{path}: {error}") from None
-        weights, weights_path = saving.read_tensors(Path(folder),
-                                                    (saving.HEAD_WEIGHTS_NAME, saving.LEGACY_HEAD_WEIGHTS_NAME))
+        weights, weights_path = saving.read_tensors(
+            Path(folder), (saving.HEAD_WEIGHTS_NAME, saving.LEGACY_HEAD_WEIGHTS_NAME)
+        )
         saved = re.compile(r"^heads\." + re.escape(header.get("name") or name) + r"\.")
         local = {}
         for key, value in weights.items():
@@ -499,20 +631,45 @@ class AdapterModel(nn.Module):
         last = (positions * mask.to(hidden.device)).argmax(-1)  # last non-padding position (0 if none)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, head: str | list[str] | None = None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, start_positions=None, end_positions=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        head: str | list[str] | None = None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        start_positions=None,
+        end_positions=None,
+        **kwargs,
+    ):
         """The base model, then the active head (or ``head``); without a head, the base model's output.
 
         Inputs of shape (batch, choices, length) (multiple choice) are run as batch * choices sequences."""
-        flat = {k: (v.reshape(-1, v.shape[-1]) if v is not None and v.dim() > 2 else v) for k, v in
-                {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
-                 "position_ids": position_ids}.items()}
+        flat = {
+            k: (v.reshape(-1, v.shape[-1]) if v is not None and v.dim() > 2 else v)
+            for k, v in {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "token_type_ids": token_type_ids,
+                "position_ids": position_ids,
+            }.items()
+        }
         if inputs_embeds is not None and inputs_embeds.dim() > 3:
             inputs_embeds = inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
-        given = {**flat, "inputs_embeds": inputs_embeds, "output_attentions": output_attentions,
-                 "output_hidden_states": output_hidden_states}
-        outputs = self.base_model(**{k: v for k, v in given.items() if v is not None}, **kwargs, return_dict=True)
+        given = {
+            **flat,
+            "inputs_embeds": inputs_embeds,
+            "output_attentions": output_attentions,
+            "output_hidden_states": output_hidden_states,
+        }
+        outputs = self.base_model(
+            **{k: v for k, v in given.items() if v is not None}, **kwargs, return_dict=True
+        )
         names = [head] if isinstance(head, str) else list(head) if head else list(self._active_heads)
         if not names:
             return outputs
@@ -523,8 +680,11 @@ class AdapterModel(nn.Module):
         results = []
         for name in names:
             module = self.heads[name]
-            features = outputs.last_hidden_state if module.per_token else \
-                self._pooled(module, outputs, flat["input_ids"], flat["attention_mask"])
+            features = (
+                outputs.last_hidden_state
+                if module.per_token
+                else self._pooled(module, outputs, flat["input_ids"], flat["attention_mask"])
+            )
             result = module.output(module(features), outputs, labels, flat["attention_mask"], targets)
             results.append(result if return_dict is not False else result.to_tuple())
         return results[0] if len(results) == 1 else results

@@ -59,7 +59,9 @@ class AdapterState:
 
     def adapter_keys_pattern(self, name: str) -> re.Pattern:
         # shared_parameters: weights shared by all layers of one adapter (Compacter's PHM rule), on the base model
-        return re.compile(r"(^|\.)(adapters|invertible_adapters|shared_parameters)\." + re.escape(name) + r"\.")
+        return re.compile(
+            r"(^|\.)(adapters|invertible_adapters|shared_parameters)\." + re.escape(name) + r"\."
+        )
 
     def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
         pattern = self.adapter_keys_pattern(name)
@@ -77,7 +79,8 @@ class AdapterState:
         lm_ids = {id(p) for p in lm_head.parameters()} if lm_head is not None else set()
         base_ids = {id(p) for p in self.base_model.parameters()}
         return {
-            k: p for k, p in self.model.named_parameters()
+            k: p
+            for k, p in self.model.named_parameters()
             if not k.startswith(self.prefix) and id(p) not in lm_ids and id(p) not in base_ids
         }
 
@@ -102,8 +105,13 @@ def _known(state: AdapterState, name: str) -> None:
 # ----------------------------------------------------------------------------- the API bound to the model
 
 
-def add_adapter(self, adapter_name: str, config: AdapterConfig | str | dict = "seq_bn",
-                overwrite_ok: bool = False, set_active: bool = False) -> None:
+def add_adapter(
+    self,
+    adapter_name: str,
+    config: AdapterConfig | str | dict = "seq_bn",
+    overwrite_ok: bool = False,
+    set_active: bool = False,
+) -> None:
     """Add a new adapter ``adapter_name`` with ``config`` (a preset name, a config string, a dict or a config)."""
     state = _state(self)
     if not isinstance(adapter_name, str) or not _NAME.match(adapter_name):
@@ -210,14 +218,16 @@ def adapter_summary(self, as_dict: bool = False):
     rows = []
     for name, config in state.configs.items():
         params = sum(p.numel() for p in state.adapter_parameters(name).values())
-        rows.append({
-            "name": name,
-            "method": config.method,
-            "params": params,
-            "percent": 100.0 * params / base if base else 0.0,
-            "active": state.active is not None and name in state.active,
-            "training": state.training is not None and name in state.training,
-        })
+        rows.append(
+            {
+                "name": name,
+                "method": config.method,
+                "params": params,
+                "percent": 100.0 * params / base if base else 0.0,
+                "active": state.active is not None and name in state.active,
+                "training": state.training is not None and name in state.training,
+            }
+        )
     head = sum(p.numel() for p in state.head_parameters().values())
     if as_dict:
         return rows
@@ -241,22 +251,48 @@ def adapter_state_dict(self, adapter_name: str) -> dict[str, torch.Tensor]:
     return state.adapter_state_dict(adapter_name)
 
 
-def save_adapter(self, save_directory, adapter_name: str, with_head: bool = True,
-                 use_safetensors: bool = True, meta_dict: dict | None = None) -> None:
+def save_adapter(
+    self,
+    save_directory,
+    adapter_name: str,
+    with_head: bool = True,
+    use_safetensors: bool = True,
+    meta_dict: dict | None = None,
+) -> None:
     """Write ``adapter_name`` (and the task head) to ``save_directory`` in the AdapterHub format."""
     state = _state(self)
     _known(state, adapter_name)
-    saving.save(state, save_directory, adapter_name, with_head=with_head,
-                use_safetensors=use_safetensors, meta_dict=meta_dict)
+    saving.save(
+        state,
+        save_directory,
+        adapter_name,
+        with_head=with_head,
+        use_safetensors=use_safetensors,
+        meta_dict=meta_dict,
+    )
 
 
-def load_adapter(self, adapter_name_or_path, config: Any = None, version: str | None = None,
-                 model_name: str | None = None, load_as: str | None = None, with_head: bool = True,
-                 set_active: bool = False, **kwargs: Any) -> str:
+def load_adapter(
+    self,
+    adapter_name_or_path,
+    config: Any = None,
+    version: str | None = None,
+    model_name: str | None = None,
+    load_as: str | None = None,
+    with_head: bool = True,
+    set_active: bool = False,
+    **kwargs: Any,
+) -> str:
     """Load a saved adapter (and its head) into the model; returns the adapter's name in this model."""
     state = _state(self)
-    folder = saving.resolve_location(adapter_name_or_path, config=config, version=version, model_name=model_name,
-                                     own_model_name=getattr(self.config, "name_or_path", None), **kwargs)
+    folder = saving.resolve_location(
+        adapter_name_or_path,
+        config=config,
+        version=version,
+        model_name=model_name,
+        own_model_name=getattr(self.config, "name_or_path", None),
+        **kwargs,
+    )
     name = saving.load(state, folder, load_as=load_as, with_head=with_head)
     if set_active:
         set_active_adapters(self, name)

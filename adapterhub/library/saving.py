@@ -35,8 +35,10 @@ LEGACY_HEAD_WEIGHTS_NAME = "pytorch_model_head.bin"
 
 # Container names of adapter-transformers v1 (the paper's code), renamed in v2.
 _LEGACY_CONTAINERS = {
-    "attention_text_task_adapters": "adapters", "attention_text_lang_adapters": "adapters",
-    "layer_text_task_adapters": "adapters", "layer_text_lang_adapters": "adapters",
+    "attention_text_task_adapters": "adapters",
+    "attention_text_lang_adapters": "adapters",
+    "layer_text_task_adapters": "adapters",
+    "layer_text_lang_adapters": "adapters",
     "invertible_lang_adapters": "invertible_adapters",
 }
 # Activation names written before versions were recorded.
@@ -127,8 +129,14 @@ def _model_header(state, name: str | None) -> dict[str, Any]:
     }
 
 
-def save(state, directory, name: str, with_head: bool = True, use_safetensors: bool = True,
-         meta_dict: dict | None = None) -> None:
+def save(
+    state,
+    directory,
+    name: str,
+    with_head: bool = True,
+    use_safetensors: bool = True,
+    meta_dict: dict | None = None,
+) -> None:
     folder = Path(directory)
     weights = state.adapter_state_dict(name)
     header = {"config": state.configs[name].to_dict(), **_model_header(state, name)}
@@ -140,14 +148,19 @@ def save(state, directory, name: str, with_head: bool = True, use_safetensors: b
         _atomic_write(folder / LEGACY_WEIGHTS_NAME, lambda tmp: torch.save(weights, tmp))
     write_json(folder / CONFIG_NAME, header)
     head = state.head_parameters()
-    if with_head and getattr(state.model, "has_flex_heads", False):  # AdapterModel: the head named like the adapter
+    if with_head and getattr(
+        state.model, "has_flex_heads", False
+    ):  # AdapterModel: the head named like the adapter
         if name in state.model.heads:
             state.model.save_head(folder, name, use_safetensors=use_safetensors)
     elif with_head and head:
         config = state.model.config
-        head_header = {"config": None, **_model_header(state, None),
-                       "num_labels": getattr(config, "num_labels", None),
-                       "label2id": dict(getattr(config, "label2id", {}) or {})}
+        head_header = {
+            "config": None,
+            **_model_header(state, None),
+            "num_labels": getattr(config, "num_labels", None),
+            "label2id": dict(getattr(config, "label2id", {}) or {}),
+        }
         write_tensors(folder / HEAD_WEIGHTS_NAME, {k: p for k, p in head.items()})
         write_json(folder / HEAD_CONFIG_NAME, head_header)
 
@@ -174,7 +187,9 @@ def resolve_location(identifier, **kwargs: Any) -> Path:
 def _rename_keys(weights: dict[str, torch.Tensor], saved_name: str, new_name: str) -> dict[str, torch.Tensor]:
     out = {}
     container = re.compile(r"(^|\.)(" + "|".join(_LEGACY_CONTAINERS) + r")\.")
-    own = re.compile(r"(^|\.)(adapters|invertible_adapters|shared_parameters)\." + re.escape(saved_name) + r"\.")
+    own = re.compile(
+        r"(^|\.)(adapters|invertible_adapters|shared_parameters)\." + re.escape(saved_name) + r"\."
+    )
     for key, value in weights.items():
         key = container.sub(lambda m: m.group(1) + _LEGACY_CONTAINERS[m.group(2)] + ".", key)
         key = own.sub(lambda m: f"{m.group(1)}{m.group(2)}.{new_name}.", key)
@@ -187,7 +202,7 @@ def _align_prefix(weights: dict[str, torch.Tensor], state) -> dict[str, torch.Te
     base_prefix = getattr(state.model, "base_model_prefix", "") + "."
     out = {}
     for key, value in weights.items():
-        relative = key[len(base_prefix):] if key.startswith(base_prefix) else key
+        relative = key[len(base_prefix) :] if key.startswith(base_prefix) else key
         out[state.prefix + relative] = value
     return out
 
@@ -216,7 +231,9 @@ def compare_keys(expected: dict[str, torch.Tensor], given: dict[str, torch.Tenso
     return missing, unexpected, wrong
 
 
-def _compare(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], what: str, path: Path) -> None:
+def _compare(
+    expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], what: str, path: Path
+) -> None:
     missing, unexpected, wrong = compare_keys(expected, given)
     problems = []
     if missing:
@@ -224,8 +241,12 @@ def _compare(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], 
     if unexpected:
         problems.append(f"unexpected keys: {', '.join(unexpected)}")
     if wrong:
-        problems.append("shape mismatch: " + ", ".join(
-            f"{k} (file {tuple(given[k].shape)}, model {tuple(expected[k].shape)})" for k in wrong))
+        problems.append(
+            "shape mismatch: "
+            + ", ".join(
+                f"{k} (file {tuple(given[k].shape)}, model {tuple(expected[k].shape)})" for k in wrong
+            )
+        )
     if problems:
         raise AdapterLoadError(f"{what} in {path} does not fit the model: " + "; ".join(problems))
 

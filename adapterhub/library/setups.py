@@ -29,11 +29,19 @@ def _head_names(head_setup) -> list[str]:
         return head_setup.names()
     if isinstance(head_setup, (list, tuple)):
         return list(head_setup)
-    raise AdapterConfigError(f"head_setup must be a head name, a list of names or a block, got {head_setup!r}")
+    raise AdapterConfigError(
+        f"head_setup must be a head name, a list of names or a block, got {head_setup!r}"
+    )
 
 
-def save_adapter_setup(self, save_directory, adapter_setup: Setup, head_setup: Any = None,
-                       meta_dict: dict | None = None, use_safetensors: bool = True) -> None:
+def save_adapter_setup(
+    self,
+    save_directory,
+    adapter_setup: Setup,
+    head_setup: Any = None,
+    meta_dict: dict | None = None,
+    use_safetensors: bool = True,
+) -> None:
     """Write every adapter and fusion layer of ``adapter_setup`` plus ``adapter_setup.json`` to ``save_directory``.
 
     ``head_setup``: ``None`` (the heads saved with each adapter, if any), a head name or a list of head names
@@ -52,17 +60,25 @@ def save_adapter_setup(self, save_directory, adapter_setup: Setup, head_setup: A
     for name in setup.names():
         self.save_adapter(folder / name, name, meta_dict=meta_dict, use_safetensors=use_safetensors)
     for block in setup.fuse_blocks():
-        save_adapter_fusion(self, folder / block.name, block, meta_dict=meta_dict, use_safetensors=use_safetensors)
+        save_adapter_fusion(
+            self, folder / block.name, block, meta_dict=meta_dict, use_safetensors=use_safetensors
+        )
     for head in heads:
         flex_save(folder / head, head, use_safetensors=use_safetensors)
     head_value = head_setup.to_dict() if isinstance(head_setup, Block) else head_setup
-    saving.write_json(folder / SETUP_CONFIG_NAME, {
-        "adapter_setup": setup.to_dict(), "head_setup": head_value, "version": f"adapterhub.{__version__}",
-    })
+    saving.write_json(
+        folder / SETUP_CONFIG_NAME,
+        {
+            "adapter_setup": setup.to_dict(),
+            "head_setup": head_value,
+            "version": f"adapterhub.{__version__}",
+        },
+    )
 
 
-def load_adapter_setup(self, adapter_setup_name_or_path, set_active: bool = False, with_head: bool = True,
-                       **kwargs: Any) -> tuple[Block, Any]:
+def load_adapter_setup(
+    self, adapter_setup_name_or_path, set_active: bool = False, with_head: bool = True, **kwargs: Any
+) -> tuple[Block, Any]:
     """Load a saved setup (its adapters, fusion layers and heads); returns ``(adapter_setup, head_setup)``.
 
     Nothing is half-applied: if any part fails to load, the parts already loaded are removed again. Hub

@@ -16,8 +16,17 @@ import transformers
 
 from .errors import AdapterError
 from .model import init
-from .saving import (CONFIG_NAME, HEAD_CONFIG_NAME, LEGACY_WEIGHTS_NAME, WEIGHTS_NAME, _align_prefix,
-                     _rename_keys, compare_keys, read_json, read_tensors)
+from .saving import (
+    CONFIG_NAME,
+    HEAD_CONFIG_NAME,
+    LEGACY_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    _align_prefix,
+    _rename_keys,
+    compare_keys,
+    read_json,
+    read_tensors,
+)
 
 #: Above this many base parameters the model is built without memory (meta device): keys and shapes are
 #: still checked, the forward pass is not.
@@ -85,11 +94,14 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
         model = init(_build(base_config, head, meta=meta))
         state = model.adapterhub_state
         if header.get("model_type") and header["model_type"] != model.config.model_type:
-            raise AdapterError(f"adapter is for a {header['model_type']!r} model, the base model is "
-                               f"{model.config.model_type!r}")
+            raise AdapterError(
+                f"adapter is for a {header['model_type']!r} model, the base model is "
+                f"{model.config.model_type!r}"
+            )
         if header.get("hidden_size") not in (None, state.hidden_size):
-            raise AdapterError(f"adapter is for hidden size {header['hidden_size']}, the base model has "
-                               f"{state.hidden_size}")
+            raise AdapterError(
+                f"adapter is for hidden size {header['hidden_size']}, the base model has {state.hidden_size}"
+            )
         name = header.get("name") or "adapter"
         model.add_adapter(name, header.get("config"))
         report.method = state.configs[name].method
@@ -100,7 +112,10 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
         report.missing_keys, report.unexpected_keys = missing, unexpected
         report.num_params = sum(p.numel() for p in state.adapter_parameters(name).values())
         report.changed_modules = sum(
-            1 for method in state.methods.values() for site in getattr(method, "sites", []) if name in site.adapters
+            1
+            for method in state.methods.values()
+            for site in getattr(method, "sites", [])
+            if name in site.adapters
         ) + (1 if any(k.startswith(state.prefix + "invertible_adapters.") for k in expected) else 0)
         if missing:
             report.errors.append(f"missing keys: {', '.join(missing)}")
@@ -121,7 +136,9 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
             with torch.no_grad():
                 for key, value in weights.items():
                     model.get_parameter(key).copy_(value)
-                ids = torch.randint(0, min(100, model.config.vocab_size), (1, 8), generator=torch.Generator().manual_seed(0))
+                ids = torch.randint(
+                    0, min(100, model.config.vocab_size), (1, 8), generator=torch.Generator().manual_seed(0)
+                )
                 before = model(input_ids=ids)[0]
                 model.set_active_adapters(name)
                 after = model(input_ids=ids)[0]

@@ -86,7 +86,9 @@ def get_hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-def error_response(message: str, status: int, code: str, commit: str | None = None, method: str = "GET") -> JSONResponse:
+def error_response(
+    message: str, status: int, code: str, commit: str | None = None, method: str = "GET"
+) -> JSONResponse:
     """An HF-style error: JSON ``{"error": ...}`` plus ``X-Error-Code`` / ``X-Error-Message`` headers."""
     headers = {"X-Error-Code": code, "X-Error-Message": _header_safe(message)}
     if commit:
@@ -134,8 +136,14 @@ class HubApp(FastAPI):
                 query = scope.get("query_string") or b""
                 # quoted as uvicorn does it: a decoded "%0A" in the path would start a forged line
                 path = quote(scope["path"]) + ("?" + query.decode("latin-1") if query else "")
-                ACCESS_LOG.info('%s - "%s %s HTTP/%s" %d', f"{client[0]}:{client[1]}" if client else "-",
-                                scope["method"], path, scope.get("http_version", "1.1"), status or 500)
+                ACCESS_LOG.info(
+                    '%s - "%s %s HTTP/%s" %d',
+                    f"{client[0]}:{client[1]}" if client else "-",
+                    scope["method"],
+                    path,
+                    scope.get("http_version", "1.1"),
+                    status or 500,
+                )
 
     async def _serve(self, scope, receive, send) -> None:
         if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):
@@ -143,7 +151,11 @@ class HubApp(FastAPI):
 
             if await fast_resolve(self.state.hub, scope, send):
                 return
-        if scope["type"] == "http" and scope.get("path") == "/api/adapters/bundle" and scope["method"] == "GET":
+        if (
+            scope["type"] == "http"
+            and scope.get("path") == "/api/adapters/bundle"
+            and scope["method"] == "GET"
+        ):
             from adapterhub.server.bundle import fast_bundle
 
             if await fast_bundle(self.state.hub, scope, send):
@@ -151,7 +163,9 @@ class HubApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, hub: Hub | None = None, routers: Iterable[APIRouter] = ()) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, hub: Hub | None = None, routers: Iterable[APIRouter] = ()
+) -> FastAPI:
     from adapterhub.server import downloads, hfapi
 
     hub = hub or Hub(settings or Settings.from_env())
@@ -179,11 +193,15 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None, routers
 
     @app.exception_handler(json.JSONDecodeError)
     async def _bad_json(request: Request, e: json.JSONDecodeError):
-        return error_response(f"the request body is not valid JSON: {e}", 400, "BadRequest", None, request.method)
+        return error_response(
+            f"the request body is not valid JSON: {e}", 400, "BadRequest", None, request.method
+        )
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, e: AuthError):
-        return error_response(e.message, e.status, "Unauthorized" if e.status == 401 else "Forbidden", None, request.method)
+        return error_response(
+            e.message, e.status, "Unauthorized" if e.status == 401 else "Forbidden", None, request.method
+        )
 
     app.include_router(hfapi.api_router)
     for name in EXTENSIONS:

@@ -51,10 +51,14 @@ def caller_from_header(s: Session, authorization: str | None) -> Caller:
     kind, _, token = authorization.partition(" ")
     if kind.lower() != "bearer" or not token.strip():
         raise AuthError("malformed Authorization header (expected 'Bearer <token>')")
-    row = s.scalar(select(Token).where(Token.token_hash == hash_token(token.strip()), Token.revoked.is_(False)))
+    row = s.scalar(
+        select(Token).where(Token.token_hash == hash_token(token.strip()), Token.revoked.is_(False))
+    )
     if row is None:
         raise AuthError("Invalid user token: unknown or revoked")
-    orgs = {m.org_id: m.role for m in s.scalars(select(Membership).where(Membership.user_id == row.account_id))}
+    orgs = {
+        m.org_id: m.role for m in s.scalars(select(Membership).where(Membership.user_id == row.account_id))
+    }
     return Caller(account=row.account, scope=row.scope, token_name=row.name, orgs=orgs)
 
 
@@ -90,7 +94,9 @@ def require_write(s: Session, caller: Caller, repo: Repo) -> None:
 # --- administration (CLI and tests) -------------------------------------------------------------------
 
 
-def create_account(s: Session, name: str, kind: str = "user", is_admin: bool = False, email: str | None = None) -> Account:
+def create_account(
+    s: Session, name: str, kind: str = "user", is_admin: bool = False, email: str | None = None
+) -> Account:
     if not NAME_RE.match(name) or "--" in name or ".." in name:
         raise ValueError(f"invalid account name {name!r}")
     if s.scalar(select(Account).where(Account.name == name)) is not None:
@@ -126,6 +132,8 @@ def create_token(s: Session, account: Account, scope: str = "write", name: str =
     if account.kind != "user":
         raise ValueError("tokens belong to users, not organisations")
     token = "ah_" + secrets.token_urlsafe(30)
-    s.add(Token(account_id=account.id, name=name or f"{scope}-token", token_hash=hash_token(token), scope=scope))
+    s.add(
+        Token(account_id=account.id, name=name or f"{scope}-token", token_hash=hash_token(token), scope=scope)
+    )
     s.flush()
     return token

@@ -40,8 +40,17 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from adapterhub.server.search import (IdentifierParams, ResolveError, ResolveErrorBody, _error, get_session,
-                                      query_rows, quick_resolve, resolve_answer, viewer_for)
+from adapterhub.server.search import (
+    IdentifierParams,
+    ResolveError,
+    ResolveErrorBody,
+    _error,
+    get_session,
+    query_rows,
+    quick_resolve,
+    resolve_answer,
+    viewer_for,
+)
 
 MANIFEST_NAME = ".adapterhub-bundle.json"
 DEFAULT_MAX_FILE = 64 * 1024 * 1024
@@ -76,9 +85,14 @@ def bundle_chunks(hub, manifest: dict) -> Iterator[bytes]:
 
 def bundle_length(manifest: dict) -> int:
     """The size of the tar that :func:`bundle_chunks` yields, known before it is read (the Content-Length)."""
-    return len(_manifest_member(manifest)) + sum(len(_member(f["path"], f["size"])) + f["size"]
-                                                 + len(_padding(f["size"])) for f in _sent_files(manifest)) \
+    return (
+        len(_manifest_member(manifest))
+        + sum(
+            len(_member(f["path"], f["size"])) + f["size"] + len(_padding(f["size"]))
+            for f in _sent_files(manifest)
+        )
         + 2 * tarfile.BLOCKSIZE
+    )
 
 
 def _sent_files(manifest: dict) -> list[dict]:
@@ -113,7 +127,9 @@ class _Bodies:
 
     def __init__(self, limit: int = 64 * 1024 * 1024):
         self.limit, self.size = limit, 0
-        self.entries: OrderedDict[tuple, tuple[list, list, bytes]] = OrderedDict()  # key -> paths, identity, body
+        self.entries: OrderedDict[tuple, tuple[list, list, bytes]] = (
+            OrderedDict()
+        )  # key -> paths, identity, body
         self.lock = threading.Lock()
 
     def cached(self, manifest: dict) -> bytes | None:
@@ -170,7 +186,9 @@ def small_bundle(hub, manifest: dict, body: bytes | None = None) -> list[bytes]:
     return [_manifest_member(manifest), body, b"\0" * (2 * tarfile.BLOCKSIZE)]
 
 
-def prepare(s: Session, viewer_of, p: IdentifierParams, max_file_size: int, quick: bool = True) -> dict | JSONResponse:
+def prepare(
+    s: Session, viewer_of, p: IdentifierParams, max_file_size: int, quick: bool = True
+) -> dict | JSONResponse:
     """The manifest of the bundle for these parameters, or the error answer: the resolve API's
     (:func:`search.resolve_answer`; ``quick=False``: the caller has already tried :func:`quick_manifest`), or a
     422 with the answer for a legacy card whose weights are not hosted here."""
@@ -192,13 +210,21 @@ def quick_manifest(conn, identifier: str, max_file_size: int, model_name: str | 
 def _manifest(conn, body: dict, max_file_size: int) -> dict:
     files = _COMMIT_FILES.get(body["commit"])
     if files is None:
-        files = [{"path": p, "sha256": sha, "size": int(size)}
-                 for p, sha, size in query_rows(conn, _FILES_SQL, {"oid": body["commit"]})]
+        files = [
+            {"path": p, "sha256": sha, "size": int(size)}
+            for p, sha, size in query_rows(conn, _FILES_SQL, {"oid": body["commit"]})
+        ]
         if len(_COMMIT_FILES) >= 4096:
             _COMMIT_FILES.clear()
         _COMMIT_FILES[body["commit"]] = files  # a commit's files never change
-    return {"format": 1, "resolve": body, "repo_id": body["repo_id"], "commit": body["commit"], "files": files,
-            "omitted": [f["path"] for f in files if f["size"] > max_file_size]}
+    return {
+        "format": 1,
+        "resolve": body,
+        "repo_id": body["repo_id"],
+        "commit": body["commit"],
+        "files": files,
+        "omitted": [f["path"] for f in files if f["size"] > max_file_size],
+    }
 
 
 def parse_have(value: str | None) -> tuple[str, ...] | None:
@@ -227,30 +253,46 @@ def _sent_size(manifest: dict) -> int:
 
 
 def _headers(manifest: dict) -> dict[str, str]:
-    return {"X-Repo-Commit": manifest["commit"], "Cache-Control": "no-store", "Content-Type": "application/x-tar"}
+    return {
+        "X-Repo-Commit": manifest["commit"],
+        "Cache-Control": "no-store",
+        "Content-Type": "application/x-tar",
+    }
 
 
-@router.get("/api/adapters/bundle", summary="Resolve an identifier and download the files of its commit (tar)",
-            response_class=Response,
-            responses={200: {"content": {"application/x-tar": {}},
-                             "description": "tar: `.adapterhub-bundle.json` (resolve answer, file list with "
-                                            "sha256), then the files"},
-                       400: {"model": ResolveErrorBody}, 404: {"model": ResolveErrorBody},
-                       409: {"model": ResolveErrorBody, "description": "ambiguous: the candidates are listed"},
-                       422: {"description": "a legacy card whose weights are not hosted here"}})
+@router.get(
+    "/api/adapters/bundle",
+    summary="Resolve an identifier and download the files of its commit (tar)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/x-tar": {}},
+            "description": "tar: `.adapterhub-bundle.json` (resolve answer, file list with "
+            "sha256), then the files",
+        },
+        400: {"model": ResolveErrorBody},
+        404: {"model": ResolveErrorBody},
+        409: {"model": ResolveErrorBody, "description": "ambiguous: the candidates are listed"},
+        422: {"description": "a legacy card whose weights are not hosted here"},
+    },
+)
 def api_bundle(
     request: Request,
     p: IdentifierParams = Depends(),
     max_file_size: int = Query(DEFAULT_MAX_FILE, ge=0, description="larger files are listed but not sent"),
-    have: str | None = Query(None, description="comma-separated commit ids the client holds complete: if the "
-                                               "identifier resolves to one of them, no file is sent"),
+    have: str | None = Query(
+        None,
+        description="comma-separated commit ids the client holds complete: if the "
+        "identifier resolves to one of them, no file is sent",
+    ),
     s: Session = Depends(get_session),
 ):
     hub = request.app.state.hub
     held = parse_have(have)
     if held is None:
-        return _error(ResolveError(400, f"have={have!r}: expected up to 64 commit ids (40 hex digits), "
-                                        "comma-separated"))
+        return _error(
+            ResolveError(400, f"have={have!r}: expected up to 64 commit ids (40 hex digits), comma-separated")
+        )
     manifest = prepare(s, lambda: viewer_for(request, s), p, max_file_size)
     if not isinstance(manifest, dict):
         return manifest
@@ -296,8 +338,13 @@ async def fast_bundle(hub, scope, send) -> bool:
                 manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
         if manifest is None:
             with hub.db.session() as s:
-                manifest = prepare(s, lambda: viewer_for(Request(scope), s), IdentifierParams(**params),
-                                   max_file_size, quick=False)  # tried above where it applies
+                manifest = prepare(
+                    s,
+                    lambda: viewer_for(Request(scope), s),
+                    IdentifierParams(**params),
+                    max_file_size,
+                    quick=False,
+                )  # tried above where it applies
         return manifest
 
     def answer(manifest) -> tuple[dict, list[bytes]] | None:
@@ -322,15 +369,22 @@ async def fast_bundle(hub, scope, send) -> bool:
         if body is not None:
             found = manifest, small_bundle(hub, manifest, body)
         else:  # answer() applies have= itself
-            found = await run_in_threadpool(lambda: answer(quick_found if quick_found is not None else lookup()))
+            found = await run_in_threadpool(
+                lambda: answer(quick_found if quick_found is not None else lookup())
+            )
     except Exception:  # noqa: BLE001 - the route gives the proper error answer
         return False
     if found is None:
         return False
     manifest, parts = found
     headers = {**_headers(manifest), "Content-Length": str(sum(map(len, parts)))}
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        }
+    )
     for i, part in enumerate(parts):
         await send({"type": "http.response.body", "body": part, "more_body": i + 1 < len(parts)})
     if not manifest.get("have"):
@@ -351,4 +405,3 @@ def _quick_on_loop(hub, params: dict, max_file_size: int) -> dict | None:
             return quick_manifest(reader, params["identifier"], max_file_size, params.get("model_name"))
         except sqlite3.OperationalError:  # busy or locked: a worker thread asks again, and may wait
             return None
-

@@ -11,20 +11,34 @@ from adapterhub.server.settings import Settings
 
 
 def serve(
-    data_dir: Path = typer.Option(Path(".adapterhub/hub"), help="Folder for the SQLite file, blobs and temporary files."),
-    database_url: str = typer.Option("", help="SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host/db (default: SQLite in --data-dir)."),
+    data_dir: Path = typer.Option(
+        Path(".adapterhub/hub"), help="Folder for the SQLite file, blobs and temporary files."
+    ),
+    database_url: str = typer.Option(
+        "", help="SQLAlchemy URL, e.g. postgresql+psycopg2://user:pw@host/db (default: SQLite in --data-dir)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    workers: int = typer.Option(1, help="Server processes (several need a shared --database-url, e.g. PostgreSQL)."),
-    public_url: str = typer.Option("", help="Base URL clients use (default: from each request's Host header)."),
+    workers: int = typer.Option(
+        1, help="Server processes (several need a shared --database-url, e.g. PostgreSQL)."
+    ),
+    public_url: str = typer.Option(
+        "", help="Base URL clients use (default: from each request's Host header)."
+    ),
     max_file_size: Optional[int] = typer.Option(None, help="Largest accepted file, in bytes."),
     validation_wait: Optional[float] = typer.Option(None, help="Seconds an upload waits for its load check."),
-    create_user: Optional[str] = typer.Option(None, "--create-user", help="Create this user (if missing), print a token, and exit."),
-    create_org: Optional[str] = typer.Option(None, "--create-org", help="Create this organisation and exit (with --member: add members)."),
+    create_user: Optional[str] = typer.Option(
+        None, "--create-user", help="Create this user (if missing), print a token, and exit."
+    ),
+    create_org: Optional[str] = typer.Option(
+        None, "--create-org", help="Create this organisation and exit (with --member: add members)."
+    ),
     member: list[str] = typer.Option([], "--member", help="With --create-org: a user to add (role write)."),
     admin: bool = typer.Option(False, help="With --create-user: make the user an administrator."),
     scope: str = typer.Option("write", help="With --create-user: token scope, read or write."),
-    gc: bool = typer.Option(False, "--gc", help="Remove blobs that no commit uses (older than an hour) and exit."),
+    gc: bool = typer.Option(
+        False, "--gc", help="Remove blobs that no commit uses (older than an hour) and exit."
+    ),
 ) -> None:
     """Start the adapter hub server (HF-compatible API on http://HOST:PORT; point HF_ENDPOINT at it)."""
     settings = Settings.from_env(
@@ -54,9 +68,18 @@ def serve(
     Hub(settings).close()  # migrate once before the workers start
     for key, value in vars(settings).items():
         os.environ[f"ADAPTERHUB_{key.upper()}"] = str(value)
-    typer.echo(f"adapterhub: serving on http://{host}:{port} (data: {settings.data_dir}, db: {_redact(settings.db_url)})")
-    uvicorn.run("adapterhub.server.cli:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False)  # the app logs each request after its answer (HubApp)
+    typer.echo(
+        f"adapterhub: serving on http://{host}:{port} (data: {settings.data_dir}, db: {_redact(settings.db_url)})"
+    )
+    uvicorn.run(
+        "adapterhub.server.cli:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )  # the app logs each request after its answer (HubApp)
 
 
 def app_from_env():
@@ -71,7 +94,9 @@ def app_from_env():
 
     if not ACCESS_LOG.handlers:  # uvicorn's access-log lines, written by the app after each answer
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'))
+        handler.setFormatter(
+            AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s')
+        )
         ACCESS_LOG.addHandler(handler)
         ACCESS_LOG.setLevel(logging.INFO)
         ACCESS_LOG.propagate = False
@@ -80,7 +105,9 @@ def app_from_env():
     return app
 
 
-def _admin(settings: Settings, user: str | None, org: str | None, members: list[str], admin: bool, scope: str) -> None:
+def _admin(
+    settings: Settings, user: str | None, org: str | None, members: list[str], admin: bool, scope: str
+) -> None:
     from sqlalchemy import select
 
     from adapterhub.server import auth
@@ -97,7 +124,9 @@ def _admin(settings: Settings, user: str | None, org: str | None, members: list[
             token = auth.create_token(s, acc, scope=scope, name="cli")
             typer.echo(token)
         if org:
-            o = s.scalar(select(Account).where(Account.name == org)) or auth.create_account(s, org, kind="org")
+            o = s.scalar(select(Account).where(Account.name == org)) or auth.create_account(
+                s, org, kind="org"
+            )
             for m in members:
                 u = s.scalar(select(Account).where(Account.name == m, Account.kind == "user"))
                 if u is None:

@@ -50,10 +50,15 @@ class DownloadCounts:
             with self.db.session() as s:
                 by_id: Counter[int] = Counter()
                 for repo, n in pending.items():
-                    if isinstance(repo, str):  # an id namespace/name: its row id (a repo deleted since: dropped)
+                    if isinstance(
+                        repo, str
+                    ):  # an id namespace/name: its row id (a repo deleted since: dropped)
                         ns, _, name = repo.partition("/")
-                        repo = s.scalar(select(Repo.id).where(Repo.namespace == ns, Repo.name == name,
-                                                              Repo.repo_type == "model"))
+                        repo = s.scalar(
+                            select(Repo.id).where(
+                                Repo.namespace == ns, Repo.name == name, Repo.repo_type == "model"
+                            )
+                        )
                     if repo is not None:
                         by_id[repo] += n
                 for pk, n in sorted(by_id.items()):  # rows locked in id order: no deadlock between processes

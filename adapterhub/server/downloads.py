@@ -51,7 +51,9 @@ def resolve(request: Request, rest: str):
         try:
             st = os.stat(local)
         except FileNotFoundError:
-            return error_response(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m)
+            return error_response(
+                f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m
+            )
         return _BlobResponse(local, headers=headers, media_type=media, stat_result=st)
     headers["Content-Length"] = str(size)
     if m == "HEAD":
@@ -67,11 +69,15 @@ def _split_resolve(hub: Hub, segs: list[str]) -> tuple[str, str, str] | None:
     i = None
     if len(segs) >= 5 and segs[2] == "resolve":
         i = 2
-    if len(segs) >= 4 and segs[1] == "resolve" and (i is None or not _repo_exists(hub, f"{segs[0]}/{segs[1]}")):
+    if (
+        len(segs) >= 4
+        and segs[1] == "resolve"
+        and (i is None or not _repo_exists(hub, f"{segs[0]}/{segs[1]}"))
+    ):
         i = 1
     if i is None:
         return None
-    return "/".join(segs[:i]), segs[i + 1], "/".join(segs[i + 2:])
+    return "/".join(segs[:i]), segs[i + 1], "/".join(segs[i + 2 :])
 
 
 def _file_headers(commit_oid: str, sha: str, size: int, rev: str) -> dict[str, str]:
@@ -96,7 +102,10 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
     headers = dict(scope.get("headers") or [])
     if b"range" in headers or scope["method"] not in ("GET", "HEAD"):
         return False
-    segs = [unquote(p) for p in (scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0].strip("/").split("/")]
+    segs = [
+        unquote(p)
+        for p in (scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0].strip("/").split("/")
+    ]
     if len(segs) < 5 or segs[2] != "resolve" or segs[1] == "resolve" or segs[0] in ("datasets", "spaces"):
         return False
     repo_id, rev, path = "/".join(segs[:2]), segs[3], "/".join(segs[4:])

@@ -58,7 +58,7 @@ def _base_url(hub: Hub, request: Request) -> str:
 def _raw_segments(request: Request, prefix: str) -> list[str]:
     raw = request.scope.get("raw_path") or request.url.path.encode()
     path = raw.decode("latin-1").split("?", 1)[0]
-    rest = path[len(prefix):] if path.startswith(prefix) else path
+    rest = path[len(prefix) :] if path.startswith(prefix) else path
     return [unquote(p) for p in rest.strip("/").split("/")]
 
 
@@ -90,7 +90,10 @@ def whoami(request: Request):
         return error_response("Invalid user token: no token given", 401, "Unauthorized")
     with hub.db.session() as s:
         orgs = s.scalars(select(Account).where(Account.id.in_(list(caller.orgs) or [-1]))).all()
-        org_list = [{"type": "org", "name": o.name, "fullname": o.fullname or o.name, "roleInOrg": caller.orgs[o.id]} for o in orgs]
+        org_list = [
+            {"type": "org", "name": o.name, "fullname": o.fullname or o.name, "roleInOrg": caller.orgs[o.id]}
+            for o in orgs
+        ]
     a = caller.account
     return {
         "type": "user",
@@ -103,7 +106,10 @@ def whoami(request: Request):
         "canPay": False,
         "avatarUrl": "",
         "orgs": org_list,
-        "auth": {"type": "access_token", "accessToken": {"displayName": caller.token_name, "role": caller.scope}},
+        "auth": {
+            "type": "access_token",
+            "accessToken": {"displayName": caller.token_name, "role": caller.scope},
+        },
     }
 
 
@@ -113,7 +119,9 @@ async def validate_yaml(request: Request):
         body = await request.json()
         content = body.get("content", "")
     except (json.JSONDecodeError, AttributeError):
-        return JSONResponse({"errors": [{"message": "body must be JSON with 'content'"}], "warnings": []}, 400)
+        return JSONResponse(
+            {"errors": [{"message": "body must be JSON with 'content'"}], "warnings": []}, 400
+        )
     _, errors = parse_card(content.encode() if isinstance(content, str) else b"")
     return JSONResponse({"errors": [{"message": e} for e in errors], "warnings": []}, 400 if errors else 200)
 
@@ -148,7 +156,11 @@ async def delete_repo(request: Request):
 
 for _kind in ("datasets", "spaces"):
 
-    @api_router.api_route(f"/api/{_kind}/{{rest:path}}", methods=["GET", "HEAD", "POST", "PUT", "DELETE"], include_in_schema=False)
+    @api_router.api_route(
+        f"/api/{_kind}/{{rest:path}}",
+        methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+        include_in_schema=False,
+    )
     def _other_types(request: Request, rest: str, _kind=_kind):
         return error_response(f"this hub hosts model repositories only ({_kind} are not supported)", 404, "RepoNotFound",
                               method=request.method)  # fmt: skip
@@ -176,7 +188,9 @@ def list_models(request: Request):
         if caller.account is None:
             stmt = stmt.where(Repo.private.is_(False))
         elif not caller.account.is_admin:
-            stmt = stmt.where(or_(Repo.private.is_(False), Repo.owner_id.in_([caller.account.id, *caller.orgs])))
+            stmt = stmt.where(
+                or_(Repo.private.is_(False), Repo.owner_id.in_([caller.account.id, *caller.orgs]))
+            )
         if q.get("author"):
             stmt = stmt.where(Repo.namespace == q["author"])
         if q.get("search"):
@@ -235,7 +249,20 @@ def _model_info(s, hub: Hub, repo: Repo, c: Commit, blobs: bool) -> dict[str, An
     if isinstance(adapter_cfg, dict):
         dialect = "peft" if "peft_type" in adapter_cfg else "adapters"
         library = library or dialect
-        config = {"adapter": {k: adapter_cfg.get(k) for k in ("peft_type", "base_model_name_or_path", "model_name", "model_type", "model_class", "task_type") if k in adapter_cfg}}
+        config = {
+            "adapter": {
+                k: adapter_cfg.get(k)
+                for k in (
+                    "peft_type",
+                    "base_model_name_or_path",
+                    "model_name",
+                    "model_type",
+                    "model_class",
+                    "task_type",
+                )
+                if k in adapter_cfg
+            }
+        }
         tags.append(dialect)
     if isinstance(model_cfg, dict):
         config = dict(config or {})
@@ -305,7 +332,9 @@ def _split_model_path(s, segs: list[str]) -> tuple[str, list[str]]:
     return segs[0], segs[1:]
 
 
-@api_router.api_route("/api/models/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+@api_router.api_route(
+    "/api/models/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False
+)
 async def model_routes(request: Request, rest: str):
     """``/api/models/{repo}[/revision|tree|refs|commits|validation|preupload|commit|branch|tag|settings|paths-info/...]``
     (the Hugging Face Hub API; revisions may be percent-encoded, so the raw path is parsed here)."""
@@ -329,7 +358,11 @@ async def model_routes(request: Request, rest: str):
     if m == "GET" and action == "validation":
         return await run_in_threadpool(_validation, hub, request, repo_id, arg or "main")
     if m == "POST" and action == "paths-info" and arg:
-        form = await request.form() if "form" in request.headers.get("content-type", "") else await request.json()
+        form = (
+            await request.form()
+            if "form" in request.headers.get("content-type", "")
+            else await request.json()
+        )
         paths = form.getlist("paths") if hasattr(form, "getlist") else form.get("paths", [])
         return await run_in_threadpool(_paths_info, hub, request, repo_id, arg, list(paths))
     if m == "POST" and action == "preupload" and arg:
@@ -396,7 +429,7 @@ def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
     for p, b in files.items():
         if not p.startswith(prefix):
             continue
-        rel = p[len(prefix):]
+        rel = p[len(prefix) :]
         parts = rel.split("/")
         for i in range(1, len(parts)):  # folders on the way
             d = prefix + "/".join(parts[:i])
@@ -417,10 +450,12 @@ def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
     headers = {"X-Repo-Commit": c.oid}
     if start + page < len(items):
         headers["Link"] = f'<{request.url.include_query_params(cursor=str(start + page))}>; rel="next"'
-    items = items[start:start + page]
+    items = items[start : start + page]
     if expand:  # the last commit that changed each file of this page
         with hub.db.session() as s:
-            last = repos.last_commits(s, c, {e["path"]: files[e["path"]].sha256 for e in items if e["type"] == "file"})
+            last = repos.last_commits(
+                s, c, {e["path"]: files[e["path"]].sha256 for e in items if e["type"] == "file"}
+            )
             for e in items:
                 if e["path"] in last:
                     lc = last[e["path"]]
@@ -452,7 +487,14 @@ def _paths_info(hub: Hub, request: Request, repo_id: str, rev: str, paths: list[
                     e["lfs"] = {"oid": b.sha256, "size": b.size, "pointerSize": 134}
                 out.append(e)
             elif any(q.startswith(p + "/") for q in tree):
-                out.append({"type": "directory", "oid": _dir_oid(p, {q: f.blob for q, f in tree.items()}), "size": 0, "path": p})
+                out.append(
+                    {
+                        "type": "directory",
+                        "oid": _dir_oid(p, {q: f.blob for q, f in tree.items()}),
+                        "size": 0,
+                        "path": p,
+                    }
+                )
     return JSONResponse(out)
 
 
@@ -464,7 +506,13 @@ def _refs(hub: Hub, request: Request, repo_id: str):
         out: dict[str, Any] = {"branches": [], "tags": [], "converts": []}
         for r in refs:
             key = "branches" if r.kind == "branch" else "tags"
-            out[key].append({"name": r.name, "ref": f"refs/{'heads' if r.kind == 'branch' else 'tags'}/{r.name}", "targetCommit": r.commit_oid})
+            out[key].append(
+                {
+                    "name": r.name,
+                    "ref": f"refs/{'heads' if r.kind == 'branch' else 'tags'}/{r.name}",
+                    "targetCommit": r.commit_oid,
+                }
+            )
     if _truthy(request.query_params.get("include_prs")):
         out["pullRequests"] = []
     return JSONResponse(out)
@@ -527,7 +575,11 @@ async def _preupload(hub: Hub, request: Request, repo_id: str, rev: str):
         refuse_pickle_name(path)
         size = int(f.get("size") or 0)
         if size > hub.limits.max_file_size:
-            raise UploadError(f"{path}: file too large ({size} bytes; the limit is {hub.limits.max_file_size} bytes)", 413, "FileTooLarge")
+            raise UploadError(
+                f"{path}: file too large ({size} bytes; the limit is {hub.limits.max_file_size} bytes)",
+                413,
+                "FileTooLarge",
+            )
         entry = {"path": f.get("path"), "uploadMode": "regular", "shouldIgnore": False}
         if path in current:
             entry["oid"] = current[path]
@@ -585,12 +637,24 @@ async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
                 del buf[: nl + 1]
                 await run_in_threadpool(handle, line)
             if len(buf) > max_line:
-                raise UploadError(f"a commit line is longer than {max_line} bytes (file over the size limit?)", 413, "FileTooLarge")
+                raise UploadError(
+                    f"a commit line is longer than {max_line} bytes (file over the size limit?)",
+                    413,
+                    "FileTooLarge",
+                )
         if buf:
             await run_in_threadpool(handle, bytes(buf))
         title = header.get("summary") or "Upload files"
         oid, status = await run_in_threadpool(
-            repos.commit, hub, caller, repo_id, rev, ops, title, header.get("description") or "", header.get("parentCommit")
+            repos.commit,
+            hub,
+            caller,
+            repo_id,
+            rev,
+            ops,
+            title,
+            header.get("description") or "",
+            header.get("parentCommit"),
         )
     finally:
         staging.cleanup()
@@ -602,10 +666,11 @@ async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
 def requeue_pending(hub: Hub) -> None:
     """At start-up: commits whose validation never finished (server stopped) are validated again."""
     with hub.db.session() as s:
-        oids = s.scalars(select(Validation.commit_oid).where(Validation.status.in_(("pending", "running")))).all()
+        oids = s.scalars(
+            select(Validation.commit_oid).where(Validation.status.in_(("pending", "running")))
+        ).all()
     for oid in oids:
         try:
             repos.revalidate(hub, oid)
         except Exception:  # noqa: BLE001
             logging.getLogger("adapterhub.server").exception("could not requeue the validation of %s", oid)
-

@@ -21,8 +21,13 @@ import yaml
 log = logging.getLogger(__name__)
 
 #: Files whose bytes the extractor reads (all small JSON / Markdown files).
-METADATA_FILES = ("adapter_config.json", "head_config.json", "README.md", "adapter_setup.json",
-                  "adapter_fusion_config.json")
+METADATA_FILES = (
+    "adapter_config.json",
+    "head_config.json",
+    "README.md",
+    "adapter_setup.json",
+    "adapter_fusion_config.json",
+)
 #: File names counted as weights.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 #: The most bytes read from a metadata file; bigger files are ignored (an index must never be a DoS vector).
@@ -49,8 +54,17 @@ _PEFT_TASK_HEADS = {
 }
 # A few language names used by legacy cards -> ISO 639-1 codes.
 LANGUAGE_NAMES = {
-    "english": "en", "german": "de", "french": "fr", "spanish": "es", "chinese": "zh", "japanese": "ja",
-    "arabic": "ar", "russian": "ru", "romanian": "ro", "hindi": "hi", "multilingual": "multilingual",
+    "english": "en",
+    "german": "de",
+    "french": "fr",
+    "spanish": "es",
+    "chinese": "zh",
+    "japanese": "ja",
+    "arabic": "ar",
+    "russian": "ru",
+    "romanian": "ro",
+    "hindi": "hi",
+    "multilingual": "multilingual",
 }
 
 
@@ -66,14 +80,14 @@ class AdapterMetadata:
     """Everything the index knows about one commit of an adapter repository."""
 
     is_adapter: bool = False
-    library: str | None = None          # "adapters" (AdapterHub dialect) or "peft"
+    library: str | None = None  # "adapters" (AdapterHub dialect) or "peft"
     config_path: str | None = None
     adapter_name: str | None = None
-    method: str | None = None           # seq_bn, double_seq_bn, par_bn, compacter, lora, ia3, prefix_tuning, ...
-    method_family: str | None = None    # bottleneck, lora, prefix, prompt, reft, union, ...
+    method: str | None = None  # seq_bn, double_seq_bn, par_bn, compacter, lora, ia3, prefix_tuning, ...
+    method_family: str | None = None  # bottleneck, lora, prefix, prompt, reft, union, ...
     hyperparams: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] | None = None   # the method config (AdapterHub `config`, or the whole PEFT config)
-    config_hash: str | None = None      # AdapterHub config hash (legacy ids resolve through it)
+    config: dict[str, Any] | None = None  # the method config (AdapterHub `config`, or the whole PEFT config)
+    config_hash: str | None = None  # AdapterHub config hash (legacy ids resolve through it)
     base_model: str | None = None
     base_model_revision: str | None = None
     model_type: str | None = None
@@ -142,8 +156,8 @@ def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
     try:
         data = yaml.safe_load(m.group(1))
     except yaml.YAMLError:
-        return {}, text[m.end():]
-    return (data if isinstance(data, dict) else {}), text[m.end():]
+        return {}, text[m.end() :]
+    return (data if isinstance(data, dict) else {}), text[m.end() :]
 
 
 def card_description(body: str, limit: int = 500) -> str | None:
@@ -167,7 +181,7 @@ def safetensors_num_params(header_bytes: bytes) -> int | None:
     if n > len(header_bytes) - 8:
         return None
     try:
-        header = json.loads(header_bytes[8:8 + n])
+        header = json.loads(header_bytes[8 : 8 + n])
     except ValueError:
         return None
     total = 0
@@ -196,10 +210,29 @@ def _bottleneck_method(c: Mapping[str, Any]) -> str:
     return name
 
 
-_BN_KEYS = ("reduction_factor", "non_linearity", "mh_adapter", "output_adapter", "is_parallel", "scaling",
-            "leave_out", "phm_dim", "inv_adapter")
-_LORA_KEYS = ("r", "alpha", "attn_matrices", "dropout", "selfattn_lora", "intermediate_lora", "output_lora",
-              "composition_mode", "use_dora", "leave_out")
+_BN_KEYS = (
+    "reduction_factor",
+    "non_linearity",
+    "mh_adapter",
+    "output_adapter",
+    "is_parallel",
+    "scaling",
+    "leave_out",
+    "phm_dim",
+    "inv_adapter",
+)
+_LORA_KEYS = (
+    "r",
+    "alpha",
+    "attn_matrices",
+    "dropout",
+    "selfattn_lora",
+    "intermediate_lora",
+    "output_lora",
+    "composition_mode",
+    "use_dora",
+    "leave_out",
+)
 
 
 def _adapterhub_method(c: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -234,21 +267,47 @@ def _adapterhub_method(c: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
         keys = ("r", "layers", "prefix_positions", "suffix_positions", "orthogonality", "tied_weights")
         return arch, "reft", {k: c[k] for k in keys if k in c}
     if arch == "union":
-        parts = [(_adapterhub_method(sub)[0] if isinstance(sub, Mapping) else "?") for sub in c.get("configs", [])]
+        parts = [
+            (_adapterhub_method(sub)[0] if isinstance(sub, Mapping) else "?") for sub in c.get("configs", [])
+        ]
         return "union", "union", {"components": parts}
     return str(arch), str(arch), {}
 
 
-_PEFT_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules", "feedforward_modules", "use_rslora",
-              "use_dora", "bias", "modules_to_save", "num_virtual_tokens", "prefix_projection",
-              "encoder_hidden_size", "token_dim", "num_layers", "layers_to_transform", "init_lora_weights")
+_PEFT_KEYS = (
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "feedforward_modules",
+    "use_rslora",
+    "use_dora",
+    "bias",
+    "modules_to_save",
+    "num_virtual_tokens",
+    "prefix_projection",
+    "encoder_hidden_size",
+    "token_dim",
+    "num_layers",
+    "layers_to_transform",
+    "init_lora_weights",
+)
 
 
 def _peft_method(c: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     ptype = str(c.get("peft_type", "")).lower()
     method = "dora" if ptype == "lora" and c.get("use_dora") else ptype
-    family = {"lora": "lora", "adalora": "lora", "ia3": "lora", "vera": "lora", "loha": "lora", "lokr": "lora",
-              "prefix_tuning": "prefix", "prompt_tuning": "prompt", "p_tuning": "prompt"}.get(ptype, ptype)
+    family = {
+        "lora": "lora",
+        "adalora": "lora",
+        "ia3": "lora",
+        "vera": "lora",
+        "loha": "lora",
+        "lokr": "lora",
+        "prefix_tuning": "prefix",
+        "prompt_tuning": "prompt",
+        "p_tuning": "prompt",
+    }.get(ptype, ptype)
     hp = {}
     for k in _PEFT_KEYS:
         v = c.get(k)
@@ -303,9 +362,11 @@ def _load_json(data: bytes | None, path: str, meta: AdapterMetadata) -> dict[str
 
 
 # ---------------------------------------------------------------------------------------------- extraction
-def extract_metadata(files: Iterable[FileInfo | tuple[str, int]],
-                     read: Callable[[str], bytes | None] | Mapping[str, bytes],
-                     read_header: Callable[[str], bytes | None] | None = None) -> AdapterMetadata:
+def extract_metadata(
+    files: Iterable[FileInfo | tuple[str, int]],
+    read: Callable[[str], bytes | None] | Mapping[str, bytes],
+    read_header: Callable[[str], bytes | None] | None = None,
+) -> AdapterMetadata:
     """Extracts the index metadata of one commit.
 
     `files` lists every file of the commit (path and size); `read(path)` returns the bytes of a small file
@@ -368,10 +429,13 @@ def extract_metadata(files: Iterable[FileInfo | tuple[str, int]],
             except Exception as e:  # noqa: BLE001 - a bad config must not break indexing
                 meta.warnings.append(f"{cfg_path}: cannot compute the config hash ({e})")
         else:
-            meta.warnings.append(f"{cfg_path}: neither an AdapterHub (`config`) nor a PEFT (`peft_type`) config")
+            meta.warnings.append(
+                f"{cfg_path}: neither an AdapterHub (`config`) nor a PEFT (`peft_type`) config"
+            )
     # Other adapters of a composition (adapter_setup.json with one folder per adapter).
-    meta.sub_adapters = sorted(p.rsplit("/", 1)[0] for p in paths
-                               if p.endswith("/adapter_config.json") and p != cfg_path)
+    meta.sub_adapters = sorted(
+        p.rsplit("/", 1)[0] for p in paths if p.endswith("/adapter_config.json") and p != cfg_path
+    )
 
     head_path = prefix + "head_config.json"
     head = _load_json(get(head_path), head_path, meta) if head_path in paths else None
@@ -391,8 +455,11 @@ def extract_metadata(files: Iterable[FileInfo | tuple[str, int]],
     if meta.head_type is None and meta.library == "adapters":
         meta.head_type = _head_from_class(meta.model_class)
 
-    card_path = "README.md" if "README.md" in paths else (prefix + "README.md" if prefix + "README.md" in paths
-                                                          else None)
+    card_path = (
+        "README.md"
+        if "README.md" in paths
+        else (prefix + "README.md" if prefix + "README.md" in paths else None)
+    )
     card_bytes = get(card_path) if card_path else None
     if card_bytes is not None:
         front, body = parse_front_matter(card_bytes.decode("utf-8", errors="replace"))
@@ -524,11 +591,22 @@ def index_commit(session, repo, commit, store, *, branch: str = "main"):
             session.flush()
             entry = None
     if entry is None:
-        entry = IndexEntry(repo_pk=repo.id, full_name=repo.repo_id, namespace=repo.namespace, name=repo.name,
-                           source="hub", created_at=commit.created_at)
+        entry = IndexEntry(
+            repo_pk=repo.id,
+            full_name=repo.repo_id,
+            namespace=repo.namespace,
+            name=repo.name,
+            source="hub",
+            created_at=commit.created_at,
+        )
         session.add(entry)
-    version = session.scalar(select(IndexVersion).where(IndexVersion.entry_id == entry.id,
-                                                        IndexVersion.version == commit.oid)) if entry.id else None
+    version = (
+        session.scalar(
+            select(IndexVersion).where(IndexVersion.entry_id == entry.id, IndexVersion.version == commit.oid)
+        )
+        if entry.id
+        else None
+    )
     is_latest = branch == "main" or entry.commit_oid is None
     if is_latest:
         validation = session.get(Validation, commit.oid)
@@ -540,8 +618,11 @@ def index_commit(session, repo, commit, store, *, branch: str = "main"):
         entry.base_model_revision, entry.model_type = meta.base_model_revision, meta.model_type
         entry.model_class, entry.hidden_size = meta.model_class, meta.hidden_size
         entry.head_type, entry.num_labels = meta.head_type, meta.num_labels
-        entry.adapter_type = (meta.card.get("adapter_type") if isinstance(meta.card.get("adapter_type"), str)
-                              else ("text_lang" if meta.task and meta.task == meta.language else None))
+        entry.adapter_type = (
+            meta.card.get("adapter_type")
+            if isinstance(meta.card.get("adapter_type"), str)
+            else ("text_lang" if meta.task and meta.task == meta.language else None)
+        )
         entry.task, entry.subtask, entry.language = meta.task, meta.subtask, meta.language
         entry.license, entry.description = meta.license, meta.description
         entry.size_bytes, entry.num_params = meta.size_bytes, meta.num_params
@@ -550,7 +631,9 @@ def index_commit(session, repo, commit, store, *, branch: str = "main"):
         entry.validation_status = validation.status if validation is not None else "pending"
         entry.data = data
         entry.updated_at = commit.created_at
-        entry.search_text = build_search_text(entry, extra=[*meta.tags, *meta.languages, meta.adapter_name or ""])
+        entry.search_text = build_search_text(
+            entry, extra=[*meta.tags, *meta.languages, meta.adapter_name or ""]
+        )
     session.flush()
     if version is None:
         version = IndexVersion(entry_id=entry.id, version=commit.oid)
@@ -590,4 +673,6 @@ def update_validation(session, commit_oid: str, status: str) -> None:
 
     from adapterhub.server.index_models import IndexEntry
 
-    session.execute(update(IndexEntry).where(IndexEntry.commit_oid == commit_oid).values(validation_status=status))
+    session.execute(
+        update(IndexEntry).where(IndexEntry.commit_oid == commit_oid).values(validation_status=status)
+    )

@@ -15,8 +15,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from adapterhub.server.db import Base
@@ -24,8 +35,19 @@ from adapterhub.server.models import utcnow
 
 
 #: facet columns; each gets an index (column, is_adapter, private) that covers the facet count queries
-FACET_COLUMNS = ("base_model", "model_type", "task", "subtask", "language", "method", "head_type", "license",
-                 "author", "library", "source")
+FACET_COLUMNS = (
+    "base_model",
+    "model_type",
+    "task",
+    "subtask",
+    "language",
+    "method",
+    "head_type",
+    "license",
+    "author",
+    "library",
+    "source",
+)
 
 
 class IndexEntry(Base):
@@ -33,18 +55,19 @@ class IndexEntry(Base):
     __table_args__ = tuple(Index(f"ixf_index_entries_{c}", c, "is_adapter", "private") for c in FACET_COLUMNS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    repo_pk: Mapped[int | None] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), nullable=True,
-                                                unique=True)
-    full_name: Mapped[str] = mapped_column(String(300), unique=True)       # "namespace/name"
+    repo_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("repos.id", ondelete="CASCADE"), nullable=True, unique=True
+    )
+    full_name: Mapped[str] = mapped_column(String(300), unique=True)  # "namespace/name"
     namespace: Mapped[str] = mapped_column(String(96), default="")
     name: Mapped[str] = mapped_column(String(200))
-    author: Mapped[str | None] = mapped_column(String(96), nullable=True)   # owner / org
-    source: Mapped[str] = mapped_column(String(8), default="hub")      # hub | legacy
+    author: Mapped[str | None] = mapped_column(String(96), nullable=True)  # owner / org
+    source: Mapped[str] = mapped_column(String(8), default="hub")  # hub | legacy
     downloadable: Mapped[bool] = mapped_column(Boolean, default=True)
     private: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     is_adapter: Mapped[bool] = mapped_column(Boolean, default=False)
     commit_oid: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    revision: Mapped[str | None] = mapped_column(String(255), nullable=True)   # branch or legacy version
+    revision: Mapped[str | None] = mapped_column(String(255), nullable=True)  # branch or legacy version
 
     library: Mapped[str | None] = mapped_column(String(16), nullable=True)
     method: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -57,7 +80,7 @@ class IndexEntry(Base):
     hidden_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     head_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     num_labels: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    adapter_type: Mapped[str | None] = mapped_column(String(32), nullable=True)   # text_task | text_lang
+    adapter_type: Mapped[str | None] = mapped_column(String(32), nullable=True)  # text_task | text_lang
     task: Mapped[str | None] = mapped_column(String(128), nullable=True)
     subtask: Mapped[str | None] = mapped_column(String(128), nullable=True)
     language: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -69,13 +92,16 @@ class IndexEntry(Base):
     score: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     validation_status: Mapped[str | None] = mapped_column(String(10), nullable=True)
     search_text: Mapped[str] = mapped_column(Text, default="")
-    data: Mapped[dict] = mapped_column(JSON, default=dict)   # the full extracted metadata
+    data: Mapped[dict] = mapped_column(JSON, default=dict)  # the full extracted metadata
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
-    versions: Mapped[list[IndexVersion]] = relationship(back_populates="entry", cascade="all, delete-orphan",
-                                                        order_by="IndexVersion.created_at.desc()",
-                                                        lazy="selectin")
+    versions: Mapped[list[IndexVersion]] = relationship(
+        back_populates="entry",
+        cascade="all, delete-orphan",
+        order_by="IndexVersion.created_at.desc()",
+        lazy="selectin",
+    )
 
 
 class IndexVersion(Base):
@@ -84,7 +110,7 @@ class IndexVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("index_entries.id", ondelete="CASCADE"), index=True)
-    version: Mapped[str] = mapped_column(String(255))          # commit oid (hub) or version name (legacy)
+    version: Mapped[str] = mapped_column(String(255))  # commit oid (hub) or version name (legacy)
     commit_oid: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     config_hash: Mapped[str | None] = mapped_column(String(40), nullable=True)
     method: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -98,7 +124,7 @@ class TaxonomyTask(Base):
     __tablename__ = "taxonomy_tasks"
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32), default="text_task")       # text_task | text_lang
+    kind: Mapped[str] = mapped_column(String(32), default="text_task")  # text_task | text_lang
     displayname: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text, default="")
 

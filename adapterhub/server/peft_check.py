@@ -23,7 +23,11 @@ def _targets(cfg: dict, names: list[str], linear: set[str]) -> set[str]:
     tm = cfg.get("target_modules")
     if isinstance(tm, str):
         if tm == "all-linear":
-            return {n for n in linear if n.rsplit(".", 1)[-1] not in ("lm_head", "classifier", "score", "qa_outputs")}
+            return {
+                n
+                for n in linear
+                if n.rsplit(".", 1)[-1] not in ("lm_head", "classifier", "score", "qa_outputs")
+            }
         return {n for n in names if re.fullmatch(tm, n)}
     tm = tm or []
     return {n for n in names if any(n == t or n.endswith("." + t) for t in tm)}
@@ -54,7 +58,14 @@ def check_peft(adapter_dir: Path, base_config: dict) -> dict[str, Any] | None:
     kind = str(cfg.get("peft_type", "")).upper()
     if kind not in SUPPORTED:
         return None
-    out: dict[str, Any] = {"method": kind.lower(), "errors": [], "missing_keys": [], "unexpected_keys": [], "num_params": 0, "changed_modules": 0}
+    out: dict[str, Any] = {
+        "method": kind.lower(),
+        "errors": [],
+        "missing_keys": [],
+        "unexpected_keys": [],
+        "num_params": 0,
+        "changed_modules": 0,
+    }
     if not (folder / WEIGHT_FILE).is_file():
         out["errors"].append(f"no {WEIGHT_FILE}")
         out["ok"] = False
@@ -82,10 +93,16 @@ def check_peft(adapter_dir: Path, base_config: dict) -> dict[str, Any] | None:
             for d in shape:
                 n *= d
             out["num_params"] += n
-            path = key[len("base_model.model."):] if key.startswith("base_model.model.") else key
-            if prefix and path.startswith(prefix + ".") and path[len(prefix) + 1:].split(".")[0] in {k.split(".")[0] for k in modules if k}:
-                path = path[len(prefix) + 1:]
-            m = re.match(r"^(.*)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|ia3_l)(?:\.weight)?$", path)
+            path = key[len("base_model.model.") :] if key.startswith("base_model.model.") else key
+            if (
+                prefix
+                and path.startswith(prefix + ".")
+                and path[len(prefix) + 1 :].split(".")[0] in {k.split(".")[0] for k in modules if k}
+            ):
+                path = path[len(prefix) + 1 :]
+            m = re.match(
+                r"^(.*)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|ia3_l)(?:\.weight)?$", path
+            )
             if m is None:
                 if any(path == k or path.startswith(k + ".") or f".{k}." in f".{path}" for k in keep):
                     continue  # a module saved whole (modules_to_save, e.g. a classifier)
@@ -98,7 +115,9 @@ def check_peft(adapter_dir: Path, base_config: dict) -> dict[str, Any] | None:
             seen.setdefault(mod, set()).add(part)
             dims = _in_out(modules[mod])
             if dims is None:
-                out["errors"].append(f"{key}: {mod} is a {type(modules[mod]).__name__}, not a layer {kind} can adapt")
+                out["errors"].append(
+                    f"{key}: {mod} is a {type(modules[mod]).__name__}, not a layer {kind} can adapt"
+                )
                 continue
             fan_in, fan_out = dims
             want = {
@@ -113,7 +132,11 @@ def check_peft(adapter_dir: Path, base_config: dict) -> dict[str, Any] | None:
     need = {"ia3_l"} if kind == "IA3" else None
     for mod in sorted(targets):
         have = seen.get(mod, set())
-        parts = need or ({"lora_embedding_A", "lora_embedding_B"} if isinstance(modules[mod], torch.nn.Embedding) else {"lora_A", "lora_B"})
+        parts = need or (
+            {"lora_embedding_A", "lora_embedding_B"}
+            if isinstance(modules[mod], torch.nn.Embedding)
+            else {"lora_A", "lora_B"}
+        )
         if not have and partial:
             continue
         for p in sorted(parts - have):
@@ -121,5 +144,7 @@ def check_peft(adapter_dir: Path, base_config: dict) -> dict[str, Any] | None:
     out["changed_modules"] = len(seen)
     if not targets:
         out["errors"].append("target_modules selects no module of the base model")
-    out["ok"] = not (out["errors"] or out["missing_keys"] or out["unexpected_keys"]) and out["changed_modules"] > 0
+    out["ok"] = (
+        not (out["errors"] or out["missing_keys"] or out["unexpected_keys"]) and out["changed_modules"] > 0
+    )
     return out

@@ -80,7 +80,9 @@ def get_repo(s: Session, caller: Caller, repo_id: str, repo_type: str = "model")
 
 def resolve_revision(s: Session, repo: Repo, revision: str) -> Commit:
     """A branch, a tag or a full commit id of this repo -> the commit."""
-    refs = s.execute(select(Ref.kind, Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == revision)).all()
+    refs = s.execute(
+        select(Ref.kind, Ref.commit_oid).where(Ref.repo_id == repo.id, Ref.name == revision)
+    ).all()
     for kind in ("branch", "tag"):
         for k, oid in refs:
             if k == kind:
@@ -89,7 +91,11 @@ def resolve_revision(s: Session, repo: Repo, revision: str) -> Commit:
         c = s.get(Commit, revision)
         if c is not None and c.repo_id == repo.id:
             return c
-    raise HubError(f"Invalid rev id: {revision} (no branch, tag or commit of that name in {repo.repo_id})", 404, "RevisionNotFound")
+    raise HubError(
+        f"Invalid rev id: {revision} (no branch, tag or commit of that name in {repo.repo_id})",
+        404,
+        "RevisionNotFound",
+    )
 
 
 _FILE_SQL = text(
@@ -99,17 +105,21 @@ _FILE_SQL = text(
     "LEFT JOIN blobs b ON b.sha256 = cf.blob_sha256 "
     "WHERE r.repo_type = 'model' AND r.namespace = :ns AND r.name = :name"
 )
-_COMMIT_FILE_SQL = text(  # the same for a full commit id (what clients ask for once they have resolved a branch)
-    "SELECT r.id, r.private, r.owner_id, 'commit' AS kind, c.oid AS commit_oid, b.sha256, b.size "
-    "FROM repos r LEFT JOIN commits c ON c.repo_id = r.id AND c.oid = :rev "
-    "LEFT JOIN commit_files cf ON cf.commit_oid = c.oid AND cf.path = :path "
-    "LEFT JOIN blobs b ON b.sha256 = cf.blob_sha256 "
-    "WHERE r.repo_type = 'model' AND r.namespace = :ns AND r.name = :name"
+_COMMIT_FILE_SQL = (
+    text(  # the same for a full commit id (what clients ask for once they have resolved a branch)
+        "SELECT r.id, r.private, r.owner_id, 'commit' AS kind, c.oid AS commit_oid, b.sha256, b.size "
+        "FROM repos r LEFT JOIN commits c ON c.repo_id = r.id AND c.oid = :rev "
+        "LEFT JOIN commit_files cf ON cf.commit_oid = c.oid AND cf.path = :path "
+        "LEFT JOIN blobs b ON b.sha256 = cf.blob_sha256 "
+        "WHERE r.repo_type = 'model' AND r.namespace = :ns AND r.name = :name"
+    )
 )
 _FULL_OID = re.compile(r"^[0-9a-f]{40}$")
 
 
-def lookup_file(hub: Hub, caller: Caller, repo_id: str, revision: str, path: str) -> tuple[int, str, str, int]:
+def lookup_file(
+    hub: Hub, caller: Caller, repo_id: str, revision: str, path: str
+) -> tuple[int, str, str, int]:
     """(repo pk, commit oid, sha256, size) of ``path`` at ``revision``: one query on the download path (a
     branch, a tag or a full commit id); short commit ids and errors take the ORM path."""
     ns, name = split_repo_id(repo_id)
@@ -126,7 +136,12 @@ def lookup_file(hub: Hub, caller: Caller, repo_id: str, revision: str, path: str
         c = resolve_revision(s, repo, revision)
         f = s.scalar(select(CommitFile).where(CommitFile.commit_oid == c.oid, CommitFile.path == path))
         if f is None:
-            raise HubError(f"Entry not found: {path} at revision {revision} of {repo_id}", 404, "EntryNotFound", commit=c.oid)
+            raise HubError(
+                f"Entry not found: {path} at revision {revision} of {repo_id}",
+                404,
+                "EntryNotFound",
+                commit=c.oid,
+            )
         return repo.id, c.oid, f.blob.sha256, f.blob.size
 
 
@@ -160,7 +175,9 @@ def get_validation(s: Session, commit_oid: str) -> Validation | None:
 # --- repository creation, branches and tags -----------------------------------------------------------
 
 
-def create_repo(hub: Hub, caller: Caller, repo_id: str, private: bool = False, repo_type: str = "model") -> tuple[Repo, bool]:
+def create_repo(
+    hub: Hub, caller: Caller, repo_id: str, private: bool = False, repo_type: str = "model"
+) -> tuple[Repo, bool]:
     """Create ``repo_id`` (``namespace/name``). A bare name goes to the caller's namespace, except for
     administrators, who create canonical ids without a namespace (``bert-base-uncased``: base models that
     legacy adapters name that way). Returns (repo, created); ``created`` is False when it existed already
@@ -185,10 +202,17 @@ def create_repo(hub: Hub, caller: Caller, repo_id: str, private: bool = False, r
             raise AuthError(f"you ({caller.account.name}) cannot create repositories in {ns!r}", 403)
         if existing is not None:
             return existing, False
-        repo = Repo(repo_type=repo_type, namespace=ns, name=name, owner_id=owner.id if ns else None, private=private)
+        repo = Repo(
+            repo_type=repo_type, namespace=ns, name=name, owner_id=owner.id if ns else None, private=private
+        )
         s.add(repo)
         s.flush()
-        c = Commit(oid=_commit_oid(repo.id, None, {}, "initial commit"), repo_id=repo.id, title="initial commit", author_id=caller.account.id)
+        c = Commit(
+            oid=_commit_oid(repo.id, None, {}, "initial commit"),
+            repo_id=repo.id,
+            title="initial commit",
+            author_id=caller.account.id,
+        )
         s.add(c)
         s.flush()
         s.add(Ref(repo_id=repo.id, kind="branch", name="main", commit_oid=c.oid))
@@ -196,7 +220,9 @@ def create_repo(hub: Hub, caller: Caller, repo_id: str, private: bool = False, r
     return repo, True
 
 
-def commit_to_new_repo(hub: Hub, caller: Caller, repo_id: str, ops: list[Op], title: str, private: bool = False) -> tuple[str, str, str]:
+def commit_to_new_repo(
+    hub: Hub, caller: Caller, repo_id: str, ops: list[Op], title: str, private: bool = False
+) -> tuple[str, str, str]:
     """Create ``repo_id`` if needed and commit ``ops`` to its main branch, as one step for upload forms:
     if the commit is refused, a repository created by this call is removed again. Returns
     (repo id, commit oid, validation status)."""
@@ -208,13 +234,25 @@ def commit_to_new_repo(hub: Hub, caller: Caller, repo_id: str, ops: list[Op], ti
         if created:
             with hub.db.session() as s:
                 r = find_repo(s, full_id)
-                if r is not None and s.scalar(select(func.count()).select_from(Commit).where(Commit.repo_id == r.id)) == 1:
+                if (
+                    r is not None
+                    and s.scalar(select(func.count()).select_from(Commit).where(Commit.repo_id == r.id)) == 1
+                ):
                     s.delete(r)
         raise
     return full_id, oid, status
 
 
-def create_ref(hub: Hub, caller: Caller, repo_id: str, kind: str, name: str, start: str | None, message: str = "", exist_ok: bool = False) -> str:
+def create_ref(
+    hub: Hub,
+    caller: Caller,
+    repo_id: str,
+    kind: str,
+    name: str,
+    start: str | None,
+    message: str = "",
+    exist_ok: bool = False,
+) -> str:
     if not name or name.startswith("/") or ".." in name or name.endswith("/") or COMMIT_RE.match(name):
         raise HubError(f"invalid {kind} name {name!r}", 400, "BadRequest")
     with hub.db.session() as s:
@@ -225,7 +263,9 @@ def create_ref(hub: Hub, caller: Caller, repo_id: str, kind: str, name: str, sta
         if clash is not None:
             if exist_ok and clash.kind == kind:
                 return clash.commit_oid
-            raise HubError(f"a {clash.kind} named {name!r} already exists in {repo.repo_id}", 409, "RefExists")
+            raise HubError(
+                f"a {clash.kind} named {name!r} already exists in {repo.repo_id}", 409, "RefExists"
+            )
         s.add(Ref(repo_id=repo.id, kind=kind, name=name, commit_oid=c.oid, message=message))
         return c.oid
 
@@ -321,7 +361,11 @@ def commit(
             return _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_commit)
         except _BranchMoved:
             if parent_commit is not None:
-                raise HubError(f"{branch} moved while committing (expected parent {parent_commit})", 412, "ParentMismatch")
+                raise HubError(
+                    f"{branch} moved while committing (expected parent {parent_commit})",
+                    412,
+                    "ParentMismatch",
+                ) from None
             log.info("branch %s of %s moved during commit, retrying (%d)", branch, repo_id, attempt + 1)
     raise HubError(f"too many concurrent commits on {repo_id}@{branch}, try again", 409, "Conflict")
 
@@ -342,7 +386,11 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
             raise HubError(f"Invalid rev id: {branch} (no such branch in {full_id})", 404, "RevisionNotFound")
         head = s.get(Commit, ref.commit_oid)
         if parent_commit is not None and parent_commit != head.oid:
-            raise HubError(f"parentCommit {parent_commit} is not the head of {branch} ({head.oid})", 412, "ParentMismatch")
+            raise HubError(
+                f"parentCommit {parent_commit} is not the head of {branch} ({head.oid})",
+                412,
+                "ParentMismatch",
+            )
         tree = {p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(head).items()}
         parent_val = get_validation(s, head.oid)
         parent_report = dict(parent_val.report or {}) if parent_val else {}
@@ -355,7 +403,11 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
     status, report = _load_checks(hub, tree, adapters, parent_report)
     running = report.pop("_futures", [])
     if status == "failed":
-        raise UploadError("upload refused, the adapter does not validate:\n- " + "\n- ".join(_report_errors(report)), 422, "ValidationFailed")
+        raise UploadError(
+            "upload refused, the adapter does not validate:\n- " + "\n- ".join(_report_errors(report)),
+            422,
+            "ValidationFailed",
+        )
 
     new_blobs = {e.sha256: e for e in tree.values() if e.staged is not None}
     for e in new_blobs.values():  # blobs first, rows after: a row never points to a missing blob
@@ -371,8 +423,15 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
             raise HubError(f"branch {branch} was deleted while committing", 409, "Conflict")
         if ref.commit_oid != head_oid:
             if parent_commit is not None:
-                raise HubError(f"{branch} moved while committing (expected parent {parent_commit})", 412, "ParentMismatch")
-            rebased = {p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(s.get(Commit, ref.commit_oid)).items()}
+                raise HubError(
+                    f"{branch} moved while committing (expected parent {parent_commit})",
+                    412,
+                    "ParentMismatch",
+                )
+            rebased = {
+                p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid)
+                for p, f in commit_tree(s.get(Commit, ref.commit_oid)).items()
+            }
             _apply_ops(s, rebased, ops)
             if _validated_part(rebased) != _validated_part(tree):
                 raise _BranchMoved()
@@ -382,9 +441,21 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
             ins = (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)(Blob)
             s.execute(
                 ins.on_conflict_do_nothing(index_elements=["sha256"]),
-                [{"sha256": e.sha256, "size": e.size, "git_oid": e.git_oid, "created_at": utcnow()} for e in new_blobs.values()],
+                [
+                    {"sha256": e.sha256, "size": e.size, "git_oid": e.git_oid, "created_at": utcnow()}
+                    for e in new_blobs.values()
+                ],
             )
-        s.add(Commit(oid=oid, repo_id=repo_pk, parent_oid=head_oid, title=title[:500], message=description, author_id=caller.account.id))
+        s.add(
+            Commit(
+                oid=oid,
+                repo_id=repo_pk,
+                parent_oid=head_oid,
+                title=title[:500],
+                message=description,
+                author_id=caller.account.id,
+            )
+        )
         s.flush()
         s.add_all([CommitFile(commit_oid=oid, path=p, blob_sha256=e.sha256) for p, e in tree.items()])
         s.add(Validation(commit_oid=oid, status=status, report=report, errors=_report_errors(report),
@@ -392,7 +463,9 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
         ref.commit_oid, ref.updated_at = oid, utcnow()
     if running:
         _finish_in_background(hub, oid, report, running)
-    hub.run_post_commit(CommitEvent(hub, full_id, repo_pk, oid, branch, {p: e.sha256 for p, e in tree.items()}, status))
+    hub.run_post_commit(
+        CommitEvent(hub, full_id, repo_pk, oid, branch, {p: e.sha256 for p, e in tree.items()}, status)
+    )
     return oid, status
 
 
@@ -403,7 +476,11 @@ def _validated_part(tree: dict[str, _Entry]) -> dict[str, str]:
     out = {}
     for p, e in tree.items():
         d = posixpath.dirname(p)
-        if p == "README.md" or posixpath.basename(p) == "config.json" or any(f == "" or d == f or d.startswith(f + "/") for f in folders):
+        if (
+            p == "README.md"
+            or posixpath.basename(p) == "config.json"
+            or any(f == "" or d == f or d.startswith(f + "/") for f in folders)
+        ):
             out[p] = e.sha256
     return out
 
@@ -454,13 +531,19 @@ def _entry_path(hub: Hub, e: _Entry) -> Path:
     return p
 
 
-def _checks_before_storing(s: Session, hub: Hub, caller: Caller, tree: dict[str, _Entry]) -> tuple[list[dict], list[str]]:
+def _checks_before_storing(
+    s: Session, hub: Hub, caller: Caller, tree: dict[str, _Entry]
+) -> tuple[list[dict], list[str]]:
     """Schema, card, safetensors headers and base model of every adapter folder in the new tree."""
     errors: list[str] = []
     for p, e in tree.items():
         if e.staged is not None and p.lower().endswith(".safetensors"):
             errors += V.check_safetensors(e.staged.tmp, p)[1]
-        if e.staged is not None and p.endswith(".json") and posixpath.basename(p) in ("config.json", V.ADAPTER_CONFIG):
+        if (
+            e.staged is not None
+            and p.endswith(".json")
+            and posixpath.basename(p) in ("config.json", V.ADAPTER_CONFIG)
+        ):
             try:
                 json.loads(_read_entry(hub, e))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -481,9 +564,11 @@ def _checks_before_storing(s: Session, hub: Hub, caller: Caller, tree: dict[str,
         if info is None:
             continue
         prefix = folder + "/" if folder else ""
-        files = {q[len(prefix):]: tree[q] for q in tree if q.startswith(prefix)}
+        files = {q[len(prefix) :]: tree[q] for q in tree if q.startswith(prefix)}
         if folder == "":  # nested adapter folders are validated on their own
-            nested = {posixpath.dirname(q) for q in tree if posixpath.basename(q) == V.ADAPTER_CONFIG and "/" in q}
+            nested = {
+                posixpath.dirname(q) for q in tree if posixpath.basename(q) == V.ADAPTER_CONFIG and "/" in q
+            }
             files = {q: e for q, e in files.items() if not any(q.startswith(n + "/") for n in nested)}
         weights = [q for q in files if q.endswith(".safetensors")]
         if not weights:
@@ -528,7 +613,9 @@ def _base_config(s: Session, hub: Hub, caller: Caller, info: V.AdapterInfo) -> t
     return repo.repo_id, c.oid, cfg
 
 
-def _load_checks(hub: Hub, tree: dict[str, _Entry], adapters: list[dict], parent_report: dict, wait: float | None = None) -> tuple[str, dict]:
+def _load_checks(
+    hub: Hub, tree: dict[str, _Entry], adapters: list[dict], parent_report: dict, wait: float | None = None
+) -> tuple[str, dict]:
     """Run (or reuse) the load check of every adapter folder; wait up to ``validation_wait`` seconds.
     Returns (status, report); status is passed, failed, pending (still running) or skipped (no adapter)."""
     if not adapters:
@@ -644,7 +731,9 @@ def revalidate(hub: Hub, commit_oid: str) -> str:
         tree = {p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(c).items()}
         adapters, errors = _checks_before_storing(s, hub, caller, tree)
     if errors:
-        return hub.record_validation(commit_oid, {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": errors}]})
+        return hub.record_validation(
+            commit_oid, {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": errors}]}
+        )
     status, report = _load_checks(hub, tree, adapters, {}, wait=0)
     running = report.pop("_futures", [])
     if running:
@@ -662,7 +751,9 @@ def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int]:
     cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
     with hub.db.session() as s:
         used = select(CommitFile.blob_sha256)
-        orphans = s.scalars(select(Blob.sha256).where(Blob.created_at < cutoff, Blob.sha256.not_in(used))).all()
+        orphans = s.scalars(
+            select(Blob.sha256).where(Blob.created_at < cutoff, Blob.sha256.not_in(used))
+        ).all()
         if orphans:
             s.execute(Blob.__table__.delete().where(Blob.sha256.in_(orphans)))
         known = set(s.scalars(select(Blob.sha256)).all())
@@ -680,4 +771,8 @@ def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int]:
 
 
 def serialize_time(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.replace(microsecond=(t.microsecond // 1000) * 1000).isoformat(timespec="milliseconds") + "Z"
+    return (
+        None
+        if t is None
+        else t.replace(microsecond=(t.microsecond // 1000) * 1000).isoformat(timespec="milliseconds") + "Z"
+    )

@@ -27,7 +27,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Integer, and_, func, or_, select, text, tuple_
 from sqlalchemy.orm import Session, lazyload
 
-from adapterhub.server.index_models import IndexEntry, IndexVersion, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
+from adapterhub.server.index_models import (
+    IndexEntry,
+    IndexVersion,
+    TaxonomyLanguage,
+    TaxonomySubtask,
+    TaxonomyTask,
+)
 from adapterhub.server.models import Commit, Ref, Repo
 
 #: facet name (API parameter) -> column
@@ -181,7 +187,9 @@ def _has_fts(s: Session) -> bool:
         return False
     key = str(bind.url)
     if key not in _FTS:
-        _FTS[key] = s.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'index_fts'")).first() is not None
+        _FTS[key] = (
+            s.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'index_fts'")).first() is not None
+        )
     return _FTS[key]
 
 
@@ -197,8 +205,11 @@ def _text_conditions(s: Session, q: str) -> list:
             conds.append(IndexEntry.search_text.like(f"%{_like_escape(term)}%", escape="\\"))
     if fts_terms:
         where = " AND ".join(f"search_text LIKE :t{i}" for i in range(len(fts_terms)))
-        sub = text(f"SELECT rowid FROM index_fts WHERE {where}").bindparams(
-            **{f"t{i}": f"%{t}%" for i, t in enumerate(fts_terms)}).columns(rowid=Integer)
+        sub = (
+            text(f"SELECT rowid FROM index_fts WHERE {where}")
+            .bindparams(**{f"t{i}": f"%{t}%" for i, t in enumerate(fts_terms)})
+            .columns(rowid=Integer)
+        )
         conds.append(IndexEntry.id.in_(sub))
     return conds
 
@@ -218,8 +229,13 @@ def _text_filter(s: Session, q: str) -> list:
     return [IndexEntry.id.in_(ids)]
 
 
-def _conditions(s: Session, query: SearchQuery, viewer: Viewer | None, skip: str | None = None,
-                text_filter: list | None = None) -> list:
+def _conditions(
+    s: Session,
+    query: SearchQuery,
+    viewer: Viewer | None,
+    skip: str | None = None,
+    text_filter: list | None = None,
+) -> list:
     conds = [IndexEntry.is_adapter.is_(True)]
     vis = _visible(viewer)
     if vis is not None:
@@ -260,10 +276,25 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
     page = max(1, query.page)
     # ids first (the sort then carries only keys, not whole rows), then the page's rows
-    ids = list(s.scalars(select(IndexEntry.id).where(*conds).order_by(*_order(query.sort))
-                         .limit(per_page).offset((page - 1) * per_page)))
-    rows = {e.id: e for e in s.scalars(select(IndexEntry).options(lazyload(IndexEntry.versions))
-                                       .where(IndexEntry.id.in_(ids)))} if ids else {}
+    ids = list(
+        s.scalars(
+            select(IndexEntry.id)
+            .where(*conds)
+            .order_by(*_order(query.sort))
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+    )
+    rows = (
+        {
+            e.id: e
+            for e in s.scalars(
+                select(IndexEntry).options(lazyload(IndexEntry.versions)).where(IndexEntry.id.in_(ids))
+            )
+        }
+        if ids
+        else {}
+    )
     items = [rows[i] for i in ids if i in rows]
     facets: dict[str, list[tuple[str, int]]] = {}
     if query.facets:
@@ -278,13 +309,19 @@ _facet_cache: OrderedDict[tuple, tuple[tuple, float, dict]] = OrderedDict()
 _facet_lock = threading.Lock()
 
 
-def _cached_facets(s: Session, query: SearchQuery, viewer: Viewer | None,
-                   tf: list, total: int) -> dict[str, list[tuple[str, int]]]:
+def _cached_facets(
+    s: Session, query: SearchQuery, viewer: Viewer | None, tf: list, total: int
+) -> dict[str, list[tuple[str, int]]]:
     if FACET_CACHE_SECONDS <= 0:
         return _facet_counts(s, query, viewer, tf, total)
     token = tuple(s.execute(select(func.max(IndexEntry.id), func.max(IndexEntry.updated_at))).one())
     vkey = (viewer.account_ids, viewer.admin) if viewer is not None else None
-    key = (str(s.get_bind().url), " ".join(query.q.lower().split()), tuple(sorted(query.filters.items())), vkey)
+    key = (
+        str(s.get_bind().url),
+        " ".join(query.q.lower().split()),
+        tuple(sorted(query.filters.items())),
+        vkey,
+    )
     now = time.monotonic()
     with _facet_lock:
         hit = _facet_cache.get(key)
@@ -304,14 +341,17 @@ def _cached_facets(s: Session, query: SearchQuery, viewer: Viewer | None,
 ONE_PASS_MAX = 25_000
 
 
-def _facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None,
-                  tf: list, total: int | None = None) -> dict[str, list[tuple[str, int]]]:
+def _facet_counts(
+    s: Session, query: SearchQuery, viewer: Viewer | None, tf: list, total: int | None = None
+) -> dict[str, list[tuple[str, int]]]:
     facets: dict[str, list[tuple[str, int]]] = {}
     active = {k for k, v in query.filters.items() if v}
     narrowed = bool(active or query.q.strip())
     if narrowed and total is not None and total <= ONE_PASS_MAX:
         names = [n for n in FACETS if n not in active]
-        rows = s.execute(select(*(FACETS[n] for n in names)).where(*_conditions(s, query, viewer, text_filter=tf)))
+        rows = s.execute(
+            select(*(FACETS[n] for n in names)).where(*_conditions(s, query, viewer, text_filter=tf))
+        )
         counters: list[Counter] = [Counter() for _ in names]
         for row in rows:
             for counter, value in zip(counters, row):
@@ -332,8 +372,13 @@ def _facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None,
         narrowed = query.q.strip() or any(v for k, v in query.filters.items() if k != name)
         key = col.concat("") if narrowed else col
         cnt = func.count(IndexEntry.id)
-        rows = s.execute(select(key, cnt).where(*fconds, key.is_not(None)).group_by(key)
-                         .order_by(cnt.desc(), key).limit(FACET_LIMIT)).all()
+        rows = s.execute(
+            select(key, cnt)
+            .where(*fconds, key.is_not(None))
+            .group_by(key)
+            .order_by(cnt.desc(), key)
+            .limit(FACET_LIMIT)
+        ).all()
         facets[name] = [(str(v), int(c)) for v, c in rows]
     return {name: facets[name] for name in FACETS}
 
@@ -342,25 +387,47 @@ def _grouping_sets(s: Session, names: list[str], conds: list) -> dict[str, list[
     """PostgreSQL: the counts of several facets under the same conditions in one GROUPING SETS query."""
     cols = [FACETS[n] for n in names]
     flags = [func.grouping(c) for c in cols]
-    stmt = (select(*cols, *flags, func.count(IndexEntry.id)).where(*conds)
-            .group_by(func.grouping_sets(*[tuple_(c) for c in cols])))
+    stmt = (
+        select(*cols, *flags, func.count(IndexEntry.id))
+        .where(*conds)
+        .group_by(func.grouping_sets(*[tuple_(c) for c in cols]))
+    )
     counters: list[Counter] = [Counter() for _ in names]
     n = len(cols)
     for row in s.execute(stmt):
         for i in range(n):
             if row[n + i] == 0 and row[i] is not None:  # grouped by column i
                 counters[i][row[i]] += int(row[-1])
-    return {name: sorted(((str(v), c) for v, c in counter.items()), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
-            for name, counter in zip(names, counters)}
+    return {
+        name: sorted(((str(v), c) for v, c in counter.items()), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
+        for name, counter in zip(names, counters)
+    }
 
 
 def summary(e: IndexEntry) -> AdapterSummary:
     return AdapterSummary(
-        id=e.full_name, author=e.author, source=e.source, downloadable=e.downloadable, commit=e.commit_oid,
-        revision=e.revision, library=e.library, method=e.method, config_hash=e.config_hash,
-        base_model=e.base_model, model_type=e.model_type, head=e.head_type, task=e.task, subtask=e.subtask,
-        language=e.language, license=e.license, description=e.description, size_bytes=e.size_bytes or 0,
-        num_params=e.num_params, downloads=e.downloads or 0, score=e.score, validation=e.validation_status,
+        id=e.full_name,
+        author=e.author,
+        source=e.source,
+        downloadable=e.downloadable,
+        commit=e.commit_oid,
+        revision=e.revision,
+        library=e.library,
+        method=e.method,
+        config_hash=e.config_hash,
+        base_model=e.base_model,
+        model_type=e.model_type,
+        head=e.head_type,
+        task=e.task,
+        subtask=e.subtask,
+        language=e.language,
+        license=e.license,
+        description=e.description,
+        size_bytes=e.size_bytes or 0,
+        num_params=e.num_params,
+        downloads=e.downloads or 0,
+        score=e.score,
+        validation=e.validation_status,
         updated_at=e.updated_at.isoformat() + "Z" if e.updated_at else "",
     )
 
@@ -413,12 +480,18 @@ def _pin_hub_revision(s: Session, e: IndexEntry, rev: str) -> tuple[str, str]:
     refs = list(s.scalars(select(Ref).where(Ref.repo_id == e.repo_pk, Ref.name == rev)))
     oids = {r.commit_oid for r in refs}
     if len(oids) > 1:
-        raise ResolveError(409, f"revision {rev!r} of {e.full_name} is both a branch and a tag on different "
-                                "commits; pass the commit id", [f"{r.kind}:{r.name}={r.commit_oid}" for r in refs])
+        raise ResolveError(
+            409,
+            f"revision {rev!r} of {e.full_name} is both a branch and a tag on different "
+            "commits; pass the commit id",
+            [f"{r.kind}:{r.name}={r.commit_oid}" for r in refs],
+        )
     if oids:
         return oids.pop(), rev
     if _HEX.match(rev):
-        commits = list(s.scalars(select(Commit.oid).where(Commit.repo_id == e.repo_pk, Commit.oid.like(rev + "%"))))
+        commits = list(
+            s.scalars(select(Commit.oid).where(Commit.repo_id == e.repo_pk, Commit.oid.like(rev + "%")))
+        )
         if len(commits) == 1:
             return commits[0], commits[0]
         if len(commits) > 1:
@@ -427,21 +500,36 @@ def _pin_hub_revision(s: Session, e: IndexEntry, rev: str) -> tuple[str, str]:
     raise ResolveError(404, f"{e.full_name} has no revision {rev!r}", names)
 
 
-def _pin(s: Session, e: IndexEntry, identifier: str, version: str | None, chash: str | None) -> ResolveResponse:
+def _pin(
+    s: Session, e: IndexEntry, identifier: str, version: str | None, chash: str | None
+) -> ResolveResponse:
     """Pins entry `e` at `version` (or its default) and checks the config hash of exactly that version."""
     if e.source == "legacy":
         versions = {v.version: v for v in e.versions}
         name = version or e.revision
         v = versions.get(name or "")
         if v is None:
-            raise ResolveError(404, f"{e.full_name} has no version {name!r}", [f"{e.full_name}@{k}" for k in versions])
+            raise ResolveError(
+                404, f"{e.full_name} has no version {name!r}", [f"{e.full_name}@{k}" for k in versions]
+            )
         if chash and v.config_hash != chash:
-            raise ResolveError(404, f"{e.full_name}@{name} has config {v.config_hash} ({e.method}), not {chash}",
-                               [_label(e)])
-        return ResolveResponse(identifier=identifier, repo_id=e.full_name, source="legacy", downloadable=False,
-                               commit=None, version=name, config_hash=v.config_hash, method=v.method or e.method,
-                               base_model=e.base_model, download_url=None, files=[v.data],
-                               note=(e.data or {}).get("note"))
+            raise ResolveError(
+                404, f"{e.full_name}@{name} has config {v.config_hash} ({e.method}), not {chash}", [_label(e)]
+            )
+        return ResolveResponse(
+            identifier=identifier,
+            repo_id=e.full_name,
+            source="legacy",
+            downloadable=False,
+            commit=None,
+            version=name,
+            config_hash=v.config_hash,
+            method=v.method or e.method,
+            base_model=e.base_model,
+            download_url=None,
+            files=[v.data],
+            note=(e.data or {}).get("note"),
+        )
     if version:
         oid, label = _pin_hub_revision(s, e, version)
     else:
@@ -451,21 +539,44 @@ def _pin(s: Session, e: IndexEntry, identifier: str, version: str | None, chash:
     if oid == e.commit_oid:
         vhash, method = e.config_hash, e.method
     else:
-        iv = s.scalar(select(IndexVersion).where(IndexVersion.entry_id == e.id, IndexVersion.commit_oid == oid))
+        iv = s.scalar(
+            select(IndexVersion).where(IndexVersion.entry_id == e.id, IndexVersion.commit_oid == oid)
+        )
         vhash, method = (iv.config_hash, iv.method) if iv else (None, None)
     if chash and vhash != chash:
-        raise ResolveError(404, f"{e.full_name}@{label} (commit {oid[:12]}) has config {vhash or 'unknown'}"
-                                f"{f' ({method})' if method else ''}, not {chash}; no other version is tried",
-                           [_label(e)])
+        raise ResolveError(
+            404,
+            f"{e.full_name}@{label} (commit {oid[:12]}) has config {vhash or 'unknown'}"
+            f"{f' ({method})' if method else ''}, not {chash}; no other version is tried",
+            [_label(e)],
+        )
     return ResolveResponse(**hub_answer(identifier, e.full_name, oid, label, vhash, method, e.base_model))
 
 
-def hub_answer(identifier: str, repo_id: str, commit: str, version: str, config_hash: str | None,
-               method: str | None, base_model: str | None) -> dict:
+def hub_answer(
+    identifier: str,
+    repo_id: str,
+    commit: str,
+    version: str,
+    config_hash: str | None,
+    method: str | None,
+    base_model: str | None,
+) -> dict:
     """The resolve answer for hub repository ``repo_id`` pinned at ``commit``."""
-    return {"identifier": identifier, "repo_id": repo_id, "source": "hub", "downloadable": True, "commit": commit,
-            "version": version, "config_hash": config_hash, "method": method, "base_model": base_model,
-            "download_url": f"/{repo_id}/resolve/{commit}/", "files": [], "note": None}
+    return {
+        "identifier": identifier,
+        "repo_id": repo_id,
+        "source": "hub",
+        "downloadable": True,
+        "commit": commit,
+        "version": version,
+        "config_hash": config_hash,
+        "method": method,
+        "base_model": base_model,
+        "download_url": f"/{repo_id}/resolve/{commit}/",
+        "files": [],
+        "note": None,
+    }
 
 
 _QUICK_SQL = text(
@@ -489,15 +600,26 @@ def query_rows(conn, sql, params: dict) -> list:
         cursor.close()
 
 
-def quick_resolve(s: Session | Connection | Any, identifier: str, model_name: str | None = None) -> dict | None:
+def quick_resolve(
+    s: Session | Connection | Any, identifier: str, model_name: str | None = None
+) -> dict | None:
     """The answer of :func:`resolve` for its most common case, a public repository ``org/name`` (no revision or
     config; a ``model_name`` that is the adapter's base model) that no task/subtask also matches, in one plain
     SQL query; None for anything else, which :func:`resolve` then answers."""
     m = re.fullmatch(r"([^/@\s]+)/([^/@\s]+)", identifier.strip())
     if m is None:
         return None
-    rows = query_rows(s, _QUICK_SQL, {"full_name": identifier.strip(), "task": m.group(1), "subtask": m.group(2),
-                                      "yes": True, "no": False})
+    rows = query_rows(
+        s,
+        _QUICK_SQL,
+        {
+            "full_name": identifier.strip(),
+            "task": m.group(1),
+            "subtask": m.group(2),
+            "yes": True,
+            "no": False,
+        },
+    )
     row = rows[0] if rows else None
     if row is None or row[6] or (model_name and row[5] != model_name):  # another base model: resolve's error
         return None
@@ -505,8 +627,14 @@ def quick_resolve(s: Session | Connection | Any, identifier: str, model_name: st
     return hub_answer(identifier.strip(), full_name, oid, revision or "main", config_hash, method, base_model)
 
 
-def resolve(s: Session, identifier: str, model_name: str | None = None, config: str | None = None,
-            version: str | None = None, viewer: Viewer | None = None) -> ResolveResponse:
+def resolve(
+    s: Session,
+    identifier: str,
+    model_name: str | None = None,
+    config: str | None = None,
+    version: str | None = None,
+    viewer: Viewer | None = None,
+) -> ResolveResponse:
     ident = identifier.strip()
     if not ident:
         raise ResolveError(400, "empty identifier")
@@ -517,15 +645,21 @@ def resolve(s: Session, identifier: str, model_name: str | None = None, config: 
 
     def check_model(e: IndexEntry) -> None:
         if model_name and e.base_model != model_name:
-            raise ResolveError(404, f"{e.full_name} is an adapter for {e.base_model or 'an unknown base model'}, "
-                                    f"not {model_name}", [_label(e)])
+            raise ResolveError(
+                404,
+                f"{e.full_name} is an adapter for {e.base_model or 'an unknown base model'}, "
+                f"not {model_name}",
+                [_label(e)],
+            )
 
     # 1. "@org/name": a unique card / repository id
     m = re.fullmatch(r"@([^/@\s]+)/([^@\s]+)", ident)
     if m:
         e = s.scalar(base.where(IndexEntry.full_name == f"{m.group(1)}/{m.group(2)}"))
         if e is None:
-            near = s.scalars(base.where(IndexEntry.author == m.group(1)).order_by(IndexEntry.full_name).limit(10))
+            near = s.scalars(
+                base.where(IndexEntry.author == m.group(1)).order_by(IndexEntry.full_name).limit(10)
+            )
             raise ResolveError(404, f"no adapter {ident!r}", [f"@{x.full_name}" for x in near])
         check_model(e)
         return _pin(s, e, ident, version, chash)
@@ -533,8 +667,10 @@ def resolve(s: Session, identifier: str, model_name: str | None = None, config: 
     head, _, at = ident.partition("@")
     parts = head.split("/")
     if len(parts) > 2 or not all(parts):
-        raise ResolveError(400, f"malformed identifier {ident!r} (expected task/subtask[@org], @org/name or "
-                                "org/name[@revision])")
+        raise ResolveError(
+            400,
+            f"malformed identifier {ident!r} (expected task/subtask[@org], @org/name or org/name[@revision])",
+        )
     # 2. "org/name[@rev]": a repository, and 3. "task[/subtask][@org]": the AdapterHub task taxonomy (one query)
     if len(parts) == 2:
         tconds = [IndexEntry.task == parts[0], IndexEntry.subtask == parts[1]]
@@ -547,13 +683,21 @@ def resolve(s: Session, identifier: str, model_name: str | None = None, config: 
     repo_entry = next((e for e in found if e.full_name == head), None) if len(parts) == 2 else None
 
     def is_task_match(e: IndexEntry) -> bool:
-        named = (e.task == parts[0] and e.subtask == parts[1]) if len(parts) == 2 else parts[0] in (e.task, e.subtask)
+        named = (
+            (e.task == parts[0] and e.subtask == parts[1])
+            if len(parts) == 2
+            else parts[0] in (e.task, e.subtask)
+        )
         return named and (not at or e.author == at)
 
     task_entries = [e for e in found if is_task_match(e)]
     if repo_entry is not None and task_entries:
-        raise ResolveError(409, f"{ident!r} names both the repository {head} and adapters for task {head}; use "
-                                f"@{head} for the repository", [repo_entry.full_name] + [_label(e) for e in task_entries])
+        raise ResolveError(
+            409,
+            f"{ident!r} names both the repository {head} and adapters for task {head}; use "
+            f"@{head} for the repository",
+            [repo_entry.full_name] + [_label(e) for e in task_entries],
+        )
     if repo_entry is not None:
         if version and at and version != at:
             raise ResolveError(400, f"two revisions given: {at!r} in the identifier and version={version!r}")
@@ -562,29 +706,45 @@ def resolve(s: Session, identifier: str, model_name: str | None = None, config: 
     if not task_entries:
         near = []
         if len(parts) == 2:
-            near = [f"{t}/{st}" for t, st in s.execute(
-                select(TaxonomySubtask.task, TaxonomySubtask.name).where(
-                    or_(TaxonomySubtask.task == parts[0], TaxonomySubtask.name == parts[1])).limit(20))]
+            near = [
+                f"{t}/{st}"
+                for t, st in s.execute(
+                    select(TaxonomySubtask.task, TaxonomySubtask.name)
+                    .where(or_(TaxonomySubtask.task == parts[0], TaxonomySubtask.name == parts[1]))
+                    .limit(20)
+                )
+            ]
         raise ResolveError(404, f"no adapter matches {ident!r}", near)
     candidates = task_entries
     if model_name:
         candidates = [e for e in candidates if e.base_model == model_name]
         if not candidates:
-            raise ResolveError(404, f"no adapter for {ident!r} with model_name={model_name}; adapters exist for "
-                                    "other base models", [_label(e) for e in task_entries])
+            raise ResolveError(
+                404,
+                f"no adapter for {ident!r} with model_name={model_name}; adapters exist for "
+                "other base models",
+                [_label(e) for e in task_entries],
+            )
     if chash:
         with_config = [e for e in candidates if e.config_hash == chash]
         if not with_config:
-            raise ResolveError(404, f"no adapter for {ident!r}" + (f" on {model_name}" if model_name else "")
-                               + f" with config {chash}; other configs exist (no fallback)",
-                               [_label(e) for e in candidates])
+            raise ResolveError(
+                404,
+                f"no adapter for {ident!r}"
+                + (f" on {model_name}" if model_name else "")
+                + f" with config {chash}; other configs exist (no fallback)",
+                [_label(e) for e in candidates],
+            )
         candidates = with_config
     if len(candidates) > 1:
         hint = [] if model_name else ["model_name"]
         hint += [] if chash else ["config"]
-        raise ResolveError(409, f"{ident!r} is ambiguous: {len(candidates)} adapters match"
-                                + (f"; pass {' and/or '.join(hint)} or use @org/name" if hint else
-                                   "; use @org/name"), [_label(e) for e in candidates])
+        raise ResolveError(
+            409,
+            f"{ident!r} is ambiguous: {len(candidates)} adapters match"
+            + (f"; pass {' and/or '.join(hint)} or use @org/name" if hint else "; use @org/name"),
+            [_label(e) for e in candidates],
+        )
     return _pin(s, candidates[0], ident, version, chash)
 
 
@@ -592,23 +752,46 @@ def resolve(s: Session, identifier: str, model_name: str | None = None, config: 
 def taxonomy(s: Session, viewer: Viewer | None = None) -> TaxonomyResponse:
     vis = _visible(viewer)
     conds = [IndexEntry.is_adapter.is_(True), *([vis] if vis is not None else [])]
-    counts_ts = {(t, st): c for t, st, c in s.execute(select(IndexEntry.task, IndexEntry.subtask, func.count())
-                                                      .where(*conds).group_by(IndexEntry.task, IndexEntry.subtask))}
+    counts_ts = {
+        (t, st): c
+        for t, st, c in s.execute(
+            select(IndexEntry.task, IndexEntry.subtask, func.count())
+            .where(*conds)
+            .group_by(IndexEntry.task, IndexEntry.subtask)
+        )
+    }
     task_counts: dict[str, int] = {}
     for (t, _), c in counts_ts.items():
         task_counts[t] = task_counts.get(t, 0) + c
     subtasks: dict[str, list[SubtaskOut]] = {}
     for st in s.scalars(select(TaxonomySubtask).order_by(TaxonomySubtask.task, TaxonomySubtask.name)):
-        subtasks.setdefault(st.task, []).append(SubtaskOut(name=st.name, displayname=st.displayname,
-                                                           language=st.language, metric=st.metric,
-                                                           count=counts_ts.get((st.task, st.name), 0)))
-    tasks = [TaskOut(name=t.name, kind=t.kind, displayname=t.displayname, description=t.description,
-                     count=task_counts.get(t.name, 0), subtasks=subtasks.get(t.name, []))
-             for t in s.scalars(select(TaxonomyTask).order_by(TaxonomyTask.kind.desc(), TaxonomyTask.displayname))]
-    lang_counts = dict(s.execute(select(IndexEntry.language, func.count()).where(*conds)
-                                 .group_by(IndexEntry.language)).all())
-    langs = [LanguageOut(code=lang.code, name=lang.name, count=lang_counts.get(lang.code, 0))
-             for lang in s.scalars(select(TaxonomyLanguage).order_by(TaxonomyLanguage.name))]
+        subtasks.setdefault(st.task, []).append(
+            SubtaskOut(
+                name=st.name,
+                displayname=st.displayname,
+                language=st.language,
+                metric=st.metric,
+                count=counts_ts.get((st.task, st.name), 0),
+            )
+        )
+    tasks = [
+        TaskOut(
+            name=t.name,
+            kind=t.kind,
+            displayname=t.displayname,
+            description=t.description,
+            count=task_counts.get(t.name, 0),
+            subtasks=subtasks.get(t.name, []),
+        )
+        for t in s.scalars(select(TaxonomyTask).order_by(TaxonomyTask.kind.desc(), TaxonomyTask.displayname))
+    ]
+    lang_counts = dict(
+        s.execute(select(IndexEntry.language, func.count()).where(*conds).group_by(IndexEntry.language)).all()
+    )
+    langs = [
+        LanguageOut(code=lang.code, name=lang.name, count=lang_counts.get(lang.code, 0))
+        for lang in s.scalars(select(TaxonomyLanguage).order_by(TaxonomyLanguage.name))
+    ]
     return TaxonomyResponse(tasks=tasks, languages=langs)
 
 
@@ -644,31 +827,63 @@ def _error(e: ResolveError | ValueError) -> JSONResponse:
     return JSONResponse({"error": str(e), "candidates": []}, status_code=400)
 
 
-@router.get("/api/adapters", response_model=SearchResponse, summary="Faceted search over the adapter index",
-            responses={400: {"model": ResolveErrorBody}})
+@router.get(
+    "/api/adapters",
+    response_model=SearchResponse,
+    summary="Faceted search over the adapter index",
+    responses={400: {"model": ResolveErrorBody}},
+)
 def api_search(
     request: Request,
     q: str = Query("", description="full text: every word must occur (name, description, model, task, ...)"),
-    base_model: str | None = None, model_type: str | None = None, task: str | None = None,
-    subtask: str | None = None, language: str | None = None, method: str | None = None,
-    head: str | None = None, license: str | None = None, author: str | None = None,
-    library: str | None = None, source: str | None = Query(None, description="`hub` or `legacy`"),
+    base_model: str | None = None,
+    model_type: str | None = None,
+    task: str | None = None,
+    subtask: str | None = None,
+    language: str | None = None,
+    method: str | None = None,
+    head: str | None = None,
+    license: str | None = None,
+    author: str | None = None,
+    library: str | None = None,
+    source: str | None = Query(None, description="`hub` or `legacy`"),
     sort: str = Query("recent", description="recent | downloads | score | name"),
-    page: int = Query(1, ge=1), per_page: int = Query(20, ge=1, le=MAX_PER_PAGE),
+    page: int = Query(1, ge=1),
+    per_page: int = Query(20, ge=1, le=MAX_PER_PAGE),
     facets: bool = Query(True, description="include facet counts"),
     s: Session = Depends(get_session),
 ):
-    filters = {k: v for k, v in dict(base_model=base_model, model_type=model_type, task=task, subtask=subtask,
-                                     language=language, method=method, head=head, license=license, author=author,
-                                     library=library, source=source).items() if v}
+    filters = {
+        k: v
+        for k, v in dict(
+            base_model=base_model,
+            model_type=model_type,
+            task=task,
+            subtask=subtask,
+            language=language,
+            method=method,
+            head=head,
+            license=license,
+            author=author,
+            library=library,
+            source=source,
+        ).items()
+        if v
+    }
     query = SearchQuery(q=q, filters=filters, sort=sort, page=page, per_page=per_page, facets=facets)
     try:
         res = search(s, query, viewer_for(request, s))
     except ValueError as e:
         return _error(e)
-    return SearchResponse(total=res.total, page=page, per_page=per_page, pages=-(-res.total // per_page),
-                          sort=sort, items=[summary(e) for e in res.items],
-                          facets={k: [FacetValue(value=v, count=c) for v, c in vals] for k, vals in res.facets.items()})
+    return SearchResponse(
+        total=res.total,
+        page=page,
+        per_page=per_page,
+        pages=-(-res.total // per_page),
+        sort=sort,
+        items=[summary(e) for e in res.items],
+        facets={k: [FacetValue(value=v, count=c) for v, c in vals] for k, vals in res.facets.items()},
+    )
 
 
 class IdentifierParams:
@@ -676,16 +891,21 @@ class IdentifierParams:
 
     def __init__(
         self,
-        identifier: str = Query(..., description="`task/subtask[@org]`, `@org/name` or `org/name[@revision]`"),
+        identifier: str = Query(
+            ..., description="`task/subtask[@org]`, `@org/name` or `org/name[@revision]`"
+        ),
         model_name: str | None = Query(None, description="base model the adapter must be for"),
-        config: str | None = Query(None, description="preset name (e.g. `seq_bn`, `pfeiffer`), JSON or config hash"),
+        config: str | None = Query(
+            None, description="preset name (e.g. `seq_bn`, `pfeiffer`), JSON or config hash"
+        ),
         version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
     ):
         self.identifier, self.model_name, self.config, self.version = identifier, model_name, config, version
 
 
-def resolve_answer(s: Session, p: IdentifierParams, viewer_of: Callable[[], Viewer | None],
-                   quick: bool = True) -> dict | JSONResponse:
+def resolve_answer(
+    s: Session, p: IdentifierParams, viewer_of: Callable[[], Viewer | None], quick: bool = True
+) -> dict | JSONResponse:
     """The resolve API's answer as a dict, or its error answer: :func:`quick_resolve` for the common case (unless
     ``quick`` is False: the caller tried it already), else :func:`resolve` for the caller ``viewer_of()``."""
     if quick and not (p.config or p.version):
@@ -693,16 +913,23 @@ def resolve_answer(s: Session, p: IdentifierParams, viewer_of: Callable[[], View
         if body is not None:
             return body
     try:
-        return resolve(s, p.identifier, model_name=p.model_name, config=p.config, version=p.version,
-                       viewer=viewer_of()).model_dump(mode="json")
+        return resolve(
+            s, p.identifier, model_name=p.model_name, config=p.config, version=p.version, viewer=viewer_of()
+        ).model_dump(mode="json")
     except ResolveError as e:
         return _error(e)
 
 
-@router.get("/api/adapters/resolve", response_model=ResolveResponse,
-            summary="Resolve an AdapterHub identifier to a pinned repository and commit",
-            responses={400: {"model": ResolveErrorBody}, 404: {"model": ResolveErrorBody},
-                       409: {"model": ResolveErrorBody, "description": "ambiguous: the candidates are listed"}})
+@router.get(
+    "/api/adapters/resolve",
+    response_model=ResolveResponse,
+    summary="Resolve an AdapterHub identifier to a pinned repository and commit",
+    responses={
+        400: {"model": ResolveErrorBody},
+        404: {"model": ResolveErrorBody},
+        409: {"model": ResolveErrorBody, "description": "ambiguous: the candidates are listed"},
+    },
+)
 def api_resolve(request: Request, p: IdentifierParams = Depends(), s: Session = Depends(get_session)):
     return resolve_answer(s, p, lambda: viewer_for(request, s))
 
@@ -739,12 +966,19 @@ def on_model_info(info: dict, repo, commit) -> None:
     if e is None or not e.is_adapter:
         return
     if e.commit_oid == commit.oid:
-        info["adapterhub"] = summary(e).model_dump(exclude={"id", "author", "commit", "downloads", "updated_at"})
+        info["adapterhub"] = summary(e).model_dump(
+            exclude={"id", "author", "commit", "downloads", "updated_at"}
+        )
         return
-    v = s.scalar(select(IndexVersion).where(IndexVersion.entry_id == e.id, IndexVersion.commit_oid == commit.oid))
+    v = s.scalar(
+        select(IndexVersion).where(IndexVersion.entry_id == e.id, IndexVersion.commit_oid == commit.oid)
+    )
     if v is not None:
-        info["adapterhub"] = {"method": v.method, "config_hash": v.config_hash,
-                              "base_model": (v.data or {}).get("base_model")}
+        info["adapterhub"] = {
+            "method": v.method,
+            "config_hash": v.config_hash,
+            "base_model": (v.data or {}).get("base_model"),
+        }
 
 
 def setup(hub) -> None:

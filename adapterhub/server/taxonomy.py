@@ -20,13 +20,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapterhub.server.index import LANGUAGE_NAMES, _bottleneck_method, _head_from_class, config_hash
-from adapterhub.server.index_models import IndexEntry, IndexVersion, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
+from adapterhub.server.index_models import (
+    IndexEntry,
+    IndexVersion,
+    TaxonomyLanguage,
+    TaxonomySubtask,
+    TaxonomyTask,
+)
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "ADAPTERHUB_INDEX_DATA"
-LEGACY_NOTE = ("Imported from the legacy AdapterHub index: metadata only. The weights were hosted by their "
-               "authors on servers that cannot be reached from this hub, so they cannot be downloaded here.")
+LEGACY_NOTE = (
+    "Imported from the legacy AdapterHub index: metadata only. The weights were hosted by their "
+    "authors on servers that cannot be reached from this hub, so they cannot be downloaded here."
+)
 # Head types of legacy cards whose class is a flexible-head model (`…ModelWithHeads`), inferred from the task.
 _TAGGING_TASKS = {"ner", "pos", "chunk", "deprel", "dp", "semtag", "wikiann_ner"}
 _QA_TASKS = {"qa"}
@@ -83,7 +91,9 @@ class LegacyIndex:
             raise FileNotFoundError(f"{self.root}: not an AdapterHub index folder (no adapters/ inside)")
         self.tasks = [(_load(p), p.parent.name) for p in _yaml_files(self.root / "tasks")]
         self.subtasks = [(_load(p), p.parent.name) for p in _yaml_files(self.root / "subtasks")]
-        self.architectures = {_clean(d.get("name")): d for d in map(_load, _yaml_files(self.root / "architectures"))}
+        self.architectures = {
+            _clean(d.get("name")): d for d in map(_load, _yaml_files(self.root / "architectures"))
+        }
         self.cards = [(p, _load(p)) for p in _yaml_files(self.root / "adapters")]
         # language display names -> codes, from the language "tasks" (text_lang)
         self.language_codes = dict(LANGUAGE_NAMES)
@@ -177,7 +187,9 @@ def seed_taxonomy(session: Session, index: LegacyIndex) -> SeedReport:
 def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
     report = SeedReport()
     subtasks = {(s.task, s.name): s for s in session.scalars(select(TaxonomySubtask))}
-    entries = {e.full_name: e for e in session.scalars(select(IndexEntry).where(IndexEntry.source == "legacy"))}
+    entries = {
+        e.full_name: e for e in session.scalars(select(IndexEntry).where(IndexEntry.source == "legacy"))
+    }
     hub_names = set(session.scalars(select(IndexEntry.full_name).where(IndexEntry.source != "legacy")))
     for path, card in index.cards:
         org, stem = path.parent.name, path.stem
@@ -200,17 +212,40 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
         if card.get("prediction_head"):
             head_type = _head_from_class(model_class)
             if head_type is None:
-                head_type = ("tagging" if task in _TAGGING_TASKS else "question_answering" if task in _QA_TASKS
-                             else "classification")
+                head_type = (
+                    "tagging"
+                    if task in _TAGGING_TASKS
+                    else "question_answering"
+                    if task in _QA_TASKS
+                    else "classification"
+                )
         files = [f for f in card.get("files") or [] if isinstance(f, dict)]
-        default_version = _clean(card.get("default_version")) or (str(files[0].get("version")) if files else None)
-        score = next((f.get("score") for f in files if str(f.get("version")) == default_version
-                      and isinstance(f.get("score"), (int, float))), None)
+        default_version = _clean(card.get("default_version")) or (
+            str(files[0].get("version")) if files else None
+        )
+        score = next(
+            (
+                f.get("score")
+                for f in files
+                if str(f.get("version")) == default_version and isinstance(f.get("score"), (int, float))
+            ),
+            None,
+        )
         metric_name = st.metric if st and st.metric else "score"
         chash = config_hash(config)
         method = _bottleneck_method(config)
-        hyper = {k: config[k] for k in ("reduction_factor", "non_linearity", "mh_adapter", "output_adapter",
-                                        "leave_out", "inv_adapter") if config.get(k) not in (None, [])}
+        hyper = {
+            k: config[k]
+            for k in (
+                "reduction_factor",
+                "non_linearity",
+                "mh_adapter",
+                "output_adapter",
+                "leave_out",
+                "inv_adapter",
+            )
+            if config.get(k) not in (None, [])
+        }
         description = (card.get("description") or "").strip() or None
         e = entries.get(full_name) or IndexEntry(full_name=full_name, source="legacy", created_at=LEGACY_DATE)
         e.namespace, e.name, e.author = org, stem, org
@@ -226,17 +261,26 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
         e.score = float(score) if score is not None else None
         e.validation_status = "legacy"
         e.data = {
-            "legacy": True, "note": LEGACY_NOTE, "architecture": _clean((card.get("config") or {}).get("using")),
-            "config": config, "hyperparams": hyper, "author_name": _clean(card.get("author")),
-            "email": _clean(card.get("email")) or None, "url": _clean(card.get("url")) or None,
-            "github": _clean(card.get("github")) or None, "citation": (card.get("citation") or "").strip() or None,
-            "default_version": default_version, "prediction_head": bool(card.get("prediction_head")),
+            "legacy": True,
+            "note": LEGACY_NOTE,
+            "architecture": _clean((card.get("config") or {}).get("using")),
+            "config": config,
+            "hyperparams": hyper,
+            "author_name": _clean(card.get("author")),
+            "email": _clean(card.get("email")) or None,
+            "url": _clean(card.get("url")) or None,
+            "github": _clean(card.get("github")) or None,
+            "citation": (card.get("citation") or "").strip() or None,
+            "default_version": default_version,
+            "prediction_head": bool(card.get("prediction_head")),
             "metrics": {metric_name: float(score)} if score is not None else {},
-            "dependencies": card.get("dependencies") or [], "tags": [kind],
+            "dependencies": card.get("dependencies") or [],
+            "tags": [kind],
             "identifier": f"{task}/{subtask}@{org}",
         }
-        e.search_text = build_search_text(e, extra=[_clean(card.get("author")), e.data["architecture"],
-                                                    st.displayname if st else ""])
+        e.search_text = build_search_text(
+            e, extra=[_clean(card.get("author")), e.data["architecture"], st.displayname if st else ""]
+        )
         e.updated_at = LEGACY_DATE
         session.add(e)
         have_versions = {v.version: v for v in e.versions}
@@ -248,15 +292,32 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
                 e.versions.append(v)
             v.commit_oid, v.config_hash, v.method = None, chash, method
             v.created_at = LEGACY_DATE
-            v.data = {k: f.get(k) for k in ("url", "sha1", "sha256", "score", "description") if f.get(k) is not None}
+            v.data = {
+                k: f.get(k) for k in ("url", "sha1", "sha256", "score", "description") if f.get(k) is not None
+            }
         report.adapters += 1
     session.flush()
     return report
 
 
 def build_search_text(e: IndexEntry, extra: list[str] | None = None) -> str:
-    parts = [e.full_name, e.name, e.author, e.description, e.base_model, e.model_type, e.method, e.task,
-             e.subtask, e.language, e.license, e.head_type, e.adapter_type, e.library, *(extra or [])]
+    parts = [
+        e.full_name,
+        e.name,
+        e.author,
+        e.description,
+        e.base_model,
+        e.model_type,
+        e.method,
+        e.task,
+        e.subtask,
+        e.language,
+        e.license,
+        e.head_type,
+        e.adapter_type,
+        e.library,
+        *(extra or []),
+    ]
     return " ".join(str(p) for p in parts if p).lower()
 
 
@@ -288,7 +349,9 @@ def reindex_all(db, store) -> int:
     from adapterhub.server.models import Commit, Ref, Repo
 
     with db.session() as s:
-        heads = s.execute(select(Ref.repo_id, Ref.commit_oid).where(Ref.kind == "branch", Ref.name == "main")).all()
+        heads = s.execute(
+            select(Ref.repo_id, Ref.commit_oid).where(Ref.kind == "branch", Ref.name == "main")
+        ).all()
     for repo_pk, oid in heads:
         with db.session() as s:
             index_commit(s, s.get(Repo, repo_pk), s.get(Commit, oid), store, branch="main")
@@ -307,8 +370,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--data-dir", default=None, help="the hub's data folder (as for adapterhub serve)")
     ap.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in --data-dir)")
-    ap.add_argument("--index-data", default=None, help=f"legacy AdapterHub index folder (default: ${ENV_VAR} "
-                                                       "or ../shared/data/adapterhub-index)")
+    ap.add_argument(
+        "--index-data",
+        default=None,
+        help=f"legacy AdapterHub index folder (default: ${ENV_VAR} or ../shared/data/adapterhub-index)",
+    )
     ap.add_argument("--force", action="store_true", help="seed again even if already seeded (upsert)")
     ap.add_argument("--reindex", action="store_true", help="re-index the main branch of every repository")
     args = ap.parse_args(argv)
@@ -318,7 +384,11 @@ def main(argv: list[str] | None = None) -> None:
     migrate.upgrade(db.engine)
     with db.session() as s:
         report = seed(s, args.index_data, force=args.force)
-    print(f"taxonomy: {report}" if report else "taxonomy: already seeded or no index data (use --force / --index-data)")
+    print(
+        f"taxonomy: {report}"
+        if report
+        else "taxonomy: already seeded or no index data (use --force / --index-data)"
+    )
     if args.reindex:
         print(f"re-indexed {reindex_all(db, LocalBlobStore(Path(settings.data_dir) / 'blobs'))} repositories")
     db.dispose()

@@ -30,8 +30,16 @@ from adapterhub.server.search import FACETS, SORTS, SearchQuery, get_session, se
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "ah_token"
 FACET_LABELS = {
-    "task": "Task", "subtask": "Dataset", "language": "Language", "base_model": "Base model", "method": "Method",
-    "library": "Format", "head": "Head", "model_type": "Model type", "license": "Licence", "author": "Author",
+    "task": "Task",
+    "subtask": "Dataset",
+    "language": "Language",
+    "base_model": "Base model",
+    "method": "Method",
+    "library": "Format",
+    "head": "Head",
+    "model_type": "Model type",
+    "license": "Licence",
+    "author": "Author",
     "source": "Source",
 }
 
@@ -69,8 +77,12 @@ def _markdown(text: str) -> Markup:
 
 
 def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(HERE / "templates")),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["size"] = human_size
     env.filters["count"] = human_count
     env.filters["markdown"] = _markdown
@@ -119,7 +131,9 @@ def static(name: str) -> Response:
     path = HERE / "static" / name
     if "/" in name or name.startswith(".") or not path.is_file():
         return Response("not found", status_code=404, media_type="text/plain")
-    media = {".css": "text/css", ".svg": "image/svg+xml", ".js": "text/javascript"}.get(path.suffix, "text/plain")
+    media = {".css": "text/css", ".svg": "image/svg+xml", ".js": "text/javascript"}.get(
+        path.suffix, "text/plain"
+    )
     return Response(path.read_bytes(), media_type=media, headers={"Cache-Control": "public, max-age=3600"})
 
 
@@ -131,8 +145,16 @@ def home(request: Request, s: Session = Depends(get_session)):
     tasks = [(t, c) for t, c in overview.facets.get("task", [])][:12]
     names = dict(s.execute(select(TaxonomyTask.name, TaxonomyTask.displayname)).all())
     langs = dict(s.execute(select(TaxonomyLanguage.code, TaxonomyLanguage.name)).all())
-    return render(request, "home.html", recent=res.items, total=overview.total, facets=overview.facets,
-                  tasks=tasks, task_names=names, lang_names=langs)
+    return render(
+        request,
+        "home.html",
+        recent=res.items,
+        total=overview.total,
+        facets=overview.facets,
+        tasks=tasks,
+        task_names=names,
+        lang_names=langs,
+    )
 
 
 @router.get("/adapters", response_class=HTMLResponse)
@@ -148,8 +170,9 @@ def adapters_page(request: Request, s: Session = Depends(get_session)):
         page = 1
     q = params.get("q", "")
     per_page = 20
-    res = search(s, SearchQuery(q=q, filters=filters, sort=sort, page=page, per_page=per_page),
-                 viewer_for(request, s))
+    res = search(
+        s, SearchQuery(q=q, filters=filters, sort=sort, page=page, per_page=per_page), viewer_for(request, s)
+    )
     base = {"q": q, "sort": sort if sort != "recent" else None, **filters}
 
     def toggle(name: str, value: str) -> str:
@@ -158,10 +181,22 @@ def adapters_page(request: Request, s: Session = Depends(get_session)):
         return _url("/adapters", p)
 
     pages = max(1, -(-res.total // per_page))
-    return render(request, "adapters.html", items=res.items, total=res.total, facets=res.facets, filters=filters,
-                  q=q, sort=sort, sorts=SORTS, page=page, pages=pages, toggle=toggle,
-                  remove=lambda name: _url("/adapters", {**base, name: None}),
-                  page_url=lambda n: _url("/adapters", {**base, "page": n}))
+    return render(
+        request,
+        "adapters.html",
+        items=res.items,
+        total=res.total,
+        facets=res.facets,
+        filters=filters,
+        q=q,
+        sort=sort,
+        sorts=SORTS,
+        page=page,
+        pages=pages,
+        toggle=toggle,
+        remove=lambda name: _url("/adapters", {**base, name: None}),
+        page_url=lambda n: _url("/adapters", {**base, "page": n}),
+    )
 
 
 @router.get("/tasks", response_class=HTMLResponse)
@@ -169,8 +204,10 @@ def tasks_page(request: Request, s: Session = Depends(get_session)):
     from adapterhub.server.search import taxonomy
 
     tax = taxonomy(s, viewer_for(request, s))
-    groups = {"text_task": [t for t in tax.tasks if t.kind != "text_lang"],
-              "text_lang": [t for t in tax.tasks if t.kind == "text_lang"]}
+    groups = {
+        "text_task": [t for t in tax.tasks if t.kind != "text_lang"],
+        "text_lang": [t for t in tax.tasks if t.kind == "text_lang"],
+    }
     return render(request, "tasks.html", groups=groups)
 
 
@@ -187,10 +224,17 @@ def models_page(request: Request, s: Session = Depends(get_session)):
     from adapterhub.server.search import _visible
 
     vis = _visible(viewer_for(request, s))
-    conds = [IndexEntry.is_adapter.is_(True), IndexEntry.base_model.is_not(None), *([vis] if vis is not None else [])]
-    rows = s.execute(select(IndexEntry.base_model, IndexEntry.model_type, func.count())
-                     .where(*conds).group_by(IndexEntry.base_model, IndexEntry.model_type)
-                     .order_by(func.count().desc(), IndexEntry.base_model)).all()
+    conds = [
+        IndexEntry.is_adapter.is_(True),
+        IndexEntry.base_model.is_not(None),
+        *([vis] if vis is not None else []),
+    ]
+    rows = s.execute(
+        select(IndexEntry.base_model, IndexEntry.model_type, func.count())
+        .where(*conds)
+        .group_by(IndexEntry.base_model, IndexEntry.model_type)
+        .order_by(func.count().desc(), IndexEntry.base_model)
+    ).all()
     return render(request, "models.html", models=rows)
 
 
@@ -200,10 +244,14 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
 
     full = f"{namespace}/{name}"
     e = s.scalar(select(IndexEntry).where(IndexEntry.full_name == full))
-    repo = s.get(Repo, e.repo_pk) if e is not None and e.repo_pk else s.scalar(
-        select(Repo).where(Repo.namespace == namespace, Repo.name == name))
+    repo = (
+        s.get(Repo, e.repo_pk)
+        if e is not None and e.repo_pk
+        else s.scalar(select(Repo).where(Repo.namespace == namespace, Repo.name == name))
+    )
     header = request.headers.get("authorization") or (
-        "Bearer " + request.cookies[TOKEN_COOKIE] if request.cookies.get(TOKEN_COOKIE) else None)
+        "Bearer " + request.cookies[TOKEN_COOKIE] if request.cookies.get(TOKEN_COOKIE) else None
+    )
     try:
         caller = caller_from_header(s, header)
     except AuthError:
@@ -212,8 +260,13 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
         repo = None  # private: the same 404 as a missing repository
         e = None
     if e is None and repo is None:
-        return render(request, "error.html", status=404, title="Not found",
-                      message=f"No adapter {full} (or it is private and you are not logged in as its owner).")
+        return render(
+            request,
+            "error.html",
+            status=404,
+            title="Not found",
+            message=f"No adapter {full} (or it is private and you are not logged in as its owner).",
+        )
     ctx: dict[str, Any] = {"e": e, "repo": repo, "full": full, "hub_url": public_url(request)}
     data = (e.data if e is not None else None) or {}
     ctx["data"] = data
@@ -226,8 +279,11 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
         if commit is None or commit.repo_id != repo.id:
             ref = next((r for r in refs if r.name == rev), None)
             commit = s.get(Commit, ref.commit_oid) if ref else None
-        history = list(s.scalars(select(Commit).where(Commit.repo_id == repo.id)
-                                 .order_by(Commit.created_at.desc()).limit(30)))
+        history = list(
+            s.scalars(
+                select(Commit).where(Commit.repo_id == repo.id).order_by(Commit.created_at.desc()).limit(30)
+            )
+        )
         tags_by_commit: dict[str, list[str]] = {}
         for r in refs:
             tags_by_commit.setdefault(r.commit_oid, []).append(f"{r.kind}:{r.name}")
@@ -242,14 +298,23 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
 
             with request.app.state.hub.store.open(readme["sha256"]) as fh:
                 card_body = parse_front_matter(fh.read().decode("utf-8", errors="replace"))[1]
-        ctx.update(refs=refs, commit=commit, history=history, files=files, validation=validation,
-                   card_body=card_body, tags_by_commit=tags_by_commit,
-                   is_head=commit is not None and e is not None and commit.oid == e.commit_oid)
+        ctx.update(
+            refs=refs,
+            commit=commit,
+            history=history,
+            files=files,
+            validation=validation,
+            card_body=card_body,
+            tags_by_commit=tags_by_commit,
+            is_head=commit is not None and e is not None and commit.oid == e.commit_oid,
+        )
     ctx["snippets"] = snippets(e, full, ctx.get("commit"), public_url(request))
     return render(request, "adapter.html", **ctx)
 
 
-def snippets(e: IndexEntry | None, full: str, commit: Commit | None, hub_url: str) -> list[tuple[str, str, str]]:
+def snippets(
+    e: IndexEntry | None, full: str, commit: Commit | None, hub_url: str
+) -> list[tuple[str, str, str]]:
     """(title, note, code) of copy-paste snippets for adapterhub, adapters and peft."""
     base = (e.base_model if e is not None else None) or "<base model>"
     rev = commit.oid if commit is not None else None
@@ -257,32 +322,58 @@ def snippets(e: IndexEntry | None, full: str, commit: Commit | None, hub_url: st
     out = []
     if e is not None and e.source == "legacy":
         ident = data_ident = (e.data or {}).get("identifier") or full
-        out.append(("adapterhub", "Resolves the legacy identifier; the weights are not hosted here.",
-                    f'curl "{hub_url}/api/adapters/resolve?identifier={data_ident}&model_name={base}'
-                    f'&config={e.config_hash}"'))
-        out.append(("adapters", "The original AdapterHub identifier (weights hosted by the authors).",
-                    f'model.load_adapter("{ident}", config="{(e.data or {}).get("architecture") or e.method}")'))
+        out.append(
+            (
+                "adapterhub",
+                "Resolves the legacy identifier; the weights are not hosted here.",
+                f'curl "{hub_url}/api/adapters/resolve?identifier={data_ident}&model_name={base}'
+                f'&config={e.config_hash}"',
+            )
+        )
+        out.append(
+            (
+                "adapters",
+                "The original AdapterHub identifier (weights hosted by the authors).",
+                f'model.load_adapter("{ident}", config="{(e.data or {}).get("architecture") or e.method}")',
+            )
+        )
         return out
     pin = f"@{rev}" if rev else ""
-    out.append(("adapterhub", "Loads the pinned commit; works for AdapterHub and PEFT formats.",
-                f"# export ADAPTERHUB_ENDPOINT={hub_url}\n"
-                "import adapterhub\nfrom transformers import AutoModel\n\n"
-                f'model = AutoModel.from_pretrained("{base}")\nadapterhub.init(model)\n'
-                f'name = model.load_adapter("{full}{pin}", set_active=True)'))
+    out.append(
+        (
+            "adapterhub",
+            "Loads the pinned commit; works for AdapterHub and PEFT formats.",
+            f"# export ADAPTERHUB_ENDPOINT={hub_url}\n"
+            "import adapterhub\nfrom transformers import AutoModel\n\n"
+            f'model = AutoModel.from_pretrained("{base}")\nadapterhub.init(model)\n'
+            f'name = model.load_adapter("{full}{pin}", set_active=True)',
+        )
+    )
     if library != "peft":
-        out.append(("adapters", "The AdapterHub `adapters` library, through the Hugging Face protocol.",
-                    f"# export HF_ENDPOINT={hub_url}\n"
-                    "import adapters\nfrom transformers import AutoModel\n\n"
-                    f'model = AutoModel.from_pretrained("{base}")\nadapters.init(model)\n'
-                    f'name = model.load_adapter("{full}"' + (f', version="{rev}"' if rev else "") + ")\n"
-                    "model.set_active_adapters(name)"))
+        out.append(
+            (
+                "adapters",
+                "The AdapterHub `adapters` library, through the Hugging Face protocol.",
+                f"# export HF_ENDPOINT={hub_url}\n"
+                "import adapters\nfrom transformers import AutoModel\n\n"
+                f'model = AutoModel.from_pretrained("{base}")\nadapters.init(model)\n'
+                f'name = model.load_adapter("{full}"' + (f', version="{rev}"' if rev else "") + ")\n"
+                "model.set_active_adapters(name)",
+            )
+        )
     if library != "adapters":
-        out.append(("peft", "PEFT, through the Hugging Face protocol.",
-                    f"# export HF_ENDPOINT={hub_url}\n"
-                    "from peft import PeftModel\nfrom transformers import AutoModel\n\n"
-                    f'base = AutoModel.from_pretrained("{base}")\n'
-                    f'model = PeftModel.from_pretrained(base, "{full}"' + (f', revision="{rev}"' if rev else "")
-                    + ")"))
+        out.append(
+            (
+                "peft",
+                "PEFT, through the Hugging Face protocol.",
+                f"# export HF_ENDPOINT={hub_url}\n"
+                "from peft import PeftModel\nfrom transformers import AutoModel\n\n"
+                f'base = AutoModel.from_pretrained("{base}")\n'
+                f'model = PeftModel.from_pretrained(base, "{full}"'
+                + (f', revision="{rev}"' if rev else "")
+                + ")",
+            )
+        )
     return out
 
 
@@ -340,7 +431,9 @@ async def upload(request: Request):
     except Exception as e:  # noqa: BLE001 - malformed multipart bodies
         return render(request, "upload.html", status=400, form={}, error=f"Could not read the form: {e}")
     fields = {k: str(form.get(k) or "").strip() for k in ("repo_id", "token", "message", "private")}
-    uploads = [f for f in form.getlist("files") + form.getlist("folder") if isinstance(f, UploadFile) and f.filename]
+    uploads = [
+        f for f in form.getlist("files") + form.getlist("folder") if isinstance(f, UploadFile) and f.filename
+    ]
     archive = form.get("zip")
     archive = archive if isinstance(archive, UploadFile) and archive.filename else None
     try:
@@ -359,8 +452,9 @@ class _FormError(Exception):
         self.message, self.status = message, status
 
 
-def _do_upload(request: Request, hub, fields: dict[str, str], uploads: list[UploadFile],
-               archive: UploadFile | None) -> tuple[str, str, str]:
+def _do_upload(
+    request: Request, hub, fields: dict[str, str], uploads: list[UploadFile], archive: UploadFile | None
+) -> tuple[str, str, str]:
     from adapterhub.server import repos
     from adapterhub.server.auth import AuthError, caller_from_header
     from adapterhub.server.uploads import Staging, UploadError, extract_zip
@@ -389,7 +483,7 @@ def _do_upload(request: Request, hub, fields: dict[str, str], uploads: list[Uplo
             root = _strip_common_root(names) if names else ""
             for f, name in zip(uploads, names):
                 f.file.seek(0)
-                staging.add_stream(name[len(root):], f.file)
+                staging.add_stream(name[len(root) :], f.file)
             if not staging.files:
                 raise _FormError("The upload holds no files.")
             ops = [repos.Op("add", p, staged=sf) for p, sf in staging.files.items()]

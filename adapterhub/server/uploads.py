@@ -130,7 +130,9 @@ class Staging:
 
     def _check_count(self, path: str) -> None:
         if path not in self.files and len(self.files) >= self.limits.max_files:
-            raise UploadError(f"too many files in one upload (at most {self.limits.max_files})", 413, "TooManyFiles")
+            raise UploadError(
+                f"too many files in one upload (at most {self.limits.max_files})", 413, "TooManyFiles"
+            )
 
     def add_bytes(self, path: str, data: bytes) -> StagedFile:
         path = clean_path(path)
@@ -176,7 +178,9 @@ class Staging:
             )
         if total > self.limits.max_commit_size:
             raise UploadError(
-                f"upload too large (more than {self.limits.max_commit_size} bytes in one commit)", 413, "CommitTooLarge"
+                f"upload too large (more than {self.limits.max_commit_size} bytes in one commit)",
+                413,
+                "CommitTooLarge",
             )
 
     def _tmp(self) -> Path:
@@ -194,7 +198,9 @@ class Staging:
         return sf
 
 
-def extract_zip(src: str | os.PathLike | BinaryIO, staging: Staging, strip_common_root: bool = True) -> list[str]:
+def extract_zip(
+    src: str | os.PathLike | BinaryIO, staging: Staging, strip_common_root: bool = True
+) -> list[str]:
     """Stage every file of a zip archive after checking all members first: no absolute paths, no ``..``,
     no symlinks, bounded file count, sizes and compression ratio (counted on the bytes actually inflated,
     not on the archive's own claims). Returns the staged paths."""
@@ -206,7 +212,9 @@ def extract_zip(src: str | os.PathLike | BinaryIO, staging: Staging, strip_commo
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
         if len(members) > limits.max_files:
-            raise UploadError(f"zip has {len(members)} files (at most {limits.max_files})", 413, "TooManyFiles")
+            raise UploadError(
+                f"zip has {len(members)} files (at most {limits.max_files})", 413, "TooManyFiles"
+            )
         names = []
         declared_total = 0
         for m in members:
@@ -246,7 +254,7 @@ def extract_zip(src: str | os.PathLike | BinaryIO, staging: Staging, strip_commo
         for m in members:
             with zf.open(m) as f:
                 guarded = _RatioGuard(f, m, limits)
-                staged.append(staging.add_stream(m.filename[len(root):], guarded).path)
+                staged.append(staging.add_stream(m.filename[len(root) :], guarded).path)
         return staged
 
 
@@ -260,6 +268,12 @@ class _RatioGuard:
     def read(self, n: int = -1) -> bytes:
         chunk = self.f.read(n)
         self.n += len(chunk)
-        if self.n > self.cap or (self.n > CHUNK and self.n > self.limits.max_zip_ratio * max(self.info.compress_size, 1)):
-            raise UploadError(f"zip member {self.info.filename!r} inflates beyond its declared size (zip bomb?)", 413, "ZipBomb")
+        if self.n > self.cap or (
+            self.n > CHUNK and self.n > self.limits.max_zip_ratio * max(self.info.compress_size, 1)
+        ):
+            raise UploadError(
+                f"zip member {self.info.filename!r} inflates beyond its declared size (zip bomb?)",
+                413,
+                "ZipBomb",
+            )
         return chunk

@@ -49,7 +49,9 @@ class AdapterInfo:
     config: dict
 
 
-def check_adapter_config(data: bytes, card_meta: dict | None = None, folder: str = "") -> tuple[AdapterInfo | None, list[str]]:
+def check_adapter_config(
+    data: bytes, card_meta: dict | None = None, folder: str = ""
+) -> tuple[AdapterInfo | None, list[str]]:
     """Parse and check one ``adapter_config.json``; returns (info, errors)."""
     where = posixpath.join(folder, ADAPTER_CONFIG)
     try:
@@ -135,7 +137,11 @@ def parse_card(text: bytes) -> tuple[dict, list[str]]:
             errors.append(f"README.md: '{key}' must be a string")
     for key in ("tags", "datasets", "language", "base_model"):
         v = meta.get(key)
-        if v is not None and not isinstance(v, str) and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+        if (
+            v is not None
+            and not isinstance(v, str)
+            and not (isinstance(v, list) and all(isinstance(x, str) for x in v))
+        ):
             errors.append(f"README.md: '{key}' must be a string or a list of strings")
     return meta, errors
 
@@ -193,13 +199,23 @@ def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub"
         try:
             from adapterhub.library.validate import validate_adapter
         except ImportError as e:
-            return {"ok": None, "unverified": True, "errors": [f"the load check is not available on this server ({e})"]}
+            return {
+                "ok": None,
+                "unverified": True,
+                "errors": [f"the load check is not available on this server ({e})"],
+            }
         try:
             rep = validate_adapter(job_dir, base_config)
         except Exception as e:  # noqa: BLE001 - any failure of the load check is a failed validation
             log.warning("load check crashed: %s", e, exc_info=True)
             return {"ok": False, "errors": [f"the adapter could not be loaded: {type(e).__name__}: {e}"]}
-        if dialect == "peft" and not rep.ok and not rep.num_params and not rep.missing_keys and not rep.unexpected_keys:
+        if (
+            dialect == "peft"
+            and not rep.ok
+            and not rep.num_params
+            and not rep.missing_keys
+            and not rep.unexpected_keys
+        ):
             # the library cannot load this PEFT method yet: the hub's structural check (LoRA, IA3), else
             # no verdict on the adapter
             from adapterhub.server.peft_check import check_peft
@@ -209,7 +225,13 @@ def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub"
             except Exception as e:  # noqa: BLE001
                 res = {"ok": False, "errors": [f"the adapter could not be checked: {type(e).__name__}: {e}"]}
             if res is None:
-                return {"ok": None, "unverified": True, "method": rep.method, "errors": [], "notes": list(rep.errors)}
+                return {
+                    "ok": None,
+                    "unverified": True,
+                    "method": rep.method,
+                    "errors": [],
+                    "notes": list(rep.errors),
+                }
             rep = _Report(**{k: res.get(k, d) for k, d in _Report.DEFAULTS.items()})
         out = {
             "ok": bool(rep.ok),
@@ -240,7 +262,15 @@ def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub"
 class _Report:
     """The fields of ``ValidationReport`` that the hub reads, for results computed here."""
 
-    DEFAULTS = {"ok": False, "errors": [], "method": "", "num_params": 0, "missing_keys": [], "unexpected_keys": [], "changed_modules": 0}
+    DEFAULTS = {
+        "ok": False,
+        "errors": [],
+        "method": "",
+        "num_params": 0,
+        "missing_keys": [],
+        "unexpected_keys": [],
+        "changed_modules": 0,
+    }
 
     def __init__(self, **kw):
         self.__dict__.update(kw)

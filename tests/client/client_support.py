@@ -45,8 +45,14 @@ def run_killed(script: str, *args: str) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ),
-                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=dict(os.environ),
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stdout + proc.stderr
 
 

@@ -39,7 +39,9 @@ def client_hub(live_hub, tmp_path_factory):
         mp.setenv("ADAPTERHUB_CACHE", str(home / "cache"))
         mp.setenv("ADAPTERHUB_HOME", str(home / "home"))
         mp.delenv("ADAPTERHUB_TOKEN", raising=False)
-        push_base_model(make_model("bert", "seqcls"), BASE, endpoint=live_hub.url, token=live_hub.tokens["alice"])
+        push_base_model(
+            make_model("bert", "seqcls"), BASE, endpoint=live_hub.url, token=live_hub.tokens["alice"]
+        )
         yield live_hub
 
 

@@ -21,7 +21,9 @@ def _zip(path, entries):
     return path
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "C:/evil.txt", "a\\..\\evil"])
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "C:/evil.txt", "a\\..\\evil"]
+)
 def test_paths_that_escape_are_refused(tmp_path, name):
     archive = _zip(tmp_path / "a.zip", [("ok/adapter_config.json", b"{}"), (name, b"x")])
     dest = tmp_path / "out"

@@ -17,8 +17,16 @@ import torch
 from client_support import adapter_model, blob_path, fresh_model, record_stream_starts, run_killed
 from tiny_models import inputs, output_of
 
-from adapterhub.client import (HubClient, HubHTTPError, IdentifierError, IntegrityError, NotFoundError, OfflineError,
-                               adapter_folder, resolve_settings)
+from adapterhub.client import (
+    HubClient,
+    HubHTTPError,
+    IdentifierError,
+    IntegrityError,
+    NotFoundError,
+    OfflineError,
+    adapter_folder,
+    resolve_settings,
+)
 from adapterhub.client import cache as cache_module
 from adapterhub.client import bundle as bundle_module
 from adapterhub.client import http as http_module
@@ -35,11 +43,19 @@ LEGACY = ROOT.parent / "shared" / "data" / "adapterhub-index"
 def pushed(client_hub):
     """(commit, the pushed model's outputs, {path: bytes} of the commit as the hub serves it)."""
     model = adapter_model(11)
-    result = model.push_adapter_to_hub(REPO, "sst", task="sentiment", subtask="bundle-load",
-                                       endpoint=client_hub.url, token=client_hub.tokens["alice"])
+    result = model.push_adapter_to_hub(
+        REPO,
+        "sst",
+        task="sentiment",
+        subtask="bundle-load",
+        endpoint=client_hub.url,
+        token=client_hub.tokens["alice"],
+    )
     info = httpx.get(f"{client_hub.url}/api/models/{REPO}/revision/{result.commit}?blobs=true").json()
-    files = {s["rfilename"]: httpx.get(f"{client_hub.url}/{REPO}/resolve/{result.commit}/{s['rfilename']}").content
-             for s in info["siblings"]}
+    files = {
+        s["rfilename"]: httpx.get(f"{client_hub.url}/{REPO}/resolve/{result.commit}/{s['rfilename']}").content
+        for s in info["siblings"]
+    }
     return result.commit, output_of(model, inputs()), files
 
 
@@ -112,8 +128,9 @@ def test_cold_load_is_one_request_and_warm_load_none(client_hub, pushed, env, re
     assert int(requests[0][2]["max_file_size"]) == bundle_module.MAX_FILE
     repo = repo_dir(env, client_hub.url)
     manifest = manifest_of(env, client_hub.url, commit)
-    assert {p: (m["sha256"], m["size"]) for p, m in manifest["files"].items()} == \
-        {p: (sha(d), len(d)) for p, d in files.items()}
+    assert {p: (m["sha256"], m["size"]) for p, m in manifest["files"].items()} == {
+        p: (sha(d), len(d)) for p, d in files.items()
+    }
     for path, data in files.items():  # the snapshot links to blobs holding exactly the hub's bytes
         assert (repo / "snapshots" / commit / path).read_bytes() == data
         assert (repo / "blobs" / sha(data)).read_bytes() == data
@@ -127,7 +144,9 @@ def test_cold_load_is_one_request_and_warm_load_none(client_hub, pushed, env, re
 def test_task_identifier_loads_through_the_bundle(client_hub, pushed, env, requests, monkeypatch):
     commit, expected, files = pushed
     assert torch.allclose(load("sentiment/bundle-load@acme"), expected)
-    assert [(m, p, q["identifier"]) for m, p, q in requests] == [("GET", BUNDLE, "sentiment/bundle-load@acme")]
+    assert [(m, p, q["identifier"]) for m, p, q in requests] == [
+        ("GET", BUNDLE, "sentiment/bundle-load@acme")
+    ]
     assert (repo_dir(env, client_hub.url) / "manifests" / f"{commit}.json").is_file()
     requests.clear()
     monkeypatch.setenv("ADAPTERHUB_OFFLINE", "1")  # the resolution was remembered
@@ -140,8 +159,9 @@ def test_commit_id_and_private_repository(client_hub, pushed, env, requests, mon
     assert torch.allclose(load(f"{REPO}@{commit}"), expected)
     assert [(p, q["identifier"]) for _, p, q in requests] == [(BUNDLE, f"{REPO}@{commit}")]
     model = adapter_model(12)
-    model.push_adapter_to_hub("acme/bundled-private", "sst", private=True, endpoint=client_hub.url,
-                              token=client_hub.tokens["alice"])
+    model.push_adapter_to_hub(
+        "acme/bundled-private", "sst", private=True, endpoint=client_hub.url, token=client_hub.tokens["alice"]
+    )
     with pytest.raises(NotFoundError, match="bundled-private"):
         load("acme/bundled-private")
     monkeypatch.setenv("ADAPTERHUB_TOKEN", client_hub.tokens["alice"])
@@ -192,14 +212,18 @@ def test_cached_commits_are_named_and_not_sent_again(client_hub, pushed, env, re
 
     monkeypatch.setattr(bundle_module, "read_bundle", reading)
     requests.clear()
-    assert torch.allclose(load(), expected)  # never resolved under this name: the repository's commits are named
+    assert torch.allclose(
+        load(), expected
+    )  # never resolved under this name: the repository's commits are named
     assert [(p, q.get("have")) for _, p, q in requests] == [(BUNDLE, commit)]
     monkeypatch.setenv("ADAPTERHUB_REF_TTL", "0")  # the resolution is too old: asked again, with the commit
     requests.clear()
     assert torch.allclose(load(), expected)
     assert [(p, q.get("have")) for _, p, q in requests] == [(BUNDLE, commit)]
     full = len(httpx.get(f"{client_hub.url}{BUNDLE}", params={"identifier": REPO}).content)
-    assert len(transferred) == 2 and all(t <= full - sum(512 + len(d) for d in files.values()) for t in transferred)
+    assert len(transferred) == 2 and all(
+        t <= full - sum(512 + len(d) for d in files.values()) for t in transferred
+    )
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in blobs.iterdir()} == before
 
 
@@ -226,7 +250,10 @@ def test_a_new_commit_arrives_whole_and_a_broken_snapshot_is_repaired(client_hub
     model = fresh_model()
     model.load_adapter("alice/have-moves", set_active=True)  # named as held, found broken: fetched again
     assert torch.allclose(output_of(model, inputs()), output_of(second_model, inputs()))
-    assert requests[0][1] == BUNDLE and set(requests[0][2]["have"].split(",")) == {first.commit, second.commit}
+    assert requests[0][1] == BUNDLE and set(requests[0][2]["have"].split(",")) == {
+        first.commit,
+        second.commit,
+    }
     assert blob.read_bytes() == good
 
 
@@ -242,9 +269,15 @@ def test_empty_duplicate_and_nested_files(client_hub, env, tmp_path, requests):
     (folder / "notes" / "empty.txt").write_bytes(b"")
     (folder / "notes" / "r\u00e9sum\u00e9 \u6587.txt").write_text("non-ASCII name", encoding="utf-8")
     (folder / "notes" / "deep").mkdir()
-    (folder / "notes" / "deep" / "config-copy.json").write_bytes((folder / "adapter_config.json").read_bytes())
-    pushed_files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    result = push_folder(folder, "acme/bundled-edge", endpoint=client_hub.url, token=client_hub.tokens["alice"])
+    (folder / "notes" / "deep" / "config-copy.json").write_bytes(
+        (folder / "adapter_config.json").read_bytes()
+    )
+    pushed_files = {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+    result = push_folder(
+        folder, "acme/bundled-edge", endpoint=client_hub.url, token=client_hub.tokens["alice"]
+    )
     requests.clear()
     model_out = output_of(model, inputs())
     assert torch.allclose(load("acme/bundled-edge"), model_out)
@@ -252,7 +285,9 @@ def test_empty_duplicate_and_nested_files(client_hub, env, tmp_path, requests):
     snap = repo_dir(env, client_hub.url, "acme/bundled-edge") / "snapshots" / result.commit
     got = {p.relative_to(snap).as_posix(): p.read_bytes() for p in snap.rglob("*") if p.is_file()}
     assert got == pushed_files
-    assert (snap / "notes" / "deep" / "config-copy.json").resolve() == (snap / "adapter_config.json").resolve()
+    assert (snap / "notes" / "deep" / "config-copy.json").resolve() == (
+        snap / "adapter_config.json"
+    ).resolve()
     assert torch.allclose(load(f"acme/bundled-edge@{result.commit}", offline=True), model_out)
 
 
@@ -360,8 +395,9 @@ def test_killed_while_reading_a_bundle_leaves_nothing_usable(client_hub, pushed,
     assert torch.allclose(load(f"{REPO}@{commit}", offline=True), expected)
 
 
-def test_interrupted_per_file_download_is_resumed_without_the_bundle(client_hub, pushed, env, requests,
-                                                                   monkeypatch):
+def test_interrupted_per_file_download_is_resumed_without_the_bundle(
+    client_hub, pushed, env, requests, monkeypatch
+):
     commit, expected, files = pushed
     data = files["adapter.safetensors"]
     blobs = repo_dir(env, client_hub.url) / "blobs"
@@ -393,10 +429,13 @@ def test_partial_file_completed_by_another_route_is_not_left_behind(client_hub, 
 
 # ------------------------------------------------------------------------------------------ other hubs
 @pytest.mark.parametrize("status", [404, 405])
-def test_hub_without_the_bundle_api_uses_the_old_path(client_hub, pushed, env, requests, own_clients,
-                                                      monkeypatch, status):
+def test_hub_without_the_bundle_api_uses_the_old_path(
+    client_hub, pushed, env, requests, own_clients, monkeypatch, status
+):
     commit, expected, files = pushed
-    monkeypatch.setattr(http_module.lean, "usable", lambda endpoint: False)  # every request through httpx here
+    monkeypatch.setattr(
+        http_module.lean, "usable", lambda endpoint: False
+    )  # every request through httpx here
     original = httpx.Client.send  # already the counting one
 
     def no_bundle(self, request, *args, **kwargs):
@@ -412,8 +451,12 @@ def test_hub_without_the_bundle_api_uses_the_old_path(client_hub, pushed, env, r
     assert paths.count(BUNDLE) == 1
     assert HubClient.shared(resolve_settings())._no_bundle is True
     requests.clear()
-    assert torch.allclose(load("sentiment/bundle-load@acme"), expected)  # never resolved here: not asked again
-    assert BUNDLE not in [p for _, p, _ in requests] and "/api/adapters/resolve" in [p for _, p, _ in requests]
+    assert torch.allclose(
+        load("sentiment/bundle-load@acme"), expected
+    )  # never resolved here: not asked again
+    assert BUNDLE not in [p for _, p, _ in requests] and "/api/adapters/resolve" in [
+        p for _, p, _ in requests
+    ]
 
 
 def test_error_answers_fall_back_to_the_resolve_api(client_hub, pushed, env, requests, own_clients):
@@ -462,7 +505,7 @@ def test_unchanged_blobs_are_not_read_again_once_not_racy(client_hub, pushed, en
 def test_racy_blobs_are_hashed_and_the_manifest_refreshed(client_hub, pushed, env, hash_calls, monkeypatch):
     commit, expected, files = pushed
     load()
-    monkeypatch.setattr(cache_module, "RACY_NS", 10 ** 18)  # every timestamp counts as too recent
+    monkeypatch.setattr(cache_module, "RACY_NS", 10**18)  # every timestamp counts as too recent
     checked = {p: m["checked_ns"] for p, m in manifest_of(env, client_hub.url, commit)["files"].items()}
     hash_calls.clear()
     assert torch.allclose(load(), expected)
@@ -519,9 +562,11 @@ def test_change_while_the_snapshot_is_being_checked_is_never_trusted(client_hub,
         return digest
 
     with monkeypatch.context() as patch:
-        patch.setattr(cache_module, "RACY_NS", 10 ** 18)  # hash every file on this load
+        patch.setattr(cache_module, "RACY_NS", 10**18)  # hash every file on this load
         patch.setattr(cache_module, "sha256_file", hash_then_change)
-        with pytest.raises(IntegrityError, match="adapter.safetensors: changed on disk while it was being checked"):
+        with pytest.raises(
+            IntegrityError, match="adapter.safetensors: changed on disk while it was being checked"
+        ):
             load(f"{REPO}@{commit}", offline=True)
     assert blob.read_bytes() != files["adapter.safetensors"]
     with pytest.raises(IntegrityError, match="adapter.safetensors"):  # and not recorded as verified either
@@ -564,13 +609,15 @@ def forge_identity(repo: Path, commit: str, path: str) -> None:
     manifest_file = repo / "manifests" / f"{commit}.json"
     manifest = json.loads(manifest_file.read_text())
     st = os.stat(repo / "blobs" / manifest["files"][path]["sha256"])
-    manifest["files"][path].update(stat=[st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns],
-                                   checked_ns=time.time_ns() + 1)
+    manifest["files"][path].update(
+        stat=[st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns], checked_ns=time.time_ns() + 1
+    )
     manifest_file.write_text(json.dumps(manifest))
 
 
-def test_verify_full_also_applies_when_a_bundle_finds_the_snapshot_complete(client_hub, pushed, env,
-                                                                            monkeypatch):
+def test_verify_full_also_applies_when_a_bundle_finds_the_snapshot_complete(
+    client_hub, pushed, env, monkeypatch
+):
     commit, expected, files = pushed
     load(f"{REPO}@{commit}")
     repo = repo_dir(env, client_hub.url)
@@ -601,7 +648,9 @@ def test_bad_verify_setting_is_a_clear_error(client_hub, env, monkeypatch, value
         fresh_model().load_adapter(REPO)
 
 
-def test_repeated_load_in_a_process_follows_changes_to_the_cache(client_hub, pushed, env, requests, monkeypatch):
+def test_repeated_load_in_a_process_follows_changes_to_the_cache(
+    client_hub, pushed, env, requests, monkeypatch
+):
     """A load repeated in the same process is answered from what the last one found (no request, no pinning), but
     only while the remembered resolution is the same file, younger than ADAPTERHUB_REF_TTL, and the snapshot
     checks out: each of these changing makes the next load take the usual way."""

@@ -40,8 +40,10 @@ def by_tarfile(body: bytes) -> list[tuple[str, bool, bytes]]:
 
 
 def by_us(body: bytes) -> list[tuple[str, bool, bytes]]:
-    return [(m.name, m.isfile(), b"".join(bytes(c) for c in chunks) if m.isfile() else b"")
-            for m, chunks in _tar_members(body)]
+    return [
+        (m.name, m.isfile(), b"".join(bytes(c) for c in chunks) if m.isfile() else b"")
+        for m, chunks in _tar_members(body)
+    ]
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
@@ -68,16 +70,16 @@ def test_damaged_archives_are_refused():
     whole = archive(tarfile.PAX_FORMAT)
     start = whole.index(FILES[1][1][:64])  # cut inside the second file's bytes
     with pytest.raises(tarfile.ReadError, match="cut short"):
-        list(_tar_members(whole[:start + 1000]))
+        list(_tar_members(whole[: start + 1000]))
 
 
 def _with_header(body: bytes, offset: int, field: slice, value: bytes) -> bytes:
     """``body`` with one header field replaced and the header's checksum made valid again."""
-    header = bytearray(body[offset:offset + 512])
+    header = bytearray(body[offset : offset + 512])
     header[field] = value.ljust(field.stop - field.start, b"\0")
     header[148:156] = b" " * 8
     header[148:156] = b"%06o\0 " % sum(header)
-    return body[:offset] + bytes(header) + body[offset + 512:]
+    return body[:offset] + bytes(header) + body[offset + 512 :]
 
 
 def _finishes(body: bytes):
@@ -105,7 +107,9 @@ def test_sizes_must_be_plain_octal_digits(size):
     for kind in (tarfile.REGTYPE, tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME):
         body = archive(tarfile.PAX_FORMAT, [("a", data), ("b", data)])
         body = _with_header(body, 0, slice(156, 157), kind)
-        body = _with_header(body, 0, slice(124, 136), size)  # a negative size would point back at the same header
+        body = _with_header(
+            body, 0, slice(124, 136), size
+        )  # a negative size would point back at the same header
         assert isinstance(_finishes(body), tarfile.ReadError), (kind, size)
 
 
@@ -119,8 +123,10 @@ def test_a_pax_size_record_wins_over_the_header_and_must_be_a_number():
         tar.addfile(info, io.BytesIO(data))
     body = buf.getvalue()
     second = 512 + 512  # the pax header and its records, then the member's own header
-    assert int(body[second + 124:second + 136].strip(b"\0 "), 8) == len(data)
-    zeroed = _with_header(body, second, slice(124, 136), b"0")  # only the pax record says how long the file is
+    assert int(body[second + 124 : second + 136].strip(b"\0 "), 8) == len(data)
+    zeroed = _with_header(
+        body, second, slice(124, 136), b"0"
+    )  # only the pax record says how long the file is
     assert by_us(zeroed) == by_tarfile(zeroed) == [("weights.bin", True, data)]
     bad = body.replace(f"size={len(data)}".encode(), b"size=abcd", 1)  # records are data: no checksum to mend
     assert isinstance(_finishes(bad), tarfile.ReadError)

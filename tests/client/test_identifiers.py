@@ -11,8 +11,14 @@ import torch
 from client_support import BASE, adapter_model, fresh_model
 from tiny_models import inputs, output_of
 
-from adapterhub.client import (AmbiguousIdentifierError, IdentifierError, NotFoundError, parse_identifier, push_folder,
-                               resolve)
+from adapterhub.client import (
+    AmbiguousIdentifierError,
+    IdentifierError,
+    NotFoundError,
+    parse_identifier,
+    push_folder,
+    resolve,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +28,17 @@ def versions(client_hub, tmp_path_factory):
     out = {}
     for seed, tag in ((1, "v1"), (2, None)):
         model = adapter_model(seed)
-        result = model.push_adapter_to_hub("acme/sst-tiny", "sst", task="sentiment", subtask="sst-2", language="en",
-                                           metrics={"accuracy": 0.5 + seed / 10}, tag=tag, endpoint=client_hub.url,
-                                           token=token)
+        result = model.push_adapter_to_hub(
+            "acme/sst-tiny",
+            "sst",
+            task="sentiment",
+            subtask="sst-2",
+            language="en",
+            metrics={"accuracy": 0.5 + seed / 10},
+            tag=tag,
+            endpoint=client_hub.url,
+            token=token,
+        )
         assert result.validation == "passed", result
         out[tag or "v2"] = (result.commit, output_of(model, inputs()))
         local = tmp_path_factory.mktemp(f"local-{seed}")
@@ -70,7 +84,10 @@ def test_every_identifier_form_resolves_to_the_right_commit(client_hub, versions
         if identifier.startswith("http"):
             continue  # URLs are not repository identifiers; loaded below
         pinned = resolve(identifier, **options)
-        assert (pinned.repo_id, pinned.commit) == ("acme/sst-tiny", versions[expected][0]), (identifier, options)
+        assert (pinned.repo_id, pinned.commit) == ("acme/sst-tiny", versions[expected][0]), (
+            identifier,
+            options,
+        )
 
 
 def test_every_identifier_form_loads_the_right_weights(client_hub, versions, env):
@@ -96,7 +113,9 @@ def test_cached_snapshot_is_keyed_by_endpoint_and_commit(client_hub, versions, e
     hubs = list((env / "hubs").iterdir())
     assert len(hubs) == 1 and (hubs[0] / "endpoint.txt").read_text() == client_hub.url
     snap = hubs[0] / "models--acme--sst-tiny" / "snapshots" / versions["v1"][0]
-    assert (snap / "adapter.safetensors").read_bytes() == (versions["local-v1"] / "adapter.safetensors").read_bytes()
+    assert (snap / "adapter.safetensors").read_bytes() == (
+        versions["local-v1"] / "adapter.safetensors"
+    ).read_bytes()
     assert (hubs[0] / "models--acme--sst-tiny" / "refs" / "v1").read_text() == versions["v1"][0]
 
 
@@ -110,10 +129,22 @@ def test_wrong_zip_hash_is_refused(client_hub, versions, env):
 def test_ambiguous_identifier_lists_candidates(client_hub, versions, env):
     # a second adapter for the same task by the same org makes the task identifier ambiguous
     model = adapter_model(5)
-    model.push_adapter_to_hub("acme/sst-tiny-other", "sst", task="sentiment", subtask="imdb-ambiguous",
-                              endpoint=client_hub.url, token=client_hub.tokens["alice"])
-    model.push_adapter_to_hub("acme/sst-tiny-third", "sst", task="sentiment", subtask="imdb-ambiguous",
-                              endpoint=client_hub.url, token=client_hub.tokens["alice"])
+    model.push_adapter_to_hub(
+        "acme/sst-tiny-other",
+        "sst",
+        task="sentiment",
+        subtask="imdb-ambiguous",
+        endpoint=client_hub.url,
+        token=client_hub.tokens["alice"],
+    )
+    model.push_adapter_to_hub(
+        "acme/sst-tiny-third",
+        "sst",
+        task="sentiment",
+        subtask="imdb-ambiguous",
+        endpoint=client_hub.url,
+        token=client_hub.tokens["alice"],
+    )
     with pytest.raises(AmbiguousIdentifierError) as info:
         resolve("sentiment/imdb-ambiguous@acme", model_name=BASE)
     assert {"acme/sst-tiny-other", "acme/sst-tiny-third"} <= {c.split()[0] for c in info.value.candidates}
@@ -123,14 +154,17 @@ def test_ambiguous_identifier_lists_candidates(client_hub, versions, env):
         resolve("sentiment/sst-2@ukp")
 
 
-@pytest.mark.parametrize("identifier, options, message", [
-    ("acme/no-such-adapter", {}, "no-such-adapter"),
-    ("acme/sst-tiny@no-such-revision", {}, "no-such-revision"),
-    ("nosuchtask/nosubtask@acme", {}, "nosuchtask/nosubtask@acme"),
-    ("@acme/no-such-card", {}, "no-such-card"),
-    ("sentiment/sst-2@acme", {"model_name": BASE, "config": "double_seq_bn"}, "config"),
-    ("sentiment/sst-2@acme", {"model_name": "someone/other-model"}, "other-model"),
-])
+@pytest.mark.parametrize(
+    "identifier, options, message",
+    [
+        ("acme/no-such-adapter", {}, "no-such-adapter"),
+        ("acme/sst-tiny@no-such-revision", {}, "no-such-revision"),
+        ("nosuchtask/nosubtask@acme", {}, "nosuchtask/nosubtask@acme"),
+        ("@acme/no-such-card", {}, "no-such-card"),
+        ("sentiment/sst-2@acme", {"model_name": BASE, "config": "double_seq_bn"}, "config"),
+        ("sentiment/sst-2@acme", {"model_name": "someone/other-model"}, "other-model"),
+    ],
+)
 def test_unknown_identifiers_give_clear_errors(client_hub, versions, env, identifier, options, message):
     with pytest.raises(NotFoundError, match=message) as info:
         fresh_model().load_adapter(identifier, **options)
@@ -143,11 +177,14 @@ def test_legacy_card_is_not_downloadable(client_hub, env):
         resolve("@ukp/bert-base-uncased_sentiment_sst-2_pfeiffer")
 
 
-@pytest.mark.parametrize("identifier, options, message", [
-    ("a/b/c", {}, "cannot read adapter identifier"),
-    ("acme/sst-tiny@v1", {"version": "v2"}, "two revisions"),
-    ("ftp://example.org/a.zip", {}, "http"),
-])
+@pytest.mark.parametrize(
+    "identifier, options, message",
+    [
+        ("a/b/c", {}, "cannot read adapter identifier"),
+        ("acme/sst-tiny@v1", {"version": "v2"}, "two revisions"),
+        ("ftp://example.org/a.zip", {}, "http"),
+    ],
+)
 def test_malformed_identifiers(env, identifier, options, message):
     with pytest.raises(IdentifierError, match=message):
         fresh_model().load_adapter(identifier, **options)

@@ -31,12 +31,20 @@ KEPT = "acme/lean-kept"
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def reply(body: bytes, *, status: str = "200 OK", kind: str = "application/octet-stream",
-          length: int | None = None, extra: str = "") -> bytes:
+def reply(
+    body: bytes,
+    *,
+    status: str = "200 OK",
+    kind: str = "application/octet-stream",
+    length: int | None = None,
+    extra: str = "",
+) -> bytes:
     """A whole HTTP/1.1 answer (no ``Connection: close`` unless in ``extra`` headers); ``length`` may claim more
     bytes than ``body`` has."""
-    head = (f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}"
-            f"Content-Length: {len(body) if length is None else length}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}"
+        f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -172,14 +180,17 @@ def test_usable_without_proxy_variables(no_proxies):
 ENDPOINTS = ["http://127.0.0.1:8000", "http://hub.example.org/hub", "https://hub.example.org"]
 
 
-@pytest.mark.parametrize("name, usable", [
-    ("HTTP_PROXY", [False, False, True]),  # an http proxy does not apply to https
-    ("http_proxy", [False, False, True]),
-    ("HTTPS_PROXY", [True, True, False]),
-    ("https_proxy", [True, True, False]),
-    ("ALL_PROXY", [False, False, False]),
-    ("all_proxy", [False, False, False]),
-])
+@pytest.mark.parametrize(
+    "name, usable",
+    [
+        ("HTTP_PROXY", [False, False, True]),  # an http proxy does not apply to https
+        ("http_proxy", [False, False, True]),
+        ("HTTPS_PROXY", [True, True, False]),
+        ("https_proxy", [True, True, False]),
+        ("ALL_PROXY", [False, False, False]),
+        ("all_proxy", [False, False, False]),
+    ],
+)
 def test_proxy_variable_rules_out_the_endpoints_it_applies_to(no_proxies, monkeypatch, name, usable):
     monkeypatch.setenv(name, "http://proxy.example.org:3128")
     assert [lean.usable(e) for e in ENDPOINTS] == usable
@@ -206,11 +217,14 @@ def test_non_http_endpoint_is_not_usable(no_proxies, endpoint):
 
 
 # ------------------------------------------------------------------------------------------ HubClient
-def test_client_under_a_proxy_sends_the_bundle_request_through_httpx(no_proxies, monkeypatch, serve, connects):
+def test_client_under_a_proxy_sends_the_bundle_request_through_httpx(
+    no_proxies, monkeypatch, serve, connects
+):
     """Under HTTP_PROXY the client has no lean connection, and the bundle request reaches the proxy (httpx's proxy
     logic); without proxy variables it has one, and the request goes straight to the hub."""
-    proxy = serve(lambda target: reply(b'{"detail": "no such API"}', status="404 Not Found",
-                                       kind="application/json"))
+    proxy = serve(
+        lambda target: reply(b'{"detail": "no such API"}', status="404 Not Found", kind="application/json")
+    )
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     with HubClient(endpoint="http://hub.invalid:4321", token=False) as client:
         assert client._lean is None
@@ -248,8 +262,14 @@ def test_client_with_no_proxy_for_the_hub_uses_the_lean_connection(no_proxies, m
 @pytest.fixture(scope="module")
 def kept(client_hub):
     """The commit of an adapter pushed to the live hub."""
-    result = adapter_model(5).push_adapter_to_hub(KEPT, "sst", task="sentiment", subtask="lean-kept",
-                                                  endpoint=client_hub.url, token=client_hub.tokens["alice"])
+    result = adapter_model(5).push_adapter_to_hub(
+        KEPT,
+        "sst",
+        task="sentiment",
+        subtask="lean-kept",
+        endpoint=client_hub.url,
+        token=client_hub.tokens["alice"],
+    )
     return result.commit
 
 
@@ -404,8 +424,12 @@ def hub_env(tmp_path, monkeypatch, no_proxies, own_clients):
 def cut_bundle(repo_id: str) -> tuple[bytes, int]:
     """A bundle of two files (manifest first) and where to cut it: in the middle of the first file's data."""
     files = [("adapter_config.json", b'{"config": "seq_bn"}' * 50), ("adapter.safetensors", os.urandom(3000))]
-    manifest = {"repo_id": repo_id, "commit": "c" * 40, "omitted": [],
-                "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files]}
+    manifest = {
+        "repo_id": repo_id,
+        "commit": "c" * 40,
+        "omitted": [],
+        "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files],
+    }
     body = tar_of([(bundle_module.MANIFEST, json.dumps(manifest).encode()), *files])
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as tar:
         first = tar.getmembers()[1]
@@ -430,7 +454,9 @@ def test_bundle_cut_short_through_the_client_leaves_nothing(hub_env, serve, monk
         adapter_folder(repo_id, progress=False)
     assert [urlsplit(t).path for t, _ in server.requests] == [BUNDLE]
     left = [p.relative_to(hub_env).as_posix() for p in hub_env.rglob("*") if p.is_file()]
-    assert not [p for p in left if "/manifests/" in p or "/blobs/" in p or "/snapshots/" in p or ".part" in p], left
+    assert not [
+        p for p in left if "/manifests/" in p or "/blobs/" in p or "/snapshots/" in p or ".part" in p
+    ], left
 
 
 # ------------------------------------------------------------------------------------------ what the server sees
@@ -440,14 +466,20 @@ def test_endpoint_prefix_query_and_headers(no_proxies, serve, token):
     identifier, config = "acme/with space@v1.0", "seq_bn&reduction_factor=16"
     with HubClient(endpoint=f"{server.url}/hub/", token=token or False) as client:
         assert client._lean is not None
-        with client.bundle(identifier, model_name="alice/tiny-bert", config=config, max_file_size=123) as response:
+        with client.bundle(
+            identifier, model_name="alice/tiny-bert", config=config, max_file_size=123
+        ) as response:
             assert response is None
         user_agent = client._http.headers["user-agent"]
     [(target, headers)] = server.requests
     parts = urlsplit(target)
     assert parts.path == f"/hub{BUNDLE}"
     assert parse_qs(parts.query, strict_parsing=True) == {
-        "identifier": [identifier], "model_name": ["alice/tiny-bert"], "config": [config], "max_file_size": ["123"]}
+        "identifier": [identifier],
+        "model_name": ["alice/tiny-bert"],
+        "config": [config],
+        "max_file_size": ["123"],
+    }
     assert not set(parts.query) & set(" @/"), parts.query  # url-encoded
     assert user_agent.startswith("adapterhub/") and headers["user-agent"] == user_agent
     assert headers["accept-encoding"] == "identity"

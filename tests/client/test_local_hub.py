@@ -19,8 +19,16 @@ def test_local_hub_lifecycle(tmp_path, monkeypatch):
         assert hub.url.startswith("http://127.0.0.1:") and hub.token
         push_base_model(fresh_model(), BASE, endpoint=hub.url, token=hub.token)
         model = adapter_model(61)
-        pushed = model.push_adapter_to_hub("demo/sst2", "sst", task="sentiment", subtask="sst-2", language="en",
-                                           metrics={"accuracy": 0.8}, endpoint=hub.url, token=hub.token)
+        pushed = model.push_adapter_to_hub(
+            "demo/sst2",
+            "sst",
+            task="sentiment",
+            subtask="sst-2",
+            language="en",
+            metrics={"accuracy": 0.8},
+            endpoint=hub.url,
+            token=hub.token,
+        )
         assert pushed.validation == "passed"
         (hit,) = list_adapters("sst2", base_model=BASE, endpoint=hub.url)
         assert (hit.id, hit.commit) == ("demo/sst2", pushed.commit)

@@ -16,23 +16,39 @@ import typer
 from typer.testing import CliRunner
 
 from adapterhub.client import cli as client_cli
-from adapterhub.client import (AuthError, Cache, IdentifierError, NotFoundError, adapter_info, list_adapters,
-                               search_adapters)
+from adapterhub.client import (
+    AuthError,
+    Cache,
+    IdentifierError,
+    NotFoundError,
+    adapter_info,
+    list_adapters,
+    search_adapters,
+)
 
 
 @pytest.fixture(scope="module")
 def pushed(client_hub):
     model = adapter_model(11)
     result = model.push_adapter_to_hub(
-        "acme/publish-nli", "sst", task="nli", subtask="rte-publish", language=["en", "de"], dataset="glue/rte",
-        metrics={"accuracy": 0.73, "f1": 0.7}, license="mit", tags=["demo"], endpoint=client_hub.url,
-        token=client_hub.tokens["alice"])
+        "acme/publish-nli",
+        "sst",
+        task="nli",
+        subtask="rte-publish",
+        language=["en", "de"],
+        dataset="glue/rte",
+        metrics={"accuracy": 0.73, "f1": 0.7},
+        license="mit",
+        tags=["demo"],
+        endpoint=client_hub.url,
+        token=client_hub.tokens["alice"],
+    )
     return result, model
 
 
 def _front_matter(text: str) -> dict:
     assert text.startswith("---\n")
-    return yaml.safe_load(text[4:text.index("\n---", 4)])
+    return yaml.safe_load(text[4 : text.index("\n---", 4)])
 
 
 def test_push_writes_adapter_head_and_card_and_waits_for_validation(client_hub, pushed, env, tmp_path):
@@ -42,8 +58,13 @@ def test_push_writes_adapter_head_and_card_and_waits_for_validation(client_hub, 
     from adapterhub.client import adapter_folder
 
     snap = adapter_folder("acme/publish-nli")
-    assert {p.name for p in snap.iterdir()} == {"README.md", "adapter_config.json", "adapter.safetensors",
-                                                "head_config.json", "model_head.safetensors"}
+    assert {p.name for p in snap.iterdir()} == {
+        "README.md",
+        "adapter_config.json",
+        "adapter.safetensors",
+        "head_config.json",
+        "model_head.safetensors",
+    }
     meta = _front_matter((snap / "README.md").read_text())
     assert meta["base_model"] == BASE and meta["task"] == "nli" and meta["subtask"] == "rte-publish"
     assert meta["language"] == ["en", "de"] and meta["datasets"] == ["glue/rte"] and meta["license"] == "mit"
@@ -74,8 +95,9 @@ def test_search_and_info_from_python(client_hub, pushed, env):
 
 def test_private_repository_needs_the_owners_token(client_hub, env, monkeypatch):
     model = adapter_model(12)
-    result = model.push_adapter_to_hub("alice/secret", "sst", private=True, endpoint=client_hub.url,
-                                       token=client_hub.tokens["alice"])
+    result = model.push_adapter_to_hub(
+        "alice/secret", "sst", private=True, endpoint=client_hub.url, token=client_hub.tokens["alice"]
+    )
     with pytest.raises(NotFoundError, match="private"):
         fresh_model().load_adapter("alice/secret")
     with pytest.raises(NotFoundError):
@@ -87,8 +109,9 @@ def test_private_repository_needs_the_owners_token(client_hub, env, monkeypatch)
     monkeypatch.setenv("ADAPTERHUB_TOKEN", client_hub.tokens["alice"])
     assert fresh_model().load_adapter(f"alice/secret@{result.commit}") == "sst"
     with pytest.raises(AuthError):
-        adapter_model(13).push_adapter_to_hub("alice/secret", "sst", endpoint=client_hub.url,
-                                              token=client_hub.tokens["alice-read"])
+        adapter_model(13).push_adapter_to_hub(
+            "alice/secret", "sst", endpoint=client_hub.url, token=client_hub.tokens["alice-read"]
+        )
 
 
 def test_push_refuses_what_the_hub_would_not_validate(client_hub, env):
@@ -119,8 +142,14 @@ def test_adapter_pushed_by_us_downloads_with_snapshot_download(client_hub, pushe
     from huggingface_hub import snapshot_download
 
     result, model = pushed
-    path = Path(snapshot_download("acme/publish-nli", endpoint=client_hub.url, cache_dir=str(tmp_path / "hf"),
-                                  revision=result.commit))
+    path = Path(
+        snapshot_download(
+            "acme/publish-nli",
+            endpoint=client_hub.url,
+            cache_dir=str(tmp_path / "hf"),
+            revision=result.commit,
+        )
+    )
     from adapterhub.client import adapter_folder
 
     snap = adapter_folder(f"acme/publish-nli@{result.commit}")
@@ -142,22 +171,33 @@ def test_push_setup(client_hub, env, monkeypatch, tmp_path):
         for p in model.adapterhub_state.adapter_parameters("task").values():
             p.add_(0.1)
     model.set_active_adapters(Stack("lang", "task"))
-    result = model.push_adapter_setup_to_hub("acme/stacked", Stack("lang", "task"), task="nli",
-                                             subtask="setup-test", token=client_hub.tokens["alice"])
+    result = model.push_adapter_setup_to_hub(
+        "acme/stacked",
+        Stack("lang", "task"),
+        task="nli",
+        subtask="setup-test",
+        token=client_hub.tokens["alice"],
+    )
     assert result.validation == "passed"
     loaded = fresh_model()
     setup, _ = loaded.load_adapter_setup("acme/stacked", set_active=True)
     assert setup.names() == ["lang", "task"]
     assert torch.allclose(output_of(loaded, inputs()), output_of(model, inputs()))
     # the hub options go through to the download: a private copy, endpoint and token as arguments, none in env
-    model.push_adapter_setup_to_hub("alice/stacked-private", Stack("lang", "task"), private=True,
-                                    token=client_hub.tokens["alice"])
+    model.push_adapter_setup_to_hub(
+        "alice/stacked-private", Stack("lang", "task"), private=True, token=client_hub.tokens["alice"]
+    )
     monkeypatch.delenv("ADAPTERHUB_ENDPOINT")
     with pytest.raises(NotFoundError):
         fresh_model().load_adapter_setup("alice/stacked-private", endpoint=client_hub.url, token=False)
     private = fresh_model()
-    private.load_adapter_setup("alice/stacked-private", set_active=True, endpoint=client_hub.url,
-                               token=client_hub.tokens["alice"], cache_dir=tmp_path / "setup-cache")
+    private.load_adapter_setup(
+        "alice/stacked-private",
+        set_active=True,
+        endpoint=client_hub.url,
+        token=client_hub.tokens["alice"],
+        cache_dir=tmp_path / "setup-cache",
+    )
     assert torch.allclose(output_of(private, inputs()), output_of(model, inputs()))
     assert list((tmp_path / "setup-cache").rglob("manifests/*.json"))
 
@@ -188,7 +228,9 @@ def test_cli_search_info_pull_push_login_and_cache(client_hub, pushed, env, tmp_
     assert code == 1
     # push a saved folder from the command line (no token yet: refused), then log in and push
     model.save_adapter(tmp_path / "saved", "sst")
-    code, out = run("push", str(tmp_path / "saved"), "alice/cli-pushed", "--task", "nli", "--metric", "accuracy=0.5")
+    code, out = run(
+        "push", str(tmp_path / "saved"), "alice/cli-pushed", "--task", "nli", "--metric", "accuracy=0.5"
+    )
     assert code == 1
     code, out = run("login", "--token", "ah_not-a-token")
     assert code == 1 and not (Path(os.environ["ADAPTERHUB_HOME"]) / "tokens.json").exists()
@@ -197,8 +239,19 @@ def test_cli_search_info_pull_push_login_and_cache(client_hub, pushed, env, tmp_
     saved = json.loads((Path(os.environ["ADAPTERHUB_HOME"]) / "tokens.json").read_text())
     assert saved == {client_hub.url: client_hub.tokens["alice"]}
     assert (Path(os.environ["ADAPTERHUB_HOME"]) / "tokens.json").stat().st_mode & 0o077 == 0
-    code, out = run("push", str(tmp_path / "saved"), "alice/cli-pushed", "--task", "nli", "--subtask", "cli",
-                    "--metric", "accuracy=0.5", "--tag", "v1")
+    code, out = run(
+        "push",
+        str(tmp_path / "saved"),
+        "alice/cli-pushed",
+        "--task",
+        "nli",
+        "--subtask",
+        "cli",
+        "--metric",
+        "accuracy=0.5",
+        "--tag",
+        "v1",
+    )
     assert code == 0 and "passed" in out, out
     loaded = fresh_model()
     loaded.load_adapter("alice/cli-pushed@v1", set_active=True)
@@ -213,7 +266,9 @@ def test_cli_search_info_pull_push_login_and_cache(client_hub, pushed, env, tmp_
 
     pushed_config = json.loads((adapter_folder("alice/cli-renamed") / "adapter_config.json").read_text())
     assert pushed_config["model_name"] == BASE
-    assert json.loads((tmp_path / "saved" / "adapter_config.json").read_text())["model_name"] != BASE  # untouched
+    assert (
+        json.loads((tmp_path / "saved" / "adapter_config.json").read_text())["model_name"] != BASE
+    )  # untouched
     # cache ls / rm / prune
     code, out = run("cache", "ls", "--json")
     rows = json.loads(out)

@@ -36,12 +36,22 @@ def test_minilm_adapter_round_trip_through_the_hub(client_hub, env):
         for p in model.adapterhub_state.adapter_parameters("sst-2").values():
             p.add_(torch.randn_like(p) * 0.05)
     model.set_active_adapters("sst-2")
-    pushed = model.push_adapter_to_hub("acme/minilm-sst-2", "sst-2", base_model=BASE_ID, task="sentiment",
-                                       subtask="sst-2-real", language="en", token=token)
+    pushed = model.push_adapter_to_hub(
+        "acme/minilm-sst-2",
+        "sst-2",
+        base_model=BASE_ID,
+        task="sentiment",
+        subtask="sst-2-real",
+        language="en",
+        token=token,
+    )
     assert pushed.validation == "passed", pushed
     tokenizer = AutoTokenizer.from_pretrained(gt.get_model_path())
-    batch = tokenizer(["a gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate clichés."],
-                      padding=True, return_tensors="pt")
+    batch = tokenizer(
+        ["a gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate clichés."],
+        padding=True,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         expected = model(**batch).logits
     fresh = _minilm()

@@ -27,8 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def pushed(client_hub):
     model = adapter_model(7)
-    result = model.push_adapter_to_hub("acme/transfer", "sst", task="sentiment", subtask="transfer-test",
-                                       endpoint=client_hub.url, token=client_hub.tokens["alice"])
+    result = model.push_adapter_to_hub(
+        "acme/transfer",
+        "sst",
+        task="sentiment",
+        subtask="transfer-test",
+        endpoint=client_hub.url,
+        token=client_hub.tokens["alice"],
+    )
     info = httpx.get(f"{client_hub.url}/api/models/acme/transfer/revision/{result.commit}?blobs=true").json()
     shas = {s["rfilename"]: s["lfs"]["sha256"] for s in info["siblings"] if s.get("lfs")}
     return result.commit, output_of(model, inputs()), shas
@@ -107,7 +113,9 @@ def test_killed_download_leaves_nothing_usable_and_is_completed(client_hub, push
     assert partial[0].stat().st_size < full_size
     assert not (repo / "blobs" / shas["adapter.safetensors"]).exists()
     assert not list(repo.glob("manifests/*.json"))
-    with pytest.raises(OfflineError, match="not in the cache"):  # the partial download is never taken as complete
+    with pytest.raises(
+        OfflineError, match="not in the cache"
+    ):  # the partial download is never taken as complete
         fresh_model().load_adapter(f"acme/transfer@{commit}", offline=True)
     starts = record_stream_starts(monkeypatch)
     kept = partial[0].stat().st_size
@@ -115,8 +123,10 @@ def test_killed_download_leaves_nothing_usable_and_is_completed(client_hub, push
     model.load_adapter(f"acme/transfer@{commit}", set_active=True)
     assert ("adapter.safetensors", kept) in starts  # resumed from where the killed process stopped
     assert not list(repo.glob("blobs/*.incomplete"))
-    assert hashlib.sha256((repo / "blobs" / shas["adapter.safetensors"]).read_bytes()).hexdigest() == \
-        shas["adapter.safetensors"]
+    assert (
+        hashlib.sha256((repo / "blobs" / shas["adapter.safetensors"]).read_bytes()).hexdigest()
+        == shas["adapter.safetensors"]
+    )
     assert torch.allclose(output_of(model, inputs()), expected)
 
 
@@ -138,8 +148,17 @@ LOADER = textwrap.dedent("""
 def test_two_processes_loading_the_same_adapter_both_succeed(client_hub, pushed, env, tmp_path):
     commit, expected, shas = pushed
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", LOADER, str(go)], env=dict(os.environ), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOADER, str(go)],
+            env=dict(os.environ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     go.write_text("go")
     outs = [p.communicate(timeout=180) for p in procs]
     for p, (out, err) in zip(procs, outs):

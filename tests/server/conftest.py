@@ -20,7 +20,7 @@ def db_url(request, tmp_path_factory):
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'hub.sqlite'}"
         return
     if not PG_URL:
-        pytest.skip("ADAPTERHUB_TEST_DATABASE_URL is not set (run: eval \"$(bash scripts/services.sh)\")")
+        pytest.skip('ADAPTERHUB_TEST_DATABASE_URL is not set (run: eval "$(bash scripts/services.sh)")')
     import sqlalchemy as sa
 
     name = f"ah_{uuid.uuid4().hex[:12]}"

@@ -25,16 +25,27 @@ out["create_url"] = str(api.create_repo("alice/old03"))
 out["create_again"] = str(api.create_repo("alice/old03", exist_ok=True))
 out["commit"] = api.upload_folder(repo_id="alice/old03", folder_path=str(src)).oid
 out["download_equal"] = all(
-    Path(hf.hf_hub_download("alice/old03", p, cache_dir=work / "c1", token=False)).read_bytes() == d for p, d in files.items()
+    Path(hf.hf_hub_download("alice/old03", p, cache_dir=work / "c1", token=False)).read_bytes() == d
+    for p, d in files.items()
 )
 snap = Path(hf.snapshot_download("alice/old03", cache_dir=work / "c2", token=False))
-out["snapshot_equal"] = {p.relative_to(snap).as_posix(): p.read_bytes() for p in snap.rglob("*") if p.is_file()} == files
+out["snapshot_equal"] = {
+    p.relative_to(snap).as_posix(): p.read_bytes() for p in snap.rglob("*") if p.is_file()
+} == files
 
 CHANGED = json.dumps({"model_type": "bert", "v": 2}).encode()
 api.create_tag("alice/old03", tag="v1")
 api.upload_file(path_or_fileobj=CHANGED, path_in_repo="config.json", repo_id="alice/old03")
-out["tag_pins"] = Path(hf.hf_hub_download("alice/old03", "config.json", revision="v1", cache_dir=work / "c3", token=False)).read_bytes() == files["config.json"]
-out["main_moves"] = Path(hf.hf_hub_download("alice/old03", "config.json", cache_dir=work / "c4", token=False)).read_bytes() == CHANGED
+out["tag_pins"] = (
+    Path(
+        hf.hf_hub_download("alice/old03", "config.json", revision="v1", cache_dir=work / "c3", token=False)
+    ).read_bytes()
+    == files["config.json"]
+)
+out["main_moves"] = (
+    Path(hf.hf_hub_download("alice/old03", "config.json", cache_dir=work / "c4", token=False)).read_bytes()
+    == CHANGED
+)
 out["tags"] = [t.name for t in api.list_repo_refs("alice/old03").tags]
 
 api.create_repo("alice/old03-private", private=True)
@@ -51,9 +62,19 @@ def error_name(fn):
     return "none"
 
 
-out["private_anonymous"] = error_name(lambda: hf.hf_hub_download("alice/old03-private", "p.txt", cache_dir=work / "c5", token=False))
-out["private_bob"] = error_name(lambda: hf.hf_hub_download("alice/old03-private", "p.txt", cache_dir=work / "c6", token=tokens["bob"]))
-out["missing_file"] = error_name(lambda: hf.hf_hub_download("alice/old03", "nope.txt", cache_dir=work / "c7", token=False))
-out["missing_revision"] = error_name(lambda: hf.hf_hub_download("alice/old03", "config.json", revision="nope", cache_dir=work / "c8", token=False))
+out["private_anonymous"] = error_name(
+    lambda: hf.hf_hub_download("alice/old03-private", "p.txt", cache_dir=work / "c5", token=False)
+)
+out["private_bob"] = error_name(
+    lambda: hf.hf_hub_download("alice/old03-private", "p.txt", cache_dir=work / "c6", token=tokens["bob"])
+)
+out["missing_file"] = error_name(
+    lambda: hf.hf_hub_download("alice/old03", "nope.txt", cache_dir=work / "c7", token=False)
+)
+out["missing_revision"] = error_name(
+    lambda: hf.hf_hub_download(
+        "alice/old03", "config.json", revision="nope", cache_dir=work / "c8", token=False
+    )
+)
 out["whoami"] = api.whoami()["name"]
 print(json.dumps(out))

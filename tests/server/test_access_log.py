@@ -24,12 +24,16 @@ def test_each_request_is_logged_with_its_status(app, caplog):
     app.access_log = True
     with TestClient(app) as client, caplog.at_level(logging.INFO, logger=ACCESS_LOG.name):
         assert client.get("/api/models").status_code == 200
-        assert client.get("/api/adapters/bundle", params={"identifier": "no/such"}).status_code == 404  # fast path
+        assert (
+            client.get("/api/adapters/bundle", params={"identifier": "no/such"}).status_code == 404
+        )  # fast path
         assert client.get("/no/such/resolve/main/x.json").status_code == 404
     lines = [r.args for r in caplog.records if r.name == ACCESS_LOG.name]
     assert [(m, p, s) for _, m, p, _, s in lines] == [
-        ("GET", "/api/models", 200), ("GET", "/api/adapters/bundle?identifier=no%2Fsuch", 404),
-        ("GET", "/no/such/resolve/main/x.json", 404)]
+        ("GET", "/api/models", 200),
+        ("GET", "/api/adapters/bundle?identifier=no%2Fsuch", 404),
+        ("GET", "/no/such/resolve/main/x.json", 404),
+    ]
     assert all(client.startswith("testclient") and version == "1.1" for client, _, _, version, _ in lines)
 
 

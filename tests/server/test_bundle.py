@@ -37,7 +37,9 @@ def uploaded(live_hub):
     """Two public adapters for the same task/subtask (so the short task form is ambiguous) and a private one."""
     out = {}
     out["seq"] = upload_adapter(live_hub, "alice/bdl-seqbn", SEQ, task="sentiment", subtask="bundle-test")
-    out["double"] = upload_adapter(live_hub, "acme/bdl-double", DOUBLE, task="sentiment", subtask="bundle-test")
+    out["double"] = upload_adapter(
+        live_hub, "acme/bdl-double", DOUBLE, task="sentiment", subtask="bundle-test"
+    )
     live_hub.api("alice").create_repo("alice/bdl-private", private=True)
     out["private"] = upload_adapter(live_hub, "alice/bdl-private", SEQ, task="nli", subtask="bundle-private")
     return out
@@ -82,7 +84,9 @@ def test_bundle_holds_the_pushed_files_and_their_hashes(live_hub, uploaded):
     assert r.headers["content-type"].split(";")[0] == "application/x-tar"
     assert r.headers["x-repo-commit"] == commit
     manifest, members = read_tar(r.content)
-    assert manifest["format"] == 1 and manifest["repo_id"] == "alice/bdl-seqbn" and manifest["commit"] == commit
+    assert (
+        manifest["format"] == 1 and manifest["repo_id"] == "alice/bdl-seqbn" and manifest["commit"] == commit
+    )
     assert manifest["omitted"] == []
     # the resolve part is exactly what the resolve API answers for the same identifier
     assert manifest["resolve"] == get_resolve(live_hub, identifier="alice/bdl-seqbn").json()
@@ -148,21 +152,26 @@ def test_task_identifier_version_and_config(live_hub, uploaded):
     assert r.status_code == 200, r.text
     assert read_tar(r.content)[0]["repo_id"] == "acme/bdl-double"
     # a revision: the commit id, in the identifier or as version=
-    for params in ({"identifier": f"alice/bdl-seqbn@{uploaded['seq'][1]}"},
-                   {"identifier": "@alice/bdl-seqbn", "version": uploaded["seq"][1][:12]}):
+    for params in (
+        {"identifier": f"alice/bdl-seqbn@{uploaded['seq'][1]}"},
+        {"identifier": "@alice/bdl-seqbn", "version": uploaded["seq"][1][:12]},
+    ):
         r = get_bundle(live_hub, **params)
         assert r.status_code == 200, (params, r.text)
         assert read_tar(r.content)[0]["commit"] == uploaded["seq"][1]
 
 
-@pytest.mark.parametrize("params, status", [
-    ({"identifier": "alice/no-such-adapter"}, 404),
-    ({"identifier": "nothing/here"}, 404),
-    ({"identifier": "sentiment/bundle-test"}, 409),  # two adapters match
-    ({"identifier": "alice/bdl-seqbn", "config": "no-such-preset"}, 400),
-    ({"identifier": "alice/bdl-seqbn", "config": "double_seq_bn"}, 404),  # main has seq_bn: no fallback
-    ({"identifier": "a/b/c"}, 400),
-])
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"identifier": "alice/no-such-adapter"}, 404),
+        ({"identifier": "nothing/here"}, 404),
+        ({"identifier": "sentiment/bundle-test"}, 409),  # two adapters match
+        ({"identifier": "alice/bdl-seqbn", "config": "no-such-preset"}, 400),
+        ({"identifier": "alice/bdl-seqbn", "config": "double_seq_bn"}, 404),  # main has seq_bn: no fallback
+        ({"identifier": "a/b/c"}, 400),
+    ],
+)
 def test_errors_are_the_resolve_apis(live_hub, uploaded, params, status):
     r = get_bundle(live_hub, **params)
     assert r.status_code == status, r.text
@@ -204,8 +213,10 @@ def test_private_repository_only_for_its_owner(live_hub, uploaded):
     assert get_bundle(live_hub, "alice-read", identifier="alice/bdl-private").status_code == 200
     # the same through the FastAPI route (an extra parameter makes the fast path hand over)
     assert get_bundle(live_hub, identifier="alice/bdl-private", other="1").status_code == 404
-    assert get_bundle(live_hub, "alice", identifier="alice/bdl-private", other="1").content == \
-        get_bundle(live_hub, "alice", identifier="alice/bdl-private").content
+    assert (
+        get_bundle(live_hub, "alice", identifier="alice/bdl-private", other="1").content
+        == get_bundle(live_hub, "alice", identifier="alice/bdl-private").content
+    )
 
 
 def test_max_file_size_lists_but_omits_big_files(live_hub, uploaded):
@@ -222,7 +233,8 @@ def test_max_file_size_lists_but_omits_big_files(live_hub, uploaded):
     r = get_bundle(live_hub, identifier="alice/bdl-seqbn", max_file_size=0)
     manifest, members = read_tar(r.content)
     assert manifest["omitted"] == sorted(p for p, d in files.items() if d) and members == [
-        (p, b"") for p, d in sorted(files.items()) if not d]
+        (p, b"") for p, d in sorted(files.items()) if not d
+    ]
 
 
 def test_a_bundle_counts_one_download(live_hub, uploaded):
@@ -230,8 +242,9 @@ def test_a_bundle_counts_one_download(live_hub, uploaded):
     assert get_bundle(live_hub, identifier="acme/bdl-double").status_code == 200
     assert wait_downloads(live_hub, "acme/bdl-double", before + 1) == before + 1
     item = httpx.get(f"{live_hub.url}/api/adapters", params={"author": "acme", "q": "bdl"}).json()["items"]
-    assert [(i["id"], i["downloads"]) for i in item if i["id"] == "acme/bdl-double"] == [("acme/bdl-double",
-                                                                                        before + 1)]
+    assert [(i["id"], i["downloads"]) for i in item if i["id"] == "acme/bdl-double"] == [
+        ("acme/bdl-double", before + 1)
+    ]
     # an error counts nothing
     assert get_bundle(live_hub, identifier="acme/bdl-double", config="no-such-preset").status_code == 400
     live_hub.hub.downloads.flush()
@@ -253,7 +266,9 @@ def test_fast_path_route_and_streamed_route_answer_the_same(live_hub, uploaded, 
         assert r.headers["content-type"].split(";")[0] == "application/x-tar"
     assert fast.content == routed.content == streamed.content
     assert int(fast.headers["content-length"]) == len(fast.content)
-    assert int(streamed.headers["content-length"]) == len(streamed.content)  # streamed, its length known ahead
+    assert int(streamed.headers["content-length"]) == len(
+        streamed.content
+    )  # streamed, its length known ahead
     assert dict(read_tar(streamed.content)[1]) == files
     assert wait_downloads(live_hub, "alice/bdl-seqbn", before + 3) == before + 3
 
@@ -305,7 +320,8 @@ def test_blob_repaired_in_place_with_its_mtime_kept_is_read_again(live_hub, uplo
         on_disk.write_bytes(bytes(rotten))
         os.utime(on_disk, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert dict(read_tar(get_bundle(live_hub, identifier="alice/bdl-rot").content)[1])[
-            "adapter.safetensors"] == bytes(rotten)
+            "adapter.safetensors"
+        ] == bytes(rotten)
         on_disk.write_bytes(good)  # restored, mtime kept
         os.utime(on_disk, ns=(st.st_atime_ns, st.st_mtime_ns))
         served = dict(read_tar(get_bundle(live_hub, identifier="alice/bdl-rot").content)[1])
@@ -325,7 +341,9 @@ def test_fast_path_answers_while_every_pooled_connection_is_taken(live_hub, uplo
     held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]
     try:
         assert engine.pool.checkedout() == len(held)
-        r = httpx.get(f"{live_hub.url}/api/adapters/bundle", params={"identifier": "alice/bdl-seqbn"}, timeout=10)
+        r = httpx.get(
+            f"{live_hub.url}/api/adapters/bundle", params={"identifier": "alice/bdl-seqbn"}, timeout=10
+        )
         assert r.status_code == 200 and r.headers["x-repo-commit"] == commit
         manifest, members = read_tar(r.content)
         assert dict(members) == files

@@ -20,7 +20,9 @@ def make_folder(root, n_extra: int = 0):
     root.mkdir(parents=True, exist_ok=True)
     (root / "README.md").write_text("---\nlicense: apache-2.0\ntags: [demo]\n---\n# Demo\n")
     (root / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
-    save_file({"w": torch.arange(3000, dtype=torch.float32).reshape(30, 100)}, str(root / "weights.safetensors"))
+    save_file(
+        {"w": torch.arange(3000, dtype=torch.float32).reshape(30, 100)}, str(root / "weights.safetensors")
+    )
     (root / "sub").mkdir(exist_ok=True)
     (root / "sub" / "notes.txt").write_bytes(bytes(range(256)) * 10)
     for i in range(n_extra):
@@ -42,7 +44,9 @@ def test_create_upload_download_roundtrip(live_hub, tmp_path):
     assert len(info.oid) == 40
 
     for path, data in files.items():
-        got = hf.hf_hub_download("alice/demo", path, endpoint=live_hub.url, cache_dir=tmp_path / "c1", token=False)
+        got = hf.hf_hub_download(
+            "alice/demo", path, endpoint=live_hub.url, cache_dir=tmp_path / "c1", token=False
+        )
         assert open(got, "rb").read() == data, path
     snap = hf.snapshot_download("alice/demo", endpoint=live_hub.url, cache_dir=tmp_path / "c2", token=False)
     from pathlib import Path
@@ -87,7 +91,14 @@ def test_revisions_branches_and_tags(live_hub, tmp_path):
     api.upload_file(path_or_fileobj=b"dev", path_in_repo="x.txt", repo_id="alice/versions", revision="dev")
 
     def get(rev, cache):
-        p = hf.hf_hub_download("alice/versions", "x.txt", revision=rev, endpoint=live_hub.url, cache_dir=tmp_path / cache, token=False)
+        p = hf.hf_hub_download(
+            "alice/versions",
+            "x.txt",
+            revision=rev,
+            endpoint=live_hub.url,
+            cache_dir=tmp_path / cache,
+            token=False,
+        )
         return open(p, "rb").read()
 
     assert get("main", "a") == b"v2"
@@ -97,7 +108,9 @@ def test_revisions_branches_and_tags(live_hub, tmp_path):
     refs = api.list_repo_refs("alice/versions")
     assert {b.name for b in refs.branches} == {"main", "dev"}
     assert [(t.name, t.target_commit) for t in refs.tags] == [("v1.0", c1)]
-    snap = hf.snapshot_download("alice/versions", revision="v1.0", endpoint=live_hub.url, cache_dir=tmp_path / "s", token=False)
+    snap = hf.snapshot_download(
+        "alice/versions", revision="v1.0", endpoint=live_hub.url, cache_dir=tmp_path / "s", token=False
+    )
     assert open(f"{snap}/x.txt", "rb").read() == b"v1"
     with pytest.raises(hf_errors.HfHubHTTPError) as e:
         api.create_tag("alice/versions", tag="v1.0")
@@ -108,10 +121,14 @@ def test_revisions_branches_and_tags(live_hub, tmp_path):
     assert refs.tags == [] and [b.name for b in refs.branches] == ["main"]
     # a branch name with a slash travels percent-encoded (feature%2Fx) in every URL
     api.create_branch("alice/versions", branch="feature/x")
-    feat = api.upload_file(path_or_fileobj=b"feat", path_in_repo="x.txt", repo_id="alice/versions", revision="feature/x").oid
+    feat = api.upload_file(
+        path_or_fileobj=b"feat", path_in_repo="x.txt", repo_id="alice/versions", revision="feature/x"
+    ).oid
     assert get("feature/x", "f") == b"feat"
     assert api.model_info("alice/versions", revision="feature/x").sha == feat
-    assert {b.name: b.target_commit for b in api.list_repo_refs("alice/versions").branches}["feature/x"] == feat
+    assert {b.name: b.target_commit for b in api.list_repo_refs("alice/versions").branches}[
+        "feature/x"
+    ] == feat
     api.delete_branch("alice/versions", branch="feature/x")
     api.upload_file(path_or_fileobj=b"y", path_in_repo="y.txt", repo_id="alice/versions")
     last = {e.path: e.last_commit for e in api.list_repo_tree("alice/versions", expand=True)}
@@ -130,14 +147,22 @@ def test_private_repos_and_write_permissions(live_hub, tmp_path):
     for who in (None, "bob"):
         token = live_hub.tokens[who] if who else False
         with pytest.raises(hf_errors.RepositoryNotFoundError):
-            hf.hf_hub_download("alice/secret", "a.txt", endpoint=live_hub.url, cache_dir=tmp_path / str(who), token=token)
+            hf.hf_hub_download(
+                "alice/secret", "a.txt", endpoint=live_hub.url, cache_dir=tmp_path / str(who), token=token
+            )
         with pytest.raises(hf_errors.RepositoryNotFoundError):
             live_hub.api(who).model_info("alice/secret")
         assert "alice/secret" not in [m.id for m in live_hub.api(who).list_models()]
         with pytest.raises(hf_errors.RepositoryNotFoundError):
             live_hub.api(who).auth_check("alice/secret")
     alice.auth_check("alice/secret")
-    p = hf.hf_hub_download("alice/secret", "a.txt", endpoint=live_hub.url, cache_dir=tmp_path / "ar", token=live_hub.tokens["alice-read"])
+    p = hf.hf_hub_download(
+        "alice/secret",
+        "a.txt",
+        endpoint=live_hub.url,
+        cache_dir=tmp_path / "ar",
+        token=live_hub.tokens["alice-read"],
+    )
     assert open(p, "rb").read() == b"s3cret"
     # writing: bob cannot write to alice's public repo, a read token cannot write, anonymous cannot create
     alice.create_repo("alice/public")
@@ -167,7 +192,11 @@ def test_resolve_headers_errors_and_ranges(live_hub):
     h = httpx.head(f"{base}/main/d/blob.bin.txt", headers={"Accept-Encoding": "identity"})
     assert h.status_code == 200 and h.headers["content-length"] == str(len(data))
     assert h.headers["x-repo-commit"] == sha and h.headers["x-linked-size"] == str(len(data))
-    assert h.headers["etag"].strip('"') == hashlib.sha256(data).hexdigest() == h.headers["x-linked-etag"].strip('"')
+    assert (
+        h.headers["etag"].strip('"')
+        == hashlib.sha256(data).hexdigest()
+        == h.headers["x-linked-etag"].strip('"')
+    )
     r = httpx.get(f"{base}/main/d/blob.bin.txt", headers={"Range": "bytes=100-199"})
     assert r.status_code == 206 and r.content == data[100:200]
     assert r.headers["content-range"] == f"bytes 100-199/{len(data)}"
@@ -179,7 +208,9 @@ def test_resolve_headers_errors_and_ranges(live_hub):
     norepo = httpx.head(f"{live_hub.url}/alice/nothing/resolve/main/x")
     assert norepo.status_code == 404 and norepo.headers["x-error-code"] == "RepoNotFound"
     with pytest.raises(hf_errors.EntryNotFoundError):
-        hf.hf_hub_download("alice/headers", "nope.txt", endpoint=live_hub.url, token=False, cache_dir=live_hub.data_dir / "c")
+        hf.hf_hub_download(
+            "alice/headers", "nope.txt", endpoint=live_hub.url, token=False, cache_dir=live_hub.data_dir / "c"
+        )
 
 
 def test_concurrent_commits_to_one_branch_are_all_kept(live_hub):
@@ -190,12 +221,19 @@ def test_concurrent_commits_to_one_branch_are_all_kept(live_hub):
     api.create_repo("alice/busy")
 
     def push(i):
-        return [api.upload_file(path_or_fileobj=f"{i}-{k}".encode(), path_in_repo=f"c{i}/{k}.txt", repo_id="alice/busy").oid for k in range(3)]
+        return [
+            api.upload_file(
+                path_or_fileobj=f"{i}-{k}".encode(), path_in_repo=f"c{i}/{k}.txt", repo_id="alice/busy"
+            ).oid
+            for k in range(3)
+        ]
 
     with cf.ThreadPoolExecutor(8) as pool:
         oids = [o for chunk in pool.map(push, range(8)) for o in chunk]
     assert len(set(oids)) == 24
-    assert sorted(api.list_repo_files("alice/busy")) == sorted(f"c{i}/{k}.txt" for i in range(8) for k in range(3))
+    assert sorted(api.list_repo_files("alice/busy")) == sorted(
+        f"c{i}/{k}.txt" for i in range(8) for k in range(3)
+    )
     assert len(api.list_repo_commits("alice/busy")) == 25  # the initial commit and one per upload, in a chain
 
 
@@ -228,13 +266,17 @@ def test_copy_delete_patterns_paths_info_and_local_dir(live_hub, tmp_path):
     info = {e.path: e for e in api.get_paths_info("alice/ops", ["a/b.txt", "a"])}
     assert info["a/b.txt"].size == 5 and info["a/b.txt"].blob_id == hashlib.sha1(b"blob 5\0hello").hexdigest()
     assert isinstance(info["a"], hf.hf_api.RepoFolder)
-    api.create_commit("alice/ops", operations=[hf.CommitOperationCopy("a/b.txt", "c.txt")], commit_message="copy")
+    api.create_commit(
+        "alice/ops", operations=[hf.CommitOperationCopy("a/b.txt", "c.txt")], commit_message="copy"
+    )
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "n.txt").write_text("n")
     api.upload_folder(repo_id="alice/ops", folder_path=tmp_path / "src", delete_patterns=["a/*"])
     assert sorted(api.list_repo_files("alice/ops")) == ["c.txt", "n.txt"]
     for _ in range(2):  # the second time the file is found in place (sha256 etag compared)
-        p = hf.hf_hub_download("alice/ops", "c.txt", endpoint=live_hub.url, local_dir=tmp_path / "ld", token=False)
+        p = hf.hf_hub_download(
+            "alice/ops", "c.txt", endpoint=live_hub.url, local_dir=tmp_path / "ld", token=False
+        )
         assert open(p, "rb").read() == b"hello"
 
 
@@ -244,7 +286,9 @@ def test_list_models_pages_follow_link(live_hub):
         api.create_repo(f"bob/page{i}")
     r = httpx.get(f"{live_hub.url}/api/models", params={"author": "bob", "limit": 3})
     assert len(r.json()) == 3 and 'rel="next"' in r.headers["link"]
-    assert sorted(m.id for m in api.list_models(author="bob", limit=None)) == sorted(f"bob/page{i}" for i in range(7))
+    assert sorted(m.id for m in api.list_models(author="bob", limit=None)) == sorted(
+        f"bob/page{i}" for i in range(7)
+    )
     seen, url = [], f"{live_hub.url}/api/models?author=bob&limit=3&sort=createdAt&direction=1"
     while url:
         r = httpx.get(url)
@@ -260,7 +304,11 @@ def test_malformed_requests_get_clear_400s(live_hub):
     r = httpx.get(f"{live_hub.url}/api/models", params={"limit": "ten"})
     assert r.status_code == 400 and "ten" in r.json()["error"]
     live_hub.api("alice").create_repo("alice/ndjson")
-    r = httpx.post(f"{live_hub.url}/api/models/alice/ndjson/commit/main", content=b'{"key": "file", "value": {"path": "../x", "content": ""}}\n', headers=h)
+    r = httpx.post(
+        f"{live_hub.url}/api/models/alice/ndjson/commit/main",
+        content=b'{"key": "file", "value": {"path": "../x", "content": ""}}\n',
+        headers=h,
+    )
     assert r.status_code == 400 and "'..' is not allowed" in r.json()["error"]
     r = httpx.post(f"{live_hub.url}/api/models/alice/ndjson/commit/main", content=b"garbage\n", headers=h)
     assert r.status_code == 400 and "malformed NDJSON" in r.json()["error"]

@@ -27,7 +27,7 @@ def extract_folder(folder: Path, extra: dict[str, bytes] | None = None):
     files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     files.update(extra or {})
     infos = [FileInfo(k, len(v)) for k, v in files.items()]
-    return extract_metadata(infos, files, read_header=lambda p: files[p][:1 << 16])
+    return extract_metadata(infos, files, read_header=lambda p: files[p][: 1 << 16])
 
 
 def test_adapterhub_seq_bn_with_flex_head():
@@ -50,7 +50,11 @@ def test_adapterhub_seq_bn_with_flex_head():
 def test_adapterhub_lora_with_static_head_and_hash():
     m = extract_folder(INTEROP / "bert/adapters/lora-seqcls/safetensors")
     assert (m.method, m.method_family) == ("lora", "lora")
-    assert m.hyperparams["r"] == 8 and m.hyperparams["alpha"] == 16 and m.hyperparams["attn_matrices"] == ["q", "v"]
+    assert (
+        m.hyperparams["r"] == 8
+        and m.hyperparams["alpha"] == 16
+        and m.hyperparams["attn_matrices"] == ["q", "v"]
+    )
     # static HF head: head_config.json has config=null and label2id at the top level
     assert m.head_type == "classification" and m.labels == ["LABEL_0", "LABEL_1", "LABEL_2"]
     # alpha 16 differs from the preset, so the hash is not the `lora` preset's one
@@ -93,8 +97,9 @@ def test_peft_lora_seqcls():
     assert m.num_params and m.num_params > 0
 
 
-@pytest.mark.parametrize("fixture, method", [("ia3", "ia3"), ("prefix_tuning", "prefix_tuning"),
-                                             ("lora_all_linear", "lora")])
+@pytest.mark.parametrize(
+    "fixture, method", [("ia3", "ia3"), ("prefix_tuning", "prefix_tuning"), ("lora_all_linear", "lora")]
+)
 def test_peft_methods(fixture, method):
     m = extract_folder(INTEROP / "bert/peft" / fixture)
     assert m.method == method and m.library == "peft"
@@ -180,16 +185,30 @@ def test_taxonomy_and_legacy_cards_import(index_db):
         assert s.get(TaxonomyTask, "text-classification") is not None  # stray quote in the file removed
         assert s.get(TaxonomyLanguage, "ru").name == "Russian"
         assert s.get(TaxonomyLanguage, "en") is not None
-        sst = s.scalar(select(TaxonomySubtask).where(TaxonomySubtask.task == "sentiment",
-                                                     TaxonomySubtask.name == "sst-2"))
+        sst = s.scalar(
+            select(TaxonomySubtask).where(
+                TaxonomySubtask.task == "sentiment", TaxonomySubtask.name == "sst-2"
+            )
+        )
         assert sst.language == "en" and sst.metric == "accuracy"
-        e = s.scalar(select(IndexEntry).where(IndexEntry.full_name == "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"))
+        e = s.scalar(
+            select(IndexEntry).where(IndexEntry.full_name == "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer")
+        )
         assert e.source == "legacy" and e.downloadable is False
         assert e.config_hash == "9076f36a74755ac4" and e.method == "seq_bn"
-        assert (e.task, e.subtask, e.language, e.base_model) == ("sentiment", "sst-2", "en", "bert-base-uncased")
+        assert (e.task, e.subtask, e.language, e.base_model) == (
+            "sentiment",
+            "sst-2",
+            "en",
+            "bert-base-uncased",
+        )
         assert "cannot be downloaded" in e.data["note"]
         assert [v.version for v in e.versions] == ["1"] and e.versions[0].data["sha256"]
-        lang = s.scalar(select(IndexEntry).where(IndexEntry.full_name == "ukp/bert-base-multilingual-cased-ar-wiki_houlsby"))
+        lang = s.scalar(
+            select(IndexEntry).where(
+                IndexEntry.full_name == "ukp/bert-base-multilingual-cased-ar-wiki_houlsby"
+            )
+        )
         assert lang.adapter_type == "text_lang" and lang.language == "ar" and lang.method == "double_seq_bn"
         assert lang.data["config"]["reduction_factor"] == 2 and lang.data["config"]["non_linearity"] == "gelu"
         assert sorted(v.version for v in lang.versions) == ["nd", "wd"] and lang.revision == "nd"

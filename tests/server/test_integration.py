@@ -24,7 +24,9 @@ def test_transformers_loads_a_model_through_hf_endpoint(live_hub, tmp_path):
     import torch
     import transformers
 
-    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
     torch.manual_seed(0)
     transformers.BertModel(config).save_pretrained(tmp_path / "m")
     api = live_hub.api("alice")
@@ -55,9 +57,13 @@ def test_two_servers_share_one_database_and_blob_folder(live_hub, db_url):
     try:
         api1, api2 = live_hub.api("alice"), hf.HfApi(endpoint=url2, token=live_hub.tokens["alice"])
         api1.create_repo("alice/shared-db")
-        c1 = api1.upload_file(path_or_fileobj=b"from server one", path_in_repo="one.txt", repo_id="alice/shared-db").oid
+        c1 = api1.upload_file(
+            path_or_fileobj=b"from server one", path_in_repo="one.txt", repo_id="alice/shared-db"
+        ).oid
         assert httpx.get(f"{url2}/alice/shared-db/resolve/main/one.txt").content == b"from server one"
-        c2 = api2.upload_file(path_or_fileobj=b"from server two", path_in_repo="two.txt", repo_id="alice/shared-db").oid
+        c2 = api2.upload_file(
+            path_or_fileobj=b"from server two", path_in_repo="two.txt", repo_id="alice/shared-db"
+        ).oid
         api2.create_tag("alice/shared-db", tag="both", revision=c2)
         assert httpx.get(f"{live_hub.url}/alice/shared-db/resolve/both/two.txt").content == b"from server two"
         assert [c.commit_id for c in api1.list_repo_commits("alice/shared-db")][:2] == [c2, c1]
@@ -112,15 +118,25 @@ def test_admin_creates_canonical_base_model_ids(live_hub, tmp_path):
         root = auth.create_account(s, "root", is_admin=True)
         token = auth.create_token(s, root, "write")
     # (huggingface_hub 2.x cannot parse a one-segment repo URL, so the repo is created with a plain POST)
-    r = httpx.post(f"{live_hub.url}/api/repos/create", json={"name": "bert-canonical"}, headers={"authorization": f"Bearer {token}"})
+    r = httpx.post(
+        f"{live_hub.url}/api/repos/create",
+        json={"name": "bert-canonical"},
+        headers={"authorization": f"Bearer {token}"},
+    )
     assert r.status_code == 200 and r.json()["url"] == f"{live_hub.url}/bert-canonical"
     # (nor a one-segment commit URL: the commit is sent as NDJSON directly, as the 0.3x client does)
     content = base64.b64encode(json.dumps({"model_type": "bert"}).encode()).decode()
     body = "\n".join(json.dumps(x) for x in ({"key": "header", "value": {"summary": "base"}},
                       {"key": "file", "value": {"path": "config.json", "encoding": "base64", "content": content}}))  # fmt: skip
-    r = httpx.post(f"{live_hub.url}/api/models/bert-canonical/commit/main", content=body, headers={"authorization": f"Bearer {token}"})
+    r = httpx.post(
+        f"{live_hub.url}/api/models/bert-canonical/commit/main",
+        content=body,
+        headers={"authorization": f"Bearer {token}"},
+    )
     assert r.status_code == 200, r.text
-    got = hf.hf_hub_download("bert-canonical", "config.json", endpoint=live_hub.url, token=False, cache_dir=tmp_path)
+    got = hf.hf_hub_download(
+        "bert-canonical", "config.json", endpoint=live_hub.url, token=False, cache_dir=tmp_path
+    )
     assert json.loads(open(got).read()) == {"model_type": "bert"}
     r = httpx.get(f"{live_hub.url}/bert-canonical/resolve/main/config.json")
     assert r.status_code == 200 and r.json() == {"model_type": "bert"}
@@ -128,7 +144,9 @@ def test_admin_creates_canonical_base_model_ids(live_hub, tmp_path):
     # a plain user's bare name still goes to the user's namespace, and canonical repos are admin-only
     assert live_hub.api("alice").create_repo("plain").repo_id == "alice/plain"
     with pytest.raises(hf.errors.HfHubHTTPError) as e:
-        live_hub.api("alice").upload_file(path_or_fileobj=b"{}", path_in_repo="x.json", repo_id="bert-canonical")
+        live_hub.api("alice").upload_file(
+            path_or_fileobj=b"{}", path_in_repo="x.json", repo_id="bert-canonical"
+        )
     assert e.value.response.status_code == 403
 
 
@@ -172,13 +190,20 @@ def test_adapterhub_serve_command_starts_and_serves(tmp_path):
         token = auth.create_token(s, auth.create_account(s, "dave"), "write")
     db.dispose()
     port = free_port()
-    proc = subprocess.Popen(args + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
         while True:
             try:
-                if httpx.get(f"{url}/api/whoami-v2", headers={"authorization": f"Bearer {token}"}).json().get("name") == "dave":
+                if (
+                    httpx.get(f"{url}/api/whoami-v2", headers={"authorization": f"Bearer {token}"})
+                    .json()
+                    .get("name")
+                    == "dave"
+                ):
                     break
             except httpx.HTTPError:
                 pass
@@ -231,9 +256,16 @@ def test_transformers_and_peft_load_base_and_lora_from_the_hub(live_hub, tmp_pat
     api.create_repo("alice/bert-interop-lora")
     lora = INTEROP / "bert" / "peft" / "lora_qv"
     ops = [hf.CommitOperationAdd(n, lora / n) for n in ("adapter_config.json", "adapter_model.safetensors")]
-    ops.append(hf.CommitOperationAdd("README.md", b"---\nbase_model: alice/bert-interop\nlibrary_name: peft\n---\n# LoRA\n"))
+    ops.append(
+        hf.CommitOperationAdd(
+            "README.md", b"---\nbase_model: alice/bert-interop\nlibrary_name: peft\n---\n# LoRA\n"
+        )
+    )
     api.create_commit("alice/bert-interop-lora", operations=ops, commit_message="lora")
-    assert httpx.get(f"{live_hub.url}/api/models/alice/bert-interop-lora/validation").json()["status"] == "passed"
+    assert (
+        httpx.get(f"{live_hub.url}/api/models/alice/bert-interop-lora/validation").json()["status"]
+        == "passed"
+    )
     script = (
         "import sys, torch, transformers, peft\n"
         "from safetensors.torch import load_file\n"

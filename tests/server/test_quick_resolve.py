@@ -40,11 +40,19 @@ def answer(s, identifier, model_name=None):
 
 def test_quick_resolve_answers_like_resolve_or_declines(repos):
     covered = ["alice/qr-seq", "acme/qr-double", " alice/qr-seq "]
-    declined = ["alice/qr-private",  # private: the full path checks the caller
-                "acme/qr-clash",  # also a task/subtask pair: 409 from resolve
-                "alice/qr-seq@main", "sentiment/qr-test", "sentiment/qr-test@alice", "@alice/qr-seq",
-                "qr-test@alice", "alice/nope", "alice/tiny-bert",  # a base model, no adapter
-                "a/b/c", ""]
+    declined = [
+        "alice/qr-private",  # private: the full path checks the caller
+        "acme/qr-clash",  # also a task/subtask pair: 409 from resolve
+        "alice/qr-seq@main",
+        "sentiment/qr-test",
+        "sentiment/qr-test@alice",
+        "@alice/qr-seq",
+        "qr-test@alice",
+        "alice/nope",
+        "alice/tiny-bert",  # a base model, no adapter
+        "a/b/c",
+        "",
+    ]
     with repos.hub.db.session() as s:
         for identifier in covered:
             quick = quick_resolve(s, identifier)

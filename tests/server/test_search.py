@@ -46,8 +46,16 @@ class Repos:
             s.add(Blob(sha256=sha, size=len(data), git_oid=hashlib.sha1(data).hexdigest()))
         return sha
 
-    def commit(self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", tag: str | None = None,
-               private: bool = False, downloads: int = 0) -> str:
+    def commit(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        branch: str = "main",
+        tag: str | None = None,
+        private: bool = False,
+        downloads: int = 0,
+    ) -> str:
         ns, name = repo_id.split("/")
         with self.db.session() as s:
             owner = s.scalar(select(Account).where(Account.name == ns))
@@ -71,7 +79,9 @@ class Repos:
             for kind, ref_name in (("branch", branch), ("tag", tag)):
                 if not ref_name:
                     continue
-                ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == kind, Ref.name == ref_name))
+                ref = s.scalar(
+                    select(Ref).where(Ref.repo_id == repo.id, Ref.kind == kind, Ref.name == ref_name)
+                )
                 if ref is None:
                     s.add(Ref(repo_id=repo.id, kind=kind, name=ref_name, commit_oid=oid))
                 else:
@@ -108,15 +118,25 @@ def build_hub_index(db, tmp_path):
     peft = folder(INTEROP / "bert/peft/lora_qv-seqcls")
     common = dict(base_model="bert-base-uncased", license="apache-2.0", language="en")
     r.oids = {}
-    r.oids["v1"] = r.commit("alice/sst2-seqbn", {**seq, "README.md": card(task="sentiment", subtask="sst-2", **common)},
-                            tag="v1", downloads=50)
-    r.oids["v2"] = r.commit("alice/sst2-seqbn", {**lora, "README.md": card(task="sentiment", subtask="sst-2", **common)},
-                            downloads=50)
-    r.oids["peft"] = r.commit("bob/imdb-lora", {**peft, "README.md": card(task="sentiment", subtask="imdb",
-                                                                         metrics={"accuracy": 0.93}, **common)},
-                              downloads=500)
-    r.oids["private"] = r.commit("carol/secret-adapter", {**seq, "README.md": card(task="nli", subtask="rte", **common)},
-                                 private=True)
+    r.oids["v1"] = r.commit(
+        "alice/sst2-seqbn",
+        {**seq, "README.md": card(task="sentiment", subtask="sst-2", **common)},
+        tag="v1",
+        downloads=50,
+    )
+    r.oids["v2"] = r.commit(
+        "alice/sst2-seqbn",
+        {**lora, "README.md": card(task="sentiment", subtask="sst-2", **common)},
+        downloads=50,
+    )
+    r.oids["peft"] = r.commit(
+        "bob/imdb-lora",
+        {**peft, "README.md": card(task="sentiment", subtask="imdb", metrics={"accuracy": 0.93}, **common)},
+        downloads=500,
+    )
+    r.oids["private"] = r.commit(
+        "carol/secret-adapter", {**seq, "README.md": card(task="nli", subtask="rte", **common)}, private=True
+    )
     r.oids["dev"] = r.commit("bob/imdb-lora", {**seq}, branch="dev")
     return r
 
@@ -133,8 +153,14 @@ def index_db(shared_db):
 
 def legacy_score(path: Path) -> float | None:
     card = yaml.safe_load(path.read_text())
-    return next((f["score"] for f in card["files"] if str(f["version"]) == str(card["default_version"])
-                 and "score" in f), None)
+    return next(
+        (
+            f["score"]
+            for f in card["files"]
+            if str(f["version"]) == str(card["default_version"]) and "score" in f
+        ),
+        None,
+    )
 
 
 def ids(result) -> list[str]:
@@ -152,19 +178,27 @@ def test_facets_filters_and_counts(index_db, hub_index):
         assert facets["author"]["ukp"] == 272
         res = search(s, SearchQuery(filters={"task": "sentiment"}))
         assert {"alice/sst2-seqbn", "bob/imdb-lora", "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"} <= set(
-            e.full_name for e in search(s, SearchQuery(filters={"task": "sentiment"}, per_page=100)).items)
+            e.full_name for e in search(s, SearchQuery(filters={"task": "sentiment"}, per_page=100)).items
+        )
         facets = {k: dict(v) for k, v in res.facets.items()}
         # a facet is counted under all *other* filters: the task facet still shows other tasks
         assert facets["task"]["sentiment"] == res.total and len(facets["task"]) > 1
         assert sum(facets["subtask"].values()) == res.total
-        res = search(s, SearchQuery(filters={"task": "sentiment", "base_model": "bert-base-uncased", "method": "lora"},
-                                    sort="name"))
+        res = search(
+            s,
+            SearchQuery(
+                filters={"task": "sentiment", "base_model": "bert-base-uncased", "method": "lora"},
+                sort="name",
+            ),
+        )
         assert ids(res) == ["alice/sst2-seqbn", "bob/imdb-lora"]  # alice's main commit is the LoRA one
         res = search(s, SearchQuery(filters={"method": "lora", "library": "adapters"}))
         assert ids(res) == ["alice/sst2-seqbn"]
         res = search(s, SearchQuery(filters={"head": "classification", "library": "peft"}))
         assert ids(res) == ["bob/imdb-lora"]
-        res = search(s, SearchQuery(filters={"language": "ar", "model_type": "bert", "license": "apache-2.0"}))
+        res = search(
+            s, SearchQuery(filters={"language": "ar", "model_type": "bert", "license": "apache-2.0"})
+        )
         assert res.total == 0
         assert search(s, SearchQuery(filters={"language": "ar"})).total == 7
         with pytest.raises(ValueError, match="unknown filter"):
@@ -175,8 +209,12 @@ def test_facets_filters_and_counts(index_db, hub_index):
         # (and on PostgreSQL, GROUPING SETS for broad queries give the same answer as well)
         from adapterhub.server.search import FACETS, _conditions, _grouping_sets
 
-        for q in (SearchQuery(filters={"task": "sentiment", "author": "ukp"}), SearchQuery(q="bert wiki"),
-                  SearchQuery(q="sst", filters={"method": "seq_bn"}), SearchQuery()):
+        for q in (
+            SearchQuery(filters={"task": "sentiment", "author": "ukp"}),
+            SearchQuery(q="bert wiki"),
+            SearchQuery(q="sst", filters={"method": "seq_bn"}),
+            SearchQuery(),
+        ):
             tf = _text_filter(s, q.q)
             total = search(s, SearchQuery(q=q.q, filters=q.filters, facets=False)).total
             assert _facet_counts(s, q, None, tf, total) == _facet_counts(s, q, None, tf, None), q
@@ -184,8 +222,11 @@ def test_facets_filters_and_counts(index_db, hub_index):
             slow = {}
             for n in names:  # one GROUP BY per facet, by hand
                 col = FACETS[n]
-                rows = s.execute(select(col, func.count()).where(*_conditions(s, q, None, text_filter=tf),
-                                                                 col.is_not(None)).group_by(col)).all()
+                rows = s.execute(
+                    select(col, func.count())
+                    .where(*_conditions(s, q, None, text_filter=tf), col.is_not(None))
+                    .group_by(col)
+                ).all()
                 slow[n] = sorted(((str(v), c) for v, c in rows), key=lambda kv: (-kv[1], kv[0]))[:30]
             assert _facet_counts(s, q, None, tf, total) == {**_facet_counts(s, q, None, tf, total), **slow}
             if s.get_bind().dialect.name == "postgresql":
@@ -197,8 +238,14 @@ def test_full_text_sort_and_pagination(index_db, hub_index):
         res = search(s, SearchQuery(q="SST-2 pfeiffer roberta", sort="name"))
         assert ids(res) == ["ukp/roberta-base-sst_pfeiffer", "ukp/roberta-large-sst_pfeiffer"]
         # the full-text index (FTS5 trigram on SQLite, pg_trgm on PostgreSQL) answers exactly like a scan
-        texts = [t for (t,) in s.execute(select(IndexEntry.search_text).where(IndexEntry.is_adapter.is_(True),
-                                                                             IndexEntry.private.is_(False)))]
+        texts = [
+            t
+            for (t,) in s.execute(
+                select(IndexEntry.search_text).where(
+                    IndexEntry.is_adapter.is_(True), IndexEntry.private.is_(False)
+                )
+            )
+        ]
         for q in ("sst", "houlsby ar", "multilingual-cased wiki_", "ukp imdb", "lora alice/sst2"):
             expected = sum(all(w in t for w in q.split()) for t in texts)
             assert search(s, SearchQuery(q=q.upper(), facets=False)).total == expected > 0, q
@@ -210,16 +257,32 @@ def test_full_text_sort_and_pagination(index_db, hub_index):
         assert ids(res) == ["bob/imdb-lora"]  # its main commit is the newest hub commit (dev does not count)
         res = search(s, SearchQuery(sort="score", filters={"task": "qa"}, per_page=100))
         scores = [e.score for e in res.items]  # legacy cards' dev scores; entries without a score come last
-        expected = sorted((legacy_score(p) for p in (LEGACY / "adapters").rglob("*.y*ml")
-                           if yaml.safe_load(p.read_text())["task"] == "qa"), key=lambda x: (x is None, -(x or 0)))
+        expected = sorted(
+            (
+                legacy_score(p)
+                for p in (LEGACY / "adapters").rglob("*.y*ml")
+                if yaml.safe_load(p.read_text())["task"] == "qa"
+            ),
+            key=lambda x: (x is None, -(x or 0)),
+        )
         assert scores == expected and scores[0] > 80 and scores[-1] is None
         res = search(s, SearchQuery(sort="score", filters={"task": "sentiment"}, per_page=1))
         assert ids(res) == ["bob/imdb-lora"] and res.items[0].score == 0.93  # from the card's metrics
         # pagination: disjoint pages that cover everything, in a stable order
         seen = []
         for page in range(1, 5):
-            seen += ids(search(s, SearchQuery(filters={"author": "ukp", "task": "sentiment"}, sort="name",
-                                              page=page, per_page=5, facets=False)))
+            seen += ids(
+                search(
+                    s,
+                    SearchQuery(
+                        filters={"author": "ukp", "task": "sentiment"},
+                        sort="name",
+                        page=page,
+                        per_page=5,
+                        facets=False,
+                    ),
+                )
+            )
         total = search(s, SearchQuery(filters={"author": "ukp", "task": "sentiment"})).total
         assert len(seen) == len(set(seen)) == min(total, 20) and seen == sorted(seen)
         with pytest.raises(ValueError, match="unknown sort"):
@@ -238,7 +301,10 @@ def test_private_repos_only_for_their_owner(index_db, hub_index):
         with pytest.raises(ResolveError) as e:
             resolve(s, "@carol/secret-adapter")
         assert e.value.status == 404
-        assert resolve(s, "@carol/secret-adapter", viewer=Viewer(account_ids=(carol.id,))).commit == hub_index.oids["private"]
+        assert (
+            resolve(s, "@carol/secret-adapter", viewer=Viewer(account_ids=(carol.id,))).commit
+            == hub_index.oids["private"]
+        )
 
 
 def test_taxonomy_counts(index_db, hub_index):
@@ -248,7 +314,9 @@ def test_taxonomy_counts(index_db, hub_index):
     assert len(tasks) == 123 and tasks["sentiment"].displayname == "Sentiment Analysis"
     sst = {st.name: st for st in tasks["sentiment"].subtasks}["sst-2"]
     # 12 legacy sst-2 cards (roberta's are filed under subtask "sst") + alice's repository
-    assert sst.count == 1 + sum(1 for p in (LEGACY / "adapters").rglob("*.y*ml") if "subtask: sst-2" in p.read_text())
+    assert sst.count == 1 + sum(
+        1 for p in (LEGACY / "adapters").rglob("*.y*ml") if "subtask: sst-2" in p.read_text()
+    )
     assert {x.code: x.count for x in t.languages}["ar"] == 7
 
 
@@ -257,12 +325,17 @@ def test_resolve_legacy_task_identifier(index_db, hub_index):
     with index_db.session() as s:
         r = resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config="9076f36a74755ac4")
         assert r.repo_id == "ukp/bert-base-uncased_sentiment_sst-2_pfeiffer" and r.source == "legacy"
-        assert r.commit is None and r.version == "1" and not r.downloadable and "cannot be downloaded" in r.note
+        assert (
+            r.commit is None and r.version == "1" and not r.downloadable and "cannot be downloaded" in r.note
+        )
         assert r.files[0]["url"].endswith(".zip")
         # same with the preset name and with a full adapter_config.json
         cfg = json.loads((INTEROP / "bert/adapters/seq_bn/safetensors/adapter_config.json").read_text())
         for config in ("seq_bn", "pfeiffer", json.dumps(cfg)):
-            assert resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config=config).repo_id == r.repo_id
+            assert (
+                resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config=config).repo_id
+                == r.repo_id
+            )
         # no config: pfeiffer and houlsby both exist -> ambiguous, never a silent pick
         with pytest.raises(ResolveError) as e:
             resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased")
@@ -277,7 +350,9 @@ def test_resolve_legacy_task_identifier(index_db, hub_index):
 def test_resolve_no_fallback_to_other_config_or_model(index_db, hub_index):
     with index_db.session() as s:
         with pytest.raises(ResolveError) as e:
-            resolve(s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config="625403edad0bf919")  # lora
+            resolve(
+                s, "sentiment/sst-2@ukp", model_name="bert-base-uncased", config="625403edad0bf919"
+            )  # lora
         assert e.value.status == 404 and "no fallback" in e.value.message
         assert len(e.value.candidates) == 2  # the pfeiffer and houlsby cards are listed
         with pytest.raises(ResolveError) as e:
@@ -307,8 +382,13 @@ def test_resolve_at_org_name_and_versions(index_db, hub_index):
         with pytest.raises(ResolveError) as e:
             resolve(s, "ar/wiki@ukp", model_name="bert-base-multilingual-cased", config="houlsby")
         assert e.value.status == 404 and len(e.value.candidates) == 3
-        cfg = {**json.loads((INTEROP / "bert/adapters/double_seq_bn/safetensors/adapter_config.json").read_text())[
-            "config"], "non_linearity": "gelu", "reduction_factor": 2}
+        cfg = {
+            **json.loads(
+                (INTEROP / "bert/adapters/double_seq_bn/safetensors/adapter_config.json").read_text()
+            )["config"],
+            "non_linearity": "gelu",
+            "reduction_factor": 2,
+        }
         r = resolve(s, "ar/wiki@ukp", model_name="bert-base-multilingual-cased", config=json.dumps(cfg))
         assert r.repo_id == "ukp/bert-base-multilingual-cased-ar-wiki_houlsby"
 
@@ -329,7 +409,9 @@ def test_resolve_hub_repo_revisions(index_db, hub_index):
         assert e.value.status == 404 and "no other version is tried" in e.value.message
         with pytest.raises(ResolveError) as e:
             resolve(s, "alice/sst2-seqbn@nope")
-        assert e.value.status == 404 and "branch:main" in e.value.candidates and "tag:v1" in e.value.candidates
+        assert (
+            e.value.status == 404 and "branch:main" in e.value.candidates and "tag:v1" in e.value.candidates
+        )
         r = resolve(s, "bob/imdb-lora@dev")
         assert r.commit == oids["dev"] and r.method == "seq_bn"
         assert resolve(s, "bob/imdb-lora").commit == oids["peft"]  # main did not move
@@ -369,14 +451,18 @@ def _repo_vs_task(index_db, hub_index):
     from adapterhub.server.taxonomy import reindex_all
 
     with index_db.session() as s:
-        before = {e.full_name: (e.commit_oid, e.method) for e in s.scalars(select(IndexEntry).where(
-            IndexEntry.source == "hub"))}
+        before = {
+            e.full_name: (e.commit_oid, e.method)
+            for e in s.scalars(select(IndexEntry).where(IndexEntry.source == "hub"))
+        }
         for e in s.scalars(select(IndexEntry).where(IndexEntry.source == "hub")):
             s.delete(e)
     assert reindex_all(index_db, hub_index.store) == len(before) == 5
     with index_db.session() as s:
-        after = {e.full_name: (e.commit_oid, e.method) for e in s.scalars(select(IndexEntry).where(
-            IndexEntry.source == "hub"))}
+        after = {
+            e.full_name: (e.commit_oid, e.method)
+            for e in s.scalars(select(IndexEntry).where(IndexEntry.source == "hub"))
+        }
         assert after == before
         assert search(s, SearchQuery(q="imdb seq_bn sentiment", filters={"source": "hub"})).total == 1
 
@@ -390,11 +476,16 @@ def upload_adapter(live_hub, repo_id: str, src: Path, **front) -> tuple[dict[str
     api = live_hub.api("alice")
     if not api.repo_exists("alice/tiny-bert"):
         api.create_repo("alice/tiny-bert")
-        api.upload_file(path_or_fileobj=str(INTEROP / "bert/base/config.json"), path_in_repo="config.json",
-                        repo_id="alice/tiny-bert")
+        api.upload_file(
+            path_or_fileobj=str(INTEROP / "bert/base/config.json"),
+            path_in_repo="config.json",
+            repo_id="alice/tiny-bert",
+        )
     files = {**folder(src), "README.md": card(base_model="alice/tiny-bert", **front)}
     api.create_repo(repo_id, exist_ok=True)
-    info = api.create_commit(repo_id, [CommitOperationAdd(p, d) for p, d in files.items()], commit_message="add")
+    info = api.create_commit(
+        repo_id, [CommitOperationAdd(p, d) for p, d in files.items()], commit_message="add"
+    )
     return files, info.oid
 
 
@@ -404,8 +495,13 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
     import httpx
 
     api = live_hub.api("alice")
-    src, oid = upload_adapter(live_hub, "alice/idx-seqbn", INTEROP / "bert/adapters/seq_bn-seqcls/safetensors",
-                              task="sentiment", subtask="sst-2")
+    src, oid = upload_adapter(
+        live_hub,
+        "alice/idx-seqbn",
+        INTEROP / "bert/adapters/seq_bn-seqcls/safetensors",
+        task="sentiment",
+        subtask="sst-2",
+    )
     with httpx.Client(base_url=live_hub.url) as c:
         r = c.get("/api/adapters", params={"author": "alice", "q": "seq_bn"})
         assert r.status_code == 200, r.text
@@ -432,12 +528,20 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
         page = c.get("/adapters/alice/idx-peft").text  # its page offers PEFT, not the adapters library
         assert "PeftModel.from_pretrained(base" in page and "adapters.init(model)" not in page
         info = c.get("/api/models/alice/idx-seqbn").json()  # the index's view is part of the model info
-        assert info["adapterhub"]["method"] == "seq_bn" and info["adapterhub"]["config_hash"] == "9076f36a74755ac4"
+        assert (
+            info["adapterhub"]["method"] == "seq_bn"
+            and info["adapterhub"]["config_hash"] == "9076f36a74755ac4"
+        )
         assert info["adapterhub"]["task"] == "sentiment" and info["adapterhub"]["head"] == "classification"
         # downloads and privacy changes reach the index (database triggers), without a new commit
         hf = pytest.importorskip("huggingface_hub")
-        hf.hf_hub_download("alice/idx-seqbn", "adapter_config.json", endpoint=live_hub.url, token=False,
-                           cache_dir=str(live_hub.data_dir / "dl-cache"))
+        hf.hf_hub_download(
+            "alice/idx-seqbn",
+            "adapter_config.json",
+            endpoint=live_hub.url,
+            token=False,
+            cache_dir=str(live_hub.data_dir / "dl-cache"),
+        )
         live_hub.hub.downloads.flush()  # counts are written at most every second
         r = c.get("/api/adapters", params={"author": "alice", "sort": "downloads"}).json()
         assert r["items"][0]["id"] == "alice/idx-seqbn" and r["items"][0]["downloads"] == 1
@@ -445,7 +549,9 @@ def test_live_upload_is_indexed_and_searchable(live_hub):
         ids_anon = [i["id"] for i in c.get("/api/adapters", params={"author": "alice"}).json()["items"]]
         assert "alice/idx-seqbn" not in ids_anon
         auth = {"Authorization": f"Bearer {live_hub.tokens['alice']}"}
-        ids_alice = [i["id"] for i in c.get("/api/adapters", params={"author": "alice"}, headers=auth).json()["items"]]
+        ids_alice = [
+            i["id"] for i in c.get("/api/adapters", params={"author": "alice"}, headers=auth).json()["items"]
+        ]
         assert "alice/idx-seqbn" in ids_alice
         api.update_repo_settings("alice/idx-seqbn", private=False)
         schema = c.get("/openapi.json").json()

@@ -24,9 +24,16 @@ pytestmark = pytest.mark.skipif(not (LEGACY.is_dir() and INTEROP.is_dir()), reas
 
 @pytest.fixture(scope="module")
 def ui(live_hub):
-    files, oid = upload_adapter(live_hub, "alice/ui-seqbn", INTEROP / "bert/adapters/seq_bn-seqcls/safetensors",
-                                task="sentiment", subtask="sst-2", language="en", license="mit",
-                                metrics={"accuracy": 0.875})
+    files, oid = upload_adapter(
+        live_hub,
+        "alice/ui-seqbn",
+        INTEROP / "bert/adapters/seq_bn-seqcls/safetensors",
+        task="sentiment",
+        subtask="sst-2",
+        language="en",
+        license="mit",
+        metrics={"accuracy": 0.875},
+    )
     with httpx.Client(base_url=live_hub.url, follow_redirects=False) as c:
         yield c, files, oid
 
@@ -89,9 +96,15 @@ def test_card_html_is_escaped(live_hub, ui):
     c, _, _ = ui
     evil = card(base_model="alice/tiny-bert").replace(b"An adapter.", b"<script>alert(1)</script> **bold**")
     upload_adapter(live_hub, "alice/ui-escaped", INTEROP / "bert/adapters/double_seq_bn/safetensors")
-    live_hub.api("alice").upload_file(path_or_fileobj=evil, path_in_repo="README.md", repo_id="alice/ui-escaped")
+    live_hub.api("alice").upload_file(
+        path_or_fileobj=evil, path_in_repo="README.md", repo_id="alice/ui-escaped"
+    )
     r = c.get("/adapters/alice/ui-escaped")
-    assert "<script>alert(1)</script>" not in r.text and "&lt;script&gt;" in r.text and "<strong>bold</strong>" in r.text
+    assert (
+        "<script>alert(1)</script>" not in r.text
+        and "&lt;script&gt;" in r.text
+        and "<strong>bold</strong>" in r.text
+    )
 
 
 def test_login_cookie_and_private_visibility(live_hub, ui):
@@ -140,10 +153,18 @@ def test_upload_form_folder_and_zip(live_hub, ui):
         for p, d in folder(INTEROP / "bert/adapters/double_seq_bn/safetensors").items():
             z.writestr(f"houlsby/{p}", d)
         z.writestr("houlsby/README.md", card(base_model="alice/tiny-bert"))
-    r = _post_upload(c, "ui-zip", [("zip", ("houlsby.zip", buf.getvalue(), "application/zip"))],
-                     token=live_hub.tokens["alice"])
+    r = _post_upload(
+        c,
+        "ui-zip",
+        [("zip", ("houlsby.zip", buf.getvalue(), "application/zip"))],
+        token=live_hub.tokens["alice"],
+    )
     assert r.status_code == 303, text(r)
-    assert sorted(api.list_repo_files("alice/ui-zip")) == ["README.md", "adapter.safetensors", "adapter_config.json"]
+    assert sorted(api.list_repo_files("alice/ui-zip")) == [
+        "README.md",
+        "adapter.safetensors",
+        "adapter_config.json",
+    ]
 
 
 def test_upload_form_refusals_leave_nothing(live_hub, ui):
@@ -154,16 +175,28 @@ def test_upload_form_refusals_leave_nothing(live_hub, ui):
     tok = live_hub.tokens["alice"]
     cfg = (INTEROP / "bert/adapters/seq_bn/bin/adapter_config.json").read_bytes()
     weights = (INTEROP / "bert/adapters/seq_bn/bin/pytorch_adapter.bin").read_bytes()
-    r = _post_upload(c, "alice/ui-bad", [("files", ("adapter_config.json", cfg, "application/json")),
-                                         ("files", ("pytorch_adapter.bin", weights, "application/octet-stream"))],
-                     token=tok)
-    assert r.status_code in (400, 415, 422) and "pytorch_adapter.bin" in text(r) and 'id="upload-error"' in r.text
+    r = _post_upload(
+        c,
+        "alice/ui-bad",
+        [
+            ("files", ("adapter_config.json", cfg, "application/json")),
+            ("files", ("pytorch_adapter.bin", weights, "application/octet-stream")),
+        ],
+        token=tok,
+    )
+    assert (
+        r.status_code in (400, 415, 422)
+        and "pytorch_adapter.bin" in text(r)
+        and 'id="upload-error"' in r.text
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("../evil.txt", "x")
     r = _post_upload(c, "alice/ui-bad", [("zip", ("evil.zip", buf.getvalue(), "application/zip"))], token=tok)
     assert r.status_code == 400 and "'..'" in text(r)
-    r = _post_upload(c, "alice/ui-bad", [("files", ("a.txt", b"x", "text/plain"))], token=live_hub.tokens["alice-read"])
+    r = _post_upload(
+        c, "alice/ui-bad", [("files", ("a.txt", b"x", "text/plain"))], token=live_hub.tokens["alice-read"]
+    )
     assert r.status_code == 403 and "read-only" in text(r)
     r = _post_upload(c, "alice/ui-bad", [("files", ("a.txt", b"x", "text/plain"))])
     assert r.status_code == 401 and "Log in" in text(r)

@@ -19,12 +19,21 @@ except ImportError:  # tests/ as a package
     from tests.server.test_search import card, upload_adapter
 
 CHROMIUM = os.environ.get("ADAPTERHUB_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (scripts/services.sh)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (scripts/services.sh)"
+    ),
     pytest.mark.skipif(not (LEGACY.is_dir() and INTEROP.is_dir()), reason="../shared data missing"),
 ]
 
@@ -32,8 +41,15 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def page(live_hub):
     sync_api = pytest.importorskip("playwright.sync_api")
-    upload_adapter(live_hub, "alice/browser-seqbn", INTEROP / "bert/adapters/seq_bn-seqcls/safetensors",
-                   task="sentiment", subtask="sst-2", language="en", license="apache-2.0")
+    upload_adapter(
+        live_hub,
+        "alice/browser-seqbn",
+        INTEROP / "bert/adapters/seq_bn-seqcls/safetensors",
+        task="sentiment",
+        subtask="sst-2",
+        language="en",
+        license="apache-2.0",
+    )
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         context = browser.new_context(java_script_enabled=False, base_url=live_hub.url)
@@ -92,7 +108,9 @@ def test_login_and_upload_folder(page, live_hub, tmp_path):
     src.mkdir()
     for f in (INTEROP / "bert/adapters/double_seq_bn/safetensors").iterdir():
         shutil.copy(f, src / f.name)
-    (src / "README.md").write_bytes(card(base_model="alice/tiny-bert", task="nli", subtask="rte", language="en"))
+    (src / "README.md").write_bytes(
+        card(base_model="alice/tiny-bert", task="nli", subtask="rte", language="en")
+    )
     pg.goto("/upload")
     pg.click("nav >> text=Log in")
     pg.fill("input[name=token]", live_hub.tokens["alice"])
@@ -110,8 +128,13 @@ def test_login_and_upload_folder(page, live_hub, tmp_path):
     # a refused upload shows the reason on the form
     pg.goto("/upload")
     pg.fill("input[name=repo_id]", "browser-bad")
-    pg.set_input_files("input[name=files]", [str(INTEROP / "bert/adapters/seq_bn/bin/pytorch_adapter.bin"),
-                                             str(INTEROP / "bert/adapters/seq_bn/bin/adapter_config.json")])
+    pg.set_input_files(
+        "input[name=files]",
+        [
+            str(INTEROP / "bert/adapters/seq_bn/bin/pytorch_adapter.bin"),
+            str(INTEROP / "bert/adapters/seq_bn/bin/adapter_config.json"),
+        ],
+    )
     pg.click("form.form button[type=submit]")
     assert "pytorch_adapter.bin" in pg.locator("#upload-error").inner_text()
     assert pg.locator("input[name=repo_id]").input_value() == "browser-bad"  # the form keeps its values

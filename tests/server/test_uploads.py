@@ -29,7 +29,9 @@ LIMITS = Limits(max_file_size=4 << 20, max_commit_size=8 << 20, max_files=50, ma
 # --- unit tests: paths and zips -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/../../b", "/etc/passwd", "C:/x", "a\\b", "", ".git/config", "a/../.."])
+@pytest.mark.parametrize(
+    "bad", ["../x", "a/../../b", "/etc/passwd", "C:/x", "a\\b", "", ".git/config", "a/../.."]
+)
 def test_clean_path_refuses(bad):
     with pytest.raises(UploadError):
         clean_path(bad)
@@ -122,7 +124,11 @@ def base_repo(live_hub):
         pytest.skip("../shared/fixtures/interop is missing")
     api = live_hub.api("alice")
     api.create_repo("alice/bert-tiny")
-    api.upload_file(path_or_fileobj=INTEROP / "bert/base/config.json", path_in_repo="config.json", repo_id="alice/bert-tiny")
+    api.upload_file(
+        path_or_fileobj=INTEROP / "bert/base/config.json",
+        path_in_repo="config.json",
+        repo_id="alice/bert-tiny",
+    )
     return "alice/bert-tiny"
 
 
@@ -130,7 +136,11 @@ def _adapter_files(kind: str = "seq_bn", base: str = "alice/bert-tiny") -> dict[
     """An adapter folder from the interop fixtures, with a card naming its base model."""
     folder = INTEROP / "bert" / ("peft" if kind.startswith("lora") else "adapters") / kind
     folder = folder if kind.startswith("lora") else folder / "safetensors"
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix in (".json", ".safetensors") and p.name not in ("meta.json", "expected.safetensors")}
+    files = {
+        p.name: p.read_bytes()
+        for p in folder.iterdir()
+        if p.suffix in (".json", ".safetensors") and p.name not in ("meta.json", "expected.safetensors")
+    }
     files["README.md"] = f"---\nbase_model: {base}\nlicense: apache-2.0\n---\n# {kind}\n".encode()
     return files
 
@@ -139,8 +149,16 @@ def test_pickle_weights_refused(live_hub):
     live_hub.api("alice").create_repo("alice/pickles")
     _refused(live_hub, "alice/pickles", {"pytorch_adapter.bin": b"\x80\x04data"}, 422, "pickle")
     # a pickle renamed to .safetensors is not a valid safetensors file
-    _refused(live_hub, "alice/pickles", {"adapter.safetensors": pickle.dumps({"a": 1}, protocol=4)}, 422, "pickle")
-    _refused(live_hub, "alice/pickles", {"adapter.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{}"}, 422, "safetensors")
+    _refused(
+        live_hub, "alice/pickles", {"adapter.safetensors": pickle.dumps({"a": 1}, protocol=4)}, 422, "pickle"
+    )
+    _refused(
+        live_hub,
+        "alice/pickles",
+        {"adapter.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{}"},
+        422,
+        "safetensors",
+    )
 
 
 def test_oversize_file_refused(live_hub, monkeypatch):
@@ -152,7 +170,9 @@ def test_oversize_file_refused(live_hub, monkeypatch):
 @needs_fixtures
 def test_unknown_base_model_refused(live_hub):
     live_hub.api("alice").create_repo("alice/orphan")
-    msg = _refused(live_hub, "alice/orphan", _adapter_files(base="nobody/no-such-model"), 422, "unknown base model")
+    msg = _refused(
+        live_hub, "alice/orphan", _adapter_files(base="nobody/no-such-model"), 422, "unknown base model"
+    )
     assert "nobody/no-such-model" in msg
 
 
@@ -163,11 +183,18 @@ def test_valid_adapter_passes_and_mismatched_weights_are_refused(live_hub, base_
     api = live_hub.api("alice")
     api.create_repo("alice/seq-bn")
     files = _adapter_files("seq_bn")
-    api.create_commit("alice/seq-bn", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="adapter")
+    api.create_commit(
+        "alice/seq-bn",
+        operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()],
+        commit_message="adapter",
+    )
     r = httpx.get(f"{live_hub.url}/api/models/alice/seq-bn/validation").json()
     assert r["status"] == "passed", r
     assert r["method"] == "bottleneck" and r["num_params"] > 0
-    assert r["report"]["adapters"][0]["base_repo"] == base_repo and r["report"]["adapters"][0]["changed_modules"] >= 1
+    assert (
+        r["report"]["adapters"][0]["base_repo"] == base_repo
+        and r["report"]["adapters"][0]["changed_modules"] >= 1
+    )
     assert httpx.get(f"{live_hub.url}/api/models/alice/seq-bn").json()["validation"]["status"] == "passed"
     # weights that do not match the config: one tensor dropped, one foreign tensor added
     weights = load(files["adapter.safetensors"])
@@ -187,18 +214,39 @@ def test_peft_lora_checked_against_the_base_model(live_hub, base_repo):
     api = live_hub.api("alice")
     api.create_repo("alice/lora")
     files = _adapter_files("lora_qv")
-    api.create_commit("alice/lora", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="lora")
+    api.create_commit(
+        "alice/lora",
+        operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()],
+        commit_message="lora",
+    )
     r = httpx.get(f"{live_hub.url}/api/models/alice/lora/validation").json()
-    assert r["status"] == "passed" and r["method"] == "lora" and r["num_params"] == 2048, r  # 2 layers x (q, v) x (8x32 + 32x8)
+    assert r["status"] == "passed" and r["method"] == "lora" and r["num_params"] == 2048, (
+        r
+    )  # 2 layers x (q, v) x (8x32 + 32x8)
     # rank 8 in the config, rank 4 in the weights
-    weights = {k: (v[:4] if "lora_A" in k else v[:, :4]).contiguous() for k, v in load(files["adapter_model.safetensors"]).items()}
+    weights = {
+        k: (v[:4] if "lora_A" in k else v[:, :4]).contiguous()
+        for k, v in load(files["adapter_model.safetensors"]).items()
+    }
     api.create_repo("alice/lora-bad")
-    msg = _refused(live_hub, "alice/lora-bad", dict(files, **{"adapter_model.safetensors": save(weights)}), 422, "shape mismatch")
+    msg = _refused(
+        live_hub,
+        "alice/lora-bad",
+        dict(files, **{"adapter_model.safetensors": save(weights)}),
+        422,
+        "shape mismatch",
+    )
     assert "lora_A" in msg
     # a target module without its tensors
     weights = load(files["adapter_model.safetensors"])
     weights = {k: v for k, v in weights.items() if "layer.1.attention.self.value" not in k}
-    msg = _refused(live_hub, "alice/lora-bad", dict(files, **{"adapter_model.safetensors": save(weights)}), 422, "missing keys")
+    msg = _refused(
+        live_hub,
+        "alice/lora-bad",
+        dict(files, **{"adapter_model.safetensors": save(weights)}),
+        422,
+        "missing keys",
+    )
     assert "layer.1.attention.self.value" in msg
 
 
@@ -207,9 +255,15 @@ def test_peft_method_without_a_check_is_stored_as_unverified(live_hub, base_repo
     api = live_hub.api("alice")
     api.create_repo("alice/prefix")
     folder = INTEROP / "bert" / "peft" / "prefix_tuning"
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name in ("adapter_config.json", "adapter_model.safetensors")}
+    files = {
+        p.name: p.read_bytes()
+        for p in folder.iterdir()
+        if p.name in ("adapter_config.json", "adapter_model.safetensors")
+    }
     files["README.md"] = b"---\nbase_model: alice/bert-tiny\n---\n"
-    api.create_commit("alice/prefix", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="p")
+    api.create_commit(
+        "alice/prefix", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="p"
+    )
     r = httpx.get(f"{live_hub.url}/api/models/alice/prefix/validation").json()
     assert r["status"] == "unverified" and r["errors"] == [], r
 
@@ -226,7 +280,9 @@ def test_background_validation_flags_a_failed_commit(live_hub, base_repo, monkey
     weights = load(files["adapter.safetensors"])
     weights.pop(sorted(weights)[-1])
     files["adapter.safetensors"] = save(weights)
-    commit = api.create_commit("alice/async", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="x")
+    commit = api.create_commit(
+        "alice/async", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="x"
+    )
     first = httpx.get(f"{live_hub.url}/api/models/alice/async/validation").json()
     assert first["commit"] == commit.oid and first["status"] in ("pending", "failed")
     r = _settled_validation(live_hub, "alice/async")
@@ -257,7 +313,11 @@ def test_unfinished_validations_are_requeued_at_start(live_hub, base_repo):
     api = live_hub.api("alice")
     api.create_repo("alice/requeue")
     files = _adapter_files("seq_bn")
-    oid = api.create_commit("alice/requeue", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="x").oid
+    oid = api.create_commit(
+        "alice/requeue",
+        operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()],
+        commit_message="x",
+    ).oid
     with live_hub.hub.db.session() as s:
         v = s.get(Validation, oid)
         assert v.status == "passed"
@@ -274,11 +334,18 @@ def test_oversize_content_refused_in_the_commit_itself(live_hub, monkeypatch):
     live_hub.api("alice").create_repo("alice/big2")
     monkeypatch.setattr(live_hub.hub.limits, "max_file_size", 1000)
     before = _state(live_hub)
-    line = {"key": "file", "value": {"path": "big.txt", "encoding": "base64", "content": base64.b64encode(b"y" * 3000).decode()}}
+    line = {
+        "key": "file",
+        "value": {"path": "big.txt", "encoding": "base64", "content": base64.b64encode(b"y" * 3000).decode()},
+    }
     body = json.dumps({"key": "header", "value": {"summary": "big"}}) + "\n" + json.dumps(line) + "\n"
     r = httpx.post(f"{live_hub.url}/api/models/alice/big2/commit/main", content=body,
                    headers={"authorization": f"Bearer {live_hub.tokens['alice']}"})  # fmt: skip
-    assert r.status_code == 413 and r.headers["x-error-code"] == "FileTooLarge" and "3000 bytes" in r.json()["error"]
+    assert (
+        r.status_code == 413
+        and r.headers["x-error-code"] == "FileTooLarge"
+        and "3000 bytes" in r.json()["error"]
+    )
     assert _state(live_hub) == before
 
 
@@ -290,12 +357,22 @@ def test_config_and_card_schemas_refused(live_hub, base_repo):
     _refused(live_hub, "alice/schemas", bad_cfg, 422, "neither an AdapterHub config")
     cfg = json.loads(files["adapter_config.json"])
     cfg["hidden_size"] = "big"
-    _refused(live_hub, "alice/schemas", dict(files, **{"adapter_config.json": json.dumps(cfg).encode()}), 422, "hidden_size")
+    _refused(
+        live_hub,
+        "alice/schemas",
+        dict(files, **{"adapter_config.json": json.dumps(cfg).encode()}),
+        422,
+        "hidden_size",
+    )
     # a card whose front matter has the wrong types: huggingface_hub asks /api/validate-yaml first
     bad_card = dict(files, **{"README.md": b"---\nbase_model: alice/bert-tiny\nlicense: [1, 2]\n---\n"})
     before = _state(live_hub)
     with pytest.raises(ValueError, match="license"):
-        live_hub.api("alice").create_commit("alice/schemas", operations=[hf.CommitOperationAdd(p, d) for p, d in bad_card.items()], commit_message="x")
+        live_hub.api("alice").create_commit(
+            "alice/schemas",
+            operations=[hf.CommitOperationAdd(p, d) for p, d in bad_card.items()],
+            commit_message="x",
+        )
     assert _state(live_hub) == before
 
 
@@ -309,7 +386,13 @@ def test_commit_to_new_repo_leaves_no_repo_when_refused(live_hub):
         s.expunge(caller.account)
     repos_before = live_hub.count(Repo)
     with Staging(live_hub.hub.tmp_dir, live_hub.hub.limits) as st:
-        ops = [repos.Op("add", "weights.safetensors", staged=st.add_bytes("weights.safetensors", b"not safetensors at all"))]
+        ops = [
+            repos.Op(
+                "add",
+                "weights.safetensors",
+                staged=st.add_bytes("weights.safetensors", b"not safetensors at all"),
+            )
+        ]
         with pytest.raises(UploadError, match="not a valid safetensors file"):
             repos.commit_to_new_repo(live_hub.hub, caller, "alice/form-upload", ops, "upload")
     assert live_hub.count(Repo) == repos_before

@@ -40,16 +40,24 @@ class BottleneckMethod:
                 self.sites.append(BottleneckSite(layer, index, location, spec))
 
     def _wanted_sites(self, config: BnConfig) -> list[BottleneckSite]:
-        return [site for site in self.sites if site.index not in config.leave_out
-                and (config.mh_adapter if site.location == "mh_adapter" else config.output_adapter)]
+        return [
+            site
+            for site in self.sites
+            if site.index not in config.leave_out
+            and (config.mh_adapter if site.location == "mh_adapter" else config.output_adapter)
+        ]
 
     def _shared_parameters(self, name: str, config: BnConfig):
         """Compacter's weights shared by all its PHM layers, kept at ``<base>.shared_parameters.<name>``."""
         hidden = self.host.hidden_size
         sites = self._wanted_sites(config)
         for site in sites:
-            check_phm_sizes(config, hidden, config.bottleneck_size(hidden, site.index),
-                            f"layer {site.index} ({site.location})")
+            check_phm_sizes(
+                config,
+                hidden,
+                config.bottleneck_size(hidden, site.index),
+                f"layer {site.index} ({site.location})",
+            )
         if not (config.shared_phm_rule or config.shared_W_phm) or not sites:
             return None
         base = self.host.base_model
@@ -115,7 +123,11 @@ class BottleneckMethod:
         self.fusions.pop(name, None)
 
     def fusion_layers(self, name: str) -> list[AdapterFusionLayer]:
-        return [s.fusion_layers[name] for s in self.sites if s.fusion_layers is not None and name in s.fusion_layers]
+        return [
+            s.fusion_layers[name]
+            for s in self.sites
+            if s.fusion_layers is not None and name in s.fusion_layers
+        ]
 
     def set_active(self, names: list[str]) -> None:
         setup = self.host.active  # the structure (Stack / Fuse) behind ``names``

@@ -74,7 +74,9 @@ class BnConfig(AdapterConfig):
             object.__setattr__(self, "scaling", float(self.scaling))
         problems = []
         if not (self.mh_adapter or self.output_adapter or self.inv_adapter):
-            problems.append("mh_adapter, output_adapter and inv_adapter are all off: the adapter would be empty")
+            problems.append(
+                "mh_adapter, output_adapter and inv_adapter are all off: the adapter would be empty"
+            )
         rf = self.reduction_factor
         if isinstance(rf, dict):
             bad = {k: v for k, v in rf.items() if not isinstance(v, (int, float)) or v <= 0}
@@ -87,7 +89,9 @@ class BnConfig(AdapterConfig):
         if not (isinstance(self.scaling, float) or self.scaling in ("learned", "channel")):
             problems.append(f"scaling must be a number, 'learned' or 'channel', got {self.scaling!r}")
         if self.residual_before_ln not in (True, False, "post_add"):
-            problems.append(f"residual_before_ln must be true, false or 'post_add', got {self.residual_before_ln!r}")
+            problems.append(
+                f"residual_before_ln must be true, false or 'post_add', got {self.residual_before_ln!r}"
+            )
         if self.inv_adapter not in _INV_ADAPTERS:
             problems.append(f"inv_adapter must be one of {_INV_ADAPTERS}, got {self.inv_adapter!r}")
         if self.inv_adapter and not self.inv_adapter_reduction_factor:
@@ -139,7 +143,9 @@ def _phm_problems(config: "BnConfig") -> list[str]:
         # the AdapterHub library fails on these too: its PHM layers have no .weight to initialise
         problems.append(f"phm_layer needs init_weights='bert', got {config.init_weights!r}")
     if config.shared_W_phm and isinstance(config.reduction_factor, dict):
-        problems.append("shared_W_phm shares W across layers, so reduction_factor must be one number, not a dict")
+        problems.append(
+            "shared_W_phm shares W across layers, so reduction_factor must be one number, not a dict"
+        )
     return problems
 
 
@@ -147,10 +153,21 @@ def _preset(**kwargs: Any):
     return lambda: BnConfig(**kwargs)
 
 
-_SEQ = dict(original_ln_before=True, mh_adapter=False, output_adapter=True, non_linearity="relu", reduction_factor=16)
-_DOUBLE = dict(original_ln_before=False, mh_adapter=True, output_adapter=True, non_linearity="swish", reduction_factor=16)
-_PAR = dict(mh_adapter=False, output_adapter=True, non_linearity="relu", reduction_factor=2,
-            init_weights="mam_adapter", is_parallel=True, scaling=4.0)
+_SEQ = dict(
+    original_ln_before=True, mh_adapter=False, output_adapter=True, non_linearity="relu", reduction_factor=16
+)
+_DOUBLE = dict(
+    original_ln_before=False, mh_adapter=True, output_adapter=True, non_linearity="swish", reduction_factor=16
+)
+_PAR = dict(
+    mh_adapter=False,
+    output_adapter=True,
+    non_linearity="relu",
+    reduction_factor=2,
+    init_weights="mam_adapter",
+    is_parallel=True,
+    scaling=4.0,
+)
 _INV = dict(inv_adapter="nice", inv_adapter_reduction_factor=2)
 _COMPACTER = dict(phm_layer=True, reduction_factor=32, non_linearity="gelu")
 

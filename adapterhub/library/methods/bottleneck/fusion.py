@@ -75,7 +75,9 @@ class FusionConfig:
 
     def __post_init__(self) -> None:
         if self.dropout_prob is not None and not 0.0 <= float(self.dropout_prob) < 1.0:
-            raise AdapterConfigError(f"AdapterFusion dropout_prob must be in [0, 1), got {self.dropout_prob!r}")
+            raise AdapterConfigError(
+                f"AdapterFusion dropout_prob must be in [0, 1), got {self.dropout_prob!r}"
+            )
 
 
 FUSION_PRESETS = {

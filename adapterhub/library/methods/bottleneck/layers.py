@@ -56,7 +56,9 @@ class Bottleneck(nn.Module):
     ``h`` into the value that the model should add instead (see :meth:`delta_input`).
     """
 
-    def __init__(self, config, hidden_size: int, bottleneck_size: int, shared: nn.ParameterDict | None = None):
+    def __init__(
+        self, config, hidden_size: int, bottleneck_size: int, shared: nn.ParameterDict | None = None
+    ):
         super().__init__()
         self.config = config
         self.parallel = config.is_parallel

@@ -92,8 +92,12 @@ def shared_phm_parameters(config, hidden_size: int, bottleneck_size: int) -> nn.
         if config.shared_W_phm:
             h, d = hidden_size // n, bottleneck_size // n
             if config.factorized_phm_W:
-                shapes = {"W_down_left": (n, h, rank), "W_down_right": (n, rank, d),
-                          "W_up_left": (n, d, rank), "W_up_right": (n, rank, h)}
+                shapes = {
+                    "W_down_left": (n, h, rank),
+                    "W_down_right": (n, rank, d),
+                    "W_up_left": (n, d, rank),
+                    "W_up_right": (n, rank, h),
+                }
             else:
                 shapes = {"W_down": (n, h, d), "W_up": (n, d, h)}
             for key, shape in shapes.items():
@@ -113,8 +117,14 @@ def shared_phm_parameters(config, hidden_size: int, bottleneck_size: int) -> nn.
 class PHMLayer(nn.Module):
     """A PHM projection ``d_in -> d_out``; ``position`` is ``"down"`` or ``"up"`` (which shared W it uses)."""
 
-    def __init__(self, config, in_features: int, out_features: int, position: str,
-                 shared: nn.ParameterDict | None = None):
+    def __init__(
+        self,
+        config,
+        in_features: int,
+        out_features: int,
+        position: str,
+        shared: nn.ParameterDict | None = None,
+    ):
         super().__init__()
         n, rank = config.phm_dim, config.phm_rank
         self.config = config
@@ -125,8 +135,12 @@ class PHMLayer(nn.Module):
         with _Seeded(config.init_weights_seed):
             if not config.shared_phm_rule:
                 if config.factorized_phm_rule:
-                    self.phm_rule_left = nn.Parameter(torch.empty(n, n, 1), requires_grad=bool(config.learn_phm))
-                    self.phm_rule_right = nn.Parameter(torch.empty(n, 1, n), requires_grad=bool(config.learn_phm))
+                    self.phm_rule_left = nn.Parameter(
+                        torch.empty(n, n, 1), requires_grad=bool(config.learn_phm)
+                    )
+                    self.phm_rule_right = nn.Parameter(
+                        torch.empty(n, 1, n), requires_grad=bool(config.learn_phm)
+                    )
                     _init_rule(config, [self.phm_rule_left, self.phm_rule_right], shared=False)
                 else:
                     self.phm_rule = nn.Parameter(torch.empty(n, n, n), requires_grad=bool(config.learn_phm))
@@ -165,7 +179,9 @@ class PHMLayer(nn.Module):
         return y + self.b if self.b is not None else y
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, phm_dim={self.config.phm_dim}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, phm_dim={self.config.phm_dim}"
+        )
 
 
 def _get(source, key: str) -> torch.Tensor:

@@ -90,7 +90,9 @@ class BottleneckSite:
         last = self.adapters[block.last()]
         adapter_input, residual = last.pre_forward(x, r, self.norm)
         query = x if fusion.config.query_before_ln and not last.parallel else adapter_input
-        ups = torch.stack([self.adapters[name].bottleneck_up(adapter_input) for name in block.children], dim=-2)
+        ups = torch.stack(
+            [self.adapters[name].bottleneck_up(adapter_input) for name in block.children], dim=-2
+        )
         return fusion(query, ups, residual)
 
     def _capture(self, module, args, kwargs):

@@ -15,29 +15,51 @@ Revision ID: 0003_index_search
 Revises: 0002_index
 Create Date: 2026-11-25
 """
+
 import logging
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003_index_search'
-down_revision = '0002_index'
+revision = "0003_index_search"
+down_revision = "0002_index"
 branch_labels = None
 depends_on = None
 
 log = logging.getLogger("alembic")
-FACETS = ("base_model", "model_type", "task", "subtask", "language", "method", "head_type", "license", "author",
-          "library", "source")
-OLD_SINGLE = ("author", "method", "base_model", "model_type", "head_type", "task", "subtask", "language", "license")
+FACETS = (
+    "base_model",
+    "model_type",
+    "task",
+    "subtask",
+    "language",
+    "method",
+    "head_type",
+    "license",
+    "author",
+    "library",
+    "source",
+)
+OLD_SINGLE = (
+    "author",
+    "method",
+    "base_model",
+    "model_type",
+    "head_type",
+    "task",
+    "subtask",
+    "language",
+    "license",
+)
 
 
 def upgrade() -> None:
     bind = op.get_bind()
-    with op.batch_alter_table('index_entries', schema=None) as batch_op:
+    with op.batch_alter_table("index_entries", schema=None) as batch_op:
         for col in OLD_SINGLE:
-            batch_op.drop_index(f'ix_index_entries_{col}')
+            batch_op.drop_index(f"ix_index_entries_{col}")
         for col in FACETS:
-            batch_op.create_index(f'ixf_index_entries_{col}', [col, 'is_adapter', 'private'], unique=False)
+            batch_op.create_index(f"ixf_index_entries_{col}", [col, "is_adapter", "private"], unique=False)
     if bind.dialect.name == "sqlite":
         _sqlite_fts(bind)
         op.execute("""CREATE TRIGGER index_sync_repo AFTER UPDATE OF downloads, private ON repos
@@ -46,8 +68,12 @@ def upgrade() -> None:
         try:
             with bind.begin_nested():
                 bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
-                bind.execute(sa.text("CREATE INDEX ixt_index_entries_search_text ON index_entries "
-                                     "USING gin (search_text gin_trgm_ops)"))
+                bind.execute(
+                    sa.text(
+                        "CREATE INDEX ixt_index_entries_search_text ON index_entries "
+                        "USING gin (search_text gin_trgm_ops)"
+                    )
+                )
         except sa.exc.DBAPIError as e:  # no pg_trgm or no right to create it: LIKE still works, by scanning
             log.warning("pg_trgm unavailable, full-text search will scan: %s", e)
         op.execute("""CREATE OR REPLACE FUNCTION index_sync_repo() RETURNS trigger AS $$
@@ -59,8 +85,12 @@ def upgrade() -> None:
 
 def _sqlite_fts(bind) -> None:
     try:
-        bind.execute(sa.text("CREATE VIRTUAL TABLE index_fts USING fts5(search_text, content='index_entries', "
-                             "content_rowid='id', tokenize='trigram')"))
+        bind.execute(
+            sa.text(
+                "CREATE VIRTUAL TABLE index_fts USING fts5(search_text, content='index_entries', "
+                "content_rowid='id', tokenize='trigram')"
+            )
+        )
     except sa.exc.OperationalError as e:  # SQLite built without FTS5 / trigram: LIKE scans
         log.warning("FTS5 trigram unavailable, full-text search will scan: %s", e)
         return
@@ -84,8 +114,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS index_sync_repo ON repos")
         op.execute("DROP FUNCTION IF EXISTS index_sync_repo()")
         op.execute("DROP INDEX IF EXISTS ixt_index_entries_search_text")
-    with op.batch_alter_table('index_entries', schema=None) as batch_op:
+    with op.batch_alter_table("index_entries", schema=None) as batch_op:
         for col in FACETS:
-            batch_op.drop_index(f'ixf_index_entries_{col}')
+            batch_op.drop_index(f"ixf_index_entries_{col}")
         for col in OLD_SINGLE:
-            batch_op.create_index(f'ix_index_entries_{col}', [col], unique=False)
+            batch_op.create_index(f"ix_index_entries_{col}", [col], unique=False)
