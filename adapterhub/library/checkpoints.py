@@ -22,6 +22,7 @@ from transformers.utils import cached_file
 from . import saving
 from .configs import config_hash, resolve_config
 from .errors import AdapterConfigError, AdapterLoadError
+from .keys import align_prefix
 from .methods.bottleneck import FusionConfig
 from .methods.bottleneck.fusion import FUSION_PRESETS
 
@@ -79,7 +80,7 @@ def adapters_config(model) -> dict[str, Any]:
         key = config_hash(config)
         out["adapters"][name] = key
         out["config_map"][key] = config.to_dict()
-    method = state.methods.get("bottleneck")
+    method = state.fusion_method()
     for name, (names, config) in method.fusions.items() if method is not None else []:
         # a preset by its name (the `adapters` library reads fusion configs from the map as plain dicts and fails)
         key = next((preset for preset, value in FUSION_PRESETS.items() if value == config), None)
@@ -140,7 +141,7 @@ def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
 
 def _local_name(key: str, state) -> str:
     """A checkpoint key as this model names it (heads stay at the top, the rest under the base model prefix)."""
-    return key if key.startswith("heads.") else next(iter(saving._align_prefix({key: None}, state)))
+    return key if key.startswith("heads.") else next(iter(align_prefix({key: None}, state)))
 
 
 def restore(

@@ -73,8 +73,10 @@ def preset_names() -> list[str]:
 
 
 def _load_methods() -> None:
-    # Importing a method package registers its config class and presets.
-    from .methods import bottleneck  # noqa: F401
+    # Importing the method packages registers their config classes and presets.
+    from .methods.base import load_methods
+
+    load_methods()
 
 
 _STRING = re.compile(r"^\s*(?P<name>[^\[\]|]+?)\s*(?:\[(?P<options>.*)\])?\s*$", re.S)

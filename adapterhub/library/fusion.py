@@ -17,6 +17,7 @@ import torch
 from . import saving
 from .composition import Block, Fuse, Stack
 from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError, AdapterNotFoundError
+from .keys import align_prefix
 from .methods.bottleneck import FusionConfig
 from .model import _apply_active, _known, _state, register_api, train_adapter
 
@@ -48,19 +49,23 @@ def _fuse_block(names: list[str], name: str) -> Fuse:
     return Fuse(*names) if name == ",".join(names) else Fuse(*names, name=name)
 
 
-def _bottleneck(state, names: list[str]):
+def _fusing_method(state, names: list[str]):
+    """The method that fuses ``names``: all of one method, and one that supports "Fuse"."""
     for n in names:
         _known(state, n)
-        if state.configs[n].method != "bottleneck":
-            raise AdapterConfigError(
-                f"AdapterFusion fuses bottleneck adapters; {n!r} is a {state.configs[n].method} adapter"
-            )
-    return state.methods["bottleneck"]
+    methods = {state.method_of(n).name: state.method_of(n) for n in names}
+    unfit = [n for n in names if "Fuse" not in state.method_of(n).compositions]
+    if unfit or len(methods) > 1:
+        kinds = ", ".join(f"{n!r} ({state.method_of(n).name})" for n in names)
+        raise AdapterConfigError(
+            f"AdapterFusion fuses adapters of one method that supports fusion (bottleneck adapters); got {kinds}"
+        )
+    return next(iter(methods.values()))
 
 
 def _fusion_name(state, adapter_names) -> str:
     _, name = fusion_target(adapter_names)
-    method = state.methods.get("bottleneck")
+    method = state.fusion_method()
     if method is None or name not in method.fusions:
         known = ", ".join(sorted(method.fusions)) if method is not None and method.fusions else "none"
         raise AdapterNotFoundError(f"no AdapterFusion layer named {name!r} in this model (fusions: {known})")
@@ -90,7 +95,7 @@ def add_adapter_fusion(
     """Add an AdapterFusion layer over ``adapter_names`` (config: ``"dynamic"`` (default), ``"static"``, a dict)."""
     state = _state(self)
     names, name = fusion_target(adapter_names, name)
-    method = _bottleneck(state, names)
+    method = _fusing_method(state, names)
     fusion_config = FusionConfig.load(config)
     if name in method.fusions:
         if not overwrite_ok:
@@ -107,7 +112,7 @@ def add_adapter_fusion(
 def delete_adapter_fusion(self, adapter_names) -> None:
     state = _state(self)
     name = _fusion_name(state, adapter_names)
-    state.methods["bottleneck"].delete_fusion(name)
+    state.fusion_method().delete_fusion(name)
     state.active = _without_fusion(state.active, name)
     state.training = _without_fusion(state.training, name)
     _apply_active(state)
@@ -128,7 +133,7 @@ def train_adapter_fusion(
             for param in state.adapter_parameters(name).values():
                 param.requires_grad = False
     for block in setup.fuse_blocks():
-        for layer in state.methods["bottleneck"].fusion_layers(block.name):
+        for layer in state.fusion_method().fusion_layers(block.name):
             for param in layer.parameters():
                 param.requires_grad = True
 
@@ -136,7 +141,7 @@ def train_adapter_fusion(
 def get_fusion_regularization_loss(self) -> torch.Tensor:
     """Sum of ``0.01 * ||I - W_value||^2`` over the fusion layers that use regularization (add it to the loss)."""
     state = _state(self)
-    method = state.methods.get("bottleneck")
+    method = state.fusion_method()
     losses = []
     if method is not None:
         for name in method.fusions:
@@ -165,11 +170,11 @@ def save_adapter_fusion(
     """Write the fusion layer of ``adapter_names`` to ``save_directory`` in the AdapterHub format."""
     state = _state(self)
     name = _fusion_name(state, adapter_names)
-    names, config = state.methods["bottleneck"].fusions[name]
+    names, config = state.fusion_method().fusions[name]
     folder = Path(save_directory)
     pattern = _fusion_pattern(name)
     weights = {k: v for k, v in self.state_dict().items() if pattern.search(k)}
-    header = {"adapter_names": list(names), "config": config.to_dict(), **saving._model_header(state, name)}
+    header = {"adapter_names": list(names), "config": config.to_dict(), **saving.model_header(state, name)}
     for key, value in (meta_dict or {}).items():
         header.setdefault(key, value)
     if use_safetensors:
@@ -212,7 +217,7 @@ def load_adapter_fusion(
         raise AdapterLoadError(
             f"{config_path} fuses adapters that are not in this model: {', '.join(missing)}; load them first"
         )
-    method = _bottleneck(state, names)
+    method = _fusing_method(state, names)
     if name in method.fusions:
         raise AdapterExistsError(
             f"an AdapterFusion layer named {name!r} already exists in this model; delete it or pass load_as=..."
@@ -222,7 +227,7 @@ def load_adapter_fusion(
     weights = {
         old.sub(lambda m: f"{m.group(1)}adapter_fusion_layer.{name}.", k): v for k, v in weights.items()
     }
-    weights = saving._align_prefix(weights, state)
+    weights = align_prefix(weights, state)
     method.add_fusion(name, names, config)
     try:
         pattern = _fusion_pattern(name)

@@ -557,7 +557,7 @@ class AdapterModel(nn.Module):
             saving._atomic_write(folder / saving.LEGACY_HEAD_WEIGHTS_NAME, lambda tmp: torch.save(plain, tmp))
         saving.write_json(
             folder / saving.HEAD_CONFIG_NAME,
-            {"config": dict(head.config), **saving._model_header(state, head_name)},
+            {"config": dict(head.config), **saving.model_header(state, head_name)},
         )
 
     def prepare_saved_head(self, folder: Path, name: str) -> Callable[[], None]:

@@ -13,15 +13,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import saving
+from . import adapter_io, saving
 from .architectures import Architecture, architecture_of
-from .composition import Block, Setup, parse_setup
+from .composition import Block, Fuse, Setup, parse_setup
 from .configs import AdapterConfig, resolve_config
 from .errors import AdapterConfigError, AdapterExistsError, AdapterNotFoundError
-from .methods.bottleneck import BottleneckMethod
+from .keys import adapter_pattern
+from .methods.base import Method, method_for
 from .paths import get_module
 
-_METHODS = {"bottleneck": BottleneckMethod}
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -37,7 +37,7 @@ class AdapterState:
         self.hidden_size: int = config.hidden_size if hasattr(config, "hidden_size") else config.dim
         self.embedding_size: int = getattr(config, "embedding_size", None) or self.hidden_size
         self.configs: dict[str, AdapterConfig] = {}
-        self.methods: dict[str, Any] = {}
+        self.methods: dict[str, Method] = {}  # method name -> the method's instance for this model
         self.active: Block | None = None
         self.training: Block | None = None
 
@@ -52,23 +52,26 @@ class AdapterState:
         """Prefix of base-model keys in the model's state dict ("" for a bare base model)."""
         return "" if self.model is self.base_model else self.model.base_model_prefix + "."
 
-    def method(self, config: AdapterConfig):
-        if config.method not in self.methods:
-            self.methods[config.method] = _METHODS[config.method](self)
-        return self.methods[config.method]
+    def method(self, config: AdapterConfig) -> Method:
+        """The instance of the method that runs ``config`` in this model (created on first use)."""
+        cls = method_for(config)
+        if cls.name not in self.methods:
+            self.methods[cls.name] = cls(self)
+        return self.methods[cls.name]
 
-    def adapter_keys_pattern(self, name: str) -> re.Pattern:
-        # shared_parameters: weights shared by all layers of one adapter (Compacter's PHM rule), on the base model
-        return re.compile(
-            r"(^|\.)(adapters|invertible_adapters|shared_parameters)\." + re.escape(name) + r"\."
-        )
+    def method_of(self, name: str) -> Method:
+        return self.method(self.configs[name])
+
+    def fusion_method(self) -> Method | None:
+        """The method instance that holds AdapterFusion layers, if any method here supports "Fuse"."""
+        return next((m for m in self.methods.values() if "Fuse" in m.compositions), None)
 
     def adapter_parameters(self, name: str) -> dict[str, nn.Parameter]:
-        pattern = self.adapter_keys_pattern(name)
+        pattern = adapter_pattern(name)
         return {k: p for k, p in self.model.named_parameters() if pattern.search(k)}
 
     def adapter_state_dict(self, name: str) -> dict[str, torch.Tensor]:
-        pattern = self.adapter_keys_pattern(name)
+        pattern = adapter_pattern(name)
         return {k: v for k, v in self.model.state_dict().items() if pattern.search(k)}
 
     def head_parameters(self) -> dict[str, nn.Parameter]:
@@ -172,9 +175,18 @@ def validate_setup(state: AdapterState, setup: Block) -> None:
     """Every adapter of ``setup`` exists, and so does the fusion layer of each Fuse block."""
     for name in setup.names():
         _known(state, name)
-    bottleneck = state.methods.get("bottleneck")
+    if len(setup.names()) > 1 or isinstance(setup, Fuse):
+        for name in setup.names():
+            method = state.method_of(name)
+            kind = "Fuse" if any(name in block for block in setup.fuse_blocks()) else "Stack"
+            if kind not in method.compositions:
+                raise AdapterConfigError(
+                    f"{name!r} is a {method.name} adapter, which cannot take part in a {kind} block "
+                    f"(setup {setup!r})"
+                )
+    fusion = state.fusion_method()
     for block in setup.fuse_blocks():
-        if bottleneck is None or block.name not in bottleneck.fusions:
+        if fusion is None or block.name not in fusion.fusions:
             raise AdapterConfigError(
                 f"no AdapterFusion layer named {block.name!r} in this model: call add_adapter_fusion"
                 f"({block.names()!r}) or load_adapter_fusion(...) first"
@@ -258,17 +270,20 @@ def save_adapter(
     with_head: bool = True,
     use_safetensors: bool = True,
     meta_dict: dict | None = None,
+    format: str = "adapterhub",
 ) -> None:
-    """Write ``adapter_name`` (and the task head) to ``save_directory`` in the AdapterHub format."""
+    """Write ``adapter_name`` (and the task head) to ``save_directory``: ``format="adapterhub"`` (the
+    AdapterHub format) or ``"peft"`` (a folder that ``peft.PeftModel.from_pretrained`` loads)."""
     state = _state(self)
     _known(state, adapter_name)
-    saving.save(
+    adapter_io.save(
         state,
         save_directory,
         adapter_name,
         with_head=with_head,
         use_safetensors=use_safetensors,
         meta_dict=meta_dict,
+        format=format,
     )
 
 
@@ -293,10 +308,24 @@ def load_adapter(
         own_model_name=getattr(self.config, "name_or_path", None),
         **kwargs,
     )
-    name = saving.load(state, folder, load_as=load_as, with_head=with_head)
+    name = adapter_io.load(state, folder, load_as=load_as, with_head=with_head)
     if set_active:
         set_active_adapters(self, name)
     return name
+
+
+def merge_adapter(self, adapter_name: str) -> None:
+    """Fold ``adapter_name`` into the base model's weights (methods that allow it: LoRA, IA3). The merged
+    adapter then acts without being active; ``reset_adapter()`` undoes every merge."""
+    state = _state(self)
+    _known(state, adapter_name)
+    state.method_of(adapter_name).merge(adapter_name)
+
+
+def reset_adapter(self) -> None:
+    """Undo every ``merge_adapter``: the base weights are as before the merges."""
+    for method in _state(self).methods.values():
+        method.unmerge()
 
 
 def push_adapter_to_hub(self, repo_id: str, adapter_name: str, **kwargs: Any):
@@ -324,6 +353,8 @@ _API = {
     "adapter_state_dict": adapter_state_dict,
     "save_adapter": save_adapter,
     "load_adapter": load_adapter,
+    "merge_adapter": merge_adapter,
+    "reset_adapter": reset_adapter,
     "push_adapter_to_hub": push_adapter_to_hub,
     "push_adapter_setup_to_hub": push_adapter_setup_to_hub,
 }

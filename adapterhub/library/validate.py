@@ -15,14 +15,13 @@ import torch
 import transformers
 
 from .errors import AdapterError
+from .keys import local_weights
 from .model import init
 from .saving import (
     CONFIG_NAME,
     HEAD_CONFIG_NAME,
     LEGACY_WEIGHTS_NAME,
     WEIGHTS_NAME,
-    _align_prefix,
-    _rename_keys,
     compare_keys,
     read_json,
     read_tensors,
@@ -106,17 +105,12 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
         model.add_adapter(name, header.get("config"))
         report.method = state.configs[name].method
         weights, _ = read_tensors(folder, (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME))
-        weights = _align_prefix(_rename_keys(weights, name, name), state)
+        weights = local_weights(weights, state, name, name)
         expected = state.adapter_state_dict(name)
         missing, unexpected, wrong = compare_keys(expected, weights)
         report.missing_keys, report.unexpected_keys = missing, unexpected
         report.num_params = sum(p.numel() for p in state.adapter_parameters(name).values())
-        report.changed_modules = sum(
-            1
-            for method in state.methods.values()
-            for site in getattr(method, "sites", [])
-            if name in site.adapters
-        ) + (1 if any(k.startswith(state.prefix + "invertible_adapters.") for k in expected) else 0)
+        report.changed_modules = len(state.method_of(name).modules(name))
         if missing:
             report.errors.append(f"missing keys: {', '.join(missing)}")
         if unexpected:

@@ -11,6 +11,7 @@ from ...errors import AdapterConfigError
 from ...paths import get_module
 from .phm import check_phm_sizes, shared_phm_parameters
 from .sites import BottleneckSite, InvertibleSite
+from ..base import Method, register_method
 
 __all__ = ["BnConfig", "BottleneckMethod", "FusionConfig"]
 
@@ -20,13 +21,18 @@ def _place_like(module: nn.Module, reference: nn.Module) -> nn.Module:
     return module if param is None else module.to(device=param.device, dtype=param.dtype)
 
 
-class BottleneckMethod:
-    """Adds, removes and activates bottleneck adapters of one model."""
+@register_method
+class BottleneckMethod(Method):
+    """Adds, removes and activates bottleneck adapters (and Compacter, invertible adapters, AdapterFusion)."""
 
-    config_class = BnConfig
+    name = "bottleneck"
+    config_classes = (BnConfig,)
+    # per-site adapters, invertible adapters on the embeddings, Compacter's shared PHM weights
+    containers = ("adapters", "invertible_adapters", "shared_parameters")
+    compositions = frozenset({"Stack", "Fuse"})
 
     def __init__(self, host):
-        self.host = host  # the model's AdapterState
+        super().__init__(host)
         self.sites: list[BottleneckSite] = []
         self.invertible: InvertibleSite | None = None
         self.fusions: dict[str, tuple[list[str], FusionConfig]] = {}  # name -> (fused adapters, config)
@@ -96,6 +102,12 @@ class BottleneckMethod:
                 del site.adapters[name]
         if self.invertible is not None and name in self.invertible.adapters:
             del self.invertible.adapters[name]
+
+    def modules(self, name: str) -> list[nn.Module]:
+        found = [site.adapters[name] for site in self.sites if name in site.adapters]
+        if self.invertible is not None and name in self.invertible.adapters:
+            found.append(self.invertible.adapters[name])
+        return found
 
     # -- AdapterFusion layers: one per site that holds every fused adapter --
 
