@@ -4,7 +4,9 @@ One :class:`BottleneckSite` per (layer, location). While at least one adapter is
 hooks: a pre-hook that captures the residual stream ``r``, a forward hook on the sub-layer that replaces its
 output ``h`` by what the host must add to ``r`` instead, and (only for ``original_ln_after=False`` in post-LN
 models) a hook on the host's LayerNorm that returns the adapter's output unchanged. With no active adapter
-there are no hooks at all, so the model computes exactly what it computed before.
+there are no hooks at all, so the model computes exactly what it computed before. What one hook hands to the
+next within a call (``r``, the norm's replacement) is kept per thread (:class:`~..base.CallState`), so several
+threads can run one model at once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import nn
 from ...architectures import Site
 from ...composition import Block, Fuse
 from ...paths import get_module, get_or_create_module
+from ..base import CallState
 
 
 class BottleneckSite:
@@ -33,8 +36,7 @@ class BottleneckSite:
         self.active: list[str] = []
         self.plan: list = []  # the active setup at this site: adapter names and Fuse blocks, in order
         self._handles: list = []
-        self._residual: torch.Tensor | None = None
-        self._override: torch.Tensor | None = None
+        self._call = CallState()  # "residual": r seen by the pre-hook; "override": the norm's replacement
 
     @property
     def fusion_layers(self) -> nn.ModuleDict | None:
@@ -97,11 +99,11 @@ class BottleneckSite:
 
     def _capture(self, module, args, kwargs):
         position, name = self.spec.residual_arg
-        self._residual = args[position] if len(args) > position else kwargs[name]
+        self._call.put("residual", args[position] if len(args) > position else kwargs[name])
 
     def _replace_output(self, module, args, output):
         h = output[0] if isinstance(output, tuple) else output
-        r, self._residual = self._residual, None
+        r = self._call.take("residual")
         if r is None:
             raise RuntimeError(
                 f"adapter site {self.location} of layer {self.index}: the residual input was not seen before the "
@@ -111,7 +113,7 @@ class BottleneckSite:
         return (new_h,) + tuple(output[1:]) if isinstance(output, tuple) else new_h
 
     def _replace_norm_output(self, module, args, output):
-        override, self._override = self._override, None
+        override = self._call.take("override")
         return output if override is None else override
 
     def forward(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -129,7 +131,7 @@ class BottleneckSite:
         if last.config.original_ln_after:
             return new_h  # the host computes norm(new_h + r) or r + new_h: the AdapterHub post-forward
         if self.norm is not None:
-            self._override = new_h  # the host's norm returns the adapter output as it is
+            self._call.put("override", new_h)  # the host's norm returns the adapter output as it is
             return h
         return new_h - r
 
