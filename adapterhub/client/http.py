@@ -312,10 +312,46 @@ class HubClient:
                 if response.status_code >= 400:
                     response.read()
                     raise self.error_for(response, f"{repo_id}@{commit[:12]}: {path}")
+                if response.is_redirect:
+                    with self._from_storage(response, headers, f"{repo_id}@{commit[:12]}: {path}") as stored:
+                        yield stored
+                    return
                 yield response
         except httpx.TransportError as error:
             raise HubHTTPError(
                 f"download of {path} from {repo_id} at {self.endpoint} broke off: {error}"
+            ) from None
+
+    @contextlib.contextmanager
+    def _from_storage(self, redirect: httpx.Response, headers: dict, what: str) -> Iterator[httpx.Response]:
+        """Follow the hub's redirect of a download to its object store (a presigned URL): fetched without the
+        hub's token (the URL carries its own signature), with the hub's metadata headers (sha256 ETag, commit)
+        in place of the store's."""
+        location = redirect.headers.get("location", "")
+        if not location.startswith(("https://", "http://")):
+            raise HubHTTPError(f"{what}: the hub redirected the download to {location!r}, not an http(s) URL")
+        try:
+            with httpx.stream(
+                "GET",
+                location,
+                headers=headers,
+                timeout=TIMEOUT,
+                follow_redirects=True,
+                verify=_ssl_context(),
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise HubHTTPError(
+                        f"{what}: the storage the hub redirected to answered {response.status_code}: "
+                        f"{response.text[:300]}"
+                    )
+                for key in ("x-linked-etag", "x-repo-commit"):
+                    if key in redirect.headers:
+                        response.headers[key] = redirect.headers[key]
+                yield response
+        except httpx.TransportError as error:
+            raise HubHTTPError(
+                f"{what}: download from the hub's storage {location.split('?')[0]} broke off: {error}"
             ) from None
 
     def get_bytes(self, url: str) -> bytes:

@@ -32,7 +32,7 @@ from adapterhub.server.counts import DownloadCounts
 from adapterhub.server.auth import AuthError
 from adapterhub.server.db import Database
 from adapterhub.server.settings import Settings
-from adapterhub.server.storage import BlobStore, LocalBlobStore
+from adapterhub.server.storage import BlobStore, open_store
 from adapterhub.server.uploads import Limits, UploadError
 from adapterhub.server.validation import Validator
 
@@ -47,12 +47,12 @@ class Hub:
         self.settings = settings
         data = Path(settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = data / "tmp"  # same file system as the blobs, so staged files can be renamed in
+        self.tmp_dir = data / "tmp"  # same file system as a local blob store: staged files are renamed in
         self.tmp_dir.mkdir(exist_ok=True)
         self.db = Database(settings.db_url)
         if run_migrations:
             migrate.upgrade(self.db.engine)
-        self.store: BlobStore = store if store is not None else LocalBlobStore(data / "blobs")
+        self.store: BlobStore = store if store is not None else open_store(settings)
         self.validator = Validator(settings.validation_workers, self.tmp_dir)
         self.downloads = DownloadCounts(self.db)
         self.limits = Limits.from_settings(settings)

@@ -25,6 +25,19 @@ def serve(
     public_url: str = typer.Option(
         "", help="Base URL clients use (default: from each request's Host header)."
     ),
+    blob_store: str = typer.Option(
+        "",
+        help="Where blobs live: s3://BUCKET[/PREFIX] (AWS credentials from the standard variables and files), "
+        "default <data-dir>/blobs.",
+    ),
+    s3_endpoint_url: str = typer.Option(
+        "", help="An S3-compatible server, e.g. http://minio:9000 (default: AWS)."
+    ),
+    blob_redirect: Optional[bool] = typer.Option(
+        None,
+        "--blob-redirect/--no-blob-redirect",
+        help="Answer downloads of files from 1 MiB on with a short-lived presigned redirect to the S3 store.",
+    ),
     max_file_size: Optional[int] = typer.Option(None, help="Largest accepted file, in bytes."),
     validation_wait: Optional[float] = typer.Option(None, help="Seconds an upload waits for its load check."),
     create_user: Optional[str] = typer.Option(
@@ -43,8 +56,10 @@ def serve(
     """Start the adapter hub server (HF-compatible API on http://HOST:PORT; point HF_ENDPOINT at it)."""
     settings = Settings.from_env(
         data_dir=data_dir, database_url=database_url or None, public_url=public_url or None,
-        max_file_size=max_file_size, validation_wait=validation_wait,
+        max_file_size=max_file_size, validation_wait=validation_wait, blob_store=blob_store or None,
+        s3_endpoint_url=s3_endpoint_url or None, blob_redirect=blob_redirect,
     )  # fmt: skip
+    _check_store(settings)
     if create_user or create_org:
         _admin(settings, create_user, create_org, member, admin, scope)
         return
@@ -80,6 +95,17 @@ def serve(
         log_level="info",
         access_log=False,
     )  # the app logs each request after its answer (HubApp)
+
+
+def _check_store(settings: Settings) -> None:
+    from adapterhub.server.storage import parse_blob_store
+
+    try:
+        kind = parse_blob_store(settings.blob_store)[0]
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--blob-store") from None
+    if settings.blob_redirect and kind != "s3":
+        raise typer.BadParameter("--blob-redirect needs an s3:// --blob-store", param_hint="--blob-redirect")
 
 
 def app_from_env():

@@ -46,6 +46,10 @@ def resolve(request: Request, rest: str):
         hub.downloads.add(repo_pk)
     headers = _file_headers(commit_oid, sha, size, rev)
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if hub.settings.blob_redirect and size >= hub.settings.blob_redirect_min_size:
+        presign = getattr(hub.store, "presigned_url", None)
+        if presign is not None:
+            return _redirect(headers, presign(sha, hub.settings.blob_redirect_ttl, path.rsplit("/", 1)[-1]))
     local = hub.store.local_path(sha)
     if local is not None:
         try:
@@ -58,7 +62,19 @@ def resolve(request: Request, rest: str):
     headers["Content-Length"] = str(size)
     if m == "HEAD":
         return Response(status_code=200, headers=headers, media_type=media)
-    return StreamingResponse(_iter_blob(hub, sha), headers=headers, media_type=media)
+    try:
+        blob = hub.store.open(sha)
+    except FileNotFoundError:
+        return error_response(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m)
+    return StreamingResponse(_iter_blob(blob), headers=headers, media_type=media)
+
+
+def _redirect(headers: dict[str, str], location: str) -> Response:
+    """A 302 to the object store, with the file's metadata headers (sha256 ETag, X-Linked-Size, X-Repo-Commit) as
+    the Hugging Face Hub sends them with its redirects to storage: clients read the metadata here and fetch the
+    bytes there (without the hub's token). Never cached: the URL expires."""
+    out = {**headers, "Location": location, "Cache-Control": "no-store", "Content-Length": "0"}
+    return Response(status_code=302, headers=out)
 
 
 COUNTED = ("config.json", ADAPTER_CONFIG)  # a GET of one of these counts as a download of the repo
@@ -150,9 +166,9 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
     return True
 
 
-def _iter_blob(hub: Hub, sha: str):
-    with hub.store.open(sha) as f:
-        while chunk := f.read(1024 * 1024):
+def _iter_blob(blob):
+    with blob:
+        while chunk := blob.read(1024 * 1024):
             yield chunk
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from adapterhub.server import validation as V
 from adapterhub.server.auth import AuthError, Caller, can_read, can_write_namespace, require_write
 from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo, Validation, utcnow
+from adapterhub.server.storage import link_or_copy
 from adapterhub.server.uploads import StagedFile, UploadError
 
 if TYPE_CHECKING:
@@ -522,13 +523,11 @@ def _read_entry(hub: Hub, e: _Entry) -> bytes:
         return f.read()
 
 
-def _entry_path(hub: Hub, e: _Entry) -> Path:
+def _copy_entry(hub: Hub, e: _Entry, dest: Path) -> None:
     if e.staged is not None:
-        return e.staged.tmp
-    p = hub.store.local_path(e.sha256)
-    if p is None:  # object store: copy it into a temporary file (not needed by the local store)
-        raise NotImplementedError("blob stores without local paths need a download step here")
-    return p
+        link_or_copy(e.staged.tmp, dest)
+    else:
+        hub.store.copy_to(e.sha256, dest)
 
 
 def _checks_before_storing(
@@ -634,7 +633,7 @@ def _load_checks(
             continue
         job = hub.validator.new_job_dir()
         for p, e in a["files"].items():
-            V.link_or_copy(_entry_path(hub, e), job / p)
+            _copy_entry(hub, e, job / p)
         entry["ok"] = None
         results.append(entry)
         futures[hub.validator.submit(job, a["base_config"], a["dialect"])] = entry
@@ -761,12 +760,10 @@ def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int]:
     for sha in orphans:
         hub.store.delete(sha)
         files += 1
-    root = getattr(hub.store, "root", None)
-    if root is not None:
-        for p in Path(root).glob("??/??/*"):
-            if p.name not in known and p.stat().st_mtime < time.time() - grace_seconds:
-                p.unlink(missing_ok=True)
-                files += 1
+    for sha, stored_at in list(hub.store.stored()):
+        if sha not in known and stored_at < time.time() - grace_seconds:
+            hub.store.delete(sha)
+            files += 1
     return len(orphans), files
 
 

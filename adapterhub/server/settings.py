@@ -22,6 +22,14 @@ class Settings:
     validation_wait: float = 60.0  # seconds an upload waits for its validation before it is stored as pending
     validation_workers: int = 1
     allow_anonymous_read: bool = True
+    blob_store: str = ""  # empty: <data_dir>/blobs; s3://BUCKET[/PREFIX]: an S3-compatible bucket
+    s3_endpoint_url: str = ""  # empty: AWS (or AWS_ENDPOINT_URL); e.g. http://minio:9000
+    s3_public_endpoint_url: str = (
+        ""  # where clients reach the S3 server for redirects (empty: s3_endpoint_url)
+    )
+    blob_redirect: bool = False  # answer file downloads with a presigned redirect to the object store
+    blob_redirect_ttl: int = 300  # seconds a presigned download URL stays valid
+    blob_redirect_min_size: int = 1 * MiB  # smaller files (configs, cards) are still sent by the hub itself
 
     @property
     def db_url(self) -> str:

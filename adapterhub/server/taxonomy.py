@@ -365,11 +365,12 @@ def main(argv: list[str] | None = None) -> None:
     from adapterhub.server import migrate
     from adapterhub.server.db import Database
     from adapterhub.server.settings import Settings
-    from adapterhub.server.storage import LocalBlobStore
+    from adapterhub.server.storage import open_store
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--data-dir", default=None, help="the hub's data folder (as for adapterhub serve)")
     ap.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in --data-dir)")
+    ap.add_argument("--blob-store", default=None, help="s3://BUCKET[/PREFIX] (default: <data-dir>/blobs)")
     ap.add_argument(
         "--index-data",
         default=None,
@@ -378,7 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--force", action="store_true", help="seed again even if already seeded (upsert)")
     ap.add_argument("--reindex", action="store_true", help="re-index the main branch of every repository")
     args = ap.parse_args(argv)
-    settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+    settings = Settings.from_env(
+        data_dir=args.data_dir, database_url=args.database_url, blob_store=args.blob_store
+    )
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     migrate.upgrade(db.engine)
@@ -390,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         else "taxonomy: already seeded or no index data (use --force / --index-data)"
     )
     if args.reindex:
-        print(f"re-indexed {reindex_all(db, LocalBlobStore(Path(settings.data_dir) / 'blobs'))} repositories")
+        print(f"re-indexed {reindex_all(db, open_store(settings))} repositories")
     db.dispose()
 
 

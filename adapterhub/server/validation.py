@@ -276,14 +276,6 @@ class _Report:
         self.__dict__.update(kw)
 
 
-def link_or_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
-
-
 class Validator:
     """The validation worker: a small thread pool owned by the server process."""
 

@@ -84,3 +84,23 @@ def live_hub(db_url, tmp_path_factory):
     server.should_exit = True
     thread.join(10)
     hub.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """The URL of a moto S3 server for this test session, with fake AWS credentials set for boto3."""
+    pytest.importorskip("boto3")
+    pytest.importorskip("moto.server")
+    from s3_support import FAKE_AWS, start_moto
+
+    saved = {k: os.environ.get(k) for k in FAKE_AWS}
+    os.environ.update(FAKE_AWS)
+    url, proc = start_moto()
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
