@@ -196,7 +196,7 @@ def safetensors_num_params(header_bytes: bytes) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------ config dialects
-def _bottleneck_method(c: Mapping[str, Any]) -> str:
+def bottleneck_method(c: Mapping[str, Any]) -> str:
     if c.get("phm_layer"):
         name = "compacter" if c.get("mh_adapter") else "compacter++"
     elif c.get("is_parallel"):
@@ -244,7 +244,7 @@ def _adapterhub_method(c: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
                 hp.pop(key, None)
         if not c.get("phm_layer"):
             hp.pop("phm_dim", None)
-        return _bottleneck_method(c), "bottleneck", hp
+        return bottleneck_method(c), "bottleneck", hp
     hp: dict[str, Any]
     if arch in ("lora", "mtl_lora"):
         hp = {k: c[k] for k in _LORA_KEYS if k in c and c[k] not in (None, [])}
@@ -647,6 +647,12 @@ def index_commit(session, repo, commit, store, *, branch: str = "main"):
 
 def _hub_model_type(session, store, base_model: str) -> str | None:
     """`model_type` from the config.json of a base model that is a repository of this hub, if any."""
+    value = (hub_base_config(session, store, base_model) or {}).get("model_type")
+    return value if isinstance(value, str) else None
+
+
+def hub_base_config(session, store, base_model: str) -> dict[str, Any] | None:
+    """The config.json of a base model that is a public repository of this hub (main branch), if any."""
     from sqlalchemy import select
 
     from adapterhub.server.models import CommitFile, Ref, Repo
@@ -661,10 +667,10 @@ def _hub_model_type(session, store, base_model: str) -> str | None:
         return None
     try:
         with store.open(f.blob_sha256) as fh:
-            value = json.loads(fh.read()).get("model_type")
-    except (OSError, ValueError, AttributeError):
+            value = json.loads(fh.read())
+    except (OSError, ValueError):
         return None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, dict) else None
 
 
 def update_validation(session, commit_oid: str, status: str) -> None:

@@ -19,7 +19,7 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from adapterhub.server.index import LANGUAGE_NAMES, _bottleneck_method, _head_from_class, config_hash
+from adapterhub.server.index import LANGUAGE_NAMES, bottleneck_method, _head_from_class, config_hash
 from adapterhub.server.index_models import (
     IndexEntry,
     IndexVersion,
@@ -233,7 +233,7 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
         )
         metric_name = st.metric if st and st.metric else "score"
         chash = config_hash(config)
-        method = _bottleneck_method(config)
+        method = bottleneck_method(config)
         hyper = {
             k: config[k]
             for k in (

@@ -309,7 +309,42 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
             is_head=commit is not None and e is not None and commit.oid == e.commit_oid,
         )
     ctx["snippets"] = snippets(e, full, ctx.get("commit"), public_url(request))
+    ctx["anatomy"] = anatomy_svg(s, request.app.state.hub.store, e)
     return render(request, "adapter.html", **ctx)
+
+
+def anatomy_svg(s: Session, store, e: IndexEntry | None) -> Markup | None:
+    """The adapter's anatomy drawing, with the base model's layers and size when the hub holds it."""
+    from adapterhub.server.anatomy import Sizes, base_dims, describe, render_svg
+    from adapterhub.server.index import hub_base_config
+
+    data = (e.data if e is not None else None) or {}
+    config = data.get("config")
+    if e is None or not e.is_adapter or not isinstance(config, dict):
+        return None
+    base_cfg = (hub_base_config(s, store, e.base_model) if e.base_model else None) or {}
+    hidden, layers = base_dims(base_cfg)
+    peft_dims = base_dims({"hidden_size": config.get("token_dim"), "n_layers": config.get("num_layers")})
+    base = (
+        s.scalar(
+            select(IndexEntry).where(IndexEntry.full_name == e.base_model, IndexEntry.private.is_(False))
+        )
+        if base_cfg
+        else None
+    )
+    sizes = Sizes(
+        adapter_params=e.num_params,
+        adapter_bytes=data.get("weights_bytes"),
+        base_params=base.num_params if base is not None else None,
+        base_bytes=((base.data or {}).get("weights_bytes") or None) if base is not None else None,
+    )
+    anat = describe(
+        config,
+        model_type=e.model_type or base_cfg.get("model_type"),
+        hidden_size=e.hidden_size or hidden or peft_dims[0],
+        num_layers=layers or peft_dims[1],
+    )
+    return render_svg(anat, sizes)
 
 
 def snippets(

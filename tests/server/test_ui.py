@@ -86,6 +86,11 @@ def test_adapter_page_contents(ui):
     assert 'model.load_adapter("alice/ui-seqbn@' + oid in page  # adapterhub snippet, pinned
     assert "adapters.init(model)" in page and f'version="{oid}"' in page
     assert "PeftModel" not in page  # an AdapterHub-format adapter gets no PEFT snippet
+    # the anatomy drawing: the config's bottleneck at the base model's hidden size (32 / 16) and 2 layers
+    anatomy = page[page.index('id="anatomy"') :]
+    assert '<svg xmlns="http://www.w3.org/2000/svg"' in anatomy and 'data-count="2"' in anatomy
+    assert re.search(r'data-part="bottleneck-ffn" data-placement="sequential" data-reduction="16"', anatomy)
+    assert "32 → 2 → 32" in anatomy and "Adapter: 423 parameters" in anatomy
     legacy = text(c.get("/adapters/ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"))
     assert "metadata only" in legacy and "cannot be downloaded" in legacy and "sentiment/sst-2@ukp" in legacy
     r = c.get("/adapters/nobody/nothing")
