@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from adapterhub.server.models import Account, Membership, Repo, Token
@@ -68,6 +68,15 @@ def can_read(caller: Caller, repo: Repo) -> bool:
     if caller.account is None:
         return False
     return caller.account.is_admin or repo.owner_id == caller.account.id or repo.owner_id in caller.orgs
+
+
+def readable_repos(caller: Caller):
+    """A WHERE clause for the repositories ``caller`` may read (None: all of them, for administrators)."""
+    if caller.account is None:
+        return Repo.private.is_(False)
+    if caller.account.is_admin:
+        return None
+    return or_(Repo.private.is_(False), Repo.owner_id.in_([caller.account.id, *caller.orgs]))
 
 
 def can_write_namespace(caller: Caller, owner: Account) -> bool:

@@ -15,16 +15,16 @@ import hashlib
 import json
 import logging
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from adapterhub.server import repos
 from adapterhub.server.app import Hub, error_response
-from adapterhub.server.auth import Caller, caller_from_header, require_write
+from adapterhub.server.auth import AuthError, Caller, caller_from_header, readable_repos, require_write
 from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
 from adapterhub.server.repos import HubError, Op, serialize_time
 from adapterhub.server.uploads import Staging, UploadError, clean_path, refuse_pickle_name
@@ -35,6 +35,7 @@ ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch
            "paths-info", "auth-check"}  # fmt: skip
 LFS_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".h5", ".msgpack", ".zip")
 TREE_PAGE = 1000
+PREUPLOAD_BODY_MAX = 16 * 1024 * 1024  # a file list of up to max_files entries
 
 
 def _hub(request: Request) -> Hub:
@@ -70,9 +71,55 @@ def _int(v: str | None, default: int) -> int:
     if not v:
         return default
     try:
-        return max(0, int(v))
+        n = max(0, int(v))
     except ValueError:
         raise HubError(f"not a number: {v!r}", 400, "BadRequest") from None
+    if n > MAX_NUMBER:
+        raise HubError(f"number out of range: {v} (at most {MAX_NUMBER})", 400, "BadRequest")
+    return n
+
+
+MAX_NUMBER = 2**53
+JSON_BODY_MAX = 1024 * 1024  # bodies of the JSON endpoints (repo settings, file lists, ...)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, or 413 as soon as it is longer than ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HubError(f"request body too large ({declared} bytes, at most {limit})", 413, "PayloadTooLarge")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise HubError(f"request body too large (more than {limit} bytes)", 413, "PayloadTooLarge")
+    return bytes(raw)
+
+
+async def json_object(request: Request, limit: int = JSON_BODY_MAX, empty_ok: bool = False) -> dict:
+    """The request body as a JSON object, read with a bound; 400 for anything else (a list, invalid UTF-8
+    or JSON), 413 when it is longer than ``limit``."""
+    raw = await read_body(request, limit)
+    if empty_ok and not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise HubError(f"the request body is not valid JSON: {e}", 400, "BadRequest") from None
+    if not isinstance(body, dict):
+        raise HubError("the request body must be a JSON object", 400, "BadRequest")
+    return body
+
+
+def _field(obj: dict, key: str, kind: type | tuple, default=None, where: str = "request body"):
+    """``obj[key]`` if it has type ``kind`` (missing or null: ``default``), else a 400 naming the field."""
+    v = obj.get(key)
+    if v is None:
+        return default
+    if not isinstance(v, kind) or (isinstance(v, bool) and kind in (int, (int, float))):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise HubError(f"{where}: '{key}' must be {names}, not {type(v).__name__}", 400, "BadRequest")
+    return v
 
 
 def _truthy(v: str | None) -> bool:
@@ -116,12 +163,10 @@ def whoami(request: Request):
 @api_router.post("/api/validate-yaml")
 async def validate_yaml(request: Request):
     try:
-        body = await request.json()
-        content = body.get("content", "")
-    except (json.JSONDecodeError, AttributeError):
-        return JSONResponse(
-            {"errors": [{"message": "body must be JSON with 'content'"}], "warnings": []}, 400
-        )
+        content = (await json_object(request)).get("content", "")
+    except HubError as e:
+        return JSONResponse({"errors": [{"message": f"body must be JSON with 'content' ({e.message})"}],
+                             "warnings": []}, e.status)  # fmt: skip
     _, errors = parse_card(content.encode() if isinstance(content, str) else b"")
     return JSONResponse({"errors": [{"message": e} for e in errors], "warnings": []}, 400 if errors else 200)
 
@@ -129,13 +174,15 @@ async def validate_yaml(request: Request):
 @api_router.post("/api/repos/create")
 async def create_repo(request: Request):
     hub = _hub(request)
-    body = await request.json()
+    caller = _caller(hub, request)
+    if caller.account is None:
+        raise AuthError("authentication required to create a repository", 401)
+    body = await json_object(request)
     if body.get("type", "model") not in ("model", None):
         raise HubError("this hub hosts model repositories only", 400, "BadRequest")
-    name, org = body.get("name") or "", body.get("organization")
+    name, org = _field(body, "name", str, ""), _field(body, "organization", str)
     repo_id = f"{org}/{name}" if org else name
     private = bool(body.get("private")) or body.get("visibility") == "private"
-    caller = _caller(hub, request)
     repo, created = await run_in_threadpool(repos.create_repo, hub, caller, repo_id, private)
     url = f"{_base_url(hub, request)}/{repo.repo_id}"
     if not created:
@@ -147,9 +194,11 @@ async def create_repo(request: Request):
 @api_router.delete("/api/repos/delete")
 async def delete_repo(request: Request):
     hub = _hub(request)
-    body = await request.json()
-    name, org = body.get("name") or "", body.get("organization")
     caller = _caller(hub, request)
+    if caller.account is None:
+        raise AuthError("authentication required to delete a repository", 401)
+    body = await json_object(request)
+    name, org = _field(body, "name", str, ""), _field(body, "organization", str)
     await run_in_threadpool(repos.delete_repo, hub, caller, f"{org}/{name}" if org else name)
     return Response(status_code=200)
 
@@ -185,12 +234,9 @@ def list_models(request: Request):
            "id": Repo.name, "modelId": Repo.name}.get(sort, Repo.updated_at)  # fmt: skip
     with hub.db.session() as s:
         stmt = select(Repo).where(Repo.repo_type == "model")
-        if caller.account is None:
-            stmt = stmt.where(Repo.private.is_(False))
-        elif not caller.account.is_admin:
-            stmt = stmt.where(
-                or_(Repo.private.is_(False), Repo.owner_id.in_([caller.account.id, *caller.orgs]))
-            )
+        readable = readable_repos(caller)
+        if readable is not None:
+            stmt = stmt.where(readable)
         if q.get("author"):
             stmt = stmt.where(Repo.namespace == q["author"])
         if q.get("search"):
@@ -358,26 +404,27 @@ async def model_routes(request: Request, rest: str):
     if m == "GET" and action == "validation":
         return await run_in_threadpool(_validation, hub, request, repo_id, arg or "main")
     if m == "POST" and action == "paths-info" and arg:
-        form = (
-            await request.form()
-            if "form" in request.headers.get("content-type", "")
-            else await request.json()
-        )
-        paths = form.getlist("paths") if hasattr(form, "getlist") else form.get("paths", [])
-        return await run_in_threadpool(_paths_info, hub, request, repo_id, arg, list(paths))
+        ctype = request.headers.get("content-type", "")
+        if "multipart/" in ctype:
+            raise HubError("send the paths as JSON or as a urlencoded form", 415, "BadRequest")
+        if "form" in ctype:
+            raw = await read_body(request, PREUPLOAD_BODY_MAX)
+            paths = [v for k, v in parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if k == "paths"]
+        else:
+            paths = _field(await json_object(request), "paths", list, [])
+            if not all(isinstance(p, str) for p in paths):
+                raise HubError("request body: 'paths' must be a list of strings", 400, "BadRequest")
+        return await run_in_threadpool(_paths_info, hub, request, repo_id, arg, paths)
     if m == "POST" and action == "preupload" and arg:
         return await _preupload(hub, request, repo_id, arg)
     if m == "POST" and action == "commit" and arg:
         return await _commit(hub, request, repo_id, arg)
     if action in ("branch", "tag") and arg and m in ("POST", "DELETE"):
-        body = {}
-        if m == "POST":
-            raw = await request.body()
-            body = json.loads(raw) if raw.strip() else {}
+        body = await json_object(request, empty_ok=True) if m == "POST" else {}
         return await run_in_threadpool(_ref_change, hub, request, repo_id, action, arg, m, body)
     if m == "PUT" and action == "settings":
-        body = await request.json()
         caller = _caller(hub, request)
+        body = await json_object(request)
         private = body.get("private")
         if body.get("visibility") in ("private", "public"):
             private = body["visibility"] == "private"
@@ -536,14 +583,14 @@ def _ref_change(hub: Hub, request: Request, repo_id: str, kind: str, arg: str, m
     caller = _caller(hub, request)
     if kind == "branch":
         if method == "POST":
-            oid = repos.create_ref(hub, caller, repo_id, "branch", arg, body.get("startingPoint"),
+            oid = repos.create_ref(hub, caller, repo_id, "branch", arg, _field(body, "startingPoint", str),
                                    exist_ok=_truthy(str(body.get("exist_ok", ""))))  # fmt: skip
             return {"name": arg, "targetCommit": oid}
         repos.delete_ref(hub, caller, repo_id, "branch", arg)
         return {"ok": True}
     if method == "POST":  # POST /tag/{revision} {"tag": name, "message": ...}
-        name = body.get("tag") or ""
-        oid = repos.create_ref(hub, caller, repo_id, "tag", name, arg, body.get("message") or "")
+        name = _field(body, "tag", str, "")
+        oid = repos.create_ref(hub, caller, repo_id, "tag", name, arg, _field(body, "message", str, ""))
         return {"name": name, "targetCommit": oid}
     repos.delete_ref(hub, caller, repo_id, "tag", arg)
     return {"ok": True}
@@ -568,12 +615,14 @@ async def _preupload(hub: Hub, request: Request, repo_id: str, rev: str):
         raise HubError("pull requests are not supported by this hub", 400, "BadRequest")
     caller = _caller(hub, request)
     current = await run_in_threadpool(_check_writable, hub, caller, repo_id, rev)
-    body = await request.json()
+    body = await json_object(request, limit=PREUPLOAD_BODY_MAX)
     out = []
-    for f in body.get("files", []):
-        path = clean_path(f.get("path", ""))
+    for f in _field(body, "files", list, []):
+        if not isinstance(f, dict):
+            raise HubError("request body: each entry of 'files' must be an object", 400, "BadRequest")
+        path = clean_path(_field(f, "path", str, "", "files entry"))
         refuse_pickle_name(path)
-        size = int(f.get("size") or 0)
+        size = _field(f, "size", int, 0, f"files entry {path}")
         if size > hub.limits.max_file_size:
             raise UploadError(
                 f"{path}: file too large ({size} bytes; the limit is {hub.limits.max_file_size} bytes)",
@@ -605,28 +654,34 @@ async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
             try:
                 obj = json.loads(line)
                 key, value = obj["key"], obj["value"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+            except (ValueError, KeyError, TypeError) as e:  # ValueError: bad JSON or UTF-8
                 raise UploadError(f"malformed NDJSON commit line: {e}") from e
+            if not isinstance(value, dict):
+                raise UploadError(f"malformed NDJSON commit line: the value of {key!r} must be an object")
             if key == "header":
+                for k in ("summary", "description", "parentCommit"):
+                    _field(value, k, str, where="commit header")
                 header.update(value)
-            elif key == "file":
-                path = clean_path(value.get("path", ""))
+                return
+            path = _field(value, "path", str, "", f"commit line {key!r}")
+            if key == "file":
+                path = clean_path(path)
                 if value.get("encoding", "base64") != "base64":
                     raise UploadError(f"{path}: unsupported encoding {value.get('encoding')!r}")
                 refuse_pickle_name(path)
                 try:
-                    data = base64.b64decode(value.get("content", ""), validate=True)
+                    data = base64.b64decode(_field(value, "content", str, "", path), validate=True)
                 except (binascii.Error, ValueError) as e:
                     raise UploadError(f"{path}: content is not valid base64") from e
                 ops.append(Op("add", path, staged=staging.add_bytes(path, data)))
             elif key == "lfsFile":
-                path = clean_path(value.get("path", ""))
+                path = clean_path(path)
                 refuse_pickle_name(path)
-                ops.append(Op("add", path, sha256=str(value.get("oid", "")).lower()))
+                ops.append(Op("add", path, sha256=_field(value, "oid", str, "", path).lower()))
             elif key == "deletedFile":
-                ops.append(Op("delete", clean_path(value.get("path", ""))))
+                ops.append(Op("delete", clean_path(path)))
             elif key == "deletedFolder":
-                ops.append(Op("delete_folder", clean_path(value.get("path", "").rstrip("/"))))
+                ops.append(Op("delete_folder", clean_path(path.rstrip("/"))))
             else:
                 raise UploadError(f"unknown commit operation {key!r}")
 

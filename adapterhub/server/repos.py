@@ -25,10 +25,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapterhub.server import validation as V
-from adapterhub.server.auth import AuthError, Caller, can_read, can_write_namespace, require_write
+from adapterhub.server.auth import (
+    AuthError,
+    Caller,
+    can_read,
+    can_write_namespace,
+    readable_repos,
+    require_write,
+)
 from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo, Validation, utcnow
 from adapterhub.server.storage import link_or_copy
-from adapterhub.server.uploads import StagedFile, UploadError
+from adapterhub.server.uploads import StagedFile, UploadError, check_tree
 
 if TYPE_CHECKING:
     from adapterhub.server.app import Hub
@@ -395,7 +402,7 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
         tree = {p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(head).items()}
         parent_val = get_validation(s, head.oid)
         parent_report = dict(parent_val.report or {}) if parent_val else {}
-        _apply_ops(s, tree, ops)
+        _apply_ops(s, caller, tree, ops)
         adapters, errors = _checks_before_storing(s, hub, caller, tree)
         head_oid = head.oid
     if errors:
@@ -433,7 +440,7 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
                 p: _Entry(f.blob.sha256, f.blob.size, f.blob.git_oid)
                 for p, f in commit_tree(s.get(Commit, ref.commit_oid)).items()
             }
-            _apply_ops(s, rebased, ops)
+            _apply_ops(s, caller, rebased, ops)
             if _validated_part(rebased) != _validated_part(tree):
                 raise _BranchMoved()
             tree, head_oid = rebased, ref.commit_oid
@@ -486,7 +493,8 @@ def _validated_part(tree: dict[str, _Entry]) -> dict[str, str]:
     return out
 
 
-def _apply_ops(s: Session, tree: dict[str, _Entry], ops: list[Op]) -> None:
+def _apply_ops(s: Session, caller: Caller, tree: dict[str, _Entry], ops: list[Op]) -> None:
+    in_tree = {e.sha256 for e in tree.values()}
     for op in ops:
         if op.kind == "add":
             if op.staged is not None:
@@ -494,10 +502,11 @@ def _apply_ops(s: Session, tree: dict[str, _Entry], ops: list[Op]) -> None:
                 tree[op.path] = _Entry(st.sha256, st.size, st.git_oid, st)
             else:
                 blob = s.get(Blob, op.sha256 or "")
-                if blob is None:
+                if blob is None or not (blob.sha256 in in_tree or blob_readable(s, caller, blob.sha256)):
                     raise UploadError(
-                        f"{op.path}: no stored blob with sha256 {op.sha256}; this hub takes file content inline "
-                        "(preupload answers 'regular'), LFS uploads are not supported",
+                        f"{op.path}: no stored blob with sha256 {op.sha256} in a repository you can read; "
+                        "this hub takes file content inline (preupload answers 'regular'), LFS uploads are "
+                        "not supported",
                         422,
                         "LfsNotSupported",
                     )
@@ -514,6 +523,23 @@ def _apply_ops(s: Session, tree: dict[str, _Entry], ops: list[Op]) -> None:
                 del tree[p]
         else:
             raise UploadError(f"unknown operation {op.kind!r}")
+    check_tree(tree)
+
+
+def blob_readable(s: Session, caller: Caller, sha256: str) -> bool:
+    """Whether some commit of a repository ``caller`` may read holds the blob ``sha256``: the rule for every
+    path that reuses a stored blob by its hash instead of receiving its content (one user's private blob
+    must never become readable through another user's repository)."""
+    stmt = (
+        select(CommitFile.blob_sha256)
+        .join(Commit, Commit.oid == CommitFile.commit_oid)
+        .join(Repo, Repo.id == Commit.repo_id)
+        .where(CommitFile.blob_sha256 == sha256)
+    )
+    readable = readable_repos(caller)
+    if readable is not None:
+        stmt = stmt.where(readable)
+    return s.scalar(stmt.limit(1)) is not None
 
 
 def _read_entry(hub: Hub, e: _Entry) -> bytes:

@@ -51,6 +51,7 @@ FACETS: dict[str, Any] = {
     "source": IndexEntry.source,
 }
 SORTS = ("recent", "downloads", "score", "name")
+MAX_PAGE = 1_000_000
 MAX_PER_PAGE = 100
 FACET_LIMIT = 30
 
@@ -274,7 +275,7 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     conds = _conditions(s, query, viewer, text_filter=tf)
     total = s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
-    page = max(1, query.page)
+    page = max(1, min(query.page, MAX_PAGE))  # beyond: an empty page (the offset stays a 64-bit number)
     # ids first (the sort then carries only keys, not whole rows), then the page's rows
     ids = list(
         s.scalars(

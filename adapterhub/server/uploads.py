@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
+import pickletools
 import posixpath
 import shutil
 import stat
 import tempfile
+import unicodedata
 import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,25 +50,71 @@ class Limits:
         return cls(s.max_file_size, s.max_commit_size, s.max_files, s.max_zip_ratio)
 
 
+MAX_NAME_BYTES = 255  # one path component, in UTF-8: the limit of ext4, APFS, NTFS (in UTF-16 units)
+MAX_PATH_CHARS = 1000
+
+
 def clean_path(path: str) -> str:
-    """The normalised relative path, or UploadError for absolute paths, ``..``, backslashes, empty names."""
+    """The normalised relative path, or UploadError for anything a client could not write as it is named
+    or that would mislead a reader: absolute paths, ``..``, backslashes, ``.git`` in any letter case,
+    control, format (bidi overrides, zero-width) and separator characters, over-long names."""
     if not isinstance(path, str) or not path:
         raise UploadError("empty file path")
     if "\x00" in path or "\\" in path:
         raise UploadError(f"invalid file path {path!r}: no backslashes or NUL characters allowed")
     if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
         raise UploadError(f"invalid file path {path!r}: absolute paths are not allowed")
+    bad = next((c for c in path if unicodedata.category(c) in UNSAFE_CATEGORIES), None)
+    if bad is not None:
+        raise UploadError(
+            f"invalid file path {path!r}: character U+{ord(bad):04X} ({unicodedata.name(bad, 'a control character')}) "
+            "is not allowed (control, invisible and text-direction characters hide a file's real name)"
+        )
     parts = path.split("/")
     if any(p == ".." for p in parts):
         raise UploadError(f"invalid file path {path!r}: '..' is not allowed")
     norm = posixpath.normpath(path)
     if norm in (".", "") or norm.startswith("../"):
         raise UploadError(f"invalid file path {path!r}")
-    if any(p == ".git" for p in norm.split("/")):
-        raise UploadError(f"invalid file path {path!r}: '.git' is reserved")
-    if len(norm) > 1000:
-        raise UploadError(f"file path too long ({len(norm)} characters, at most 1000)")
+    if len(norm) > MAX_PATH_CHARS:
+        raise UploadError(f"file path too long ({len(norm)} characters, at most {MAX_PATH_CHARS})")
+    for part in norm.split("/"):
+        if part.rstrip(". ").lower() == ".git":
+            raise UploadError(f"invalid file path {path!r}: '.git' is reserved (in any letter case)")
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise UploadError(
+                f"invalid file path: the name {part[:40]!r}... is {len(part.encode())} bytes long "
+                f"(at most {MAX_NAME_BYTES} bytes per file or folder name)"
+            )
     return norm
+
+
+# Cc control, Cf format (bidi overrides, zero-width characters), Cs lone surrogates, Zl/Zp line separators
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def check_tree(paths) -> None:
+    """Refuse a tree that a client cannot write to a case-insensitive or case-sensitive file system: a file
+    and a folder of the same name, or two names that differ only in letter case."""
+    seen: dict[str, str] = {}
+    for p in sorted(paths):
+        key = p.casefold()
+        if key in seen:
+            raise UploadError(
+                f"{p} and {seen[key]} differ only in letter case (clients on macOS and Windows cannot "
+                "hold both)",
+                422,
+                "UnsafeTree",
+            )
+        seen[key] = p
+    for p in sorted(paths):
+        parts = p.casefold().split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in seen:
+                raise UploadError(
+                    f"{seen[folder]} is a file, and {p} needs a folder of that name", 422, "UnsafeTree"
+                )
 
 
 def refuse_pickle_name(path: str) -> None:
@@ -77,17 +127,69 @@ def refuse_pickle_name(path: str) -> None:
         )
 
 
-def refuse_pickle_content(path: str, head: bytes) -> None:
-    """Refuse content that is a pickle (protocol 2+) or a torch.save zip, whatever the file is called."""
-    is_pickle = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
-    is_torch_zip = head[:4] == b"PK\x03\x04" and (b"data.pkl" in head[:512] or b"/data.pkl" in head)
-    if is_pickle or is_torch_zip:
+PICKLE_HEAD = 64 * 1024
+
+
+def looks_like_pickle(head: bytes, complete: bool) -> bool:
+    """Whether ``head`` (the whole content if ``complete``) is a pickle of any protocol: protocol 2+ starts
+    with the PROTO opcode; protocols 0 and 1 are recognised by disassembling them (with the stack checks of
+    ``pickletools.dis``), which text and other formats fail within a few bytes. A complete pickle counts if
+    it imports or calls something; a valid pickle prefix that runs to the end of a cut-off head counts."""
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if not head:
+        return False
+    src = io.BytesIO(head)
+    try:
+        pickletools.dis(src, out=io.StringIO())
+    except Exception:  # noqa: BLE001 - not a pickle, or one cut off by the head
+        return not complete and src.tell() >= len(head)
+    # a whole pickle: refused if it can import or call anything (what makes loading one dangerous; a
+    # few bytes of other binary data can form a harmless one by chance)
+    return any(op.name in CODE_OPCODES for op, _, _ in pickletools.genops(head))
+
+
+CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
+                          "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"})  # fmt: skip
+
+
+def refuse_pickle_content(path: str, head: bytes, complete: bool = False) -> None:
+    """Refuse content that is a pickle (any protocol), whatever the file is called."""
+    if looks_like_pickle(head, complete):
         raise UploadError(
-            f"{path}: the content is a Python pickle (torch.save format); pickle files are refused, "
-            "use safetensors",
+            f"{path}: the content is a Python pickle; pickle files are refused because loading them can run "
+            "arbitrary code, use safetensors",
             status=422,
             code="PickleRefused",
         )
+
+
+def refuse_pickle_file(path: str, file: Path) -> None:
+    """:func:`refuse_pickle_content` on a staged file, and for a zip archive (``torch.save``'s format) on
+    each member: a member named ``*.pkl`` or holding a pickle is refused wherever it sits in the archive."""
+    size = os.path.getsize(file)
+    with open(file, "rb") as f:
+        head = f.read(PICKLE_HEAD)
+    refuse_pickle_content(path, head, complete=size <= len(head))
+    if not head.startswith(b"PK"):
+        return
+    try:
+        with zipfile.ZipFile(file) as zf:
+            for m in zf.infolist():
+                if m.is_dir():
+                    continue
+                if m.filename.lower().endswith((".pkl", ".pickle")):
+                    raise UploadError(
+                        f"{path}: the archive holds {m.filename!r}, a pickle (torch.save format); pickle files "
+                        "are refused, use safetensors",
+                        422,
+                        "PickleRefused",
+                    )
+                with zf.open(m) as member:
+                    mhead = member.read(PICKLE_HEAD)
+                refuse_pickle_content(f"{path}:{m.filename}", mhead, complete=m.file_size <= len(mhead))
+    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, zlib.error):
+        return  # not a readable zip: nothing loads it as one
 
 
 @dataclasses.dataclass
@@ -139,10 +241,10 @@ class Staging:
         refuse_pickle_name(path)
         self._check_count(path)
         self._check_size(path, len(data), self.total + len(data))
-        refuse_pickle_content(path, data[:4096])
         tmp = self._tmp()
         with open(tmp, "wb") as f:
             f.write(data)
+        refuse_pickle_file(path, tmp)
         sha = hashlib.sha256(data).hexdigest()
         oid = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
         return self._record(path, tmp, sha, oid, len(data))
@@ -157,16 +259,13 @@ class Staging:
         tmp = self._tmp()
         h = hashlib.sha256()
         size = 0
-        head = b""
         with open(tmp, "wb") as out:
             while chunk := src.read(CHUNK):
                 size += len(chunk)
                 self._check_size(path, size, self.total + size)
-                if len(head) < 4096:
-                    head += chunk[: 4096 - len(head)]
                 h.update(chunk)
                 out.write(chunk)
-        refuse_pickle_content(path, head)
+        refuse_pickle_file(path, tmp)
         return self._record(path, tmp, h.hexdigest(), git_blob_oid(tmp, size), size)
 
     def _check_size(self, path: str, size: int, total: int) -> None:

@@ -164,7 +164,7 @@ def check_safetensors(path: Path, name: str) -> tuple[dict[str, list[int]], list
     if not isinstance(header, dict):
         return {}, [f"{bad} (header is not an object)"]
     shapes: dict[str, list[int]] = {}
-    end = 0
+    spans: list[tuple[int, int, str]] = []
     for key, t in header.items():
         if key == "__metadata__":
             continue
@@ -178,7 +178,13 @@ def check_safetensors(path: Path, name: str) -> tuple[dict[str, list[int]], list
         except (KeyError, TypeError, ValueError):
             return {}, [f"{bad} (tensor {key!r}: malformed entry)"]
         shapes[key] = list(shape)
-        end = max(end, b)
+        spans.append((a, b, key))
+    end = 0  # tensors must tile the data section in order, as the safetensors loader requires
+    for a, b, key in sorted(spans):
+        if a != end:
+            why = "overlaps the tensor before it" if a < end else "leaves a gap before it"
+            return {}, [f"{bad} (tensor {key!r} at bytes {a}-{b} {why})"]
+        end = b
     if 8 + n + end != size:
         return {}, [f"{bad} (data section is {size - 8 - n} bytes, the header describes {end})"]
     return shapes, []

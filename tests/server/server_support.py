@@ -24,3 +24,26 @@ def start_server(app) -> tuple[str, object, threading.Thread]:
             raise RuntimeError("the test hub server did not start")
         time.sleep(0.02)
     return f"http://127.0.0.1:{port}", server, thread
+
+
+def snapshot(hub, data_dir) -> tuple[dict, dict]:
+    """Everything a refused request must leave as it was: every row of every table, and every file under the
+    data dir (path -> size) except the SQLite database's own files."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from adapterhub.server import index_models, models  # noqa: F401  (their tables)
+    from adapterhub.server.db import Base
+
+    rows = {}
+    with hub.db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            rows[table.name] = sorted(map(repr, conn.execute(select(table)).all()))
+    root = Path(data_dir)
+    files = {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in root.rglob("*")
+        if not p.name.startswith("hub.sqlite") and (p.is_file() or not any(p.iterdir()))
+    }
+    return rows, files
