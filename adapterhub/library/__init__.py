@@ -13,7 +13,7 @@ from .errors import (
 )
 from .methods.bottleneck import BnConfig, FusionConfig
 from .model import init
-from . import fusion as _fusion, setups as _setups  # noqa: E402,F401  (register their model methods)
+from . import fusion as _fusion, setups as _setups, trainer_checkpoints as _trainer_checkpoints  # noqa: E402,F401  (register their model methods)
 from .heads import AdapterModel
 
 __all__ = [

@@ -1,0 +1,300 @@
+"""transformers.Trainer with adapterhub models: checkpoints hold only the trained adapter, head and fusion files,
+resume continues bit-exactly, load_best_model_at_end restores the best adapter; gradient checkpointing gives the
+same gradients with every preset and composition block. Tiny random models, a few steps each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from transformers import Trainer, TrainingArguments
+
+import adapterhub
+from tiny_models import inputs, make_model
+
+STEPS = 6
+
+
+class RandomTokens(torch.utils.data.Dataset):
+    """Random token sequences of varied length; the label says whether most tokens are above the middle id."""
+
+    def __init__(self, n: int, seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        self.items = []
+        for _ in range(n):
+            length = int(torch.randint(4, 12, (1,), generator=generator))
+            ids = torch.randint(3, 100, (length,), generator=generator)
+            self.items.append({"input_ids": ids.tolist(), "labels": int((ids > 50).float().mean() > 0.5)})
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def collate(items):
+    width = max(len(item["input_ids"]) for item in items)
+    ids = torch.tensor([item["input_ids"] + [0] * (width - len(item["input_ids"])) for item in items])
+    mask = torch.tensor(
+        [[1] * len(item["input_ids"]) + [0] * (width - len(item["input_ids"])) for item in items]
+    )
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": torch.tensor([item["labels"] for item in items]),
+    }
+
+
+def adapter_model(fusion: bool = False):
+    """A tiny BERT classifier (dropout on: resuming must restore the RNG too) with adapter "a" set up for training,
+    or with a fusion of "a" and "b" trained together with both adapters."""
+    model = adapterhub.init(make_model("bert", "seqcls", seed=0, num_labels=2))
+    model.add_adapter("a", config="seq_bn[reduction_factor=4]")
+    if fusion:
+        model.add_adapter("b", config="par_bn[reduction_factor=4]")
+        model.add_adapter_fusion(["a", "b"])
+        model.train_adapter_fusion(adapterhub.Fuse("a", "b"), unfreeze_adapters=True)
+    else:
+        model.train_adapter("a")
+    return model
+
+
+def trainer_for(model, folder, **overrides) -> Trainer:
+    options = dict(
+        output_dir=str(folder),
+        max_steps=STEPS,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        warmup_steps=2,
+        report_to=[],
+        save_strategy="steps",
+        save_steps=3,
+        logging_steps=1,
+        use_cpu=True,
+        seed=7,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    options.update(overrides)
+    return Trainer(
+        model=model,
+        args=TrainingArguments(**options),
+        train_dataset=RandomTokens(40, seed=1),
+        eval_dataset=RandomTokens(12, seed=2),
+        data_collator=collate,
+    )
+
+
+def trainable(model) -> dict[str, torch.Tensor]:
+    return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+
+
+def losses(trainer: Trainer) -> dict[int, float]:
+    return {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
+
+
+@pytest.mark.parametrize("fusion", [False, True], ids=["adapter", "fusion"])
+def test_checkpoints_hold_only_the_trained_adapter_head_and_fusion_files(tmp_path, fusion):
+    model = adapter_model(fusion)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k not in trainable(model)}
+    trainer_for(model, tmp_path).train()
+    folder = tmp_path / "checkpoint-3"
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    adapter = {"adapter_config.json", "adapter.safetensors", "head_config.json", "model_head.safetensors"}
+    expected = {f"a/{name}" for name in adapter} | {"adapter_setup.json", "model.safetensors"}
+    if fusion:
+        expected |= {f"b/{name}" for name in adapter}
+        expected |= {"a,b/adapter_fusion_config.json", "a,b/model_adapter_fusion.safetensors"}
+    trainer_files = {
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        "training_args.bin",
+    }
+    assert files == expected | trainer_files
+    # model.safetensors: exactly the weights that were trained, as they were at step 3 (not the base model)
+    weights = load_file(folder / "model.safetensors")
+    assert set(weights) == set(trainable(model))
+    assert not any(key in frozen for key in weights)
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        assert f.metadata()["content"] == "adapterhub.trainable-weights"
+    assert any("adapter_fusion_layer" in k for k in weights) == fusion
+    final = load_file(tmp_path / f"checkpoint-{STEPS}" / "model.safetensors")
+    assert all(torch.equal(final[k], v) for k, v in trainable(model).items())
+    assert not all(torch.equal(final[k], weights[k]) for k in weights)  # step 3 is another state
+    # the saved setup loads into a fresh model and computes what the model at step 3 computed
+    at_step_3 = adapter_model(fusion)
+    at_step_3.load_state_dict(weights, strict=False)
+    at_step_3.eval()
+    fresh = adapterhub.init(make_model("bert", "seqcls", seed=0, num_labels=2))
+    setup, _ = fresh.load_adapter_setup(folder, set_active=True)
+    assert setup.names() == (["a", "b"] if fusion else ["a"])
+    batch = inputs()
+    with torch.no_grad():
+        assert torch.allclose(fresh(**batch).logits, at_step_3(**batch).logits, atol=1e-6)
+    # the frozen base model was not touched
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in frozen.items())
+
+
+def test_resume_from_a_checkpoint_continues_bit_exactly(tmp_path, caplog):
+    straight = adapter_model()
+    reference = trainer_for(straight, tmp_path / "straight")
+    reference.train()
+    # a new process: the same base model and adapter set-up (its adapter initialised differently), then resume
+    torch.manual_seed(123)
+    resumed_model = adapter_model()
+    assert not all(torch.equal(resumed_model.get_parameter(k), v) for k, v in trainable(straight).items())
+    resumed = trainer_for(resumed_model, tmp_path / "resumed")
+    with caplog.at_level("WARNING"):
+        output = resumed.train(resume_from_checkpoint=str(tmp_path / "straight" / "checkpoint-3"))
+    assert output.global_step == STEPS
+    assert not [r for r in caplog.records if "missing keys" in r.getMessage()]
+    after = trainable(resumed_model)
+    assert all(torch.equal(after[k], v) for k, v in trainable(straight).items())
+    # the history up to step 3 comes from the checkpoint; steps 4-6 were computed again, with the same losses
+    assert losses(resumed) == losses(reference) and len(losses(reference)) == STEPS
+    # the base model is as it was: the resumed model is the straight one, weight for weight
+    assert all(torch.equal(v, resumed_model.state_dict()[k]) for k, v in straight.state_dict().items())
+
+
+def test_load_best_model_at_end_restores_the_best_adapter(tmp_path):
+    scores = iter([0.2, 0.9, 0.4])  # the evaluation at step 2 is the best one
+
+    def compute_metrics(prediction):
+        return {"score": next(scores)}
+
+    model = adapter_model()
+    trainer = trainer_for(
+        model,
+        tmp_path,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_steps=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="score",
+    )
+    trainer.compute_metrics = compute_metrics
+    trainer.train()
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-4")
+    best = load_file(tmp_path / "checkpoint-4" / "model.safetensors")
+    last = load_file(tmp_path / f"checkpoint-{STEPS}" / "model.safetensors")
+    now = trainable(model)
+    assert set(now) == set(best)
+    assert all(torch.equal(now[k], best[k]) for k in best)
+    assert not all(torch.equal(now[k], last[k]) for k in last)
+    # save_model afterwards writes the restored adapter, ready to load
+    trainer.save_model(str(tmp_path / "final"))
+    config = json.loads((tmp_path / "final" / "a" / "adapter_config.json").read_text())
+    assert config["name"] == "a"
+    assert not (tmp_path / "final" / "config.json").exists()
+
+
+def test_save_pretrained_writes_the_whole_model_when_asked_or_not_training(tmp_path):
+    model = adapter_model()
+    model.save_pretrained(tmp_path / "whole", adapters_only=False)
+    weights = load_file(tmp_path / "whole" / "model.safetensors")
+    assert set(weights) == set(model.state_dict())
+    assert (tmp_path / "whole" / "config.json").is_file()
+    plain = adapterhub.init(make_model("bert", "seqcls", num_labels=2))
+    plain.add_adapter("a")
+    with pytest.raises(ValueError, match="train_adapter"):
+        plain.save_pretrained(tmp_path / "x", adapters_only=True)
+    plain.save_pretrained(
+        tmp_path / "plain"
+    )  # no adapter training set up: the whole model, as Transformers does
+    assert set(load_file(tmp_path / "plain" / "model.safetensors")) == set(plain.state_dict())
+
+
+def test_non_strict_load_reports_missing_trainable_weights_only(tmp_path):
+    model = adapter_model()
+    weights = trainable(model)
+    dropped = next(iter(weights))
+    result = model.load_state_dict({k: v for k, v in weights.items() if k != dropped}, strict=False)
+    assert result.missing_keys == [dropped] and result.unexpected_keys == []
+    # a partial dict of other (frozen) weights: torch's report, unchanged
+    base_key = "bert.embeddings.word_embeddings.weight"
+    result = model.load_state_dict({base_key: model.state_dict()[base_key]}, strict=False)
+    assert dropped in result.missing_keys and "bert.pooler.dense.weight" in result.missing_keys
+    with pytest.raises(RuntimeError, match="Missing key"):
+        model.load_state_dict(weights)
+
+
+# ------------------------------------------------------------------------------------------ gradient checkpointing
+
+PRESETS = [
+    "seq_bn",
+    "double_seq_bn",
+    "par_bn",
+    "scaled_par_bn",
+    "seq_bn_inv",
+    "double_seq_bn_inv",
+    "compacter[reduction_factor=4]",
+]
+
+
+def _gradients(model, batch, labels) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    model(**batch, labels=labels).loss.backward()
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def _no_dropout(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("setup", PRESETS + ["stack", "fuse"])
+def test_gradient_checkpointing_gives_the_same_gradients(arch, setup):
+    model = adapterhub.init(make_model(arch, "seqcls", num_labels=2))
+    if setup in ("stack", "fuse"):
+        model.add_adapter("a", config="seq_bn[reduction_factor=4]")
+        # (in a Stack, a parallel adapter reads the layer's input, as in `adapters`: the one below it would get
+        # no gradient, so the stack here holds two sequential ones)
+        model.add_adapter("b", config="par_bn[reduction_factor=4]" if setup == "fuse" else "double_seq_bn")
+        if setup == "fuse":
+            model.add_adapter_fusion(["a", "b"])
+            model.train_adapter_fusion(adapterhub.Fuse("a", "b"), unfreeze_adapters=True)
+        else:
+            model.train_adapter(adapterhub.Stack("a", "b"))
+    else:
+        model.add_adapter("a", config=setup)
+        model.train_adapter("a")
+    _no_dropout(model)  # (the fusion layers' dropout too)
+    with torch.no_grad():  # adapters start as (near) identities: make every path carry a gradient
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.05)
+    batch, labels = inputs(), torch.tensor([0, 1])
+    plain = _gradients(model, batch, labels)
+    assert set(plain) == {k for k, p in model.named_parameters() if p.requires_grad}
+    for reentrant in (True, False):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
+        assert model.is_activation_checkpointing
+        checkpointed = _gradients(model, batch, labels)
+        model.activation_checkpointing_disable()
+        assert set(checkpointed) == set(plain)
+        for key, grad in plain.items():
+            torch.testing.assert_close(checkpointed[key], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_trainer_with_gradient_checkpointing_trains_the_same_adapter(tmp_path):
+    results = []
+    for checkpointing in (False, True):
+        model = _no_dropout(adapter_model())
+        trainer = trainer_for(
+            model, tmp_path / str(checkpointing), save_strategy="no", gradient_checkpointing=checkpointing
+        )
+        trainer.train()
+        assert model.is_activation_checkpointing == checkpointing
+        results.append(trainable(model))
+    assert set(results[0]) == set(results[1])
+    for key, value in results[0].items():
+        torch.testing.assert_close(results[1][key], value, rtol=1e-4, atol=1e-6)
