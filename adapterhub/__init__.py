@@ -4,31 +4,58 @@ import adapterhub
 adapterhub.init(model)
 model.add_adapter("sst", config="seq_bn")
 model.train_adapter("sst")
+
+The names below come from the library (``adapterhub.library``) and the hub client (``adapterhub.client``),
+each imported when one of its names is first used: ``import adapterhub`` alone loads neither torch nor the
+client, so a program (the ``adapterhub`` command) can still set up the process before torch loads.
 """
 
-__version__ = "0.1.0"
+import importlib
 
-import os as _os
-import sys as _sys
+from .version import __version__
 
-# Idle OpenMP threads of torch spin for ~300,000 iterations before they sleep. On a CPU shared with other
-# processes a spinning thread holds the core that the thread it waits for needs: a training step of the
-# quickstart then took 4-9 s instead of 0.8 s at load 8 on 2 cores. A short spin keeps the unloaded speed.
-# libgomp reads this once, when torch loads it, so it only applies if torch is not imported yet; any explicit
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
-if "torch" not in _sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(_os.environ):
-    _os.environ["GOMP_SPINCOUNT"] = "10000"
-
-from .library import *  # noqa: E402,F401,F403
-from .library import __all__  # noqa: E402,F401
-
+_LIBRARY_NAMES = (  # adapterhub.library.__all__
+    "AdapterConfig",
+    "AdapterConfigError",
+    "AdapterError",
+    "AdapterExistsError",
+    "AdapterLoadError",
+    "AdapterModel",
+    "AdapterNotFoundError",
+    "Architecture",
+    "BnConfig",
+    "Fuse",
+    "FusionConfig",
+    "Site",
+    "Stack",
+    "UnsupportedModelError",
+    "config_hash",
+    "init",
+    "parse_config_string",
+    "preset_names",
+    "register_architecture",
+    "resolve_config",
+    "supported_model_types",
+)
 _CLIENT_NAMES = ("list_adapters", "search_adapters", "adapter_info")
+
+__all__ = ["__version__", *_LIBRARY_NAMES]
+
+
+def _import_client() -> None:
+    importlib.import_module("adapterhub.client")  # importing it registers the hub functions with the library
 
 
 def __getattr__(name: str):
-    """``adapterhub.list_adapters(...)`` and friends come from the hub client, imported only when used."""
     if name in _CLIENT_NAMES:
-        from . import client
-
-        return getattr(client, name)
+        return getattr(importlib.import_module("adapterhub.client"), name)
+    if name in _LIBRARY_NAMES:
+        # The library asks for the hub client (load_adapter by identifier, push_adapter_to_hub) through
+        # adapterhub.library.remote; this tells it how to import the client when one of them is first needed.
+        importlib.import_module("adapterhub.library.remote").register_importer(_import_client)
+        return getattr(importlib.import_module("adapterhub.library"), name)
     raise AttributeError(f"module 'adapterhub' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LIBRARY_NAMES, *_CLIENT_NAMES})

@@ -775,7 +775,7 @@ def after_quickstart(
     a fresh MiniLM classifier per load, SST-2's labels shown as negative/positive, the dev accuracy on the card."""
     from transformers import AutoTokenizer
 
-    from .train_cli import load_classifier
+    from .training import load_classifier
 
     folder = Path(report.output_dir)
     head = folder / "head_config.json"

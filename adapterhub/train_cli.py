@@ -25,6 +25,7 @@ from .training import (
     TrainResult,
     configure_threads,
     fast_bf16,
+    load_classifier,
     predict_logits,
     train as fit,
 )
@@ -102,29 +103,6 @@ def _quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def load_classifier(model_path: str | Path, labels: list[str], attention: str | None = None):
-    """(model, tokenizer): a sequence classifier with ``len(labels)`` labels, offline for local folders.
-    ``attention``: the Transformers attention implementation ("eager", "sdpa"; None: the library's default)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    local = Path(model_path).is_dir()
-    id2label = {i: name for i, name in enumerate(labels)}
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=local)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoders: pad with EOS
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(model_path),
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id={name: i for i, name in id2label.items()},
-        local_files_only=local,
-        **({"attn_implementation": attention} if attention else {}),
-    )
-    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
 
 
 @dataclasses.dataclass

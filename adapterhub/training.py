@@ -21,6 +21,7 @@ import dataclasses
 import math
 import os
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -36,6 +37,7 @@ __all__ = [
     "configure_threads",
     "evaluate",
     "fast_bf16",
+    "load_classifier",
     "lr_factor",
     "predict_logits",
     "train",
@@ -288,3 +290,26 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
     result.seconds = time.perf_counter() - start
     result.final_loss = sum(recent) / len(recent) if recent else float("nan")
     return result
+
+
+def load_classifier(model_path: str | Path, labels: list[str], attention: str | None = None):
+    """(model, tokenizer): a sequence classifier with ``len(labels)`` labels, offline for local folders.
+    ``attention``: the Transformers attention implementation ("eager", "sdpa"; None: the library's default)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    local = Path(model_path).is_dir()
+    id2label = {i: name for i, name in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=local)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoders: pad with EOS
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(model_path),
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id={name: i for i, name in id2label.items()},
+        local_files_only=local,
+        **({"attn_implementation": attention} if attention else {}),
+    )
+    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -1,7 +1,8 @@
 """The hub client: find, download (verified, cached), push and search adapters on an adapter hub.
 
-Separate from the library (which imports it lazily, only for identifiers that are not local folders) and
-from the server (never imported here: the client talks HTTP only).
+Separate from the library (which never imports it: importing the client registers its resolver and push
+functions with the library, see :mod:`adapterhub.library.remote`) and from the server (never imported here: the
+client talks HTTP only).
 
 Functions for programs (the quickstart, notebooks):
 
@@ -18,6 +19,7 @@ Functions for programs (the quickstart, notebooks):
 
 from __future__ import annotations
 
+from ..library import remote as _remote
 from .cache import Cache
 from .errors import (
     AmbiguousIdentifierError,
@@ -36,6 +38,10 @@ from .push import PushResult, card_text, push_adapter, push_adapter_setup, push_
 from .resolve import Pinned, adapter_folder, parse_identifier, resolve
 from .search import AdapterSummary, SearchResult, adapter_info, list_adapters, search_adapters
 from .settings import HubSettings, resolve_settings, save_token
+
+_remote.register(
+    adapter_folder=adapter_folder, push_adapter=push_adapter, push_adapter_setup=push_adapter_setup
+)
 
 
 def login(token: str, endpoint: str | None = None) -> dict:

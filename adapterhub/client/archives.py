@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .. import __version__
+from ..version import __version__
 from .cache import Cache, atomic_write_json, read_json
 from .errors import HubHTTPError, IdentifierError, IntegrityError, NotFoundError, OfflineError
 from .settings import HubSettings

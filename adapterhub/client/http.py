@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .. import __version__
+from ..version import __version__
 from . import lean
 from .errors import (
     AmbiguousIdentifierError,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import adapter_io, saving
+from . import adapter_io, remote, saving
 from .architectures import Architecture, architecture_of
 from .composition import Block, Fuse, Setup, parse_setup
 from .configs import AdapterConfig, resolve_config
@@ -330,16 +330,14 @@ def reset_adapter(self) -> None:
 
 def push_adapter_to_hub(self, repo_id: str, adapter_name: str, **kwargs: Any):
     """Push ``adapter_name`` (its head and a model card) to an adapter hub; see ``adapterhub.client.push_adapter``."""
-    from ..client.push import push_adapter  # the hub client is only imported when used
-
-    return push_adapter(self, repo_id, adapter_name, **kwargs)
+    return remote.hook("push_adapter", "push_adapter_to_hub")(self, repo_id, adapter_name, **kwargs)
 
 
 def push_adapter_setup_to_hub(self, repo_id: str, adapter_setup: Setup, **kwargs: Any):
     """Push a composed setup to an adapter hub; see ``adapterhub.client.push_adapter_setup``."""
-    from ..client.push import push_adapter_setup
-
-    return push_adapter_setup(self, repo_id, adapter_setup, **kwargs)
+    return remote.hook("push_adapter_setup", "push_adapter_setup_to_hub")(
+        self, repo_id, adapter_setup, **kwargs
+    )
 
 
 _API = {

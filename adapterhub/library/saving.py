@@ -21,7 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .. import __version__
+from ..version import __version__
+from . import remote
 from .errors import AdapterLoadError
 
 CONFIG_NAME = "adapter_config.json"
@@ -119,14 +120,14 @@ def model_header(state, name: str | None) -> dict[str, Any]:
 
 
 def resolve_location(identifier, **kwargs: Any) -> Path:
-    """The local folder of a saved adapter; hub identifiers and URLs go through the hub client (imported only then)."""
+    """The local folder of a saved adapter; hub identifiers and URLs go through the hub client's resolver."""
     path = Path(os.fspath(identifier)).expanduser()
     if path.is_dir():
         return path
     if isinstance(identifier, str) and not path.exists():
-        from ..client.resolve import adapter_folder
-
-        path = adapter_folder(identifier, **kwargs)
+        path = remote.hook("adapter_folder", f"loading {identifier!r} (not a local folder)")(
+            identifier, **kwargs
+        )
         if path.is_dir():
             return path
     if path.exists():

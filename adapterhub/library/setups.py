@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import saving
-from .. import __version__
+from ..version import __version__
 from .composition import Block, Setup, parse_setup
 from .errors import AdapterConfigError, AdapterLoadError
 from .fusion import load_adapter_fusion, save_adapter_fusion
