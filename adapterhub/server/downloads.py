@@ -109,12 +109,15 @@ def _file_headers(commit_oid: str, sha: str, size: int, rev: str) -> dict[str, s
 
 FAST_MAX = 64 * 1024 * 1024
 FAST_CHUNK = 256 * 1024  # sent in pieces: measured faster than one message or 64 KiB / 1 MiB pieces
+FAST_WHOLE = 1024 * 1024  # read at once up to this size; larger files are read piece by piece while sent
 
 
 async def fast_resolve(hub: Hub, scope, send) -> bool:
     """The common download (GET/HEAD of a readable file, no Range) in plain ASGI, without the framework's
-    routing: one query, one read, one body message. Returns False to let the normal route answer
-    (errors, ranges, counted files, big files), which then gives the same answer as before, more slowly."""
+    routing: one query, one read for a small file (larger ones are read one piece at a time while they are
+    sent, so a request holds at most ``FAST_WHOLE`` bytes), body messages of ``FAST_CHUNK``. Returns False
+    to let the normal route answer (errors, ranges, counted files, big files), which then gives the same
+    answer as before, more slowly."""
     headers = dict(scope.get("headers") or [])
     if b"range" in headers or scope["method"] not in ("GET", "HEAD"):
         return False
@@ -138,12 +141,19 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
         local = hub.store.local_path(sha)
         if local is None or size > FAST_MAX:
             return None
-        chunks = []
+        chunks, rest = [], None
         if scope["method"] == "GET":
-            with open(local, "rb") as f:  # read in pieces: no second copy of the whole file when sending
-                while chunk := f.read(FAST_CHUNK):
-                    chunks.append(chunk)
-        return commit_oid, sha, size, chunks
+            f = open(local, "rb")
+            if os.fstat(f.fileno()).st_size != size:
+                f.close()
+                return None
+            if size > FAST_WHOLE:
+                rest = f  # read while sending
+            else:
+                with f:
+                    while chunk := f.read(FAST_CHUNK):
+                        chunks.append(chunk)
+        return commit_oid, sha, size, chunks, rest
 
     try:
         found = await run_in_threadpool(lookup)
@@ -151,14 +161,26 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
         return False
     if found is None:
         return False
-    commit_oid, sha, size, chunks = found
-    if scope["method"] == "GET" and sum(map(len, chunks)) != size:
+    commit_oid, sha, size, chunks, rest = found
+    if scope["method"] == "GET" and rest is None and sum(map(len, chunks)) != size:
         return False
     out = _file_headers(commit_oid, sha, size, rev)
     out["Content-Length"] = str(size)
     out["Content-Type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]})  # fmt: skip
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]}  # fmt: skip
+    if rest is not None:
+        with rest:
+            await send(start)
+            left = size
+            while left > 0:
+                chunk = await run_in_threadpool(rest.read, min(FAST_CHUNK, left))
+                if not chunk:
+                    raise OSError(f"blob {sha} ended {left} bytes early")  # the connection is dropped
+                left -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+        return True
+    await send(start)
     for i, chunk in enumerate(chunks):
         await send({"type": "http.response.body", "body": chunk, "more_body": i + 1 < len(chunks)})
     if not chunks:
