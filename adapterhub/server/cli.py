@@ -27,7 +27,7 @@ def serve(
     ),
     blob_store: str = typer.Option(
         "",
-        help="Where blobs live: s3://BUCKET[/PREFIX] (AWS credentials from the standard variables and files), "
+        help="Where blobs live: s3://BUCKET/PREFIX, the prefix optional (AWS credentials from the standard variables and files), "
         "default <data-dir>/blobs.",
     ),
     s3_endpoint_url: str = typer.Option(

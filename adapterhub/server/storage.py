@@ -262,7 +262,9 @@ def parse_blob_store(url: str) -> tuple[str, str, str]:
         if not re.match(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", bucket):
             raise ValueError(f"blob store {url!r}: {bucket!r} is not a valid S3 bucket name")
         return "s3", bucket, prefix.strip("/")
-    raise ValueError(f"blob store {url!r}: expected s3://BUCKET[/PREFIX] (or nothing, for <data-dir>/blobs)")
+    raise ValueError(
+        f"blob store {url!r}: expected s3://BUCKET or s3://BUCKET/PREFIX (or nothing, for <data-dir>/blobs)"
+    )
 
 
 def open_store(settings: Settings) -> BlobStore:

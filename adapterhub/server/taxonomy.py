@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--data-dir", default=None, help="the hub's data folder (as for adapterhub serve)")
     ap.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in --data-dir)")
-    ap.add_argument("--blob-store", default=None, help="s3://BUCKET[/PREFIX] (default: <data-dir>/blobs)")
+    ap.add_argument("--blob-store", default=None, help="s3://BUCKET/PREFIX (default: <data-dir>/blobs)")
     ap.add_argument(
         "--index-data",
         default=None,

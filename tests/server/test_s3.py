@@ -119,7 +119,7 @@ def test_serve_refuses_bad_blob_store_options(tmp_path):
     app.command()(serve)
     runner = CliRunner(env={"COLUMNS": "400"})
     out = runner.invoke(app, ["--data-dir", str(tmp_path), "--blob-store", "gs://x"])
-    assert out.exit_code == 2 and "expected s3://BUCKET" in out.output
+    assert out.exit_code == 2 and "expected s3://BUCKET or s3://BUCKET/PREFIX" in out.output
     out = runner.invoke(app, ["--data-dir", str(tmp_path), "--blob-redirect"])
     assert out.exit_code == 2 and "needs an s3://" in out.output
 
@@ -128,17 +128,31 @@ def test_serve_refuses_bad_blob_store_options(tmp_path):
 
 
 class Replica:
-    """One hub server (its own data folder) on the shared database and bucket."""
+    """One hub server with its own data folder on the shared database and bucket: in this process (``hub`` is
+    its Hub), or ``adapterhub serve`` in a child process (its own caches and module state, as on another
+    machine; ``hub`` is None)."""
 
-    def __init__(self, settings):
-        from server_support import start_server
+    def __init__(self, settings, child: bool = False, args: tuple[str, ...] = (), env: dict | None = None):
+        from server_support import start_serve, start_server
 
         from adapterhub.server.app import Hub, create_app
 
-        self.hub = Hub(settings)
-        self.url, self.server, self.thread = start_server(create_app(hub=self.hub))
+        self.settings, self.hub, self.proc = settings, None, None
+        if child:
+            self.url, self.proc = start_serve(
+                ["--data-dir", str(settings.data_dir), "--database-url", settings.database_url,
+                 "--blob-store", settings.blob_store, "--s3-endpoint-url", settings.s3_endpoint_url, *args],
+                env,
+            )  # fmt: skip
+        else:
+            self.hub = Hub(settings)
+            self.url, self.server, self.thread = start_server(create_app(hub=self.hub))
 
     def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(20)
+            return
         self.server.should_exit = True
         self.thread.join(10)
         self.hub.close()
@@ -146,28 +160,30 @@ class Replica:
 
 @pytest.fixture(scope="module")
 def replicas(db_url, s3_endpoint, tmp_path_factory):
-    """Two hubs A and B on one database and one bucket (prefix ``blobs``), each with its own data folder;
-    users alice (token) and a base model alice/bert-tiny pushed through A."""
+    """Two hubs on one database and one bucket (prefix ``blobs``), each with its own data folder: A in this
+    process, streaming blobs; B an ``adapterhub serve`` process answering downloads of files from 2000 bytes
+    with presigned redirects. A user alice (token)."""
     from adapterhub.server import auth
     from adapterhub.server.settings import Settings
 
     bucket = new_bucket(s3_endpoint)
-    made = []
-    for name in "ab":
-        settings = Settings(
-            data_dir=tmp_path_factory.mktemp(f"replica-{name}"),
-            database_url=db_url,
-            validation_wait=30.0,
-            blob_store=f"s3://{bucket}/blobs",
-            s3_endpoint_url=s3_endpoint,
-        )
-        made.append(Replica(settings))
-    a, b = made
+
+    def settings(name):
+        return Settings(data_dir=tmp_path_factory.mktemp(f"replica-{name}"), database_url=db_url,
+                        validation_wait=30.0, blob_store=f"s3://{bucket}/blobs", s3_endpoint_url=s3_endpoint)  # fmt: skip
+
+    a = Replica(settings("a"))
     with a.hub.db.session() as s:
         token = auth.create_token(s, auth.create_account(s, "alice"), "write")
+    try:
+        b = Replica(settings("b"), child=True, args=("--blob-redirect",),
+                    env={"ADAPTERHUB_BLOB_REDIRECT_MIN_SIZE": "2000"})  # fmt: skip
+    except BaseException:
+        a.stop()
+        raise
     yield a, b, bucket, token
-    for r in made:
-        r.stop()
+    b.stop()
+    a.stop()
 
 
 def _push_adapter(url: str, token: str, repo: str, base: str = "alice/bert-tiny") -> tuple[str, dict]:
@@ -193,18 +209,18 @@ def test_upload_through_a_download_through_b(replicas, tmp_path):
     v = httpx.get(f"{b.url}/api/models/alice/replicated/validation").json()
     assert v["commit"] == oid and v["status"] == "passed", v
     for r in (a, b):
-        assert not (Path(r.hub.settings.data_dir) / "blobs").exists()
-        assert list((Path(r.hub.settings.data_dir) / "tmp").iterdir()) == []
-    stored = objects(r.hub.settings.s3_endpoint_url, bucket)
+        assert not (Path(r.settings.data_dir) / "blobs").exists()
+        assert list((Path(r.settings.data_dir) / "tmp").iterdir()) == []
+    stored = objects(a.settings.s3_endpoint_url, bucket)
     for data in files.values():
         assert stored[f"blobs/{hashlib.sha256(data).hexdigest()}"] == len(data)
-    # readable through B at once: huggingface_hub, a Range request, and our client (bundle and per file)
+    # readable through B at once: huggingface_hub (whole snapshot; the weights by redirect) and our client
+    # (one bundle, streamed by B from the bucket); A streams a file from the bucket itself
     assert hf.HfApi(endpoint=b.url).model_info("alice/replicated").sha == oid
-    got = hf.hf_hub_download(
-        "alice/replicated", "adapter.safetensors", endpoint=b.url, cache_dir=tmp_path / "hf", token=False
-    )
-    assert Path(got).read_bytes() == files["adapter.safetensors"]
-    r = httpx.get(f"{b.url}/alice/replicated/resolve/{oid}/adapter.safetensors")
+    got = hf.snapshot_download("alice/replicated", endpoint=b.url, cache_dir=tmp_path / "hf", token=False)
+    for name, data in files.items():
+        assert (Path(got) / name).read_bytes() == data
+    r = httpx.get(f"{a.url}/alice/replicated/resolve/{oid}/adapter.safetensors")
     assert r.status_code == 200 and r.content == files["adapter.safetensors"]
     assert r.headers["etag"] == f'"{hashlib.sha256(files["adapter.safetensors"]).hexdigest()}"'
     from adapterhub.client import adapter_folder
@@ -219,7 +235,7 @@ def test_refused_upload_leaves_no_object(replicas):
     a, _, bucket, token = replicas
     from safetensors.torch import load, save
 
-    before = objects(a.hub.settings.s3_endpoint_url, bucket)
+    before = objects(a.settings.s3_endpoint_url, bucket)
     api = hf.HfApi(endpoint=a.url, token=token)
     api.create_repo("alice/refused")
     files = _adapter_files("seq_bn")
@@ -231,16 +247,14 @@ def test_refused_upload_leaves_no_object(replicas):
         api.create_commit("alice/refused", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()],
                           commit_message="bad")  # fmt: skip
     assert e.value.response.status_code == 422 and "missing" in str(e.value)
-    assert objects(a.hub.settings.s3_endpoint_url, bucket) == before
-    assert list((Path(a.hub.settings.data_dir) / "tmp").iterdir()) == []
+    assert objects(a.settings.s3_endpoint_url, bucket) == before
+    assert list((Path(a.settings.data_dir) / "tmp").iterdir()) == []
 
 
 @needs_fixtures
-def test_presigned_redirects_for_huggingface_hub_and_our_client(replicas, tmp_path, monkeypatch):
+def test_presigned_redirects_for_huggingface_hub_and_our_client(replicas, tmp_path):
     a, b, _, token = replicas
-    oid, files = _push_adapter(a.url, token, "alice/redirected")
-    monkeypatch.setattr(b.hub.settings, "blob_redirect", True)
-    monkeypatch.setattr(b.hub.settings, "blob_redirect_min_size", 2000)  # the weights, not the config
+    oid, files = _push_adapter(b.url, token, "alice/redirected")
     weights = files["adapter.safetensors"]
     assert len(weights) > 2000 > len(files["adapter_config.json"])
     sha = hashlib.sha256(weights).hexdigest()
@@ -249,7 +263,7 @@ def test_presigned_redirects_for_huggingface_hub_and_our_client(replicas, tmp_pa
         assert r.status_code == 302, r.text
         assert r.headers["etag"] == r.headers["x-linked-etag"] == f'"{sha}"'
         assert r.headers["x-linked-size"] == str(len(weights)) and r.headers["x-repo-commit"] == oid
-        assert r.headers["location"].startswith(a.hub.settings.s3_endpoint_url)
+        assert r.headers["location"].startswith(a.settings.s3_endpoint_url)
         assert httpx.get(r.headers["location"]).content == weights
     small = httpx.get(f"{b.url}/alice/redirected/resolve/main/adapter_config.json")
     assert small.status_code == 200 and small.content == files["adapter_config.json"]
@@ -265,7 +279,7 @@ def test_presigned_redirects_for_huggingface_hub_and_our_client(replicas, tmp_pa
 
     with HubClient(endpoint=b.url, token=token, offline=False) as client:
         with client.stream_file("alice/redirected", oid, "adapter.safetensors") as response:
-            assert str(response.url).startswith(a.hub.settings.s3_endpoint_url)
+            assert str(response.url).startswith(a.settings.s3_endpoint_url)
             assert "authorization" not in response.request.headers
             assert response.headers["x-linked-etag"] == f'"{sha}"'
         folder = snapshot(client, Cache(tmp_path / "ours"), b.url, "alice/redirected", oid, progress=False)
