@@ -23,6 +23,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from adapterhub.server.humanize import human_params, human_size
 from adapterhub.server.index import bottleneck_method
 
 #: model types whose layers normalise *before* each sub-layer (``r + f(LN(r))``); the others are post-LN
@@ -98,6 +99,7 @@ class Anatomy:
 @dataclass
 class Sizes:
     adapter_params: int | None = None
+    head_params: int | None = None  # saved with the adapter, not counted in adapter_params
     adapter_bytes: int | None = None
     base_params: int | None = None
     base_bytes: int | None = None
@@ -541,18 +543,6 @@ def _layer_strip(svg: _Svg, anat: Anatomy) -> None:
     svg.y += 24 * (-(-n // cols))
 
 
-def _fmt_params(n: int) -> str:
-    return f"{n:,}"
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
 def _sizes(svg: _Svg, s: Sizes) -> None:
     rows = []
     if s.adapter_params is not None or s.adapter_bytes is not None:
@@ -561,11 +551,13 @@ def _sizes(svg: _Svg, s: Sizes) -> None:
         rows.append(("base", "Base model", s.base_params, s.base_bytes))
     for key, label, params, size in rows:
         svg.y += 20
-        parts = [f"{_fmt_params(params)} parameters" if params is not None else "parameters unknown"]
+        parts = [f"{human_params(params)} parameters" if params is not None else "parameters unknown"]
+        if key == "adapter" and s.head_params:
+            parts[0] += f" (+ {human_params(s.head_params)} in the head)"
         if size is not None:
-            parts.append(_fmt_bytes(size))
-        if key == "adapter" and params and s.base_params:
-            parts.append(f"{100 * params / s.base_params:.2f}% of the base model")
+            parts.append(human_size(size) + (" of weights" if key == "adapter" else ""))
+        if key == "base" and params and s.adapter_params:
+            parts.append(f"the adapter adds {100 * s.adapter_params / params:.2f}%")
         svg.add(
             "text", {"x": 10, "y": svg.y, "class": "size left", "data_part": f"size-{key}", "data_params": params},
             f"{label}: " + " · ".join(parts),

@@ -108,7 +108,8 @@ class AdapterMetadata:
     card: dict[str, Any] = field(default_factory=dict)
     size_bytes: int = 0
     weights_bytes: int = 0
-    num_params: int | None = None
+    num_params: int | None = None  # every tensor of the weight files, heads included
+    head_params: int | None = None  # of which in prediction heads (see is_head_tensor)
     sub_adapters: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -173,8 +174,9 @@ def card_description(body: str, limit: int = 500) -> str | None:
     return None
 
 
-def safetensors_num_params(header_bytes: bytes) -> int | None:
-    """Parameter count from the first bytes of a safetensors file (8-byte length + JSON header)."""
+def safetensors_header(header_bytes: bytes) -> dict[str, dict[str, Any]] | None:
+    """The tensors a safetensors file declares, ``name -> {"dtype", "shape", "data_offsets"}``, from its
+    first bytes (8-byte length + JSON header); None if they are not a complete, well-formed header."""
     if len(header_bytes) < 8:
         return None
     (n,) = struct.unpack("<Q", header_bytes[:8])
@@ -184,15 +186,40 @@ def safetensors_num_params(header_bytes: bytes) -> int | None:
         header = json.loads(header_bytes[8 : 8 + n])
     except ValueError:
         return None
-    total = 0
+    if not isinstance(header, dict):
+        return None
+    tensors = {}
     for key, info in header.items():
-        if key == "__metadata__" or not isinstance(info, dict):
+        if key == "__metadata__":
             continue
-        count = 1
-        for dim in info.get("shape", []):
-            count *= int(dim)
-        total += count
-    return total
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            return None
+        tensors[key] = info
+    return tensors
+
+
+def tensor_size(info: Mapping[str, Any]) -> int:
+    count = 1
+    for dim in info["shape"]:
+        count *= int(dim)
+    return count
+
+
+def safetensors_num_params(header_bytes: bytes) -> int | None:
+    """Parameter count from the first bytes of a safetensors file (8-byte length + JSON header)."""
+    tensors = safetensors_header(header_bytes)
+    return None if tensors is None else sum(tensor_size(t) for t in tensors.values())
+
+
+def is_head_tensor(path: str, key: str, saved_modules: Iterable[str] = ()) -> bool:
+    """Whether a saved tensor belongs to a prediction head rather than to the adapter itself: a head file of
+    the AdapterHub format (``model_head.safetensors``), or a module that PEFT saves whole (its config's
+    ``modules_to_save``, such as the classifier)."""
+    if path.rsplit("/", 1)[-1].startswith("model_head."):
+        return True
+    dotted = f".{key}."
+    return ".modules_to_save." in dotted or any(f".{m}." in dotted for m in saved_modules)
 
 
 # ------------------------------------------------------------------------------------------ config dialects
@@ -468,14 +495,22 @@ def extract_metadata(
         meta.description = card_description(body)
 
     if meta.num_params is None:
-        total, seen = 0, False
+        total, heads, seen = 0, 0, False
+        saved = [
+            str(m) for m in _as_list((meta.config or {}).get("modules_to_save")) if meta.library == "peft"
+        ]
         for f in weights:
             if f.path.endswith(".safetensors"):
                 head_bytes = _safe_call(read_header, f.path) if read_header else None
-                n = safetensors_num_params(head_bytes) if head_bytes else None
-                if n is not None:
-                    total, seen = total + n, True
+                tensors = safetensors_header(head_bytes) if head_bytes else None
+                if tensors is not None:
+                    seen = True
+                    for key, info in tensors.items():
+                        n = tensor_size(info)
+                        total += n
+                        heads += n if is_head_tensor(f.path, key, saved) else 0
         meta.num_params = total if seen else None
+        meta.head_params = heads if seen else None
     return meta
 
 

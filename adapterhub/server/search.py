@@ -83,7 +83,8 @@ class AdapterSummary(BaseModel):
     size_bytes: int
     num_params: int | None
     downloads: int
-    score: float | None
+    score: float | None = Field(description="the first metric of the card (legacy: the task's metric)")
+    score_metric: str | None = Field(description="the name of the metric that `score` is")
     validation: str | None
     updated_at: str
 
@@ -405,6 +406,12 @@ def _grouping_sets(s: Session, names: list[str], conds: list) -> dict[str, list[
     }
 
 
+def score_metric(e: IndexEntry) -> str | None:
+    """The name of the metric that ``e.score`` holds: the first of the card's metrics."""
+    metrics = (e.data or {}).get("metrics") if e.score is not None else None
+    return next(iter(metrics), None) if isinstance(metrics, dict) else None
+
+
 def summary(e: IndexEntry) -> AdapterSummary:
     return AdapterSummary(
         id=e.full_name,
@@ -428,6 +435,7 @@ def summary(e: IndexEntry) -> AdapterSummary:
         num_params=e.num_params,
         downloads=e.downloads or 0,
         score=e.score,
+        score_metric=score_metric(e),
         validation=e.validation_status,
         updated_at=e.updated_at.isoformat() + "Z" if e.updated_at else "",
     )

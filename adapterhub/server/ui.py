@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -23,9 +23,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from adapterhub.server.humanize import human_count, human_params, human_size
 from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomyTask
 from adapterhub.server.models import Commit, Ref, Repo, Validation
-from adapterhub.server.search import FACETS, SORTS, SearchQuery, get_session, search, viewer_for
+from adapterhub.server.search import (
+    FACETS,
+    SORTS,
+    SearchQuery,
+    get_session,
+    score_metric,
+    search,
+    viewer_for,
+)
 
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "ah_token"
@@ -47,27 +56,6 @@ router = APIRouter(include_in_schema=False)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "–"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
-
-
-def human_count(n: int | None) -> str:
-    if n is None:
-        return "–"
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    if n >= 1_000:
-        return f"{n / 1e3:.1f}k"
-    return str(n)
-
-
 def _markdown(text: str) -> Markup:
     """A model card body as HTML; raw HTML in the card is escaped (markdown-it with html disabled)."""
     from markdown_it import MarkdownIt
@@ -85,6 +73,8 @@ def _env() -> Environment:
     )
     env.filters["size"] = human_size
     env.filters["count"] = human_count
+    env.filters["params"] = human_params
+    env.filters["score_metric"] = score_metric
     env.filters["markdown"] = _markdown
     env.filters["date"] = lambda d: d.strftime("%Y-%m-%d") if isinstance(d, dt.datetime) else (d or "")
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, ensure_ascii=False)
@@ -142,8 +132,15 @@ def home(request: Request, s: Session = Depends(get_session)):
     viewer = viewer_for(request, s)
     res = search(s, SearchQuery(per_page=8, sort="recent", filters={"source": "hub"}, facets=False), viewer)
     overview = search(s, SearchQuery(per_page=1), viewer)
-    tasks = [(t, c) for t, c in overview.facets.get("task", [])][:12]
-    names = dict(s.execute(select(TaxonomyTask.name, TaxonomyTask.displayname)).all())
+    kinds = {
+        n: (d, k)
+        for n, d, k in s.execute(select(TaxonomyTask.name, TaxonomyTask.displayname, TaxonomyTask.kind))
+    }
+    # language adapters name their language as task: they belong in the languages box, not among tasks
+    tasks = [(t, c) for t, c in top_tasks(s, viewer) if kinds.get(t, ("", "text_task"))[1] != "text_lang"][
+        :12
+    ]
+    names = {n: d for n, (d, _) in kinds.items()}
     langs = dict(s.execute(select(TaxonomyLanguage.code, TaxonomyLanguage.name)).all())
     return render(
         request,
@@ -155,6 +152,26 @@ def home(request: Request, s: Session = Depends(get_session)):
         task_names=names,
         lang_names=langs,
     )
+
+
+def top_tasks(s: Session, viewer) -> list[tuple[str, int]]:
+    """Tasks by number of visible adapters, language adapters (adapter_type ``text_lang``) left out."""
+    from adapterhub.server.search import _visible
+
+    vis = _visible(viewer)
+    rows = s.execute(
+        select(IndexEntry.task, func.count())
+        .where(
+            IndexEntry.is_adapter.is_(True),
+            IndexEntry.task.is_not(None),
+            (IndexEntry.adapter_type.is_(None)) | (IndexEntry.adapter_type != "text_lang"),
+            *([vis] if vis is not None else []),
+        )
+        .group_by(IndexEntry.task)
+        .order_by(func.count().desc(), IndexEntry.task)
+        .limit(40)
+    ).all()
+    return [(t, c) for t, c in rows]
 
 
 @router.get("/adapters", response_class=HTMLResponse)
@@ -309,8 +326,25 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
             is_head=commit is not None and e is not None and commit.oid == e.commit_oid,
         )
     ctx["snippets"] = snippets(e, full, ctx.get("commit"), public_url(request))
+    ctx["params"] = param_counts(e)
     ctx["anatomy"] = anatomy_svg(s, request.app.state.hub.store, e)
     return render(request, "adapter.html", **ctx)
+
+
+class ParamCounts(NamedTuple):
+    adapter: int | None  # the adapter's own parameters (every tensor when no split is known)
+    head: int | None  # prediction heads saved with it
+
+
+def param_counts(e: IndexEntry | None) -> ParamCounts:
+    """The one parameter count every page shows: the adapter's tensors, with the heads saved alongside
+    counted apart (the index stores the total and the heads' part)."""
+    if e is None or e.num_params is None:
+        return ParamCounts(None, None)
+    head = (e.data or {}).get("head_params")
+    if not isinstance(head, int):
+        return ParamCounts(e.num_params, None)
+    return ParamCounts(e.num_params - head, head)
 
 
 def anatomy_svg(s: Session, store, e: IndexEntry | None) -> Markup | None:
@@ -333,7 +367,8 @@ def anatomy_svg(s: Session, store, e: IndexEntry | None) -> Markup | None:
         else None
     )
     sizes = Sizes(
-        adapter_params=e.num_params,
+        adapter_params=param_counts(e).adapter,
+        head_params=param_counts(e).head,
         adapter_bytes=data.get("weights_bytes"),
         base_params=base.num_params if base is not None else None,
         base_bytes=((base.data or {}).get("weights_bytes") or None) if base is not None else None,

@@ -133,11 +133,17 @@ def test_prefix_tuning():
 def test_sizes_and_hostile_config_text_is_escaped():
     cfg = {**fixture_config("adapters/seq_bn"), "non_linearity": '<script>"x"</script>'}
     root = draw(
-        cfg, sizes=Sizes(adapter_params=1_000, adapter_bytes=4_500, base_params=200_000, base_bytes=800_000)
+        cfg,
+        sizes=Sizes(
+            adapter_params=1_000, head_params=30, adapter_bytes=4_500, base_params=200_000, base_bytes=800_000
+        ),
     )
     (adapter,) = parts(root, "size-adapter")
-    assert texts(adapter) == "Adapter: 1,000 parameters · 4.5 kB · 0.50% of the base model"
-    assert texts(parts(root, "size-base")[0]) == "Base model: 200,000 parameters · 800.0 kB"
+    assert texts(adapter) == "Adapter: 1,000 parameters (+ 30 in the head) · 4.5 kB of weights"
+    assert (
+        texts(parts(root, "size-base")[0])
+        == "Base model: 200,000 parameters · 800.0 kB · the adapter adds 0.50%"
+    )
     assert parts(root, "bottleneck-ffn")[0].get("data-non-linearity") == '<script>"x"</script>'  # as text
     assert "<script>" not in str(render_svg(describe(cfg)))
 

@@ -42,10 +42,26 @@ def text(r: httpx.Response) -> str:
     return html.unescape(r.text)
 
 
-def test_home_tasks_languages_models(ui):
+def test_home_tasks_languages_models(live_hub, ui):
+    from sqlalchemy import select
+
+    from adapterhub.server.index_models import TaxonomyTask
+
     c, _, _ = ui
     r = c.get("/")
     assert r.status_code == 200 and "alice/ui-seqbn" in r.text and 'href="/adapters?task=nli"' in r.text
+    # taxonomy kinds apart: the Tasks box lists no language adapters' "tasks", the Languages box has them
+    with live_hub.hub.db.session() as s:
+        lang_tasks = set(s.scalars(select(TaxonomyTask.name).where(TaxonomyTask.kind == "text_lang")))
+    tasks_box = r.text.split("<h2>Tasks</h2>")[1].split("</section>")[0]
+    linked = set(re.findall(r'href="/adapters\?task=([^"&]+)"', tasks_box))
+    assert lang_tasks and "sentiment" in linked and not linked & lang_tasks, linked & lang_tasks
+    assert 'href="/adapters?language=ar"' in r.text.split("<h2>Languages</h2>")[1]
+    # metrics are labelled with their name (no bare star), downloads spelt out
+    card = r.text.split('href="/adapters/alice/ui-seqbn"')[1].split("</li>")[0]
+    assert "accuracy: 0.875" in card and "★" not in r.text and re.search(r"\d+ downloads?<", card)
+    (item,) = c.get("/api/adapters", params={"q": "alice/ui-seqbn"}).json()["items"][:1]
+    assert item["id"] == "alice/ui-seqbn" and (item["score"], item["score_metric"]) == (0.875, "accuracy")
     r = c.get("/tasks")
     assert r.status_code == 200 and "Sentiment Analysis" in r.text and "Language adapters" in r.text
     assert 'href="/adapters?task=sentiment&amp;subtask=sst-2"' in r.text
@@ -90,7 +106,10 @@ def test_adapter_page_contents(ui):
     anatomy = page[page.index('id="anatomy"') :]
     assert '<svg xmlns="http://www.w3.org/2000/svg"' in anatomy and 'data-count="2"' in anatomy
     assert re.search(r'data-part="bottleneck-ffn" data-placement="sequential" data-reduction="16"', anatomy)
-    assert "32 → 2 → 32" in anatomy and "Adapter: 423 parameters" in anatomy
+    # one parameter count: the adapter's own, the head's apart, the same in the overview and the drawing
+    assert re.search(r'id="num-params">324 <span class="muted small">\+ 99 in the head', page)
+    assert "parameters checked" not in page
+    assert "32 → 2 → 32" in anatomy and "Adapter: 324 parameters (+ 99 in the head)" in anatomy
     legacy = text(c.get("/adapters/ukp/bert-base-uncased_sentiment_sst-2_pfeiffer"))
     assert "metadata only" in legacy and "cannot be downloaded" in legacy and "sentiment/sst-2@ukp" in legacy
     r = c.get("/adapters/nobody/nothing")

@@ -1,0 +1,31 @@
+"""Numbers as the web pages show them: one format per kind of number, used by every page and drawing."""
+
+from __future__ import annotations
+
+
+def human_size(n: int | None) -> str:
+    """Bytes in decimal units: ``455.0 kB``."""
+    if n is None:
+        return "–"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def human_count(n: int | None) -> str:
+    """Counts such as downloads, abbreviated: ``1.2k``."""
+    if n is None:
+        return "–"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def human_params(n: int | None) -> str:
+    """Parameter counts, always in full: ``113,810``."""
+    return "–" if n is None else f"{n:,}"
