@@ -18,6 +18,7 @@ from .configs import resolve_config
 from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError
 from .keys import align_prefix, local_weights, renamed
 from .methods.base import method_for_peft
+from .rollback import all_or_nothing
 
 PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
 LEGACY_PEFT_WEIGHTS_NAME = "adapter_model.bin"
@@ -28,14 +29,6 @@ FORMATS = ("adapterhub", "peft")
 
 # Activation names written before versions were recorded.
 _LEGACY_ACTIVATIONS = {"gelu": "gelu_new", "gelu_orig": "gelu"}
-
-
-def _write_weights(folder: Path, names: tuple[str, str], weights, use_safetensors: bool) -> None:
-    if use_safetensors:
-        saving.write_tensors(folder / names[0], weights)
-    else:
-        plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
-        saving._atomic_write(folder / names[1], lambda tmp: torch.save(plain, tmp))
 
 
 # ------------------------------------------------------------------------------------------ saving
@@ -60,7 +53,7 @@ def save(
     header = {"config": state.configs[name].to_dict(), **saving.model_header(state, name)}
     for key, value in (meta_dict or {}).items():
         header.setdefault(key, value)
-    _write_weights(folder, (saving.WEIGHTS_NAME, saving.LEGACY_WEIGHTS_NAME), weights, use_safetensors)
+    saving.write_weights(folder, (saving.WEIGHTS_NAME, saving.LEGACY_WEIGHTS_NAME), weights, use_safetensors)
     saving.write_json(folder / saving.CONFIG_NAME, header)
     head = state.head_parameters()
     if with_head and getattr(
@@ -76,7 +69,8 @@ def save(
             "num_labels": getattr(config, "num_labels", None),
             "label2id": dict(getattr(config, "label2id", {}) or {}),
         }
-        saving.write_tensors(folder / saving.HEAD_WEIGHTS_NAME, dict(head))
+        names = (saving.HEAD_WEIGHTS_NAME, saving.LEGACY_HEAD_WEIGHTS_NAME)
+        saving.write_weights(folder, names, dict(head), use_safetensors)
         saving.write_json(folder / saving.HEAD_CONFIG_NAME, head_header)
 
 
@@ -96,7 +90,7 @@ def _save_peft(state, folder: Path, name: str, with_head: bool, use_safetensors:
     config.setdefault("inference_mode", True)
     config.setdefault("revision", None)
     weights = {PEFT_PREFIX + key: value for key, value in weights.items()}
-    _write_weights(folder, (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME), weights, use_safetensors)
+    saving.write_weights(folder, (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME), weights, use_safetensors)
     saving.write_json(folder / saving.CONFIG_NAME, config)
 
 
@@ -118,20 +112,17 @@ def _peft_task_type(state) -> str | None:
 
 def install(state, name: str, config, weights: dict[str, torch.Tensor], source: Path, then=None) -> None:
     """Add adapter ``name`` with ``config`` and copy ``weights`` (keyed like the model's state dict) into it;
-    ``then()`` runs last. Nothing is half-applied: on any error the adapter is removed again."""
-    from .model import add_adapter, delete_adapter
+    ``then()`` runs last. Nothing is half-applied: on any error the model is left as it was."""
+    from .model import add_adapter
 
-    add_adapter(state.model, name, config)
-    try:
+    with all_or_nothing(state):
+        add_adapter(state.model, name, config)
         saving._compare(state.adapter_state_dict(name), weights, "the adapter", source)
         with torch.no_grad():
             for key, value in weights.items():
                 state.model.get_parameter(key).copy_(value)
         if then is not None:
             then()
-    except BaseException:
-        delete_adapter(state.model, name)
-        raise
 
 
 def _check_new_name(state, name: str | None, config_path: Path) -> str:
@@ -168,10 +159,27 @@ def _copy_head(state, weights: dict[str, torch.Tensor]) -> None:
             head[key].copy_(value)
 
 
-def load(state, folder: Path, load_as: str | None = None, with_head: bool = True) -> str:
+def _with_leave_out(config, leave_out):
+    """``config`` with the layers ``leave_out`` added to its own (``load_adapter(..., leave_out=...)``)."""
+    if not isinstance(leave_out, (list, tuple, set)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in leave_out
+    ):
+        raise AdapterConfigError(f"leave_out must be a list of layer indices, got {leave_out!r}")
+    if "leave_out" not in config.to_dict():
+        raise AdapterConfigError(f"a {config.method} adapter has no leave_out option")
+    return config.replace(leave_out=sorted(set(config.leave_out) | set(leave_out)))
+
+
+def _drop_layers(weights: dict[str, torch.Tensor], state, layers) -> dict[str, torch.Tensor]:
+    """``weights`` without those of the given layer indices."""
+    prefixes = tuple(f"{state.prefix}{state.architecture.layers}.{int(i)}." for i in layers)
+    return {k: v for k, v in weights.items() if not k.startswith(prefixes)}
+
+
+def load(state, folder: Path, load_as: str | None = None, with_head: bool = True, leave_out=None) -> str:
     config_path, header = saving.read_folder_json(folder, saving.CONFIG_NAME)
     if "peft_type" in header:
-        return _load_peft(state, folder, config_path, header, load_as, with_head)
+        return _load_peft(state, folder, config_path, header, load_as, with_head, leave_out)
     if "config" not in header:
         raise AdapterLoadError(
             f"{config_path} has neither a 'config' entry (AdapterHub format) nor a 'peft_type' (PEFT format)"
@@ -189,6 +197,9 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     name = _check_new_name(state, load_as or saved_name, config_path)
     weights, weights_path = saving.read_tensors(folder, (saving.WEIGHTS_NAME, saving.LEGACY_WEIGHTS_NAME))
     weights = local_weights(weights, state, saved_name, name)
+    if leave_out:  # as the AdapterHub library: added to the saved config's leave_out, those weights dropped
+        config = _with_leave_out(config, leave_out)
+        weights = _drop_layers(weights, state, leave_out)
 
     static_head = None
     install_flex_head = None
@@ -199,10 +210,10 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
         static_head = _static_head(state, folder, with_head)
 
     def then() -> None:
-        if static_head is not None:
-            _copy_head(state, static_head[1])
         if install_flex_head is not None:
             install_flex_head()
+        if static_head is not None:  # last: copying checked weights into the head cannot fail
+            _copy_head(state, static_head[1])
 
     install(state, name, config, weights, weights_path, then)
     if static_head is not None:
@@ -213,7 +224,9 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     return name
 
 
-def _load_peft(state, folder: Path, config_path: Path, header: dict, load_as, with_head: bool) -> str:
+def _load_peft(
+    state, folder: Path, config_path: Path, header: dict, load_as, with_head: bool, leave_out
+) -> str:
     try:
         method = method_for_peft(header["peft_type"])
     except AdapterConfigError as error:
@@ -235,6 +248,9 @@ def _load_peft(state, folder: Path, config_path: Path, header: dict, load_as, wi
     except AdapterConfigError as error:
         raise AdapterLoadError(f"{config_path}: {error}") from None
     weights = renamed(weights, PEFT_DEFAULT_NAME, name)
+    if leave_out:
+        config = _with_leave_out(config, leave_out)
+        weights = _drop_layers(weights, state, leave_out)
     if head_weights and with_head:
         head = {k: p.detach() for k, p in state.head_parameters().items()}
         saving._compare(head, head_weights, "the head (modules_to_save)", weights_path)

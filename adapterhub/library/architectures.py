@@ -35,7 +35,9 @@ class Site:
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     layers: str  # path from the base model to the list of layers
-    embeddings: str  # module whose output carries the token embeddings (for invertible adapters)
+    # module whose output is the embedding output that the first layer reads (invertible adapters transform it):
+    # after position embeddings are added where the model adds them outside its embeddings module (GPT-2)
+    embeddings: str
     sites: dict[str, Site]
     # Linear layers by role, for methods that wrap weight matrices (LoRA, IA3): role -> path in a layer
     linears: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -115,7 +117,7 @@ register_architecture(
     "gpt2",
     Architecture(
         layers="h",
-        embeddings="wte",
+        embeddings="drop",  # dropout(wte + wpe)
         sites={
             "mh_adapter": Site("attn", "ln_1", (0, "input"), None, "attention_adapters"),
             "output_adapter": Site("mlp", "ln_2", (0, "input"), None, "output_adapters"),

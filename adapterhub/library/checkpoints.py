@@ -100,11 +100,7 @@ def save_pretrained(model, save_directory, use_safetensors: bool = True) -> None
     config["prediction_heads"] = {name: dict(head.config) for name, head in model.heads.items()}
     config["architectures"] = [type(model).__name__]
     weights = model.state_dict()
-    if use_safetensors:
-        saving.write_tensors(folder / "model.safetensors", weights)
-    else:
-        plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
-        saving._atomic_write(folder / "pytorch_model.bin", lambda tmp: torch.save(plain, tmp))
+    saving.write_weights(folder, ("model.safetensors", "pytorch_model.bin"), weights, use_safetensors)
     saving.write_json(folder / "config.json", config)
 
 

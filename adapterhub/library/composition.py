@@ -131,12 +131,17 @@ class Block:
             )
         if isinstance(self, Stack) and isinstance(other, str):
             return self.children == [other]
-        if isinstance(self, Stack) and isinstance(other, (list, tuple)):
-            return self.children == list(other)
+        if isinstance(self, Stack) and isinstance(other, list):
+            return self.children == other
+        if isinstance(self, Stack) and isinstance(other, tuple) and len(other) != 1:
+            return self.children == list(other)  # not ("a",): Stack("a") equals "a", so hashes as "a"
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(map(repr, self.children))))
+        # equal objects hash equally: a Stack equals its single name or the tuple of its names (see __eq__)
+        if isinstance(self, Stack) and all(isinstance(c, str) for c in self.children):
+            return hash(self.children[0]) if len(self.children) == 1 else hash(tuple(self.children))
+        return hash((type(self).__name__, tuple(self.children), tuple(sorted(self._kwargs().items()))))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}[{', '.join(map(str, self.children))}]"

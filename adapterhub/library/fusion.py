@@ -177,11 +177,7 @@ def save_adapter_fusion(
     header = {"adapter_names": list(names), "config": config.to_dict(), **saving.model_header(state, name)}
     for key, value in (meta_dict or {}).items():
         header.setdefault(key, value)
-    if use_safetensors:
-        saving.write_tensors(folder / FUSION_WEIGHTS_NAME, weights)
-    else:
-        plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
-        saving._atomic_write(folder / LEGACY_FUSION_WEIGHTS_NAME, lambda tmp: torch.save(plain, tmp))
+    saving.write_weights(folder, (FUSION_WEIGHTS_NAME, LEGACY_FUSION_WEIGHTS_NAME), weights, use_safetensors)
     saving.write_json(folder / FUSION_CONFIG_NAME, header)
     flex_save = getattr(self, "save_head", None)
     if with_head and flex_save is not None and name in getattr(self, "heads", {}):

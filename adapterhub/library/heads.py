@@ -550,11 +550,9 @@ class AdapterModel(nn.Module):
         folder = Path(save_directory)
         head = self.heads[head_name]
         weights = {f"heads.{head_name}.{k}": v for k, v in head.state_dict().items()}
-        if use_safetensors:
-            saving.write_tensors(folder / saving.HEAD_WEIGHTS_NAME, weights)
-        else:
-            plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
-            saving._atomic_write(folder / saving.LEGACY_HEAD_WEIGHTS_NAME, lambda tmp: torch.save(plain, tmp))
+        saving.write_weights(
+            folder, (saving.HEAD_WEIGHTS_NAME, saving.LEGACY_HEAD_WEIGHTS_NAME), weights, use_safetensors
+        )
         saving.write_json(
             folder / saving.HEAD_CONFIG_NAME,
             {"config": dict(head.config), **saving.model_header(state, head_name)},

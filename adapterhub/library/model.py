@@ -21,6 +21,7 @@ from .errors import AdapterConfigError, AdapterExistsError, AdapterNotFoundError
 from .keys import adapter_pattern
 from .methods.base import Method, method_for
 from .paths import get_module
+from .rollback import all_or_nothing
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
@@ -122,36 +123,33 @@ def add_adapter(
             f"invalid adapter name {adapter_name!r}: use letters, digits, '_' and '-' only"
         )
     resolved = resolve_config(config)
-    if adapter_name in state.configs:
-        if not overwrite_ok:
-            raise AdapterExistsError(
-                f"an adapter named {adapter_name!r} already exists in this model; delete it first, "
-                f"pass overwrite_ok=True, or load it under another name (load_as=...)"
-            )
-        delete_adapter(self, adapter_name)
-    method = state.method(resolved)
-    try:
-        method.add(adapter_name, resolved)
-    except Exception:
-        method.delete(adapter_name)  # nothing half-applied
-        raise
-    state.configs[adapter_name] = resolved
-    if set_active:
-        set_active_adapters(self, adapter_name)
-    elif state.active is not None:
-        _apply_active(state)  # new modules at active sites stay inactive, but sites must be consistent
+    if adapter_name in state.configs and not overwrite_ok:
+        raise AdapterExistsError(
+            f"an adapter named {adapter_name!r} already exists in this model; delete it first, "
+            f"pass overwrite_ok=True, or load it under another name (load_as=...)"
+        )
+    with all_or_nothing(state):  # a config that fails leaves the model as it was (the old adapter too)
+        if adapter_name in state.configs:
+            delete_adapter(self, adapter_name)
+        state.method(resolved).add(adapter_name, resolved)
+        state.configs[adapter_name] = resolved
+        if set_active:
+            set_active_adapters(self, adapter_name)
+        elif state.active is not None:
+            _apply_active(state)  # new modules at active sites stay inactive, but sites must be consistent
 
 
 def delete_adapter(self, adapter_name: str) -> None:
     state = _state(self)
     _known(state, adapter_name)
-    config = state.configs.pop(adapter_name)
-    state.method(config).delete(adapter_name)
-    for attr in ("active", "training"):
-        setup = getattr(state, attr)
-        if setup is not None and adapter_name in setup:
-            setattr(state, attr, setup.without(adapter_name))  # a Fuse holding it goes too
-    _apply_active(state)
+    with all_or_nothing(state):
+        config = state.configs.pop(adapter_name)
+        state.method(config).delete(adapter_name)
+        for attr in ("active", "training"):
+            setup = getattr(state, attr)
+            if setup is not None and adapter_name in setup:
+                setattr(state, attr, setup.without(adapter_name))  # a Fuse holding it goes too
+        _apply_active(state)
 
 
 def _apply_active(state: AdapterState) -> None:
@@ -296,9 +294,13 @@ def load_adapter(
     load_as: str | None = None,
     with_head: bool = True,
     set_active: bool = False,
+    leave_out: list[int] | None = None,
     **kwargs: Any,
 ) -> str:
-    """Load a saved adapter (and its head) into the model; returns the adapter's name in this model."""
+    """Load a saved adapter (and its head) into the model; returns the adapter's name in this model.
+
+    ``leave_out``: layer indices whose adapter weights are not loaded (added to the saved config's leave_out).
+    Other keyword arguments are options of the hub client (``endpoint``, ``token``, ...); unknown ones raise."""
     state = _state(self)
     folder = saving.resolve_location(
         adapter_name_or_path,
@@ -308,7 +310,7 @@ def load_adapter(
         own_model_name=getattr(self.config, "name_or_path", None),
         **kwargs,
     )
-    name = adapter_io.load(state, folder, load_as=load_as, with_head=with_head)
+    name = adapter_io.load(state, folder, load_as=load_as, with_head=with_head, leave_out=leave_out)
     if set_active:
         set_active_adapters(self, name)
     return name

@@ -17,6 +17,13 @@ def get_or_create_module(root: nn.Module, path: str) -> nn.Module:
     module = root
     for part in path.split(".") if path else []:
         if not hasattr(module, part):
-            module.add_module(part, nn.Module())
+            module.add_module(part, nn.Module().train(module.training))
         module = getattr(module, part)
     return module
+
+
+def add_container(parent: nn.Module, name: str) -> nn.ModuleDict:
+    """``parent.name``, an empty ``nn.ModuleDict`` made in ``parent``'s train/eval mode if there is none yet."""
+    if name not in parent._modules:
+        parent.add_module(name, nn.ModuleDict().train(parent.training))
+    return parent._modules[name]

@@ -61,6 +61,20 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     _atomic_write(path, lambda tmp: save_file(plain, tmp, metadata={"format": "pt"}))
 
 
+def write_weights(
+    folder: Path, names: tuple[str, str], tensors: dict[str, torch.Tensor], use_safetensors: bool
+) -> None:
+    """``tensors`` as ``names[0]`` (safetensors) or ``names[1]`` (a legacy ``.bin`` pickle of plain tensors); the
+    file of the other format is removed, so that a folder never holds two versions of the same weights."""
+    keep, other = (names[0], names[1]) if use_safetensors else (names[1], names[0])
+    if use_safetensors:
+        write_tensors(folder / keep, tensors)
+    else:
+        plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+        _atomic_write(folder / keep, lambda tmp: torch.save(plain, tmp))
+    (folder / other).unlink(missing_ok=True)
+
+
 def read_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
@@ -122,6 +136,18 @@ def model_header(state, name: str | None) -> dict[str, Any]:
 def resolve_location(identifier, **kwargs: Any) -> Path:
     """The local folder of a saved adapter; hub identifiers and URLs go through the hub client's resolver."""
     path = Path(os.fspath(identifier)).expanduser()
+    if kwargs:  # a local folder takes no hub options, but a misspelt or unsupported option is still an error
+        import inspect
+
+        from ..client.resolve import adapter_folder
+
+        parameters = inspect.signature(adapter_folder).parameters.values()
+        known = [p.name for p in parameters if p.kind == p.KEYWORD_ONLY]
+        unknown = sorted(k for k in kwargs if k not in known)
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) for loading an adapter: {', '.join(unknown)}; known: {', '.join(known)}"
+            )
     if path.is_dir():
         return path
     if isinstance(identifier, str) and not path.exists():

@@ -8,7 +8,7 @@ from .config import BnConfig
 from .fusion import AdapterFusionLayer, FusionConfig
 from .layers import Bottleneck, invertible_adapter
 from ...errors import AdapterConfigError
-from ...paths import get_module
+from ...paths import add_container, get_module
 from .phm import check_phm_sizes, shared_phm_parameters
 from .sites import BottleneckSite, InvertibleSite
 from ..base import Method, register_method
@@ -17,8 +17,12 @@ __all__ = ["BnConfig", "BottleneckMethod", "FusionConfig"]
 
 
 def _place_like(module: nn.Module, reference: nn.Module) -> nn.Module:
+    """``module`` on the device and dtype of ``reference``'s weights and in its train/eval mode (so that an
+    adapter added to a model in eval mode runs without dropout)."""
     param = next(reference.parameters(), None)
-    return module if param is None else module.to(device=param.device, dtype=param.dtype)
+    if param is not None:
+        module = module.to(device=param.device, dtype=param.dtype)
+    return module.train(reference.training)
 
 
 @register_method
@@ -66,12 +70,10 @@ class BottleneckMethod(Method):
             )
         if not (config.shared_phm_rule or config.shared_W_phm) or not sites:
             return None
-        base = self.host.base_model
-        if "shared_parameters" not in base._modules:
-            base.add_module("shared_parameters", nn.ModuleDict())
         params = shared_phm_parameters(config, hidden, config.bottleneck_size(hidden, sites[0].index))
-        base.shared_parameters[name] = _place_like(params, sites[0].output_module)
-        return base.shared_parameters[name]
+        shared = add_container(self.host.base_model, "shared_parameters")
+        shared[name] = _place_like(params, sites[0].output_module)
+        return shared[name]
 
     def add(self, name: str, config: BnConfig) -> None:
         self._ensure_sites()
@@ -86,7 +88,7 @@ class BottleneckMethod(Method):
                 embeddings = get_module(base, self.host.architecture.embeddings)
                 self.invertible = InvertibleSite(base, embeddings, self.host.output_embeddings)
             module = invertible_adapter(config, self.host.embedding_size)
-            self.invertible.adapters[name] = _place_like(module, self.invertible.embeddings)
+            self.invertible.adapters[name] = _place_like(module, self.host.base_model)
 
     def delete(self, name: str) -> None:
         for fusion, (fused, _) in list(self.fusions.items()):
@@ -125,7 +127,6 @@ class BottleneckMethod(Method):
             )
         for site in sites:
             layer = AdapterFusionLayer(config, self.host.hidden_size, dropout)
-            layer.train(site.output_module.training)
             site.add_fusion(name, _place_like(layer, site.output_module))
         self.fusions[name] = (list(adapter_names), config)
 

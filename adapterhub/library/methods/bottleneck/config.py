@@ -92,6 +92,11 @@ class BnConfig(AdapterConfig):
             problems.append(
                 f"residual_before_ln must be true, false or 'post_add', got {self.residual_before_ln!r}"
             )
+        if self.residual_before_ln == "post_add" and not self.original_ln_before:
+            problems.append(
+                "residual_before_ln='post_add' takes the residual after the sub-layer output and the residual "
+                "stream are added, which only happens with original_ln_before=True (got original_ln_before=False)"
+            )
         if self.inv_adapter not in _INV_ADAPTERS:
             problems.append(f"inv_adapter must be one of {_INV_ADAPTERS}, got {self.inv_adapter!r}")
         if self.inv_adapter and not self.inv_adapter_reduction_factor:

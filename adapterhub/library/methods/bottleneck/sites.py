@@ -16,7 +16,7 @@ from torch import nn
 
 from ...architectures import Site
 from ...composition import Block, Fuse
-from ...paths import get_module, get_or_create_module
+from ...paths import add_container, get_module, get_or_create_module
 from ..base import CallState
 
 
@@ -26,9 +26,7 @@ class BottleneckSite:
         self.location = location
         self.spec = spec
         container = get_or_create_module(layer, spec.container)
-        if "adapters" not in container._modules:
-            container.add_module("adapters", nn.ModuleDict())
-        self.adapters: nn.ModuleDict = container.adapters
+        self.adapters: nn.ModuleDict = add_container(container, "adapters")
         self.container = container
         self.output_module = get_module(layer, spec.output)
         self.residual_module = get_module(layer, spec.residual)
@@ -43,9 +41,7 @@ class BottleneckSite:
         return self.container._modules.get("adapter_fusion_layer")
 
     def add_fusion(self, name: str, layer: nn.Module) -> None:
-        if self.fusion_layers is None:
-            self.container.add_module("adapter_fusion_layer", nn.ModuleDict())
-        self.fusion_layers[name] = layer
+        add_container(self.container, "adapter_fusion_layer")[name] = layer
 
     def delete_fusion(self, name: str) -> None:
         layers = self.fusion_layers
@@ -140,9 +136,7 @@ class InvertibleSite:
     """Invertible adapters on the embedding output (and their inverse before a tied LM head)."""
 
     def __init__(self, base_model: nn.Module, embeddings: nn.Module, output_embeddings: nn.Module | None):
-        if "invertible_adapters" not in base_model._modules:
-            base_model.add_module("invertible_adapters", nn.ModuleDict())
-        self.adapters: nn.ModuleDict = base_model.invertible_adapters
+        self.adapters: nn.ModuleDict = add_container(base_model, "invertible_adapters")
         self.embeddings = embeddings
         self.output_embeddings = output_embeddings
         self.active: str | None = None
