@@ -25,11 +25,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from markupsafe import escape
 
-from adapterhub.server import migrate, repos
+from adapterhub.server import migrate, repos, security
 from adapterhub.server.counts import DownloadCounts
-from adapterhub.server.auth import AuthError
+from adapterhub.server.auth import AuthError, LoginThrottle
+from adapterhub.server.csrf import CsrfError
 from adapterhub.server.db import Database
 from adapterhub.server.settings import Settings
 from adapterhub.server.storage import BlobStore, open_store
@@ -37,7 +39,13 @@ from adapterhub.server.uploads import Limits, UploadError
 from adapterhub.server.validation import Validator
 
 log = logging.getLogger("adapterhub.server")
-EXTENSIONS = ("adapterhub.server.search", "adapterhub.server.bundle", "adapterhub.server.ui")
+EXTENSIONS = (
+    "adapterhub.server.search",
+    "adapterhub.server.bundle",
+    "adapterhub.server.tokens",
+    "adapterhub.server.apidocs",
+    "adapterhub.server.ui",
+)
 
 
 class Hub:
@@ -56,6 +64,8 @@ class Hub:
         self.validator = Validator(settings.validation_workers, self.tmp_dir)
         self.downloads = DownloadCounts(self.db)
         self.limits = Limits.from_settings(settings)
+        self.secret = security.load_secret(settings.secret_key, data)
+        self.login_throttle = LoginThrottle(settings.login_attempts)
         self.post_commit_hooks: list[Callable[[repos.CommitEvent], None]] = []
         self.post_validation_hooks: list[Callable[[Hub, str, str], None]] = []
         self.model_info_hooks: list[Callable] = []
@@ -118,6 +128,8 @@ class HubApp(FastAPI):
     access_log = False
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            send = security.add_headers(send)
         if not self.access_log or scope["type"] != "http":
             return await self._serve(scope, receive, send)
         status = 0
@@ -135,7 +147,10 @@ class HubApp(FastAPI):
                 client = scope.get("client")
                 query = scope.get("query_string") or b""
                 # quoted as uvicorn does it: a decoded "%0A" in the path would start a forged line
-                path = quote(scope["path"]) + ("?" + query.decode("latin-1") if query else "")
+                # and with tokens a client put in the query string redacted
+                path = quote(scope["path"]) + (
+                    "?" + security.redact_query(query.decode("latin-1")) if query else ""
+                )
                 ACCESS_LOG.info(
                     '%s - "%s %s HTTP/%s" %d',
                     f"{client[0]}:{client[1]}" if client else "-",
@@ -180,6 +195,8 @@ def create_app(
         title="adapterhub",
         description="A self-hostable adapter hub that speaks the Hugging Face Hub protocol.",
         lifespan=lifespan,
+        docs_url=None,  # apidocs.py serves /docs from packaged assets (FastAPI's loads them from a CDN)
+        redoc_url=None,
     )
     app.state.hub = hub
 
@@ -197,10 +214,19 @@ def create_app(
             f"the request body is not valid JSON: {e}", 400, "BadRequest", None, request.method
         )
 
+    @app.exception_handler(CsrfError)
+    async def _csrf_error(request: Request, e: CsrfError):
+        body = f"<!doctype html><title>Refused</title><h1>Refused</h1><p>{escape(e.message)}</p>"
+        return HTMLResponse(body, status_code=e.status)
+
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, e: AuthError):
         return error_response(
-            e.message, e.status, "Unauthorized" if e.status == 401 else "Forbidden", None, request.method
+            e.message,
+            e.status,
+            {401: "Unauthorized", 404: "NotFound"}.get(e.status, "Forbidden"),
+            None,
+            request.method,
         )
 
     app.include_router(hfapi.api_router)

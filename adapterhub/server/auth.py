@@ -8,10 +8,13 @@ missing repository); writing needs a *write* token of the owner or of an org mem
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import re
 import secrets
+import threading
+import time
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -35,6 +38,7 @@ class Caller:
     scope: str = ""  # "read" | "write" | ""
     token_name: str = ""
     orgs: dict[int, str] = dataclasses.field(default_factory=dict)  # org id -> role
+    token_id: int | None = None
 
     @property
     def name(self) -> str | None:
@@ -59,7 +63,7 @@ def caller_from_header(s: Session, authorization: str | None) -> Caller:
     orgs = {
         m.org_id: m.role for m in s.scalars(select(Membership).where(Membership.user_id == row.account_id))
     }
-    return Caller(account=row.account, scope=row.scope, token_name=row.name, orgs=orgs)
+    return Caller(account=row.account, scope=row.scope, token_name=row.name, orgs=orgs, token_id=row.id)
 
 
 def can_read(caller: Caller, repo: Repo) -> bool:
@@ -146,3 +150,88 @@ def create_token(s: Session, account: Account, scope: str = "write", name: str =
     )
     s.flush()
     return token
+
+
+# --- token management (API, CLI and web UI) -------------------------------------------------------------
+
+
+def token_info(t: Token, current_id: int | None = None) -> dict:
+    """A token as the API, the CLI and the UI list it (never the token itself: only its hash is stored)."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "scope": t.scope,
+        "createdAt": t.created_at.isoformat() + "Z",
+        "revoked": bool(t.revoked),
+        "current": t.id == current_id,
+    }
+
+
+def list_tokens(s: Session, account: Account) -> list[Token]:
+    return list(s.scalars(select(Token).where(Token.account_id == account.id).order_by(Token.id)))
+
+
+def require_token_manager(caller: Caller) -> Account:
+    """Creating or revoking tokens needs a write token (a read token cannot mint a write token)."""
+    if caller.account is None:
+        raise AuthError("authentication required: pass a token (Authorization: Bearer ...)", 401)
+    if caller.scope != "write":
+        raise AuthError("this token is read-only; managing tokens needs a write token", 403)
+    return caller.account
+
+
+def revoke_token(s: Session, caller: Caller, token_id: int) -> Token:
+    """Revoke one of the caller's tokens (an admin: anyone's). Any token may revoke itself."""
+    t = s.get(Token, token_id)
+    if caller.account is None:
+        raise AuthError("authentication required: pass a token (Authorization: Bearer ...)", 401)
+    mine = t is not None and t.account_id == caller.account.id
+    if t is None or not (mine or caller.account.is_admin):
+        raise AuthError(f"no token {token_id} of {caller.account.name}", 404)
+    if t.id != caller.token_id:
+        require_token_manager(caller)
+    t.revoked = True
+    s.flush()
+    return t
+
+
+class LoginThrottle:
+    """Failed web logins per client address: after ``limit`` failures within ``window`` seconds, further
+    attempts from that address are refused until the oldest failure leaves the window. Kept in memory per
+    server process (tokens are random 240-bit values: this stops guessing noise, not a real attack)."""
+
+    def __init__(self, limit: int = 10, window: float = 900.0, max_clients: int = 100_000):
+        self.limit, self.window, self.max_clients = limit, window, max_clients
+        self._failures: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until ``client`` may try again (0: now)."""
+        with self._lock:
+            q = self._prune(client)
+            if q is None or len(q) < self.limit:
+                return 0
+            return max(1, int(q[0] + self.window - time.monotonic()) + 1)
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            if len(self._failures) >= self.max_clients:  # never grow unbounded: forget the oldest half
+                for key in list(self._failures)[: self.max_clients // 2]:
+                    del self._failures[key]
+            self._failures.setdefault(client, collections.deque()).append(time.monotonic())
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+    def _prune(self, client: str):
+        q = self._failures.get(client)
+        if q is None:
+            return None
+        cut = time.monotonic() - self.window
+        while q and q[0] < cut:
+            q.popleft()
+        if not q:
+            del self._failures[client]
+            return None
+        return q

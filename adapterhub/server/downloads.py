@@ -7,19 +7,20 @@ through the catch-all route ``resolve_router``, included last by ``create_app``.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.requests import cookie_parser
 
-from adapterhub.server import repos
+from adapterhub.server import repos, security
 from adapterhub.server.app import Hub, error_response
 from adapterhub.server.auth import AuthError, Caller, caller_from_header
 from adapterhub.server.hfapi import _caller, _hub, _raw_segments
 from adapterhub.server.repos import HubError
+from adapterhub.server.sessions import cookie_token
 from adapterhub.server.validation import ADAPTER_CONFIG
 
 resolve_router = APIRouter()
@@ -40,12 +41,12 @@ def resolve(request: Request, rest: str):
     if parsed is None:
         return error_response(f"Not Found: {request.url.path}", 404, "NotFound", method=m)
     repo_id, rev, path = parsed
-    caller = _caller(hub, request)
+    caller = _caller(hub, request, cookie=True)  # the owner downloads private files from the web UI
     repo_pk, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
     if m == "GET" and path in COUNTED and "range" not in request.headers:
         hub.downloads.add(repo_pk)
-    headers = _file_headers(commit_oid, sha, size, rev)
-    media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    headers = _file_headers(commit_oid, sha, size, rev, path)
+    media = headers["Content-Type"]
     if hub.settings.blob_redirect and size >= hub.settings.blob_redirect_min_size:
         presign = getattr(hub.store, "presigned_url", None)
         if presign is not None:
@@ -96,8 +97,11 @@ def _split_resolve(hub: Hub, segs: list[str]) -> tuple[str, str, str] | None:
     return "/".join(segs[:i]), segs[i + 1], "/".join(segs[i + 2 :])
 
 
-def _file_headers(commit_oid: str, sha: str, size: int, rev: str) -> dict[str, str]:
+def _file_headers(commit_oid: str, sha: str, size: int, rev: str, path: str) -> dict[str, str]:
+    """The metadata headers huggingface_hub reads, and those that keep a file from running in the hub's
+    origin (an attachment of an inert type, with a sandbox CSP: ``security.raw_file_headers``)."""
     return {
+        **security.raw_file_headers(path),
         "X-Repo-Commit": commit_oid,
         "ETag": f'"{sha}"',
         "X-Linked-Etag": f'"{sha}"',
@@ -133,6 +137,9 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
 
     def lookup():
         auth = headers.get(b"authorization")
+        if not auth and b"cookie" in headers:  # the web UI's login: the normal route takes it
+            if cookie_token(cookie_parser(headers[b"cookie"].decode("latin-1"))):
+                return None
         caller = Caller()
         if auth:
             with hub.db.session() as s:
@@ -164,9 +171,8 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
     commit_oid, sha, size, chunks, rest = found
     if scope["method"] == "GET" and rest is None and sum(map(len, chunks)) != size:
         return False
-    out = _file_headers(commit_oid, sha, size, rev)
+    out = _file_headers(commit_oid, sha, size, rev, path)
     out["Content-Length"] = str(size)
-    out["Content-Type"] = mimetypes.guess_type(path)[0] or "application/octet-stream"
     start = {"type": "http.response.start", "status": 200,
              "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]}  # fmt: skip
     if rest is not None:

@@ -27,6 +27,7 @@ from adapterhub.server.app import Hub, error_response
 from adapterhub.server.auth import AuthError, Caller, caller_from_header, readable_repos, require_write
 from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
 from adapterhub.server.repos import HubError, Op, serialize_time
+from adapterhub.server.sessions import read_authorization
 from adapterhub.server.uploads import Staging, UploadError, clean_path, refuse_pickle_name
 from adapterhub.server.validation import ADAPTER_CONFIG, parse_card
 
@@ -42,11 +43,22 @@ def _hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-def _caller(hub: Hub, request: Request) -> Caller:
-    if not request.headers.get("authorization"):
+def _caller(hub: Hub, request: Request, cookie: bool = False) -> Caller:
+    """The caller named by the ``Authorization`` header; with ``cookie`` (reads only), else by the web UI's
+    login cookie, where a stale cookie counts as anonymous."""
+    header = request.headers.get("authorization")
+    from_cookie = cookie and not header
+    if from_cookie:
+        header = read_authorization(request)
+    if not header:
         return Caller()
     with hub.db.session() as s:
-        c = caller_from_header(s, request.headers.get("authorization"))
+        try:
+            c = caller_from_header(s, header)
+        except AuthError:
+            if from_cookie:
+                return Caller()
+            raise
         if c.account is not None:
             s.expunge(c.account)
         return c

@@ -815,11 +815,10 @@ def viewer_for(request: Request, s: Session) -> Viewer:
     """The caller (Bearer token, or the UI's token cookie) as a search `Viewer`; anonymous if no token."""
     from adapterhub.server.auth import AuthError, caller_from_header
 
-    header = request.headers.get("authorization")
-    if not header and request.cookies.get("ah_token"):
-        header = "Bearer " + request.cookies["ah_token"]
+    from adapterhub.server.sessions import read_authorization
+
     try:
-        caller = caller_from_header(s, header)
+        caller = caller_from_header(s, read_authorization(request))
     except AuthError:
         return Viewer()
     if caller.account is None:

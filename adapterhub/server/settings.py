@@ -30,6 +30,8 @@ class Settings:
     blob_redirect: bool = False  # answer file downloads with a presigned redirect to the object store
     blob_redirect_ttl: int = 300  # seconds a presigned download URL stays valid
     blob_redirect_min_size: int = 1 * MiB  # smaller files (configs, cards) are still sent by the hub itself
+    secret_key: str = ""  # signs the web forms' CSRF tokens; empty: <data_dir>/secret_key, made once
+    login_attempts: int = 10  # failed web logins allowed per client address in 15 minutes, then 429
 
     @property
     def db_url(self) -> str:

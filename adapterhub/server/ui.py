@@ -4,7 +4,8 @@ snippets) and an upload form for a folder, single files or a zip archive.
 
 The upload form goes through the same checks and commit pipeline as the HF protocol (``uploads.Staging``,
 ``uploads.extract_zip``, ``repos.commit``). Browsers authenticate with a hub token pasted into the login
-form (kept in an HttpOnly cookie) or into the upload form itself.
+form (kept in an HttpOnly cookie, ``sessions.py``) or into the upload form itself. Every form that changes
+something goes through the CSRF check of ``csrf.py``; every page gets the headers of ``security.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from adapterhub.server import csrf, sessions
 from adapterhub.server.humanize import human_count, human_params, human_size
 from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomyTask
 from adapterhub.server.models import Commit, Ref, Repo, Validation
@@ -35,9 +37,9 @@ from adapterhub.server.search import (
     search,
     viewer_for,
 )
+from adapterhub.server.security import safe_next
 
 HERE = Path(__file__).parent
-TOKEN_COOKIE = "ah_token"
 FACET_LABELS = {
     "task": "Task",
     "subtask": "Dataset",
@@ -85,14 +87,20 @@ ENV = _env()
 
 
 def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    """A page; its forms carry ``{{ csrf_field }}`` (the browser gets its CSRF cookie here if it has none)."""
     ctx.setdefault("user", _user_name(request))
     ctx.setdefault("q", "")
+    token, new_seed = csrf.form_token(request)
+    ctx.setdefault("csrf_field", csrf.hidden_field(token))
     html = ENV.get_template(template).render(request=request, facet_labels=FACET_LABELS, **ctx)
-    return HTMLResponse(html, status_code=status)
+    resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    if new_seed is not None:
+        csrf.attach_cookie(request, resp, new_seed)
+    return resp
 
 
 def _user_name(request: Request) -> str | None:
-    token = request.cookies.get(TOKEN_COOKIE)
+    token = sessions.cookie_token(request.cookies)
     if not token:
         return None
     from adapterhub.server.auth import AuthError, caller_from_header
@@ -266,11 +274,8 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
         if e is not None and e.repo_pk
         else s.scalar(select(Repo).where(Repo.namespace == namespace, Repo.name == name))
     )
-    header = request.headers.get("authorization") or (
-        "Bearer " + request.cookies[TOKEN_COOKIE] if request.cookies.get(TOKEN_COOKIE) else None
-    )
     try:
-        caller = caller_from_header(s, header)
+        caller = caller_from_header(s, sessions.read_authorization(request))
     except AuthError:
         caller = None
     if repo is not None and (caller is None or not can_read(caller, repo)):
@@ -450,31 +455,44 @@ def snippets(
 # ------------------------------------------------------------------------------------------- login, upload
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request):
-    return render(request, "login.html")
+    return render(request, "login.html", next=safe_next(request.query_params.get("next"), "/upload"))
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request):
     from adapterhub.server.auth import AuthError, caller_from_header
 
-    form = await request.form()
+    hub = request.app.state.hub
+    client = sessions.client_address(request)
+    wait = hub.login_throttle.retry_after(client)
+    if wait:
+        resp = render(
+            request, "login.html", status=429, error=f"Too many failed logins: try again in {wait} s."
+        )
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+    form = await csrf.verified_form(request)
     token = str(form.get("token") or "").strip()
+    target = safe_next(str(form.get("next") or ""), "/upload")
     try:
-        with request.app.state.hub.db.session() as s:
+        with hub.db.session() as s:
             caller = caller_from_header(s, "Bearer " + token) if token else None
     except AuthError:
         caller = None
     if caller is None or caller.account is None:
-        return render(request, "login.html", status=401, error="Unknown or revoked token.")
-    resp = RedirectResponse(str(form.get("next") or "/upload"), status_code=303)
-    resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", max_age=30 * 86400)
+        hub.login_throttle.failed(client)
+        return render(request, "login.html", status=401, error="Unknown or revoked token.", next=target)
+    hub.login_throttle.succeeded(client)
+    resp = RedirectResponse(target, status_code=303)
+    sessions.log_in(request, resp, token)
     return resp
 
 
 @router.post("/logout")
-def logout():
+async def logout(request: Request):
+    await csrf.verified_form(request)
     resp = RedirectResponse("/", status_code=303)
-    resp.delete_cookie(TOKEN_COOKIE)
+    sessions.log_out(request, resp)
     return resp
 
 
@@ -497,7 +515,9 @@ async def upload(request: Request):
 
     hub = request.app.state.hub
     try:
-        form = await request.form(max_files=hub.limits.max_files + 10)
+        form = await csrf.verified_form(request, max_files=hub.limits.max_files + 10)
+    except csrf.CsrfError:
+        raise
     except Exception as e:  # noqa: BLE001 - malformed multipart bodies
         return render(request, "upload.html", status=400, form={}, error=f"Could not read the form: {e}")
     fields = {k: str(form.get(k) or "").strip() for k in ("repo_id", "token", "message", "private")}
@@ -529,7 +549,7 @@ def _do_upload(
     from adapterhub.server.auth import AuthError, caller_from_header
     from adapterhub.server.uploads import Staging, UploadError, extract_zip
 
-    token = fields["token"] or request.cookies.get(TOKEN_COOKIE, "")
+    token = fields["token"] or sessions.cookie_token(request.cookies) or ""
     if not token:
         raise _FormError("Log in or paste a write token to upload.", 401)
     try:
@@ -565,3 +585,47 @@ def _do_upload(
     except AuthError as e:
         raise _FormError(e.message, e.status) from e
     return repo_id, oid, status
+
+
+# ------------------------------------------------------------------------- Hugging Face style repository URLs
+# `/{org}/{name}` (printed by `adapterhub push` / `info`, huggingface_hub's RepoUrl) and
+# `/{org}/{name}/commit/{oid}` (commitUrl, PushResult.url) lead to the adapter page, at that commit.
+# These routes come after every other page; first path segments that belong to the hub itself answer 404.
+RESERVED = frozenset(
+    {
+        "api",
+        "adapters",
+        "static",
+        "settings",
+        "login",
+        "logout",
+        "upload",
+        "tasks",
+        "languages",
+        "models",
+        "docs",
+    }
+)
+
+
+def _repo_page(namespace: str, name: str, rev: str | None = None) -> Response:
+    if namespace in RESERVED or namespace.startswith("."):
+        from adapterhub.server.app import error_response
+
+        return error_response(f"Not Found: /{namespace}/{name}", 404, "NotFound")
+    target = f"/adapters/{quote(namespace, safe='')}/{quote(name, safe='')}"
+    return RedirectResponse(target + (f"?rev={quote(rev, safe='')}" if rev else ""), status_code=302)
+
+
+@router.get("/{namespace}/{name}")
+def repo_page(namespace: str, name: str):
+    return _repo_page(namespace, name)
+
+
+@router.get("/{namespace}/{name}/{kind}/{rev}")
+def commit_page(namespace: str, name: str, kind: str, rev: str, request: Request):
+    if name == "resolve" or kind not in ("commit", "tree"):  # a download from a repository without namespace
+        from adapterhub.server.downloads import resolve
+
+        return resolve(request, request.url.path.lstrip("/"))
+    return _repo_page(namespace, name, rev)

@@ -84,3 +84,14 @@ def start_serve(args: list[str], env: dict[str, str] | None = None) -> tuple[str
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("adapterhub serve did not start")
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    """The CSRF token of a form page, for an ``httpx.Client`` (which keeps the ``ah_csrf`` cookie it gets)."""
+    import re
+
+    r = client.get(path)
+    m = re.search(r'name="csrf_token" value="([^"]+)"', r.text)
+    if m is None:
+        raise AssertionError(f"no CSRF field on {path} ({r.status_code})")
+    return m.group(1)

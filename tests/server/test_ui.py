@@ -19,6 +19,8 @@ except ImportError:  # tests/ as a package
     from tests.server.test_index import INTEROP, LEGACY
     from tests.server.test_search import card, folder, upload_adapter
 
+from server_support import csrf_token  # noqa: E402  (tests/server is on sys.path: conftest.py)
+
 pytestmark = pytest.mark.skipif(not (LEGACY.is_dir() and INTEROP.is_dir()), reason="../shared data missing")
 
 
@@ -136,10 +138,11 @@ def test_login_cookie_and_private_visibility(live_hub, ui):
     upload_adapter(live_hub, "alice/ui-private", INTEROP / "bert/adapters/double_seq_bn/safetensors")
     live_hub.api("alice").update_repo_settings("alice/ui-private", private=True)
     assert c.get("/adapters/alice/ui-private").status_code == 404
-    r = c.post("/login", data={"token": "ah_wrong"})
+    r = c.post("/login", data={"token": "ah_wrong", "csrf_token": csrf_token(c)})
     assert r.status_code == 401 and "Unknown or revoked token" in r.text
     with httpx.Client(base_url=live_hub.url) as alice:
-        r = alice.post("/login", data={"token": live_hub.tokens["alice"]}, follow_redirects=False)
+        form = {"token": live_hub.tokens["alice"], "csrf_token": csrf_token(alice)}
+        r = alice.post("/login", data=form, follow_redirects=False)
         assert r.status_code == 303 and "ah_token" in r.headers["set-cookie"]
         assert "httponly" in r.headers["set-cookie"].lower()
         alice.cookies.set("ah_token", live_hub.tokens["alice"])
@@ -148,7 +151,7 @@ def test_login_cookie_and_private_visibility(live_hub, ui):
 
 
 def _post_upload(c, repo_id: str, files: list[tuple[str, tuple]], token: str | None = None, **fields):
-    data = {"repo_id": repo_id, **fields}
+    data = {"repo_id": repo_id, "csrf_token": csrf_token(c, "/upload"), **fields}
     if token:
         data["token"] = token
     return c.post("/upload", data=data, files=files)
