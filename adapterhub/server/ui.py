@@ -58,14 +58,6 @@ router = APIRouter(include_in_schema=False)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _markdown(text: str) -> Markup:
-    """A model card body as HTML; raw HTML in the card is escaped (markdown-it with html disabled)."""
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
-    return Markup(md.render(text or ""))
-
-
 def _env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(HERE / "templates")),
@@ -77,7 +69,6 @@ def _env() -> Environment:
     env.filters["count"] = human_count
     env.filters["params"] = human_params
     env.filters["score_metric"] = score_metric
-    env.filters["markdown"] = _markdown
     env.filters["date"] = lambda d: d.strftime("%Y-%m-%d") if isinstance(d, dt.datetime) else (d or "")
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, ensure_ascii=False)
     return env
@@ -313,20 +304,20 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
         if commit is not None:
             files = [{"path": f.path, "size": f.blob.size, "sha256": f.blob_sha256} for f in commit.files]
         validation = s.get(Validation, commit.oid) if commit is not None else None
-        card_body = ""
+        card = None
         readme = next((f for f in files if f["path"] == "README.md"), None)
         if readme is not None and readme["size"] < 1 << 20:
-            from adapterhub.server.index import parse_front_matter
+            from adapterhub.server.cards import render_card
 
             with request.app.state.hub.store.open(readme["sha256"]) as fh:
-                card_body = parse_front_matter(fh.read().decode("utf-8", errors="replace"))[1]
+                card = render_card(fh.read().decode("utf-8", errors="replace"))
         ctx.update(
             refs=refs,
             commit=commit,
             history=history,
             files=files,
             validation=validation,
-            card_body=card_body,
+            card=card,
             tags_by_commit=tags_by_commit,
             is_head=commit is not None and e is not None and commit.oid == e.commit_oid,
         )

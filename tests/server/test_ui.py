@@ -120,17 +120,20 @@ def test_adapter_page_contents(ui):
 
 def test_card_html_is_escaped(live_hub, ui):
     c, _, _ = ui
-    evil = card(base_model="alice/tiny-bert").replace(b"An adapter.", b"<script>alert(1)</script> **bold**")
+    evil = card(base_model="alice/tiny-bert").replace(
+        b"An adapter.", b"<script>alert(1)</script>\n\n**bold** <!-- hidden note -->"
+    )
     upload_adapter(live_hub, "alice/ui-escaped", INTEROP / "bert/adapters/double_seq_bn/safetensors")
     live_hub.api("alice").upload_file(
         path_or_fileobj=evil, path_in_repo="README.md", repo_id="alice/ui-escaped"
     )
     r = c.get("/adapters/alice/ui-escaped")
-    assert (
-        "<script>alert(1)</script>" not in r.text
-        and "&lt;script&gt;" in r.text
-        and "<strong>bold</strong>" in r.text
-    )
+    body = r.text.split('id="card-body">')[1].split("</section>")[0]
+    assert "<script" not in body and "alert(1)" not in body and "<strong>bold</strong>" in body
+    assert "hidden note" not in body
+    # the front matter is metadata, not text
+    meta = r.text.split('id="card-metadata">')[1].split("</dl>")[0]
+    assert "<dt>Base model</dt><dd>alice/tiny-bert</dd>" in meta and "base_model:" not in body
 
 
 def test_login_cookie_and_private_visibility(live_hub, ui):
