@@ -14,6 +14,12 @@ SETUPS = {
     "seq_bn_no_ln_after": ("seq_bn[original_ln_after=False]", None, "a"),
     "par_bn+inv": ("seq_bn_inv", "par_bn", adapterhub.Stack("a", "b")),
     "fuse": ("seq_bn", "double_seq_bn", adapterhub.Fuse("a", "b")),
+    "dora+seq_bn": ("dora[intermediate_lora=True]", "seq_bn", adapterhub.Stack("a", "b")),
+    "ia3": (
+        "ia3[target_modules='all-linear',feedforward_modules=['output.dense','c_proj','down_proj','lin2']]",
+        None,
+        "a",
+    ),
 }
 THREADS = 4
 ROUNDS = 6

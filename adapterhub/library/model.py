@@ -15,7 +15,7 @@ from torch import nn
 
 from . import adapter_io, remote, saving
 from .architectures import Architecture, architecture_of
-from .composition import Block, Fuse, Setup, parse_setup
+from .composition import Block, Setup, parse_setup
 from .configs import AdapterConfig, resolve_config
 from .errors import AdapterConfigError, AdapterExistsError, AdapterNotFoundError
 from .keys import adapter_pattern
@@ -173,15 +173,21 @@ def validate_setup(state: AdapterState, setup: Block) -> None:
     """Every adapter of ``setup`` exists, and so does the fusion layer of each Fuse block."""
     for name in setup.names():
         _known(state, name)
-    if len(setup.names()) > 1 or isinstance(setup, Fuse):
-        for name in setup.names():
-            method = state.method_of(name)
-            kind = "Fuse" if any(name in block for block in setup.fuse_blocks()) else "Stack"
-            if kind not in method.compositions:
+    for block in setup.fuse_blocks():
+        for name in block.names():
+            if "Fuse" not in state.method_of(name).compositions:
                 raise AdapterConfigError(
-                    f"{name!r} is a {method.name} adapter, which cannot take part in a {kind} block "
-                    f"(setup {setup!r})"
+                    f"{name!r} is a {state.method_of(name).name} adapter, which cannot take part in a Fuse block"
                 )
+    by_method: dict[str, list[str]] = {}
+    for name in setup.names():
+        by_method.setdefault(state.method_of(name).name, []).append(name)
+    for method_name, names in by_method.items():
+        if len(names) > 1 and "Stack" not in state.methods[method_name].compositions:
+            raise AdapterConfigError(
+                f"{', '.join(map(repr, names))} are {method_name} adapters, of which only one can be active "
+                f"at a time (setup {setup!r}); adapters of different methods can be combined"
+            )
     fusion = state.fusion_method()
     for block in setup.fuse_blocks():
         if fusion is None or block.name not in fusion.fusions:

@@ -1,0 +1,245 @@
+"""LoRA and IA3 inside a model: which linear layers they target, the hooks that apply them, merging."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from ...errors import AdapterConfigError
+from ...paths import get_module
+from ..base import Method, register_method
+from .config import ATTN_MATRICES, IA3Config, LoRAConfig
+from .layers import IA3, LoRA, Blocks, dense_weight
+
+LINEAR_TYPES = (nn.Linear, Conv1D)
+
+
+def matches(patterns, path: str) -> bool:
+    """PEFT's rule: a regular expression matches the whole path; a list entry the path or a suffix of it."""
+    if patterns is None:
+        return False
+    if isinstance(patterns, str):
+        return patterns == "all-linear" or re.fullmatch(patterns, path) is not None
+    return any(path == p or path.endswith("." + p) for p in patterns)
+
+
+class Target:
+    """One linear layer (``nn.Linear`` or GPT-2's ``Conv1D``) that holds LoRA / IA3 modules in ``.loras``."""
+
+    def __init__(self, path: str, module: nn.Module):
+        self.path = path
+        self.module = module
+        if "loras" not in module._modules:
+            module.add_module("loras", nn.ModuleDict())
+        self.loras: nn.ModuleDict = module.loras
+        self.active: str | None = None
+        self.original: tuple[torch.Tensor, torch.Tensor | None] | None = None  # weights before a merge
+        self._handles: list = []
+
+    @property
+    def in_features(self) -> int:
+        return dense_weight(self.module).shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return dense_weight(self.module).shape[0]
+
+    def set_active(self, name: str | None) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.active = name if name in self.loras else None
+        if self.active is None:
+            return
+        adapter = self.loras[self.active]
+        if isinstance(adapter, IA3) and adapter.on_input:
+            self._handles.append(self.module.register_forward_pre_hook(self._scale_input))
+        else:
+            self._handles.append(self.module.register_forward_hook(self._adapt_output))
+
+    # hooks: they read only the configuration (the active adapter), never keep anything of a call
+    def _scale_input(self, module, args):
+        return (self.loras[self.active].scale_input(args[0]),) + tuple(args[1:])
+
+    def _adapt_output(self, module, args, output):
+        return self.loras[self.active](module, args[0], output)
+
+    def merge(self, name: str) -> None:
+        adapter = self.loras[name]
+        weight = dense_weight(self.module)
+        bias = self.module.bias
+        with torch.no_grad():
+            if isinstance(adapter, IA3):
+                new_weight, new_bias = adapter.merged(weight, bias)
+            else:
+                new_weight, new_bias = adapter.merged_weight(weight), None
+            self.original = (
+                self.module.weight.detach().clone(),
+                None if bias is None else bias.detach().clone(),
+            )
+            self.module.weight.copy_(new_weight if isinstance(self.module, nn.Linear) else new_weight.t())
+            if new_bias is not None:
+                bias.copy_(new_bias)
+
+    def unmerge(self) -> None:
+        if self.original is None:
+            return
+        weight, bias = self.original
+        with torch.no_grad():
+            self.module.weight.copy_(weight)
+            if bias is not None:
+                self.module.bias.copy_(bias)
+        self.original = None
+
+
+@register_method
+class LoRAMethod(Method):
+    """LoRA (with DoRA and rsLoRA) and IA3 adapters on the linear layers of one model."""
+
+    name = "lora"
+    config_classes = (LoRAConfig, IA3Config)
+    containers = ("loras",)
+    compositions = frozenset()  # one LoRA/IA3 adapter active at a time (next to adapters of other methods)
+    peft_types = ("LORA", "IA3")
+
+    def __init__(self, host):
+        super().__init__(host)
+        self.targets: dict[str, Target] = {}  # module path (relative to the base model) -> target
+        self.merged_name: str | None = None
+
+    # -- targets --
+
+    def _layer_paths(self, config: LoRAConfig) -> list[tuple[str, tuple[int, ...] | None]]:
+        """AdapterHub targets: (module path, the enabled q/k/v blocks of a fused projection, else None)."""
+        arch = self.host.architecture
+        wanted: list[tuple[str, tuple[int, ...] | None]] = []
+        for index in range(len(self.host.layers)):
+            if index in config.leave_out:
+                continue
+            prefix = f"{arch.layers}.{index}."
+            roles = []
+            if config.selfattn_lora and config.attn_matrices:
+                if "qkv" in arch.linears:  # one fused projection for q, k and v
+                    blocks = tuple(ATTN_MATRICES.index(m) for m in ATTN_MATRICES if m in config.attn_matrices)
+                    wanted.append((prefix + arch.linears["qkv"], blocks))
+                else:
+                    roles += [m for m in ATTN_MATRICES if m in config.attn_matrices]
+            if config.intermediate_lora:
+                roles.append("intermediate")
+            if config.output_lora:
+                roles.append("output")
+            for role in roles:
+                if role not in arch.linears:
+                    raise AdapterConfigError(f"this model family has no {role!r} linear layer for LoRA")
+                wanted.append((prefix + arch.linears[role], None))
+        return wanted
+
+    def _pattern_paths(self, config: LoRAConfig) -> list[tuple[str, None]]:
+        """PEFT-style targets: the linear layers of the base model whose path matches ``target_modules``."""
+        layers = self.host.architecture.layers + "."
+        found = []
+        for path, module in self.host.base_model.named_modules():
+            if not isinstance(module, LINEAR_TYPES) or ".loras." in path:
+                continue
+            if path.startswith(layers) and int(path[len(layers) :].split(".")[0]) in config.leave_out:
+                continue
+            if matches(config.target_modules, path):
+                found.append((path, None))
+        return found
+
+    def _target(self, path: str) -> Target:
+        if path not in self.targets:
+            module = get_module(self.host.base_model, path)
+            if not isinstance(module, LINEAR_TYPES):
+                raise AdapterConfigError(
+                    f"LoRA target {path!r} is a {type(module).__name__}, not a linear layer"
+                )
+            self.targets[path] = Target(path, module)
+        return self.targets[path]
+
+    def add(self, name: str, config: LoRAConfig) -> None:
+        wanted = (
+            self._pattern_paths(config) if config.target_modules is not None else self._layer_paths(config)
+        )
+        if not wanted:
+            raise AdapterConfigError(
+                f"target_modules {config.target_modules!r} matches no linear layer of this model"
+            )
+        for path, fused in wanted:
+            target = self._target(path)
+            weight = dense_weight(target.module).detach()
+            if fused is not None:
+                blocks = Blocks(target.out_features, len(ATTN_MATRICES), fused)
+            else:
+                blocks = Blocks(target.out_features)
+            if isinstance(config, IA3Config):
+                on_input = matches(config.feedforward_modules, path)
+                module = IA3(config, target.in_features, blocks, on_input, weight)
+            else:
+                module = LoRA(config, target.in_features, blocks, weight)
+            module.train(target.module.training)
+            target.loras[name] = module
+
+    def delete(self, name: str) -> None:
+        if self.merged_name == name:
+            self.unmerge()
+        for path, target in list(self.targets.items()):
+            if name in target.loras:
+                if target.active == name:
+                    target.set_active(None)
+                del target.loras[name]
+            if not len(target.loras):
+                del target.module._modules["loras"]
+                del self.targets[path]
+
+    def set_active(self, names: list[str]) -> None:
+        mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
+        name = mine[0] if mine and mine[0] != self.merged_name else None  # a merged adapter acts already
+        for target in self.targets.values():
+            target.set_active(name)
+
+    def modules(self, name: str) -> list[nn.Module]:
+        return [t.loras[name] for t in self.targets.values() if name in t.loras]
+
+    def paths(self, name: str) -> list[str]:
+        return [path for path, t in self.targets.items() if name in t.loras]
+
+    # -- merging --
+
+    def merge(self, name: str) -> None:
+        if self.merged_name == name:
+            return
+        if self.merged_name is not None:
+            raise AdapterConfigError(
+                f"adapter {self.merged_name!r} is merged into the model; call reset_adapter() before merging {name!r}"
+            )
+        for target in self.targets.values():
+            if name in target.loras:
+                target.merge(name)
+        self.merged_name = name
+        self.set_active(self.host.active.names() if self.host.active is not None else [])
+
+    def unmerge(self) -> None:
+        for target in self.targets.values():
+            target.unmerge()
+        self.merged_name = None
+        self.set_active(self.host.active.names() if self.host.active is not None else [])
+
+    def merged(self) -> list[str]:
+        return [self.merged_name] if self.merged_name else []
+
+    # -- the PEFT format --
+
+    @classmethod
+    def from_peft(cls, peft_config, weights, host):
+        from .peft import from_peft
+
+        return from_peft(peft_config, weights, host)
+
+    def to_peft(self, name: str):
+        from .peft import to_peft
+
+        return to_peft(self, name)
