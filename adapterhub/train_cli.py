@@ -24,6 +24,7 @@ from .training import (
     TrainingArgs,
     TrainResult,
     configure_threads,
+    distributed_context,
     fast_bf16,
     load_classifier,
     predict_logits,
@@ -247,12 +248,18 @@ def run(
     reload_check: bool,
     console,
     started: Optional[float] = None,
-) -> RunReport:
+) -> Optional[RunReport]:
+    """Train and save an adapter; returns the report (None in the processes of a distributed run but the first)."""
     import torch
 
     import adapterhub
 
     started = started if started is not None else time.perf_counter()
+    context = distributed_context()  # under torchrun / accelerate launch: one process of a DDP run
+    if not context.main:  # the first process reports and saves
+        from rich.console import Console
+
+        console, progress = Console(quiet=True), False
     train_data, dev_data, task = load_data(data)
     adapterhub.resolve_config(config)  # a bad config string fails before the model is loaded
     threads = configure_threads(threads)
@@ -301,6 +308,8 @@ def run(
             pad_token_id=pad,
             on_step=bar,
         )
+    if not context.main:
+        return None
     trained_logits = predict_logits(model, dev_features, args.eval_batch_size, pad)
     target = torch.tensor(dev_data.labels, dtype=torch.long)
     accuracy = (trained_logits.argmax(-1) == target).float().mean().item()
@@ -523,7 +532,8 @@ def train(
         )
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)
-    print_report(report, console, f"adapter {report.adapter_name!r} saved to {report.output_dir}")
+    if report is not None:
+        print_report(report, console, f"adapter {report.adapter_name!r} saved to {report.output_dir}")
 
 
 # Quickstart defaults (tuned on the SST-2 dev set only; see benchmarks/RESULTS.md, section "Quickstart").
@@ -635,6 +645,8 @@ def quickstart(
         )
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)
+    if report is None:  # not the first process of a distributed run
+        return
     print_report(report, console, "quickstart: seq_bn adapter for SST-2, reloaded into a fresh model")
     if hub:
         from .lifecycle import LifecycleError, after_quickstart

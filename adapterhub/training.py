@@ -35,6 +35,7 @@ __all__ = [
     "TrainResult",
     "TrainingArgs",
     "configure_threads",
+    "distributed_context",
     "evaluate",
     "fast_bf16",
     "load_classifier",
@@ -66,6 +67,36 @@ def fast_bf16(device: torch.device | str = "cpu") -> bool:
         return device.type == "cpu" and bool(torch.cpu._is_amx_tile_supported())
     except Exception:  # private or missing probes: assume not
         return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+    """This process's place in a distributed run (``torchrun``, ``accelerate launch``); world 1 when alone."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_context() -> Distributed:
+    """Join the process group that ``torchrun`` / ``accelerate launch`` describe in the environment (``WORLD_SIZE``,
+    ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), once: NCCL with GPUs, gloo on CPUs."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not dist.is_available():
+        return Distributed()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 @dataclasses.dataclass
@@ -215,18 +246,45 @@ def train(
     if planned is None:  # time budget only: the schedule runs on time; the bar shows an open end
         planned = 10**9
 
+    context = distributed_context()
     dropouts = {} if args.dropout else {m: m.p for m in model.modules() if isinstance(m, nn.Dropout)}
     for module in dropouts:
         module.p = 0.0
     try:
-        return _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_step)
+        return _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_step, context)
     finally:
         for module, p in dropouts.items():
             module.p = p
         model.eval()
 
 
-def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_step) -> TrainResult:
+def _replicate(model: nn.Module, context: Distributed) -> nn.Module:
+    """The model as this process runs it: itself, or (in a distributed run) wrapped in DistributedDataParallel,
+    which starts every process from rank 0's weights and averages the gradients of the trainable parameters
+    only (frozen ones have none). With GPUs, each process uses the GPU of its local rank."""
+    if context.world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if torch.cuda.is_available():
+        model.to(torch.device("cuda", context.local_rank))
+        return DistributedDataParallel(model, device_ids=[context.local_rank])
+    return DistributedDataParallel(model)
+
+
+def _all_sum(values: list[float], context: Distributed) -> list[float]:
+    if context.world == 1:
+        return values
+    import torch.distributed as dist
+
+    device = torch.device("cuda", context.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_step, context) -> TrainResult:
+    runner = _replicate(model, context)
     device = _device(model)
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     lengths = [len(f["input_ids"]) for f in features]
@@ -240,8 +298,18 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
         batches = length_bucketed_batches(
             lengths, args.batch_size, shuffle=True, seed=args.seed, epoch=epoch, window=args.bucket_window
         )
-        for batch in iterate(features, labels, batches, pad_token_id):
+        for indices in batches:
+            # a distributed run: every process takes its share of the same global batch, and its loss is scaled
+            # so that the averaged gradients are those of the whole batch's mean loss (a process left without
+            # an example runs one with weight 0, to take part in the averaging)
+            local = indices[context.rank :: context.world]
+            weight = len(local) * context.world / len(indices)
+            if not local:
+                local, weight = indices[:1], 0.0
+            batch = next(iterate(features, labels, [local], pad_token_id))
             elapsed = time.perf_counter() - start
+            if args.time_budget and context.world > 1:  # every process stops at the same step
+                elapsed = _all_sum([elapsed], context)[0] / context.world
             progress = step / planned
             if args.time_budget:
                 progress = max(progress, elapsed / args.time_budget)
@@ -255,16 +323,16 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
             target = batch.pop("labels").to(device)
             inputs = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                logits = _logits(model(**inputs))
-            loss = F.cross_entropy(logits.float(), target)
+                logits = _logits(runner(**inputs))
+            loss = F.cross_entropy(logits.float(), target) * weight
             loss.backward()
             if args.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            result.examples += len(target)
-            value = loss.item()
+            result.examples += len(indices)
+            value = _all_sum([loss.item()], context)[0] / context.world
             result.losses.append(value)
             recent = (recent + [value])[-50:]
             dev_accuracy = None

@@ -13,40 +13,20 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments
 
 import adapterhub
-from tiny_models import inputs, make_model
+from tiny_models import collate_examples, inputs, make_model, random_token_examples
 
 STEPS = 6
 
 
 class RandomTokens(torch.utils.data.Dataset):
-    """Random token sequences of varied length; the label says whether most tokens are above the middle id."""
-
     def __init__(self, n: int, seed: int):
-        generator = torch.Generator().manual_seed(seed)
-        self.items = []
-        for _ in range(n):
-            length = int(torch.randint(4, 12, (1,), generator=generator))
-            ids = torch.randint(3, 100, (length,), generator=generator)
-            self.items.append({"input_ids": ids.tolist(), "labels": int((ids > 50).float().mean() > 0.5)})
+        self.items = random_token_examples(n, seed)
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
         return self.items[i]
-
-
-def collate(items):
-    width = max(len(item["input_ids"]) for item in items)
-    ids = torch.tensor([item["input_ids"] + [0] * (width - len(item["input_ids"])) for item in items])
-    mask = torch.tensor(
-        [[1] * len(item["input_ids"]) + [0] * (width - len(item["input_ids"])) for item in items]
-    )
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "labels": torch.tensor([item["labels"] for item in items]),
-    }
 
 
 def adapter_model(fusion: bool = False):
@@ -85,7 +65,7 @@ def trainer_for(model, folder, **overrides) -> Trainer:
         args=TrainingArguments(**options),
         train_dataset=RandomTokens(40, seed=1),
         eval_dataset=RandomTokens(12, seed=2),
-        data_collator=collate,
+        data_collator=collate_examples,
     )
 
 

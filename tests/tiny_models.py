@@ -77,3 +77,26 @@ def output_of(model, batch) -> torch.Tensor:
     with torch.no_grad():
         out = model(**batch)
     return out.logits if hasattr(out, "logits") and out.logits is not None else out.last_hidden_state
+
+
+def random_token_examples(n: int, seed: int) -> list[dict]:
+    """Random token sequences of 4-11 tokens; the label says whether most tokens are above the middle id."""
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for _ in range(n):
+        length = int(torch.randint(4, 12, (1,), generator=generator))
+        ids = torch.randint(3, 100, (length,), generator=generator)
+        examples.append({"input_ids": ids.tolist(), "labels": int((ids > 50).float().mean() > 0.5)})
+    return examples
+
+
+def collate_examples(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Pad ``random_token_examples`` (with 0) into a batch with an attention mask and labels."""
+    width = max(len(e["input_ids"]) for e in examples)
+    return {
+        "input_ids": torch.tensor([e["input_ids"] + [0] * (width - len(e["input_ids"])) for e in examples]),
+        "attention_mask": torch.tensor(
+            [[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples]
+        ),
+        "labels": torch.tensor([e["labels"] for e in examples]),
+    }
