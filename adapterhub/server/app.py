@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,8 +35,8 @@ from adapterhub.server.auth import AuthError, LoginThrottle
 from adapterhub.server.csrf import CsrfError
 from adapterhub.server.db import Database
 from adapterhub.server.settings import Settings
-from adapterhub.server.storage import BlobStore, open_store
-from adapterhub.server.uploads import Limits, UploadError
+from adapterhub.server.storage import BlobStore, open_store, private_dir
+from adapterhub.server.uploads import Limits, UploadError, remove_stale_staging
 from adapterhub.server.validation import Validator
 
 log = logging.getLogger("adapterhub.server")
@@ -54,9 +55,14 @@ class Hub:
     def __init__(self, settings: Settings, store: BlobStore | None = None, run_migrations: bool = True):
         self.settings = settings
         data = Path(settings.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
+        private_dir(data)
         self.tmp_dir = data / "tmp"  # same file system as a local blob store: staged files are renamed in
-        self.tmp_dir.mkdir(exist_ok=True)
+        private_dir(self.tmp_dir)
+        remove_stale_staging(self.tmp_dir)
+        if not settings.database_url:  # the SQLite file (its -wal and -shm files take its mode)
+            db_file = data / "hub.sqlite"
+            os.close(os.open(db_file, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(db_file, 0o600)
         self.db = Database(settings.db_url)
         if run_migrations:
             migrate.upgrade(self.db.engine)

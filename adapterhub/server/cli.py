@@ -50,7 +50,9 @@ def serve(
     admin: bool = typer.Option(False, help="With --create-user: make the user an administrator."),
     scope: str = typer.Option("write", help="With --create-user: token scope, read or write."),
     gc: bool = typer.Option(
-        False, "--gc", help="Remove blobs that no commit uses (older than an hour) and exit."
+        False,
+        "--gc",
+        help="Remove blobs that no commit uses and staging folders of killed uploads (older than an hour), and exit.",
     ),
 ) -> None:
     """Start the adapter hub server (HF-compatible API on http://HOST:PORT; point HF_ENDPOINT at it)."""
@@ -68,9 +70,9 @@ def serve(
         from adapterhub.server.repos import collect_garbage
 
         hub = Hub(settings)
-        rows, files = collect_garbage(hub)
+        rows, files, staged = collect_garbage(hub)
         hub.close()
-        typer.echo(f"removed {rows} unused blobs, {files} files")
+        typer.echo(f"removed {rows} unused blobs, {files} files, {staged} staging folders of killed uploads")
         return
     import os
 

@@ -35,7 +35,7 @@ from adapterhub.server.auth import (
 )
 from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo, Validation, utcnow
 from adapterhub.server.storage import link_or_copy
-from adapterhub.server.uploads import StagedFile, UploadError, check_tree
+from adapterhub.server.uploads import StagedFile, UploadError, check_tree, remove_stale_staging
 
 if TYPE_CHECKING:
     from adapterhub.server.app import Hub
@@ -767,10 +767,11 @@ def revalidate(hub: Hub, commit_oid: str) -> str:
     return hub.record_validation(commit_oid, report)
 
 
-def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int]:
-    """Remove blobs no commit uses any more (after repositories were deleted) and blob files without a
-    row (left by a crash between storing a blob and its commit). Only blobs older than ``grace_seconds``
-    are touched, so that commits in flight keep theirs. Returns (rows removed, files removed)."""
+def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int, int]:
+    """Remove blobs no commit uses any more (after repositories were deleted), blob files without a
+    row (left by a crash between storing a blob and its commit) and the staging folders of killed uploads.
+    Only what is older than ``grace_seconds`` is touched, so that commits in flight keep theirs. Returns
+    (rows removed, blob files removed, staging folders removed)."""
     import time
 
     cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
@@ -790,7 +791,7 @@ def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int]:
         if sha not in known and stored_at < time.time() - grace_seconds:
             hub.store.delete(sha)
             files += 1
-    return len(orphans), files
+    return len(orphans), files, remove_stale_staging(hub.tmp_dir, grace_seconds)
 
 
 def serialize_time(t: dt.datetime | None) -> str | None:

@@ -51,10 +51,19 @@ class BlobStore(Protocol):
         """Every blob in the store: (sha256, time it was stored, as a Unix timestamp)."""
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) if needed and make it readable by the server's user only: the
+    hub's data dir holds private repositories' content, the database and tokens' hashes."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return Path(path)
+
+
 class LocalBlobStore:
+    """Blobs as files readable by the server's user only, in folders of mode 0700."""
+
     def __init__(self, root: Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root))
 
     def _path(self, sha256: str) -> Path:
         _check_sha(sha256)
@@ -71,9 +80,11 @@ class LocalBlobStore:
         actual = os.path.getsize(tmp_path)
         if actual != size:
             raise ValueError(f"blob {sha256}: temporary file has {actual} bytes, expected {size}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        for d in (dest.parent.parent, dest.parent):
+            d.mkdir(mode=0o700, exist_ok=True)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o600)
         os.replace(tmp_path, dest)
         return True
 

@@ -568,9 +568,12 @@ def _do_upload(
             if not staging.files:
                 raise _FormError("The upload holds no files.")
             ops = [repos.Op("add", p, staged=sf) for p, sf in staging.files.items()]
-            repos.create_repo(hub, caller, repo_id, private=fields["private"] in ("on", "1", "true"))
             message = fields["message"] or f"Upload {len(ops)} file(s) from the web form"
-            oid, status = repos.commit(hub, caller, repo_id, "main", ops, message)
+            private = fields["private"] in ("on", "1", "true")
+            # one step: a refused first commit leaves no repository behind
+            repo_id, oid, status = repos.commit_to_new_repo(
+                hub, caller, repo_id, ops, message, private=private
+            )
     except (UploadError, repos.HubError) as e:
         raise _FormError(e.message, e.status) from e
     except AuthError as e:

@@ -192,6 +192,30 @@ def refuse_pickle_file(path: str, file: Path) -> None:
         return  # not a readable zip: nothing loads it as one
 
 
+STAGING_PREFIXES = ("stage-", "validate-")  # the temporary folders of uploads and of load checks
+
+
+def remove_stale_staging(tmp_root: Path, grace_seconds: float = 3600.0) -> int:
+    """Remove the temporary folders that killed uploads and load checks left in ``tmp_root``: those in which
+    nothing changed for ``grace_seconds`` (a folder in use is written to, so another process's upload in
+    flight keeps its own). Returns how many were removed."""
+    import time
+
+    cutoff = time.time() - grace_seconds
+    removed = 0
+    for d in Path(tmp_root).glob("*"):
+        if not d.is_dir() or d.is_symlink() or not d.name.startswith(STAGING_PREFIXES):
+            continue
+        try:
+            newest = max([d.lstat().st_mtime] + [p.lstat().st_mtime for p in d.rglob("*")])
+        except FileNotFoundError:  # removed meanwhile by its own upload
+            continue
+        if newest < cutoff:
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 @dataclasses.dataclass
 class StagedFile:
     path: str

@@ -232,9 +232,9 @@ def test_garbage_collection_after_repo_deletion(live_hub):
     stray = live_hub.data_dir / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)  # a file without a row
     stray.parent.mkdir(parents=True, exist_ok=True)
     stray.write_bytes(b"stray")
-    assert collect_garbage(live_hub.hub, grace_seconds=3600) == (0, 0)  # everything is recent: kept
+    assert collect_garbage(live_hub.hub, grace_seconds=3600) == (0, 0, 0)  # everything is recent: kept
     api.delete_repo("alice/gc-a")
-    rows, files = collect_garbage(live_hub.hub, grace_seconds=0)
+    rows, files, _ = collect_garbage(live_hub.hub, grace_seconds=0)
     assert (rows, files) == (1, 2)  # "only in a" (row and file) and the stray file
     assert live_hub.blob_files() == before - {hashlib.sha256(b"only in a").hexdigest()}
     assert httpx.get(f"{live_hub.url}/alice/gc-b/resolve/main/s.txt").content == b"shared bytes"

@@ -12,10 +12,13 @@ import os
 import pickle
 import struct
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
 from server_support import snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _h(live_hub, who="alice") -> dict:
@@ -287,3 +290,74 @@ def test_fast_download_path_holds_a_bounded_part_of_a_large_file(live_hub, repos
     assert got_before == 0 and bytes(got) == data
     held = peak[0] - base - len(got)  # what the server side held beyond the bytes the client received
     assert held < 2 * 1024 * 1024, held
+
+
+# --- item: leftovers ----------------------------------------------------------------------------------
+
+
+def test_refused_web_form_upload_creates_nothing(live_hub, repos_):
+    before = snapshot(live_hub.hub, live_hub.data_dir)
+    bad = _safetensors([("a", 0, 16), ("b", 8, 24)], 24)
+    r = httpx.post(
+        f"{live_hub.url}/upload",
+        data={"repo_id": "alice/form-refused", "token": live_hub.tokens["alice"]},
+        files=[("files", ("w.safetensors", bad)), ("files", ("notes.txt", b"hello"))],
+    )
+    assert r.status_code == 422, r.text
+    assert "overlaps" in r.text
+    assert snapshot(live_hub.hub, live_hub.data_dir) == before
+    assert live_hub.api("alice").repo_exists("alice/form-refused") is False
+
+
+def test_staging_of_killed_uploads_is_removed_by_gc_and_at_start(live_hub, repos_):
+    import subprocess
+    import sys
+    import time
+
+    from adapterhub.server.app import Hub
+    from adapterhub.server.repos import collect_garbage
+    from adapterhub.server.uploads import Staging
+
+    def killed_upload() -> object:  # what a process killed mid-upload leaves: a staging folder with files
+        st = Staging(live_hub.hub.tmp_dir, live_hub.hub.limits)
+        st.add_bytes("w.txt", b"half an upload")
+        old = time.time() - 2 * 3600
+        for p in (st.files["w.txt"].tmp, st.dir):
+            os.utime(p, (old, old))
+        return st.dir
+
+    fresh = Staging(live_hub.hub.tmp_dir, live_hub.hub.limits)  # an upload in flight: kept
+    fresh.add_bytes("x.txt", b"in flight")
+    stale = killed_upload()
+    env = {**os.environ, "ADAPTERHUB_DATABASE_URL": live_hub.hub.settings.database_url}
+    cli = "import sys; from adapterhub.cli import app; sys.argv[0] = 'adapterhub'; app()"
+    out = subprocess.run(
+        [sys.executable, "-c", cli, "serve", "--gc", "--data-dir", str(live_hub.data_dir)],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "staging folders" in out.stdout, out.stdout
+    assert not stale.exists() and fresh.dir.exists()
+    stale = killed_upload()
+    Hub(live_hub.hub.settings).close()  # a server starting on the data dir
+    assert not stale.exists() and fresh.dir.exists()
+    stale = killed_upload()  # a server that runs for long: its periodic gc
+    assert collect_garbage(live_hub.hub)[2] == 1
+    assert not stale.exists() and fresh.dir.exists()
+    fresh.cleanup()
+
+
+def test_data_dir_database_and_blobs_are_private_to_the_server_user(live_hub, repos_):
+    data = b"private " + os.urandom(16)
+    assert _commit(live_hub, "alice/secret", _file("mode.txt", data)).status_code == 200
+    blob = live_hub.hub.store.local_path(hashlib.sha256(data).hexdigest())
+    paths = [live_hub.data_dir, live_hub.data_dir / "tmp", live_hub.data_dir / "blobs", blob.parent,
+             blob.parent.parent, blob]  # fmt: skip
+    if not live_hub.hub.settings.database_url:
+        paths.append(live_hub.data_dir / "hub.sqlite")
+    for p in paths:
+        assert p.stat().st_mode & 0o077 == 0, (p, oct(p.stat().st_mode))
