@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_support import snapshot
+from server_support import csrf_token, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -296,13 +296,19 @@ def test_fast_download_path_holds_a_bounded_part_of_a_large_file(live_hub, repos
 
 
 def test_refused_web_form_upload_creates_nothing(live_hub, repos_):
-    before = snapshot(live_hub.hub, live_hub.data_dir)
     bad = _safetensors([("a", 0, 16), ("b", 8, 24)], 24)
-    r = httpx.post(
-        f"{live_hub.url}/upload",
-        data={"repo_id": "alice/form-refused", "token": live_hub.tokens["alice"]},
-        files=[("files", ("w.safetensors", bad)), ("files", ("notes.txt", b"hello"))],
-    )
+    with httpx.Client(base_url=live_hub.url) as c:
+        form = {
+            "repo_id": "alice/form-refused",
+            "token": live_hub.tokens["alice"],
+            "csrf_token": csrf_token(c, "/upload"),
+        }
+        before = snapshot(live_hub.hub, live_hub.data_dir)
+        r = c.post(
+            "/upload",
+            data=form,
+            files=[("files", ("w.safetensors", bad)), ("files", ("notes.txt", b"hello"))],
+        )
     assert r.status_code == 422, r.text
     assert "overlaps" in r.text
     assert snapshot(live_hub.hub, live_hub.data_dir) == before
