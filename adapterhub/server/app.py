@@ -45,6 +45,7 @@ EXTENSIONS = (
     "adapterhub.server.bundle",
     "adapterhub.server.tokens",
     "adapterhub.server.apidocs",
+    "adapterhub.server.repo_pages",  # before ui: its /{namespace}/{name}/... routes come last
     "adapterhub.server.ui",
 )
 

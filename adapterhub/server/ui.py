@@ -254,12 +254,14 @@ def models_page(request: Request, s: Session = Depends(get_session)):
     return render(request, "models.html", models=rows)
 
 
-@router.get("/adapters/{namespace}/{name}", response_class=HTMLResponse)
-def adapter_page(namespace: str, name: str, request: Request, s: Session = Depends(get_session)):
+def visible_repo(
+    s: Session, request: Request, namespace: str, name: str
+) -> tuple[IndexEntry | None, Repo | None]:
+    """The index entry and repository named, as far as the caller (login cookie or Authorization header)
+    may see them: a private repository of someone else is (None, None), like a missing one."""
     from adapterhub.server.auth import AuthError, caller_from_header, can_read
 
-    full = f"{namespace}/{name}"
-    e = s.scalar(select(IndexEntry).where(IndexEntry.full_name == full))
+    e = s.scalar(select(IndexEntry).where(IndexEntry.full_name == f"{namespace}/{name}"))
     repo = (
         s.get(Repo, e.repo_pk)
         if e is not None and e.repo_pk
@@ -270,15 +272,21 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
     except AuthError:
         caller = None
     if repo is not None and (caller is None or not can_read(caller, repo)):
-        repo = None  # private: the same 404 as a missing repository
-        e = None
+        return None, None  # private: the same 404 as a missing repository
+    return e, repo
+
+
+def not_found(request: Request, message: str) -> HTMLResponse:
+    return render(request, "error.html", status=404, title="Not found", message=message)
+
+
+@router.get("/adapters/{namespace}/{name}", response_class=HTMLResponse)
+def adapter_page(namespace: str, name: str, request: Request, s: Session = Depends(get_session)):
+    full = f"{namespace}/{name}"
+    e, repo = visible_repo(s, request, namespace, name)
     if e is None and repo is None:
-        return render(
-            request,
-            "error.html",
-            status=404,
-            title="Not found",
-            message=f"No adapter {full} (or it is private and you are not logged in as its owner).",
+        return not_found(
+            request, f"No adapter {full} (or it is private and you are not logged in as its owner)."
         )
     ctx: dict[str, Any] = {"e": e, "repo": repo, "full": full, "hub_url": public_url(request)}
     data = (e.data if e is not None else None) or {}
