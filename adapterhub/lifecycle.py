@@ -768,6 +768,13 @@ def write_summary(report: LifecycleReport, path: Path) -> None:
     _atomic_write(path, json.dumps(data, indent=2))
 
 
+def _method_of(folder: Path) -> str:
+    """The method of the adapter saved in ``folder`` ("bottleneck", "lora", ...)."""
+    from .library import resolve_config
+
+    return resolve_config(json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))).method
+
+
 def after_quickstart(
     report, *, model_path: str | os.PathLike, serve: bool = False, console=None, port: int = 0
 ) -> LifecycleReport:
@@ -792,9 +799,9 @@ def after_quickstart(
     card = Card(
         metrics={"accuracy": round(float(accuracy), 4)},
         description=(
-            f"A bottleneck adapter and classification head for {base_model_repo_name(model_path)}, trained by "
-            f"`adapterhub quickstart` on GLUE SST-2 ({report.train_examples:,} sentences); accuracy on the "
-            f"{report.dev_examples:,} dev sentences: {accuracy:.2%}."
+            f"A {_method_of(folder)} adapter and classification head for {base_model_repo_name(model_path)}, "
+            f"trained by `adapterhub quickstart` on GLUE SST-2 ({report.train_examples:,} sentences); "
+            f"accuracy on the {report.dev_examples:,} dev sentences: {accuracy:.2%}."
         ),
     )
     return run_lifecycle(

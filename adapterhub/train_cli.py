@@ -610,7 +610,7 @@ def quickstart(
         bool, typer.Option(help="Keep the embedded hub serving (until Ctrl-C) after the lifecycle.")
     ] = False,
 ) -> None:
-    """The main job: train a seq_bn adapter for GLUE SST-2 on the packaged MiniLM, save it, reload it into a
+    """The main job: train an adapter (seq_bn unless --config says otherwise) for GLUE SST-2 on the packaged MiniLM, save it, reload it into a
     fresh model and report its dev accuracy, size and the time taken; then (unless --no-hub) start an embedded
     hub, push the adapter with its card, search for it, load it by identifier into a fresh model, predict a few
     sentences and print the adapter's web address."""
@@ -647,7 +647,8 @@ def quickstart(
         _fail(error)
     if report is None:  # not the first process of a distributed run
         return
-    print_report(report, console, "quickstart: seq_bn adapter for SST-2, reloaded into a fresh model")
+    kind = config.split("[")[0].strip()
+    print_report(report, console, f"quickstart: {kind} adapter for SST-2, reloaded into a fresh model")
     if hub:
         from .lifecycle import LifecycleError, after_quickstart
 
