@@ -32,6 +32,7 @@ def _register() -> None:
     except ImportError:
         return
     app.command("serve")(server_cli.serve)
+    app.command("worker")(server_cli.worker)
 
 
 limit_openmp_spinning()

@@ -84,8 +84,11 @@ class Hub:
             except Exception:  # noqa: BLE001
                 log.exception("post-commit hook %r failed for %s@%s", hook, event.repo_id, event.commit_oid)
 
-    def record_validation(self, commit_oid: str, report: dict) -> str:
-        status = repos.record_validation(self, commit_oid, report)
+    def record_validation(self, commit_oid: str, report: dict, owner: str | None = None) -> str | None:
+        """Store a validation result and run the post-validation hooks (see ``repos.record_validation``)."""
+        status = repos.record_validation(self, commit_oid, report, owner)
+        if status is None:
+            return None
         for hook in list(self.post_validation_hooks):
             try:
                 hook(self, commit_oid, status)
@@ -185,6 +188,22 @@ class HubApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def load_extensions(hub: Hub) -> list:
+    """Import every module of ``EXTENSIONS`` that is installed and call its ``setup(hub)`` (hooks)."""
+    mods = []
+    for name in EXTENSIONS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        if hasattr(mod, "setup"):
+            mod.setup(hub)
+        mods.append(mod)
+    return mods
+
+
 def create_app(
     settings: Settings | None = None, hub: Hub | None = None, routers: Iterable[APIRouter] = ()
 ) -> FastAPI:
@@ -237,15 +256,7 @@ def create_app(
         )
 
     app.include_router(hfapi.api_router)
-    for name in EXTENSIONS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        if hasattr(mod, "setup"):
-            mod.setup(hub)
+    for mod in load_extensions(hub):
         if hasattr(mod, "router"):
             app.include_router(mod.router)
     for r in routers:

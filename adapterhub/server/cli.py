@@ -40,6 +40,11 @@ def serve(
     ),
     max_file_size: Optional[int] = typer.Option(None, help="Largest accepted file, in bytes."),
     validation_wait: Optional[float] = typer.Option(None, help="Seconds an upload waits for its load check."),
+    validation_queue: Optional[bool] = typer.Option(
+        None,
+        "--validation-queue/--no-validation-queue",
+        help="Leave load checks to `adapterhub worker` processes: uploads are stored at once, validation pending.",
+    ),
     create_user: Optional[str] = typer.Option(
         None, "--create-user", help="Create this user (if missing), print a token, and exit."
     ),
@@ -59,7 +64,7 @@ def serve(
     settings = Settings.from_env(
         data_dir=data_dir, database_url=database_url or None, public_url=public_url or None,
         max_file_size=max_file_size, validation_wait=validation_wait, blob_store=blob_store or None,
-        s3_endpoint_url=s3_endpoint_url or None, blob_redirect=blob_redirect,
+        s3_endpoint_url=s3_endpoint_url or None, blob_redirect=blob_redirect, validation_queue=validation_queue,
     )  # fmt: skip
     _check_store(settings)
     if create_user or create_org:
@@ -97,6 +102,50 @@ def serve(
         log_level="info",
         access_log=False,
     )  # the app logs each request after its answer (HubApp)
+
+
+def worker(
+    data_dir: Path = typer.Option(
+        Path(".adapterhub/hub"), help="Folder for temporary files (and a local store)."
+    ),
+    database_url: str = typer.Option("", help="The hub's database (as for adapterhub serve)."),
+    blob_store: str = typer.Option(
+        "", help="The hub's blob store, s3://BUCKET/PREFIX (as for adapterhub serve)."
+    ),
+    s3_endpoint_url: str = typer.Option("", help="An S3-compatible server (as for adapterhub serve)."),
+    lease: Optional[float] = typer.Option(
+        None, help="Seconds a claim lasts without a heartbeat; then another worker takes the validation over."
+    ),
+    poll: float = typer.Option(1.0, help="Seconds between looks at an empty queue."),
+    until_idle: bool = typer.Option(False, "--until-idle", help="Stop when no validation is waiting."),
+) -> None:
+    """Run validations (the load check of uploaded adapters) for hubs served with --validation-queue."""
+    import logging
+    import signal
+
+    from adapterhub.server import queue
+    from adapterhub.server.app import Hub, load_extensions
+
+    settings = Settings.from_env(
+        data_dir=data_dir, database_url=database_url or None, blob_store=blob_store or None,
+        s3_endpoint_url=s3_endpoint_url or None, validation_lease=lease,
+    )  # fmt: skip
+    _check_store(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit)  # unwinds: the validation in hand is given back
+    hub = Hub(settings)
+    load_extensions(hub)  # the search index's post-validation hook
+    me = queue.worker_id()
+    typer.echo(f"adapterhub worker {me}: db {_redact(settings.db_url)}", err=True)
+    try:
+        done = queue.run_worker(hub, me, poll=poll, until_idle=until_idle)
+        typer.echo(f"ran {done} validations", err=True)
+    finally:
+        hub.close()
+
+
+def _exit(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 def _check_store(settings: Settings) -> None:

@@ -731,7 +731,10 @@ async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
 
 
 def requeue_pending(hub: Hub) -> None:
-    """At start-up: commits whose validation never finished (server stopped) are validated again."""
+    """At start-up: commits whose validation never finished (server stopped) are validated again (unless
+    ``adapterhub worker`` processes do the load checks: they take unfinished validations themselves)."""
+    if hub.settings.validation_queue:
+        return
     with hub.db.session() as s:
         oids = s.scalars(
             select(Validation.commit_oid).where(Validation.status.in_(("pending", "running")))

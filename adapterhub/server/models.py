@@ -152,3 +152,7 @@ class Validation(Base):
     errors: Mapped[list] = mapped_column(JSON, default=list)
     report: Mapped[dict] = mapped_column(JSON, default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # the validation queue (``adapterhub worker``, queue.py): who holds it, until when, how often it was taken
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

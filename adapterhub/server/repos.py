@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import posixpath
 import re
 import secrets
@@ -408,7 +409,7 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
     if errors:
         raise UploadError("upload refused:\n- " + "\n- ".join(errors), 422, "ValidationFailed")
 
-    status, report = _load_checks(hub, tree, adapters, parent_report)
+    status, report = _load_checks(hub, tree, adapters, parent_report, run=not hub.settings.validation_queue)
     running = report.pop("_futures", [])
     if status == "failed":
         raise UploadError(
@@ -639,10 +640,17 @@ def _base_config(s: Session, hub: Hub, caller: Caller, info: V.AdapterInfo) -> t
 
 
 def _load_checks(
-    hub: Hub, tree: dict[str, _Entry], adapters: list[dict], parent_report: dict, wait: float | None = None
+    hub: Hub,
+    tree: dict[str, _Entry],
+    adapters: list[dict],
+    parent_report: dict,
+    wait: float | None = None,
+    run: bool = True,
 ) -> tuple[str, dict]:
-    """Run (or reuse) the load check of every adapter folder; wait up to ``validation_wait`` seconds.
-    Returns (status, report); status is passed, failed, pending (still running) or skipped (no adapter)."""
+    """Run (or reuse) the load check of every adapter folder; wait up to ``validation_wait`` seconds (``wait``:
+    that many, ``math.inf``: until done). ``run=False`` (uploads to a hub whose checks run in ``adapterhub worker``
+    processes) reuses earlier results only and leaves the rest pending. Returns (status, report); status is
+    passed, failed, pending (still running, or queued) or skipped (no adapter)."""
     if not adapters:
         kind = "base_model" if "config.json" in tree else "files"
         return "skipped", {"kind": kind, "adapters": []}
@@ -657,14 +665,17 @@ def _load_checks(
             entry.update({k: v for k, v in previous[fp].items() if k not in entry})
             results.append(entry)
             continue
+        entry["ok"] = None
+        results.append(entry)
+        if not run:
+            continue
         job = hub.validator.new_job_dir()
         for p, e in a["files"].items():
             _copy_entry(hub, e, job / p)
-        entry["ok"] = None
-        results.append(entry)
         futures[hub.validator.submit(job, a["base_config"], a["dialect"])] = entry
     if futures:
-        cf.wait(list(futures), timeout=hub.settings.validation_wait if wait is None else wait)
+        timeout = hub.settings.validation_wait if wait is None else wait
+        cf.wait(list(futures), timeout=None if timeout == math.inf else timeout)
     pending = []
     for fut, entry in futures.items():
         if fut.done():
@@ -731,24 +742,33 @@ def _finish_in_background(hub: Hub, commit_oid: str, report: dict, pairs: list) 
         fut.add_done_callback(lambda f, e=entry: done(f, e))
 
 
-def record_validation(hub: Hub, commit_oid: str, report: dict) -> str:
+def record_validation(hub: Hub, commit_oid: str, report: dict, owner: str | None = None) -> str | None:
+    """Store the result of a validation; returns its status. With ``owner`` (a validation worker), only while
+    that worker still holds the validation (None otherwise: its claim expired and another worker took it)."""
     report = {k: v for k, v in report.items() if not k.startswith("_")}
     status = _status_of(report.get("adapters", []))
     with hub.db.session() as s:
-        v = s.get(Validation, commit_oid)
+        v = s.get(Validation, commit_oid, with_for_update=owner is not None)
         if v is None:
             return status
+        if owner is not None and v.claimed_by != owner:
+            return None
+        v.claimed_by, v.lease_until = None, None
         v.status, v.report, v.errors = status, report, _report_errors(report)
         v.method, v.num_params, v.updated_at = _first(report, "method"), _sum_params(report), utcnow()
     return status
 
 
-def revalidate(hub: Hub, commit_oid: str) -> str:
-    """Validate a stored commit again in the background (used at start-up for unfinished validations)."""
+def revalidate(hub: Hub, commit_oid: str, wait: float = 0.0, owner: str | None = None) -> str | None:
+    """Validate a stored commit again: in the background (``wait=0``, at start-up for unfinished validations),
+    or until done (``wait=math.inf``, a validation worker ``owner`` that holds the validation; the status is
+    None if its claim was lost meanwhile). Results already in the stored report are reused."""
     with hub.db.session() as s:
         c = s.get(Commit, commit_oid)
         if c is None:
             return "missing"
+        stored = get_validation(s, commit_oid)
+        earlier = dict(stored.report or {}) if stored is not None else {}
         author = s.get(Account, c.author_id) if c.author_id else None
         caller = Caller(account=author, scope="read")
         if author is not None:
@@ -757,14 +777,16 @@ def revalidate(hub: Hub, commit_oid: str) -> str:
         adapters, errors = _checks_before_storing(s, hub, caller, tree)
     if errors:
         return hub.record_validation(
-            commit_oid, {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": errors}]}
+            commit_oid,
+            {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": errors}]},
+            owner,
         )
-    status, report = _load_checks(hub, tree, adapters, {}, wait=0)
+    status, report = _load_checks(hub, tree, adapters, earlier, wait=wait)
     running = report.pop("_futures", [])
     if running:
         _finish_in_background(hub, commit_oid, report, running)
         return status
-    return hub.record_validation(commit_oid, report)
+    return hub.record_validation(commit_oid, report, owner)
 
 
 def collect_garbage(hub: Hub, grace_seconds: float = 3600.0) -> tuple[int, int, int]:

@@ -20,7 +20,11 @@ class Settings:
     max_files: int = 10_000  # files in one commit or one zip
     max_zip_ratio: float = 200.0  # uncompressed/compressed, per zip member
     validation_wait: float = 60.0  # seconds an upload waits for its validation before it is stored as pending
-    validation_workers: int = 1
+    validation_workers: int = 1  # threads for load checks in each server (or worker) process
+    validation_queue: bool = False  # load checks run in `adapterhub worker` processes, not in the server
+    validation_lease: float = (
+        60.0  # seconds a worker's claim lasts without a heartbeat (then another takes it)
+    )
     allow_anonymous_read: bool = True
     blob_store: str = ""  # empty: <data_dir>/blobs; s3://BUCKET[/PREFIX]: an S3-compatible bucket
     s3_endpoint_url: str = ""  # empty: AWS (or AWS_ENDPOINT_URL); e.g. http://minio:9000
