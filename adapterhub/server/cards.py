@@ -44,6 +44,9 @@ FRONT_MATTER_LABELS = {
     "metrics": "Metrics",
     "pipeline_tag": "Pipeline",
     "adapterhub": "AdapterHub",
+    "task": "Task",
+    "subtask": "Dataset",
+    "adapter_type": "Adapter type",
 }
 
 
