@@ -1,4 +1,4 @@
-"""``adapterhub search / info / pull / push / login / cache``: the hub client on the command line."""
+"""``adapterhub search / info / pull / push / login / token / cache``: the hub client on the command line."""
 
 from __future__ import annotations
 
@@ -318,6 +318,76 @@ def login(
     )
 
 
+token_app = typer.Typer(help="List, create and revoke your access tokens on the hub.", no_args_is_help=True)
+
+
+def _token_client(endpoint: Optional[str], token: Optional[str]):
+    from .http import HubClient
+    from .settings import resolve_settings
+
+    return HubClient(resolve_settings(endpoint=endpoint, token=token, offline=False))
+
+
+@token_app.command("list")
+def token_list(
+    endpoint: Optional[str] = EndpointOpt,
+    token: Optional[str] = TokenOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Your tokens on the hub (id, name, scope, created, state); the one in use is marked."""
+    try:
+        with _token_client(endpoint, token) as client:
+            rows = client.list_tokens()
+    except HubClientError as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="access tokens")
+    for column in ("id", "name", "scope", "created", "state"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        state = "revoked" if r["revoked"] else "active"
+        table.add_row(
+            str(r["id"]), r["name"], r["scope"], r["createdAt"][:10], state + (" (this one)" * r["current"])
+        )
+    console.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="A name to tell it apart, e.g. laptop or ci."),
+    scope: str = typer.Option("read", help="read or write."),
+    endpoint: Optional[str] = EndpointOpt,
+    token: Optional[str] = TokenOpt,
+) -> None:
+    """Make a new token (needs a write token) and print it: it is shown only this once."""
+    if scope not in ("read", "write"):
+        _fail(HubClientError(f"--scope must be read or write, not {scope!r}"))
+    try:
+        with _token_client(endpoint, token) as client:
+            made = client.create_token(name, scope)
+    except HubClientError as error:
+        _fail(error)
+    err.print(f"token {made['id']} ({made['name']}, {made['scope']}): copy it now, it is not shown again")
+    typer.echo(made["token"])
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: int = typer.Argument(..., help="The token's id (from `adapterhub token list`)."),
+    endpoint: Optional[str] = EndpointOpt,
+    token: Optional[str] = TokenOpt,
+) -> None:
+    """Revoke a token: it stops working at once, also for web sessions logged in with it."""
+    try:
+        with _token_client(endpoint, token) as client:
+            gone = client.revoke_token(token_id)
+    except HubClientError as error:
+        _fail(error)
+    console.print(f"revoked token {gone['id']} ({gone['name']}, {gone['scope']})", highlight=False)
+
+
 def _cache(cache_dir: Optional[Path]):
     from .cache import Cache
     from .settings import resolve_settings
@@ -401,3 +471,4 @@ def register(app: typer.Typer) -> None:
     ):
         app.command(name)(function)
     app.add_typer(cache_app, name="cache")
+    app.add_typer(token_app, name="token")

@@ -360,6 +360,18 @@ class HubClient:
     def whoami(self) -> dict:
         return self.json("GET", "/api/whoami-v2", what="whoami")
 
+    # ---------------------------------------------------------------------------------------- tokens
+    def list_tokens(self) -> list[dict]:
+        """The caller's tokens: id, name, scope, createdAt, revoked, current (never the secret)."""
+        return self.json("GET", "/api/tokens", what="list tokens")
+
+    def create_token(self, name: str = "", scope: str = "read") -> dict:
+        """A new token of the caller (needs a write token); ``token`` holds its value, shown only this once."""
+        return self.json("POST", "/api/tokens", json={"name": name, "scope": scope}, what="create a token")
+
+    def revoke_token(self, token_id: int) -> dict:
+        return self.json("DELETE", f"/api/tokens/{int(token_id)}", what=f"revoke token {token_id}")
+
     # ------------------------------------------------------------------------------------------ writing
     def create_repo(self, repo_id: str, private: bool = False, exist_ok: bool = True) -> str:
         check_repo_id(repo_id)

@@ -390,3 +390,35 @@ def test_api_docs_are_served_from_the_package(live_hub):
         assert "SwaggerUIBundle" in c.get("/static/swagger/swagger-ui-bundle.js").text
         assert c.get("/static/swagger/..%2Fsettings.py").status_code == 404
         assert c.get("/redoc").status_code == 404
+
+
+def test_secret_key_and_login_attempts_settings(tmp_path, monkeypatch):
+    import os
+
+    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.settings import Settings
+
+    # without ADAPTERHUB_SECRET_KEY: made once in the data dir, owner-only, kept across restarts
+    hub = Hub(Settings(data_dir=tmp_path / "a"))
+    first = hub.secret
+    hub.close()
+    assert os.stat(tmp_path / "a" / "secret_key").st_mode & 0o077 == 0 and len(first) >= 32
+    hub = Hub(Settings(data_dir=tmp_path / "a"))
+    assert hub.secret == first
+    hub.close()
+    # with it (from the environment, as `adapterhub serve` passes settings): two hubs accept each other's forms
+    monkeypatch.setenv("ADAPTERHUB_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("ADAPTERHUB_LOGIN_ATTEMPTS", "2")
+    hubs = [Hub(Settings.from_env(data_dir=tmp_path / d)) for d in ("b", "c")]
+    try:
+        with TestClient(create_app(hub=hubs[0])) as one, TestClient(create_app(hub=hubs[1])) as two:
+            token = csrf_token(one)
+            two.cookies.update(one.cookies)
+            for _ in range(2):
+                assert two.post("/login", data={"token": "ah_x", "csrf_token": token}).status_code == 401
+            assert two.post("/login", data={"token": "ah_x", "csrf_token": token}).status_code == 429
+            assert one.post("/login", data={"token": "ah_x", "csrf_token": token}).status_code == 401
+            assert hubs[0].secret == b"k" * 40 and not (tmp_path / "b" / "secret_key").exists()
+    finally:
+        for h in hubs:
+            h.close()
