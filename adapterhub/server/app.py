@@ -45,7 +45,7 @@ EXTENSIONS = (
     "adapterhub.server.bundle",
     "adapterhub.server.tokens",
     "adapterhub.server.apidocs",
-    "adapterhub.server.repo_pages",  # before ui: its /{namespace}/{name}/... routes come last
+    "adapterhub.server.repo_pages",
     "adapterhub.server.ui",
 )
 
@@ -207,7 +207,7 @@ def load_extensions(hub: Hub) -> list:
 def create_app(
     settings: Settings | None = None, hub: Hub | None = None, routers: Iterable[APIRouter] = ()
 ) -> FastAPI:
-    from adapterhub.server import downloads, hfapi
+    from adapterhub.server import downloads, hfapi, links
 
     hub = hub or Hub(settings or Settings.from_env())
 
@@ -261,5 +261,6 @@ def create_app(
             app.include_router(mod.router)
     for r in routers:
         app.include_router(r)
+    app.include_router(links.router)  # /{org}/{name}[/...]: after every page, before the catch-all
     app.include_router(downloads.resolve_router)  # catch-all, last
     return app

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -587,47 +587,3 @@ def _do_upload(
     except AuthError as e:
         raise _FormError(e.message, e.status) from e
     return repo_id, oid, status
-
-
-# ------------------------------------------------------------------------- Hugging Face style repository URLs
-# `/{org}/{name}` (printed by `adapterhub push` / `info`, huggingface_hub's RepoUrl) and
-# `/{org}/{name}/commit/{oid}` (commitUrl, PushResult.url) lead to the adapter page, at that commit.
-# These routes come after every other page; first path segments that belong to the hub itself answer 404.
-RESERVED = frozenset(
-    {
-        "api",
-        "adapters",
-        "static",
-        "settings",
-        "login",
-        "logout",
-        "upload",
-        "tasks",
-        "languages",
-        "models",
-        "docs",
-    }
-)
-
-
-def _repo_page(namespace: str, name: str, rev: str | None = None) -> Response:
-    if namespace in RESERVED or namespace.startswith("."):
-        from adapterhub.server.app import error_response
-
-        return error_response(f"Not Found: /{namespace}/{name}", 404, "NotFound")
-    target = f"/adapters/{quote(namespace, safe='')}/{quote(name, safe='')}"
-    return RedirectResponse(target + (f"?rev={quote(rev, safe='')}" if rev else ""), status_code=302)
-
-
-@router.get("/{namespace}/{name}")
-def repo_page(namespace: str, name: str):
-    return _repo_page(namespace, name)
-
-
-@router.get("/{namespace}/{name}/{kind}/{rev}")
-def commit_page(namespace: str, name: str, kind: str, rev: str, request: Request):
-    if name == "resolve" or kind not in ("commit", "tree"):  # a download from a repository without namespace
-        from adapterhub.server.downloads import resolve
-
-        return resolve(request, request.url.path.lstrip("/"))
-    return _repo_page(namespace, name, rev)

@@ -346,6 +346,10 @@ def test_hf_style_repo_and_commit_urls_lead_to_the_adapter_page(live_hub, files_
         r = c.get(f"{live_hub.url}/alice/raw-files")
         assert r.status_code == 200 and r.url.path == "/adapters/alice/raw-files"
         assert c.get(f"{live_hub.url}/alice/raw-files/tree/main").status_code == 200
+        r = c.get(f"{live_hub.url}/alice/raw-files/blob/main/data.json")
+        assert r.status_code == 200 and r.url.path == "/adapters/alice/raw-files/blob/main/data.json"
+        r = c.get(f"{live_hub.url}/adapters/alice/raw-files/commits")  # the UI's own 4-segment page
+        assert r.status_code == 200 and info.oid[:12] in r.text
         assert c.get(f"{live_hub.url}/alice/no-such-repo").status_code == 404
         r = c.get(f"{live_hub.url}/api/no-such-endpoint")
         assert r.status_code == 404 and r.headers["x-error-code"] == "NotFound"
@@ -365,10 +369,11 @@ def test_owner_downloads_private_files_with_the_login_cookie(live_hub):
         r = alice.get(url)
         assert r.status_code == 200 and r.content == b"private bytes"
         assert r.headers["content-disposition"].startswith("attachment")
-        assert (
-            f'href="{url.replace("main", api.model_info("alice/secret-files").sha)}"'
-            in alice.get("/adapters/alice/secret-files").text
-        )
+        sha = api.model_info("alice/secret-files").sha
+        page = alice.get(f"/adapters/alice/secret-files/blob/{sha}/weights.txt")  # the UI's file page
+        link = url.replace("main", sha)
+        assert page.status_code == 200 and f'href="{link}"' in page.text
+        assert alice.get(link).content == b"private bytes"
     with _logged_in(live_hub, "bob") as bob:
         assert bob.get(url).status_code == 404
     with httpx.Client(base_url=live_hub.url) as stale:
