@@ -303,3 +303,31 @@ def test_commits_through_either_replica_are_seen_by_the_other_at_once(replicas):
             assert hf.HfApi(endpoint=other.url).model_info("alice/ping-pong").sha == oid
     hits = httpx.get(f"{b.url}/api/models", params={"search": "ping-pong"}).json()
     assert [m["id"] for m in hits] == ["alice/ping-pong"]
+
+
+def test_the_compose_deployment_names_real_settings():
+    """deploy/compose.yaml configures the hub through ADAPTERHUB_* variables: each must be a setting, parsed to
+    what the deployment means."""
+    import yaml
+
+    from adapterhub.server.settings import Settings
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml").read_text())
+    env = compose["services"]["hub-a"]["environment"]
+    assert env == compose["services"]["worker"]["environment"]
+    fields = {f"ADAPTERHUB_{name.upper()}" for name in Settings.__dataclass_fields__}
+    assert {k for k in env if k.startswith("ADAPTERHUB_")} <= fields
+    saved = dict(os.environ)
+    try:
+        os.environ.update({k: str(v) for k, v in env.items()})
+        s = Settings.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert s.blob_redirect is True and s.validation_queue is True
+    assert parse_blob_store(s.blob_store) == ("s3", "adapterhub", "blobs")
+    assert (
+        s.database_url.startswith("postgresql+psycopg2://")
+        and s.s3_public_endpoint_url == "http://localhost:9000"
+    )
+    assert compose["services"]["worker"]["command"][:2] == ["adapterhub", "worker"]
