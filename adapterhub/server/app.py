@@ -29,7 +29,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from markupsafe import escape
 
-from adapterhub.server import migrate, repos, security
+from adapterhub.server import gate, migrate, repos, security
 from adapterhub.server.counts import DownloadCounts
 from adapterhub.server.auth import AuthError, LoginThrottle
 from adapterhub.server.csrf import CsrfError
@@ -171,6 +171,9 @@ class HubApp(FastAPI):
                 )
 
     async def _serve(self, scope, receive, send) -> None:
+        receive = await gate.admit(self.state.hub, scope, receive, send)
+        if receive is None:
+            return  # refused before anything was read
         if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):
             from adapterhub.server.downloads import fast_resolve
 

@@ -50,7 +50,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = os.environ.get(f"ADAPTERHUB_{f.name.upper()}")
             if raw is not None:
-                setattr(s, f.name, _parse(f.type, raw))
+                setattr(s, f.name, _parse(f.name, f.type, raw))
         for k, v in overrides.items():
             if v is not None:
                 setattr(s, k, v)
@@ -58,13 +58,25 @@ class Settings:
         return s
 
 
-def _parse(kind: str, raw: str):
-    if kind == "Path":
-        return Path(raw)
-    if kind == "int":
-        return int(raw)
-    if kind == "float":
-        return float(raw)
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _parse(name: str, kind: str, raw: str):
+    """The value of ``ADAPTERHUB_<NAME>``; a value that does not parse raises ValueError naming it."""
+    try:
+        if kind == "Path":
+            return Path(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"ADAPTERHUB_{name.upper()}={raw!r} is not a valid {kind}") from None
     if kind == "bool":
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+        v = raw.strip().lower()
+        if v not in TRUE + FALSE:
+            raise ValueError(
+                f"ADAPTERHUB_{name.upper()}={raw!r}: expected one of {', '.join(TRUE + FALSE[:-1])}"
+            )
+        return v in TRUE
     return raw

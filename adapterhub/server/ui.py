@@ -28,6 +28,7 @@ from adapterhub.server import csrf, sessions
 from adapterhub.server.humanize import human_count, human_params, human_size
 from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomyTask
 from adapterhub.server.models import Commit, Ref, Repo, Validation
+from adapterhub.server.repos import HubError
 from adapterhub.server.search import (
     FACETS,
     SORTS,
@@ -517,6 +518,8 @@ async def upload(request: Request):
         form = await csrf.verified_form(request, max_files=hub.limits.max_files + 10)
     except csrf.CsrfError:
         raise
+    except HubError as e:  # the body is over a limit (gate.py)
+        return render(request, "upload.html", status=e.status, form={}, error=e.message)
     except Exception as e:  # noqa: BLE001 - malformed multipart bodies
         return render(request, "upload.html", status=400, form={}, error=f"Could not read the form: {e}")
     fields = {k: str(form.get(k) or "").strip() for k in ("repo_id", "token", "message", "private")}

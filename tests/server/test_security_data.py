@@ -367,3 +367,91 @@ def test_data_dir_database_and_blobs_are_private_to_the_server_user(live_hub, re
         paths.append(live_hub.data_dir / "hub.sqlite")
     for p in paths:
         assert p.stat().st_mode & 0o077 == 0, (p, oct(p.stat().st_mode))
+
+
+# --- item: request bodies: limits and auth before reading ---------------------------------------------
+
+
+def _raw_request(url: str, head: str, body_chunks=(), timeout: float = 20) -> tuple[int, bytes]:
+    """Send ``head`` (request line and headers) and ``body_chunks`` over a plain socket and return the
+    answer's status and body: what a client that lies about or streams its body sees."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
+    try:
+        sock.sendall(head.encode("latin-1") + b"\r\n")
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except OSError:  # the server answered and closed while the body was still coming
+            pass
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+            part = sock.recv(65536)
+            if not part:
+                break
+            data += part
+    finally:
+        sock.close()
+    status = int(data.split(b" ", 2)[1])
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+@pytest.mark.parametrize(
+    "path,ctype",
+    [
+        ("/api/validate-yaml", "application/json"),
+        ("/upload", "multipart/form-data; boundary=x"),
+        ("/api/repos/create", "application/json"),
+        ("/login", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_anonymous_huge_declared_body_is_refused_before_it_is_sent(live_hub, repos_, path, ctype):
+    """1 GiB announced, nothing sent: the answer comes at once (the hub did not wait for the body)."""
+    before = snapshot(live_hub.hub, live_hub.data_dir)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {1 << 30}\r\n"
+        "Origin: http://x\r\nConnection: close\r\n"
+    )
+    status, body = _raw_request(live_hub.url, head)
+    assert status == 401, body
+    assert b"without a valid token may send at most" in body
+    assert snapshot(live_hub.hub, live_hub.data_dir) == before
+
+
+def test_anonymous_streamed_body_is_cut_off_at_the_bound(live_hub, repos_):
+    before = snapshot(live_hub.hub, live_hub.data_dir)
+    head = (
+        "POST /api/validate-yaml HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n"
+    )
+    piece = b"x" * 65536
+    chunks = (f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for _ in range(64))  # 4 MiB
+    status, body = _raw_request(live_hub.url, head, chunks)
+    assert status == 401, body
+    assert b"without a valid token may send at most" in body
+    assert snapshot(live_hub.hub, live_hub.data_dir) == before
+
+
+def test_signed_in_body_over_the_limit_is_refused_before_it_is_sent(live_hub, repos_):
+    token = live_hub.tokens["alice"]
+    head = (
+        "POST /api/models/alice/names/preupload/main HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {1 << 30}\r\nConnection: close\r\n"
+    )
+    status, body = _raw_request(live_hub.url, head)
+    assert status == 413, body
+    assert b"request body too large" in body
+    # a forged token does not lift the anonymous bound
+    forged = head.replace(token, "ah_forged").replace(str(1 << 30), str(8 << 20))
+    status, body = _raw_request(live_hub.url, forged)
+    assert status == 401, body
