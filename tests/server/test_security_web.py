@@ -427,3 +427,26 @@ def test_secret_key_and_login_attempts_settings(tmp_path, monkeypatch):
     finally:
         for h in hubs:
             h.close()
+
+
+def test_behind_a_tls_proxy_the_cookies_are_secure(live_hub):
+    """uvicorn takes X-Forwarded-Proto from loopback (FORWARDED_ALLOW_IPS): the login is then over HTTPS, and
+    its cookies are Secure (httpx, like a browser, keeps them off this plain-HTTP test connection: sent by hand)."""
+    https = {"X-Forwarded-Proto": "https"}
+    r = httpx.get(f"{live_hub.url}/login", headers=https)
+    assert "secure" in r.headers["set-cookie"].lower()
+    seed = re.search(r"ah_csrf=([^;]+)", r.headers["set-cookie"]).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
+    r = httpx.post(
+        f"{live_hub.url}/login",
+        data={"token": live_hub.tokens["alice"], "csrf_token": token},
+        headers={
+            **https,
+            "Cookie": f"ah_csrf={seed}",
+            "Origin": "https://" + live_hub.url.split("://", 1)[1],
+        },
+    )
+    cookies = r.headers.get_list("set-cookie")
+    assert r.status_code == 303 and len(cookies) == 2
+    assert all("secure" in v.lower() and "httponly" in v.lower() for v in cookies)
+    assert "secure" not in httpx.get(f"{live_hub.url}/login").headers["set-cookie"].lower()
