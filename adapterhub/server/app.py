@@ -45,6 +45,7 @@ EXTENSIONS = (
     "adapterhub.server.bundle",
     "adapterhub.server.tokens",
     "adapterhub.server.apidocs",
+    "adapterhub.server.analysis",
     "adapterhub.server.repo_pages",
     "adapterhub.server.ui",
 )

@@ -17,6 +17,7 @@ RESERVED = frozenset(
     {
         "api",
         "adapters",
+        "analysis",
         "static",
         "settings",
         "login",

@@ -71,6 +71,7 @@ def pages(repo: str, oid: str, second: str) -> dict[str, str]:
         "file-safetensors": f"/adapters/{repo}/blob/{oid}/adapter.safetensors",
         "file-text": f"/adapters/{repo}/blob/{second}/{LONG}",
         "legacy": "/adapters/ukp/bert-base-uncased_sentiment_sst-2_pfeiffer",
+        "analysis": "/analysis?task=sentiment&subtask=sst-2",
         "login": "/login",
         "upload": "/upload",
     }
