@@ -15,6 +15,7 @@ import torch
 import transformers
 
 from .errors import AdapterError
+from .heads import AdapterModel
 from .keys import local_weights
 from .model import init
 from .saving import (
@@ -48,6 +49,8 @@ class ValidationReport:
 
 
 def _build(base_config: dict[str, Any], head: dict | None, meta: bool) -> torch.nn.Module:
+    """A randomly initialised model of the base config: with the fixed head class that ``head`` names
+    (``model_class``), as an ``AdapterModel`` for a flexible head, else the bare base model."""
     data = dict(base_config)
     model_type = data.pop("model_type", None)
     if not model_type:
@@ -56,11 +59,30 @@ def _build(base_config: dict[str, Any], head: dict | None, meta: bool) -> torch.
     config._attn_implementation = "eager"
     cls = transformers.AutoModel
     if head and head.get("config") is None and head.get("model_class"):
-        cls = getattr(transformers, head["model_class"], transformers.AutoModel)
-        config.num_labels = head.get("num_labels") or config.num_labels
+        cls = model_class(head["model_class"])
+        num_labels = head.get("num_labels")
+        if num_labels is not None and not (isinstance(num_labels, int) and 0 < num_labels <= 100_000):
+            raise AdapterError(
+                f"{HEAD_CONFIG_NAME}: num_labels must be a positive integer, got {num_labels!r}"
+            )
+        config.num_labels = num_labels or config.num_labels
     with torch.device("meta") if meta else torch.device("cpu"):
         model = cls.from_config(config) if cls is transformers.AutoModel else cls(config)
+        if head and isinstance(head.get("config"), dict):
+            model = AdapterModel(model)
     return model.eval()
+
+
+def model_class(name: Any) -> type:
+    """The transformers model class ``name`` (a head's ``model_class``), refused unless it is a subclass of
+    ``PreTrainedModel``: an upload names it, so nothing else of transformers may be called with it."""
+    cls = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        raise AdapterError(
+            f"{HEAD_CONFIG_NAME}: model_class {name!r} is not a transformers model class "
+            "(a PreTrainedModel subclass such as BertForSequenceClassification)"
+        )
+    return cls
 
 
 def _estimate_params(base_config: dict[str, Any]) -> int:
@@ -117,13 +139,7 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
             report.errors.append(f"unexpected keys: {', '.join(unexpected)}")
         if wrong:
             report.errors.append("shape mismatch: " + ", ".join(wrong))
-        if head is not None and head.get("config") is None:
-            head_weights, _ = read_tensors(folder, ("model_head.safetensors", "pytorch_model_head.bin"))
-            expected_head = {k: p.detach() for k, p in state.head_parameters().items()}
-            h_missing, h_unexpected, h_wrong = compare_keys(expected_head, head_weights)
-            report.missing_keys += h_missing
-            report.unexpected_keys += h_unexpected
-            wrong += h_wrong
+        report.errors += _head_errors(model, state, folder, head, name, report)
         if report.changed_modules == 0:
             report.errors.append("the adapter adds no module to the model")
         if not report.errors and not meta:
@@ -142,6 +158,35 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
             if not torch.isfinite(after).all():
                 report.errors.append("the adapter makes the model's output NaN or infinite")
     except (AdapterError, ValueError, KeyError, TypeError, OSError) as error:
-        report.errors.append(str(error))
+        report.errors.append(str(error).replace(f"{folder}/", ""))  # names files, not where they were checked
     report.ok = not report.errors
     return report
+
+
+def _head_errors(
+    model, state, folder: Path, head: dict | None, name: str, report: ValidationReport
+) -> list[str]:
+    """The saved head checked like the adapter's weights: a fixed head's keys and shapes against the head of
+    ``model_class``, a flexible head through the loader users run (``AdapterModel.prepare_saved_head``)."""
+    if head is None:
+        return []
+    if isinstance(head.get("config"), dict):
+        model.prepare_saved_head(
+            folder, name
+        )  # raises AdapterError naming any key or shape that does not fit
+        return []
+    if head.get("config") is not None:
+        return [f"{HEAD_CONFIG_NAME}: 'config' must be an object (a flexible head) or null (a fixed head)"]
+    head_weights, _ = read_tensors(folder, ("model_head.safetensors", "pytorch_model_head.bin"))
+    expected = {k: p.detach() for k, p in state.head_parameters().items()}
+    missing, unexpected, wrong = compare_keys(expected, head_weights)
+    report.missing_keys += [f"head: {k}" for k in missing]
+    report.unexpected_keys += [f"head: {k}" for k in unexpected]
+    errors = []
+    if missing:
+        errors.append(f"head: missing keys: {', '.join(missing)}")
+    if unexpected:
+        errors.append(f"head: unexpected keys: {', '.join(unexpected)}")
+    if wrong:
+        errors.append("head: shape mismatch: " + ", ".join(wrong))
+    return errors

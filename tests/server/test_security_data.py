@@ -455,3 +455,39 @@ def test_signed_in_body_over_the_limit_is_refused_before_it_is_sent(live_hub, re
     forged = head.replace(token, "ah_forged").replace(str(1 << 30), str(8 << 20))
     status, body = _raw_request(live_hub.url, forged)
     assert status == 401, body
+
+
+# --- item: validation checks heads like adapter weights -----------------------------------------------
+
+INTEROP = ROOT.parent / "shared" / "fixtures" / "interop"
+
+
+@pytest.mark.skipif(not INTEROP.is_dir(), reason="../shared/fixtures/interop is missing")
+def test_upload_with_a_broken_or_foreign_head_is_refused(live_hub, repos_):
+    from safetensors.torch import load, save
+
+    alice, _ = repos_
+    if not alice.repo_exists("alice/bert-base-cfg"):
+        alice.create_repo("alice/bert-base-cfg")
+        alice.upload_file(
+            path_or_fileobj=INTEROP / "bert/base/config.json",
+            path_in_repo="config.json",
+            repo_id="alice/bert-base-cfg",
+        )
+    alice.create_repo("alice/heads")
+    folder = INTEROP / "bert/adapters/seq_bn-seqcls/safetensors"
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    files["README.md"] = b"---\nbase_model: alice/bert-base-cfg\n---\n"
+    head = load(files["model_head.safetensors"])
+    head["classifier.weight"] = head["classifier.weight"][:-1].clone()
+    broken = {**files, "model_head.safetensors": save(head)}
+    body = b"".join(_file(p, d) for p, d in broken.items())
+    _refused(live_hub, "alice/heads", body, 422, "head: shape mismatch: classifier.weight")
+    foreign = {
+        **files,
+        "head_config.json": files["head_config.json"].replace(b"BertForSequenceClassification", b"Trainer"),
+    }
+    body = b"".join(_file(p, d) for p, d in foreign.items())
+    _refused(live_hub, "alice/heads", body, 422, "is not a transformers model class")
+    r = _commit(live_hub, "alice/heads", b"".join(_file(p, d) for p, d in files.items()))
+    assert r.status_code == 200 and r.json()["validation"] == "passed", r.text
