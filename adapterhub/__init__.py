@@ -26,6 +26,8 @@ _LIBRARY_NAMES = (  # adapterhub.library.__all__
     "BnConfig",
     "Fuse",
     "FusionConfig",
+    "IA3Config",
+    "LoRAConfig",
     "Site",
     "Stack",
     "UnsupportedModelError",

@@ -12,6 +12,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .methods.bottleneck import BnConfig, FusionConfig
+from .methods.lora import IA3Config, LoRAConfig
 from .model import init
 from . import fusion as _fusion, setups as _setups, trainer_checkpoints as _trainer_checkpoints  # noqa: E402,F401  (register their model methods)
 from .heads import AdapterModel
@@ -28,6 +29,8 @@ __all__ = [
     "BnConfig",
     "Fuse",
     "FusionConfig",
+    "IA3Config",
+    "LoRAConfig",
     "Site",
     "Stack",
     "UnsupportedModelError",

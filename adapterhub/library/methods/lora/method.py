@@ -15,6 +15,10 @@ from .config import ATTN_MATRICES, IA3Config, LoRAConfig
 from .layers import IA3, LoRA, Blocks, dense_weight
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
+# A fact of the AdapterHub format: in Llama and Mistral models the `adapters` library puts intermediate_lora on
+# mlp.down_proj and output_lora on mlp.up_proj; saved adapters of those families only fit if we do the same
+# (Qwen2 shares their architecture here, so it follows them).
+_SWAPPED_FFN_ROLES = {"llama", "mistral", "qwen2"}
 
 
 def matches(patterns, path: str) -> bool:
@@ -127,10 +131,11 @@ class LoRAMethod(Method):
                     wanted.append((prefix + arch.linears["qkv"], blocks))
                 else:
                     roles += [m for m in ATTN_MATRICES if m in config.attn_matrices]
+            swap = self.host.model.config.model_type in _SWAPPED_FFN_ROLES
             if config.intermediate_lora:
-                roles.append("intermediate")
+                roles.append("output" if swap else "intermediate")
             if config.output_lora:
-                roles.append("output")
+                roles.append("intermediate" if swap else "output")
             for role in roles:
                 if role not in arch.linears:
                     raise AdapterConfigError(f"this model family has no {role!r} linear layer for LoRA")
