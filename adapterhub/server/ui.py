@@ -514,6 +514,17 @@ async def upload(request: Request):
     from starlette.concurrency import run_in_threadpool
 
     hub = request.app.state.hub
+    wait = hub.login_throttle.retry_after(sessions.client_address(request))  # a pasted token is a login
+    if wait:
+        resp = render(
+            request,
+            "upload.html",
+            status=429,
+            form={},
+            error=f"Too many failed logins: try again in {wait} s.",
+        )
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     try:
         form = await csrf.verified_form(request, max_files=hub.limits.max_files + 10)
     except csrf.CsrfError:
@@ -558,6 +569,8 @@ def _do_upload(
         with hub.db.session() as s:
             caller = caller_from_header(s, "Bearer " + token)
     except AuthError as e:
+        if fields["token"]:
+            hub.login_throttle.failed(sessions.client_address(request))
         raise _FormError(e.message, e.status) from e
     repo_id = fields["repo_id"]
     if caller.account is not None and repo_id and "/" not in repo_id:

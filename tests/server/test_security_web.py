@@ -199,6 +199,19 @@ def test_failed_logins_are_throttled(live_hub):
             assert r.status_code == 429 and "Too many failed logins" in r.text
             assert 590 <= int(r.headers["retry-after"]) <= 601
             assert "ah_token" not in r.headers.get("set-cookie", "")
+            # a token pasted into the upload form is a login too: refused while throttled
+            form = {"repo_id": "alice/throttled", "token": live_hub.tokens["alice"]}
+            form["csrf_token"] = csrf_token(c, "/upload")
+            r = c.post("/upload", data=form, files=[("files", ("a.txt", b"x"))])
+            assert r.status_code == 429 and "Too many failed logins" in r.text
+        hub.login_throttle = LoginThrottle(limit=2, window=600)
+        with httpx.Client(base_url=live_hub.url) as c:
+            form = {"repo_id": "alice/throttled", "token": "ah_guess"}
+            for status in (401, 401, 429):
+                form["csrf_token"] = csrf_token(c, "/upload")
+                r = c.post("/upload", data=form, files=[("files", ("a.txt", b"x"))])
+                assert r.status_code == status
+            assert c.post("/login", data={"token": "ah_x", "csrf_token": csrf_token(c)}).status_code == 429
     finally:
         hub.login_throttle = saved
 
