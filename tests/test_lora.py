@@ -307,3 +307,39 @@ def test_llama_family_feed_forward_targets_are_placed_as_adapters_places_them(ar
         "layers.0.mlp.up_proj",
         "layers.1.mlp.up_proj",
     }
+
+
+def test_summary_shows_a_merged_adapter_and_a_seqcls_peft_adapter_loads_into_a_bare_model(tmp_path):
+    model = _model("bert", "lora", kind="seqcls")
+    model.merge_adapter("a")
+    row = model.adapter_summary(as_dict=True)[0]
+    assert row["merged"] and not row["active"]
+    assert "merged" in model.adapter_summary().splitlines()[2]
+    model.reset_adapter()
+    assert not model.adapter_summary(as_dict=True)[0]["merged"]
+    model.save_adapter(tmp_path, "a", format="peft")  # with the classifier as modules_to_save
+    bare = adapterhub.init(make_model("bert"))
+    name = bare.load_adapter(tmp_path, set_active=True)  # no task head here: the head part is skipped
+    assert set(bare.adapter_state_dict(name)) == {
+        k.replace("bert.", "", 1).replace(".loras.a.", f".loras.{name}.")
+        for k in model.adapter_state_dict("a")
+    }
+
+
+def test_whole_checkpoint_with_lora_and_ia3_round_trips(tmp_path):
+    model = adapterhub.AdapterModel(make_model("bert"))
+    model.add_adapter("l", config="dora")
+    model.add_adapter("i", config="ia3")
+    model.add_classification_head("l", num_labels=2)
+    _perturb(model, "l")
+    _perturb(model, "i")
+    model.set_active_adapters("l")
+    model.eval()
+    expected = output_of(model, inputs())
+    model.save_pretrained(tmp_path)
+    again = adapterhub.AdapterModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert {r["name"]: r["method"] for r in again.adapter_summary(as_dict=True)} == {"l": "lora", "i": "ia3"}
+    again.set_active_adapters("l")
+    again.active_head = "l"
+    assert torch.equal(output_of(again, inputs()), expected)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())

@@ -251,10 +251,10 @@ def _load_peft(
     if leave_out:
         config = _with_leave_out(config, leave_out)
         weights = _drop_layers(weights, state, leave_out)
-    if head_weights and with_head:
-        head = {k: p.detach() for k, p in state.head_parameters().items()}
+    head = {k: p.detach() for k, p in state.head_parameters().items()}
+    if head_weights and with_head and head:  # as for AdapterHub files: a model without a task head skips it
         saving._compare(head, head_weights, "the head (modules_to_save)", weights_path)
-    elif head_weights:
+    else:
         head_weights = {}
 
     install(state, name, config, weights, weights_path, lambda: _copy_head(state, head_weights))

@@ -232,6 +232,7 @@ def adapter_summary(self, as_dict: bool = False):
     state = _state(self)
     base = state.base_parameter_count()
     rows = []
+    merged = {n for method in state.methods.values() for n in method.merged()}
     for name, config in state.configs.items():
         params = sum(p.numel() for p in state.adapter_parameters(name).values())
         rows.append(
@@ -242,6 +243,7 @@ def adapter_summary(self, as_dict: bool = False):
                 "percent": 100.0 * params / base if base else 0.0,
                 "active": state.active is not None and name in state.active,
                 "training": state.training is not None and name in state.training,
+                "merged": name in merged,  # folded into the base weights (merge_adapter): acts while inactive
             }
         )
     head = sum(p.numel() for p in state.head_parameters().values())
@@ -252,7 +254,8 @@ def adapter_summary(self, as_dict: bool = False):
     for row in rows:
         lines.append(
             f"{row['name']:<20}{row['method']:<14}{row['params']:>12,}{row['percent']:>10.3f}%"
-            f"{'yes' if row['active'] else 'no':>8}{'yes' if row['training'] else 'no':>10}"
+            f"{'merged' if row['merged'] else 'yes' if row['active'] else 'no':>8}"
+            f"{'yes' if row['training'] else 'no':>10}"
         )
     if head:
         lines.append(f"{'(task head)':<20}{'head':<14}{head:>12,}{100.0 * head / base:>10.3f}%")

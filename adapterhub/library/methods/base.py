@@ -99,13 +99,18 @@ class Method:
 
     @classmethod
     def from_peft(cls, peft_config: dict[str, Any], weights: dict[str, torch.Tensor], host):
-        """A PEFT adapter as ``(config, weights, head_weights)``: our config, the weights under the names of the
-        model's modules with the adapter named ``{name}`` (``...query.loras.{name}.lora_A``), and the
-        ``modules_to_save`` head weights keyed like the model's parameters (``classifier.weight``)."""
+        """A PEFT adapter as ``(config, weights)``. ``peft_config``: the ``adapter_config.json`` dict;
+        ``weights``: the adapter's tensors keyed like the model's state dict without PEFT's ``base_model.model.``
+        prefix and without the ``modules_to_save`` head (``bert.encoder...query.lora_A.weight``). Returns our
+        config and the weights as this model names them for an adapter called ``default``
+        (``bert.encoder...query.loras.default.lora_A``); the loader renames, checks and installs them."""
         raise AdapterConfigError(f"{cls.name} adapters have no PEFT form")
 
     def to_peft(self, name: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Adapter ``name`` as a PEFT ``adapter_config.json`` dict and ``adapter_model.safetensors`` weights."""
+        """Adapter ``name`` as a PEFT ``adapter_config.json`` dict (the method's part: ``peft_type`` and its
+        options; the saver adds the task type, ``modules_to_save`` and the model name) and weights keyed like the
+        model's state dict with PEFT's names (``bert.encoder...query.lora_A.weight``; the saver adds
+        ``base_model.model.``)."""
         raise AdapterConfigError(f"{self.name} adapters cannot be saved in the PEFT format")
 
 
