@@ -58,6 +58,8 @@ class Hub:
         self.settings = settings
         data = Path(settings.data_dir)
         private_dir(data)
+        # the CSRF signing key first: a bad ADAPTERHUB_SECRET_KEY fails before anything else is opened
+        self.secret = security.load_secret(settings.secret_key, data)
         self.tmp_dir = data / "tmp"  # same file system as a local blob store: staged files are renamed in
         private_dir(self.tmp_dir)
         remove_stale_staging(self.tmp_dir)
@@ -72,7 +74,6 @@ class Hub:
         self.validator = Validator(settings.validation_workers, self.tmp_dir)
         self.downloads = DownloadCounts(self.db)
         self.limits = Limits.from_settings(settings)
-        self.secret = security.load_secret(settings.secret_key, data)
         self.login_throttle = LoginThrottle(settings.login_attempts)
         self.post_commit_hooks: list[Callable[[repos.CommitEvent], None]] = []
         self.post_validation_hooks: list[Callable[[Hub, str, str], None]] = []

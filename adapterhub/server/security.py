@@ -127,6 +127,10 @@ def load_secret(configured: str, data_dir) -> bytes:
     from pathlib import Path
 
     if configured:
+        if len(configured) < 32:
+            raise ValueError(
+                "ADAPTERHUB_SECRET_KEY must be at least 32 characters (e.g. 64 random hex digits)"
+            )
         return configured.encode()
     path = Path(data_dir) / "secret_key"
     try:

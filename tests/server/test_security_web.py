@@ -424,6 +424,8 @@ def test_secret_key_and_login_attempts_settings(tmp_path, monkeypatch):
     hub = Hub(Settings(data_dir=tmp_path / "a"))
     assert hub.secret == first
     hub.close()
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        Hub(Settings(data_dir=tmp_path / "short", secret_key="too-short"))
     # with it (from the environment, as `adapterhub serve` passes settings): two hubs accept each other's forms
     monkeypatch.setenv("ADAPTERHUB_SECRET_KEY", "k" * 40)
     monkeypatch.setenv("ADAPTERHUB_LOGIN_ATTEMPTS", "2")
