@@ -42,7 +42,8 @@ def _split_hash(url: str, sha256: str | None) -> tuple[str, str | None]:
         raise IdentifierError(f"{url!r}: sha256= and the URL's #sha256= disagree")
     if sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise IdentifierError(f"sha256={sha256!r} is not 64 hex digits")
-    return clean, (sha256 or given or None) and (sha256 or given).lower()
+    wanted = sha256 or given
+    return clean, wanted.lower() if wanted else None
 
 
 def _adapter_root(folder: Path) -> Path:

@@ -12,7 +12,7 @@ import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple, cast
 
 from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
 from .download import CHUNK_SIZE, _HEX40, expected_files, fetch_file
@@ -68,12 +68,12 @@ def read_bundle(
                 exp = expected.pop(member.name, None)
                 if exp is None or not member.isfile():
                     raise IntegrityError(f"{where}: unexpected member {member.name!r} in the bundle")
-                _write_blob(rc, exp, chunks, where)
+                digest = _write_blob(rc, exp, chunks, where)
                 if f"{exp.key}.incomplete" in partials:  # an interrupted per-file download of it is done
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(rc.partial_path(exp))
-                rc.link_file(commit, exp.path, exp.sha256)
-                written[exp.path] = {"sha256": exp.sha256, "size": exp.size}
+                rc.link_file(commit, exp.path, digest)
+                written[exp.path] = {"sha256": digest, "size": exp.size}
             if expected:
                 raise IntegrityError(f"{where}: the bundle ended without {', '.join(sorted(expected))}")
             for exp in files:
@@ -99,7 +99,8 @@ def _members(
                 body = b"".join(_advancing(response.iter_bytes(), advance))
             yield from _tar_members(body)
         else:
-            tar = tarfile.open(fileobj=_ResponseReader(response, advance), mode="r|")
+            reader = cast(IO[bytes], _ResponseReader(response, advance))  # stream mode only calls read()
+            tar = tarfile.open(fileobj=reader, mode="r|")
             while (member := tar.next()) is not None:
                 yield member, (_tar_chunks(tar.extractfile(member)) if member.isfile() else ())
     except tarfile.TarError as error:
@@ -127,12 +128,13 @@ def _tar_members(body: bytes) -> Iterator[tuple[_Member, Chunks]]:
     here, which counts when a cold load of a small adapter takes a few milliseconds. Header checksums and numbers
     are checked (sizes are plain digits, so every header moves forward); the files' bytes are checked against the
     manifest's sha256 by the caller."""
-    view, offset, pax = memoryview(body), 0, {}
+    view, offset = memoryview(body), 0
+    pax: dict[str, str] = {}
     while offset + tarfile.BLOCKSIZE <= len(body):
         header = body[offset : offset + tarfile.BLOCKSIZE]
         if header.count(0) == tarfile.BLOCKSIZE:
             return  # the end-of-archive blocks
-        if tarfile.calc_chksums(header)[0] != _octal(header[148:156], offset):
+        if _checksum(header) != _octal(header[148:156], offset):
             raise tarfile.ReadError(f"bad header checksum at byte {offset}")
         kind = header[156:157]
         size = _octal(header[124:136], offset)
@@ -162,6 +164,11 @@ def _tar_members(body: bytes) -> Iterator[tuple[_Member, Chunks]]:
 
 
 _EXTENSIONS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME)
+
+
+def _checksum(header: bytes) -> int:
+    """A tar header's checksum: the sum of its bytes, the checksum field itself counted as eight spaces."""
+    return sum(header[:148]) + 8 * 0x20 + sum(header[156:])
 
 
 def _octal(field: bytes, offset: int) -> int:
@@ -259,8 +266,9 @@ def _manifest(
     return manifest, files
 
 
-def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) -> None:
-    """Write ``chunks`` to the blob of ``exp`` through a temporary file of this process, checking the bytes."""
+def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) -> str:
+    """Write ``chunks`` to the blob of ``exp`` through a temporary file of this process, checking the bytes;
+    returns their sha256 (the one ``exp`` expects)."""
     tmp = temp_path(rc.blob_file(exp.key), ".part")
     done = False
     try:
@@ -275,10 +283,12 @@ def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) ->
                 size += len(chunk)
         finally:
             os.close(fd)
-        check_bytes(exp, size, sha.hexdigest(), None, f"{where}: {exp.path}")
-        os.replace(tmp, rc.blob_file(exp.sha256))
+        digest = sha.hexdigest()
+        check_bytes(exp, size, digest, None, f"{where}: {exp.path}")
+        os.replace(tmp, rc.blob_file(digest))
         done = True
     finally:
         if not done:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+    return digest

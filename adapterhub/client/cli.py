@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -32,9 +32,10 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(1)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
+def _size(size: int | None) -> str:
+    if size is None:
         return "-"
+    n = float(size)
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -65,7 +66,7 @@ def search(
     """Search the hub's adapters by text and facets."""
     from .search import search_adapters
 
-    filters = {
+    filters: dict[str, Any] = {
         k: v
         for k, v in dict(
             base_model=base_model,

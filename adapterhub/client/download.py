@@ -118,7 +118,7 @@ def fetch_file(
 
 def _range_starts_at(response, start: int) -> bool:
     m = re.match(r"bytes (\d+)-", response.headers.get("content-range", ""))
-    return bool(m) and int(m.group(1)) == start
+    return m is not None and int(m.group(1)) == start
 
 
 def snapshot(
@@ -188,4 +188,4 @@ os.register_at_fork(after_in_child=worker_pool.cache_clear)  # a forked child ha
 
 def _has_hashes(info: dict) -> bool:
     entries = info.get("siblings") if info.get("siblings") is not None else info.get("files")
-    return bool(entries) and all("size" in e for e in entries)
+    return bool(entries) and all("size" in e for e in entries or ())

@@ -47,6 +47,7 @@ class HubHTTPError(HubClientError):
     def __init__(self, message: str, status: int | None = None, code: str | None = None):
         super().__init__(message)
         self.status, self.code = status, code
+        self.candidates: list[str] = []  # similar adapters the hub named, if any
 
 
 class ValidationFailedError(HubClientError):

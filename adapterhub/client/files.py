@@ -9,13 +9,12 @@ import itertools
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 try:
     import fcntl
 except ImportError:  # Windows: the cache uses filelock's own locks
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 _TMP_COUNTER = itertools.count()
 HASH_CHUNK = 1024 * 1024
@@ -66,7 +65,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_bytes(path, json.dumps(data, sort_keys=True).encode())  # no indent: the C encoder
 
 
@@ -82,7 +81,7 @@ def file_identity(path: str) -> tuple | None:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def read_json(path: Path) -> Any | None:
+def read_json(path: str | os.PathLike) -> Any | None:
     """The parsed content of a JSON file, None if it is missing or unreadable. Parsed files are remembered by
     their identity on disk (inode, size, mtime, ctime; every write here replaces the file), so reading an
     unchanged manifest again costs one ``stat``. The answer is shared: callers must not modify it."""
@@ -144,7 +143,8 @@ class FlockLock:
     too, so both exclude each other) at a fraction of ``filelock``'s cost: one open, one flock, one close."""
 
     def __init__(self, path: str, timeout: float):
-        self.path, self.timeout, self._fd = path, timeout, None
+        self.path, self.timeout = path, timeout
+        self._fd: int | None = None
 
     def __enter__(self) -> FlockLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -169,7 +169,7 @@ class FlockLock:
             os.close(fd)  # closing the file releases the lock
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK):

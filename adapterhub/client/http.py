@@ -54,7 +54,7 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _is_resolve_error(response: httpx.Response) -> bool:
+def _is_resolve_error(response: httpx.Response | LeanResponse) -> bool:
     try:
         body = response.json()
     except ValueError:
@@ -95,14 +95,16 @@ class HubClient:
         headers = {"user-agent": f"adapterhub/{__version__}"}
         if self.settings.token:
             headers["authorization"] = f"Bearer {self.settings.token}"
-        verify = _ssl_context() if self.endpoint.startswith("https:") else False
+        tls = _ssl_context() if self.endpoint.startswith("https:") else None
         self._no_bundle = False
         self._http = httpx.Client(
-            base_url=self.endpoint, headers=headers, timeout=TIMEOUT, follow_redirects=False, verify=verify
+            base_url=self.endpoint,
+            headers=headers,
+            timeout=TIMEOUT,
+            follow_redirects=False,
+            verify=tls or False,
         )
-        self._lean = (
-            LeanConnection(self.endpoint, headers, verify or None) if lean.usable(self.endpoint) else None
-        )
+        self._lean = LeanConnection(self.endpoint, headers, tls) if lean.usable(self.endpoint) else None
 
     @classmethod
     def shared(cls, settings: HubSettings) -> HubClient:
@@ -175,9 +177,9 @@ class HubClient:
             return ValidationFailedError(text)
         if status == 409 and candidates:
             return AmbiguousIdentifierError(text, candidates)
-        error = HubHTTPError(text, status, code)
-        error.candidates = candidates
-        return error
+        failure = HubHTTPError(text, status, code)
+        failure.candidates = candidates
+        return failure
 
     def json(self, method: str, path: str, *, what: str = "", **kwargs: Any) -> Any:
         response = self.request(method, path, what=what, **kwargs)
@@ -397,7 +399,7 @@ class HubClient:
         message: str,
         branch: str = "main",
         description: str = "",
-        deletions: list[str] = (),
+        deletions: Iterable[str] = (),
         parent_commit: str | None = None,
         timeout: float | None = None,
         progress: bool | None = None,

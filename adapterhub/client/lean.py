@@ -36,7 +36,8 @@ def usable(endpoint: str) -> bool:
         return False
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    return not proxy or bool(urllib.request.proxy_bypass_environment(parts.netloc, proxies))
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # in CPython, not in typeshed
+    return not proxy or bool(bypass(parts.netloc, proxies))
 
 
 class LeanResponse:
@@ -90,6 +91,8 @@ class LeanConnection:
     def __init__(self, endpoint: str, headers: dict[str, str], ssl_context: ssl.SSLContext | None):
         parts = urlsplit(endpoint)
         self._https = parts.scheme == "https"
+        if not parts.hostname:
+            raise ValueError(f"no host name in the endpoint {endpoint!r}")
         self._host, self._port = parts.hostname, parts.port
         self._prefix = parts.path.rstrip("/")
         self._headers = dict(headers)
@@ -99,6 +102,7 @@ class LeanConnection:
         self._closed = False
 
     def _connect(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
         if self._https:
             conn = http.client.HTTPSConnection(
                 self._host, self._port, timeout=CONNECT_TIMEOUT, context=self._ssl

@@ -44,13 +44,17 @@ _CARD_FORM = re.compile(rf"^@(?P<org>{_PART})/(?P<name>{_PART})$")
 class ParsedIdentifier:
     kind: str  # "local" | "hub" | "card" | "url"
     text: str
-    head: str | None = None  # "org/name", "task/subtask" or "task"
+    head: str = ""  # "org/name", "task/subtask" or "task" ("" for local folders and URLs)
     at: str | None = None  # revision or org
     path: Path | None = None
 
     @property
     def two_part(self) -> bool:
-        return self.kind == "hub" and "/" in (self.head or "")
+        return self.kind == "hub" and "/" in self.head
+
+
+# What a remembered resolution is filed under: identifier, model name, config, version.
+ResolutionKey = tuple[str, Any, Any, Any]
 
 
 @dataclasses.dataclass
@@ -110,7 +114,7 @@ def _config_arg(config: Any) -> str | None:
 
 
 def _looks_like_hub_id(name: str | None) -> bool:
-    return bool(name) and bool(REPO_ID_RE.match(name)) and not Path(name).expanduser().exists()
+    return bool(name and REPO_ID_RE.match(name)) and not Path(name or "").expanduser().exists()
 
 
 def _adapter_base_model(info: dict) -> str | None:
@@ -154,7 +158,7 @@ def pin(
     used_model = model_name or (own_model_name if _looks_like_hub_id(own_model_name) else None)
     # "a/b@c" is a repository at revision c, or task a/subtask b by org c: the hub's resolve API decides
     revision = (parsed.at or version) if parsed.two_part else version
-    key = (parsed.text, used_model, config_s, version)
+    key: ResolutionKey = (parsed.text, used_model, config_s, version)
 
     # A commit id names immutable content: a complete snapshot in the cache needs no network at all.
     if parsed.two_part and revision and COMMIT_RE.match(revision) and not (parsed.at and version):
@@ -166,7 +170,7 @@ def pin(
         return _pin_offline(parsed, endpoint, cache, key, revision)
     saved = cache.resolution(endpoint, *key)
     held = saved is not None and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None
-    if held and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl:
+    if saved is not None and held and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl:
         return Pinned(
             endpoint,
             saved["repo_id"],
@@ -181,7 +185,9 @@ def pin(
     # resolution older than the TTL is confirmed by one small answer. Not when a download of this repository was
     # interrupted: file by file, the partial files are resumed.
     if fetch and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
-        have = _cached_commits(cache, endpoint, parsed, saved["commit"] if held else None)
+        have = _cached_commits(
+            cache, endpoint, parsed, saved["commit"] if saved is not None and held else None
+        )
         pinned = _pin_by_bundle(
             parsed, settings, cache, client, used_model, config_s, version, progress, have
         )
@@ -207,7 +213,7 @@ def pin(
         resolve_error = error
     if answer is not None:
         if not answer.get("downloadable") or not answer.get("commit"):
-            urls = [f.get("url") for f in answer.get("files") or [] if isinstance(f, dict) and f.get("url")]
+            urls = [str(f["url"]) for f in answer.get("files") or [] if isinstance(f, dict) and f.get("url")]
             raise NotFoundError(
                 f"{parsed.text!r} resolves to {answer.get('repo_id')} (version {answer.get('version')}), a legacy "
                 f"AdapterHub card whose weights are not hosted on {endpoint}"
@@ -248,7 +254,7 @@ def pin(
     return pinned
 
 
-def _remember(cache: Cache, endpoint: str, key: tuple, pinned: Pinned) -> None:
+def _remember(cache: Cache, endpoint: str, key: ResolutionKey, pinned: Pinned) -> None:
     cache.save_resolution(
         endpoint, *key, {"repo_id": pinned.repo_id, "commit": pinned.commit, "revision": pinned.revision}
     )
@@ -313,7 +319,7 @@ def _pin_by_bundle(
 
 
 def _pin_offline(
-    parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: tuple, revision: str | None
+    parsed: ParsedIdentifier, endpoint: str, cache: Cache, key: ResolutionKey, revision: str | None
 ) -> Pinned:
     hint = "run once online (without ADAPTERHUB_OFFLINE=1) to resolve and download it"
     saved = cache.resolution(endpoint, *key)
@@ -390,7 +396,7 @@ def adapter_folder(
     if folder is not None:
         return folder
     parsed = parse_identifier(identifier)
-    if parsed.kind == "local":
+    if parsed.path is not None:  # a local folder
         return parsed.path
     settings = resolve_settings(endpoint=endpoint, token=token, offline=offline, cache_dir=cache_dir)
     cache = Cache(settings.cache_dir)
@@ -505,7 +511,7 @@ def _recent_folder(key: tuple | None) -> Path | None:
     check as any cached load). Saves parsing, settings and pinning on repeated loads; anything else goes the
     usual way."""
     recent = _RECENT.get(key) if key is not None else None
-    if recent is None:
+    if key is None or recent is None:
         return None
     if recent.resolution is not None and (
         time.time() >= recent.expires or file_identity(recent.resolution) != recent.identity

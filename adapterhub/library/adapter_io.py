@@ -188,13 +188,13 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     config_data = dict(header["config"]) if isinstance(header["config"], dict) else header["config"]
     if "version" not in header and isinstance(config_data, dict):
         act = config_data.get("non_linearity")
-        config_data["non_linearity"] = _LEGACY_ACTIVATIONS.get(act, act)
+        config_data["non_linearity"] = _LEGACY_ACTIVATIONS.get(act, act) if isinstance(act, str) else act
     try:
         config = resolve_config(config_data)
     except AdapterConfigError as error:
         raise AdapterLoadError(f"{config_path}: {error}") from None
-    saved_name = header.get("name") or load_as
-    name = _check_new_name(state, load_as or saved_name, config_path)
+    name = _check_new_name(state, load_as or header.get("name"), config_path)
+    saved_name = header.get("name") or name  # the name its weights are saved under
     weights, weights_path = saving.read_tensors(folder, (saving.WEIGHTS_NAME, saving.LEGACY_WEIGHTS_NAME))
     weights = local_weights(weights, state, saved_name, name)
     if leave_out:  # as the AdapterHub library: added to the saved config's leave_out, those weights dropped

@@ -83,8 +83,10 @@ def adapters_config(model) -> dict[str, Any]:
     method = state.fusion_method()
     for name, (names, config) in method.fusions.items() if method is not None else []:
         # a preset by its name (the `adapters` library reads fusion configs from the map as plain dicts and fails)
-        key = next((preset for preset, value in FUSION_PRESETS.items() if value == config), None)
-        if key is None:
+        preset = next((preset for preset, value in FUSION_PRESETS.items() if value == config), None)
+        if preset is not None:
+            key = preset
+        else:
             key = config_hash(config.to_dict())
             out["fusion_config_map"][key] = config.to_dict()
         out["fusions"][name] = key
@@ -106,7 +108,7 @@ def save_pretrained(model, save_directory, use_safetensors: bool = True) -> None
 
 def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
     options = {k: kwargs[k] for k in ("cache_dir", "revision", "local_files_only", "token") if k in kwargs}
-    found = {}
+    found: dict[str, str] = {}
     for name in (
         "model.safetensors.index.json",
         "model.safetensors",
@@ -122,7 +124,12 @@ def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
     name, file = next(iter(found.items()))
     if name.endswith(".index.json"):
         shards = sorted(set(json.loads(Path(file).read_text())["weight_map"].values()))
-        files = [cached_file(path, shard, **options) for shard in shards]
+        files = []
+        for shard in shards:
+            shard_file = cached_file(path, shard, _raise_exceptions_for_missing_entries=False, **options)
+            if not shard_file:
+                raise AdapterLoadError(f"{path}: the shard {shard} that {name} lists is missing")
+            files.append(shard_file)
     else:
         files = [file]
     weights: dict[str, torch.Tensor] = {}
@@ -137,7 +144,7 @@ def _checkpoint_weights(path, **kwargs: Any) -> dict[str, torch.Tensor]:
 
 def _local_name(key: str, state) -> str:
     """A checkpoint key as this model names it (heads stay at the top, the rest under the base model prefix)."""
-    return key if key.startswith("heads.") else next(iter(align_prefix({key: None}, state)))
+    return key if key.startswith("heads.") else next(iter(align_prefix({key: torch.empty(0)}, state)))
 
 
 def restore(

@@ -10,7 +10,7 @@ Setups serialise to the ``adapter_setup.json`` form of the AdapterHub format (:m
 
 from __future__ import annotations
 
-from typing import Iterable, Union
+from typing import Any, Iterable, Union
 
 from .errors import AdapterConfigError
 
@@ -74,7 +74,7 @@ class Block:
 
     def to_dict(self) -> dict:
         """The ``adapter_setup.json`` form: ``{"type": ..., "children": [{"type": "single", ...}, ...]}``."""
-        data = {
+        data: dict[str, Any] = {
             "type": type(self).__name__,
             "children": [
                 c.to_dict() if isinstance(c, Block) else {"type": "single", "children": [c]}
@@ -96,7 +96,7 @@ class Block:
             raise AdapterConfigError(
                 f"unsupported composition block {kind!r} in adapter setup; supported: {', '.join(_BLOCKS)}"
             )
-        children = []
+        children: list[str | Block] = []
         for child in data["children"]:
             if isinstance(child, dict) and child.get("type") == "single":
                 if len(child.get("children") or []) != 1 or not isinstance(child["children"][0], str):

@@ -84,7 +84,9 @@ _STRING = re.compile(r"^\s*(?P<name>[^\[\]|]+?)\s*(?:\[(?P<options>.*)\])?\s*$",
 
 def _split_top_level(text: str) -> list[str]:
     """Split ``a=1,b=[1,2],c='x,y'`` at the commas that are not nested in brackets or quotes."""
-    parts, depth, quote, current = [], 0, None, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, None
     for char in text:
         if quote:
             if char == quote:

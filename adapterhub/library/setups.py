@@ -63,8 +63,9 @@ def save_adapter_setup(
         save_adapter_fusion(
             self, folder / block.name, block, meta_dict=meta_dict, use_safetensors=use_safetensors
         )
-    for head in heads:
-        flex_save(folder / head, head, use_safetensors=use_safetensors)
+    if flex_save is not None:
+        for head in heads:
+            flex_save(folder / head, head, use_safetensors=use_safetensors)
     head_value = head_setup.to_dict() if isinstance(head_setup, Block) else head_setup
     saving.write_json(
         folder / SETUP_CONFIG_NAME,
@@ -108,9 +109,10 @@ def load_adapter_setup(
             loaded.append(self.load_adapter(folder / name, load_as=name, with_head=with_head))
         for block in setup.fuse_blocks():
             load_adapter_fusion(self, folder / block.name, load_as=block.name, with_head=False)
-        for head in heads:
-            if head not in self.heads:
-                flex_load(folder / head, load_as=head)
+        if flex_load is not None:
+            for head in heads:
+                if head not in self.heads:
+                    flex_load(folder / head, load_as=head)
         if set_active:
             self.set_active_adapters(setup)
             if heads:

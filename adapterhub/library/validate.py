@@ -48,7 +48,7 @@ class ValidationReport:
         return dataclasses.asdict(self)
 
 
-def _build(base_config: dict[str, Any], head: dict | None, meta: bool) -> torch.nn.Module:
+def _build(base_config: dict[str, Any], head: dict | None, meta: bool) -> Any:  # a Transformers model
     """A randomly initialised model of the base config: with the fixed head class that ``head`` names
     (``model_class``), as an ``AdapterModel`` for a flexible head, else the bare base model."""
     data = dict(base_config)
@@ -57,7 +57,7 @@ def _build(base_config: dict[str, Any], head: dict | None, meta: bool) -> torch.
         raise AdapterError("the base model's config.json has no model_type")
     config = transformers.AutoConfig.for_model(model_type, **data)
     config._attn_implementation = "eager"
-    cls = transformers.AutoModel
+    cls: Any = transformers.AutoModel
     if head and head.get("config") is None and head.get("model_class"):
         cls = model_class(head["model_class"])
         num_labels = head.get("num_labels")
@@ -65,7 +65,8 @@ def _build(base_config: dict[str, Any], head: dict | None, meta: bool) -> torch.
             raise AdapterError(
                 f"{HEAD_CONFIG_NAME}: num_labels must be a positive integer, got {num_labels!r}"
             )
-        config.num_labels = num_labels or config.num_labels
+        if num_labels:
+            config.num_labels = num_labels
     with torch.device("meta") if meta else torch.device("cpu"):
         model = cls.from_config(config) if cls is transformers.AutoModel else cls(config)
         if head and isinstance(head.get("config"), dict):
@@ -112,7 +113,7 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
     head = read_json(folder / HEAD_CONFIG_NAME) if (folder / HEAD_CONFIG_NAME).is_file() else None
     try:
         meta = _estimate_params(base_config) > MAX_FORWARD_PARAMS
-        model = init(_build(base_config, head, meta=meta))
+        model: Any = init(_build(base_config, head, meta=meta))  # with the adapter API bound to it
         state = model.adapterhub_state
         if header.get("model_type") and header["model_type"] != model.config.model_type:
             raise AdapterError(
