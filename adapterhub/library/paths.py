@@ -26,4 +26,9 @@ def add_container(parent: nn.Module, name: str) -> nn.ModuleDict:
     """``parent.name``, an empty ``nn.ModuleDict`` made in ``parent``'s train/eval mode if there is none yet."""
     if name not in parent._modules:
         parent.add_module(name, nn.ModuleDict().train(parent.training))
-    return parent._modules[name]
+    container = parent._modules[name]
+    if not isinstance(container, nn.ModuleDict):
+        raise TypeError(
+            f"{type(parent).__name__}.{name} is a {type(container).__name__}, not an nn.ModuleDict"
+        )
+    return container

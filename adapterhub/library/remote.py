@@ -32,14 +32,19 @@ def register_importer(importer: Callable[[], None]) -> None:
         _importers.append(importer)
 
 
-def hook(name: str, purpose: str) -> Callable[..., Any]:
-    """The registered function ``name``; ``purpose`` says in the error what needed it."""
+def registered(name: str) -> Callable[..., Any] | None:
+    """The registered function ``name`` (importing the client first if an importer is registered), else None."""
     if name not in _hooks:
         for importer in list(_importers):
             importer()
-    try:
-        return _hooks[name]
-    except KeyError:
+    return _hooks.get(name)
+
+
+def hook(name: str, purpose: str) -> Callable[..., Any]:
+    """The registered function ``name``; ``purpose`` says in the error what needed it."""
+    function = registered(name)
+    if function is None:
         raise AdapterError(
             f"{purpose} needs the hub client, which is not loaded: import adapterhub.client first"
-        ) from None
+        )
+    return function

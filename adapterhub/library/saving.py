@@ -136,12 +136,12 @@ def model_header(state, name: str | None) -> dict[str, Any]:
 def resolve_location(identifier, **kwargs: Any) -> Path:
     """The local folder of a saved adapter; hub identifiers and URLs go through the hub client's resolver."""
     path = Path(os.fspath(identifier)).expanduser()
-    if kwargs:  # a local folder takes no hub options, but a misspelt or unsupported option is still an error
+    resolver = remote.registered("adapter_folder")
+    if kwargs and resolver is not None:
+        # a local folder takes no hub options, but a misspelt or unsupported option is still an error
         import inspect
 
-        from ..client.resolve import adapter_folder
-
-        parameters = inspect.signature(adapter_folder).parameters.values()
+        parameters = inspect.signature(resolver).parameters.values()
         known = [p.name for p in parameters if p.kind == p.KEYWORD_ONLY]
         unknown = sorted(k for k in kwargs if k not in known)
         if unknown:
