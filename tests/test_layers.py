@@ -95,7 +95,9 @@ def test_circle_finder_sees_a_circle_and_not_a_chain():
     assert circles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
     # a known circle that another file of its package joins is still the known one; one across packages is not
     assert _allowed(["adapterhub.server.app", "adapterhub.server.hfapi", "adapterhub.server.links"])
-    assert not _allowed(["adapterhub.client.push", "adapterhub.library.adapter_io", "adapterhub.library.model"])
+    assert not _allowed(
+        ["adapterhub.client.push", "adapterhub.library.adapter_io", "adapterhub.library.model"]
+    )
     assert not _allowed(["adapterhub.library.configs", "adapterhub.library.model"])
 
 
