@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -331,3 +332,50 @@ def test_the_compose_deployment_names_real_settings():
         and s.s3_public_endpoint_url == "http://localhost:9000"
     )
     assert compose["services"]["worker"]["command"][:2] == ["adapterhub", "worker"]
+
+
+PY03 = Path(__file__).resolve().parents[2] / ".venv-hf03" / "bin" / "python"
+
+
+@needs_fixtures
+@pytest.mark.skipif(not PY03.exists(), reason=".venv-hf03 is missing (scripts/setup.sh creates it)")
+def test_huggingface_hub_036_follows_the_presigned_redirect(replicas, tmp_path):
+    import subprocess
+
+    a, b, _, token = replicas
+    _, files = _push_adapter(a.url, token, "alice/redirected-036")
+    script = (
+        "import sys, huggingface_hub as hf\n"
+        "print(hf.__version__)\n"
+        "p = hf.hf_hub_download('alice/redirected-036', 'adapter.safetensors', cache_dir=sys.argv[1], token=sys.argv[2])\n"
+        "print(p)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=b.url, HF_HOME=str(tmp_path / "home"), HF_HUB_DISABLE_TELEMETRY="1")
+    proc = subprocess.run([str(PY03), "-c", script, str(tmp_path / "c"), token], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    version, path = proc.stdout.split()[-2:]
+    assert version.startswith("0.36.") and Path(path).read_bytes() == files["adapter.safetensors"]
+    assert httpx.head(f"{b.url}/alice/redirected-036/resolve/main/adapter.safetensors").status_code == 302
+
+
+@needs_fixtures
+def test_gc_removes_unused_objects_from_the_bucket(replicas, tmp_path):
+    from adapterhub.server.repos import collect_garbage
+
+    a, _, bucket, token = replicas
+    _, files = _push_adapter(a.url, token, "alice/collected")
+    kept = {f"blobs/{hashlib.sha256(d).hexdigest()}" for d in files.values()}
+    stray, sha = _tmp_blob(tmp_path, b"left by a crash between storing a blob and its commit")
+    a.hub.store.put_file(stray, sha, stray.stat().st_size)  # an object without a row
+    endpoint = a.settings.s3_endpoint_url
+    assert f"blobs/{sha}" in objects(endpoint, bucket)
+    assert collect_garbage(a.hub, grace_seconds=3600)[:2] == (0, 0)  # too recent: maybe a commit's in flight
+    time.sleep(1.1)
+    removed = collect_garbage(a.hub, grace_seconds=1)[1]
+    left = objects(endpoint, bucket)
+    assert f"blobs/{sha}" not in left and kept <= set(left) and removed >= 1
+    assert hf.HfApi(endpoint=a.url).model_info("alice/collected").sha  # still served
+    r = httpx.get(f"{a.url}/alice/collected/resolve/main/adapter.safetensors")
+    assert r.content == files["adapter.safetensors"]
