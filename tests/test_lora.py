@@ -1,8 +1,11 @@
 """LoRA, DoRA, rsLoRA and IA3 on every supported architecture (tiny random models): exactness, merging,
 parameter counts, training, padding, save/load, errors; PEFT files both ways against the `peft` package."""
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import adapterhub
 from adapterhub import AdapterConfigError
@@ -343,3 +346,21 @@ def test_whole_checkpoint_with_lora_and_ia3_round_trips(tmp_path):
     again.active_head = "l"
     assert torch.equal(output_of(again, inputs()), expected)
     assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_peft_format_refuses_what_it_cannot_hold(tmp_path):
+    model = adapterhub.AdapterModel(make_model("bert"))
+    model.add_adapter("a", config="lora")
+    model.add_classification_head("a", num_labels=2)
+    model.add_classification_head("other", num_labels=2)
+    with pytest.raises(AdapterConfigError, match="flexible heads have no PEFT form"):
+        model.save_adapter(tmp_path / "x", "a", format="peft")
+    with pytest.raises(AdapterConfigError, match="meta_dict"):
+        model.save_adapter(tmp_path / "x", "a", format="peft", with_head=False, meta_dict={"k": 1})
+    with pytest.raises(AdapterConfigError, match="unknown adapter format"):
+        model.save_adapter(tmp_path / "x", "a", format="safetensors")
+    assert not (tmp_path / "x").exists()
+    model.save_adapter(tmp_path / "y", "a", format="peft", with_head=False)  # other heads are not written
+    config = json.loads((tmp_path / "y" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["modules_to_save"] is None
+    assert not any("heads" in k for k in load_file(tmp_path / "y" / "adapter_model.safetensors"))

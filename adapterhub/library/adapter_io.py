@@ -47,6 +47,10 @@ def save(
         raise AdapterConfigError(f"unknown adapter format {format!r}; use one of: {', '.join(FORMATS)}")
     folder = Path(directory)
     if format == "peft":
+        if meta_dict:
+            raise AdapterConfigError(
+                "meta_dict is written in the AdapterHub format only; PEFT files have no place for it"
+            )
         _save_peft(state, folder, name, with_head, use_safetensors)
         return
     weights = state.adapter_state_dict(name)
@@ -75,13 +79,13 @@ def save(
 
 
 def _save_peft(state, folder: Path, name: str, with_head: bool, use_safetensors: bool) -> None:
-    method = state.method(state.configs[name])
-    config, weights = method.to_peft(name)  # weights keyed like the model's state dict
-    head = state.head_parameters() if with_head else {}
-    if with_head and getattr(state.model, "has_flex_heads", False):
+    if with_head and getattr(state.model, "has_flex_heads", False) and name in state.model.heads:
         raise AdapterConfigError(
             "flexible heads have no PEFT form; save with with_head=False or in the AdapterHub format"
         )
+    config, weights = state.method_of(name).to_peft(name)  # weights keyed like the model's state dict
+    flex = getattr(state.model, "has_flex_heads", False)  # other flexible heads are not this adapter's
+    head = state.head_parameters() if with_head and not flex else {}
     if head:
         config["modules_to_save"] = sorted({key.split(".")[0] for key in head})
         weights = {**weights, **head}
