@@ -2,7 +2,8 @@
 
 * :func:`load_glue_task` reads a GLUE task folder (``SST-2``, ``CoLA``, ``MRPC``, ``RTE``, ``WNLI``) as the
   standard GLUE download script writes it;
-* :func:`read_table` reads any TSV/CSV file, with columns given by header name or by 0-based index;
+* :func:`read_table` reads any TSV/CSV file (columns by header name or 0-based index) or JSON Lines file (one
+  object per line; columns are keys), with class labels or, for regression, numbers;
 * :func:`encode` tokenizes a :class:`TextDataset` once (no padding), and :func:`length_bucketed_batches` groups
   examples of similar length so that batches are padded only to their own longest example ("dynamic padding"):
   on a CPU this is most of the speed of training on short sentences.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import random
 import sys
 from pathlib import Path
@@ -107,27 +109,33 @@ def read_table(
     header: bool = True,
     label_names: Sequence[str] | None = None,
     delimiter: str | None = None,
+    regression: bool = False,
 ) -> TextDataset:
-    """Read a TSV (``.tsv``, tab, no quoting, as GLUE) or CSV (``.csv``, comma, quoted) file.
+    """Read a TSV (``.tsv``, tab, no quoting, as GLUE), CSV (``.csv``, comma, quoted) or JSON Lines (``.jsonl``,
+    one object per line) file.
 
-    Columns are header names or 0-based indices. Labels are the strings found in ``label_column``, mapped to
-    ``0..n-1`` in the order of ``label_names`` (default: sorted, numerically when all labels are numbers).
+    Columns are header names (keys) or 0-based indices. Labels are the strings found in ``label_column``, mapped
+    to ``0..n-1`` in the order of ``label_names`` (default: sorted, numerically when all labels are numbers);
+    with ``regression``, they are numbers (floats) instead.
     """
     path = Path(path)
     if not path.is_file():
         hint = ""
         if path.parent.is_dir():
-            found = sorted(p.name for p in path.parent.iterdir() if p.suffix in (".tsv", ".csv"))
-            hint = f" ({path.parent} holds: {', '.join(found) or 'no .tsv/.csv files'})"
+            found = sorted(p.name for p in path.parent.iterdir() if p.suffix in (".tsv", ".csv", ".jsonl"))
+            hint = f" ({path.parent} holds: {', '.join(found) or 'no .tsv/.csv/.jsonl files'})"
         elif not path.parent.exists():
             hint = f" (the folder {path.parent} does not exist)"
         raise DataError(f"data file not found: {path}{hint}")
-    if delimiter is None:
-        delimiter = "," if path.suffix.lower() == ".csv" else "\t"
-    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=quoting) if row]
+    if path.suffix.lower() in (".jsonl", ".json"):
+        rows, delimiter, header = _json_lines_rows(path), ",", True
+    else:
+        if delimiter is None:
+            delimiter = "," if path.suffix.lower() == ".csv" else "\t"
+        quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=quoting) if row]
     if not rows:
         raise DataError(f"{path} is empty")
     names = [c.strip() for c in rows[0]] if header else None
@@ -152,6 +160,14 @@ def read_table(
         if pairs is not None:
             pairs.append(row[pair_i])
         raw.append(row[label_i].strip())
+    if regression:
+        values = []
+        for number, value in enumerate(raw, start=first_line):
+            try:
+                values.append(float(value))
+            except ValueError:
+                raise DataError(f"{path}, line {number}: the label {value!r} is not a number") from None
+        return TextDataset(texts, values, [], pairs, str(path))
     if label_names is None:
         label_names = _sort_labels(set(raw))
     label_names = [str(n) for n in label_names]
@@ -167,6 +183,33 @@ def read_table(
     return TextDataset(texts, labels, list(label_names), pairs, str(path))
 
 
+def _json_lines_rows(path: Path) -> list[list[str]]:
+    """A JSON Lines file as rows of strings: the first row holds the keys (in first-seen order)."""
+    objects = []
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}, line {number}: not JSON ({error.msg})") from None
+            if not isinstance(item, dict):
+                raise DataError(f"{path}, line {number}: expected a JSON object, got {type(item).__name__}")
+            objects.append((number, item))
+    keys = list(dict.fromkeys(k for _, item in objects for k in item))
+    rows = [keys] if objects else []
+    for number, item in objects:
+        row = []
+        for key in keys:
+            value = item.get(key)
+            if isinstance(value, (dict, list)):
+                raise DataError(f"{path}, line {number}: {key!r} holds a {type(value).__name__}, not a value")
+            row.append("" if value is None else value if isinstance(value, str) else json.dumps(value))
+        rows.append(row)
+    return rows
+
+
 @dataclasses.dataclass(frozen=True)
 class GlueTask:
     folder: str
@@ -177,16 +220,20 @@ class GlueTask:
     header: bool = True
     train: str = "train.tsv"
     dev: str = "dev.tsv"
+    metric: str = "accuracy"  # the metric GLUE reports for the task
+    regression: bool = False
 
 
 GLUE_TASKS: dict[str, GlueTask] = {
     "sst-2": GlueTask("SST-2", "sentence", "label", ("0", "1")),
-    "cola": GlueTask("CoLA", 3, 1, ("0", "1"), header=False),
-    "mrpc": GlueTask("MRPC", "#1 String", "Quality", ("0", "1"), pair="#2 String"),
+    "cola": GlueTask("CoLA", 3, 1, ("0", "1"), header=False, metric="matthews"),
+    "mrpc": GlueTask("MRPC", "#1 String", "Quality", ("0", "1"), pair="#2 String", metric="f1"),
+    "qnli": GlueTask("QNLI", "question", "label", ("entailment", "not_entailment"), pair="sentence"),
+    "sts-b": GlueTask("STS-B", "sentence1", "score", (), pair="sentence2", metric="pearson", regression=True),
     "rte": GlueTask("RTE", "sentence1", "label", ("entailment", "not_entailment"), pair="sentence2"),
     "wnli": GlueTask("WNLI", "sentence1", "label", ("0", "1"), pair="sentence2"),
 }
-_ALIASES = {"sst2": "sst-2", "sst": "sst-2"}
+_ALIASES = {"sst2": "sst-2", "sst": "sst-2", "stsb": "sts-b", "sts": "sts-b"}
 
 
 def glue_task_names() -> list[str]:
@@ -218,7 +265,13 @@ def load_glue_task(name: str, data_dir: str | Path) -> tuple[TextDataset, TextDa
         raise DataError(f"no {task.folder}/ folder in {root}")
     split = [
         read_table(
-            folder / file, task.text, task.label, task.pair, header=task.header, label_names=task.labels
+            folder / file,
+            task.text,
+            task.label,
+            task.pair,
+            header=task.header,
+            label_names=None if task.regression else task.labels,
+            regression=task.regression,
         )
         for file in (task.train, task.dev)
     ]
@@ -296,9 +349,17 @@ def iterate(
     batches: Sequence[Sequence[int]],
     pad_token_id: int = 0,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Padded tensors (and ``labels`` if given) for each batch of indices."""
+    """Padded tensors (and ``labels`` if given: one per example, or one per token) for each batch of indices."""
     for batch in batches:
         out = collate([encoded[i] for i in batch], pad_token_id)
         if labels is not None:
-            out["labels"] = torch.tensor([labels[i] for i in batch], dtype=torch.long)
+            out["labels"] = _label_tensor([labels[i] for i in batch], out["input_ids"].shape[1])
         yield out
+
+
+def _label_tensor(labels: list, width: int) -> torch.Tensor:
+    """Labels of a batch: ints (classes), floats (regression) or, per token, lists padded with -100 to ``width``."""
+    if labels and isinstance(labels[0], (list, tuple)):
+        return torch.tensor([list(row) + [-100] * (width - len(row)) for row in labels], dtype=torch.long)
+    dtype = torch.float if labels and isinstance(labels[0], float) else torch.long
+    return torch.tensor(labels, dtype=dtype)

@@ -19,12 +19,14 @@ import typer
 from typing_extensions import Annotated
 
 from .data import DataError, TextDataset, encode, glue_task, load_glue_task, read_table
+from .metrics import accuracy
 from .training import (
     StepInfo,
     TrainingArgs,
     TrainResult,
     configure_threads,
     distributed_context,
+    evaluate,
     fast_bf16,
     load_classifier,
     predict_logits,
@@ -116,6 +118,7 @@ class DataSpec:
     text_pair_column: Optional[str] = None
     label_column: str = "label"
     header: bool = True
+    regression: bool = False  # files only (a GLUE task knows its kind)
 
 
 def load_data(spec: DataSpec) -> tuple[TextDataset, TextDataset, str]:
@@ -124,7 +127,12 @@ def load_data(spec: DataSpec) -> tuple[TextDataset, TextDataset, str]:
         if spec.dev_file is None:
             raise CliError("--train-file needs --dev-file (the labelled examples to measure accuracy on)")
         train = read_table(
-            spec.train_file, spec.text_column, spec.label_column, spec.text_pair_column, header=spec.header
+            spec.train_file,
+            spec.text_column,
+            spec.label_column,
+            spec.text_pair_column,
+            header=spec.header,
+            regression=spec.regression,
         )
         dev = read_table(
             spec.dev_file,
@@ -133,6 +141,7 @@ def load_data(spec: DataSpec) -> tuple[TextDataset, TextDataset, str]:
             spec.text_pair_column,
             header=spec.header,
             label_names=train.label_names,
+            regression=spec.regression,
         )
         return train, dev, Path(spec.train_file).parent.name or "task"
     glue_task(spec.task)  # unknown task: a clear error before looking for folders
@@ -155,13 +164,16 @@ class RunReport:
     adapter_params: int
     head_params: int
     result: TrainResult
-    dev_accuracy: float
+    dev_accuracy: Optional[float]  # classification
     size_bytes: int
     setup_seconds: float
     wall_seconds: float
     threads: int
     reloaded_accuracy: Optional[float] = None
     reload_max_abs_diff: Optional[float] = None
+    task: str = "classification"
+    metric: str = "accuracy"
+    dev_metrics: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -170,13 +182,44 @@ class RunReport:
         return out
 
 
+class MetricsLog:
+    """The JSON Lines metrics log (``metrics.jsonl`` beside the adapter): a line every ``every`` steps and after
+    every evaluation (step, epoch, mean recent loss, learning rate, seconds, and ``dev``: the dev metrics), and a
+    last line with the final dev metrics (``"final": true``)."""
+
+    def __init__(self, path: Path, every: int):
+        self.path = Path(path)
+        self.every = max(1, every)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+    def __call__(self, info: StepInfo) -> None:
+        if info.step % self.every and info.dev_metrics is None:
+            return
+        record = {
+            "step": info.step,
+            "epoch": round(info.epoch, 4),
+            "loss": info.loss,
+            "learning_rate": info.learning_rate,
+            "seconds": round(info.elapsed, 3),
+        }
+        if info.dev_metrics is not None:
+            record["dev"] = info.dev_metrics
+        self.write(record)
+
+
 class _Progress:
     """Training progress: a rich progress bar on a terminal, else (logs, CI) a plain line every ``every`` seconds.
 
     The bar shows the fraction of training done, by steps or by time, whichever is further."""
 
-    def __init__(self, enabled: bool, console, every: float = 60.0):
+    def __init__(self, enabled: bool, console, every: float = 60.0, metric: str = "accuracy"):
         self.bar = None
+        self.metric = metric
         self.console = console
         self.enabled = enabled
         self.every = every
@@ -220,10 +263,10 @@ class _Progress:
             return
         steps = f"step {info.step}" + (f"/{info.planned_steps}" if info.planned_steps < 10**9 else "")
         text = f"{steps} ep {info.epoch:.2f} loss {info.loss:.3f} lr {info.learning_rate:.1e}"
-        if info.dev_accuracy is not None:
-            self.last_dev = info.dev_accuracy
+        if info.dev_metrics is not None:
+            self.last_dev = info.dev_metrics[self.metric]
         if self.last_dev is not None:
-            text += f" dev {self.last_dev:.1%}"
+            text += f" dev {self.metric} {self.last_dev:.4g}"
         done = min(1.0, max(info.progress, info.step / info.planned_steps))
         if self.bar is not None:
             self.bar.update(self.task, completed=int(1000 * done), info=text)
@@ -247,6 +290,7 @@ def run(
     progress: bool,
     reload_check: bool,
     console,
+    log_every: int = 50,
     started: Optional[float] = None,
 ) -> Optional[RunReport]:
     """Train and save an adapter; returns the report (None in the processes of a distributed run but the first)."""
@@ -271,7 +315,8 @@ def run(
     path = Path(model_path) if model_path is not None else default_model_path()
     console.print(
         f"model [bold]{path}[/]  task [bold]{task}[/] ({len(train_data):,} train / "
-        f"{len(dev_data):,} dev examples, labels {', '.join(train_data.label_names)})"
+        f"{len(dev_data):,} dev examples, "
+        + (f"labels {', '.join(train_data.label_names)})" if train_data.label_names else "regression)")
     )
 
     if attention is None:  # on CPUs, PyTorch's fused attention is slow in bf16 for short sequences
@@ -298,7 +343,14 @@ def run(
     )
     setup_seconds = time.perf_counter() - started
 
-    with _Progress(progress, console) as bar:
+    log = MetricsLog(out / "metrics.jsonl", log_every) if context.main else None
+    with _Progress(progress, console, metric=args.metric) as bar:
+
+        def on_step(info: StepInfo) -> None:
+            bar(info)
+            if log is not None:
+                log(info)
+
         result = fit(
             model,
             train_features,
@@ -306,13 +358,13 @@ def run(
             args,
             dev=(dev_features, dev_data.labels),
             pad_token_id=pad,
-            on_step=bar,
+            on_step=on_step,
         )
     if not context.main:
         return None
+    dev_metrics = evaluate(model, dev_features, dev_data.labels, args.eval_batch_size, pad, task=args.task)
+    log.write({"step": result.steps, "final": True, "dev": dev_metrics})
     trained_logits = predict_logits(model, dev_features, args.eval_batch_size, pad)
-    target = torch.tensor(dev_data.labels, dtype=torch.long)
-    accuracy = (trained_logits.argmax(-1) == target).float().mean().item()
     model.save_adapter(str(out), name, with_head=True)
     report = RunReport(
         name,
@@ -324,11 +376,14 @@ def run(
         adapter_params,
         head_params,
         result,
-        accuracy,
+        dev_metrics.get("accuracy"),
         folder_size(out),
         setup_seconds,
         0.0,
         threads,
+        task=args.task,
+        metric=args.metric,
+        dev_metrics=dev_metrics,
     )
     if reload_check:  # a fresh model with the saved adapter must give exactly the trained model's logits
         del model
@@ -337,7 +392,8 @@ def run(
         loaded = fresh.load_adapter(str(out))
         fresh.set_active_adapters(loaded)
         logits = predict_logits(fresh, dev_features, args.eval_batch_size, pad)
-        report.reloaded_accuracy = (logits.argmax(-1) == target).float().mean().item()
+        if args.task == "classification":
+            report.reloaded_accuracy = accuracy(logits.argmax(-1).tolist(), dev_data.labels)
         report.reload_max_abs_diff = (logits - trained_logits).abs().max().item()
     report.wall_seconds = time.perf_counter() - started
     (out / "train_results.json").write_text(
@@ -370,7 +426,13 @@ def print_report(report: RunReport, console, title: str) -> None:
             f"trained model {report.reload_max_abs_diff:.1e})",
         )
     else:
-        table.add_row("dev accuracy", f"{report.dev_accuracy:.2%} ({report.dev_examples} examples)")
+        shown = {k: v for k, v in report.dev_metrics.items() if k not in ("examples", "tokens")}
+        table.add_row(
+            f"dev {report.metric}",
+            f"{shown.get(report.metric, float('nan')):.4f} ({report.dev_examples} examples; "
+            + ", ".join(f"{k} {v:.4f}" for k, v in shown.items() if k != report.metric)
+            + ")",
+        )
     table.add_row(
         "trainable parameters",
         f"{report.trainable_params:,} ({report.adapter_params:,} adapter + {report.head_params:,} head) "
@@ -420,8 +482,38 @@ Seconds = Annotated[
 
 def train(
     task: Annotated[
-        str, typer.Option(help="GLUE task: sst-2, cola, mrpc, rte, wnli (ignored with --train-file).")
+        str,
+        typer.Option(
+            help="GLUE task: sst-2, cola, mrpc, qnli, rte, sts-b, wnli (ignored with --train-file)."
+        ),
     ] = "sst-2",
+    task_type: Annotated[
+        Optional[str],
+        typer.Option(
+            help="classification or regression (numeric labels, MSE loss) \\[default: the GLUE task's; "
+            "classification for files].",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Dev metric to report and to early-stop on: accuracy, f1, macro_f1, matthews, loss "
+            "(classification); pearson, spearman, mse (regression) \\[default: the one GLUE reports for "
+            "the task; accuracy / pearson for files].",
+            show_default=False,
+        ),
+    ] = None,
+    patience: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Early stopping: stop after this many evaluations (--eval-every) without a better dev metric, "
+            "and keep the best evaluation's adapter."
+        ),
+    ] = None,
+    log_every: Annotated[
+        int, typer.Option(help="Steps between lines of the metrics log (metrics.jsonl in the output folder).")
+    ] = 50,
     data_dir: Annotated[
         Optional[Path],
         typer.Option(help="Folder with the GLUE task folders \\[default: ../shared/data/glue]."),
@@ -485,7 +577,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Measure dev accuracy every N steps.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Measure the dev metrics every N steps.")] = None,
     max_train_examples: Annotated[
         Optional[int], typer.Option(help="Use only the first N training examples.")
     ] = None,
@@ -495,10 +587,24 @@ def train(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train an adapter + classification head on a text-classification task and save it (AdapterHub format)."""
+    """Train an adapter and a classification or regression head on a GLUE task or on TSV/CSV/JSON Lines files and
+    save it (AdapterHub format), with the dev metrics in train_results.json and a metrics log (metrics.jsonl)."""
     console = _console()
     try:
+        if train_file is None:
+            glue = glue_task(task)
+            regression = glue.regression
+            metric = metric or glue.metric
+        else:
+            regression = task_type == "regression"
+        if task_type not in (None, "classification", "regression"):
+            raise CliError(f"--task-type must be classification or regression, got {task_type!r}")
+        if task_type is not None and train_file is None and (task_type == "regression") != regression:
+            raise CliError(f"the GLUE task {task} is {'regression' if regression else 'classification'}")
         args = TrainingArgs(
+            task="regression" if regression else "classification",
+            metric=metric,
+            patience=patience,
             learning_rate=lr,
             batch_size=batch_size,
             epochs=epochs,
@@ -513,7 +619,15 @@ def train(
             eval_every=eval_every,
         )
         spec = DataSpec(
-            task, data_dir, train_file, dev_file, text_column, text_pair_column, label_column, header
+            task,
+            data_dir,
+            train_file,
+            dev_file,
+            text_column,
+            text_pair_column,
+            label_column,
+            header,
+            regression=regression,
         )
         report = run(
             spec,
@@ -529,6 +643,7 @@ def train(
             progress=progress,
             reload_check=False,
             console=console,
+            log_every=log_every,
         )
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)

@@ -99,6 +99,24 @@ def distributed_context() -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
+#: the training tasks and the dev metric each reports by default
+TASKS = {"classification": "accuracy", "regression": "pearson", "tagging": "f1", "causal_lm": "loss"}
+LOWER_IS_BETTER = {"loss", "mse", "perplexity"}
+
+
+def task_loss(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training loss of ``task``: cross-entropy over labels, over tagged tokens (label -100: none) or over
+    next tokens (causal LM: the logits at position t predict the label at t + 1), or the mean squared error."""
+    logits = logits.float()
+    if task == "regression":
+        return F.mse_loss(logits.reshape(target.shape), target.float())
+    if task == "tagging":
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100)
+    if task == "causal_lm":
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1), target[:, 1:].flatten(), ignore_index=-100)
+    return F.cross_entropy(logits, target)
+
+
 @dataclasses.dataclass
 class TrainingArgs:
     learning_rate: float = 1e-3
@@ -116,8 +134,19 @@ class TrainingArgs:
     dropout: bool = True  # False: every dropout of the model is off while training
     eval_every: int | None = None  # steps between evaluations on the dev set (None: only at the end)
     eval_batch_size: int = 128
+    task: str = "classification"  # "classification", "regression", "tagging" or "causal_lm" (see TASKS)
+    metric: str | None = None  # the dev metric that evaluations report and early stopping follows
+    patience: int | None = None  # early stopping: stop after this many evaluations without a better metric
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.metric is None:
+            self.metric = TASKS[self.task]
+        if self.patience is not None and (self.patience < 1 or not self.eval_every):
+            raise ValueError(
+                "early stopping (patience, at least 1) needs evaluations on the way (eval_every)"
+            )
         if self.schedule not in ("linear", "cosine", "constant"):
             raise ValueError(f"schedule must be linear, cosine or constant, got {self.schedule!r}")
         if self.learning_rate <= 0 or self.batch_size < 1:
@@ -137,7 +166,7 @@ class StepInfo:
     loss: float  # running mean of the recent losses
     learning_rate: float
     elapsed: float
-    dev_accuracy: float | None = None
+    dev_metrics: dict | None = None  # the evaluation made after this step, if any
 
 
 @dataclasses.dataclass
@@ -147,9 +176,15 @@ class TrainResult:
     examples: int
     seconds: float
     final_loss: float
-    stopped_by: str  # "steps" (the planned epochs or max_steps) or "time"
+    stopped_by: str  # "steps" (the planned epochs or max_steps), "time" or "early stopping"
     losses: list[float] = dataclasses.field(default_factory=list)
-    evaluations: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    evaluations: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (step, dev metric)
+    best_step: int | None = None  # early stopping: the evaluation whose weights the model ends with
+    best_metric: float | None = None
+
+
+def _index_of(evaluations: list[tuple[int, float]], step: int) -> int:
+    return next(i for i, (s, _) in enumerate(evaluations) if s == step) + 1
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -177,42 +212,84 @@ def _device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-@torch.inference_mode()
-def predict_logits(
-    model: nn.Module, features: Sequence[dict], batch_size: int = 128, pad_token_id: int = 0
-) -> torch.Tensor:
-    """Logits of every example, in the order of ``features`` (batches sorted by length for speed)."""
+def _batched_logits(model: nn.Module, features: Sequence[dict], batch_size: int, pad_token_id: int):
+    """(indices, float logits on the CPU) per batch; batches sorted by length for speed."""
     was_training = model.training
     model.eval()
     device = _device(model)
     lengths = [len(f["input_ids"]) for f in features]
     batches = length_bucketed_batches(lengths, batch_size, shuffle=False)
-    out: list[torch.Tensor | None] = [None] * len(features)
     try:
-        for indices, batch in zip(batches, iterate(features, None, batches, pad_token_id)):
-            logits = _logits(model(**{k: v.to(device) for k, v in batch.items()})).float().cpu()
-            for i, row in zip(indices, logits):
-                out[i] = row
+        with torch.inference_mode():
+            for indices, batch in zip(batches, iterate(features, None, batches, pad_token_id)):
+                yield indices, _logits(model(**{k: v.to(device) for k, v in batch.items()})).float().cpu()
     finally:
         model.train(was_training)
+
+
+def predict_logits(
+    model: nn.Module, features: Sequence[dict], batch_size: int = 128, pad_token_id: int = 0
+) -> torch.Tensor:
+    """Logits of every example (sequence-level tasks), in the order of ``features``."""
+    out: list[torch.Tensor | None] = [None] * len(features)
+    for indices, logits in _batched_logits(model, features, batch_size, pad_token_id):
+        for i, row in zip(indices, logits):
+            out[i] = row
     return torch.stack(out) if out else torch.empty(0)
 
 
 def evaluate(
     model: nn.Module,
     features: Sequence[dict],
-    labels: Sequence[int],
+    labels: Sequence,
     batch_size: int = 128,
     pad_token_id: int = 0,
+    *,
+    task: str = "classification",
+    label_names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy loss on labelled examples."""
-    logits = predict_logits(model, features, batch_size, pad_token_id)
-    target = torch.tensor(list(labels), dtype=torch.long)
-    return {
-        "accuracy": (logits.argmax(-1) == target).float().mean().item(),
-        "loss": F.cross_entropy(logits, target).item(),
-        "examples": len(target),
-    }
+    """The dev metrics of ``task`` (see :mod:`adapterhub.metrics`) and the mean loss, on labelled examples.
+
+    classification: accuracy, f1, macro_f1, matthews; regression: pearson, spearman, mse; tagging (labels: one
+    per token, -100 where none; ``label_names`` for the entity F1): accuracy, f1, precision, recall; causal_lm:
+    loss and perplexity over the next tokens."""
+    from . import metrics
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task in ("classification", "regression"):
+        logits = predict_logits(model, features, batch_size, pad_token_id)
+        dtype = torch.float if task == "regression" else torch.long
+        target = torch.tensor(list(labels), dtype=dtype)
+        out = {"loss": task_loss(task, logits, target).item(), "examples": len(target)}
+        if task == "regression":
+            return {**metrics.regression_metrics(logits.reshape(-1).tolist(), target.tolist()), **out}
+        predictions = logits.argmax(-1).tolist()
+        return {**metrics.classification_metrics(predictions, target.tolist(), logits.shape[-1]), **out}
+    total, count = 0.0, 0
+    predicted: list[list[str]] = [[] for _ in features]
+    gold: list[list[str]] = [[] for _ in features]
+    for indices, logits in _batched_logits(model, features, batch_size, pad_token_id):
+        width = logits.shape[1]
+        target = torch.tensor([list(labels[i]) + [-100] * (width - len(labels[i])) for i in indices])
+        shifted = target[:, 1:] if task == "causal_lm" else target
+        n = int((shifted != -100).sum())
+        total += task_loss(task, logits, target).item() * n
+        count += n
+        if task == "tagging":
+            names = list(label_names) if label_names is not None else None
+            if names is not None and len(names) != logits.shape[-1]:
+                raise ValueError(f"{len(names)} tag names for a head with {logits.shape[-1]} outputs")
+            for row, i in enumerate(indices):
+                keep = target[row] != -100
+                pred, true = logits[row].argmax(-1)[keep].tolist(), target[row][keep].tolist()
+                predicted[i] = [names[t] if names else str(t) for t in pred]
+                gold[i] = [names[t] if names else str(t) for t in true]
+    loss = total / count if count else float("nan")
+    out = {"loss": loss, "examples": len(features)}
+    if task == "causal_lm":
+        return {**out, "perplexity": math.exp(min(loss, 50.0)), "tokens": count}
+    return {**metrics.tagging_metrics(predicted, gold), **out}
 
 
 def train(
@@ -224,11 +301,15 @@ def train(
     dev: tuple[Sequence[dict], Sequence[int]] | None = None,
     pad_token_id: int = 0,
     on_step: Callable[[StepInfo], None] | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train the parameters of ``model`` that require gradients on ``features`` / ``labels``.
 
     ``features`` come from :func:`adapterhub.data.encode`. ``on_step`` is called after every optimizer step
-    (for progress bars and logs). With ``dev`` and ``args.eval_every``, the dev accuracy is measured on the way.
+    (for progress bars and logs). With ``dev`` and ``args.eval_every``, the dev metrics are measured on the way;
+    with ``args.patience`` too, training stops once ``args.metric`` has not improved for that many evaluations
+    and the trainable weights of the best evaluation are put back. ``labels``: one per example (an int, a float
+    for regression) or, for tagging and causal LM, one per token (-100: no label).
     """
     args = args or TrainingArgs()
     if len(features) != len(labels) or not len(features):
@@ -251,7 +332,9 @@ def train(
     for module in dropouts:
         module.p = 0.0
     try:
-        return _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_step, context)
+        return _loop(
+            model, features, labels, args, params, planned, dev, pad_token_id, on_step, context, label_names
+        )
     finally:
         for module, p in dropouts.items():
             module.p = p
@@ -283,7 +366,9 @@ def _all_sum(values: list[float], context: Distributed) -> list[float]:
     return tensor.tolist()
 
 
-def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_step, context) -> TrainResult:
+def _loop(
+    model, features, labels, args, params, planned, dev, pad_token_id, on_step, context, label_names
+) -> TrainResult:
     runner = _replicate(model, context)
     device = _device(model)
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
@@ -291,6 +376,7 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
     model.train()
     result = TrainResult(0, 0.0, 0, 0.0, float("nan"), "steps")
     recent: list[float] = []
+    best = None  # (step, metric, trainable weights) of the best evaluation so far
     start = time.perf_counter()
     step, epoch = 0, 0
     done = False
@@ -324,7 +410,7 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
             inputs = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 logits = _logits(runner(**inputs))
-            loss = F.cross_entropy(logits.float(), target) * weight
+            loss = task_loss(args.task, logits, target) * weight
             loss.backward()
             if args.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
@@ -335,10 +421,33 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
             value = _all_sum([loss.item()], context)[0] / context.world
             result.losses.append(value)
             recent = (recent + [value])[-50:]
-            dev_accuracy = None
+            dev_metrics = None
             if dev is not None and args.eval_every and step % args.eval_every == 0:
-                dev_accuracy = evaluate(model, dev[0], dev[1], args.eval_batch_size, pad_token_id)["accuracy"]
-                result.evaluations.append((step, dev_accuracy))
+                dev_metrics = evaluate(
+                    model,
+                    dev[0],
+                    dev[1],
+                    args.eval_batch_size,
+                    pad_token_id,
+                    task=args.task,
+                    label_names=label_names,
+                )
+                if args.metric not in dev_metrics:
+                    raise ValueError(
+                        f"no dev metric {args.metric!r} for task {args.task}; it reports: "
+                        + ", ".join(k for k in dev_metrics if k != "examples")
+                    )
+                score = dev_metrics[args.metric]
+                result.evaluations.append((step, score))
+                sign = -1.0 if args.metric in LOWER_IS_BETTER else 1.0
+                if best is None or sign * score > sign * best[1]:
+                    best = (step, score, {id(p): p.detach().clone() for p in params})
+                elif (
+                    args.patience
+                    and len(result.evaluations) - _index_of(result.evaluations, best[0]) >= args.patience
+                ):
+                    result.stopped_by = "early stopping"
+                    done = True
             if on_step is not None:
                 on_step(
                     StepInfo(
@@ -349,10 +458,17 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
                         sum(recent) / len(recent),
                         args.learning_rate * factor,
                         time.perf_counter() - start,
-                        dev_accuracy,
+                        dev_metrics,
                     )
                 )
+            if done:
+                break
         epoch += 1
+    if best is not None and args.patience:  # early stopping: the best evaluation's weights
+        with torch.no_grad():
+            for p in params:
+                p.copy_(best[2][id(p)])
+        result.best_step, result.best_metric = best[0], best[1]
     result.steps = step
     result.epochs = result.examples / len(features)
     result.seconds = time.perf_counter() - start
@@ -361,7 +477,8 @@ def _loop(model, features, labels, args, params, planned, dev, pad_token_id, on_
 
 
 def load_classifier(model_path: str | Path, labels: list[str], attention: str | None = None):
-    """(model, tokenizer): a sequence classifier with ``len(labels)`` labels, offline for local folders.
+    """(model, tokenizer): a sequence classifier with ``len(labels)`` labels (no labels: a regression head with
+    one output), offline for local folders.
     ``attention``: the Transformers attention implementation ("eager", "sdpa"; None: the library's default)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -370,11 +487,15 @@ def load_classifier(model_path: str | Path, labels: list[str], attention: str | 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=local)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoders: pad with EOS
         tokenizer.pad_token = tokenizer.eos_token
+    head = (
+        {"num_labels": len(labels), "id2label": id2label, "label2id": {n: i for i, n in id2label.items()}}
+        if labels
+        else {"num_labels": 1, "problem_type": "regression"}
+    )
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_path),
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id={name: i for i, name in id2label.items()},
+        **head,
+        ignore_mismatched_sizes=True,  # a saved head of another size is replaced by a new one (trained here)
         local_files_only=local,
         **({"attn_implementation": attention} if attention else {}),
     )
