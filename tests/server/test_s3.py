@@ -379,3 +379,22 @@ def test_gc_removes_unused_objects_from_the_bucket(replicas, tmp_path):
     assert hf.HfApi(endpoint=a.url).model_info("alice/collected").sha  # still served
     r = httpx.get(f"{a.url}/alice/collected/resolve/main/adapter.safetensors")
     assert r.content == files["adapter.safetensors"]
+
+
+@needs_fixtures
+def test_small_bundles_from_s3_are_kept_in_memory(replicas, tmp_path, monkeypatch):
+    a, _, _, token = replicas
+    oid, files = _push_adapter(a.url, token, "alice/bundled")
+    opened = []
+    real_open = a.hub.store.open
+    monkeypatch.setattr(a.hub.store, "open", lambda sha: opened.append(sha) or real_open(sha))
+    from adapterhub.client import adapter_folder
+
+    for n in range(2):
+        folder = adapter_folder(
+            f"alice/bundled@{oid}", endpoint=a.url, token=False, cache_dir=tmp_path / f"c{n}"
+        )
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+        if n == 0:
+            assert sorted(opened) == sorted(hashlib.sha256(d).hexdigest() for d in files.values())
+    assert len(opened) == len(files)  # the second bundle came from memory, no object read again
