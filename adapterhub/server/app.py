@@ -123,7 +123,9 @@ def error_response(
 
 
 def _header_safe(s: str) -> str:
-    return s.replace("\r", " ").replace("\n", " ").encode("ascii", "replace").decode()[:1000]
+    """``s`` as a header value: printable ASCII only (control characters, e.g. from a decoded ``%00`` in a
+    path, would make the answer fail)."""
+    return "".join(c if " " <= c < "\x7f" else " " for c in s.encode("ascii", "replace").decode()[:1000])
 
 
 ACCESS_LOG = logging.getLogger("adapterhub.access")
