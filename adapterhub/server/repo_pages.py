@@ -167,3 +167,98 @@ def file_page(
         ctx["preview"] = text_preview(data)
         ctx["truncated"] = len(data) > PREVIEW_BYTES
     return render(request, "file.html", **ctx)
+
+
+# -------------------------------------------------------------------------------------------- card editor
+def _card_at(store, commit: Commit | None) -> str:
+    f = next((f for f in commit.files if f.path == "README.md"), None) if commit is not None else None
+    if f is None or f.blob.size > 1 << 20:
+        return ""
+    with store.open(f.blob_sha256) as fh:
+        return fh.read().decode("utf-8", errors="replace")
+
+
+def _editor(request: Request, full: str, head: Commit | None, form: dict, status: int = 200, **ctx: Any):
+    from adapterhub.server.card_form import choice_groups, form_options
+
+    with request.app.state.hub.db.session() as s:
+        groups = choice_groups(form_options(s))
+    return render(
+        request, "card_edit.html", status=status, full=full, head=head, form=form, groups=groups, **ctx
+    )
+
+
+@router.get("/adapters/{namespace}/{name}/card", response_class=HTMLResponse)
+def card_editor(namespace: str, name: str, request: Request, s: Session = Depends(get_session)):
+    """The card editor, filled from the card at the head of main."""
+    from adapterhub.server.card_form import form_options, prefill
+    from adapterhub.server.index import parse_front_matter
+
+    full = f"{namespace}/{name}"
+    _, repo = visible_repo(s, request, namespace, name)
+    if repo is None:
+        return not_found(request, f"No repository {full} (or it is private and you are not its owner).")
+    head = _commit_at(s, repo, "main")
+    front, body = parse_front_matter(_card_at(request.app.state.hub.store, head))
+    form = {**prefill(form_options(s), front), "body": body.lstrip("\n")}
+    return _editor(request, full, head, form)
+
+
+@router.post("/adapters/{namespace}/{name}/card", response_class=HTMLResponse)
+async def save_card(namespace: str, name: str, request: Request):
+    """Writes README.md from the editor's fields as a new commit on main; refused if main moved since the
+    editor was opened (the form names the commit it was filled from)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from adapterhub.server import csrf
+
+    form = await csrf.verified_form(request)
+    fields = {k: str(form.get(k) or "") for k in form.keys()}
+    result = await run_in_threadpool(_save_card, request, namespace, name, fields)
+    return result
+
+
+def _save_card(request: Request, namespace: str, name: str, fields: dict[str, str]):
+    from fastapi.responses import RedirectResponse
+
+    from adapterhub.server import repos, sessions
+    from adapterhub.server.auth import AuthError, caller_from_header
+    from adapterhub.server.card_form import CardFieldError, compose_card, form_options, read_fields
+    from adapterhub.server.uploads import Staging, UploadError
+
+    hub, full = request.app.state.hub, f"{namespace}/{name}"
+    with hub.db.session() as s:
+        _, repo = visible_repo(s, request, namespace, name)
+        if repo is None:
+            return not_found(request, f"No repository {full} (or it is private and you are not its owner).")
+        head = _commit_at(s, repo, "main")
+        options = form_options(s)
+        token = sessions.cookie_token(request.cookies)
+        try:
+            caller = caller_from_header(s, "Bearer " + token if token else None)
+        except AuthError as e:
+            return _editor(request, full, head, fields, e.status, error=e.message)
+        existing = _card_at(hub.store, head)
+    if caller.account is None:
+        return _editor(request, full, head, fields, 401, error="Log in with a write token to edit the card.")
+    try:
+        card = read_fields(fields, options, body_field=True)
+        text = compose_card(existing, card, full)
+        with Staging(hub.tmp_dir, hub.limits) as staging:
+            op = repos.Op("add", "README.md", staged=staging.add_bytes("README.md", text.encode()))
+            message = fields.get("message", "").strip() or "Update the card from the web editor"
+            oid, _ = repos.commit(
+                hub, caller, full, "main", [op], message, parent_commit=fields.get("parent") or None
+            )
+    except CardFieldError as e:
+        return _editor(request, full, head, fields, 400, error=str(e))
+    except (repos.HubError, UploadError, AuthError) as e:
+        status = e.status
+        message = e.message
+        if isinstance(e, repos.HubError) and fields.get("parent") and "parent" in message.lower():
+            status, message = (
+                409,
+                "The repository changed since the editor was opened: reload it and edit again.",
+            )
+        return _editor(request, full, head, fields, status, error=message)
+    return RedirectResponse(f"/adapters/{full}?uploaded={oid}", status_code=303)

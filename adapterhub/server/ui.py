@@ -496,9 +496,17 @@ async def logout(request: Request):
     return resp
 
 
+def render_upload(request: Request, status: int = 200, form: dict | None = None, **ctx: Any) -> HTMLResponse:
+    from adapterhub.server.card_form import choice_groups, form_options
+
+    with request.app.state.hub.db.session() as s:
+        groups = choice_groups(form_options(s))
+    return render(request, "upload.html", status=status, form=form or {}, groups=groups, **ctx)
+
+
 @router.get("/upload", response_class=HTMLResponse)
 def upload_form(request: Request):
-    return render(request, "upload.html", form={})
+    return render_upload(request)
 
 
 def _strip_common_root(paths: list[str]) -> str:
@@ -530,10 +538,10 @@ async def upload(request: Request):
     except csrf.CsrfError:
         raise
     except HubError as e:  # the body is over a limit (gate.py)
-        return render(request, "upload.html", status=e.status, form={}, error=e.message)
+        return render_upload(request, status=e.status, error=e.message)
     except Exception as e:  # noqa: BLE001 - malformed multipart bodies
-        return render(request, "upload.html", status=400, form={}, error=f"Could not read the form: {e}")
-    fields = {k: str(form.get(k) or "").strip() for k in ("repo_id", "token", "message", "private")}
+        return render_upload(request, status=400, error=f"Could not read the form: {e}")
+    fields = {k: str(form.get(k) or "").strip() for k in UPLOAD_FIELDS}
     uploads = [
         f for f in form.getlist("files") + form.getlist("folder") if isinstance(f, UploadFile) and f.filename
     ]
@@ -542,11 +550,20 @@ async def upload(request: Request):
     try:
         result = await run_in_threadpool(_do_upload, request, hub, fields, uploads, archive)
     except _FormError as e:
-        return render(request, "upload.html", status=e.status, form=fields, error=e.message)
+        fields.pop("token", None)
+        return render_upload(request, status=e.status, form=fields, error=e.message)
     finally:
         await form.close()
     repo_id, oid, status = result
     return RedirectResponse(f"/adapters/{repo_id}?uploaded={oid}", status_code=303)
+
+
+#: text fields of the upload form: the repository and commit, then the card metadata (card_form.py)
+UPLOAD_FIELDS = (
+    "repo_id", "token", "message", "private",
+    "base_model", "base_model_other", "task", "task_other", "subtask", "subtask_other",
+    "language", "language_other", "license", "license_other", "metrics", "body",
+)  # fmt: skip
 
 
 class _FormError(Exception):
@@ -579,6 +596,13 @@ def _do_upload(
         raise _FormError("Give the repository a name (namespace/name).")
     if not uploads and archive is None:
         raise _FormError("Choose a folder, some files or a zip archive to upload.")
+    from adapterhub.server.card_form import CardFieldError, compose_card, form_options, read_fields
+
+    try:
+        with hub.db.session() as s:
+            card = read_fields(fields, form_options(s))
+    except CardFieldError as e:
+        raise _FormError(str(e)) from e
     try:
         with Staging(hub.tmp_dir, hub.limits) as staging:
             if archive is not None:
@@ -591,6 +615,14 @@ def _do_upload(
                 staging.add_stream(name[len(root) :], f.file)
             if not staging.files:
                 raise _FormError("The upload holds no files.")
+            if not card.empty():  # the form's metadata goes into the card (an uploaded one is updated)
+                readme = staging.files.get("README.md")
+                if readme is not None and readme.size > 1 << 20:
+                    raise _FormError(
+                        "README.md is over 1 MiB: leave the card fields empty or upload a smaller card"
+                    )
+                existing = readme.tmp.read_text("utf-8", errors="replace") if readme is not None else None
+                staging.add_bytes("README.md", compose_card(existing, card, repo_id).encode())
             ops = [repos.Op("add", p, staged=sf) for p, sf in staging.files.items()]
             message = fields["message"] or f"Upload {len(ops)} file(s) from the web form"
             private = fields["private"] in ("on", "1", "true")

@@ -74,6 +74,7 @@ def pages(repo: str, oid: str, second: str) -> dict[str, str]:
         "analysis": "/analysis?task=sentiment&subtask=sst-2",
         "login": "/login",
         "upload": "/upload",
+        "card-editor": f"/adapters/{repo}/card",
     }
 
 
