@@ -49,9 +49,10 @@ def snapshot(hub, data_dir) -> tuple[dict, dict]:
     return rows, files
 
 
-def start_serve(args: list[str], env: dict[str, str] | None = None) -> tuple[str, object]:
+def start_serve(args: list[str], env: dict[str, str] | None = None, stdout=None) -> tuple[str, object]:
     """``adapterhub serve`` in a child process on a free loopback port (its own module state, as a separate
-    machine would have): (URL, process). The caller stops the process."""
+    machine would have): (URL, process). The caller stops the process. ``stdout``: a file for the server's
+    standard output (its access log); discarded by default."""
     import os
     import subprocess
     import sys
@@ -68,7 +69,7 @@ def start_serve(args: list[str], env: dict[str, str] | None = None) -> tuple[str
         [sys.executable, "-m", "adapterhub.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         env={**os.environ, **(env or {})},
         cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.DEVNULL,
+        stdout=stdout if stdout is not None else subprocess.DEVNULL,
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"

@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd
 
 from adapterhub.server.auth import LoginThrottle
 from adapterhub.server.models import Token
-from server_support import csrf_token  # tests/server is on sys.path (conftest.py)
+from server_support import csrf_token, start_serve  # tests/server is on sys.path (conftest.py)
 
 ACTIVE = {
     "evil.html": b"<html><body><script>document.title='pwned'</script></body></html>",
@@ -470,3 +470,25 @@ def test_behind_a_tls_proxy_the_cookies_are_secure(live_hub):
     assert r.status_code == 303 and len(cookies) == 2
     assert all("secure" in v.lower() and "httponly" in v.lower() for v in cookies)
     assert "secure" not in httpx.get(f"{live_hub.url}/login").headers["set-cookie"].lower()
+
+
+def test_adapterhub_serve_sends_the_headers_and_keeps_tokens_out_of_its_log(tmp_path):
+    """The real `adapterhub serve` process: its answers carry the headers and its access log (standard output)
+    has no token that a client put in a query string."""
+    secret = "ah_" + "Q" * 40
+    with open(tmp_path / "stdout.log", "w+b") as out:
+        url, proc = start_serve(["--data-dir", str(tmp_path / "hub")], stdout=out)
+        try:
+            r = httpx.get(f"{url}/api/models", params={"token": secret, "search": "x"})
+            assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+            page = httpx.get(f"{url}/login")
+            assert "default-src 'none'" in page.headers["content-security-policy"]
+            assert page.headers["x-frame-options"] == "DENY"
+            assert httpx.get(f"{url}/api/models", params={"q": secret}).status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        out.seek(0)
+        log = out.read().decode()
+    assert "GET /api/models?token=REDACTED&search=x" in log and "q=ah_REDACTED" in log
+    assert secret not in log and "QQQQ" not in log
