@@ -7,7 +7,7 @@
    ../shared) whose load check the worker runs. Afterwards every upload is read again through both replicas,
    and every adapter's validation must have passed: zero failed, zero corrupt, no commit lost.
 2. Download throughput of one ``--big-mb`` MiB file, ``--big-clients`` clients at once, ``--big-rounds`` each:
-   streamed through replica A versus a presigned redirect from replica B (``--blob-redirect``), sha256-checked.
+   streamed through replica A versus a presigned redirect from replica B (``--blob-redirect``), checked.
 
 Without ``--s3-endpoint-url`` the script starts moto's S3 server (the dev extra) on a free port; without
 ``--database-url`` it uses a SQLite file (one machine only: a check of the script, not the measurement).
@@ -84,7 +84,8 @@ def main() -> None:
                 port=True,
             )
         )
-        stack.enter_context(process(CLI + ["worker", "--data-dir", str(tmp / "w"), *common, "--poll", "0.2"]))  # fmt: skip
+        worker = CLI + ["worker", "--data-dir", str(tmp / "w"), *common, "--poll", "0.2"]
+        stack.enter_context(process(worker))
         print(f"replicas {a} and {b}, one worker; db {db.split('@')[-1]}; S3 {endpoint}/{bucket}")
 
         adapters = AdapterPushes(token) if args.adapter_every and INTEROP.is_dir() else None
@@ -148,8 +149,9 @@ class AdapterPushes:
                 break
             time.sleep(1)
         passed = sum(s == "passed" for s in statuses.values())
+        settle = time.perf_counter() - t0
         print(f"adapters pushed: {len(self.repos)}, validated by the worker: {passed} passed, "
-              f"{len(self.repos) - passed} not ({time.perf_counter() - t0:.1f} s after the load to settle)")  # fmt: skip
+              f"{len(self.repos) - passed} not ({settle:.1f} s after the load to settle)")  # fmt: skip
         return passed == len(self.repos)
 
 

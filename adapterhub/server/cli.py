@@ -27,8 +27,8 @@ def serve(
     ),
     blob_store: str = typer.Option(
         "",
-        help="Where blobs live: s3://BUCKET/PREFIX, the prefix optional (AWS credentials from the standard variables and files), "
-        "default <data-dir>/blobs.",
+        help="Where blobs live: s3://BUCKET/PREFIX, the prefix optional (AWS credentials from the standard "
+        "variables and files), default <data-dir>/blobs.",
     ),
     s3_endpoint_url: str = typer.Option(
         "", help="An S3-compatible server, e.g. http://minio:9000 (default: AWS)."

@@ -101,7 +101,8 @@ def run_one(hub, oid: str, attempts: int, me: str, lease: float) -> str | None:
     """Validate the claimed commit ``oid`` until done, renewing the lease meanwhile; its status (None: the
     claim was lost and the result dropped)."""
     if attempts > MAX_ATTEMPTS:
-        error = f"the load check was started {attempts - 1} times and never finished (its worker stopped each time)"
+        n = attempts - 1
+        error = f"the load check was started {n} times and never finished (its worker stopped each time)"
         report = {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": [error]}]}
         return hub.record_validation(oid, report, me)
     stop = threading.Event()

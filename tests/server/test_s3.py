@@ -161,17 +161,20 @@ class Replica:
 
 @pytest.fixture(scope="module")
 def replicas(db_url, s3_endpoint, tmp_path_factory):
-    """Two hubs on one database and one bucket (prefix ``blobs``), each with its own data folder: A in this
-    process, streaming blobs; B an ``adapterhub serve`` process answering downloads of files from 2000 bytes
-    with presigned redirects. A user alice (token)."""
+    """Two hubs on one PostgreSQL database and one bucket (prefix ``blobs``), each with its own data folder: A
+    in this process, streaming blobs; B an ``adapterhub serve`` process answering downloads of files from 2000
+    bytes with presigned redirects. A user alice (token)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL database, as deployed (the store itself: the tests above)")
     from adapterhub.server import auth
     from adapterhub.server.settings import Settings
 
     bucket = new_bucket(s3_endpoint)
 
     def settings(name):
-        return Settings(data_dir=tmp_path_factory.mktemp(f"replica-{name}"), database_url=db_url,
-                        validation_wait=30.0, blob_store=f"s3://{bucket}/blobs", s3_endpoint_url=s3_endpoint)  # fmt: skip
+        data = tmp_path_factory.mktemp(f"replica-{name}")
+        return Settings(data_dir=data, database_url=db_url, validation_wait=30.0,
+                        blob_store=f"s3://{bucket}/blobs", s3_endpoint_url=s3_endpoint)  # fmt: skip
 
     a = Replica(settings("a"))
     with a.hub.db.session() as s:
@@ -307,8 +310,8 @@ def test_commits_through_either_replica_are_seen_by_the_other_at_once(replicas):
 
 
 def test_the_compose_deployment_names_real_settings():
-    """deploy/compose.yaml configures the hub through ADAPTERHUB_* variables: each must be a setting, parsed to
-    what the deployment means."""
+    """deploy/compose.yaml configures the hub through ADAPTERHUB_* variables: each must be a setting, parsed
+    to what the deployment means."""
     import yaml
 
     from adapterhub.server.settings import Settings
@@ -347,7 +350,8 @@ def test_huggingface_hub_036_follows_the_presigned_redirect(replicas, tmp_path):
     script = (
         "import sys, huggingface_hub as hf\n"
         "print(hf.__version__)\n"
-        "p = hf.hf_hub_download('alice/redirected-036', 'adapter.safetensors', cache_dir=sys.argv[1], token=sys.argv[2])\n"
+        "p = hf.hf_hub_download('alice/redirected-036', 'adapter.safetensors',\n"
+        "                       cache_dir=sys.argv[1], token=sys.argv[2])\n"
         "print(p)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}

@@ -31,7 +31,7 @@ from adapterhub.server.models import Account, Commit, Repo, Validation, utcnow  
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# --- the queue itself ----------------------------------------------------------------------------------------
+# --- the queue itself ------------------------------------------------------------------------------------
 
 
 @pytest.fixture()
@@ -115,12 +115,12 @@ def test_an_expired_claim_is_taken_over_and_the_old_owner_cannot_record(queued):
         assert s.query(Validation).filter(Validation.status == "pending").count() == 1
 
 
-# --- hubs and worker processes ---------------------------------------------------------------------------------
+# --- hubs and worker processes ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def queued_hub(db_url, s3_endpoint, tmp_path_factory):
-    """A hub with validation_queue on S3 (in this process), a write token for alice, and the worker command."""
+    """A hub with validation_queue on S3 (in this process), a write token for alice, the worker command."""
     if not db_url.startswith("postgresql"):
         pytest.skip("worker processes run against PostgreSQL, as deployed (SQLite claims: the tests above)")
     from adapterhub.server import auth
@@ -134,9 +134,9 @@ def queued_hub(db_url, s3_endpoint, tmp_path_factory):
         token = auth.create_token(s, auth.create_account(s, "alice"), "write")
 
     def worker(*args: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "adapterhub.cli", "worker", "--data-dir", str(tmp_path_factory.mktemp("w")),
-               "--database-url", db_url, "--blob-store", store, "--s3-endpoint-url", s3_endpoint, "--poll", "0.1",
-               *args]  # fmt: skip
+        data = tmp_path_factory.mktemp("w")
+        cmd = [sys.executable, "-m", "adapterhub.cli", "worker", "--data-dir", str(data), "--database-url", db_url,
+               "--blob-store", store, "--s3-endpoint-url", s3_endpoint, "--poll", "0.1", *args]  # fmt: skip
         return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     yield hub, token, worker
