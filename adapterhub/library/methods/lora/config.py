@@ -58,7 +58,7 @@ class LoRAConfig(AdapterConfig):
     feedforward_modules: Union[list, str, None] = None  # IA3 only
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LoRAConfig":
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
         if cls is LoRAConfig and data.get("composition_mode") == "scale":
             return IA3Config.from_dict(data)
         return super().from_dict(data)

@@ -9,6 +9,7 @@ and B); ``g = k = 1`` for a plain linear layer.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -18,7 +19,8 @@ from .config import LoRAConfig
 
 def dense_weight(module: nn.Module) -> torch.Tensor:
     """The layer's weight as ``[out, in]`` (``transformers``' ``Conv1D`` stores ``[in, out]``)."""
-    return module.weight if isinstance(module, nn.Linear) else module.weight.t()
+    weight = cast(torch.Tensor, module.weight)
+    return weight if isinstance(module, nn.Linear) else weight.t()
 
 
 def _dtype(config: LoRAConfig, reference: torch.Tensor) -> torch.dtype:
@@ -126,7 +128,8 @@ class LoRA(nn.Module):
         if self.dropout is not None and self.training:
             plain = nn.functional.linear(self.dropout(x), weight)
         else:
-            plain = output if module.bias is None else output - module.bias
+            bias = cast("torch.Tensor | None", module.bias)
+            plain = output if bias is None else output - bias
         return output + (scale - 1) * plain + scale * delta
 
     def merged_weight(self, weight: torch.Tensor) -> torch.Tensor:

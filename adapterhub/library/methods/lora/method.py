@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
 from ...paths import get_module
 from ..base import Method, register_method
@@ -38,7 +40,7 @@ class Target:
         self.module = module
         if "loras" not in module._modules:
             module.add_module("loras", nn.ModuleDict())
-        self.loras: nn.ModuleDict = module.loras
+        self.loras = cast(nn.ModuleDict, module.loras)
         self.active: str | None = None
         self.original: tuple[torch.Tensor, torch.Tensor | None] | None = None  # weights before a merge
         self._handles: list = []
@@ -55,7 +57,7 @@ class Target:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self.active = name if name in self.loras else None
+        self.active = name if name is not None and name in self.loras else None
         if self.active is None:
             return
         adapter = self.loras[self.active]
@@ -71,31 +73,32 @@ class Target:
     def _adapt_output(self, module, args, output):
         return self.loras[self.active](module, args[0], output)
 
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return cast(torch.Tensor, self.module.weight), cast("torch.Tensor | None", self.module.bias)
+
     def merge(self, name: str) -> None:
         adapter = self.loras[name]
+        stored, bias = self._weights()
         weight = dense_weight(self.module)
-        bias = self.module.bias
         with torch.no_grad():
             if isinstance(adapter, IA3):
                 new_weight, new_bias = adapter.merged(weight, bias)
             else:
-                new_weight, new_bias = adapter.merged_weight(weight), None
-            self.original = (
-                self.module.weight.detach().clone(),
-                None if bias is None else bias.detach().clone(),
-            )
-            self.module.weight.copy_(new_weight if isinstance(self.module, nn.Linear) else new_weight.t())
-            if new_bias is not None:
+                new_weight, new_bias = cast(LoRA, adapter).merged_weight(weight), None
+            self.original = (stored.detach().clone(), None if bias is None else bias.detach().clone())
+            stored.copy_(new_weight if isinstance(self.module, nn.Linear) else new_weight.t())
+            if bias is not None and new_bias is not None:
                 bias.copy_(new_bias)
 
     def unmerge(self) -> None:
         if self.original is None:
             return
         weight, bias = self.original
+        stored, stored_bias = self._weights()
         with torch.no_grad():
-            self.module.weight.copy_(weight)
-            if bias is not None:
-                self.module.bias.copy_(bias)
+            stored.copy_(weight)
+            if bias is not None and stored_bias is not None:
+                stored_bias.copy_(bias)
         self.original = None
 
 
@@ -109,7 +112,7 @@ class LoRAMethod(Method):
     compositions = frozenset()  # one LoRA/IA3 adapter active at a time (next to adapters of other methods)
     peft_types = ("LORA", "IA3")
 
-    def __init__(self, host):
+    def __init__(self, host) -> None:
         super().__init__(host)
         self.targets: dict[str, Target] = {}  # module path (relative to the base model) -> target
         self.merged_name: str | None = None
@@ -165,7 +168,11 @@ class LoRAMethod(Method):
             self.targets[path] = Target(path, module)
         return self.targets[path]
 
-    def add(self, name: str, config: LoRAConfig) -> None:
+    def add(self, name: str, config: AdapterConfig) -> None:
+        if not isinstance(config, LoRAConfig):
+            raise AdapterConfigError(
+                f"the LoRA method runs LoRA and IA3 configs, not {type(config).__name__}"
+            )
         wanted = (
             self._pattern_paths(config) if config.target_modules is not None else self._layer_paths(config)
         )
@@ -180,6 +187,7 @@ class LoRAMethod(Method):
                 blocks = Blocks(target.out_features, len(ATTN_MATRICES), fused)
             else:
                 blocks = Blocks(target.out_features)
+            module: nn.Module
             if isinstance(config, IA3Config):
                 on_input = matches(config.feedforward_modules, path)
                 module = IA3(config, target.in_features, blocks, on_input, weight)

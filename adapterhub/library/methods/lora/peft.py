@@ -23,7 +23,7 @@ _LORA_KEY = re.compile(
 )
 _IA3_KEY = re.compile(r"^(?P<path>.+)\.ia3_l$")
 # options PEFT may write, with the values this library reproduces exactly
-_LORA_PLAIN = {
+_LORA_PLAIN: dict[str, tuple] = {
     "bias": ("none",),
     "lora_bias": (False, None),
     "use_qalora": (False, None),
