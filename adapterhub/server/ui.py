@@ -524,13 +524,7 @@ async def upload(request: Request):
     hub = request.app.state.hub
     wait = hub.login_throttle.retry_after(sessions.client_address(request))  # a pasted token is a login
     if wait:
-        resp = render(
-            request,
-            "upload.html",
-            status=429,
-            form={},
-            error=f"Too many failed logins: try again in {wait} s.",
-        )
+        resp = render_upload(request, status=429, error=f"Too many failed logins: try again in {wait} s.")
         resp.headers["Retry-After"] = str(wait)
         return resp
     try:
