@@ -28,6 +28,11 @@ from .library.errors import AdapterError
 
 __all__ = [
     "DataError",
+    "TaggedDataset",
+    "encode_tagged",
+    "encode_texts",
+    "read_tagged",
+    "read_texts",
     "GLUE_TASKS",
     "GlueTask",
     "TextDataset",
@@ -276,6 +281,164 @@ def load_glue_task(name: str, data_dir: str | Path) -> tuple[TextDataset, TextDa
         for file in (task.train, task.dev)
     ]
     return split[0], split[1]
+
+
+# ------------------------------------------------------------------------------------------ token tagging, texts
+
+
+@dataclasses.dataclass
+class TaggedDataset:
+    """Sentences as words with one tag each (tags as indices into ``label_names``), for token tagging."""
+
+    words: list[list[str]]
+    tags: list[list[int]]
+    label_names: list[str]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def subset(self, n: int) -> "TaggedDataset":
+        return TaggedDataset(self.words[:n], self.tags[:n], self.label_names, self.source)
+
+
+def _conll_sentences(path: Path, tag_column: int | None) -> list[list[tuple[str, str]]]:
+    """(word, tag) sentences of a CoNLL-U file (FORM and, by default, UPOS; multiword tokens and empty nodes
+    skipped) or of whitespace-separated columns (word first, tag last; blank lines between sentences)."""
+    conllu = path.suffix.lower() == ".conllu"
+    sentences, current = [], []
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                if current:
+                    sentences.append(current)
+                current = []
+                continue
+            if line.startswith("#") or line.startswith("-DOCSTART-"):
+                continue
+            fields = line.split("\t") if conllu else line.split()
+            if conllu:
+                if len(fields) != 10:
+                    raise DataError(
+                        f"{path}, line {number}: a CoNLL-U line has 10 tab-separated fields, got {len(fields)}"
+                    )
+                if "-" in fields[0] or "." in fields[0]:
+                    continue
+                current.append((fields[1], fields[3 if tag_column is None else tag_column]))
+            else:
+                if len(fields) < 2:
+                    raise DataError(f"{path}, line {number}: expected a word and a tag, got {line[:80]!r}")
+                current.append((fields[0], fields[-1 if tag_column is None else tag_column]))
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def read_tagged(
+    path: str | Path,
+    words_key: str = "tokens",
+    tags_key: str = "tags",
+    *,
+    label_names: Sequence[str] | None = None,
+    tag_column: int | None = None,
+) -> TaggedDataset:
+    """Read tagged sentences: CoNLL-U (``.conllu``: words and UPOS tags, or field ``tag_column``), JSON Lines
+    (``.jsonl``: lists ``words_key`` and ``tags_key`` per line) or CoNLL-style columns (any other file: the word
+    first, the tag last, or column ``tag_column``). Tags map to ``label_names`` (default: sorted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    if path.suffix.lower() == ".jsonl":
+        sentences = []
+        with open(path, encoding="utf-8-sig") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path}, line {number}: not JSON ({error.msg})") from None
+                words, tags = (
+                    (item.get(words_key), item.get(tags_key)) if isinstance(item, dict) else (None, None)
+                )
+                if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
+                    raise DataError(
+                        f"{path}, line {number}: expected lists {words_key!r} and {tags_key!r} of one length"
+                    )
+                sentences.append([(str(w), str(t)) for w, t in zip(words, tags)])
+    else:
+        sentences = _conll_sentences(path, tag_column)
+    if not sentences:
+        raise DataError(f"{path} holds no sentences")
+    if label_names is None:
+        label_names = sorted({t for sentence in sentences for _, t in sentence})
+    lookup = {name: i for i, name in enumerate(label_names)}
+    tags = []
+    for i, sentence in enumerate(sentences):
+        unknown = [t for _, t in sentence if t not in lookup]
+        if unknown:
+            raise DataError(
+                f"{path}, sentence {i + 1}: unknown tag {unknown[0]!r}; the tags are {', '.join(label_names)}"
+            )
+        tags.append([lookup[t] for _, t in sentence])
+    return TaggedDataset([[w for w, _ in s] for s in sentences], tags, list(label_names), str(path))
+
+
+def encode_tagged(tokenizer, data: TaggedDataset, max_length: int) -> tuple[list[dict], list[list[int]]]:
+    """Tokenize tagged sentences (words split further into sub-tokens): (features, token labels). A word's tag
+    goes to its first sub-token; the other sub-tokens and the special tokens get -100 (no label). Needs a fast
+    tokenizer (for the word of each sub-token)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise DataError("token tagging needs a fast tokenizer (one that maps sub-tokens to words)")
+    if not len(data):
+        return [], []
+    encoded = tokenizer(
+        data.words,
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+        return_attention_mask=False,
+    )
+    keys = [k for k in ("input_ids", "token_type_ids") if k in encoded]
+    features, labels = [], []
+    for i in range(len(data)):
+        previous, row = None, []
+        for word in encoded.word_ids(i):
+            row.append(data.tags[i][word] if word is not None and word != previous else -100)
+            previous = word
+        features.append({k: list(encoded[k][i]) for k in keys})
+        labels.append(row)
+    return features, labels
+
+
+def read_texts(path: str | Path, text_column: str | int = "text") -> list[str]:
+    """Texts for language modelling: a ``.txt`` file (one text per non-empty line) or the text column of a
+    TSV/CSV/JSON Lines file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    if path.suffix.lower() == ".txt":
+        texts = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    else:
+        texts = read_table(path, text_column, text_column).texts
+    if not texts:
+        raise DataError(f"{path} holds no texts")
+    return texts
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[dict], list[list[int]]]:
+    """Token ids of each text (truncated to ``max_length``; the end-of-text token appended when the tokenizer
+    has one and there is room) and the same ids as causal-LM labels."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    features, labels = [], []
+    for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]:
+        ids = list(ids)
+        if eos is not None and len(ids) < max_length and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        features.append({"input_ids": ids})
+        labels.append(list(ids))
+    return features, labels
 
 
 # ------------------------------------------------------------------------------------------ batching

@@ -18,7 +18,18 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from .data import DataError, TextDataset, encode, glue_task, load_glue_task, read_table
+from .data import (
+    DataError,
+    TextDataset,
+    encode,
+    encode_tagged,
+    encode_texts,
+    glue_task,
+    load_glue_task,
+    read_table,
+    read_tagged,
+    read_texts,
+)
 from .metrics import accuracy
 from .training import (
     StepInfo,
@@ -29,6 +40,7 @@ from .training import (
     evaluate,
     fast_bf16,
     load_classifier,
+    load_model,
     predict_logits,
     train as fit,
 )
@@ -46,6 +58,9 @@ ADAPTER_FILES = (
 
 class CliError(Exception):
     pass
+
+
+TASK_TYPES = ("classification", "regression", "tagging", "causal-lm")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -121,11 +136,27 @@ class DataSpec:
     regression: bool = False  # files only (a GLUE task knows its kind)
 
 
-def load_data(spec: DataSpec) -> tuple[TextDataset, TextDataset, str]:
-    """(train, dev, task name) from a GLUE task folder or from the given files."""
+def load_data(spec: DataSpec, task: str = "classification") -> tuple:
+    """(train, dev, task name) from a GLUE task folder or from the given files: TextDatasets for classification
+    and regression (and causal LM: the texts), TaggedDatasets for tagging."""
     if spec.train_file is not None:
         if spec.dev_file is None:
-            raise CliError("--train-file needs --dev-file (the labelled examples to measure accuracy on)")
+            raise CliError(
+                "--train-file needs --dev-file (the labelled examples to measure the dev metrics on)"
+            )
+        name = Path(spec.train_file).parent.name or "task"
+        if task == "tagging":
+            train = read_tagged(spec.train_file, spec.text_column, spec.label_column)
+            return (
+                train,
+                read_tagged(
+                    spec.dev_file, spec.text_column, spec.label_column, label_names=train.label_names
+                ),
+                name,
+            )
+        if task == "causal_lm":
+            texts = [read_texts(file, spec.text_column) for file in (spec.train_file, spec.dev_file)]
+            return TextDataset(texts[0], [], []), TextDataset(texts[1], [], []), name
         train = read_table(
             spec.train_file,
             spec.text_column,
@@ -143,7 +174,9 @@ def load_data(spec: DataSpec) -> tuple[TextDataset, TextDataset, str]:
             label_names=train.label_names,
             regression=spec.regression,
         )
-        return train, dev, Path(spec.train_file).parent.name or "task"
+        return train, dev, name
+    if task in ("tagging", "causal_lm"):
+        raise CliError(f"--task-type {task.replace('_', '-')} needs --train-file and --dev-file")
     glue_task(spec.task)  # unknown task: a clear error before looking for folders
     data_dir = Path(spec.data_dir) if spec.data_dir is not None else default_data_dir()
     train, dev = load_glue_task(spec.task, data_dir)
@@ -304,7 +337,7 @@ def run(
         from rich.console import Console
 
         console, progress = Console(quiet=True), False
-    train_data, dev_data, task = load_data(data)
+    train_data, dev_data, task = load_data(data, args.task)
     adapterhub.resolve_config(config)  # a bad config string fails before the model is loaded
     threads = configure_threads(threads)
     _quiet_transformers()
@@ -316,16 +349,25 @@ def run(
     console.print(
         f"model [bold]{path}[/]  task [bold]{task}[/] ({len(train_data):,} train / "
         f"{len(dev_data):,} dev examples, "
-        + (f"labels {', '.join(train_data.label_names)})" if train_data.label_names else "regression)")
+        + (f"labels {', '.join(train_data.label_names)})" if train_data.label_names else f"{args.task})")
     )
 
     if attention is None:  # on CPUs, PyTorch's fused attention is slow in bf16 for short sequences
         attention = "eager" if args.bf16 else None
     torch.manual_seed(args.seed)
-    model, tokenizer = load_classifier(path, train_data.label_names, attention)
+    kind = {"tagging": "token", "causal_lm": "lm"}.get(args.task, "sequence")
+    model, tokenizer = load_model(path, train_data.label_names, attention, kind)
     pad = tokenizer.pad_token_id or 0
-    train_features = encode(tokenizer, train_data, max_length)
-    dev_features = encode(tokenizer, dev_data, max_length)
+    if args.task == "tagging":
+        train_features, train_labels = encode_tagged(tokenizer, train_data, max_length)
+        dev_features, dev_labels = encode_tagged(tokenizer, dev_data, max_length)
+    elif args.task == "causal_lm":
+        train_features, train_labels = encode_texts(tokenizer, train_data.texts, max_length)
+        dev_features, dev_labels = encode_texts(tokenizer, dev_data.texts, max_length)
+    else:
+        train_features, train_labels = encode(tokenizer, train_data, max_length), train_data.labels
+        dev_features, dev_labels = encode(tokenizer, dev_data, max_length), dev_data.labels
+    tag_names = train_data.label_names if args.task == "tagging" else None
 
     adapterhub.init(model)
     model.add_adapter(name, config=config)
@@ -354,17 +396,21 @@ def run(
         result = fit(
             model,
             train_features,
-            train_data.labels,
+            train_labels,
             args,
-            dev=(dev_features, dev_data.labels),
+            dev=(dev_features, dev_labels),
             pad_token_id=pad,
             on_step=on_step,
+            label_names=tag_names,
         )
     if not context.main:
         return None
-    dev_metrics = evaluate(model, dev_features, dev_data.labels, args.eval_batch_size, pad, task=args.task)
+    dev_metrics = evaluate(
+        model, dev_features, dev_labels, args.eval_batch_size, pad, task=args.task, label_names=tag_names
+    )
     log.write({"step": result.steps, "final": True, "dev": dev_metrics})
-    trained_logits = predict_logits(model, dev_features, args.eval_batch_size, pad)
+    if reload_check:
+        trained_logits = predict_logits(model, dev_features, args.eval_batch_size, pad)
     model.save_adapter(str(out), name, with_head=True)
     report = RunReport(
         name,
@@ -490,8 +536,9 @@ def train(
     task_type: Annotated[
         Optional[str],
         typer.Option(
-            help="classification or regression (numeric labels, MSE loss) \\[default: the GLUE task's; "
-            "classification for files].",
+            help="classification (single texts or pairs), regression (numeric labels, MSE loss), tagging (a tag "
+            "per word: CoNLL-U, CoNLL columns or JSON Lines) or causal-lm (texts: .txt lines or a text column) "
+            "\\[default: the GLUE task's; classification for files].",
             show_default=False,
         ),
     ] = None,
@@ -499,8 +546,9 @@ def train(
         Optional[str],
         typer.Option(
             help="Dev metric to report and to early-stop on: accuracy, f1, macro_f1, matthews, loss "
-            "(classification); pearson, spearman, mse (regression) \\[default: the one GLUE reports for "
-            "the task; accuracy / pearson for files].",
+            "(classification); pearson, spearman, mse (regression); f1 (entities, or tokens for tags without "
+            "B-/I- prefixes), precision, recall, accuracy (tagging); loss, perplexity (causal-lm) \\[default: "
+            "the one GLUE reports for the task; else accuracy, pearson, f1, loss].",
             show_default=False,
         ),
     ] = None,
@@ -525,14 +573,24 @@ def train(
         Optional[Path], typer.Option(help="The TSV/CSV dev file that goes with --train-file.")
     ] = None,
     text_column: Annotated[
-        str, typer.Option(help="Text column of --train-file (header name or 0-based index).")
-    ] = "sentence",
+        Optional[str],
+        typer.Option(
+            help="Text column of --train-file (header name, JSON key or 0-based index) \\[default: sentence; "
+            "tokens for tagging JSON Lines; text for causal-lm].",
+            show_default=False,
+        ),
+    ] = None,
     text_pair_column: Annotated[
         Optional[str], typer.Option(help="Second text column, for sentence-pair tasks.")
     ] = None,
     label_column: Annotated[
-        str, typer.Option(help="Label column of --train-file (header name or index).")
-    ] = "label",
+        Optional[str],
+        typer.Option(
+            help="Label column of --train-file (header name, JSON key or index) \\[default: label; tags for "
+            "tagging JSON Lines].",
+            show_default=False,
+        ),
+    ] = None,
     header: Annotated[
         bool, typer.Option(help="Whether --train-file/--dev-file start with a header row.")
     ] = True,
@@ -591,18 +649,25 @@ def train(
     save it (AdapterHub format), with the dev metrics in train_results.json and a metrics log (metrics.jsonl)."""
     console = _console()
     try:
-        if train_file is None:
+        if task_type not in (None, *TASK_TYPES):
+            raise CliError(f"--task-type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
+        kind = (task_type or "classification").replace("-", "_")
+        if train_file is None and kind in ("classification", "regression"):
             glue = glue_task(task)
-            regression = glue.regression
             metric = metric or glue.metric
-        else:
-            regression = task_type == "regression"
-        if task_type not in (None, "classification", "regression"):
-            raise CliError(f"--task-type must be classification or regression, got {task_type!r}")
-        if task_type is not None and train_file is None and (task_type == "regression") != regression:
-            raise CliError(f"the GLUE task {task} is {'regression' if regression else 'classification'}")
+            if task_type is not None and (kind == "regression") != glue.regression:
+                raise CliError(
+                    f"the GLUE task {task} is {'regression' if glue.regression else 'classification'}"
+                )
+            kind = "regression" if glue.regression else "classification"
+        defaults = {"tagging": ("tokens", "tags"), "causal_lm": ("text", "text")}.get(
+            kind, ("sentence", "label")
+        )
+        text_column = text_column or defaults[0]
+        label_column = label_column or defaults[1]
+        regression = kind == "regression"
         args = TrainingArgs(
-            task="regression" if regression else "classification",
+            task=kind,
             metric=metric,
             patience=patience,
             learning_rate=lr,

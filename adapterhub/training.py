@@ -39,6 +39,7 @@ __all__ = [
     "evaluate",
     "fast_bf16",
     "load_classifier",
+    "load_model",
     "lr_factor",
     "predict_logits",
     "train",
@@ -476,29 +477,45 @@ def _loop(
     return result
 
 
-def load_classifier(model_path: str | Path, labels: list[str], attention: str | None = None):
-    """(model, tokenizer): a sequence classifier with ``len(labels)`` labels (no labels: a regression head with
-    one output), offline for local folders.
-    ``attention``: the Transformers attention implementation ("eager", "sdpa"; None: the library's default)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_model(
+    model_path: str | Path, labels: list[str], attention: str | None = None, kind: str = "sequence"
+):
+    """(model, tokenizer), offline for local folders. ``kind``: "sequence" (a sequence classifier with
+    ``len(labels)`` labels; no labels: a regression head with one output), "token" (a token classifier) or "lm"
+    (a causal language model). ``attention``: the Transformers attention implementation ("eager", "sdpa"; None:
+    the library's default)."""
+    import transformers
 
     local = Path(model_path).is_dir()
     id2label = {i: name for i, name in enumerate(labels)}
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=local)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_path), local_files_only=local)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoders: pad with EOS
         tokenizer.pad_token = tokenizer.eos_token
-    head = (
-        {"num_labels": len(labels), "id2label": id2label, "label2id": {n: i for i, n in id2label.items()}}
-        if labels
-        else {"num_labels": 1, "problem_type": "regression"}
-    )
-    model = AutoModelForSequenceClassification.from_pretrained(
+    if kind == "lm":
+        cls, head = transformers.AutoModelForCausalLM, {}
+    else:
+        cls = (
+            transformers.AutoModelForTokenClassification
+            if kind == "token"
+            else transformers.AutoModelForSequenceClassification
+        )
+        head = (
+            {"num_labels": len(labels), "id2label": id2label, "label2id": {n: i for i, n in id2label.items()}}
+            if labels
+            else {"num_labels": 1, "problem_type": "regression"}
+        )
+        head["ignore_mismatched_sizes"] = True  # a saved head of another size is replaced by a new one
+    model = cls.from_pretrained(
         str(model_path),
         **head,
-        ignore_mismatched_sizes=True,  # a saved head of another size is replaced by a new one (trained here)
         local_files_only=local,
         **({"attn_implementation": attention} if attention else {}),
     )
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def load_classifier(model_path: str | Path, labels: list[str], attention: str | None = None):
+    """(model, tokenizer): a sequence classifier with ``len(labels)`` labels (no labels: a regression head)."""
+    return load_model(model_path, labels, attention, "sequence")

@@ -213,7 +213,9 @@ def test_train_cli_regression_on_json_lines_with_metrics_log(tiny_model_dir, tmp
     bad = CliRunner().invoke(
         app, ["train", *options, "--task-type", "ranking", "-o", str(out), "--no-progress"]
     )
-    assert bad.exit_code == 2 and "--task-type must be classification or regression" in bad.output
+    assert (
+        bad.exit_code == 2 and "--task-type must be one of classification, regression, tagging" in bad.output
+    )
 
 
 def test_token_tagging_and_causal_lm_train_and_evaluate():
@@ -251,3 +253,114 @@ def test_token_tagging_and_causal_lm_train_and_evaluate():
     after = evaluate(lm, texts, labels, task="causal_lm")
     assert after["tokens"] == 16 * 11 and after["loss"] < before["loss"] - 0.2
     assert after["perplexity"] == pytest.approx(math.exp(after["loss"]))
+
+
+def _conllu(path, sentences):
+    lines = []
+    for words, tags in sentences:
+        lines += [f"# text = {' '.join(words)}"]
+        lines += [f"{i}\t{w}\t{w}\t{t}\t_\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(zip(words, tags), 1)]
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_tagged_formats(tmp_path):
+    from adapterhub.data import read_tagged
+
+    conllu = _conllu(tmp_path / "a.conllu", [(["good", "film"], ["ADJ", "NOUN"]), (["it"], ["PRON"])])
+    with open(conllu, "a") as f:  # a multiword token line is skipped
+        f.write("1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n1\tdo\tdo\tAUX\t_\t_\t0\tx\t_\t_\n")
+    data = read_tagged(conllu)
+    assert data.words == [["good", "film"], ["it"], ["do"]] and data.label_names == [
+        "ADJ",
+        "AUX",
+        "NOUN",
+        "PRON",
+    ]
+    assert data.tags == [[0, 2], [3], [1]]
+    columns = tmp_path / "a.conll"
+    columns.write_text("-DOCSTART- O\n\nJohn NNP B-PER\nlives VBZ O\n\nParis NNP B-LOC\n")
+    assert read_tagged(columns).words == [["John", "lives"], ["Paris"]]
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O", "B-X"]}) + "\n")
+    assert read_tagged(jsonl).tags == [[1, 0]]
+    jsonl.write_text(json.dumps({"tokens": ["a", "b"], "tags": ["O"]}) + "\n")
+    with pytest.raises(DataError, match="line 1: expected lists 'tokens' and 'tags' of one length"):
+        read_tagged(jsonl)
+    with pytest.raises(DataError, match="sentence 1: unknown tag 'NOUN'; the tags are ADJ"):
+        read_tagged(conllu, label_names=["ADJ"])
+
+
+def test_train_cli_token_tagging_on_conllu(tiny_model_dir, tmp_path):  # noqa: F811
+    from typer.testing import CliRunner
+    from transformers import BertForTokenClassification
+
+    from adapterhub.cli import app
+    from adapterhub.data import encode_tagged, read_tagged
+    from test_training import BAD, FILLER, GOOD
+
+    rng = random.Random(0)
+    tag_of = {**{w: "B-POS" for w in GOOD}, **{w: "B-NEG" for w in BAD}, **{w: "O" for w in FILLER}}
+
+    def sentences(n):
+        out = []
+        for _ in range(n):
+            words = [rng.choice(GOOD + BAD + FILLER) for _ in range(rng.randint(3, 7))]
+            out.append((words, [tag_of[w] for w in words]))
+        return out
+
+    train_file = _conllu(tmp_path / "train.conllu", sentences(96))
+    dev_file = _conllu(tmp_path / "dev.conllu", sentences(24))
+    out = tmp_path / "tagger"
+    options = ["--task-type", "tagging", "--train-file", str(train_file), "--dev-file", str(dev_file)]
+    options += ["--model", str(tiny_model_dir), "--config", "seq_bn[reduction_factor=4]", "--lr", "3e-2"]
+    options += ["--batch-size", "16", "--epochs", "10", "--threads", "1", "-o", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, ["train", *options])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["task"] == "tagging" and results["metric"] == "f1"
+    assert results["dev_metrics"]["f1"] > 0.85 and results["dev_metrics"]["accuracy"] > 0.85
+    head = json.loads((out / "head_config.json").read_text())
+    assert head["num_labels"] == 3 and sorted(head["label2id"]) == ["B-NEG", "B-POS", "O"]
+    model = BertForTokenClassification.from_pretrained(
+        tiny_model_dir, num_labels=3, ignore_mismatched_sizes=True
+    )
+    adapterhub.init(model)
+    model.set_active_adapters(model.load_adapter(str(out)))
+    train = read_tagged(train_file)
+    dev = read_tagged(dev_file, label_names=train.label_names)
+    features, labels = encode_tagged(BertTokenizerFast.from_pretrained(tiny_model_dir), dev, 128)
+    again = evaluate(model, features, labels, task="tagging", label_names=train.label_names)
+    assert again["f1"] == pytest.approx(results["dev_metrics"]["f1"])
+
+
+def test_train_cli_causal_lm_on_text_lines(tokenizer, tmp_path):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from adapterhub.cli import app
+    from tiny_models import make_model
+
+    folder = tmp_path / "tiny-gpt2"
+    make_model("gpt2", "lm", seed=0).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    for split, n in (("train", 48), ("dev", 8)):
+        (tmp_path / f"{split}.txt").write_text(
+            "\n".join(["the film was good and the plot was fun"] * n) + "\n\n"
+        )
+    out = tmp_path / "lm"
+    options = ["--task-type", "causal-lm", "--train-file", str(tmp_path / "train.txt")]
+    options += ["--dev-file", str(tmp_path / "dev.txt"), "--model", str(folder), "--lr", "1e-2"]
+    options += ["--batch-size", "8", "--epochs", "6", "--eval-every", "6", "--threads", "1", "-o", str(out)]
+    result = CliRunner().invoke(app, ["train", *options, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["task"] == "causal_lm" and results["metric"] == "loss"
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    dev_losses = [r["dev"]["loss"] for r in log if "dev" in r]
+    assert dev_losses[-1] < dev_losses[0] and log[-1]["dev"]["perplexity"] == pytest.approx(
+        math.exp(dev_losses[-1])
+    )
+    assert (out / "adapter.safetensors").is_file() and not (out / "head_config.json").exists()  # no task head
+    missing = CliRunner().invoke(app, ["train", "--task-type", "causal-lm", "-o", str(out), "--no-progress"])
+    assert missing.exit_code == 2 and "needs --train-file and --dev-file" in missing.output
