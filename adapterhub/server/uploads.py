@@ -81,6 +81,12 @@ def clean_path(path: str) -> str:
     for part in norm.split("/"):
         if part.rstrip(". ").lower() == ".git":
             raise UploadError(f"invalid file path {path!r}: '.git' is reserved (in any letter case)")
+        odd = sorted(set(part) & WINDOWS_FORBIDDEN)
+        if odd or part != part.rstrip(". ") or part.split(".")[0].rstrip(" ").upper() in WINDOWS_DEVICES:
+            why = f"the characters {' '.join(odd)}" if odd else "a device name or a trailing dot or space"
+            raise UploadError(
+                f"invalid file path {path!r}: {part!r} has {why}, which Windows clients cannot write"
+            )
         if len(part.encode()) > MAX_NAME_BYTES:
             raise UploadError(
                 f"invalid file path: the name {part[:40]!r}... is {len(part.encode())} bytes long "
@@ -89,6 +95,10 @@ def clean_path(path: str) -> str:
     return norm
 
 
+WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))]
+)
 # Cc control, Cf format (bidi overrides, zero-width characters), Cs lone surrogates, Zl/Zp line separators
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 

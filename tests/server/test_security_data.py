@@ -182,6 +182,12 @@ def test_numbers_beyond_64_bits_are_not_500(live_hub, repos_, path):
         ("line\u2028sep.txt", "U+2028"),
         ("x" * 256, "at most 255 bytes"),
         ("d/" + "é" * 128, "at most 255 bytes"),
+        ("ab:c.txt", "Windows clients cannot write"),
+        ("what?.txt", "Windows clients cannot write"),
+        ("dir./x.txt", "trailing dot or space"),
+        ("x.txt ", "trailing dot or space"),
+        ("sub/NUL.txt", "device name"),
+        ("com1", "device name"),
     ],
 )
 def test_unsafe_names_are_refused(live_hub, repos_, name, needle):
