@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd
 
 from adapterhub.server.auth import LoginThrottle
 from adapterhub.server.models import Token
-from server_support import csrf_token, start_serve  # tests/server is on sys.path (conftest.py)
+from server_support import csrf_token, snapshot, start_serve  # tests/server is on sys.path (conftest.py)
 
 ACTIVE = {
     "evil.html": b"<html><body><script>document.title='pwned'</script></body></html>",
@@ -492,3 +492,51 @@ def test_adapterhub_serve_sends_the_headers_and_keeps_tokens_out_of_its_log(tmp_
         log = out.read().decode()
     assert "GET /api/models?token=REDACTED&search=x" in log and "q=ah_REDACTED" in log
     assert secret not in log and "QQQQ" not in log
+
+
+def _routes(app):
+    """(path, methods) of every route of the app, the included routers' routes included."""
+    for route in app.routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner)
+        elif getattr(route, "methods", None):
+            yield route.path, route.methods
+
+
+def test_every_form_route_checks_csrf_and_the_api_ignores_the_cookie(tmp_path):
+    """A guard for pages added later: every POST route outside /api/ refuses a post from another origin or
+    without the form token; every changing /api/ route ignores the login cookie."""
+    from adapterhub.server import auth
+    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.settings import Settings
+
+    hub = Hub(Settings(data_dir=tmp_path / "hub"))
+    with hub.db.session() as s:
+        token = auth.create_token(s, auth.create_account(s, "dora"), "write")
+    app = create_app(hub=hub)
+    routes = sorted(set((p, m) for p, ms in _routes(app) for m in ms))
+    forms = [p for p, m in routes if m == "POST" and not p.startswith("/api/")]
+    assert {"/login", "/logout", "/upload", "/settings/tokens"} <= set(forms)
+    changing_api = [(p, m) for p, m in routes if m in ("POST", "PUT", "DELETE") and p.startswith("/api/")]
+    assert len(changing_api) >= 8
+    try:
+        with TestClient(app) as c:
+            c.cookies.set("ah_token", token)
+            good = csrf_token(c)
+            for path in forms:
+                url = re.sub(r"\{[^}]+\}", "x", path)
+                r = c.post(url, data={"csrf_token": good}, headers={"Origin": "http://evil.example"})
+                assert r.status_code == 403 and "Refused" in r.text, (path, r.status_code)
+                assert c.post(url, data={"a": "b"}).status_code == 403, path
+            before = snapshot(hub, tmp_path / "hub")
+            for path, method in changing_api:  # with the cookie alone, nothing changes anywhere
+                url = re.sub(r"\{[^}:]+(:path)?\}", "x", path).replace("/x/x", "/dora/x")
+                c.request(method, url, content=b'{"name": "x", "organization": "dora"}')
+            assert snapshot(hub, tmp_path / "hub") == before
+            create = {"name": "probe", "organization": "dora"}
+            assert c.post("/api/repos/create", json=create).status_code == 401
+            r = c.post("/api/repos/create", json=create, headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200  # the probe itself is a working request
+    finally:
+        hub.close()
