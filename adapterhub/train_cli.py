@@ -207,6 +207,7 @@ class RunReport:
     task: str = "classification"
     metric: str = "accuracy"
     dev_metrics: dict = dataclasses.field(default_factory=dict)
+    pushed: Optional[str] = None  # the pushed adapter's identifier (repo@commit)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -324,6 +325,7 @@ def run(
     reload_check: bool,
     console,
     log_every: int = 50,
+    push: Optional[dict] = None,
     started: Optional[float] = None,
 ) -> Optional[RunReport]:
     """Train and save an adapter; returns the report (None in the processes of a distributed run but the first)."""
@@ -431,6 +433,10 @@ def run(
         metric=args.metric,
         dev_metrics=dev_metrics,
     )
+    if (
+        push is not None
+    ):  # {"repo_id", "base_model", "endpoint"}: the adapter, its head and a card with the metrics
+        report.pushed = _push(model, name, task, dev_metrics, push, console)
     if reload_check:  # a fresh model with the saved adapter must give exactly the trained model's logits
         del model
         fresh, _ = load_classifier(path, train_data.label_names, attention)
@@ -456,6 +462,29 @@ def run(
         )
     )
     return report
+
+
+def _push(model, name: str, task: str, dev_metrics: dict, push: dict, console) -> str:
+    """Push the trained adapter (and head) with a card that records its dev metrics; returns repo@commit."""
+    from .client.errors import HubClientError
+
+    metrics = {f"dev_{k}": v for k, v in dev_metrics.items() if k not in ("examples", "tokens")}
+    try:
+        result = model.push_adapter_to_hub(
+            push["repo_id"],
+            name,
+            base_model=push.get("base_model"),
+            dataset=task,
+            metrics=metrics,
+            endpoint=push.get("endpoint"),
+            progress=False,
+        )
+    except HubClientError as error:
+        raise CliError(f"push to {push['repo_id']} failed: {error}") from None
+    if result.validation == "failed":
+        raise CliError(f"the hub refused {result.identifier}: {'; '.join(result.validation_errors)}")
+    console.print(f"pushed [bold]{result.identifier}[/] ({result.validation}): {result.url}")
+    return result.identifier
 
 
 def print_report(report: RunReport, console, title: str) -> None:
@@ -562,6 +591,22 @@ def train(
     log_every: Annotated[
         int, typer.Option(help="Steps between lines of the metrics log (metrics.jsonl in the output folder).")
     ] = 50,
+    push: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Then push the adapter (and its head) to this hub repository (org/name), with the dev metrics "
+            "in its card; the hub is --endpoint or ADAPTERHUB_ENDPOINT, the token from adapterhub login or "
+            "ADAPTERHUB_TOKEN."
+        ),
+    ] = None,
+    base_model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="With --push: the base model's repository on the hub \\[default: --model when it is a hub id].",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="With --push: the hub's URL.")] = None,
     data_dir: Annotated[
         Optional[Path],
         typer.Option(help="Folder with the GLUE task folders \\[default: ../shared/data/glue]."),
@@ -660,6 +705,11 @@ def train(
                     f"the GLUE task {task} is {'regression' if glue.regression else 'classification'}"
                 )
             kind = "regression" if glue.regression else "classification"
+        if push and not base_model and (model is None or Path(model).expanduser().exists()):
+            raise CliError(
+                "--push needs --base-model: the base model's repository on the hub (the model here is a local "
+                "folder; adapterhub.client.push_base_model registers one)"
+            )
         defaults = {"tagging": ("tokens", "tags"), "causal_lm": ("text", "text")}.get(
             kind, ("sentence", "label")
         )
@@ -709,6 +759,7 @@ def train(
             reload_check=False,
             console=console,
             log_every=log_every,
+            push={"repo_id": push, "base_model": base_model, "endpoint": endpoint} if push else None,
         )
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)

@@ -364,3 +364,53 @@ def test_train_cli_causal_lm_on_text_lines(tokenizer, tmp_path):  # noqa: F811
     assert (out / "adapter.safetensors").is_file() and not (out / "head_config.json").exists()  # no task head
     missing = CliRunner().invoke(app, ["train", "--task-type", "causal-lm", "-o", str(out), "--no-progress"])
     assert missing.exit_code == 2 and "needs --train-file and --dev-file" in missing.output
+
+
+def test_train_cli_push_sends_the_adapter_with_its_metrics(tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from typer.testing import CliRunner
+
+    from adapterhub.cli import app
+    from adapterhub.lifecycle import register_base_model, start_embedded_hub
+    from test_training import toy_sentences, write_tsv
+
+    monkeypatch.setenv("ADAPTERHUB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    for name in ("ADAPTERHUB_ENDPOINT", "ADAPTERHUB_OFFLINE", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    train_file = write_tsv(tmp_path / "train.tsv", toy_sentences(64, seed=21))
+    dev_file = write_tsv(tmp_path / "dev.tsv", toy_sentences(16, seed=22))
+    options = ["--train-file", str(train_file), "--dev-file", str(dev_file), "--model", str(tiny_model_dir)]
+    options += ["--config", "seq_bn[reduction_factor=4]", "--lr", "3e-2", "--epochs", "2", "--threads", "1"]
+    options += ["--no-progress", "-o", str(tmp_path / "out")]
+    refused = CliRunner().invoke(app, ["train", *options, "--push", "me/toy"])
+    assert refused.exit_code == 2 and "--push needs --base-model" in refused.output
+    assert not (tmp_path / "out").exists()  # refused before training
+    with start_embedded_hub(tmp_path / "hub", user="me") as hub:
+        monkeypatch.setenv("ADAPTERHUB_TOKEN", hub.token)
+        register_base_model(hub, tiny_model_dir, "me/tiny-bert")
+        push = ["--push", "me/toy", "--base-model", "me/tiny-bert", "--endpoint", hub.url]
+        result = CliRunner().invoke(app, ["train", *options, *push], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        results = json.loads((tmp_path / "out" / "train_results.json").read_text())
+        assert results["pushed"].startswith("me/toy@") and "(passed)" in result.output
+        card = httpx_get(f"{hub.url}/me/toy/resolve/main/README.md", hub.token)
+        assert f"| dev_accuracy | {results['dev_metrics']['accuracy']:.4f} |" in card
+        # the pushed adapter loads by identifier and computes what the saved one computes
+        fresh = adapterhub.init(BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2))
+        name = fresh.load_adapter(results["pushed"], endpoint=hub.url)
+        fresh.set_active_adapters(name)
+        dev = read_table(dev_file, "sentence", "label")
+        features = encode(BertTokenizerFast.from_pretrained(tiny_model_dir), dev, 128)
+        assert evaluate(fresh, features, dev.labels)["accuracy"] == pytest.approx(
+            results["dev_metrics"]["accuracy"]
+        )
+
+
+def httpx_get(url: str, token: str) -> str:
+    import httpx
+
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, follow_redirects=True)
+    assert answer.status_code == 200, answer.text
+    return answer.text
