@@ -8,6 +8,7 @@ through the catch-all route ``resolve_router``, included last by ``create_app``.
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
@@ -63,11 +64,39 @@ def resolve(request: Request, rest: str):
     headers["Content-Length"] = str(size)
     if m == "HEAD":
         return Response(status_code=200, headers=headers, media_type=media)
+    start, end, status = 0, size - 1, 200
+    wanted = byte_range(request.headers.get("range"), size)
+    if wanted == "unsatisfiable":
+        headers["Content-Range"], headers["Content-Length"] = f"bytes */{size}", "0"
+        return Response(status_code=416, headers=headers)
+    if wanted is not None:
+        (start, end), status = wanted, 206
+        headers["Content-Range"], headers["Content-Length"] = (
+            f"bytes {start}-{end}/{size}",
+            str(end - start + 1),
+        )
     try:
-        blob = hub.store.open(sha)
+        blob = hub.store.open(sha, start)
     except FileNotFoundError:
         return error_response(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m)
-    return StreamingResponse(_iter_blob(blob), headers=headers, media_type=media)
+    body = _iter_blob(blob, end - start + 1)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The one byte range ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` of a Range header as (first, last), or
+    "unsatisfiable" (a 416), or None: no header, or one answered with the whole file (several ranges, another
+    unit, nonsense), as HTTP allows."""
+    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header or "")
+    if m is None or not (m[1] or m[2]):
+        return None
+    if m[1]:
+        first, last = int(m[1]), int(m[2]) if m[2] else size - 1
+        if first >= size:
+            return "unsatisfiable"
+        return (first, min(last, size - 1)) if last >= first else None
+    n = int(m[2])
+    return (max(0, size - n), size - 1) if n and size else "unsatisfiable"
 
 
 def _redirect(headers: dict[str, str], location: str) -> Response:
@@ -194,9 +223,10 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
     return True
 
 
-def _iter_blob(blob):
+def _iter_blob(blob, length: int):
     with blob:
-        while chunk := blob.read(1024 * 1024):
+        while length > 0 and (chunk := blob.read(min(1024 * 1024, length))):
+            length -= len(chunk)
             yield chunk
 
 

@@ -37,7 +37,8 @@ class BlobStore(Protocol):
         """Move ``tmp_path`` into the store as ``sha256`` (the file is gone afterwards); returns False if it was
         already there. Raises ValueError, storing nothing, if the file's size or sha256 is not the one given."""
 
-    def open(self, sha256: str) -> BinaryIO: ...
+    def open(self, sha256: str, start: int = 0) -> BinaryIO:
+        """The blob's content from byte ``start`` on."""
 
     def local_path(self, sha256: str) -> Path | None:
         """A file path to serve from directly, or None (an object store streams through :meth:`open`)."""
@@ -88,8 +89,11 @@ class LocalBlobStore:
         os.replace(tmp_path, dest)
         return True
 
-    def open(self, sha256: str) -> BinaryIO:
-        return open(self._path(sha256), "rb")
+    def open(self, sha256: str, start: int = 0) -> BinaryIO:
+        f = open(self._path(sha256), "rb")
+        if start:
+            f.seek(start)
+        return f
 
     def local_path(self, sha256: str) -> Path | None:
         return self._path(sha256)
@@ -218,9 +222,10 @@ class S3BlobStore:
         tmp_path.unlink(missing_ok=True)
         return True
 
-    def open(self, sha256: str) -> BinaryIO:
+    def open(self, sha256: str, start: int = 0) -> BinaryIO:
+        extra = {"Range": f"bytes={start}-"} if start else {}
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(sha256), **extra)["Body"]
         except self._ClientError as e:
             if _s3_status(e) == 404:
                 raise FileNotFoundError(

@@ -402,3 +402,33 @@ def test_small_bundles_from_s3_are_kept_in_memory(replicas, tmp_path, monkeypatc
         if n == 0:
             assert sorted(opened) == sorted(hashlib.sha256(d).hexdigest() for d in files.values())
     assert len(opened) == len(files)  # the second bundle came from memory, no object read again
+
+
+def test_byte_range_parsing():
+    from adapterhub.server.downloads import byte_range
+
+    assert byte_range(None, 100) is None and byte_range("", 100) is None
+    assert byte_range("bytes=10-19", 100) == (10, 19)
+    assert byte_range("bytes=90-", 100) == (90, 99) and byte_range("bytes=90-500", 100) == (90, 99)
+    assert byte_range("bytes=-30", 100) == (70, 99) and byte_range("bytes=-300", 100) == (0, 99)
+    assert byte_range("bytes=100-", 100) == "unsatisfiable" and byte_range("bytes=-0", 100) == "unsatisfiable"
+    for whole in ("bytes=5-2", "bytes=0-1,5-9", "items=0-1", "bytes=-", "bytes=a-b"):
+        assert byte_range(whole, 100) is None, whole
+
+
+@needs_fixtures
+def test_range_requests_streamed_from_s3(replicas):
+    a, _, _, token = replicas
+    oid, files = _push_adapter(a.url, token, "alice/ranges")
+    data = files["adapter.safetensors"]
+    url = f"{a.url}/alice/ranges/resolve/{oid}/adapter.safetensors"
+    r = httpx.get(url, headers={"range": "bytes=100-1099"})
+    assert r.status_code == 206 and r.content == data[100:1100]
+    assert (
+        r.headers["content-range"] == f"bytes 100-1099/{len(data)}" and r.headers["content-length"] == "1000"
+    )
+    assert r.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    r = httpx.get(url, headers={"range": "bytes=-10"})
+    assert r.status_code == 206 and r.content == data[-10:]
+    r = httpx.get(url, headers={"range": f"bytes={len(data)}-"})
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(data)}"
