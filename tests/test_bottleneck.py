@@ -256,7 +256,7 @@ def test_forward_maths_at_the_attention_site(arch, preset):
 
 
 @pytest.mark.parametrize("arch", sorted(DECODERS))
-def test_invertible_adapter_inverts_before_the_lm_head(arch):
+def test_invertible_adapter_with_a_standard_lm_head(arch):
     model = make_model(arch, "lm")
     adapterhub.init(model)
     model.add_adapter("inv", config="seq_bn_inv[output_adapter=False,mh_adapter=False]")
@@ -268,7 +268,12 @@ def test_invertible_adapter_inverts_before_the_lm_head(arch):
     reference = output_of(model, batch)
     model.set_active_adapters("inv")
     # only an invertible adapter: embeddings change, so outputs change
-    assert not torch.allclose(output_of(model, batch), reference)
+    logits = output_of(model, batch)
+    assert not torch.allclose(logits, reference)
+    # as in AdapterHub, a standard Transformers LM head gets no inverse (only the flexible LM heads apply it)
+    with torch.no_grad():
+        hidden = model.base_model(**batch).last_hidden_state
+    torch.testing.assert_close(logits, model.get_output_embeddings()(hidden), rtol=0, atol=1e-5)
 
 
 def test_glow_invertible_adapter_is_invertible():

@@ -65,8 +65,8 @@ def test_blocks_serialise_to_the_adapter_setup_format():
     assert setup.without("a") == Stack("x") and setup.without("x") == Stack(Fuse("a", "b"))
     assert Fuse("a", "b").without("a") is None
     assert Stack("x", Stack("a", Fuse("a", "b"))) == Stack("x", "a", Fuse("a", "b"))
-    with pytest.raises(AdapterConfigError, match="Fuse takes adapter names"):
-        Fuse("a", Stack("b"))
+    with pytest.raises(AdapterConfigError, match="Fuse takes adapter names, Stack as children"):
+        Fuse("a", Fuse("b"))
     with pytest.raises(AdapterConfigError, match="unsupported composition block 'Split'"):
         Block.from_dict({"type": "Split", "children": []})
 

@@ -235,7 +235,7 @@ def test_head_errors():
     with pytest.raises(AdapterConfigError, match="invalid head name"):
         model.add_classification_head("a.b")
     with pytest.raises(AdapterConfigError, match="unsupported head type"):
-        model.add_prediction_head_from_config("d", {"head_type": "masked_lm"})
+        model.add_prediction_head_from_config("d", {"head_type": "dependency_parsing"})
     model.delete_head("a")
     assert model.active_head is None and "a" not in model.heads
     with pytest.raises(AdapterConfigError, match="no pooler"):

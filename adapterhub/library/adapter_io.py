@@ -142,7 +142,8 @@ def _check_new_name(state, name: str | None, config_path: Path) -> str:
 def _static_head(state, folder: Path, with_head: bool):
     """The fixed task head saved in ``folder`` (checked against the model), or ``None``."""
     head = state.head_parameters()
-    if not (with_head and head and (folder / saving.HEAD_CONFIG_NAME).is_file()):
+    has_head = head or state.output_embeddings is not None
+    if not (with_head and has_head and (folder / saving.HEAD_CONFIG_NAME).is_file()):
         return None
     head_header = saving.read_json(folder / saving.HEAD_CONFIG_NAME)
     if head_header.get("config") is not None:
@@ -152,8 +153,29 @@ def _static_head(state, folder: Path, with_head: bool):
             f"({type(state.model).__name__}); pass with_head=False to load only the adapter"
         )
     weights, path = saving.read_tensors(folder, (saving.HEAD_WEIGHTS_NAME, saving.LEGACY_HEAD_WEIGHTS_NAME))
+    weights = _without_tied_lm_weights(state, weights, head, path)
     saving._compare({k: p.detach() for k, p in head.items()}, weights, "the head", path)
     return head_header, weights
+
+
+def _without_tied_lm_weights(state, weights: dict[str, torch.Tensor], head, path: Path):
+    """``weights`` without the LM head's own weights (the output embeddings, tied to the input embeddings),
+    which the AdapterHub library saves with a static head; they must equal this model's."""
+    lm_head = state.output_embeddings
+    if lm_head is None:
+        return weights
+    lm_ids = {id(p) for p in lm_head.parameters()}
+    own = {k: p for k, p in state.model.named_parameters(remove_duplicate=False) if id(p) in lm_ids}
+    out = {}
+    for key, value in weights.items():
+        if key in head or key not in own:
+            out[key] = value
+        elif tuple(value.shape) != tuple(own[key].shape) or not torch.equal(value, own[key].detach().cpu()):
+            raise AdapterLoadError(
+                f"{path}: {key} differs from this model's own LM head weights (tied to its input embeddings); "
+                f"was the adapter saved from another base model?"
+            )
+    return out
 
 
 def _copy_head(state, weights: dict[str, torch.Tensor]) -> None:

@@ -148,17 +148,26 @@ class Block:
 
 
 class Fuse(Block):
-    """AdapterFusion over the given adapters. ``name`` defaults to the names joined by commas (``"a,b"``)."""
+    """AdapterFusion over the given adapters. A child may be a Stack of adapter names: it runs as a stack and
+    its last adapter's up-projection is fused (``Fuse(Stack("a", "b"), "c")`` fuses ``b`` after ``a`` with ``c``).
+    ``name`` defaults to the (last) names joined by commas (``"a,b"``; ``"b,c"`` in the example)."""
 
-    def __init__(self, *children: str, name: str | None = None):
+    def __init__(self, *children, name: str | None = None):
         super().__init__(*children)
+        nested = [c for c in children if isinstance(c, Block) and not all(isinstance(n, str) for n in c)]
+        if nested:
+            raise AdapterConfigError(f"a Stack inside a Fuse takes adapter names only, got {nested[0]!r}")
         if name is not None and (not isinstance(name, str) or not name or "." in name):
             raise AdapterConfigError(f"invalid fusion name {name!r}: a non-empty string without '.'")
         self._name = name
 
     @property
     def name(self) -> str:
-        return self._name or ",".join(self.children)
+        return self._name or ",".join(self.fused())
+
+    def fused(self) -> list[str]:
+        """The adapters whose up-projections the fusion layer mixes: each child's (last) adapter."""
+        return [c if isinstance(c, str) else c.last() for c in self.children]
 
     def _kwargs(self) -> dict:
         return {"name": self._name} if self._name else {}
@@ -177,6 +186,7 @@ class Stack(Block):
         super().__init__(*flat)
 
 
+Fuse.allowed_children = (str, Stack)
 _BLOCKS = {"Stack": Stack, "Fuse": Fuse}
 
 Setup = Union[str, Iterable[str], Block, None]

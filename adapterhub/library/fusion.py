@@ -29,7 +29,7 @@ LEGACY_FUSION_WEIGHTS_NAME = "pytorch_model_adapter_fusion.bin"
 def fusion_target(adapter_names, name: str | None = None) -> tuple[list[str], str]:
     """(fused adapter names, fusion name) from a Fuse block, a list of names or a comma-separated string."""
     if isinstance(adapter_names, Fuse):
-        names, name = list(adapter_names.children), name or adapter_names.name
+        names, name = adapter_names.fused(), name or adapter_names.name
     elif isinstance(adapter_names, str):
         names = [n.strip() for n in adapter_names.split(",")]
     elif isinstance(adapter_names, (list, tuple)) and all(isinstance(n, str) for n in adapter_names):

@@ -57,6 +57,7 @@ class PredictionHead(nn.Sequential):
 
     head_type: ClassVar[str] = ""
     per_token: ClassVar[bool] = False
+    labelled: ClassVar[bool] = True  # has labels (label2id); language-model heads have none
     size_key: ClassVar[str] = "num_labels"  # the config entry that sets the number of outputs
     #: the options of this head type: the keys of its saved config besides head_type and label2id, with defaults
     options: ClassVar[dict[str, Any]] = {
@@ -375,14 +376,20 @@ class AdapterModel(nn.Module):
         for key, default in cls.options.items():
             full[key] = config.get(key, default)
         label2id = config.get("label2id")
-        full["label2id"] = dict(label2id) if label2id else _label2id(full[cls.size_key], id2label)
+        if not cls.labelled:
+            full["label2id"] = None
+        else:
+            full["label2id"] = dict(label2id) if label2id else _label2id(full[cls.size_key], id2label)
         if full.get("use_pooler") and getattr(self.base_model, "pooler", None) is None:
             raise AdapterConfigError(
                 f"head {name!r}: use_pooler=True, but this {type(self.base_model).__name__} has no pooler"
             )
         head = cls(name, full, self.config)
         reference = next(self.base_model.parameters())
-        return head.to(device=reference.device, dtype=reference.dtype).train(self.training)
+        head = head.to(device=reference.device, dtype=reference.dtype).train(self.training)
+        if hasattr(head, "tie"):  # language-model heads share the input embeddings
+            head.tie(self)
+        return head
 
     def add_prediction_head_from_config(
         self, head_name: str, config: dict[str, Any], overwrite_ok: bool = False, set_active: bool = True
@@ -506,6 +513,43 @@ class AdapterModel(nn.Module):
             set_active=set_active,
         )
 
+    def add_masked_lm_head(
+        self, head_name: str, activation_function: str | None = "gelu", layers: int = 2, **options: Any
+    ) -> None:
+        """A masked language-model head (BERT style: dense, activation, LayerNorm, output embeddings tied to the
+        input embeddings); the inverse of the active invertible adapter comes before the output embeddings."""
+        overwrite_ok = options.pop("overwrite_ok", False)
+        set_active = options.pop("set_active", True)
+        config = {
+            "head_type": "masked_lm",
+            "activation_function": activation_function,
+            "layers": layers,
+            **options,
+        }
+        self.add_prediction_head_from_config(
+            head_name, config, overwrite_ok=overwrite_ok, set_active=set_active
+        )
+
+    def add_causal_lm_head(
+        self, head_name: str, activation_function: str | None = "gelu", layers: int = 2, **options: Any
+    ) -> None:
+        """A causal language-model head (by default as AdapterHub's: dense, activation, LayerNorm, then the output
+        embeddings, tied to the input embeddings; labels shifted); the inverse of the active invertible adapter
+        comes before the output embeddings."""
+        overwrite_ok = options.pop("overwrite_ok", False)
+        set_active = options.pop("set_active", True)
+        config = {
+            "head_type": "causal_lm",
+            "activation_function": activation_function,
+            "layers": layers,
+            "layer_norm": True,
+            "bias": True,
+            **options,
+        }
+        self.add_prediction_head_from_config(
+            head_name, config, overwrite_ok=overwrite_ok, set_active=set_active
+        )
+
     def delete_head(self, head_name: str) -> None:
         if head_name not in self.heads:
             raise AdapterNotFoundError(
@@ -586,9 +630,17 @@ class AdapterModel(nn.Module):
                 raise AdapterLoadError(f"{weights_path}: unexpected key {key!r} (expected heads.<name>.*)")
             local[saved.sub("", key)] = value
         saving._compare({k: v for k, v in head.state_dict().items()}, local, "the head", weights_path)
+        tied = head.tied_keys() if hasattr(head, "tied_keys") else set()
         with torch.no_grad():
             for key, value in local.items():
-                head.get_parameter(key).copy_(value)
+                param = head.get_parameter(key)
+                if key not in tied:
+                    param.copy_(value)
+                elif not torch.equal(value.to(param.device, param.dtype), param):
+                    raise AdapterLoadError(
+                        f"{weights_path}: heads.{name}.{key} is tied to this model's input embeddings, but "
+                        f"differs from them; was the head saved from another base model?"
+                    )
 
         def install() -> None:
             if name in self.heads:
@@ -733,3 +785,6 @@ _OVERRIDES = {
     "train_adapter_fusion": _train_fusion,
     "set_active_adapters": _set_active_adapters,
 }
+
+
+from . import lm_heads  # noqa: E402,F401  (registers the masked_lm and causal_lm head types)

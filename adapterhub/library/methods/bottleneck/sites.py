@@ -88,10 +88,20 @@ class BottleneckSite:
         last = self.adapters[block.last()]
         adapter_input, residual = last.pre_forward(x, r, self.norm)
         query = x if fusion.config.query_before_ln and not last.parallel else adapter_input
-        ups = torch.stack(
-            [self.adapters[name].bottleneck_up(adapter_input) for name in block.children], dim=-2
-        )
+        ups = torch.stack([self._child_up(child, adapter_input, r) for child in block.children], dim=-2)
         return fusion(query, ups, residual)
+
+    def _child_up(self, child, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """The up-projection that a Fuse child contributes: an adapter's on ``x``; a Stack's last adapter's after
+        the stack ran on ``x`` (each of its adapters with its own pre-step, as AdapterHub)."""
+        if isinstance(child, str):
+            return self.adapters[child].bottleneck_up(x)
+        names = [n for n in child.children if n in self.adapters]
+        for name in names[:-1]:
+            adapter = self.adapters[name]
+            x = adapter(*adapter.pre_forward(x, r, self.norm))
+        last = self.adapters[names[-1]]
+        return last.bottleneck_up(last.pre_forward(x, r, self.norm)[0])
 
     def _capture(self, module, args, kwargs):
         position, name = self.spec.residual_arg
@@ -133,12 +143,13 @@ class BottleneckSite:
 
 
 class InvertibleSite:
-    """Invertible adapters on the embedding output (and their inverse before a tied LM head)."""
+    """Invertible adapters on the embedding output. Their inverse is applied by the flexible LM heads only
+    (``AdapterModel.add_masked_lm_head`` / ``add_causal_lm_head``), as in AdapterHub: a standard Transformers LM
+    head (``BertForMaskedLM``, ``GPT2LMHeadModel``...) gets no inverse."""
 
-    def __init__(self, base_model: nn.Module, embeddings: nn.Module, output_embeddings: nn.Module | None):
+    def __init__(self, base_model: nn.Module, embeddings: nn.Module):
         self.adapters: nn.ModuleDict = add_container(base_model, "invertible_adapters")
         self.embeddings = embeddings
-        self.output_embeddings = output_embeddings
         self.active: str | None = None
         self._handles: list = []
 
@@ -151,11 +162,10 @@ class InvertibleSite:
         if self.active is None:
             return
         self._handles.append(self.embeddings.register_forward_hook(self._forward))
-        if self.output_embeddings is not None:
-            self._handles.append(self.output_embeddings.register_forward_pre_hook(self._inverse))
 
     def _forward(self, module, args, output):
         return self.adapters[self.active](output)
 
-    def _inverse(self, module, args):
-        return (self.adapters[self.active](args[0], rev=True),) + tuple(args[1:])
+    def inverse(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The active invertible adapter's inverse of ``hidden`` (unchanged if none is active)."""
+        return hidden if self.active is None else self.adapters[self.active](hidden, rev=True)
