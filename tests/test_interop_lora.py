@@ -121,3 +121,44 @@ def test_peft_loads_what_we_save_in_its_format(arch, name, tmp_path):
     theirs = _run(peft_model, expected)
     assert (theirs - ours).abs().max().item() <= TOL
     assert (theirs - expected["output"]).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", PEFT)
+def test_hub_validation_loads_peft_adapters_through_the_library(arch, name):
+    from adapterhub.library.validate import validate_adapter
+
+    base_config = json.loads((FIXTURES / arch / "base" / "config.json").read_text())
+    report = validate_adapter(FIXTURES / arch / "peft" / name, base_config)
+    assert report.ok and report.output_checked, report.errors
+    assert report.method == ("ia3" if name == "ia3" else "lora")
+    weights = load_file(FIXTURES / arch / "peft" / name / "adapter_model.safetensors")
+    own = {k: v for k, v in weights.items() if ".lora_" in k or ".ia3_l" in k}
+    assert report.num_params == sum(v.numel() for v in own.values())
+
+
+def test_hub_validation_names_what_does_not_fit_in_a_peft_adapter(tmp_path):
+    from safetensors.torch import save_file
+
+    from adapterhub.library.validate import validate_adapter
+
+    source = FIXTURES / "bert" / "peft" / "lora_qv-seqcls"
+    base_config = json.loads((FIXTURES / "bert" / "base" / "config.json").read_text())
+    weights = load_file(source / "adapter_model.safetensors")
+    dropped = "base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight"
+    for case, change in {
+        "missing": lambda w: {k: v for k, v in w.items() if k != dropped},
+        "head": lambda w: {**w, "base_model.model.classifier.weight": torch.zeros(5, 32)},
+    }.items():
+        folder = tmp_path / case
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text((source / "adapter_config.json").read_text())
+        save_file(change(dict(weights)), folder / "adapter_model.safetensors")
+        report = validate_adapter(folder, base_config)
+        assert not report.ok
+        if case == "missing":
+            assert report.missing_keys == [
+                dropped.replace("base_model.model.", "").replace(".lora_B.weight", ".loras.default.lora_B")
+            ]
+        else:
+            assert any("head" in e and "shape mismatch" in e for e in report.errors), report.errors

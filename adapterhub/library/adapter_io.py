@@ -250,14 +250,14 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     return name
 
 
-def _load_peft(
-    state, folder: Path, config_path: Path, header: dict, load_as, with_head: bool, leave_out
-) -> str:
+def read_peft(state, folder: Path, config_path: Path, header: dict):
+    """A PEFT adapter folder read for this model: ``(config, weights, head_weights, weights_path)``, the
+    weights keyed as this model's adapter ``default`` and the ``modules_to_save`` head keyed like the model's
+    parameters. Raises :class:`AdapterLoadError` for a method or file this library cannot read."""
     try:
         method = method_for_peft(header["peft_type"])
     except AdapterConfigError as error:
         raise AdapterLoadError(f"{config_path}: {error}") from None
-    name = _check_new_name(state, load_as or PEFT_DEFAULT_NAME, config_path)
     saved, weights_path = saving.read_tensors(folder, (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME))
     outside = sorted(k for k in saved if not k.startswith(PEFT_PREFIX))
     if outside:
@@ -273,6 +273,14 @@ def _load_peft(
         config, weights = method.from_peft(header, adapter_weights, state)
     except AdapterConfigError as error:
         raise AdapterLoadError(f"{config_path}: {error}") from None
+    return config, weights, head_weights, weights_path
+
+
+def _load_peft(
+    state, folder: Path, config_path: Path, header: dict, load_as, with_head: bool, leave_out
+) -> str:
+    config, weights, head_weights, weights_path = read_peft(state, folder, config_path, header)
+    name = _check_new_name(state, load_as or PEFT_DEFAULT_NAME, config_path)
     weights = renamed(weights, PEFT_DEFAULT_NAME, name)
     if leave_out:
         config = _with_leave_out(config, leave_out)

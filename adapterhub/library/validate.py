@@ -14,9 +14,11 @@ from typing import Any
 import torch
 import transformers
 
-from .errors import AdapterError
+from .adapter_io import LEGACY_PEFT_WEIGHTS_NAME, PEFT_DEFAULT_NAME, PEFT_PREFIX, PEFT_WEIGHTS_NAME, read_peft
+from .errors import AdapterConfigError, AdapterError
 from .heads import AdapterModel
 from .keys import local_weights
+from .methods.base import method_for_peft
 from .model import init
 from .saving import (
     CONFIG_NAME,
@@ -100,17 +102,31 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
     except (AdapterError, OSError) as error:
         report.errors.append(f"{CONFIG_NAME}: {error}")
         return report
-    if "peft_type" in header:
-        report.method = str(header["peft_type"]).lower()
-        report.errors.append(f"PEFT adapters ({header['peft_type']}) cannot be validated by this hub yet")
-        return report
-    if not (folder / WEIGHTS_NAME).is_file():
-        if (folder / LEGACY_WEIGHTS_NAME).is_file():
-            report.errors.append(f"pickle weights ({LEGACY_WEIGHTS_NAME}) are refused: upload {WEIGHTS_NAME}")
+    peft = "peft_type" in header  # the PEFT dialect: read through the library like AdapterHub files
+    if peft:
+        try:
+            method_for_peft(header["peft_type"])
+        except AdapterConfigError:
+            report.method = str(header["peft_type"]).lower()
+            report.errors.append(f"PEFT adapters ({header['peft_type']}) cannot be validated by this hub yet")
+            return report
+    weights_name, legacy_name = (
+        (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME) if peft else (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME)
+    )
+    if not (folder / weights_name).is_file():
+        if (folder / legacy_name).is_file():
+            report.errors.append(f"pickle weights ({legacy_name}) are refused: upload {weights_name}")
         else:
-            report.errors.append(f"no {WEIGHTS_NAME}")
+            report.errors.append(f"no {weights_name}")
         return report
-    head = read_json(folder / HEAD_CONFIG_NAME) if (folder / HEAD_CONFIG_NAME).is_file() else None
+    try:
+        if peft:
+            head = _peft_head(folder, header, base_config)
+        else:
+            head = read_json(folder / HEAD_CONFIG_NAME) if (folder / HEAD_CONFIG_NAME).is_file() else None
+    except (AdapterError, OSError) as error:
+        report.errors.append(str(error).replace(f"{folder}/", ""))
+        return report
     try:
         meta = _estimate_params(base_config) > MAX_FORWARD_PARAMS
         model: Any = init(_build(base_config, head, meta=meta))  # with the adapter API bound to it
@@ -124,11 +140,15 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
             raise AdapterError(
                 f"adapter is for hidden size {header['hidden_size']}, the base model has {state.hidden_size}"
             )
-        name = header.get("name") or "adapter"
-        model.add_adapter(name, header.get("config"))
+        if peft:
+            name = PEFT_DEFAULT_NAME
+            config, weights, head_weights, _ = read_peft(state, folder, folder / CONFIG_NAME, header)
+        else:
+            name, config = header.get("name") or "adapter", header.get("config")
+            weights, _ = read_tensors(folder, (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME))
+            weights = local_weights(weights, state, name, name)
+        model.add_adapter(name, config)
         report.method = state.configs[name].method
-        weights, _ = read_tensors(folder, (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME))
-        weights = local_weights(weights, state, name, name)
         expected = state.adapter_state_dict(name)
         missing, unexpected, wrong = compare_keys(expected, weights)
         report.missing_keys, report.unexpected_keys = missing, unexpected
@@ -140,7 +160,10 @@ def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> Va
             report.errors.append(f"unexpected keys: {', '.join(unexpected)}")
         if wrong:
             report.errors.append("shape mismatch: " + ", ".join(wrong))
-        report.errors += _head_errors(model, state, folder, head, name, report)
+        if peft:
+            report.errors += _fixed_head_errors(state, head_weights, report) if head else []
+        else:
+            report.errors += _head_errors(model, state, folder, head, name, report)
         if report.changed_modules == 0:
             report.errors.append("the adapter adds no module to the model")
         if not report.errors and not meta:
@@ -179,6 +202,11 @@ def _head_errors(
     if head.get("config") is not None:
         return [f"{HEAD_CONFIG_NAME}: 'config' must be an object (a flexible head) or null (a fixed head)"]
     head_weights, _ = read_tensors(folder, ("model_head.safetensors", "pytorch_model_head.bin"))
+    return _fixed_head_errors(state, head_weights, report)
+
+
+def _fixed_head_errors(state, head_weights: dict, report: ValidationReport) -> list[str]:
+    """A fixed head's saved weights against the head of the model built for it (keys and shapes)."""
     expected = {k: p.detach() for k, p in state.head_parameters().items()}
     missing, unexpected, wrong = compare_keys(expected, head_weights)
     report.missing_keys += [f"head: {k}" for k in missing]
@@ -191,3 +219,31 @@ def _head_errors(
     if wrong:
         errors.append("head: shape mismatch: " + ", ".join(wrong))
     return errors
+
+
+_PEFT_TASK_CLASSES = {  # PEFT task_type -> the transformers mapping of model types to head classes
+    "SEQ_CLS": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    "TOKEN_CLS": "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+    "QUESTION_ANS": "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+}
+
+
+def _peft_head(folder: Path, header: dict, base_config: dict[str, Any]) -> dict | None:
+    """The fixed head that a PEFT adapter's ``modules_to_save`` holds, as a head_config.json would describe it
+    (``model_class`` from PEFT's ``auto_mapping`` or its ``task_type``, ``num_labels`` from the head's output
+    layer), else None."""
+    from transformers.models.auto import modeling_auto
+
+    modules = header.get("modules_to_save") or []
+    model_class = (header.get("auto_mapping") or {}).get("base_model_class")
+    mapping = _PEFT_TASK_CLASSES.get(str(header.get("task_type")))
+    if model_class is None and mapping is not None:
+        model_class = getattr(modeling_auto, mapping).get(base_config.get("model_type"))
+    if not modules or not model_class:
+        return None
+    weights, _ = read_tensors(folder, (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME))
+    prefixes = tuple(f"{PEFT_PREFIX}{m}." for m in modules if isinstance(m, str))
+    matrices = sorted(k for k, v in weights.items() if k.startswith(prefixes) and v.dim() == 2)
+    if not matrices:
+        return None
+    return {"config": None, "model_class": model_class, "num_labels": int(weights[matrices[-1]].shape[0])}

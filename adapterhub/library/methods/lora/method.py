@@ -23,12 +23,16 @@ LINEAR_TYPES = (nn.Linear, Conv1D)
 _SWAPPED_FFN_ROLES = {"llama", "mistral", "qwen2"}
 
 
-def matches(patterns, path: str) -> bool:
-    """PEFT's rule: a regular expression matches the whole path; a list entry the path or a suffix of it."""
+def matches(patterns, path: str, prefix: str = "") -> bool:
+    """PEFT's rule: a regular expression matches the whole path; a list entry the path or a suffix of it.
+    ``path`` is relative to the base model; ``prefix`` (``bert.``) makes the path PEFT sees in a model with a
+    head, which a regular expression may have been written against."""
     if patterns is None:
         return False
     if isinstance(patterns, str):
-        return patterns == "all-linear" or re.fullmatch(patterns, path) is not None
+        if patterns == "all-linear":
+            return True
+        return any(re.fullmatch(patterns, p) is not None for p in {path, prefix + path})
     return any(path == p or path.endswith("." + p) for p in patterns)
 
 
@@ -154,7 +158,7 @@ class LoRAMethod(Method):
                 continue
             if path.startswith(layers) and int(path[len(layers) :].split(".")[0]) in config.leave_out:
                 continue
-            if matches(config.target_modules, path):
+            if matches(config.target_modules, path, self.host.prefix):
                 found.append((path, None))
         return found
 
@@ -189,7 +193,7 @@ class LoRAMethod(Method):
                 blocks = Blocks(target.out_features)
             module: nn.Module
             if isinstance(config, IA3Config):
-                on_input = matches(config.feedforward_modules, path)
+                on_input = matches(config.feedforward_modules, path, self.host.prefix)
                 module = IA3(config, target.in_features, blocks, on_input, weight)
             else:
                 module = LoRA(config, target.in_features, blocks, weight)

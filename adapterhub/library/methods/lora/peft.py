@@ -2,8 +2,9 @@
 
 PEFT keys (after ``base_model.model.``, relative to the model): ``<module>.lora_A.weight`` ``[r, in]``,
 ``<module>.lora_B.weight`` ``[out, r]``, ``<module>.lora_magnitude_vector`` ``[out]`` (DoRA),
-``<module>.ia3_l`` (``[out, 1]``, or ``[1, in]`` for ``feedforward_modules``). The adapter's target layers are
-read from the keys (so PEFT's own matching rules need not be repeated) and kept as exact module paths.
+``<module>.ia3_l`` (``[out, 1]``, or ``[1, in]`` for ``feedforward_modules``). The target layers come from the
+config (``target_modules`` with PEFT's matching rule, ``layers_to_transform``), so a file that lacks a target's
+tensors is reported as missing them; we write them as exact module paths.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import torch
 from ...errors import AdapterConfigError
 from .config import IA3Config, LoRAConfig
 from .layers import IA3
-from .method import matches
 
 _PLACEHOLDER = "default"  # the adapter name of the returned weights (renamed by the loader)
 _LORA_KEY = re.compile(
@@ -35,11 +35,9 @@ _LORA_PLAIN: dict[str, tuple] = {
     "use_bdlora": (None, False),
     "rank_pattern": ({}, None),
     "alpha_pattern": ({}, None),
+    "exclude_modules": (None, []),
 }
-
-
-def _relative(key: str, host) -> str:
-    return key[len(host.prefix) :] if host.prefix and key.startswith(host.prefix) else key
+_IA3_PLAIN = {"exclude_modules": (None, [])}
 
 
 def _unsupported(peft_config: dict, plain: dict) -> None:
@@ -54,6 +52,20 @@ def _unsupported(peft_config: dict, plain: dict) -> None:
         )
 
 
+def _targets(peft_config: dict, host) -> dict:
+    """``target_modules`` and, from ``layers_to_transform``, ``leave_out`` for our config."""
+    targets = peft_config.get("target_modules")
+    if not targets:
+        raise AdapterConfigError("the PEFT config names no target_modules")
+    if isinstance(targets, (list, tuple)):
+        targets = sorted(str(t) for t in targets)
+    layers = peft_config.get("layers_to_transform")
+    if layers is None:
+        return {"target_modules": targets}
+    keep = {layers} if isinstance(layers, int) else set(layers)
+    return {"target_modules": targets, "leave_out": [i for i in range(len(host.layers)) if i not in keep]}
+
+
 def from_peft(peft_config: dict, weights: dict[str, torch.Tensor], host):
     kind = str(peft_config["peft_type"]).upper()
     if kind == "LORA":
@@ -63,44 +75,39 @@ def from_peft(peft_config: dict, weights: dict[str, torch.Tensor], host):
 
 def _lora_from_peft(peft_config: dict, weights: dict[str, torch.Tensor], host):
     _unsupported(peft_config, _LORA_PLAIN)
-    out, paths = {}, set()
+    out = {}
     for key, value in weights.items():
         match = _LORA_KEY.match(key)
         if not match:
             raise AdapterConfigError(f"unexpected key {key!r} in a PEFT LoRA adapter")
         path, part = match.group("path"), match.group("part")
-        paths.add(_relative(path, host))
         if part.startswith("lora_magnitude_vector"):
             out[f"{path}.loras.{_PLACEHOLDER}.m.weight"] = value.reshape(-1, 1)
         else:
             out[f"{path}.loras.{_PLACEHOLDER}.{part.split('.')[0]}"] = value
-    if not paths:
-        raise AdapterConfigError("the PEFT LoRA adapter holds no LoRA weights")
     config = LoRAConfig(
         r=int(peft_config.get("r", 8)),
         alpha=peft_config.get("lora_alpha", 8),
         dropout=float(peft_config.get("lora_dropout", 0.0) or 0.0),
         use_rslora=bool(peft_config.get("use_rslora", False)),
         use_dora=bool(peft_config.get("use_dora", False)),
-        target_modules=sorted(paths),
+        **_targets(peft_config, host),
     )
     return config, out
 
 
 def _ia3_from_peft(peft_config: dict, weights: dict[str, torch.Tensor], host):
-    out, paths, inputs = {}, set(), set()
+    _unsupported(peft_config, _IA3_PLAIN)
+    out = {}
     for key, value in weights.items():
         match = _IA3_KEY.match(key)
         if not match:
             raise AdapterConfigError(f"unexpected key {key!r} in a PEFT IA3 adapter")
-        path = _relative(match.group("path"), host)
-        paths.add(path)
-        if matches(peft_config.get("feedforward_modules"), host.prefix + path):
-            inputs.add(path)
         out[f"{match.group('path')}.loras.{_PLACEHOLDER}.lora_B"] = value.reshape(-1, 1)
-    if not paths:
-        raise AdapterConfigError("the PEFT IA3 adapter holds no IA3 weights")
-    config = IA3Config(target_modules=sorted(paths), feedforward_modules=sorted(inputs) or None)
+    feedforward = peft_config.get("feedforward_modules") or None
+    if isinstance(feedforward, (list, tuple)):
+        feedforward = sorted(str(t) for t in feedforward)
+    config = IA3Config(feedforward_modules=feedforward, **_targets(peft_config, host))
     return config, out
 
 
