@@ -37,7 +37,7 @@ _LORA_PLAIN: dict[str, tuple] = {
     "alpha_pattern": ({}, None),
     "exclude_modules": (None, []),
 }
-_IA3_PLAIN = {"exclude_modules": (None, [])}
+_IA3_PLAIN: dict[str, tuple] = {"exclude_modules": (None, [])}
 
 
 def _unsupported(peft_config: dict, plain: dict) -> None:
