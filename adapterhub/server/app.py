@@ -47,6 +47,7 @@ EXTENSIONS = (
     "adapterhub.server.apidocs",
     "adapterhub.server.analysis",
     "adapterhub.server.repo_pages",
+    "adapterhub.server.manage",
     "adapterhub.server.ui",
 )
 

@@ -18,6 +18,8 @@ RESERVED = frozenset(
         "api",
         "adapters",
         "analysis",
+        "new",
+        "orgs",
         "static",
         "settings",
         "login",

@@ -228,16 +228,16 @@ def _save_card(request: Request, namespace: str, name: str, fields: dict[str, st
 
     hub, full = request.app.state.hub, f"{namespace}/{name}"
     with hub.db.session() as s:
-        _, repo = visible_repo(s, request, namespace, name)
+        token = sessions.cookie_token(request.cookies)
+        try:
+            caller = caller_from_header(s, "Bearer " + token if token else None)
+        except AuthError:
+            caller = caller_from_header(s, None)
+        _, repo = visible_repo(s, request, namespace, name, caller)
         if repo is None:
             return not_found(request, f"No repository {full} (or it is private and you are not its owner).")
         head = _commit_at(s, repo, "main")
         options = form_options(s)
-        token = sessions.cookie_token(request.cookies)
-        try:
-            caller = caller_from_header(s, "Bearer " + token if token else None)
-        except AuthError as e:
-            return _editor(request, full, head, fields, e.status, error=e.message)
         existing = _card_at(hub.store, head)
     if caller.account is None:
         return _editor(request, full, head, fields, 401, error="Log in with a write token to edit the card.")

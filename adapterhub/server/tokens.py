@@ -67,7 +67,7 @@ def revoke_token(request: Request, token_id: int):
 
 
 # --------------------------------------------------------------------------------------------- web page
-def _page_caller(s, request: Request) -> Caller | None:
+def page_caller(s, request: Request) -> Caller | None:
     token = sessions.cookie_token(request.cookies)
     if not token:
         return None
@@ -82,7 +82,7 @@ def _page(request: Request, status: int = 200, **ctx):
     from adapterhub.server.ui import render
 
     with request.app.state.hub.db.session() as s:
-        caller = _page_caller(s, request)
+        caller = page_caller(s, request)
         if caller is None:
             return None
         tokens = _list(s, caller)
@@ -104,7 +104,7 @@ async def tokens_form(request: Request):
 
     def apply() -> tuple[dict, int]:
         with hub.db.session() as s:
-            caller = _page_caller(s, request)
+            caller = page_caller(s, request)
             if caller is None:
                 raise AuthError("log in to manage your tokens", 401)
             if action == "create":

@@ -256,10 +256,11 @@ def models_page(request: Request, s: Session = Depends(get_session)):
 
 
 def visible_repo(
-    s: Session, request: Request, namespace: str, name: str
+    s: Session, request: Request, namespace: str, name: str, caller=None
 ) -> tuple[IndexEntry | None, Repo | None]:
-    """The index entry and repository named, as far as the caller (login cookie or Authorization header)
-    may see them: a private repository of someone else is (None, None), like a missing one."""
+    """The index entry and repository named, as far as the caller may see them: ``caller``, else the
+    request's (Authorization header, or the login cookie on GET); a private repository of someone else is
+    (None, None), like a missing one. Form posts pass the caller of their (CSRF-checked) login cookie."""
     from adapterhub.server.auth import AuthError, caller_from_header, can_read
 
     e = s.scalar(select(IndexEntry).where(IndexEntry.full_name == f"{namespace}/{name}"))
@@ -268,10 +269,11 @@ def visible_repo(
         if e is not None and e.repo_pk
         else s.scalar(select(Repo).where(Repo.namespace == namespace, Repo.name == name))
     )
-    try:
-        caller = caller_from_header(s, sessions.read_authorization(request))
-    except AuthError:
-        caller = None
+    if caller is None:
+        try:
+            caller = caller_from_header(s, sessions.read_authorization(request))
+        except AuthError:
+            caller = None
     if repo is not None and (caller is None or not can_read(caller, repo)):
         return None, None  # private: the same 404 as a missing repository
     return e, repo

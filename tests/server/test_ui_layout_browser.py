@@ -110,3 +110,55 @@ def test_pages_fit_the_window(site, live_hub, device):
         assert len(list(shots.glob(f"*-{width}.png"))) == len(pages(repo, oid, second))
     finally:
         context.close()
+
+
+def _fits(pg, width: int) -> bool:
+    return pg.evaluate("document.documentElement.scrollWidth") <= width
+
+
+@pytest.mark.parametrize("device", ["phone"])
+def test_manage_a_repository_in_the_browser(site, live_hub, device):
+    """Log in, create a repository, make it public, tag it, then delete it with the typed confirmation; each
+    page fits the phone's width and is kept as a screenshot."""
+    browser, _, _, _, shots = site
+    width = WIDTHS[device]
+    context = browser.new_context(
+        java_script_enabled=False, base_url=live_hub.url, viewport={"width": width, "height": 900}
+    )
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    api = live_hub.api("alice")
+    try:
+        pg.goto("/login?next=/new")
+        pg.fill("input[name=token]", live_hub.tokens["alice"])
+        pg.click("form.form button[type=submit]")
+        assert pg.url.endswith("/new")
+        pg.screenshot(path=str(shots / f"manage-new-{width}.png"), full_page=True)
+        assert _fits(pg, width)
+        pg.fill("input[name=name]", "browser-managed")
+        pg.check("input[name=private]")
+        pg.click("#new-repo-form button[type=submit]")
+        assert "/adapters/alice/browser-managed/settings?done=created" in pg.url
+        assert api.model_info("alice/browser-managed").private is True
+        pg.uncheck("#visibility-form input[name=private]")
+        pg.click("#visibility-form button[type=submit]")
+        assert "Visibility changed." in pg.locator("#settings-done").inner_text()
+        assert api.model_info("alice/browser-managed").private is False
+        pg.fill("#ref-form input[name=ref]", "v1")
+        pg.click("#ref-form button[type=submit]")
+        assert "v1" in pg.locator("#refs").inner_text()
+        pg.screenshot(path=str(shots / f"manage-settings-{width}.png"), full_page=True)
+        assert _fits(pg, width)
+        pg.fill("#delete-form input[name=confirm]", "browser-managed")  # not the full id: refused
+        pg.click("#delete-form button[type=submit]")
+        assert "to confirm" in pg.locator("#settings-error").inner_text() and api.repo_exists(
+            "alice/browser-managed"
+        )
+        pg.fill("#delete-form input[name=confirm]", "alice/browser-managed")
+        pg.click("#delete-form button[type=submit]")
+        assert "/adapters?author=alice" in pg.url and not api.repo_exists("alice/browser-managed")
+        pg.goto("/orgs/acme/members")
+        pg.screenshot(path=str(shots / f"manage-members-{width}.png"), full_page=True)
+        assert "alice" in pg.locator("#members").inner_text() and _fits(pg, width)
+    finally:
+        context.close()
