@@ -364,3 +364,29 @@ def test_peft_format_refuses_what_it_cannot_hold(tmp_path):
     config = json.loads((tmp_path / "y" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["modules_to_save"] is None
     assert not any("heads" in k for k in load_file(tmp_path / "y" / "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize(
+    "config", ["dora[intermediate_lora=True]", "ia3[feedforward_modules=['c_fc','dense']]"]
+)
+def test_gradient_checkpointing_gives_the_same_gradients(arch, config):
+    model = adapterhub.init(make_model(arch, "seqcls"))
+    model.add_adapter("a", config=config)
+    _perturb(model, "a")
+    model.train_adapter("a")
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    labels = torch.tensor([0, 1])
+
+    def gradients():
+        model.zero_grad()
+        model(**inputs(), labels=labels).loss.backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    plain = gradients()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed = gradients()
+    assert set(plain) == set(checkpointed) and any(".loras.a." in k for k in plain)
+    assert all(torch.equal(plain[k], checkpointed[k]) for k in plain)
