@@ -29,7 +29,7 @@ ACTIVE = {
     "style.css": b"body{background:url(javascript:alert(1))}",
     "notes.txt": b"<script>alert(1)</script>",
     "data.json": b'{"a": "<script>alert(1)</script>"}',
-    '\u00e9t\u00e9 "q".html': b"<script>alert(1)</script>",
+    "\u00e9t\u00e9 ;q'.html": b"<script>alert(1)</script>",  # (a '"' is refused: Windows cannot hold it)
 }
 
 
@@ -67,10 +67,10 @@ def test_raw_files_never_render_as_active_content(live_hub, files_repo):
             r = c.get(url, headers={"Authorization": f"Bearer {live_hub.tokens['alice']}"})
             _check_raw(r, path)
     with httpx.Client(base_url=live_hub.url) as c:
-        r = c.get("/alice/raw-files/resolve/main/%C3%A9t%C3%A9%20%22q%22.html")
+        r = c.get("/alice/raw-files/resolve/main/%C3%A9t%C3%A9%20%3Bq%27.html")
         # the quoted fallback name cannot break out of the header; the UTF-8 name is percent-encoded
         assert r.headers["content-disposition"] == (
-            "attachment; filename=\"_t_ _q_.html\"; filename*=UTF-8''%C3%A9t%C3%A9%20%22q%22.html"
+            "attachment; filename=\"_t_ _q_.html\"; filename*=UTF-8''%C3%A9t%C3%A9%20%3Bq%27.html"
         )
 
 
