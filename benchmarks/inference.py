@@ -1,4 +1,4 @@
-"""Inference latency of an active seq_bn adapter vs the bare model (core library, issue 2 point 8b).
+"""Inference latency of an active adapter (seq_bn unless --config says otherwise) vs the bare model.
 
 One BERT-base-sized ``BertForSequenceClassification`` (random init, no download) in ``eval()`` mode under
 ``torch.inference_mode()``, ``adapterhub.init`` + a ``seq_bn`` adapter. The bare model is the same model with
@@ -11,6 +11,10 @@ per-pair ratios (each adapter call against the bare call next to it).
     .venv/bin/python benchmarks/inference.py
     .venv/bin/python benchmarks/inference.py --pairs-large 40 --pairs-small 600
     .venv/bin/python benchmarks/inference.py --shapes 1x16      # one shape only
+    .venv/bin/python benchmarks/inference.py --config lora      # LoRA: unmerged and merged (merge_adapter)
+
+With a method that can merge (LoRA, DoRA, IA3) a third mode runs the adapter merged into the weights
+(``merge_adapter`` before the call, ``reset_adapter`` after it, both outside the timed region).
 """
 
 from __future__ import annotations
@@ -26,22 +30,28 @@ sys.path.insert(0, HERE)
 TARGET_OVERHEAD = 0.03
 
 
-def measure(model, shape: tuple[int, int], pairs: int, warmup: int) -> dict:
+def measure(model, shape: tuple[int, int], pairs: int, warmup: int, merged: bool = False) -> dict:
     import torch
 
     from _common import make_inputs
 
     input_ids, attention_mask, _ = make_inputs(*shape)
-    modes = {"bare": None, "seq_bn": "bench"}
-    times = {name: [] for name in modes}
-    cpu = {name: [] for name in modes}
+    modes = {"bare": None, "adapter": "bench"}
+    if merged:
+        modes["merged"] = None
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    cpu: dict[str, list[float]] = {name: [] for name in modes}
 
     def call(mode: str) -> None:
         model.set_active_adapters(modes[mode])
+        if mode == "merged":
+            model.merge_adapter("bench")
         w0, c0 = time.perf_counter(), time.process_time()
         model(input_ids=input_ids, attention_mask=attention_mask)
         times[mode].append(time.perf_counter() - w0)
         cpu[mode].append(time.process_time() - c0)
+        if mode == "merged":
+            model.reset_adapter()
 
     with torch.inference_mode():
         for _ in range(warmup):
@@ -50,7 +60,7 @@ def measure(model, shape: tuple[int, int], pairs: int, warmup: int) -> dict:
         times = {name: [] for name in modes}
         cpu = {name: [] for name in modes}
         for index in range(pairs):
-            order = ("bare", "seq_bn") if index % 2 == 0 else ("seq_bn", "bare")
+            order = list(modes) if index % 2 == 0 else list(reversed(modes))
             for mode in order:
                 call(mode)
     return {"times": times, "cpu": cpu}
@@ -64,6 +74,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config", default="seq_bn", help="adapter config string (e.g. lora, dora, ia3)")
     args = parser.parse_args()
 
     import torch
@@ -75,10 +86,11 @@ def main() -> None:
     print(machine_line())
     model = build_model(args.layers).eval()
     adapterhub.init(model)
-    model.add_adapter("bench", config="seq_bn")
+    model.add_adapter("bench", config=args.config)
+    merged = adapterhub.resolve_config(args.config).method in ("lora", "ia3")
     print(
         f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, {args.threads} threads, "
-        f"eval + inference_mode; seq_bn adapter: "
+        f"eval + inference_mode; {args.config} adapter: "
         f"{sum(p.numel() for p in model.adapterhub_state.adapter_parameters('bench').values()):,} params"
     )
     shapes = [
@@ -86,20 +98,23 @@ def main() -> None:
     ]
     for shape in shapes:
         pairs = args.pairs_large if shape[0] * shape[1] > 256 else args.pairs_small
-        result = measure(model, shape, pairs, args.warmup)
-        bare, adapter = result["times"]["bare"], result["times"]["seq_bn"]
-        paired = [a / b for a, b in zip(adapter, bare)]
-        ratio = median(adapter) / median(bare)
-        cpu_ratio = median(result["cpu"]["seq_bn"]) / median(result["cpu"]["bare"])
-        verdict = "met" if ratio - 1 <= TARGET_OVERHEAD else "MISSED"
-        lo, hi = iqr(paired)
-        print(
-            f"batch {shape[0]} x seq {shape[1]}: {pairs} pairs; bare {median(bare) * 1e3:.2f} ms, "
-            f"seq_bn {median(adapter) * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.2f}% (median of "
-            f"paired ratios {100 * (median(paired) - 1):+.2f}%, IQR {100 * (lo - 1):+.1f}..{100 * (hi - 1):+.1f}%; "
-            f"cpu time {100 * (cpu_ratio - 1):+.2f}%) target <= +{100 * TARGET_OVERHEAD:.0f}%: {verdict}",
-            flush=True,
-        )
+        result = measure(model, shape, pairs, args.warmup, merged=merged)
+        bare = result["times"]["bare"]
+        for mode in [m for m in result["times"] if m != "bare"]:
+            adapter = result["times"][mode]
+            paired = [a / b for a, b in zip(adapter, bare)]
+            ratio = median(adapter) / median(bare)
+            cpu_ratio = median(result["cpu"][mode]) / median(result["cpu"]["bare"])
+            verdict = "met" if ratio - 1 <= TARGET_OVERHEAD else "MISSED"
+            lo, hi = iqr(paired)
+            label = args.config if mode == "adapter" else f"{args.config} merged"
+            print(
+                f"batch {shape[0]} x seq {shape[1]}: {pairs} pairs; bare {median(bare) * 1e3:.2f} ms, "
+                f"{label} {median(adapter) * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.2f}% (median of "
+                f"paired ratios {100 * (median(paired) - 1):+.2f}%, IQR {100 * (lo - 1):+.1f}..{100 * (hi - 1):+.1f}%; "
+                f"cpu time {100 * (cpu_ratio - 1):+.2f}%) target <= +{100 * TARGET_OVERHEAD:.0f}%: {verdict}",
+                flush=True,
+            )
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
