@@ -278,6 +278,8 @@ def test_token_api_list_create_revoke(live_hub):
         assert c.delete(f"/api/tokens/{bob_token_ids[0]}", headers=_bearer(write)).status_code == 404
         main_id = listed[0]["id"]
         assert c.delete(f"/api/tokens/{main_id}", headers=_bearer(read)).status_code == 403
+        for bad in ("0", "-1", "9223372036854775808", "9" * 30):
+            assert c.delete(f"/api/tokens/{bad}", headers=_bearer(write)).status_code == 404, bad
         read_id = listed[1]["id"]
         assert c.delete(f"/api/tokens/{read_id}", headers=_bearer(read)).status_code == 200
         assert c.get("/api/tokens", headers=_bearer(read)).status_code == 401
@@ -302,6 +304,9 @@ def test_tokens_page_creates_and_revokes(live_hub):
         token_id = re.search(r'<tr data-token-id="(\d+)">\s*<td>laptop', r.text).group(1)
         r = c.post("/settings/tokens", data={"action": "revoke", "id": token_id, "csrf_token": tok})
         assert r.status_code == 200 and "revoked" in r.text
+        for bad in ("9" * 30, "x", ""):
+            r = c.post("/settings/tokens", data={"action": "revoke", "id": bad, "csrf_token": tok})
+            assert r.status_code in (400, 404) and 'id="tokens-error"' in r.text, bad
         assert httpx.get(f"{live_hub.url}/api/whoami-v2", headers=_bearer(new)).status_code == 401
     with httpx.Client(base_url=live_hub.url) as anon:
         r = anon.get("/settings/tokens", follow_redirects=False)
