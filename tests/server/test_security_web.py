@@ -545,3 +545,13 @@ def test_every_form_route_checks_csrf_and_the_api_ignores_the_cookie(tmp_path):
             assert r.status_code == 200  # the probe itself is a working request
     finally:
         hub.close()
+
+
+def test_raw_file_names_cannot_break_the_disposition_header():
+    from adapterhub.server.security import raw_file_headers
+
+    h = raw_file_headers('dir/a"; filename="evil.exe\r\nX: y.html')
+    fallback, encoded = h["Content-Disposition"].split("; ", 2)[1:]
+    assert fallback == 'filename="a__ filename__evil.exe__X_ y.html"'
+    assert encoded == "filename*=UTF-8''a%22%3B%20filename%3D%22evil.exe%0D%0AX%3A%20y.html"
+    assert h["Content-Type"] == "text/plain; charset=utf-8"
