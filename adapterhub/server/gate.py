@@ -7,6 +7,7 @@
   login cookie) may send at most ``ANON_BODY_MAX`` bytes: a larger declared body is answered 401 without
   reading it, an undeclared one as soon as it passes the bound. So nobody can make the hub buffer or spool
   a large body without a token.
+* **No NUL** in the path or the query string (400): no name or parameter of the hub holds one.
 * **``allow_anonymous_read = False``**: requests without a valid token get 401 (web pages: a redirect to the
   login form), except the login form itself and the static files.
 """
@@ -88,7 +89,10 @@ async def admit(hub: Hub, scope, receive, send):
     req = _Request(hub, scope)
     path, method = scope.get("path") or "/", scope["method"]
     refusal = None
-    if not hub.settings.allow_anonymous_read and not (path in OPEN_PATHS or path.startswith("/static/")):
+    if "\x00" in path or b"%00" in (scope.get("query_string") or b""):
+        # no name, path or parameter of the hub holds a NUL; PostgreSQL cannot even compare one
+        refusal = error_response("NUL characters are not allowed in a URL", 400, "BadRequest", method=method)
+    elif not hub.settings.allow_anonymous_read and not (path in OPEN_PATHS or path.startswith("/static/")):
         if not await req.signed_in():
             if method == "GET" and not path.startswith("/api/") and "/resolve/" not in path:
                 query = scope.get("query_string") or b""

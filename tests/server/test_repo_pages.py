@@ -118,3 +118,26 @@ def test_text_preview_cut_inside_a_character():
     assert text_preview(data, limit=5) == "éé"  # the cut third character is dropped, not an error
     assert text_preview(data) == "é" * 10
     assert text_preview(b"\xff\xfe") is None and text_preview(b"a\x00b") is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/adapters/alice/pages/blob/main/%00",
+        "/adapters/alice/pages/blob/%00/README.md",
+        "/adapters/al%00ice/pages/commits",
+        "/adapters/al%00ice/pages",
+        "/adapters?task=%00",
+        "/adapters/alice/pages/commits?page=99999999999999999999999",
+        "/adapters/alice/pages/card",
+        "/adapters/%ff/pages/settings",
+        "/analysis?task=%00&subtask=%00&sort=%00&order=x",
+        "/api/analysis?task=%00",
+        "/api/analysis?task=a&metric=%00",
+        "/orgs/%00/members",
+    ],
+)
+def test_hostile_page_requests_answer_4xx_or_a_page(repo, path):
+    c = repo[0]
+    r = c.get(path, follow_redirects=False)
+    assert r.status_code < 500, (path, r.status_code, r.text[:300])
