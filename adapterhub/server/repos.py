@@ -420,8 +420,7 @@ def _commit_once(hub, caller, repo_id, branch, ops, title, description, parent_c
 
     new_blobs = {e.sha256: e for e in tree.values() if e.staged is not None}
     for e in new_blobs.values():  # blobs first, rows after: a row never points to a missing blob
-        if not hub.store.exists(e.sha256):
-            hub.store.put_file(e.staged.tmp, e.sha256, e.size)
+        hub.store.put_file(e.staged.tmp, e.sha256, e.size)  # a no-op for a blob already stored whole
     with hub.db.session() as s:
         # Writing the repo row first serialises the commits of one repo: a row lock on PostgreSQL, the
         # write lock on SQLite. Under it, a branch that moved meanwhile is rebased onto when the other
