@@ -2,11 +2,11 @@
 BERT, DistilBERT, GPT-2 (fused c_attn) and Llama models with padded batches. Not a test: the peer needs
 transformers 4.57, so each side runs in its own environment and they exchange folders.
 
-    python3 -m venv /tmp/peervenv && /tmp/peervenv/bin/pip install /opt/wheels/torch-2.13.0+cpu-*.whl \\
+    python3 -m venv .venv-peer && .venv-peer/bin/pip install "torch==2.13.0" \\
         "transformers==4.57.6" "adapters==1.3.0"
-    /tmp/peervenv/bin/python scripts/peer_check_lora.py peer OUT     # base models + the peer's adapters, outputs
+    .venv-peer/bin/python scripts/peer_check_lora.py peer OUT     # base models + the peer's adapters, outputs
     .venv/bin/python scripts/peer_check_lora.py ours OUT             # load them here, compare; save ours
-    /tmp/peervenv/bin/python scripts/peer_check_lora.py peer-check OUT  # the peer loads ours, compares
+    .venv-peer/bin/python scripts/peer_check_lora.py peer-check OUT  # the peer loads ours, compares
 
 Each compare step prints the max abs difference per case and exits non-zero above 1e-5.
 """

@@ -1,4 +1,4 @@
-"""The client tests run against the real hub on 127.0.0.1: the server engineers' ``live_hub`` fixture
+"""The client tests run against the real hub on 127.0.0.1: the server tests' ``live_hub`` fixture
 (tests/server/conftest.py: uvicorn in a thread, users ``alice`` and ``bob``, organisation ``acme`` with alice as
 a member), on SQLite only, plus the base model ``alice/tiny-bert`` (its config.json) so that uploads validate."""
 
