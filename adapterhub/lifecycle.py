@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -36,6 +35,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from .common.files import atomic_write_text
+from .common.hashing import git_blob_id, sha256_file
 
 #: Sentences of our own (not from SST-2) to show predictions on.
 DEFAULT_SENTENCES = (
@@ -229,22 +231,6 @@ def serve_until_interrupted(hub: EmbeddedHub, console=None, stop: threading.Even
         hub.stop()
 
 
-def _atomic_write(path: Path, text: str, private: bool = False) -> None:
-    """Write ``text`` to ``path`` atomically (readable by the owner only with ``private``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        if private:
-            os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 # ------------------------------------------------------------------------------------------ steps
 
 
@@ -357,24 +343,6 @@ def find_adapter(hub: EmbeddedHub, repo_id: str, q: str = "", **facets: Any):
     )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def git_blob_id(path: Path) -> str:
-    """The git object id of a file's content (what the hub lists as ``blobId`` for small, non-LFS files)."""
-    digest = hashlib.sha1(usedforsecurity=False)
-    digest.update(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_against_hub(folder: Path, listed: list[dict]) -> list[dict]:
     """Each file the hub lists (``path``, ``size``, ``sha256`` for LFS files, ``git_oid``) checked once more
     against the copy in ``folder``: by sha256 where the hub lists one, else by git blob id (the hub's listing
@@ -383,7 +351,7 @@ def check_against_hub(folder: Path, listed: list[dict]) -> list[dict]:
     for f in listed:
         local = folder / f["path"]
         kind, expected = ("sha256", f.get("sha256")) if f.get("sha256") else ("git", f.get("git_oid"))
-        actual = (sha256_of(local) if kind == "sha256" else git_blob_id(local)) if local.is_file() else None
+        actual = (sha256_file(local) if kind == "sha256" else git_blob_id(local)) if local.is_file() else None
         out.append(
             {
                 "path": f["path"],
@@ -590,7 +558,7 @@ def run_lifecycle(
     with _scoped_env(ADAPTERHUB_CACHE=str(cache_dir), ADAPTERHUB_OFFLINE=None):
         hub = start_embedded_hub(data_dir, user=user, port=port, timeout=start_timeout)
         try:
-            _atomic_write(token_file, hub.token + "\n", private=True)
+            atomic_write_text(token_file, hub.token + "\n")  # owner-only
             lap("start hub")
             console.print(
                 f"[bold]1. hub[/]  embedded hub at [bold]{hub.url}[/] (SQLite and blobs in {data_dir}); "
@@ -765,7 +733,7 @@ def write_summary(report: LifecycleReport, path: Path) -> None:
         "predictions": [dataclasses.asdict(p) for p in report.predictions],
         "seconds": report.seconds,
     }
-    _atomic_write(path, json.dumps(data, indent=2))
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def _method_of(folder: Path) -> str:

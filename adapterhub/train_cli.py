@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
+from .common.sizes import human_size
 from .data import (
     DataError,
     TextDataset,
@@ -106,14 +107,6 @@ def default_data_dir() -> Path:
 
 def folder_size(folder: Path) -> int:
     return sum((folder / name).stat().st_size for name in ADAPTER_FILES if (folder / name).is_file())
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _quiet_transformers() -> None:

@@ -21,6 +21,7 @@ httpx = pytest.importorskip("httpx")
 
 import adapterhub  # noqa: E402
 from adapterhub import lifecycle  # noqa: E402
+from adapterhub.common.hashing import git_blob_id, sha256_file  # noqa: E402
 from adapterhub.lifecycle import Card, LifecycleError, run_lifecycle  # noqa: E402
 
 WORDS = (
@@ -214,7 +215,7 @@ def test_whole_lifecycle(base_dir, trained, tmp_path):
     for f in loaded.files:
         path = loaded.folder / f["path"]
         assert f["ok"] and f["expected"] == (
-            lifecycle.sha256_of(path) if f["hash"] == "sha256" else lifecycle.git_blob_id(path)
+            sha256_file(path) if f["hash"] == "sha256" else git_blob_id(path)
         )
     assert {f["path"] for f in loaded.files if f["hash"] == "sha256"} >= {"adapter.safetensors"}
     assert not any((tmp_path / "user-cache").rglob("*.safetensors"))  # the user's own cache is not touched

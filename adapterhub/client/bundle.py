@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import IO, NamedTuple, cast
 
 from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
-from .download import CHUNK_SIZE, _HEX40, expected_files, fetch_file
+from ..common.wire import BUNDLE_MANIFEST_NAME, COMMIT_RE
+from .download import CHUNK_SIZE, expected_files, fetch_file
 from .errors import HubHTTPError, IntegrityError
 from .files import TEMP_FLAGS, temp_path
 from .http import HubClient
 from .progress import progress_bar
 
-MANIFEST = ".adapterhub-bundle.json"  # the first member
 MAX_FILE = (
     16 * 1024 * 1024
 )  # the client asks the hub to leave out larger files: they come one by one (resumable)
@@ -244,8 +244,13 @@ def _manifest(
     members: Iterator[tuple[tarfile.TarInfo | _Member, Chunks]], endpoint: str
 ) -> tuple[dict, list[ExpectedFile]]:
     first, chunks = next(members, (None, ()))
-    if first is None or first.name != MANIFEST or not first.isfile() or first.size > 16 * 1024 * 1024:
-        raise HubHTTPError(f"the bundle from {endpoint} does not start with {MANIFEST}")
+    if (
+        first is None
+        or first.name != BUNDLE_MANIFEST_NAME
+        or not first.isfile()
+        or first.size > 16 * 1024 * 1024
+    ):
+        raise HubHTTPError(f"the bundle from {endpoint} does not start with {BUNDLE_MANIFEST_NAME}")
     try:
         manifest = json.loads(b"".join(chunks))
         repo_id, commit, listed = manifest["repo_id"], manifest["commit"], manifest["files"]
@@ -255,7 +260,7 @@ def _manifest(
         omitted = set(manifest.get("omitted") or [])
     except (ValueError, KeyError, TypeError) as error:
         raise HubHTTPError(f"the bundle from {endpoint} has an unreadable manifest ({error})") from None
-    if not isinstance(repo_id, str) or not isinstance(commit, str) or not _HEX40.match(commit):
+    if not isinstance(repo_id, str) or not isinstance(commit, str) or not COMMIT_RE.match(commit):
         raise HubHTTPError(f"the bundle from {endpoint} names no repository and commit")
     files = expected_files({"id": repo_id, "sha": commit, "siblings": siblings})
     if any(not f.sha256 for f in files) or len({f.path for f in files}) != len(files):

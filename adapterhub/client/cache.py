@@ -34,6 +34,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from filelock import FileLock
 
+from ..common.hashing import sha256_file
 from .errors import IntegrityError
 from .files import (
     FlockLock,
@@ -44,7 +45,6 @@ from .files import (
     fcntl,  # noqa: F401
     file_identity,  # noqa: F401  (re-exported for resolve)
     read_json,
-    sha256_file,
 )
 from .settings import normalize_endpoint
 

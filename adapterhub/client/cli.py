@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..common.sizes import human_size
 from .errors import HubClientError
 
 console = Console()
@@ -33,14 +34,7 @@ def _fail(error: Exception) -> None:
 
 
 def _size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    n = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
+    return "-" if size is None else human_size(size)
 
 
 def search(

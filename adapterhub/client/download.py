@@ -10,7 +10,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir, sha256_file
+from ..common.hashing import git_blob_hasher, sha256_file
+from ..common.wire import COMMIT_RE
+from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
 from .errors import HubHTTPError, IntegrityError, OfflineError
 from .http import HubClient
 from .progress import progress_bar
@@ -18,7 +20,6 @@ from .progress import progress_bar
 CHUNK_SIZE = 256 * 1024
 PARALLEL = 4  # files of one snapshot fetched at once
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
 OnBytes = Callable[[str, int], None]  # (path, bytes just written)
 
 
@@ -43,7 +44,7 @@ def expected_files(info: dict) -> list[ExpectedFile]:
         size = sib.get("size", lfs.get("size"))
         if sha256 and not _HEX64.match(sha256):
             sha256 = None
-        if git_oid and not _HEX40.match(git_oid):
+        if git_oid and not COMMIT_RE.match(git_oid):
             git_oid = None
         if size is None or not (sha256 or git_oid):
             raise HubHTTPError(
@@ -78,7 +79,7 @@ def fetch_file(
         if start > exp.size:
             part.unlink()
             start = 0
-        sha, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % exp.size)
+        sha, git = hashlib.sha256(), git_blob_hasher(exp.size)
         if start:
             with open(part, "rb") as f:
                 while chunk := f.read(CHUNK_SIZE):
@@ -89,7 +90,7 @@ def fetch_file(
             with client.stream_file(rc.repo_id, commit, exp.path, start=start) as response:
                 if start and (response.status_code != 206 or not _range_starts_at(response, start)):
                     start = 0  # the hub sent the whole file: start over
-                    sha, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % exp.size)
+                    sha, git = hashlib.sha256(), git_blob_hasher(exp.size)
                 etag = response.headers.get("x-linked-etag") or response.headers.get("etag") or ""
                 etag = etag.removeprefix("W/").strip('"').lower()
                 if _HEX64.match(etag) and exp.sha256 and etag != exp.sha256:

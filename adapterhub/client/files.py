@@ -4,7 +4,6 @@ their identity on disk, a cheap inter-process lock, sha256 of a file."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -167,11 +166,3 @@ class FlockLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # closing the file releases the lock
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()

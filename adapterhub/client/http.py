@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import ssl
 import threading
 from collections.abc import Iterable, Iterator
@@ -21,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..common.wire import COMMIT_RE, REPO_ID_RE
 from ..version import __version__
 from . import lean
 from .errors import (
@@ -35,8 +35,6 @@ from .lean import LeanConnection, LeanResponse
 from .progress import progress_bar
 from .settings import HubSettings, resolve_settings
 
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 

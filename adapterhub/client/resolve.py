@@ -32,7 +32,8 @@ from .cache import Cache, RepoCache, file_identity, read_json
 from . import bundle
 from .download import snapshot, worker_pool
 from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
-from .http import COMMIT_RE, REPO_ID_RE, HubClient
+from ..common.wire import COMMIT_RE, REPO_ID_RE
+from .http import HubClient
 from .settings import HubSettings, normalize_endpoint, read_saved_tokens, resolve_settings
 
 _PART = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"

@@ -22,10 +22,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..common.files import atomic_write_text
 from .errors import IdentifierError
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
@@ -79,17 +79,7 @@ def save_token(endpoint: str, token: str | None) -> Path:
     else:
         tokens[endpoint] = token
     path = token_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tokens.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(tokens, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(tokens, indent=2, sort_keys=True))  # readable by the owner only
     return path
 
 

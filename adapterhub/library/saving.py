@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..common.files import atomic_write
 from ..version import __version__
 from . import remote
 from .errors import AdapterLoadError
@@ -35,30 +35,17 @@ LEGACY_HEAD_WEIGHTS_NAME = "pytorch_model_head.bin"
 # ------------------------------------------------------------------------------------------ file helpers
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: Path, data: dict) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=True)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: save_file(plain, tmp, metadata={"format": "pt"}))
+    atomic_write(path, lambda tmp: save_file(plain, tmp, metadata={"format": "pt"}))
 
 
 def write_weights(
@@ -71,7 +58,7 @@ def write_weights(
         write_tensors(folder / keep, tensors)
     else:
         plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-        _atomic_write(folder / keep, lambda tmp: torch.save(plain, tmp))
+        atomic_write(folder / keep, lambda tmp: torch.save(plain, tmp))
     (folder / other).unlink(missing_ok=True)
 
 

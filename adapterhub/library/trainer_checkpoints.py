@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from . import saving
+from ..common.files import atomic_write
 from .model import _state, register_api
 from .setups import save_adapter_setup
 
@@ -59,7 +59,7 @@ def save_pretrained(self, save_directory, *args: Any, adapters_only: bool | None
         raise ValueError("nothing in this model requires a gradient: there is nothing to checkpoint")
     save_adapter_setup(self, folder, state.training, use_safetensors=kwargs.get("safe_serialization", True))
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
-    saving._atomic_write(
+    atomic_write(
         folder / WEIGHTS_NAME,
         lambda tmp: save_file(plain, tmp, metadata={"format": "pt", "content": FORMAT}),
     )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import tarfile
 import threading
@@ -40,6 +39,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
+from adapterhub.common.wire import BUNDLE_MANIFEST_NAME as MANIFEST_NAME, COMMIT_RE
 from adapterhub.server.search import (
     IdentifierParams,
     ResolveError,
@@ -52,7 +52,6 @@ from adapterhub.server.search import (
     viewer_for,
 )
 
-MANIFEST_NAME = ".adapterhub-bundle.json"
 DEFAULT_MAX_FILE = 64 * 1024 * 1024
 IN_MEMORY = 8 * 1024 * 1024  # bundles up to this size are sent as one body, larger ones are streamed
 CHUNK = 1024 * 1024
@@ -233,7 +232,7 @@ def parse_have(value: str | None) -> tuple[str, ...] | None:
     if not value:
         return ()
     commits = tuple(value.split(","))
-    if len(commits) > 64 or not all(_COMMIT.fullmatch(c) for c in commits):
+    if len(commits) > 64 or not all(COMMIT_RE.match(c) for c in commits):
         return None
     return commits
 
@@ -244,9 +243,6 @@ def with_have(manifest: dict, have: tuple[str, ...]) -> dict:
     if manifest["commit"] not in have:
         return manifest
     return {**manifest, "omitted": [f["path"] for f in manifest["files"]], "have": True}
-
-
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def _sent_size(manifest: dict) -> int:

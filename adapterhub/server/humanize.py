@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
+from adapterhub.common import sizes
+
 
 def human_size(n: int | None) -> str:
     """Bytes in decimal units: ``455.0 kB``."""
-    if n is None:
-        return "–"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
+    return "–" if n is None else sizes.human_size(n)
 
 
 def human_count(n: int | None) -> str:

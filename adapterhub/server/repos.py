@@ -25,6 +25,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from adapterhub.common.wire import COMMIT_RE
 from adapterhub.server import validation as V
 from adapterhub.server.auth import (
     AuthError,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from adapterhub.server.app import Hub
 
 log = logging.getLogger("adapterhub.server")
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
 
 

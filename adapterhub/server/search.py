@@ -448,7 +448,6 @@ class ResolveError(Exception):
         self.status, self.message, self.candidates = status, message, sorted(set(candidates))
 
 
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 
 

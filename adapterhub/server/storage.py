@@ -9,13 +9,14 @@ sha256 the caller computed while writing it; the store re-checks it, then makes 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+from adapterhub.common.hashing import sha256_file
 
 if TYPE_CHECKING:
     from adapterhub.server.settings import Settings
@@ -121,14 +122,6 @@ def link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class S3BlobStore:
     """Blobs as objects ``<prefix><sha256>`` in an S3 bucket, through boto3 (the ``s3`` extra). Credentials and
     region come from the standard AWS sources (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
@@ -209,7 +202,7 @@ class S3BlobStore:
         actual = os.path.getsize(tmp_path)
         if actual != size:
             raise ValueError(f"blob {sha256}: temporary file has {actual} bytes, expected {size}")
-        digest = file_sha256(tmp_path)
+        digest = sha256_file(tmp_path)
         if digest != sha256:
             raise ValueError(f"blob {sha256}: temporary file has sha256 {digest}")
         self.client.upload_file(

@@ -22,6 +22,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
+from adapterhub.common.hashing import git_blob_hasher
 from adapterhub.server.settings import Settings
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".npy", ".npz")
@@ -236,7 +237,7 @@ class StagedFile:
 
 
 def git_blob_oid(tmp: Path, size: int) -> str:
-    h = hashlib.sha1(f"blob {size}\0".encode())
+    h = git_blob_hasher(size)
     with open(tmp, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)

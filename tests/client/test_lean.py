@@ -25,6 +25,7 @@ from adapterhub.client import bundle as bundle_module
 from adapterhub.client import http as http_module
 from adapterhub.client import lean
 from adapterhub.client.lean import LeanConnection, LeanResponse, TransportError
+from adapterhub.common.wire import BUNDLE_MANIFEST_NAME
 
 BUNDLE = "/api/adapters/bundle"
 KEPT = "acme/lean-kept"
@@ -285,7 +286,7 @@ def test_two_bundle_requests_share_one_connection(client_hub, kept, env, no_prox
     assert bodies[0] == bodies[1]
     with tarfile.open(fileobj=io.BytesIO(bodies[0]), mode="r:") as tar:
         members = tar.getmembers()
-        assert members[0].name == bundle_module.MANIFEST
+        assert members[0].name == BUNDLE_MANIFEST_NAME
         manifest = json.loads(tar.extractfile(members[0]).read())
         assert (manifest["repo_id"], manifest["commit"]) == (KEPT, kept)
         listed = {f["path"]: f["sha256"] for f in manifest["files"]}
@@ -430,7 +431,7 @@ def cut_bundle(repo_id: str) -> tuple[bytes, int]:
         "omitted": [],
         "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files],
     }
-    body = tar_of([(bundle_module.MANIFEST, json.dumps(manifest).encode()), *files])
+    body = tar_of([(BUNDLE_MANIFEST_NAME, json.dumps(manifest).encode()), *files])
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as tar:
         first = tar.getmembers()[1]
     return body, first.offset_data + first.size // 2

@@ -1,0 +1,67 @@
+"""The shared wire module: patterns, hashes and sizes that client and server both use."""
+
+import hashlib
+import stat
+
+import pytest
+
+from adapterhub.common.files import atomic_write, atomic_write_text
+from adapterhub.common.hashing import git_blob_hasher, git_blob_id, sha256_file
+from adapterhub.common.sizes import human_size
+from adapterhub.common.wire import BUNDLE_MANIFEST_NAME, COMMIT_RE, REPO_ID_RE
+
+
+def test_hashes_of_a_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"hello\n")
+    assert git_blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+    assert sha256_file(path) == hashlib.sha256(b"hello\n").hexdigest()
+    big = tmp_path / "big"
+    data = bytes(range(256)) * 9000  # more than one read
+    big.write_bytes(data)
+    assert sha256_file(big) == hashlib.sha256(data).hexdigest()
+    hasher = git_blob_hasher(len(data))
+    hasher.update(data)
+    assert git_blob_id(big) == hasher.hexdigest()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert git_blob_id(empty) == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+
+
+def test_patterns_take_whole_strings_only():
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert COMMIT_RE.match(commit)
+    for bad in (commit + "\n", commit.upper(), commit[:-1], commit + "0", "main"):
+        assert not COMMIT_RE.match(bad), bad
+    assert REPO_ID_RE.match("me/sst-2.v1")
+    for bad in ("me/sst\n", "me", "me/a/b", "-me/x", "me/" + "a" * 97):
+        assert not REPO_ID_RE.match(bad), bad
+    assert BUNDLE_MANIFEST_NAME.startswith(".")  # hidden: never a file of a repository's snapshot
+
+
+def test_sizes_in_decimal_units():
+    assert [human_size(n) for n in (0, 999, 1000, 459_800, 1_234_567_890, 5 * 10**15)] == [
+        "0 B",
+        "999 B",
+        "1.0 kB",
+        "459.8 kB",
+        "1.2 GB",
+        "5000.0 TB",
+    ]
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "new" / "f.json"
+    atomic_write_text(path, "one")
+    assert path.read_text() == "one"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # tokens are written this way: owner only
+
+    def half_then_fail(tmp):
+        with open(tmp, "w") as f:
+            f.write("tw")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, half_then_fail)
+    assert path.read_text() == "one"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["f.json"]  # no temporary file left
