@@ -65,7 +65,7 @@ class LMHead(PredictionHead):
                     nn.init.normal_(module.weight, mean=0.0, std=std)
                     if module.bias is not None:
                         nn.init.zeros_(module.bias)
-        self._inverse = None
+        self._inverse: Any = None  # the model's invertible adapter's inverse, once tied
         self._tied = False
 
     def tie(self, model) -> None:
@@ -77,6 +77,10 @@ class LMHead(PredictionHead):
             return
         embeddings = model.get_input_embeddings().weight
         last = self[len(self) - 1]
+        if not isinstance(last, nn.Linear):
+            raise AdapterConfigError(
+                f"head {self.name!r} does not end in a linear layer: {type(last).__name__}"
+            )
         if tuple(last.weight.shape) != tuple(embeddings.shape):
             raise AdapterConfigError(
                 f"head {self.name!r}: output embeddings {tuple(last.weight.shape)} do not match the input "
