@@ -101,6 +101,7 @@ def test_adapter_page_contents(ui):
     assert oid[:12] in page and "validation:" in page
     assert "9076f36a74755ac4" in page and "seq_bn" in page and "LABEL_0, LABEL_1, LABEL_2" in page
     assert "accuracy" in page and "0.875" in page
+    assert 'id="compare" href="/analysis?task=sentiment&subtask=sst-2"' in page
     assert 'model.load_adapter("alice/ui-seqbn@' + oid in page  # adapterhub snippet, pinned
     assert "adapters.init(model)" in page and f'version="{oid}"' in page
     assert "PeftModel" not in page  # an AdapterHub-format adapter gets no PEFT snippet
