@@ -17,7 +17,7 @@ from . import saving
 from .configs import resolve_config
 from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError
 from .keys import align_prefix, local_weights, renamed
-from .methods.base import method_for_peft
+from .methods.base import method_for, method_for_peft
 from .rollback import all_or_nothing
 
 PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -222,7 +222,7 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     name = _check_new_name(state, load_as or header.get("name"), config_path)
     saved_name = header.get("name") or name  # the name its weights are saved under
     weights, weights_path = saving.read_tensors(folder, (saving.WEIGHTS_NAME, saving.LEGACY_WEIGHTS_NAME))
-    weights = local_weights(weights, state, saved_name, name)
+    weights = method_for(config).from_saved(local_weights(weights, state, saved_name, name))
     if leave_out:  # as the AdapterHub library: added to the saved config's leave_out, those weights dropped
         config = _with_leave_out(config, leave_out)
         weights = _drop_layers(weights, state, leave_out)
@@ -250,6 +250,17 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     return name
 
 
+def _peft_key(key: str) -> str | None:
+    """A PEFT file's key as the model names it: ``base_model.model.<path>``; prompt-learning files (prefix and
+    prompt tuning) hold their table at the top (``prompt_embeddings``) and ``modules_to_save`` heads at
+    ``base_model.<path>``. ``None`` for any other key."""
+    if key.startswith(PEFT_PREFIX):
+        return key[len(PEFT_PREFIX) :]
+    if key.startswith("base_model."):
+        return key[len("base_model.") :]
+    return key if "." not in key else None
+
+
 def read_peft(state, folder: Path, config_path: Path, header: dict):
     """A PEFT adapter folder read for this model: ``(config, weights, head_weights, weights_path)``, the
     weights keyed as this model's adapter ``default`` and the ``modules_to_save`` head keyed like the model's
@@ -259,10 +270,10 @@ def read_peft(state, folder: Path, config_path: Path, header: dict):
     except AdapterConfigError as error:
         raise AdapterLoadError(f"{config_path}: {error}") from None
     saved, weights_path = saving.read_tensors(folder, (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME))
-    outside = sorted(k for k in saved if not k.startswith(PEFT_PREFIX))
+    outside = sorted(k for k in saved if _peft_key(k) is None)
     if outside:
         raise AdapterLoadError(f"{weights_path}: keys outside {PEFT_PREFIX!r}: {', '.join(outside[:5])}")
-    saved = {k[len(PEFT_PREFIX) :]: v for k, v in saved.items()}
+    saved = {_peft_key(k) or k: v for k, v in saved.items()}
     head_names = tuple(f"{m}." for m in header.get("modules_to_save") or ())
     base_prefix = getattr(state.model, "base_model_prefix", "") + "."
     head_weights = {

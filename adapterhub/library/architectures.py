@@ -41,6 +41,10 @@ class Architecture:
     sites: dict[str, Site]
     # Linear layers by role, for methods that wrap weight matrices (LoRA, IA3): role -> path in a layer
     linears: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The self-attention module of a layer, for methods that add keys and values (prefix tuning): its forward
+    # takes ``attention_mask`` and ``cache`` keywords and stores this call's keys / values with ``cache.update``
+    # (after rotary embeddings); "" where the family has none
+    attention: str = ""
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -87,6 +91,7 @@ _BERT_LIKE = Architecture(
         "intermediate": "intermediate.dense",
         "output": "output.dense",
     },
+    attention="attention.self",
 )
 register_architecture(["bert", "roberta", "xlm-roberta", "camembert", "electra"], _BERT_LIKE)
 
@@ -128,6 +133,7 @@ register_architecture(
             "intermediate": "mlp.c_fc",
             "output": "mlp.c_proj",
         },
+        attention="attn",
     ),
 )
 
@@ -153,5 +159,6 @@ register_architecture(
             "intermediate": "mlp.up_proj",
             "output": "mlp.down_proj",
         },
+        attention="self_attn",
     ),
 )

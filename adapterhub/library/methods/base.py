@@ -98,6 +98,12 @@ class Method:
         return []
 
     @classmethod
+    def from_saved(cls, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An AdapterHub-format file's weights of one adapter (keyed as this model's state dict) without the
+        redundant copies a peer may have written (default: all of them)."""
+        return weights
+
+    @classmethod
     def from_peft(cls, peft_config: dict[str, Any], weights: dict[str, torch.Tensor], host):
         """A PEFT adapter as ``(config, weights)``. ``peft_config``: the ``adapter_config.json`` dict;
         ``weights``: the adapter's tensors keyed like the model's state dict without PEFT's ``base_model.model.``

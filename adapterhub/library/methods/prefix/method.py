@@ -1,0 +1,221 @@
+"""Prefix tuning inside a model: where the prefixes live, the hooks that put them before the keys and values."""
+
+from __future__ import annotations
+
+import inspect
+from typing import cast
+
+import torch
+from torch import nn
+
+from ...configs import AdapterConfig
+from ...errors import AdapterConfigError
+from ...paths import get_module
+from ..base import CallState, Method, register_method
+from .config import PrefixTuningConfig
+from .layers import FlatPrefixTuning, PrefixedCache, PrefixTuning, prefixed_mask
+
+HOLDER = "prefix_tuning"  # module on the base model holding the ``prefix_tunings`` dict (AdapterHub names)
+LOCATION = "self_prefix"  # the prefix of the self-attention (encoders and decoders)
+
+
+@register_method
+class PrefixTuningMethod(Method):
+    """Prefix tuning: per prefixed layer, learned keys and values before the sequence's own in self-attention.
+
+    A forward pre-hook on the base model computes every layer's prefix once per call; a forward pre-hook on
+    each layer's self-attention module (the architecture's ``attention`` path) hands it a cache view whose
+    ``update`` returns the prefix followed by the real keys / values (after rotary embeddings, so the prefix
+    has no position), and extends the attention mask by the prefix positions (always attended)."""
+
+    name = "prefix_tuning"
+    config_classes = (PrefixTuningConfig,)
+    containers = ("prefix_tunings",)
+    compositions = frozenset()  # one prefix active at a time (next to adapters of other methods)
+    peft_types = ("PREFIX_TUNING",)
+
+    def __init__(self, host) -> None:
+        super().__init__(host)
+        self.active: str | None = None
+        self.calls = CallState()
+        self._handles: list = []
+
+    # -- geometry --
+
+    def dims(self) -> tuple[int, int]:
+        """(key/value heads, head size) of the model's self-attention."""
+        config = self.host.model.config
+        heads = getattr(config, "num_attention_heads", None) or config.n_heads
+        head_dim = getattr(config, "head_dim", None) or self.host.hidden_size // heads
+        return getattr(config, "num_key_value_heads", None) or heads, head_dim
+
+    def prefixed_layers(self, config: PrefixTuningConfig) -> list[int]:
+        return [i for i in range(len(self.host.layers)) if i not in config.leave_out]
+
+    @property
+    def pool(self) -> nn.ModuleDict:
+        holder = self.host.base_model._modules.get(HOLDER)
+        if holder is None:
+            holder = nn.Module()
+            holder.add_module("prefix_tunings", nn.ModuleDict())
+            self.host.base_model.add_module(HOLDER, holder)
+        return cast(nn.ModuleDict, holder.prefix_tunings)
+
+    def prefix(self, name: str) -> nn.Module:
+        return cast(nn.ModuleDict, self.pool[name])[LOCATION]
+
+    # -- adapters --
+
+    def add(self, name: str, config: AdapterConfig) -> None:
+        if not isinstance(config, PrefixTuningConfig):
+            raise AdapterConfigError(
+                f"the prefix tuning method runs PrefixTuningConfig, not {type(config).__name__}"
+            )
+        if not self.host.architecture.attention:
+            raise AdapterConfigError(
+                f"prefix tuning is not supported for {self.host.model.config.model_type!r} models: the family's "
+                "map names no self-attention module that takes a cache"
+            )
+        layers = self.prefixed_layers(config)
+        if not layers:
+            raise AdapterConfigError(f"leave_out {config.leave_out} leaves no layer for the prefix")
+        if (
+            config.shift_positions
+            and "cache_length" not in inspect.signature(self._embeddings().forward).parameters
+        ):
+            raise AdapterConfigError(
+                "shift_positions (PEFT's prefix positions) is supported only for models whose embeddings take "
+                f"cache_length (BERT family), not {self.host.model.config.model_type!r}"
+            )
+        heads, head_dim = self.dims()
+        kind = FlatPrefixTuning if config.flat else PrefixTuning
+        with torch.random.fork_rng(devices=[]):
+            if config.init_weights_seed is not None:
+                torch.manual_seed(config.init_weights_seed)
+            module = kind(len(layers), heads, head_dim, config)
+        module.train(self.host.model.training)
+        self.pool[name] = nn.ModuleDict({LOCATION: module})
+
+    def delete(self, name: str) -> None:
+        if self.active == name:
+            self.set_active([])
+        holder = self.host.base_model._modules.get(HOLDER)
+        if holder is None:
+            return
+        if name in holder.prefix_tunings:
+            del holder.prefix_tunings[name]
+        if not len(holder.prefix_tunings):
+            del self.host.base_model._modules[HOLDER]
+
+    def set_active(self, names: list[str]) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
+        self.active = mine[0] if mine else None
+        if self.active is None:
+            return
+        config = cast(PrefixTuningConfig, self.host.configs[self.active])
+        self._handles.append(self.host.base_model.register_forward_pre_hook(self._prepare))
+        for position, index in enumerate(self.prefixed_layers(config)):
+            attention = get_module(self.host.layers[index], self.host.architecture.attention)
+            hook = _Inject(self, position)
+            self._handles.append(attention.register_forward_pre_hook(hook, with_kwargs=True))
+        if config.shift_positions:
+            shift = _Shift(config.prefix_length)
+            self._handles.append(self._embeddings().register_forward_pre_hook(shift, with_kwargs=True))
+
+    def modules(self, name: str) -> list[nn.Module]:
+        return [self.prefix(name)]
+
+    def _embeddings(self) -> nn.Module:
+        return get_module(self.host.base_model, self.host.architecture.embeddings)
+
+    # -- the forward path (re-entrant: a call's prefixes go through CallState) --
+
+    def _prepare(self, module, args) -> None:
+        if self.active is not None:
+            self.calls.put("prefixes", self.prefix(self.active)())
+
+    def layer_prefix(self, position: int) -> torch.Tensor:
+        prefixes = self.calls.take("prefixes")
+        if prefixes is None:  # the attention runs outside a call of the base model (recomputation)
+            prefixes = self.prefix(cast(str, self.active))()
+        self.calls.put("prefixes", prefixes)
+        return prefixes[position]
+
+    # -- ejection --
+
+    def eject(self, name: str) -> None:
+        """Replace the MLP of adapter ``name`` by the flat prefixes it computes (same outputs, fewer weights)."""
+        config = cast(PrefixTuningConfig, self.host.configs[name])
+        if config.flat:
+            return
+        module = cast(PrefixTuning, self.prefix(name))
+        heads, head_dim = self.dims()
+        flat_config = config.replace(flat=True)
+        flat = FlatPrefixTuning(len(self.prefixed_layers(config)), heads, head_dim, flat_config)
+        with torch.no_grad():
+            flat.control_trans.copy_(module.flat())
+        flat.train(module.training)
+        cast(nn.ModuleDict, self.pool[name])[LOCATION] = flat
+        self.host.configs[name] = flat_config
+
+    # -- files --
+
+    @classmethod
+    def from_saved(cls, weights):
+        # the `adapters` library writes the prefixes again under every layer's attention module
+        # (``...attention.self.prefix_tuning.pool.prefix_tunings.NAME...``): the same tensors, dropped here
+        kept = {k: v for k, v in weights.items() if ".pool.prefix_tunings." not in k}
+        by_suffix = {k[k.index("prefix_tunings.") :]: v for k, v in kept.items() if "prefix_tunings." in k}
+        for key, value in weights.items():
+            if key not in kept:
+                main = by_suffix.get(key[key.index("prefix_tunings.") :])
+                if main is None or not torch.equal(main, value):
+                    raise AdapterConfigError(f"the layer copy {key} differs from the prefix pool's tensor")
+        return kept
+
+    # -- the PEFT format --
+
+    @classmethod
+    def from_peft(cls, peft_config, weights, host):
+        from .peft import from_peft
+
+        return from_peft(cls, peft_config, weights, host)
+
+
+class _Inject:
+    """Forward pre-hook of one layer's self-attention: the prefix goes before this call's keys and values."""
+
+    def __init__(self, method: PrefixTuningMethod, position: int):
+        self.method = method
+        self.position = position
+
+    def __call__(self, module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        batch, queries = hidden.shape[:2]
+        key_value = self.method.layer_prefix(self.position).to(hidden.device)
+        key = key_value[0].unsqueeze(0).expand(batch, -1, -1, -1)
+        value = key_value[1].unsqueeze(0).expand(batch, -1, -1, -1)
+        name = "past_key_values" if "past_key_values" in kwargs else "cache"
+        cache = kwargs.get(name)
+        own = getattr(cache, "self_attention_cache", cache)
+        past = 0 if own is None else own.get_seq_length(getattr(module, "layer_idx", 0) or 0)
+        kwargs = dict(kwargs)
+        kwargs[name] = PrefixedCache(cache, key, value)
+        causal = bool(getattr(module, "is_causal", False))
+        kwargs["attention_mask"] = prefixed_mask(
+            kwargs.get("attention_mask"), key.shape[2], queries, past, causal, hidden.device
+        )
+        return args, kwargs
+
+
+class _Shift:
+    """Forward pre-hook of the embeddings: positions start after the prefix (PEFT's prefixes)."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __call__(self, module, args, kwargs):
+        return args, {**kwargs, "cache_length": kwargs.get("cache_length", 0) + self.length}
