@@ -43,7 +43,7 @@ AUTO = {
 #: parameters that a case randomises (and whose gradients are compared by name): adapter modules, fusion
 #: layers, flexible heads; static heads are added per model (see :func:`randomise`)
 ADAPTER_KEYS = re.compile(
-    r"(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer|heads)\."
+    r"(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer|loras|heads)\."
 )
 
 

@@ -51,6 +51,12 @@ METHODS = {
         "compacter++[reduction_factor=4,factorized_phm_rule=True,phm_rank=2]",
         "compacter++[reduction_factor=4,shared_phm_rule=False,phm_c_init='uniform']",
     ],
+    "lora": [
+        "lora[r=4,alpha=8]",
+        "lora[r=4,alpha=16,attn_matrices=['q','k','v'],intermediate_lora=True,output_lora=True]",
+        "ia3",
+        "ia3[intermediate_lora=False,attn_matrices=['q','v']]",
+    ],
 }
 #: every option of an AdapterFusion config (the ``dynamic`` preset), for configs given as dicts
 _DYNAMIC = {
@@ -187,6 +193,7 @@ CI = [
     "bottleneck5-gpt2-base",
     "bottleneck12-qwen2-base",
     "compacter0-bert-base",
+    "lora1-gpt2-base",
     "bottleneck4-gpt2-clm-safetensors",
     "bottleneck5-bert-mlm-bin",
     "bottleneck1-electra-seqcls-bin",
