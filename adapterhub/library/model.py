@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import adapter_io, remote, saving
+from . import adapter_io, adapterdrop, remote, saving
 from .architectures import Architecture, architecture_of
 from .composition import Block, Setup, parse_setup
 from .configs import AdapterConfig, resolve_config
@@ -41,6 +41,7 @@ class AdapterState:
         self.methods: dict[str, Method] = {}  # method name -> the method's instance for this model
         self.active: Block | None = None
         self.training: Block | None = None
+        self.skip_layers: frozenset[int] = frozenset()  # AdapterDrop: layers whose adapters stay inactive
 
     @property
     def output_embeddings(self) -> nn.Module | None:
@@ -156,16 +157,21 @@ def _apply_active(state: AdapterState) -> None:
     names = state.active.names() if state.active is not None else []
     for method in state.methods.values():
         method.set_active(names)
+    adapterdrop.install(state)
     state.model.__dict__["active_adapters"] = state.active
 
 
 def set_active_adapters(self, adapter_setup: Setup, skip_layers: Any = None) -> None:
-    """Activate ``adapter_setup`` (a name, a list of names, a Stack or a Fuse); ``None`` deactivates."""
+    """Activate ``adapter_setup`` (a name, a list of names, a Stack or a Fuse); ``None`` deactivates.
+    ``skip_layers`` (AdapterDrop): a number ``n`` (the ``n`` lowest layers) or a list of layer indices whose
+    adapters stay inactive, in training and inference; see :mod:`adapterhub.library.adapterdrop`."""
     state = _state(self)
     setup = parse_setup(adapter_setup)
+    skip = adapterdrop.parse_skip_layers(skip_layers, len(state.layers))
     if setup is not None:
         validate_setup(state, setup)
     state.active = setup
+    state.skip_layers = skip
     _apply_active(state)
 
 

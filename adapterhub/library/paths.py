@@ -12,6 +12,16 @@ def get_module(root: nn.Module, path: str) -> nn.Module:
     return module
 
 
+def layer_index(layers_path: str, path: str) -> int | None:
+    """The index of the layer that module ``path`` is in, given the path of the layer list (both relative to the
+    base model): ``layer_index("encoder.layer", "encoder.layer.3.attention.self.query")`` -> 3; else None."""
+    prefix = layers_path + "."
+    if not path.startswith(prefix):
+        return None
+    head = path[len(prefix) :].split(".")[0]
+    return int(head) if head.isdigit() else None
+
+
 def get_or_create_module(root: nn.Module, path: str) -> nn.Module:
     """Like :func:`get_module`, adding empty container modules where the path does not exist yet."""
     module = root

@@ -145,6 +145,9 @@ class BottleneckMethod(Method):
     def set_active(self, names: list[str]) -> None:
         setup = self.host.active  # the structure (Stack / Fuse) behind ``names``
         for site in self.sites:
-            site.set_active(names, setup)
+            if site.index in self.host.skip_layers:  # AdapterDrop
+                site.set_active([], None)
+            else:
+                site.set_active(names, setup)
         if self.invertible is not None:
             self.invertible.set_active(names)

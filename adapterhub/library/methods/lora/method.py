@@ -11,7 +11,7 @@ from transformers.pytorch_utils import Conv1D
 
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
-from ...paths import get_module
+from ...paths import get_module, layer_index
 from ..base import Method, register_method
 from .config import ATTN_MATRICES, IA3Config, LoRAConfig
 from .layers import IA3, LoRA, Blocks, dense_weight
@@ -215,8 +215,11 @@ class LoRAMethod(Method):
     def set_active(self, names: list[str]) -> None:
         mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
         name = mine[0] if mine and mine[0] != self.merged_name else None  # a merged adapter acts already
-        for target in self.targets.values():
-            target.set_active(name)
+        skip = self.host.skip_layers  # AdapterDrop
+        for path, target in self.targets.items():
+            target.set_active(
+                None if skip and layer_index(self.host.architecture.layers, path) in skip else name
+            )
 
     def modules(self, name: str) -> list[nn.Module]:
         return [t.loras[name] for t in self.targets.values() if name in t.loras]
