@@ -37,6 +37,8 @@ class AdapterSummary:
     revision: str | None = None
     library: str | None = None
     method: str | None = None
+    method_family: str | None = None
+    hyperparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     config_hash: str | None = None
     base_model: str | None = None
     model_type: str | None = None

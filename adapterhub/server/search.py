@@ -70,7 +70,13 @@ class AdapterSummary(BaseModel):
     commit: str | None = Field(description="indexed commit of the default branch (None for legacy cards)")
     revision: str | None
     library: str | None = Field(description="`adapters` (AdapterHub format) or `peft`")
-    method: str | None
+    method: str | None = Field(description="`seq_bn`, `lora`, `dora`, `ia3`, `prefix_tuning`, ...")
+    method_family: str | None = Field(description="`bottleneck`, `lora`, `prefix`, `prompt`, ...")
+    hyperparams: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the method's settings from the adapter's config (`r`, `alpha`, targets, "
+        "`reduction_factor`, `prefix_length`, ...)",
+    )
     config_hash: str | None
     base_model: str | None
     model_type: str | None
@@ -412,6 +418,12 @@ def score_metric(e: IndexEntry) -> str | None:
     return next(iter(metrics), None) if isinstance(metrics, dict) else None
 
 
+def hyperparams(e: IndexEntry) -> dict[str, Any]:
+    """The method's settings that indexing read from the adapter's config (empty if none)."""
+    value = (e.data or {}).get("hyperparams")
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def summary(e: IndexEntry) -> AdapterSummary:
     return AdapterSummary(
         id=e.full_name,
@@ -422,6 +434,8 @@ def summary(e: IndexEntry) -> AdapterSummary:
         revision=e.revision,
         library=e.library,
         method=e.method,
+        method_family=e.method_family,
+        hyperparams=hyperparams(e),
         config_hash=e.config_hash,
         base_model=e.base_model,
         model_type=e.model_type,
@@ -457,6 +471,7 @@ def config_hash_of(config: str) -> str:
     if re.fullmatch(r"[0-9a-f]{16}", config):
         return config
     from adapterhub.library.configs import config_hash
+    from adapterhub.library.errors import AdapterConfigError
 
     if config.startswith("{"):
         try:
@@ -468,8 +483,8 @@ def config_hash_of(config: str) -> str:
         return config_hash(value)
     try:
         return config_hash(config)
-    except Exception as e:  # noqa: BLE001 - unknown preset names
-        raise ResolveError(400, f"unknown adapter config {config!r}: {e}") from e
+    except AdapterConfigError as e:  # an unknown name or a bad option; the library's message names it
+        raise ResolveError(400, str(e)) from e
 
 
 def _label(e: IndexEntry) -> str:
@@ -903,7 +918,8 @@ class IdentifierParams:
         ),
         model_name: str | None = Query(None, description="base model the adapter must be for"),
         config: str | None = Query(
-            None, description="preset name (e.g. `seq_bn`, `pfeiffer`), JSON or config hash"
+            None,
+            description="preset name or config string (`seq_bn`, `lora`, `ia3[r=2]`), JSON or config hash",
         ),
         version: str | None = Query(None, description="revision / legacy version to pin (no fallback)"),
     ):

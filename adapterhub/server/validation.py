@@ -215,30 +215,15 @@ def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub"
         except Exception as e:  # noqa: BLE001 - any failure of the load check is a failed validation
             log.warning("load check crashed: %s", e, exc_info=True)
             return {"ok": False, "errors": [f"the adapter could not be loaded: {type(e).__name__}: {e}"]}
-        if (
-            dialect == "peft"
-            and not rep.ok
-            and not rep.num_params
-            and not rep.missing_keys
-            and not rep.unexpected_keys
-        ):
-            # the library cannot load this PEFT method yet: the hub's structural check (LoRA, IA3), else
-            # no verdict on the adapter
-            from adapterhub.server.peft_check import check_peft
-
-            try:
-                res = check_peft(job_dir, base_config)
-            except Exception as e:  # noqa: BLE001
-                res = {"ok": False, "errors": [f"the adapter could not be checked: {type(e).__name__}: {e}"]}
-            if res is None:
-                return {
-                    "ok": None,
-                    "unverified": True,
-                    "method": rep.method,
-                    "errors": [],
-                    "notes": list(rep.errors),
-                }
-            rep = _Report(**{k: res.get(k, d) for k, d in _Report.DEFAULTS.items()})
+        if dialect == "peft" and not rep.ok and not _library_reads_peft(job_dir):
+            # a PEFT method the library cannot load: no verdict on the adapter
+            return {
+                "ok": None,
+                "unverified": True,
+                "method": rep.method,
+                "errors": [],
+                "notes": list(rep.errors),
+            }
         out = {
             "ok": bool(rep.ok),
             "errors": list(rep.errors),
@@ -265,21 +250,20 @@ def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub"
         shutil.rmtree(job_dir, ignore_errors=True)
 
 
-class _Report:
-    """The fields of ``ValidationReport`` that the hub reads, for results computed here."""
+def _library_reads_peft(folder: Path) -> bool:
+    """Whether the library has a method for the ``peft_type`` of the PEFT adapter in ``folder`` (an unreadable
+    config counts as readable: the library's verdict on it stands)."""
+    from adapterhub.library.errors import AdapterConfigError
+    from adapterhub.library.methods.base import method_for_peft
 
-    DEFAULTS = {
-        "ok": False,
-        "errors": [],
-        "method": "",
-        "num_params": 0,
-        "missing_keys": [],
-        "unexpected_keys": [],
-        "changed_modules": 0,
-    }
-
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    try:
+        peft_type = json.loads((folder / "adapter_config.json").read_text())["peft_type"]
+        method_for_peft(peft_type)
+    except AdapterConfigError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return True
 
 
 class Validator:
