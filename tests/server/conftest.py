@@ -104,3 +104,21 @@ def s3_endpoint():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+INTEROP = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "interop"
+
+
+@pytest.fixture(scope="module")
+def base_repo(live_hub):
+    """alice/bert-tiny: a base model repository holding only config.json (the interop BERT)."""
+    if not INTEROP.is_dir():
+        pytest.skip("../shared/fixtures/interop is missing")
+    api = live_hub.api("alice")
+    api.create_repo("alice/bert-tiny")
+    api.upload_file(
+        path_or_fileobj=INTEROP / "bert/base/config.json",
+        path_in_repo="config.json",
+        repo_id="alice/bert-tiny",
+    )
+    return "alice/bert-tiny"

@@ -38,14 +38,8 @@ def _files(folder: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def hub(live_hub):
+def hub(live_hub, base_repo):
     api = live_hub.api("alice")
-    api.create_repo("alice/bert-tiny")
-    api.upload_file(
-        path_or_fileobj=INTEROP / "bert/base/config.json",
-        path_in_repo="config.json",
-        repo_id="alice/bert-tiny",
-    )
     for repo, folder in UPLOADS.items():
         api.create_repo(repo)
         api.create_commit(

@@ -117,21 +117,6 @@ def _refused(live_hub, repo, files: dict[str, bytes], status: int, needle: str):
     return str(e.value)
 
 
-@pytest.fixture(scope="module")
-def base_repo(live_hub):
-    """alice/bert-tiny: a base model repository holding only config.json (the interop BERT)."""
-    if not INTEROP.is_dir():
-        pytest.skip("../shared/fixtures/interop is missing")
-    api = live_hub.api("alice")
-    api.create_repo("alice/bert-tiny")
-    api.upload_file(
-        path_or_fileobj=INTEROP / "bert/base/config.json",
-        path_in_repo="config.json",
-        repo_id="alice/bert-tiny",
-    )
-    return "alice/bert-tiny"
-
-
 def _adapter_files(kind: str = "seq_bn", base: str = "alice/bert-tiny") -> dict[str, bytes]:
     """An adapter folder from the interop fixtures, with a card naming its base model."""
     folder = INTEROP / "bert" / ("peft" if kind.startswith("lora") else "adapters") / kind
