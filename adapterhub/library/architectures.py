@@ -45,6 +45,9 @@ class Architecture:
     # takes ``attention_mask`` and ``cache`` keywords and stores this call's keys / values with ``cache.update``
     # (after rotary embeddings); "" where the family has none
     attention: str = ""
+    # The module whose output is the embedded sequence that prompt tuning puts its prompt into (after position
+    # embeddings and norms, as the AdapterHub format does); "" where not supported
+    prompt: str = ""
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -92,6 +95,7 @@ _BERT_LIKE = Architecture(
         "output": "output.dense",
     },
     attention="attention.self",
+    prompt="embeddings",
 )
 register_architecture(["bert", "roberta", "xlm-roberta", "camembert", "electra"], _BERT_LIKE)
 
