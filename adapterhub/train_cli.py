@@ -31,6 +31,7 @@ from .data import (
     read_tagged,
     read_texts,
 )
+from .library import saving
 from .metrics import accuracy
 from .training import (
     StepInfo,
@@ -47,13 +48,13 @@ from .training import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ADAPTER_FILES = (
-    "adapter_config.json",
-    "adapter.safetensors",
-    "pytorch_adapter.bin",
-    "head_config.json",
-    "model_head.safetensors",
-    "pytorch_model_head.bin",
+ADAPTER_FILES = (  # what save_adapter writes (in either weights format)
+    saving.CONFIG_NAME,
+    saving.WEIGHTS_NAME,
+    saving.LEGACY_WEIGHTS_NAME,
+    saving.HEAD_CONFIG_NAME,
+    saving.HEAD_WEIGHTS_NAME,
+    saving.LEGACY_HEAD_WEIGHTS_NAME,
 )
 
 

@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from adapterhub.common.cards import opens_front_matter, split_front_matter
 from adapterhub.common.files import atomic_write, atomic_write_text
 from adapterhub.common.hashing import git_blob_hasher, git_blob_id, sha256_file
 from adapterhub.common.sizes import human_size
@@ -65,3 +66,18 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
         atomic_write(path, half_then_fail)
     assert path.read_text() == "one"
     assert sorted(p.name for p in path.parent.iterdir()) == ["f.json"]  # no temporary file left
+
+
+def test_front_matter_is_between_two_dash_lines():
+    assert split_front_matter("---\nlicense: mit\n---\n# Title\n") == ("license: mit\n", "# Title\n")
+    assert split_front_matter("\ufeff---\r\na: 1\r\n---\r\nbody") == ("a: 1\r\n", "body")  # BOM, CRLF
+    assert split_front_matter("---\n---\nbody") == ("", "body")  # empty front matter
+    assert split_front_matter("---\na: 1\n---") == ("a: 1\n", "")  # nothing after it
+    assert split_front_matter("---\na: 1\n----\nb: 2\n---\n") == (
+        "a: 1\n----\nb: 2\n",
+        "",
+    )  # '----' closes nothing
+    assert split_front_matter("# no front matter\n---\n") == (None, "# no front matter\n---\n")
+    assert split_front_matter("---\na: 1\n") == (None, "---\na: 1\n")  # never closed
+    assert opens_front_matter("---\na: 1\n") and opens_front_matter("\ufeff--- \n")
+    assert not opens_front_matter("----\n") and not opens_front_matter("# ---\n")

@@ -23,6 +23,8 @@ from .model import init
 from .saving import (
     CONFIG_NAME,
     HEAD_CONFIG_NAME,
+    HEAD_WEIGHTS_NAME,
+    LEGACY_HEAD_WEIGHTS_NAME,
     LEGACY_WEIGHTS_NAME,
     WEIGHTS_NAME,
     compare_keys,
@@ -201,7 +203,7 @@ def _head_errors(
         return []
     if head.get("config") is not None:
         return [f"{HEAD_CONFIG_NAME}: 'config' must be an object (a flexible head) or null (a fixed head)"]
-    head_weights, _ = read_tensors(folder, ("model_head.safetensors", "pytorch_model_head.bin"))
+    head_weights, _ = read_tensors(folder, (HEAD_WEIGHTS_NAME, LEGACY_HEAD_WEIGHTS_NAME))
     return _fixed_head_errors(state, head_weights, report)
 
 

@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+from adapterhub.common.cards import split_front_matter
+
 log = logging.getLogger(__name__)
 
 #: Files whose bytes the extractor reads (all small JSON / Markdown files).
@@ -150,15 +152,14 @@ def normalize_language(value: Any) -> str | None:
 
 def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
     """Splits a model card into its YAML front matter (a dict, empty when absent or invalid) and body."""
-    text = text.lstrip("\ufeff")
-    m = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", text, re.S)
-    if not m:
-        return {}, text
+    front, body = split_front_matter(text)
+    if front is None:
+        return {}, body
     try:
-        data = yaml.safe_load(m.group(1))
+        data = yaml.safe_load(front)
     except yaml.YAMLError:
-        return {}, text[m.end() :]
-    return (data if isinstance(data, dict) else {}), text[m.end() :]
+        return {}, body
+    return (data if isinstance(data, dict) else {}), body
 
 
 def card_description(body: str, limit: int = 500) -> str | None:

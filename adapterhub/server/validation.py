@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from adapterhub.common.cards import opens_front_matter, split_front_matter
+
 log = logging.getLogger("adapterhub.server.validation")
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -120,13 +122,13 @@ def parse_card(text: bytes) -> tuple[dict, list[str]]:
         s = text.decode("utf-8")
     except UnicodeDecodeError:
         return {}, ["README.md: not UTF-8 text"]
-    if not s.startswith("---"):
+    if not opens_front_matter(s):
         return {}, []
-    end = s.find("\n---", 3)
-    if end < 0:
+    front, _ = split_front_matter(s)
+    if front is None:
         return {}, ["README.md: YAML front matter opened with '---' but never closed"]
     try:
-        meta = yaml.safe_load(s[3:end]) or {}
+        meta = yaml.safe_load(front) or {}
     except yaml.YAMLError as e:
         return {}, [f"README.md: invalid YAML front matter ({e})"]
     if not isinstance(meta, dict):
