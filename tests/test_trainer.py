@@ -214,6 +214,9 @@ PRESETS = [
     "seq_bn_inv",
     "double_seq_bn_inv",
     "compacter[reduction_factor=4]",
+    "lora[r=4]",
+    "ia3",
+    "dora",
 ]
 
 
