@@ -156,3 +156,32 @@ def test_peer_fixtures_reproduce_their_outputs(arch, folder, seqcls, attn):
     model.set_active_adapters(None)
     if folder.startswith("adapters/"):  # PEFT's stored inactive output is the base model with its own head
         assert (output_of(model, batch) - expected["output_inactive"]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+def test_four_threads_on_one_model_equal_serial_outputs(arch):
+    from test_threads import THREADS, run_threads
+
+    model = _model(arch, "prefix_tuning[prefix_length=3,bottleneck_size=8]")
+    model.add_adapter("b", config="seq_bn")
+    model.set_active_adapters(adapterhub.Stack("p", "b"))
+    batches = [inputs(seed=10 + i, batch=2, length=5 + 2 * i) for i in range(THREADS)]
+    serial = [output_of(model, batch) for batch in batches]
+    for index, outputs in enumerate(run_threads(model, batches)):
+        for output in outputs:
+            torch.testing.assert_close(output, serial[index], rtol=0, atol=1e-6)
+
+
+def test_a_peer_file_whose_layer_copy_differs_is_refused(tmp_path):
+    import shutil
+
+    folder = tmp_path / "pt"
+    shutil.copytree(FIXTURES / "bert" / "adapters" / "prefix_tuning" / "bin", folder)
+    weights = torch.load(folder / "pytorch_adapter.bin", weights_only=True)
+    key = next(k for k in weights if ".pool.prefix_tunings." in k)
+    weights[key] = weights[key] + 1
+    torch.save(weights, folder / "pytorch_adapter.bin")
+    model = adapterhub.init(transformers.AutoModel.from_pretrained(FIXTURES / "bert" / "base"))
+    with pytest.raises(adapterhub.AdapterLoadError, match="differs"):
+        model.load_adapter(str(folder))
+    assert not model.adapterhub_state.configs and not any("prefix" in k for k in model.state_dict())

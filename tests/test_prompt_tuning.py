@@ -141,3 +141,14 @@ def test_peer_fixtures_reproduce_their_outputs(arch, variant, attn):
     assert (out - expected["output"]).abs().max() <= 1e-5
     model.set_active_adapters(None)
     assert (output_of(model, batch) - expected["output_inactive"]).abs().max() <= 1e-5
+
+
+def test_four_threads_on_one_model_equal_serial_outputs():
+    from test_threads import THREADS, run_threads
+
+    model = _model("bert", "prompt_tuning[prompt_length=3,combine='prefix_after_bos']")
+    batches = [inputs(seed=10 + i, batch=2, length=5 + 2 * i) for i in range(THREADS)]
+    serial = [output_of(model, batch) for batch in batches]
+    for index, outputs in enumerate(run_threads(model, batches)):
+        for output in outputs:
+            torch.testing.assert_close(output, serial[index], rtol=0, atol=1e-6)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ...configs import AdapterConfig
-from ...errors import AdapterConfigError
+from ...errors import AdapterConfigError, AdapterLoadError
 from ...paths import get_module
 from ..base import CallState, Method, register_method
 from .config import PrefixTuningConfig
@@ -173,7 +173,7 @@ class PrefixTuningMethod(Method):
             if key not in kept:
                 main = by_suffix.get(key[key.index("prefix_tunings.") :])
                 if main is None or not torch.equal(main, value):
-                    raise AdapterConfigError(f"the layer copy {key} differs from the prefix pool's tensor")
+                    raise AdapterLoadError(f"the layer copy {key} differs from the prefix pool's tensor")
         return kept
 
     # -- the PEFT format --
