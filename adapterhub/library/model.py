@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import types
-from typing import Any
+from typing import Any, Callable, Iterable, cast
 
 import torch
 from torch import nn
@@ -30,11 +30,13 @@ class AdapterState:
     """Everything adapterhub knows about one model: configs, methods, the active setup."""
 
     def __init__(self, model: nn.Module):
-        self.model = model
+        # a Transformers model (config, base_model_prefix, get_output_embeddings), typed loosely like its config
+        self.model: Any = model
         self.base_model: nn.Module = getattr(model, "base_model", model)
         self.architecture: Architecture = architecture_of(model)
-        self.layers = list(get_module(self.base_model, self.architecture.layers))
-        config = model.config
+        layers = get_module(self.base_model, self.architecture.layers)  # an nn.ModuleList
+        self.layers: list[nn.Module] = list(cast(Iterable[nn.Module], layers))
+        config: Any = model.config
         self.hidden_size: int = config.hidden_size if hasattr(config, "hidden_size") else config.dim
         self.embedding_size: int = getattr(config, "embedding_size", None) or self.hidden_size
         self.configs: dict[str, AdapterConfig] = {}
@@ -357,7 +359,7 @@ def push_adapter_setup_to_hub(self, repo_id: str, adapter_setup: Setup, **kwargs
     )
 
 
-_API = {
+_API: dict[str, Callable[..., Any]] = {
     "add_adapter": add_adapter,
     "delete_adapter": delete_adapter,
     "set_active_adapters": set_active_adapters,
