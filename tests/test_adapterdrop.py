@@ -152,3 +152,24 @@ def test_an_invertible_adapter_below_still_gets_its_gradient():
     grads = {k for k, p in model.named_parameters() if p.grad is not None}
     assert any("invertible_adapters.a." in k for k in grads)  # it runs at the embeddings: not dropped
     assert not any(".layer.0." in k for k in grads) and any(".layer.1." in k for k in grads)
+
+
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+def test_prefix_tuning_drops_the_prefixes_of_skipped_layers(arch):
+    model = adapterhub.init(make_model(arch, "seqcls", num_labels=2)).eval()
+    base = _outputs(model)
+    model.add_adapter("p", config="prefix_tuning[prefix_length=3]")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "prefix" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    model.set_active_adapters("p")
+    both = _outputs(model)
+    model.set_active_adapters("p", skip_layers=[0, 1])  # every layer dropped: the base model
+    assert torch.equal(_outputs(model), base)
+    model.set_active_adapters("p", skip_layers=1)
+    lower_dropped = _outputs(model)
+    assert not torch.allclose(lower_dropped, both) and not torch.allclose(lower_dropped, base)
+    # dropping the upper layer instead gives yet another output
+    model.set_active_adapters("p", skip_layers=[1])
+    assert not torch.allclose(_outputs(model), lower_dropped)

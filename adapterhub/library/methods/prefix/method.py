@@ -118,6 +118,8 @@ class PrefixTuningMethod(Method):
         config = cast(PrefixTuningConfig, self.host.configs[self.active])
         self._handles.append(self.host.base_model.register_forward_pre_hook(self._prepare))
         for position, index in enumerate(self.prefixed_layers(config)):
+            if index in self.host.skip_layers:  # AdapterDrop: this layer's prefix is left out
+                continue
             attention = get_module(self.host.layers[index], self.host.architecture.attention)
             hook = _Inject(self, position)
             self._handles.append(attention.register_forward_pre_hook(hook, with_kwargs=True))
