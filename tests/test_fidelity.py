@@ -317,6 +317,21 @@ def test_overwrite_with_a_failing_config_keeps_the_old_adapter():
     assert not any(".a." in k or "a,b" in k for k in model.state_dict())
 
 
+def test_fusion_overwrite_that_fails_keeps_the_old_fusion_and_unknown_options_raise(tmp_path):
+    model = adapterhub.init(make_model("bert"))
+    model.add_adapter("a", config="seq_bn")
+    model.add_adapter("b", config="seq_bn[mh_adapter=True,output_adapter=False]")  # no site shared with a
+    model.add_adapter("c", config="seq_bn")
+    model.add_adapter_fusion(["a", "c"], name="x", set_active=True)
+    keys = list(model.state_dict())
+    with pytest.raises(AdapterConfigError, match="share no adapter position"):
+        model.add_adapter_fusion(["a", "b"], name="x", overwrite_ok=True)
+    assert list(model.state_dict()) == keys and model.active_adapters == Fuse("a", "c", name="x")
+    model.save_adapter_fusion(tmp_path, "x")
+    with pytest.raises(TypeError, match="unknown option.*lod_as"):
+        model.load_adapter_fusion(tmp_path, lod_as="y")
+
+
 def test_failed_load_leaves_nothing(tmp_path):
     model = adapterhub.init(make_model("bert"))
     model.add_adapter("a", config="seq_bn_inv")

@@ -20,6 +20,7 @@ from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError, Ad
 from .keys import align_prefix
 from .methods.bottleneck import FusionConfig
 from .model import _apply_active, _known, _state, register_api, train_adapter
+from .rollback import all_or_nothing
 
 FUSION_CONFIG_NAME = "adapter_fusion_config.json"
 FUSION_WEIGHTS_NAME = "model_adapter_fusion.safetensors"
@@ -97,15 +98,16 @@ def add_adapter_fusion(
     names, name = fusion_target(adapter_names, name)
     method = _fusing_method(state, names)
     fusion_config = FusionConfig.load(config)
-    if name in method.fusions:
-        if not overwrite_ok:
-            raise AdapterExistsError(
-                f"an AdapterFusion layer named {name!r} already exists; delete it first or pass overwrite_ok=True"
-            )
-        delete_adapter_fusion(self, name)
-    method.add_fusion(name, names, fusion_config)
-    if set_active:
-        self.set_active_adapters(_fuse_block(names, name))
+    if name in method.fusions and not overwrite_ok:
+        raise AdapterExistsError(
+            f"an AdapterFusion layer named {name!r} already exists; delete it first or pass overwrite_ok=True"
+        )
+    with all_or_nothing(state):  # a replacement that fails keeps the old fusion layer
+        if name in method.fusions:
+            delete_adapter_fusion(self, name)
+        method.add_fusion(name, names, fusion_config)
+        if set_active:
+            self.set_active_adapters(_fuse_block(names, name))
     return name
 
 
@@ -194,7 +196,7 @@ def load_adapter_fusion(
 ) -> str:
     """Load a saved fusion layer; its adapters must be loaded already. Returns the fusion's name."""
     state = _state(self)
-    folder = saving.resolve_location(adapter_fusion_name_or_path)
+    folder = saving.resolve_location(adapter_fusion_name_or_path, **kwargs)
     config_path, header = saving.read_folder_json(folder, FUSION_CONFIG_NAME)
     saving._check_model(header, state, config_path)
     names = header.get("adapter_names")
@@ -224,8 +226,8 @@ def load_adapter_fusion(
         old.sub(lambda m: f"{m.group(1)}adapter_fusion_layer.{name}.", k): v for k, v in weights.items()
     }
     weights = align_prefix(weights, state)
-    method.add_fusion(name, names, config)
-    try:
+    with all_or_nothing(state):
+        method.add_fusion(name, names, config)
         pattern = _fusion_pattern(name)
         expected = {k: v for k, v in self.state_dict().items() if pattern.search(k)}
         saving._compare(expected, weights, "the AdapterFusion layer", weights_path)
@@ -235,9 +237,6 @@ def load_adapter_fusion(
         flex_load = getattr(self, "load_head", None)
         if with_head and flex_load is not None and (folder / saving.HEAD_CONFIG_NAME).is_file():
             flex_load(folder, load_as=name)
-    except BaseException:
-        method.delete_fusion(name)
-        raise
     if set_active:
         self.set_active_adapters(_fuse_block(names, name))
     return name
