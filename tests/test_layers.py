@@ -33,12 +33,6 @@ ALLOWED_CIRCLES = [
     # heads.py imports lm_heads at its end so that the language-model head types register themselves, and they
     # subclass heads.PredictionHead.
     ("adapterhub.library", {"adapterhub.library.heads", "adapterhub.library.lm_heads"}),
-    # The prefix-tuning method converts to and from PEFT's form in peft.py (imported when asked for), which
-    # uses the method's own prefix layout.
-    (
-        "adapterhub.library.methods.prefix",
-        {"adapterhub.library.methods.prefix.method", "adapterhub.library.methods.prefix.peft"},
-    ),
     # The hub object lives in app.py and the route modules read it back (hfapi._hub), with private request
     # helpers of hfapi. Goes when the server gets its composition root (a hub.py with the hub object).
     ("adapterhub.server", {"adapterhub.server.app", "adapterhub.server.hfapi"}),

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+HOLDER = "prefix_tuning"  # module on the base model holding the ``prefix_tunings`` dict (AdapterHub names)
+LOCATION = "self_prefix"  # the prefix of the self-attention (encoders and decoders)
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "swish": nn.SiLU}
 
 

@@ -13,10 +13,7 @@ from ...errors import AdapterConfigError, AdapterLoadError
 from ...paths import get_module
 from ..base import CallState, Method, register_method
 from .config import PrefixTuningConfig
-from .layers import FlatPrefixTuning, PrefixedCache, PrefixTuning, prefixed_mask
-
-HOLDER = "prefix_tuning"  # module on the base model holding the ``prefix_tunings`` dict (AdapterHub names)
-LOCATION = "self_prefix"  # the prefix of the self-attention (encoders and decoders)
+from .layers import HOLDER, LOCATION, FlatPrefixTuning, PrefixedCache, PrefixTuning, prefixed_mask
 
 
 @register_method

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...errors import AdapterConfigError
 from .config import PrefixTuningConfig
-from .method import HOLDER, LOCATION
+from .layers import HOLDER, LOCATION
 
 
 def from_peft(cls, peft_config, weights, host):
