@@ -355,3 +355,21 @@ def test_quickstart_command_runs_the_lifecycle(base_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (skipped / "adapter.safetensors").is_file() and not (skipped / ".hub").exists()
     assert "see it" not in result.output
+
+
+@pytest.mark.parametrize("config", ["prefix_tuning[prefix_length=4,bottleneck_size=16]", "prompt_tuning"])
+def test_quickstart_with_prefix_and_prompt_tuning(base_dir, tmp_path, config):
+    """The whole lifecycle with the attention-side methods: trained, pushed, validated by the hub, reloaded."""
+    from typer.testing import CliRunner
+
+    from adapterhub.cli import app
+
+    options = ["quickstart", "--data-dir", str(_sst2_folder(tmp_path / "glue")), "--model", str(base_dir)]
+    options += ["--epochs", "1", "--batch-size", "4", "--time-budget", "0", "--threads", "1", "--no-progress"]
+    options += ["--fp32", "--config", config, "--lr", "1e-2", "-o", str(tmp_path / "qs")]
+    result = CliRunner().invoke(app, options, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "qs" / ".hub" / "lifecycle.json").read_text())
+    assert (summary["validation"], summary["max_abs_logit_diff"]) == ("passed", 0.0)
+    saved = json.loads((tmp_path / "qs" / "adapter_config.json").read_text())
+    assert saved["config"]["architecture"] == config.split("[")[0]
