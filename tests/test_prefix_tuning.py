@@ -185,3 +185,39 @@ def test_a_peer_file_whose_layer_copy_differs_is_refused(tmp_path):
     with pytest.raises(adapterhub.AdapterLoadError, match="differs"):
         model.load_adapter(str(folder))
     assert not model.adapterhub_state.configs and not any("prefix" in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama"])
+def test_peft_prefix_tuning_of_random_weights_matches_peft(arch, tmp_path):
+    peft = pytest.importorskip("peft")
+    reference = peft.get_peft_model(
+        make_model(arch), peft.PrefixTuningConfig(num_virtual_tokens=5, task_type="FEATURE_EXTRACTION")
+    )
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for param in reference.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn(param.shape, generator=generator))
+    reference.eval()
+    batch = inputs()
+    with torch.no_grad():
+        expected = reference(**batch).last_hidden_state
+    reference.save_pretrained(tmp_path)
+    model = adapterhub.init(make_model(arch))
+    model.set_active_adapters(model.load_adapter(str(tmp_path)))
+    assert model.adapterhub_state.configs["default"].shift_positions
+    torch.testing.assert_close(output_of(model, batch), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_generate_with_shifted_positions_equals_full_recomputation(arch, tmp_path):
+    model = _model(arch, "prefix_tuning_flat[prefix_length=4,shift_positions=True]", kind="lm")
+    model.generation_config.eos_token_id = None
+    prompt = {"input_ids": inputs(batch=1, length=5)["input_ids"]}
+    generated = model.generate(**prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    ids = prompt["input_ids"]
+    for _ in range(5):
+        with torch.no_grad():
+            logits = model(input_ids=ids, use_cache=False).logits
+        ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(generated, ids)

@@ -76,13 +76,10 @@ class PrefixTuningMethod(Method):
         layers = self.prefixed_layers(config)
         if not layers:
             raise AdapterConfigError(f"leave_out {config.leave_out} leaves no layer for the prefix")
-        if (
-            config.shift_positions
-            and "cache_length" not in inspect.signature(self._embeddings().forward).parameters
-        ):
+        if config.shift_positions and self._shift_site() is None:
             raise AdapterConfigError(
-                "shift_positions (PEFT's prefix positions) is supported only for models whose embeddings take "
-                f"cache_length (BERT family), not {self.host.model.config.model_type!r}"
+                "shift_positions (PEFT's prefix positions) needs embeddings that take cache_length or a base model "
+                f"that takes position_ids; {self.host.model.config.model_type!r} has neither"
             )
         heads, head_dim = self.dims()
         kind = FlatPrefixTuning if config.flat else PrefixTuning
@@ -121,14 +118,24 @@ class PrefixTuningMethod(Method):
             hook = _Inject(self, position)
             self._handles.append(attention.register_forward_pre_hook(hook, with_kwargs=True))
         if config.shift_positions:
-            shift = _Shift(config.prefix_length)
-            self._handles.append(self._embeddings().register_forward_pre_hook(shift, with_kwargs=True))
+            module, shift = cast(tuple, self._shift_site())
+            self._handles.append(
+                module.register_forward_pre_hook(shift(config.prefix_length), with_kwargs=True)
+            )
 
     def modules(self, name: str) -> list[nn.Module]:
         return [self.prefix(name)]
 
     def _embeddings(self) -> nn.Module:
         return get_module(self.host.base_model, self.host.architecture.embeddings)
+
+    def _shift_site(self):
+        """Where PEFT's position shift goes: (module, pre-hook class), or None where it cannot."""
+        if "cache_length" in inspect.signature(self._embeddings().forward).parameters:
+            return self._embeddings(), _ShiftCacheLength
+        if "position_ids" in inspect.signature(self.host.base_model.forward).parameters:
+            return self.host.base_model, _ShiftPositionIds
+        return None
 
     # -- the forward path (re-entrant: a call's prefixes go through CallState) --
 
@@ -210,11 +217,31 @@ class _Inject:
         return args, kwargs
 
 
-class _Shift:
-    """Forward pre-hook of the embeddings: positions start after the prefix (PEFT's prefixes)."""
+class _ShiftCacheLength:
+    """Forward pre-hook of embeddings that take ``cache_length`` (BERT family): positions start after the prefix,
+    as PEFT's prefixes (a cache of that length) make them."""
 
     def __init__(self, length: int):
         self.length = length
 
     def __call__(self, module, args, kwargs):
         return args, {**kwargs, "cache_length": kwargs.get("cache_length", 0) + self.length}
+
+
+class _ShiftPositionIds:
+    """Forward pre-hook of a base model that takes ``position_ids`` (decoders): the same shift, on the ids given
+    (derived from the mask, as in generation) or on the default ones (after the cached tokens)."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __call__(self, module, args, kwargs):
+        positions = kwargs.get("position_ids")
+        if positions is None:
+            tokens = kwargs.get("input_ids", args[0] if args else None)
+            if tokens is None:
+                tokens = kwargs["inputs_embeds"]
+            cache = kwargs.get("past_key_values", kwargs.get("cache"))
+            past = 0 if cache is None else cache.get_seq_length()
+            positions = torch.arange(past, past + tokens.shape[1], device=tokens.device).unsqueeze(0)
+        return args, {**kwargs, "position_ids": positions + self.length}
