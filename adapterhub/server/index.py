@@ -285,6 +285,9 @@ def _adapterhub_method(c: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
         else:
             method = arch
         return method, "lora", hp
+    if arch == "vera":
+        keys = ("r", "target_modules", "leave_out", "projection_prng_key", "d_initial", "dropout")
+        return arch, "lora", {k: c[k] for k in keys if k in c and c[k] not in (None, [])}
     if arch == "prefix_tuning":
         keys = ("prefix_length", "bottleneck_size", "flat", "non_linearity", "leave_out")
         return arch, "prefix", {k: c[k] for k in keys if k in c}

@@ -79,6 +79,19 @@ def test_adapterhub_methods(fixture, method, family):
     assert len(m.config_hash) == 16 and m.warnings == []
 
 
+def test_vera_method_and_hyperparameters(tmp_path):
+    import adapterhub
+    from tiny_models import make_model
+
+    model = adapterhub.init(make_model("bert"))
+    model.add_adapter("a", config="vera[r=16,projection_prng_key=7]")
+    model.save_adapter(tmp_path, "a")
+    m = extract_folder(tmp_path)
+    assert (m.library, m.method, m.method_family) == ("adapters", "vera", "lora")
+    assert m.hyperparams == {"r": 16, "projection_prng_key": 7, "d_initial": 0.1, "dropout": 0.0}
+    assert m.num_params == 2 * 2 * (32 + 16)  # the vectors only: lambda_b [32] and lambda_d [16] on q and v
+
+
 def test_prefix_tuning_bin_only_counts_no_params_but_size():
     m = extract_folder(INTEROP / "bert/adapters/prefix_tuning/bin")
     assert m.method == "prefix_tuning" and m.hyperparams["prefix_length"] > 0

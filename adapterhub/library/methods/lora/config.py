@@ -101,7 +101,7 @@ class LoRAConfig(AdapterConfig):
         if self.use_gating:
             problems.append("use_gating (gated LoRA, as in UniPELT) is not supported yet")
         if self.vera_d is not None or self.vera_b is not None:
-            problems.append("vera_d / vera_b (VeRA) are not supported by this config yet")
+            problems.append("vera_d / vera_b: VeRA is its own method here, the `vera` config")
         targets = self.target_modules
         if targets is not None and not (
             isinstance(targets, str)

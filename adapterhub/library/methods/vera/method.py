@@ -1,0 +1,195 @@
+"""VeRA inside a model: the shared random projections, the per-layer scaling vectors and their hooks."""
+
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...configs import AdapterConfig
+from ...errors import AdapterConfigError
+from ...paths import get_module, layer_index
+from ..base import Method, register_method
+from ..lora.layers import dense_weight
+from ..lora.method import LINEAR_TYPES, matches
+from .config import VeRAConfig
+
+
+def projections(config: VeRAConfig, in_features: int, out_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared ``A`` ``[r, in]`` and ``B`` ``[out, r]`` (the largest sizes of the targeted layers), drawn
+    from ``projection_prng_key`` as PEFT draws them: one CPU generator, ``A`` then ``B``, each uniform in
+    ``±sqrt(6 / fan_in)`` (Kaiming uniform, gain sqrt(2))."""
+    generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
+    out = []
+    for shape in ((config.r, in_features), (out_features, config.r)):
+        bound = math.sqrt(6.0 / shape[1])
+        out.append(torch.empty(shape).uniform_(-bound, bound, generator=generator))
+    return out[0], out[1]
+
+
+class VeRA(nn.Module):
+    """The trained vectors of one adapter at one layer (``lambda_b`` ``[out]``, ``lambda_d`` ``[r]``) and
+    non-persistent views of the shared projections, sliced to the layer."""
+
+    def __init__(self, config: VeRAConfig, A: torch.Tensor, B: torch.Tensor, weight: torch.Tensor):
+        super().__init__()
+        out_features, in_features = weight.shape
+        kw = {"dtype": weight.dtype, "device": weight.device}
+        self.lambda_b = nn.Parameter(torch.zeros(out_features, **kw))
+        self.lambda_d = nn.Parameter(torch.full((config.r,), float(config.d_initial), **kw))
+        self.register_buffer("vera_A", A[:, :in_features].to(**kw), persistent=False)
+        self.register_buffer("vera_B", B[:out_features, :].to(**kw), persistent=False)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(x) if self.dropout is not None else x
+        A, B = cast(torch.Tensor, self.vera_A), cast(torch.Tensor, self.vera_B)
+        return self.lambda_b * F.linear(self.lambda_d * F.linear(x.to(A.dtype), A), B)
+
+    def merged_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        A, B = cast(torch.Tensor, self.vera_A), cast(torch.Tensor, self.vera_B)
+        return weight + (self.lambda_b[:, None] * B) @ (self.lambda_d[:, None] * A)
+
+
+class Target:
+    """One linear layer holding VeRA modules in ``.veras``."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        if "veras" not in module._modules:
+            module.add_module("veras", nn.ModuleDict())
+        self.veras = cast(nn.ModuleDict, module.veras)
+        self.active: str | None = None
+        self.original: torch.Tensor | None = None
+        self._handle = None
+
+    def set_active(self, name: str | None) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self.active = name if name is not None and name in self.veras else None
+        if self.active is not None:
+            self._handle = self.module.register_forward_hook(self._adapt_output)
+
+    def _adapt_output(self, module, args, output):  # reads only the configuration, keeps nothing of a call
+        return output + cast(VeRA, self.veras[self.active]).delta(args[0]).to(output.dtype)
+
+
+@register_method
+class VeRAMethod(Method):
+    """VeRA adapters on the linear layers of one model (one active at a time)."""
+
+    name = "vera"
+    config_classes = (VeRAConfig,)
+    containers = ("veras",)
+    compositions = frozenset()
+
+    def __init__(self, host) -> None:
+        super().__init__(host)
+        self.targets: dict[str, Target] = {}
+        self.merged_name: str | None = None
+
+    def _paths(self, config: VeRAConfig) -> list[str]:
+        arch = self.host.architecture
+        layers = arch.layers + "."
+        if config.target_modules is None:
+            if "qkv" in arch.linears:
+                raise AdapterConfigError(
+                    "this model family fuses q, k and v into one projection: name VeRA's target_modules"
+                )
+            wanted = [
+                f"{layers}{i}.{arch.linears[m]}"
+                for i in range(len(self.host.layers))
+                for m in ("q", "v")
+                if i not in config.leave_out
+            ]
+            return wanted
+        found = []
+        for path, module in self.host.base_model.named_modules():
+            if not isinstance(module, LINEAR_TYPES) or ".veras." in path or ".loras." in path:
+                continue
+            if path.startswith(layers) and int(path[len(layers) :].split(".")[0]) in config.leave_out:
+                continue
+            if matches(config.target_modules, path, self.host.prefix):
+                found.append(path)
+        return found
+
+    def add(self, name: str, config: AdapterConfig) -> None:
+        if not isinstance(config, VeRAConfig):
+            raise AdapterConfigError(f"the VeRA method runs VeRA configs, not {type(config).__name__}")
+        paths = self._paths(config)
+        if not paths:
+            raise AdapterConfigError(f"target_modules {config.target_modules!r} matches no linear layer")
+        modules = {}
+        for path in paths:
+            module = get_module(self.host.base_model, path)
+            if not isinstance(module, LINEAR_TYPES):
+                raise AdapterConfigError(
+                    f"VeRA target {path!r} is a {type(module).__name__}, not a linear layer"
+                )
+            modules[path] = module
+        shapes = [dense_weight(m).shape for m in modules.values()]
+        A, B = projections(config, max(s[1] for s in shapes), max(s[0] for s in shapes))
+        for path, module in modules.items():
+            target = self.targets.setdefault(path, Target(module))
+            vera = VeRA(config, A, B, dense_weight(module).detach())
+            vera.train(module.training)
+            target.veras[name] = vera
+
+    def delete(self, name: str) -> None:
+        if self.merged_name == name:
+            self.unmerge()
+        for path, target in list(self.targets.items()):
+            if name in target.veras:
+                if target.active == name:
+                    target.set_active(None)
+                del target.veras[name]
+            if not len(target.veras):
+                del target.module._modules["veras"]
+                del self.targets[path]
+
+    def set_active(self, names: list[str]) -> None:
+        mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
+        name = mine[0] if mine and mine[0] != self.merged_name else None  # a merged adapter acts already
+        skip = self.host.skip_layers  # AdapterDrop
+        for path, target in self.targets.items():
+            target.set_active(
+                None if skip and layer_index(self.host.architecture.layers, path) in skip else name
+            )
+
+    def modules(self, name: str) -> list[nn.Module]:
+        return [t.veras[name] for t in self.targets.values() if name in t.veras]
+
+    # -- merging --
+
+    def merge(self, name: str) -> None:
+        if self.merged_name == name:
+            return
+        if self.merged_name is not None:
+            raise AdapterConfigError(
+                f"adapter {self.merged_name!r} is merged into the model; call reset_adapter() before merging {name!r}"
+            )
+        with torch.no_grad():
+            for target in self.targets.values():
+                if name in target.veras:
+                    stored = cast(torch.Tensor, target.module.weight)
+                    target.original = stored.detach().clone()
+                    new = cast(VeRA, target.veras[name]).merged_weight(dense_weight(target.module))
+                    stored.copy_(new if isinstance(target.module, nn.Linear) else new.t())
+        self.merged_name = name
+        self.set_active(self.host.active.names() if self.host.active is not None else [])
+
+    def unmerge(self) -> None:
+        with torch.no_grad():
+            for target in self.targets.values():
+                if target.original is not None:
+                    cast(torch.Tensor, target.module.weight).copy_(target.original)
+                    target.original = None
+        self.merged_name = None
+        self.set_active(self.host.active.names() if self.host.active is not None else [])
+
+    def merged(self) -> list[str]:
+        return [self.merged_name] if self.merged_name else []
