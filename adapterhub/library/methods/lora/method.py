@@ -11,8 +11,9 @@ from transformers.pytorch_utils import Conv1D
 
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
-from ...paths import get_module, layer_index
+from ...paths import get_module
 from ..base import Method, register_method
+from ..layer_targets import LayerTargets
 from .config import ATTN_MATRICES, IA3Config, LoRAConfig
 from .layers import IA3, LoRA, Blocks, dense_weight
 
@@ -107,7 +108,7 @@ class Target:
 
 
 @register_method
-class LoRAMethod(Method):
+class LoRAMethod(LayerTargets, Method):
     """LoRA (with DoRA and rsLoRA) and IA3 adapters on the linear layers of one model."""
 
     name = "lora"
@@ -199,30 +200,6 @@ class LoRAMethod(Method):
                 module = LoRA(config, target.in_features, blocks, weight)
             module.train(target.module.training)
             target.loras[name] = module
-
-    def delete(self, name: str) -> None:
-        if self.merged_name == name:
-            self.unmerge()
-        for path, target in list(self.targets.items()):
-            if name in target.loras:
-                if target.active == name:
-                    target.set_active(None)
-                del target.loras[name]
-            if not len(target.loras):
-                del target.module._modules["loras"]
-                del self.targets[path]
-
-    def set_active(self, names: list[str]) -> None:
-        mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
-        name = mine[0] if mine and mine[0] != self.merged_name else None  # a merged adapter acts already
-        skip = self.host.skip_layers  # AdapterDrop
-        for path, target in self.targets.items():
-            target.set_active(
-                None if skip and layer_index(self.host.architecture.layers, path) in skip else name
-            )
-
-    def modules(self, name: str) -> list[nn.Module]:
-        return [t.loras[name] for t in self.targets.values() if name in t.loras]
 
     def paths(self, name: str) -> list[str]:
         return [path for path, t in self.targets.items() if name in t.loras]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +11,9 @@ from torch import nn
 
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
-from ...paths import get_module, layer_index
+from ...paths import get_module
 from ..base import Method, register_method
+from ..layer_targets import LayerTargets
 from ..lora.layers import dense_weight
 from ..lora.method import LINEAR_TYPES, matches
 from .config import VeRAConfig
@@ -37,11 +38,13 @@ class VeRA(nn.Module):
     def __init__(self, config: VeRAConfig, A: torch.Tensor, B: torch.Tensor, weight: torch.Tensor):
         super().__init__()
         out_features, in_features = weight.shape
-        kw = {"dtype": weight.dtype, "device": weight.device}
-        self.lambda_b = nn.Parameter(torch.zeros(out_features, **kw))
-        self.lambda_d = nn.Parameter(torch.full((config.r,), float(config.d_initial), **kw))
-        self.register_buffer("vera_A", A[:, :in_features].to(**kw), persistent=False)
-        self.register_buffer("vera_B", B[:out_features, :].to(**kw), persistent=False)
+        dtype, device = weight.dtype, weight.device
+        self.lambda_b = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device))
+        self.lambda_d = nn.Parameter(
+            torch.full((config.r,), float(config.d_initial), dtype=dtype, device=device)
+        )
+        self.register_buffer("vera_A", A[:, :in_features].to(device=device, dtype=dtype), persistent=False)
+        self.register_buffer("vera_B", B[:out_features, :].to(device=device, dtype=dtype), persistent=False)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +67,7 @@ class Target:
         self.veras = cast(nn.ModuleDict, module.veras)
         self.active: str | None = None
         self.original: torch.Tensor | None = None
-        self._handle = None
+        self._handle: Any = None
 
     def set_active(self, name: str | None) -> None:
         if self._handle is not None:
@@ -79,7 +82,7 @@ class Target:
 
 
 @register_method
-class VeRAMethod(Method):
+class VeRAMethod(LayerTargets, Method):
     """VeRA adapters on the linear layers of one model (one active at a time)."""
 
     name = "vera"
@@ -138,30 +141,6 @@ class VeRAMethod(Method):
             vera = VeRA(config, A, B, dense_weight(module).detach())
             vera.train(module.training)
             target.veras[name] = vera
-
-    def delete(self, name: str) -> None:
-        if self.merged_name == name:
-            self.unmerge()
-        for path, target in list(self.targets.items()):
-            if name in target.veras:
-                if target.active == name:
-                    target.set_active(None)
-                del target.veras[name]
-            if not len(target.veras):
-                del target.module._modules["veras"]
-                del self.targets[path]
-
-    def set_active(self, names: list[str]) -> None:
-        mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
-        name = mine[0] if mine and mine[0] != self.merged_name else None  # a merged adapter acts already
-        skip = self.host.skip_layers  # AdapterDrop
-        for path, target in self.targets.items():
-            target.set_active(
-                None if skip and layer_index(self.host.architecture.layers, path) in skip else name
-            )
-
-    def modules(self, name: str) -> list[nn.Module]:
-        return [t.veras[name] for t in self.targets.values() if name in t.veras]
 
     # -- merging --
 
