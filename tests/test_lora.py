@@ -10,6 +10,8 @@ from safetensors.torch import load_file
 import adapterhub
 from adapterhub import AdapterConfigError
 from tiny_models import ARCHS, inputs, make_model, output_of
+from tiny_models import model_with_adapter as _model
+from tiny_models import perturb_adapter as _perturb
 
 CONFIGS = [
     "lora",
@@ -20,21 +22,6 @@ CONFIGS = [
     "lora[target_modules='all-linear',use_dora=True]",
     "ia3[target_modules=['v_proj','value','v_lin','c_attn','c_fc'],feedforward_modules=['c_fc']]",
 ]
-
-
-def _perturb(model, name, seed=7, scale=0.1):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.adapterhub_state.adapter_parameters(name).values():
-            param.add_(torch.randn(param.shape, generator=generator) * scale)
-
-
-def _model(arch, config, kind="base", perturb=True):
-    model = adapterhub.init(make_model(arch, kind))
-    model.add_adapter("a", config=config)
-    if perturb:
-        _perturb(model, "a")
-    return model
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 import adapterhub
 from adapterhub import AdapterConfigError
-from tiny_models import ARCHS, inputs, make_model, output_of
+from tiny_models import ARCHS, inputs, make_model, model_with_adapter, output_of, perturb_adapter
 
 ALL = "vera[r=8,target_modules='all-linear',leave_out=[0]]"
 
@@ -17,19 +17,12 @@ def _config(arch: str) -> str:
     return ALL if arch == "gpt2" else "vera[r=16]"
 
 
-def _perturb(model, name, seed=7, scale=0.5):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.adapterhub_state.adapter_parameters(name).values():
-            param.add_(torch.randn(param.shape, generator=generator) * scale)
+def _perturb(model, name):
+    perturb_adapter(model, name, scale=0.5)
 
 
 def _model(arch, config, kind="base", perturb=True):
-    model = adapterhub.init(make_model(arch, kind))
-    model.add_adapter("a", config=config)
-    if perturb:
-        _perturb(model, "a")
-    return model
+    return model_with_adapter(arch, config, kind, perturb, scale=0.5)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -100,3 +100,22 @@ def collate_examples(examples: list[dict]) -> dict[str, torch.Tensor]:
         ),
         "labels": torch.tensor([e["labels"] for e in examples]),
     }
+
+
+def perturb_adapter(model, name: str, seed: int = 7, scale: float = 0.1) -> None:
+    """Add seeded noise to every weight of adapter ``name`` (so that it changes the model's output)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.adapterhub_state.adapter_parameters(name).values():
+            param.add_(torch.randn(param.shape, generator=generator) * scale)
+
+
+def model_with_adapter(arch: str, config, kind: str = "base", perturb: bool = True, scale: float = 0.1):
+    """A tiny ``arch`` model (``make_model``) with adapter ``a`` of ``config`` added (inactive), perturbed."""
+    import adapterhub
+
+    model = adapterhub.init(make_model(arch, kind))
+    model.add_adapter("a", config=config)
+    if perturb:
+        perturb_adapter(model, "a", scale=scale)
+    return model

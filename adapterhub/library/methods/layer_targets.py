@@ -4,22 +4,23 @@ time, at most one merged."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
+
+from ..errors import AdapterConfigError
 
 from ..paths import layer_index
 
 
 class LayerTargets:
     """Mixin for a :class:`~.base.Method` with ``self.targets`` (module path -> target: ``.module``,
-    ``.active`` and ``.set_active(name or None)``) and ``self.merged_name``."""
+    ``.active``, ``.set_active(name or None)``, ``.merge(name)``, ``.unmerge()``) and ``self.merged_name``."""
 
     containers: ClassVar[tuple[str, ...]]
     targets: dict[str, Any]
     merged_name: str | None
     host: Any
-    unmerge: Callable[[], None]
 
     def _held(self, target) -> nn.ModuleDict:
         return target.module._modules[self.containers[0]]
@@ -48,3 +49,25 @@ class LayerTargets:
 
     def modules(self, name: str) -> list[nn.Module]:
         return [self._held(t)[name] for t in self.targets.values() if name in self._held(t)]
+
+    def merge(self, name: str) -> None:
+        if self.merged_name == name:
+            return
+        if self.merged_name is not None:
+            raise AdapterConfigError(
+                f"adapter {self.merged_name!r} is merged into the model; call reset_adapter() before merging {name!r}"
+            )
+        for target in self.targets.values():
+            if name in self._held(target):
+                target.merge(name)
+        self.merged_name = name
+        self.set_active(self.host.active.names() if self.host.active is not None else [])
+
+    def unmerge(self) -> None:
+        for target in self.targets.values():
+            target.unmerge()
+        self.merged_name = None
+        self.set_active(self.host.active.names() if self.host.active is not None else [])
+
+    def merged(self) -> list[str]:
+        return [self.merged_name] if self.merged_name else []

@@ -204,30 +204,6 @@ class LoRAMethod(LayerTargets, Method):
     def paths(self, name: str) -> list[str]:
         return [path for path, t in self.targets.items() if name in t.loras]
 
-    # -- merging --
-
-    def merge(self, name: str) -> None:
-        if self.merged_name == name:
-            return
-        if self.merged_name is not None:
-            raise AdapterConfigError(
-                f"adapter {self.merged_name!r} is merged into the model; call reset_adapter() before merging {name!r}"
-            )
-        for target in self.targets.values():
-            if name in target.loras:
-                target.merge(name)
-        self.merged_name = name
-        self.set_active(self.host.active.names() if self.host.active is not None else [])
-
-    def unmerge(self) -> None:
-        for target in self.targets.values():
-            target.unmerge()
-        self.merged_name = None
-        self.set_active(self.host.active.names() if self.host.active is not None else [])
-
-    def merged(self) -> list[str]:
-        return [self.merged_name] if self.merged_name else []
-
     # -- the PEFT format --
 
     @classmethod

@@ -77,6 +77,19 @@ class Target:
         if self.active is not None:
             self._handle = self.module.register_forward_hook(self._adapt_output)
 
+    def merge(self, name: str) -> None:
+        with torch.no_grad():
+            stored = cast(torch.Tensor, self.module.weight)
+            self.original = stored.detach().clone()
+            new = cast(VeRA, self.veras[name]).merged_weight(dense_weight(self.module))
+            stored.copy_(new if isinstance(self.module, nn.Linear) else new.t())
+
+    def unmerge(self) -> None:
+        if self.original is not None:
+            with torch.no_grad():
+                cast(torch.Tensor, self.module.weight).copy_(self.original)
+            self.original = None
+
     def _adapt_output(self, module, args, output):  # reads only the configuration, keeps nothing of a call
         return output + cast(VeRA, self.veras[self.active]).delta(args[0]).to(output.dtype)
 
@@ -141,34 +154,3 @@ class VeRAMethod(LayerTargets, Method):
             vera = VeRA(config, A, B, dense_weight(module).detach())
             vera.train(module.training)
             target.veras[name] = vera
-
-    # -- merging --
-
-    def merge(self, name: str) -> None:
-        if self.merged_name == name:
-            return
-        if self.merged_name is not None:
-            raise AdapterConfigError(
-                f"adapter {self.merged_name!r} is merged into the model; call reset_adapter() before merging {name!r}"
-            )
-        with torch.no_grad():
-            for target in self.targets.values():
-                if name in target.veras:
-                    stored = cast(torch.Tensor, target.module.weight)
-                    target.original = stored.detach().clone()
-                    new = cast(VeRA, target.veras[name]).merged_weight(dense_weight(target.module))
-                    stored.copy_(new if isinstance(target.module, nn.Linear) else new.t())
-        self.merged_name = name
-        self.set_active(self.host.active.names() if self.host.active is not None else [])
-
-    def unmerge(self) -> None:
-        with torch.no_grad():
-            for target in self.targets.values():
-                if target.original is not None:
-                    cast(torch.Tensor, target.module.weight).copy_(target.original)
-                    target.original = None
-        self.merged_name = None
-        self.set_active(self.host.active.names() if self.host.active is not None else [])
-
-    def merged(self) -> list[str]:
-        return [self.merged_name] if self.merged_name else []
