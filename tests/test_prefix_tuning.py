@@ -221,3 +221,27 @@ def test_generate_with_shifted_positions_equals_full_recomputation(arch, tmp_pat
             logits = model(input_ids=ids, use_cache=False).logits
         ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(generated, ids)
+
+
+@pytest.mark.parametrize(
+    "arch,kind", [("bert", "base"), ("roberta", "base"), ("gpt2", "lm"), ("llama", "lm")]
+)
+def test_peft_prefix_saved_by_us_loads_in_peft_with_the_same_outputs(arch, kind, tmp_path):
+    peft = pytest.importorskip("peft")
+    model = _model(arch, "prefix_tuning_flat[prefix_length=4,shift_positions=True]", kind=kind)
+    batch = inputs()
+    expected = output_of(model, batch)
+    model.save_adapter(tmp_path, "p", format="peft")
+    assert set(load_file(tmp_path / "adapter_model.safetensors")) == {"prompt_embeddings"}
+    reference = peft.PeftModel.from_pretrained(make_model(arch, kind), tmp_path).eval()
+    with torch.no_grad():
+        out = reference(**batch)
+    torch.testing.assert_close(
+        out.logits if kind == "lm" else out.last_hidden_state, expected, atol=1e-5, rtol=0
+    )
+    again = adapterhub.init(make_model(arch, kind))
+    again.set_active_adapters(again.load_adapter(str(tmp_path)))
+    assert torch.equal(output_of(again, batch), expected)
+    plain = _model(arch, kind=kind)
+    with pytest.raises(AdapterConfigError, match="shift"):
+        plain.save_adapter(tmp_path / "no", "p", format="peft")

@@ -93,7 +93,8 @@ def _save_peft(state, folder: Path, name: str, with_head: bool, use_safetensors:
     config.setdefault("task_type", _peft_task_type(state) if head else None)
     config.setdefault("inference_mode", True)
     config.setdefault("revision", None)
-    weights = {PEFT_PREFIX + key: value for key, value in weights.items()}
+    # model weights under base_model.model.; prompt-learning tables (prompt_embeddings) stay at the top
+    weights = {(PEFT_PREFIX + key if "." in key else key): value for key, value in weights.items()}
     saving.write_weights(folder, (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME), weights, use_safetensors)
     saving.write_json(folder / saving.CONFIG_NAME, config)
 

@@ -190,6 +190,11 @@ class PrefixTuningMethod(Method):
 
         return from_peft(cls, peft_config, weights, host)
 
+    def to_peft(self, name: str):
+        from .peft import to_peft
+
+        return to_peft(self, name)
+
 
 class _Inject:
     """Forward pre-hook of one layer's self-attention: the prefix goes before this call's keys and values."""

@@ -29,3 +29,35 @@ def from_peft(cls, peft_config, weights, host):
     config = PrefixTuningConfig(flat=True, prefix_length=length, shift_positions=True)
     key = f"{host.prefix}{HOLDER}.prefix_tunings.default.{LOCATION}.control_trans"
     return config, {key: table.reshape(-1)}
+
+
+def to_peft(method, name: str):
+    config = method.host.configs[name]
+    if not config.shift_positions:
+        raise AdapterConfigError(
+            f"prefix tuning adapter {name!r} keeps the sequence's positions (the AdapterHub form); PEFT shifts them "
+            "by the prefix length, so its PEFT file would compute differently. Only prefixes read from PEFT files "
+            "(shift_positions=True) are saved in the PEFT format"
+        )
+    if config.leave_out:
+        raise AdapterConfigError(
+            "PEFT prefix tuning has a prefix in every layer; this adapter leaves some out"
+        )
+    model = method.host.model
+    heads, head_dim = method.dims()
+    peft_config = {
+        "peft_type": "PREFIX_TUNING",
+        "num_virtual_tokens": config.prefix_length,
+        "token_dim": method.host.hidden_size,
+        "num_layers": len(method.host.layers),
+        "num_attention_heads": model.config.num_attention_heads,
+        "encoder_hidden_size": method.host.hidden_size,
+        "prefix_projection": False,
+        "num_transformer_submodules": 1,
+    }
+    if model is method.host.base_model:
+        peft_config["task_type"] = "FEATURE_EXTRACTION"
+    elif getattr(model, "can_generate", lambda: False)():  # GPT2LMHeadModel, LlamaForCausalLM, ...
+        peft_config["task_type"] = "CAUSAL_LM"
+    table = method.prefix(name).flat().detach().reshape(config.prefix_length, -1)
+    return peft_config, {"prompt_embeddings": table.clone()}
