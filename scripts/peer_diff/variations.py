@@ -90,7 +90,7 @@ SETUPS = {
         ["Fuse", "a", "b"],
     ),
     "fuse-value-after": (
-        [["a", f"double_seq_bn[{_RF}]"], ["b", f"seq_bn[{_RF}]"]],
+        [["a", f"seq_bn[{_RF},non_linearity='tanh']"], ["b", f"seq_bn[{_RF}]"]],
         [[["a", "b"], {**_DYNAMIC, "value_before_softmax": False, "key": False}]],
         ["Fuse", "a", "b"],
     ),
@@ -113,7 +113,7 @@ SETUPS = {
 #: flexible heads: (head type, options, adapter config)
 HEADS = {
     "classification": ("classification", {"num_labels": 3}, f"seq_bn_inv[{_RF}]"),
-    "multilabel": ("multilabel_classification", {"num_labels": 3}, f"par_bn[{_RF}]"),
+    "multilabel": ("classification", {"num_labels": 3, "multilabel": True}, f"par_bn[{_RF}]"),
     "tagging": ("tagging", {"num_labels": 5}, f"double_seq_bn[{_RF}]"),
     "masked_lm": ("masked_lm", {}, f"seq_bn_inv[{_RF}]"),  # encoders only
     "causal_lm": ("causal_lm", {}, f"double_seq_bn_inv[{_RF}]"),  # decoders only
