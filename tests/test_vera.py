@@ -166,3 +166,46 @@ def test_outputs_and_gradients_equal_peft():
     out_mine.pow(2).sum().backward()
     for mine, other in pairs:
         torch.testing.assert_close(mine.grad, other.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "arch,targets", [("bert", ["query", "value", "intermediate.dense"]), ("gpt2", ["c_attn"])]
+)
+def test_peft_files_both_ways(arch, targets, tmp_path):
+    peft = pytest.importorskip("peft")
+    batch = inputs()
+    config = peft.VeraConfig(r=8, target_modules=targets, projection_prng_key=4, vera_dropout=0.0)
+    peft_model = peft.get_peft_model(make_model(arch), config)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for key, param in peft_model.named_parameters():
+            if "vera_lambda" in key:
+                param.copy_(torch.randn(param.shape, generator=generator))
+    peft_model.eval()
+    theirs = output_of(peft_model, batch)
+    peft_model.save_pretrained(tmp_path / "peft")  # with the projections (PEFT's default)
+    model = adapterhub.init(make_model(arch))
+    name = model.load_adapter(tmp_path / "peft", set_active=True)
+    torch.testing.assert_close(output_of(model, batch), theirs, rtol=0, atol=1e-5)
+    model.save_adapter(tmp_path / "ours", name, format="peft")
+    saved = load_file(tmp_path / "ours" / "adapter_model.safetensors")
+    assert all("vera_lambda" in k for k in saved)  # the vectors only
+    again = peft.PeftModel.from_pretrained(make_model(arch), tmp_path / "ours").eval()
+    torch.testing.assert_close(output_of(again, batch), theirs, rtol=0, atol=1e-5)
+
+
+def test_peft_file_with_other_projections_is_refused(tmp_path):
+    peft = pytest.importorskip("peft")
+    from safetensors.torch import save_file
+
+    peft_model = peft.get_peft_model(make_model("bert"), peft.VeraConfig(r=8, target_modules=["query"]))
+    peft_model.save_pretrained(tmp_path)
+    path = tmp_path / "adapter_model.safetensors"
+    weights = load_file(path)
+    key = next(k for k in weights if "vera_A" in k)
+    weights[key] = weights[key] * 2
+    save_file(weights, path)
+    model = adapterhub.init(make_model("bert"))
+    with pytest.raises(adapterhub.AdapterError, match="projection_prng_key"):
+        model.load_adapter(tmp_path)
+    assert not model.adapterhub_state.configs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, cast
 
 import torch
@@ -17,18 +16,7 @@ from ..layer_targets import LayerTargets
 from ..lora.layers import dense_weight
 from ..lora.method import LINEAR_TYPES, matches
 from .config import VeRAConfig
-
-
-def projections(config: VeRAConfig, in_features: int, out_features: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shared ``A`` ``[r, in]`` and ``B`` ``[out, r]`` (the largest sizes of the targeted layers), drawn
-    from ``projection_prng_key`` as PEFT draws them: one CPU generator, ``A`` then ``B``, each uniform in
-    ``±sqrt(6 / fan_in)`` (Kaiming uniform, gain sqrt(2))."""
-    generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
-    out = []
-    for shape in ((config.r, in_features), (out_features, config.r)):
-        bound = math.sqrt(6.0 / shape[1])
-        out.append(torch.empty(shape).uniform_(-bound, bound, generator=generator))
-    return out[0], out[1]
+from .projections import projections
 
 
 class VeRA(nn.Module):
@@ -102,6 +90,7 @@ class VeRAMethod(LayerTargets, Method):
     config_classes = (VeRAConfig,)
     containers = ("veras",)
     compositions = frozenset()
+    peft_types = ("VERA",)
 
     def __init__(self, host) -> None:
         super().__init__(host)
@@ -154,3 +143,16 @@ class VeRAMethod(LayerTargets, Method):
             vera = VeRA(config, A, B, dense_weight(module).detach())
             vera.train(module.training)
             target.veras[name] = vera
+
+    # -- the PEFT format --
+
+    @classmethod
+    def from_peft(cls, peft_config, weights, host):
+        from .peft import from_peft
+
+        return from_peft(peft_config, weights, host)
+
+    def to_peft(self, name: str):
+        from .peft import to_peft
+
+        return to_peft(self, name)
