@@ -152,3 +152,54 @@ def test_four_threads_on_one_model_equal_serial_outputs():
     for index, outputs in enumerate(run_threads(model, batches)):
         for output in outputs:
             torch.testing.assert_close(output, serial[index], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "arch,kind,task",
+    [
+        ("bert", "base", "FEATURE_EXTRACTION"),
+        ("roberta", "base", "FEATURE_EXTRACTION"),
+        ("gpt2", "lm", "CAUSAL_LM"),
+        ("llama", "lm", "CAUSAL_LM"),
+    ],
+)
+def test_peft_prompt_tuning_of_random_weights_matches_peft(arch, kind, task, tmp_path):
+    peft = pytest.importorskip("peft")
+    reference = peft.get_peft_model(
+        make_model(arch, kind), peft.PromptTuningConfig(num_virtual_tokens=4, task_type=task)
+    )
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for param in reference.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn(param.shape, generator=generator))
+    reference.eval()
+    batch = inputs()
+    if arch == "bert":
+        batch["token_type_ids"] = torch.ones_like(batch["input_ids"])
+    with torch.no_grad():
+        out = reference(**batch)
+    expected = out.logits if kind == "lm" else out.last_hidden_state
+    reference.save_pretrained(tmp_path)
+    model = adapterhub.init(make_model(arch, kind))
+    model.set_active_adapters(model.load_adapter(str(tmp_path)))
+    assert model.adapterhub_state.configs["default"].input_embeddings
+    torch.testing.assert_close(output_of(model, batch), expected, atol=1e-5, rtol=0)
+    model.save_adapter(tmp_path / "ours", "default")
+    again = adapterhub.init(make_model(arch, kind))
+    again.set_active_adapters(again.load_adapter(str(tmp_path / "ours")))
+    assert torch.equal(output_of(again, batch), output_of(model, batch))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_generate_with_a_prompt_on_the_input_embeddings_equals_full_recomputation(arch):
+    model = _model(arch, "prompt_tuning[prompt_length=3,input_embeddings=True]", kind="lm")
+    model.generation_config.eos_token_id = None
+    prompt = {"input_ids": inputs(batch=1, length=5)["input_ids"]}
+    generated = model.generate(**prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    ids = prompt["input_ids"]
+    for _ in range(5):
+        with torch.no_grad():
+            logits = model(input_ids=ids, use_cache=False).logits
+        ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(generated, ids)

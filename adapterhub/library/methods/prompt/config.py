@@ -16,11 +16,12 @@ COMBINES = ("prefix", "prefix_after_bos")
 @dataclasses.dataclass(frozen=True)
 class PromptTuningConfig(AdapterConfig):
     """Prompt tuning (Lester et al., 2021): ``prompt_length`` learned vectors put into the sequence after the
-    embeddings, before it (``combine="prefix"``) or after its first token (``"prefix_after_bos"``); the outputs
-    are ``prompt_length`` positions longer than the input. ``prompt_init``: ``"random_uniform"`` (in
-    ``[-random_uniform_scale, random_uniform_scale]``) or ``"from_string"`` (the embeddings of
-    ``prompt_init_text``'s tokens, repeated to the prompt length, with the tokenizer named by the model config's
-    ``tokenizer_name_or_path`` or ``_name_or_path``)."""
+        embeddings, before it (``combine="prefix"``) or after its first token (``"prefix_after_bos"``); the outputs
+        are ``prompt_length`` positions longer than the input. ``prompt_init``: ``"random_uniform"`` (in
+        ``[-random_uniform_scale, random_uniform_scale]``) or ``"from_string"`` (the embeddings of
+        ``prompt_init_text``'s tokens, repeated to the prompt length, with the tokenizer named by the model config's
+        ``tokenizer_name_or_path`` or ``_name_or_path``). ``input_embeddings`` (PEFT's form, set for adapters read
+    from PEFT files): the prompt joins the token embeddings, before the model adds positions."""
 
     method = "prompt_tuning"
     architecture = "prompt_tuning"
@@ -31,13 +32,14 @@ class PromptTuningConfig(AdapterConfig):
     combine: str = "prefix"
     init_weights_seed: Optional[int] = None
     random_uniform_scale: float = 0.5
+    input_embeddings: bool = False
 
     def to_dict(self):
         data = super().to_dict()
-        if (
-            data.get("random_uniform_scale") == 0.5
-        ):  # not written by the AdapterHub format (a class attribute)
-            del data["random_uniform_scale"]
+        # not written by the AdapterHub format: random_uniform_scale (a class attribute there), input_embeddings
+        for key, default in (("random_uniform_scale", 0.5), ("input_embeddings", False)):
+            if data.get(key) == default:
+                del data[key]
         return data
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import cast
 
@@ -41,6 +42,7 @@ class PromptTuningMethod(Method):
     config_classes = (PromptTuningConfig,)
     containers = ("prompt_tunings",)
     compositions = frozenset()  # one prompt active at a time (next to adapters of other methods)
+    peft_types = ("PROMPT_TUNING",)
 
     def __init__(self, host) -> None:
         super().__init__(host)
@@ -61,7 +63,12 @@ class PromptTuningMethod(Method):
             raise AdapterConfigError(
                 f"the prompt tuning method runs PromptTuningConfig, not {type(config).__name__}"
             )
-        if not self.host.architecture.prompt:
+        if config.input_embeddings:
+            if "inputs_embeds" not in inspect.signature(self.host.base_model.forward).parameters:
+                raise AdapterConfigError(
+                    "prompt tuning on the input embeddings needs a model that takes inputs_embeds"
+                )
+        elif not self.host.architecture.prompt:
             raise AdapterConfigError(
                 f"prompt tuning is not supported for {self.host.model.config.model_type!r} models yet: the family's "
                 "map names no embedding output for the prompt"
@@ -119,14 +126,20 @@ class PromptTuningMethod(Method):
         self.active = mine[0] if mine else None
         if self.active is None:
             return
-        embedded = get_module(self.host.base_model, self.host.architecture.prompt)
-        self._handles.append(embedded.register_forward_hook(self._insert))
-        self._handles.append(
-            self.host.base_model.register_forward_pre_hook(self._extend_mask, with_kwargs=True)
-        )
+        if cast(PromptTuningConfig, self.host.configs[self.active]).input_embeddings:
+            hook = self._embed_inputs
+        else:
+            embedded = get_module(self.host.base_model, self.host.architecture.prompt)
+            self._handles.append(embedded.register_forward_hook(self._insert))
+            hook = self._extend_mask
+        self._handles.append(self.host.base_model.register_forward_pre_hook(hook, with_kwargs=True))
 
     def modules(self, name: str) -> list[nn.Module]:
         return [self.pool[name]]
+
+    @classmethod
+    def from_peft(cls, peft_config, weights, host):
+        return from_peft(peft_config, weights, host)
 
     # -- the forward path (reads only the configuration) --
 
@@ -142,15 +155,73 @@ class PromptTuningMethod(Method):
             kwargs["attention_mask"] = _with_prompt(kwargs["attention_mask"], config)
         return tuple(args), kwargs
 
+    def _embed_inputs(self, module, args, kwargs):
+        """PEFT's form: the prompt joins the token embeddings (passed as ``inputs_embeds``); in a generation step
+        whose cache holds the prompt already only the mask gets its positions."""
+        config = cast(PromptTuningConfig, self.host.configs[cast(str, self.active)])
+        kwargs = dict(kwargs)
+        if args:
+            kwargs["input_ids"], args = args[0], args[1:]
+        if len(args) > 0:
+            kwargs["attention_mask"], args = args[0], args[1:]
+        if args:
+            raise AdapterConfigError(
+                "prompt tuning on the input embeddings needs keyword arguments after attention_mask"
+            )
+        ids = kwargs.pop("input_ids", None)
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is None:
+            embeds = self.host.model.get_input_embeddings()(ids)
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
+        past = 0 if cache is None else cache.get_seq_length()
+        mask = kwargs.get("attention_mask")
+        positions = kwargs.get("position_ids")
+        if kwargs.get("token_type_ids") is not None:  # as PEFT, whose prompts were trained without them
+            kwargs["token_type_ids"] = None
+        if past == 0:
+            kwargs["inputs_embeds"] = self.pool[cast(str, self.active)](embeds)
+            kwargs["attention_mask"] = _with_prompt(mask, config)
+            if positions is not None:  # the model counts the prompt's positions itself
+                kwargs["position_ids"] = None
+        else:
+            kwargs["inputs_embeds"] = embeds
+            if mask is not None and mask.shape[1] + config.prompt_length == past + embeds.shape[1]:
+                kwargs["attention_mask"] = _with_prompt(mask, config)
+                if positions is not None:  # derived from the mask without the prompt (generation)
+                    kwargs["position_ids"] = positions + config.prompt_length
+        return (), kwargs
 
-def _with_prompt(mask, config: PromptTuningConfig):
+
+def _with_prompt(mask, config: PromptTuningConfig, value: int = 1):
     if mask is None:
         return None
     if mask.dim() != 2:
         raise AdapterConfigError(
             "prompt tuning needs a [batch, length] attention mask, not a prepared 4D one"
         )
-    ones = torch.ones(mask.shape[0], config.prompt_length, dtype=mask.dtype, device=mask.device)
+    ones = torch.full((mask.shape[0], config.prompt_length), value, dtype=mask.dtype, device=mask.device)
     if config.combine == "prefix_after_bos":
         return torch.cat([mask[:, :1], ones, mask[:, 1:]], dim=1)
     return torch.cat([ones, mask], dim=1)
+
+
+def from_peft(peft_config, weights, host):
+    """PEFT's PROMPT_TUNING files: ``prompt_embeddings`` ``[num_virtual_tokens, token_dim]``, joined to the token
+    embeddings."""
+    tables = [k for k in weights if k.rsplit(".", 1)[-1] == "prompt_embeddings"]
+    if len(tables) != 1 or len(weights) != 1:
+        raise AdapterConfigError(
+            f"a PEFT prompt tuning file holds one 'prompt_embeddings' tensor, not {sorted(weights)}"
+        )
+    table = weights[tables[0]]
+    length = peft_config.get("num_virtual_tokens")
+    if (
+        tuple(table.shape) != (length, host.embedding_size)
+        or peft_config.get("num_transformer_submodules", 1) != 1
+    ):
+        raise AdapterConfigError(
+            f"prompt_embeddings of shape {tuple(table.shape)} does not fit this model: expected "
+            f"({length}, {host.embedding_size}) and one transformer submodule"
+        )
+    config = PromptTuningConfig(prompt_length=length, input_embeddings=True)
+    return config, {f"{host.prefix}{HOLDER}.prompt_tunings.default.prompt_embedding.weight": table}
