@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
+import torch
 import pytest
 
 hf = pytest.importorskip("huggingface_hub")
@@ -138,3 +139,37 @@ def test_resolve_and_bundle_take_method_config_names(hub, path):
     assert error.count("unknown adapter config 'no_such_method'") == 1 and "known presets" in error, error
     r = _get(hub, path, identifier="alice/ah-lora", config="lora[rank=4]")
     assert r.status_code == 400 and r.json()["error"].count("'rank'") == 1, r.text
+
+
+def test_peft_vera_upload_is_validated_through_the_library(hub, tmp_path):
+    peft = pytest.importorskip("peft")
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(INTEROP / "bert/base")
+    model = peft.get_peft_model(
+        transformers.AutoModel.from_config(config),
+        peft.VeraConfig(r=8, target_modules=["query", "value"], projection_prng_key=3),
+    )
+    with torch.no_grad():
+        for key, param in model.named_parameters():
+            if "vera_lambda_b" in key:
+                param.fill_(0.5)  # a trained adapter: it changes the output
+    model.save_pretrained(tmp_path)
+    header = json.loads((tmp_path / "adapter_config.json").read_text())
+    header["base_model_name_or_path"] = "alice/bert-tiny"  # the hub's name of the base model
+    (tmp_path / "adapter_config.json").write_text(json.dumps(header))
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".json", ".safetensors")}
+    files["README.md"] = b"---\nbase_model: alice/bert-tiny\n---\n"
+    api = hub.api("alice")
+    api.create_repo("alice/peft-vera")
+    api.create_commit(
+        "alice/peft-vera",
+        operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()],
+        commit_message="v",
+    )
+    r = _get(hub, "/api/models/alice/peft-vera/validation").json()
+    layers, hidden = config.num_hidden_layers, config.hidden_size
+    assert r["status"] == "passed" and r["method"] == "vera", r
+    assert r["num_params"] == layers * 2 * (hidden + 8)  # the vectors; the shared projections are not counted
+    item = _items(hub, method="vera")["alice/peft-vera"]
+    assert item["method_family"] == "lora" and item["hyperparams"]["r"] == 8
