@@ -236,7 +236,7 @@ def test_peft_lora_checked_against_the_base_model(live_hub, base_repo):
 
 
 @needs_fixtures
-def test_peft_method_without_a_check_is_stored_as_unverified(live_hub, base_repo):
+def test_peft_prefix_passes_and_a_method_without_a_check_is_unverified(live_hub, base_repo):
     api = live_hub.api("alice")
     api.create_repo("alice/prefix")
     folder = INTEROP / "bert" / "peft" / "prefix_tuning"
@@ -250,6 +250,16 @@ def test_peft_method_without_a_check_is_stored_as_unverified(live_hub, base_repo
         "alice/prefix", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="p"
     )
     r = httpx.get(f"{live_hub.url}/api/models/alice/prefix/validation").json()
+    assert r["status"] == "passed" and r["method"] == "prefix_tuning", r  # loaded by the library
+    # a PEFT method the library has no method for: stored, without a verdict
+    files["adapter_config.json"] = json.dumps(
+        dict(json.loads(files["adapter_config.json"]), peft_type="LOHA")
+    ).encode()
+    api.create_repo("alice/loha")
+    api.create_commit(
+        "alice/loha", operations=[hf.CommitOperationAdd(p, d) for p, d in files.items()], commit_message="l"
+    )
+    r = httpx.get(f"{live_hub.url}/api/models/alice/loha/validation").json()
     assert r["status"] == "unverified" and r["errors"] == [], r
 
 
