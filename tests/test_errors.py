@@ -73,12 +73,13 @@ def test_name_already_exists(saved):
     assert model.load_adapter(saved, load_as="sst2") == "sst2"
 
 
-def test_unknown_adapter_name():
+def test_unknown_adapter_name(tmp_path):
     model = _fresh()
     with pytest.raises(AdapterNotFoundError, match="no adapter named 'x'"):
         model.set_active_adapters("x")
     with pytest.raises(AdapterNotFoundError, match="no adapter named 'x'"):
-        model.save_adapter("/tmp/never", "x")
+        model.save_adapter(tmp_path / "never", "x")
+    assert not (tmp_path / "never").exists()
 
 
 def test_other_hidden_size(saved):
