@@ -93,18 +93,26 @@ def _upload(c, repo_id, files, **fields):
     return c.post("/upload", data=data, files=files)
 
 
-def test_upload_with_metadata_fields_writes_the_card(web, live_hub):
-    c = web
-    page = c.get("/upload").text
-    assert '<option value="alice/tiny-bert">' in page and '<option value="sst-2">' in page
+@pytest.fixture(scope="module")
+def card_form(web):
+    """alice/card-form, uploaded through the form with every metadata field: the answer and the files sent
+    (the upload test checks the card it wrote, the editor test edits it; each works alone)."""
     parts = [
         ("files", (p, d, "application/octet-stream"))
         for p, d in folder(INTEROP / "bert/adapters/seq_bn/safetensors").items()
     ]
     r = _upload(
-        c, "alice/card-form", parts, base_model="alice/tiny-bert", task="sentiment", subtask="sst-2",
+        web, "alice/card-form", parts, base_model="alice/tiny-bert", task="sentiment", subtask="sst-2",
         language="en", license=OTHER, license_other="my-licence", metrics="accuracy: 0.88", body="Trained on SST-2.",
     )  # fmt: skip
+    return r, parts
+
+
+def test_upload_with_metadata_fields_writes_the_card(web, live_hub, card_form):
+    c = web
+    page = c.get("/upload").text
+    assert '<option value="alice/tiny-bert">' in page and '<option value="sst-2">' in page
+    r, parts = card_form
     assert r.status_code == 303, html.unescape(r.text)[:3000]
     card = live_hub.api("alice").hf_hub_download("alice/card-form", "README.md")
     text = open(card, encoding="utf-8").read()
@@ -157,8 +165,9 @@ def test_refused_metadata_leaves_nothing(web, live_hub):
     assert (live_hub.count(Repo), live_hub.count(Commit), live_hub.blob_files()) == before
 
 
-def test_card_editor(web, live_hub):
+def test_card_editor(web, live_hub, card_form):
     c = web
+    assert card_form[0].status_code == 303
     r = c.get("/adapters/alice/card-form/card")
     assert r.status_code == 200
     assert '<option value="sentiment" selected>' in r.text and '<option value="__other__" selected>' in r.text
