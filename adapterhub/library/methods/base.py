@@ -77,6 +77,10 @@ class Method:
         """Make exactly the adapters ``names`` of this method active (in ``host.active``'s structure)."""
         raise NotImplementedError
 
+    def own(self, names: list[str]) -> list[str]:
+        """The adapters among ``names`` that this method runs, in their order."""
+        return [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
+
     def modules(self, name: str) -> list[nn.Module]:
         """The modules of adapter ``name``, one per place where it changes the model."""
         raise NotImplementedError

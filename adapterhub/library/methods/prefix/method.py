@@ -105,7 +105,7 @@ class PrefixTuningMethod(Method):
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
+        mine = self.own(names)
         self.active = mine[0] if mine else None
         if self.active is None:
             return
