@@ -240,6 +240,12 @@ def test_head_errors():
     assert model.active_head is None and "a" not in model.heads
     with pytest.raises(AdapterConfigError, match="no pooler"):
         flex("gpt2").add_classification_head("p", use_pooler=True)
+    lm = flex("gpt2")
+    with pytest.raises(AdapterConfigError, match="dropout_prob is not applied by causal_lm heads"):
+        lm.add_causal_lm_head("lm", dropout_prob=0.1)  # the format has the option; no LM head applies it
+    assert "lm" not in lm.heads
+    lm.add_causal_lm_head("lm", dropout_prob=None)
+    assert lm.heads.lm.config["dropout_prob"] is None
     with pytest.raises(AdapterConfigError, match="bare base model"):
         adapterhub.AdapterModel(make_model("bert", "seqcls"))
 
@@ -253,6 +259,8 @@ def test_from_config_and_from_pretrained(tmp_path):
     batch = inputs()
     with torch.no_grad():
         assert torch.equal(loaded(**batch).last_hidden_state, base(**batch).last_hidden_state)
+    with pytest.raises(TypeError, match="output_loading_info is not supported"):
+        adapterhub.AdapterModel.from_pretrained(tmp_path, output_loading_info=True)
 
 
 def test_activation_checkpointing_gives_the_same_gradients():

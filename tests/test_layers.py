@@ -30,9 +30,6 @@ ALLOWED_CIRCLES = [
     # weights do not fit), while the model's save_adapter/load_adapter methods call adapter_io; rollback
     # (all_or_nothing, used by both) re-applies the model's active setup through model._apply_active.
     ("adapterhub.library", {"adapterhub.library.adapter_io", "adapterhub.library.model"}),
-    # heads.py imports lm_heads at its end so that the language-model head types register themselves, and they
-    # subclass heads.PredictionHead.
-    ("adapterhub.library", {"adapterhub.library.heads", "adapterhub.library.lm_heads"}),
     # The hub object lives in app.py and the route modules read it back (hfapi._hub), with private request
     # helpers of hfapi. Goes when the server gets its composition root (a hub.py with the hub object).
     ("adapterhub.server", {"adapterhub.server.app", "adapterhub.server.hfapi"}),

@@ -15,7 +15,7 @@ from .methods.bottleneck import BnConfig, FusionConfig
 from .methods.lora import IA3Config, LoRAConfig
 from .model import init
 from . import fusion as _fusion, setups as _setups, trainer_checkpoints as _trainer_checkpoints  # noqa: E402,F401  (register their model methods)
-from .heads import AdapterModel
+from .adapter_model import AdapterModel
 
 __all__ = [
     "AdapterConfig",

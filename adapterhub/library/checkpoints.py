@@ -1,4 +1,4 @@
-"""Whole-model checkpoints of an :class:`~adapterhub.library.heads.AdapterModel`, as ``<Arch>AdapterModel`` writes them.
+"""Whole-model checkpoints of an :class:`~adapterhub.library.adapter_model.AdapterModel`, as ``<Arch>AdapterModel`` writes them.
 
 ``save_pretrained(dir)`` writes ``config.json`` (the base model's config plus ``adapters``: the AdapterHub
 ``ModelAdaptersConfig`` dict with ``adapters``, ``config_map``, ``fusions``, ``fusion_config_map``,
@@ -48,7 +48,11 @@ def load_base_model(path, **kwargs: Any):
     """``AutoModel.from_pretrained(path, **kwargs)``; returns the model and the checkpoint keys it did not use."""
     import transformers
 
-    kwargs.pop("output_loading_info", None)
+    if kwargs.pop("output_loading_info", False):
+        raise TypeError(
+            "AdapterModel.from_pretrained returns the model only; output_loading_info is not supported (weights "
+            "of the checkpoint that nothing took are logged as a warning)"
+        )
     log = logging.getLogger("transformers.modeling_utils")
     quiet = _DropUnexpectedOnlyReport()
     log.addFilter(quiet)

@@ -18,6 +18,7 @@ from . import saving
 from .composition import Block, Fuse, Stack
 from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError, AdapterNotFoundError
 from .keys import align_prefix
+from .methods.base import Method
 from .methods.bottleneck import FusionConfig
 from .model import _apply_active, _known, _state, register_api, train_adapter
 from .rollback import all_or_nothing
@@ -64,13 +65,14 @@ def _fusing_method(state, names: list[str]):
     return next(iter(methods.values()))
 
 
-def _fusion_name(state, adapter_names) -> str:
+def _existing_fusion(state, adapter_names) -> tuple[Method, str]:
+    """(the method that holds it, the name) of the fusion layer over ``adapter_names``, which must exist."""
     _, name = fusion_target(adapter_names)
     method = state.fusion_method()
     if method is None or name not in method.fusions:
         known = ", ".join(sorted(method.fusions)) if method is not None and method.fusions else "none"
         raise AdapterNotFoundError(f"no AdapterFusion layer named {name!r} in this model (fusions: {known})")
-    return name
+    return method, name
 
 
 def _without_fusion(setup: Block | None, name: str) -> Block | None:
@@ -113,8 +115,8 @@ def add_adapter_fusion(
 
 def delete_adapter_fusion(self, adapter_names) -> None:
     state = _state(self)
-    name = _fusion_name(state, adapter_names)
-    state.fusion_method().delete_fusion(name)
+    method, name = _existing_fusion(state, adapter_names)
+    method.delete_fusion(name)
     state.active = _without_fusion(state.active, name)
     state.training = _without_fusion(state.training, name)
     _apply_active(state)
@@ -134,8 +136,8 @@ def train_adapter_fusion(
         for name in setup.names():
             for param in state.adapter_parameters(name).values():
                 param.requires_grad = False
-    for block in setup.fuse_blocks():
-        for layer in state.fusion_method().fusion_layers(block.name):
+    for block in setup.fuse_blocks():  # train_adapter checked that each one exists
+        for layer in _existing_fusion(state, block)[0].fusion_layers(block.name):
             for param in layer.parameters():
                 param.requires_grad = True
 
@@ -171,8 +173,8 @@ def save_adapter_fusion(
 ) -> None:
     """Write the fusion layer of ``adapter_names`` to ``save_directory`` in the AdapterHub format."""
     state = _state(self)
-    name = _fusion_name(state, adapter_names)
-    names, config = state.fusion_method().fusions[name]
+    method, name = _existing_fusion(state, adapter_names)
+    names, config = method.fusions[name]
     folder = Path(save_directory)
     pattern = _fusion_pattern(name)
     weights = {k: v for k, v in self.state_dict().items() if pattern.search(k)}

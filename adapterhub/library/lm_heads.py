@@ -18,7 +18,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
 
 from .errors import AdapterConfigError
-from .heads import HEAD_TYPES, PredictionHead
+from .heads import PredictionHead
 from .methods.bottleneck.layers import activation
 
 
@@ -47,6 +47,11 @@ class LMHead(PredictionHead):
             value = config[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise AdapterConfigError(f"head {name!r}: {key} must be a positive integer, got {value!r}")
+        if config.get("dropout_prob"):  # an option of the format that no language-model head applies
+            raise AdapterConfigError(
+                f"head {name!r}: dropout_prob is not applied by {self.head_type} heads (nor by the adapters "
+                f"library's); leave it unset"
+            )
         size = config["embedding_size"]
         modules: list[nn.Module] = []
         for index in range(config["layers"] - 1):
@@ -150,6 +155,3 @@ class CausalLMHead(LMHead):
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
         )
-
-
-HEAD_TYPES.update({cls.head_type: cls for cls in (MaskedLMHead, CausalLMHead)})

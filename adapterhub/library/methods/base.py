@@ -90,6 +90,17 @@ class Method:
     #: AdapterFusion layers, for methods that support "Fuse": fusion name -> (fused adapters, FusionConfig)
     fusions: dict[str, tuple[list[str], Any]]
 
+    def add_fusion(self, name: str, adapter_names: list[str], config: Any) -> None:
+        """Add the AdapterFusion layer ``name`` over ``adapter_names`` (methods that support "Fuse")."""
+        raise AdapterConfigError(f"{self.name} adapters cannot be fused")
+
+    def delete_fusion(self, name: str) -> None:
+        """Remove the AdapterFusion layer ``name`` (no error if it is absent)."""
+
+    def fusion_layers(self, name: str) -> list[Any]:
+        """The modules of the AdapterFusion layer ``name``, one per place where it mixes the adapters."""
+        return []
+
     def merge(self, name: str) -> None:
         """Fold adapter ``name`` into the base weights (``merge_adapter``)."""
         raise AdapterConfigError(f"{self.name} adapters cannot be merged into the model's weights")
@@ -158,11 +169,6 @@ def register_method(cls: type[Method]) -> type[Method]:
     for config_class in cls.config_classes:
         _BY_CONFIG[config_class] = cls
     return cls
-
-
-def registered_methods() -> dict[str, type[Method]]:
-    load_methods()
-    return dict(_METHODS)
 
 
 def method_for(config: "AdapterConfig") -> type[Method]:
