@@ -504,6 +504,19 @@ def _short(n: int) -> str:
     return f"{n} B"
 
 
+class _Laps:
+    """Seconds per step of a run: ``laps("push")`` ends the step "push" (it began where the last one ended)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = now - self._clock
+        self._clock = now
+
+
 def run_lifecycle(
     adapter_dir: str | os.PathLike,
     *,
@@ -529,7 +542,6 @@ def run_lifecycle(
     ``sentences``. Hub data, cache and token go to ``<output_dir>/.hub`` (``output_dir`` defaults to
     ``adapter_dir``). ``serve``: keep the hub serving until Ctrl-C (or ``stop``) before returning."""
     import adapterhub
-    from adapterhub.client import resolve
 
     console = console or _console()
     adapter_dir = Path(adapter_dir)
@@ -538,91 +550,41 @@ def run_lifecycle(
     root = Path(output_dir if output_dir is not None else adapter_dir) / ".hub"
     data_dir, cache_dir, token_file = root / "data", root / "cache", root / "token"
     card = card or Card()
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[step] = now - clock
-        clock = now
+    laps = _Laps()
 
     # the adapter as trained, from its folder: what gets pushed and what the hub's copy is compared with
     trained = adapterhub.init(load_model())
     name = trained.load_adapter(str(adapter_dir), set_active=True)
     repo_id = f"{user}/{repo_name or name}"
     base_id = f"{user}/{base_repo_name or base_model_repo_name(model_path)}"
-    lap("prepare")
+    laps("prepare")
 
     console.rule("[bold]the adapter on a hub")
     with _scoped_env(ADAPTERHUB_CACHE=str(cache_dir), ADAPTERHUB_OFFLINE=None):
         hub = start_embedded_hub(data_dir, user=user, port=port, timeout=start_timeout)
         try:
             atomic_write_text(token_file, hub.token + "\n")  # owner-only
-            lap("start hub")
+            laps("start hub")
             console.print(
                 f"[bold]1. hub[/]  embedded hub at [bold]{hub.url}[/] (SQLite and blobs in {data_dir}); "
                 f"user [bold]{user}[/], write token in {token_file}"
             )
-
-            base = register_base_model(hub, model_path, base_id)
-            console.print(
-                f"[bold]2. base model[/]  {base_id}@{base.commit[:12]}: config.json and tokenizer files "
-                f"of {model_path} (no weights)"
+            pushed = _push_step(
+                console, hub, trained, name, model_path, base_id, repo_id, card, validation_timeout
             )
-            pushed = publish_adapter(
-                trained, name, hub, repo_id, base_model=base_id, card=card, timeout=validation_timeout
-            )
-            lap("push")
-            metrics = ", ".join(
-                f"{k} {v:.2%}" if 0 <= v <= 1 else f"{k} {v:g}" for k, v in card.metrics.items()
-            )
-            console.print(
-                f"[bold]3. push[/]  {repo_id}@{pushed.commit[:12]} with its head and card (task "
-                f"{card.task}/{card.subtask}, language {card.language}, dataset {card.dataset}"
-                + (f", {metrics}" if metrics else "")
-                + f", licence {card.license}); "
-                f"hub validation: [green]{pushed.validation}[/]"
-            )
-
-            facets = dict(task=card.task, subtask=card.subtask, base_model=base_id)
-            if isinstance(card.language, str):
-                facets["language"] = card.language
-            hit, hits = find_adapter(hub, repo_id, **facets)
-            lap("search")
-            _print_hits(console, hits, facets)
-
+            laps("push")
+            hit = _search_step(console, hub, repo_id, base_id, card)
+            laps("search")
             legacy = f"{card.task}/{card.subtask}@{user}"
-            pins = {}
-            for identifier in (repo_id, legacy):
-                pins[identifier] = resolve(
-                    identifier,
-                    model_name=base_id,
-                    endpoint=hub.url,
-                    token=hub.token,
-                    cache_dir=cache_dir,
-                    offline=False,
-                )
-                if (pins[identifier].repo_id, pins[identifier].commit) != (repo_id, pushed.commit):
-                    raise LifecycleError(
-                        f"{identifier!r} resolves to {pins[identifier].label}, not to the pushed "
-                        f"{repo_id}@{pushed.commit}"
-                    )
-            console.print(
-                "[bold]5. resolve[/]  "
-                + "; ".join(f"{ident} -> {p.repo_id}@{p.commit[:12]}" for ident, p in pins.items())
-            )
-
+            pins = _resolve_step(console, hub, (repo_id, legacy), base_id, cache_dir, repo_id, pushed.commit)
             loaded = load_from_hub(legacy, load_model, hub, base_model=base_id, cache_dir=cache_dir)
-            lap("load")
+            laps("load")
             _print_download(console, legacy, loaded)
-
             logits, predictions = predict(loaded.model, tokenizer, sentences, label_names)
             reference, _ = predict(trained, tokenizer, sentences, label_names)
             diff = float((logits - reference).abs().max()) if len(sentences) else 0.0
-            lap("predict")
+            laps("predict")
             _print_predictions(console, predictions, diff)
-
             page = hub.page_url(repo_id)
             console.print(
                 f"[bold]8. see it[/]  [link={page}]{page}[/link]"
@@ -645,7 +607,7 @@ def run_lifecycle(
                 logits,
                 diff,
                 predictions,
-                seconds,
+                laps.seconds,
             )
             write_summary(report, root / "lifecycle.json")
             if serve:
@@ -653,6 +615,65 @@ def run_lifecycle(
         finally:
             hub.stop()
     return report
+
+
+def _push_step(console, hub, trained, name, model_path, base_id, repo_id, card: Card, validation_timeout):
+    """Steps 2 and 3: the base model's repository, then the adapter with its head and card (validated)."""
+    base = register_base_model(hub, model_path, base_id)
+    console.print(
+        f"[bold]2. base model[/]  {base_id}@{base.commit[:12]}: config.json and tokenizer files "
+        f"of {model_path} (no weights)"
+    )
+    pushed = publish_adapter(
+        trained, name, hub, repo_id, base_model=base_id, card=card, timeout=validation_timeout
+    )
+    metrics = ", ".join(f"{k} {v:.2%}" if 0 <= v <= 1 else f"{k} {v:g}" for k, v in card.metrics.items())
+    console.print(
+        f"[bold]3. push[/]  {repo_id}@{pushed.commit[:12]} with its head and card (task "
+        f"{card.task}/{card.subtask}, language {card.language}, dataset {card.dataset}"
+        + (f", {metrics}" if metrics else "")
+        + f", licence {card.license}); "
+        f"hub validation: [green]{pushed.validation}[/]"
+    )
+    return pushed
+
+
+def _search_step(console, hub, repo_id: str, base_id: str, card: Card):
+    """Step 4: the pushed adapter found by the faceted search on its card's task, language and base model."""
+    facets = dict(task=card.task, subtask=card.subtask, base_model=base_id)
+    if isinstance(card.language, str):
+        facets["language"] = card.language
+    hit, hits = find_adapter(hub, repo_id, **facets)
+    _print_hits(console, hits, facets)
+    return hit
+
+
+def _resolve_step(
+    console, hub, identifiers, base_id: str, cache_dir: Path, repo_id: str, commit: str
+) -> dict[str, Any]:
+    """Step 5: each identifier resolves to the pushed commit."""
+    from adapterhub.client import resolve
+
+    pins = {}
+    for identifier in identifiers:
+        pinned = resolve(
+            identifier,
+            model_name=base_id,
+            endpoint=hub.url,
+            token=hub.token,
+            cache_dir=cache_dir,
+            offline=False,
+        )
+        if (pinned.repo_id, pinned.commit) != (repo_id, commit):
+            raise LifecycleError(
+                f"{identifier!r} resolves to {pinned.label}, not to the pushed {repo_id}@{commit}"
+            )
+        pins[identifier] = pinned
+    console.print(
+        "[bold]5. resolve[/]  "
+        + "; ".join(f"{ident} -> {p.repo_id}@{p.commit[:12]}" for ident, p in pins.items())
+    )
+    return pins
 
 
 def _print_hits(console, hits, facets: dict) -> None:

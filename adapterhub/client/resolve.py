@@ -153,106 +153,162 @@ def pin(
 ) -> Pinned:
     """Pin a ``hub`` or ``card`` identifier to a commit (through the cache when offline). With ``fetch``, an
     identifier never resolved here is resolved by the hub's bundle API, which sends the files along (one
-    request instead of three or more); ``Pinned.folder`` is then the downloaded snapshot."""
+    request instead of three or more); ``Pinned.folder`` is then the downloaded snapshot.
+
+    In order: a commit id whose snapshot is complete here; offline, what the cache remembers; a resolution
+    remembered here, younger than ``ref_ttl``, whose snapshot is complete; the bundle (with ``fetch``); the
+    hub's resolve API, and for a repository id it does not know as an adapter the repository itself."""
     endpoint = settings.endpoint
-    config_s = _config_arg(config)
     used_model = model_name or (own_model_name if _looks_like_hub_id(own_model_name) else None)
-    # "a/b@c" is a repository at revision c, or task a/subtask b by org c: the hub's resolve API decides
-    revision = (parsed.at or version) if parsed.two_part else version
-    key: ResolutionKey = (parsed.text, used_model, config_s, version)
+    query = _Query(parsed, used_model, _config_arg(config), version)
+    key = query.key
 
-    # A commit id names immutable content: a complete snapshot in the cache needs no network at all.
-    if parsed.two_part and revision and COMMIT_RE.match(revision) and not (parsed.at and version):
-        rc = cache.repo(endpoint, parsed.head)
-        if rc.manifest(revision) is not None:
-            return Pinned(endpoint, parsed.head, revision, revision, via="cache")
-
+    pinned = _pin_cached_commit(query, endpoint, cache)
+    if pinned is not None:
+        return pinned
     if settings.offline or client is None:
-        return _pin_offline(parsed, endpoint, cache, key, revision)
-    saved = cache.resolution(endpoint, *key)
-    held = saved is not None and cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is not None
-    if saved is not None and held and time.time() - float(saved.get("resolved_at", 0)) < settings.ref_ttl:
+        return _pin_offline(parsed, endpoint, cache, key, query.revision)
+    held = _held_resolution(cache, endpoint, key)
+    if held is not None and time.time() - float(held.get("resolved_at", 0)) < settings.ref_ttl:
         return Pinned(
             endpoint,
-            saved["repo_id"],
-            saved["commit"],
-            saved.get("revision") or saved["commit"],
+            held["repo_id"],
+            held["commit"],
+            held.get("revision") or held["commit"],
             via="cache",
             resolution=cache.resolution_path(endpoint, *key),
         )
-
+    pinned = None
     # Resolution and files in one request (the bundle), telling the hub which commits are complete here (the one
     # resolved last time, other cached commits of an ``org/name``) so that it sends no file of those: a
     # resolution older than the TTL is confirmed by one small answer. Not when a download of this repository was
     # interrupted: file by file, the partial files are resumed.
-    if fetch and not (parsed.at and version) and not _interrupted(cache, endpoint, parsed):
-        have = _cached_commits(
-            cache, endpoint, parsed, saved["commit"] if saved is not None and held else None
-        )
-        pinned = _pin_by_bundle(
-            parsed, settings, cache, client, used_model, config_s, version, progress, have
-        )
-        if pinned is not None:
-            _remember(cache, endpoint, key, pinned)
-            return pinned
+    if fetch and not query.two_revisions and not _interrupted(cache, endpoint, parsed):
+        have = _cached_commits(cache, endpoint, parsed, held["commit"] if held is not None else None)
+        pinned = _pin_by_bundle(query, settings, cache, client, progress, have)
+    if pinned is None:
+        pinned = _pin_by_resolve(query, endpoint, client, model_name)
+    _remember(cache, endpoint, key, pinned)
+    return pinned
 
-    # For "org/name[@rev]" the file list is asked for at the same time as the resolution (one round trip less);
-    # it is used only if the hub resolves the identifier to that very repository and commit.
+
+@dataclasses.dataclass(frozen=True)
+class _Query:
+    """What ``pin`` asks the hub: the identifier, the model name it goes with, the config (a string) and the
+    version argument."""
+
+    parsed: ParsedIdentifier
+    model_name: str | None
+    config: str | None
+    version: str | None
+
+    @property
+    def key(self) -> ResolutionKey:
+        return (self.parsed.text, self.model_name, self.config, self.version)
+
+    @property
+    def revision(self) -> str | None:
+        # "a/b@c" is a repository at revision c, or task a/subtask b by org c: the hub's resolve API decides
+        return (self.parsed.at or self.version) if self.parsed.two_part else self.version
+
+    @property
+    def two_revisions(self) -> bool:
+        """Both ``@rev`` and ``version=``: only the hub's resolve API can tell whether that is an error."""
+        return bool(self.parsed.at and self.version)
+
+
+def _pin_cached_commit(query: _Query, endpoint: str, cache: Cache) -> Pinned | None:
+    """A commit id names immutable content: a complete snapshot in the cache needs no network at all."""
+    parsed, revision = query.parsed, query.revision
+    if parsed.two_part and revision and COMMIT_RE.match(revision) and not query.two_revisions:
+        if cache.repo(endpoint, parsed.head).manifest(revision) is not None:
+            return Pinned(endpoint, parsed.head, revision, revision, via="cache")
+    return None
+
+
+def _held_resolution(cache: Cache, endpoint: str, key: ResolutionKey) -> dict | None:
+    """The resolution of ``key`` remembered here, if the snapshot it names is complete in the cache."""
+    saved = cache.resolution(endpoint, *key)
+    if saved is None or cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is None:
+        return None
+    return saved
+
+
+def _pin_by_resolve(query: _Query, endpoint: str, client: HubClient, model_name: str | None) -> Pinned:
+    """Ask the hub's resolve API. For ``org/name[@rev]`` the file list is asked for at the same time (one round
+    trip less; used only if the hub resolves the identifier to that very repository and commit), and a
+    repository the hub does not know as an adapter is pinned through its model info."""
+    parsed = query.parsed
     listing = (
-        worker_pool().submit(client.tree_with_commit, parsed.head, revision or "main")
-        if parsed.two_part and not (parsed.at and version)
+        worker_pool().submit(client.tree_with_commit, parsed.head, query.revision or "main")
+        if parsed.two_part and not query.two_revisions
         else None
     )
-    answer, resolve_error = None, None
     try:
         answer = client.resolve_identifier(
-            parsed.text, model_name=used_model, config=config_s, version=version
+            parsed.text, model_name=query.model_name, config=query.config, version=query.version
         )
     except NotFoundError as error:  # includes ambiguity (409) and unknown identifiers (404)
         if isinstance(error, AmbiguousIdentifierError) or not parsed.two_part:
             raise
-        resolve_error = error
+        return _pin_repository(query, endpoint, client, model_name, error)
     if answer is not None:
-        if not answer.get("downloadable") or not answer.get("commit"):
-            urls = [str(f["url"]) for f in answer.get("files") or [] if isinstance(f, dict) and f.get("url")]
-            raise NotFoundError(
-                f"{parsed.text!r} resolves to {answer.get('repo_id')} (version {answer.get('version')}), a legacy "
-                f"AdapterHub card whose weights are not hosted on {endpoint}"
-                + (f"; its archive was published at {', '.join(urls)}" if urls else "")
-            )
-        pinned = Pinned(
-            endpoint,
-            answer["repo_id"],
-            answer["commit"],
-            answer.get("version") or answer["commit"],
-            via="resolve",
-        )
-        if listing is not None and answer["repo_id"] == parsed.head:
-            try:
-                listed_commit, files = listing.result()
-            except Exception:  # noqa: BLE001 - e.g. a task identifier that is no repository: list it later
-                listed_commit, files = None, []
-            if listed_commit == pinned.commit:
-                pinned.info = {"id": pinned.repo_id, "sha": pinned.commit, "files": files}
-    elif parsed.two_part:
-        revision = _check_revision_args(parsed, version)
-        try:
-            info = client.model_info(parsed.head, revision or "main", blobs=True)
-        except NotFoundError:
-            if resolve_error is not None and resolve_error.candidates:
-                raise resolve_error from None  # the hub knows similar adapters: say which
-            raise
-        base = _adapter_base_model(info)
-        if model_name and base and base != model_name and resolve_error is not None:
-            raise resolve_error
-        pinned = Pinned(endpoint, parsed.head, info["sha"], revision or "main", info=info)
-    else:
+        return _pinned_answer(parsed, endpoint, answer, listing)
+    if parsed.two_part:
+        return _pin_repository(query, endpoint, client, model_name, None)
+    raise NotFoundError(
+        f"{parsed.text!r} is an AdapterHub identifier, but the hub at {endpoint} has no "
+        "resolve API (/api/adapters/resolve); use the repository id org/name instead"
+    )
+
+
+def _pinned_answer(parsed: ParsedIdentifier, endpoint: str, answer: dict, listing: Any) -> Pinned:
+    """The resolve API's answer as a pin (with the file list, if ``listing`` got it for that very commit)."""
+    if not answer.get("downloadable") or not answer.get("commit"):
+        urls = [str(f["url"]) for f in answer.get("files") or [] if isinstance(f, dict) and f.get("url")]
         raise NotFoundError(
-            f"{parsed.text!r} is an AdapterHub identifier, but the hub at {endpoint} has no "
-            "resolve API (/api/adapters/resolve); use the repository id org/name instead"
+            f"{parsed.text!r} resolves to {answer.get('repo_id')} (version {answer.get('version')}), a legacy "
+            f"AdapterHub card whose weights are not hosted on {endpoint}"
+            + (f"; its archive was published at {', '.join(urls)}" if urls else "")
         )
-    _remember(cache, endpoint, key, pinned)
+    pinned = Pinned(
+        endpoint,
+        answer["repo_id"],
+        answer["commit"],
+        answer.get("version") or answer["commit"],
+        via="resolve",
+    )
+    if listing is not None and answer["repo_id"] == parsed.head:
+        try:
+            listed_commit, files = listing.result()
+        except Exception:  # noqa: BLE001 - e.g. a task identifier that is no repository: list it later
+            listed_commit, files = None, []
+        if listed_commit == pinned.commit:
+            pinned.info = {"id": pinned.repo_id, "sha": pinned.commit, "files": files}
     return pinned
+
+
+def _pin_repository(
+    query: _Query,
+    endpoint: str,
+    client: HubClient,
+    model_name: str | None,
+    resolve_error: NotFoundError | None,
+) -> Pinned:
+    """``org/name[@rev]`` as a repository, through its model info. ``resolve_error``: why the resolve API did
+    not resolve it (reported instead when it says more, or when the repository is for another model)."""
+    parsed = query.parsed
+    revision = _check_revision_args(parsed, query.version)
+    try:
+        info = client.model_info(parsed.head, revision or "main", blobs=True)
+    except NotFoundError:
+        if resolve_error is not None and resolve_error.candidates:
+            raise resolve_error from None  # the hub knows similar adapters: say which
+        raise
+    base = _adapter_base_model(info)
+    if model_name and base and base != model_name and resolve_error is not None:
+        raise resolve_error
+    return Pinned(endpoint, parsed.head, info["sha"], revision or "main", info=info)
 
 
 def _remember(cache: Cache, endpoint: str, key: ResolutionKey, pinned: Pinned) -> None:
@@ -282,23 +338,20 @@ def _interrupted(cache: Cache, endpoint: str, parsed: ParsedIdentifier) -> bool:
 
 
 def _pin_by_bundle(
-    parsed: ParsedIdentifier,
+    query: _Query,
     settings: HubSettings,
     cache: Cache,
     client: HubClient,
-    model_name: str | None,
-    config: str | None,
-    version: str | None,
     progress: bool | None,
     have: list[str],
 ) -> Pinned | None:
     """Resolve and download through the hub's bundle API; None when the hub has none or answers with an error
     (the resolve API then gives the reason, or finds a repository that is no indexed adapter)."""
     with client.bundle(
-        parsed.text,
-        model_name=model_name,
-        config=config,
-        version=version,
+        query.parsed.text,
+        model_name=query.model_name,
+        config=query.config,
+        version=query.version,
         max_file_size=bundle.MAX_FILE,
         have=have,
     ) as response:
@@ -309,7 +362,7 @@ def _pin_by_bundle(
             cache,
             settings.endpoint,
             response,
-            label=parsed.text,
+            label=query.parsed.text,
             progress=progress,
             full_check=settings.verify_full,
         )

@@ -16,7 +16,7 @@ import transformers
 
 from .adapter_io import LEGACY_PEFT_WEIGHTS_NAME, PEFT_DEFAULT_NAME, PEFT_PREFIX, PEFT_WEIGHTS_NAME, read_peft
 from .errors import AdapterConfigError, AdapterError
-from .heads import AdapterModel
+from .adapter_model import AdapterModel
 from .keys import local_weights
 from .methods.base import method_for_peft
 from .model import init
@@ -97,96 +97,143 @@ def _estimate_params(base_config: dict[str, Any]) -> int:
 
 
 def validate_adapter(adapter_dir: str | Path, base_config: dict[str, Any]) -> ValidationReport:
+    """Check the adapter saved in ``adapter_dir`` against a model of ``base_config`` (see the module docstring):
+    read the upload, build the model, load the adapter and its head, compare keys, then run the model."""
     report = ValidationReport()
     folder = Path(adapter_dir)
     try:
+        upload = _read_upload(folder, base_config, report)
+    except _Refused as problem:
+        report.errors.append(str(problem))
+        return report
+    try:
+        _load_check(upload, base_config, report)
+    except (AdapterError, ValueError, KeyError, TypeError, OSError) as error:
+        report.errors.append(str(error).replace(f"{folder}/", ""))  # names files, not where they were checked
+    report.ok = not report.errors
+    return report
+
+
+class _Refused(Exception):
+    """An upload that cannot be checked at all; the message is the report's only error."""
+
+
+@dataclasses.dataclass
+class _Upload:
+    folder: Path
+    header: dict[str, Any]  # adapter_config.json
+    peft: bool  # the PEFT dialect (read through the library like AdapterHub files)
+    head: dict[str, Any] | None  # the head it carries, as a head_config.json describes it
+
+
+def _read_upload(folder: Path, base_config: dict[str, Any], report: ValidationReport) -> _Upload:
+    """The upload's config, dialect and head; :class:`_Refused` if it has no config, a PEFT type this library
+    cannot load, no safetensors weights, or an unreadable head description."""
+    try:
         header = read_json(folder / CONFIG_NAME)
     except (AdapterError, OSError) as error:
-        report.errors.append(f"{CONFIG_NAME}: {error}")
-        return report
-    peft = "peft_type" in header  # the PEFT dialect: read through the library like AdapterHub files
+        raise _Refused(f"{CONFIG_NAME}: {error}") from None
+    peft = "peft_type" in header
     if peft:
         try:
             method_for_peft(header["peft_type"])
         except AdapterConfigError:
             report.method = str(header["peft_type"]).lower()
-            report.errors.append(f"PEFT adapters ({header['peft_type']}) cannot be validated by this hub yet")
-            return report
+            raise _Refused(
+                f"PEFT adapters ({header['peft_type']}) cannot be validated by this hub yet"
+            ) from None
     weights_name, legacy_name = (
         (PEFT_WEIGHTS_NAME, LEGACY_PEFT_WEIGHTS_NAME) if peft else (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME)
     )
     if not (folder / weights_name).is_file():
         if (folder / legacy_name).is_file():
-            report.errors.append(f"pickle weights ({legacy_name}) are refused: upload {weights_name}")
-        else:
-            report.errors.append(f"no {weights_name}")
-        return report
+            raise _Refused(f"pickle weights ({legacy_name}) are refused: upload {weights_name}")
+        raise _Refused(f"no {weights_name}")
     try:
         if peft:
             head = _peft_head(folder, header, base_config)
         else:
             head = read_json(folder / HEAD_CONFIG_NAME) if (folder / HEAD_CONFIG_NAME).is_file() else None
     except (AdapterError, OSError) as error:
-        report.errors.append(str(error).replace(f"{folder}/", ""))
-        return report
-    try:
-        meta = _estimate_params(base_config) > MAX_FORWARD_PARAMS
-        model: Any = init(_build(base_config, head, meta=meta))  # with the adapter API bound to it
-        state = model.adapterhub_state
-        if header.get("model_type") and header["model_type"] != model.config.model_type:
-            raise AdapterError(
-                f"adapter is for a {header['model_type']!r} model, the base model is "
-                f"{model.config.model_type!r}"
-            )
-        if header.get("hidden_size") not in (None, state.hidden_size):
-            raise AdapterError(
-                f"adapter is for hidden size {header['hidden_size']}, the base model has {state.hidden_size}"
-            )
-        if peft:
-            name = PEFT_DEFAULT_NAME
-            config, weights, head_weights, _ = read_peft(state, folder, folder / CONFIG_NAME, header)
-        else:
-            name, config = header.get("name") or "adapter", header.get("config")
-            weights, _ = read_tensors(folder, (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME))
-            weights = local_weights(weights, state, name, name)
-        model.add_adapter(name, config)
-        report.method = state.configs[name].method
-        expected = state.adapter_state_dict(name)
-        missing, unexpected, wrong = compare_keys(expected, weights)
-        report.missing_keys, report.unexpected_keys = missing, unexpected
-        report.num_params = sum(p.numel() for p in state.adapter_parameters(name).values())
-        report.changed_modules = len(state.method_of(name).modules(name))
-        if missing:
-            report.errors.append(f"missing keys: {', '.join(missing)}")
-        if unexpected:
-            report.errors.append(f"unexpected keys: {', '.join(unexpected)}")
-        if wrong:
-            report.errors.append("shape mismatch: " + ", ".join(wrong))
-        if peft:
-            report.errors += _fixed_head_errors(state, head_weights, report) if head else []
-        else:
-            report.errors += _head_errors(model, state, folder, head, name, report)
-        if report.changed_modules == 0:
-            report.errors.append("the adapter adds no module to the model")
-        if not report.errors and not meta:
-            with torch.no_grad():
-                for key, value in weights.items():
-                    model.get_parameter(key).copy_(value)
-                ids = torch.randint(
-                    0, min(100, model.config.vocab_size), (1, 8), generator=torch.Generator().manual_seed(0)
-                )
-                before = model(input_ids=ids)[0]
-                model.set_active_adapters(name)
-                after = model(input_ids=ids)[0]
-            report.output_checked = True
-            if torch.equal(before, after):
-                report.errors.append("the adapter does not change the model's output (all-zero weights?)")
-            if not torch.isfinite(after).all():
-                report.errors.append("the adapter makes the model's output NaN or infinite")
-    except (AdapterError, ValueError, KeyError, TypeError, OSError) as error:
-        report.errors.append(str(error).replace(f"{folder}/", ""))  # names files, not where they were checked
-    report.ok = not report.errors
-    return report
+        raise _Refused(str(error).replace(f"{folder}/", "")) from None
+    return _Upload(folder, header, peft, head)
+
+
+def _load_check(upload: _Upload, base_config: dict[str, Any], report: ValidationReport) -> None:
+    """Load the upload into a random model of ``base_config`` and fill ``report``; raises on the first problem
+    that stops the check (the caller reports it)."""
+    meta = _estimate_params(base_config) > MAX_FORWARD_PARAMS
+    model: Any = init(_build(base_config, upload.head, meta=meta))  # with the adapter API bound to it
+    state = model.adapterhub_state
+    _check_model_fits(upload.header, model, state)
+    name, config, weights, head_weights = _read_adapter(upload, state)
+    model.add_adapter(name, config)
+    report.method = state.configs[name].method
+    _compare_adapter(state, name, weights, report)
+    if upload.peft:
+        report.errors += _fixed_head_errors(state, head_weights, report) if upload.head else []
+    else:
+        report.errors += _head_errors(model, state, upload.folder, upload.head, name, report)
+    if report.changed_modules == 0:
+        report.errors.append("the adapter adds no module to the model")
+    if not report.errors and not meta:
+        _check_output(model, name, weights, report)
+
+
+def _check_model_fits(header: dict[str, Any], model: Any, state: Any) -> None:
+    """The model type and hidden size the adapter was saved for (if it says) are the base model's."""
+    if header.get("model_type") and header["model_type"] != model.config.model_type:
+        raise AdapterError(
+            f"adapter is for a {header['model_type']!r} model, the base model is {model.config.model_type!r}"
+        )
+    if header.get("hidden_size") not in (None, state.hidden_size):
+        raise AdapterError(
+            f"adapter is for hidden size {header['hidden_size']}, the base model has {state.hidden_size}"
+        )
+
+
+def _read_adapter(upload: _Upload, state: Any) -> tuple[str, Any, dict, dict]:
+    """(name, config, weights keyed as in the model, PEFT head weights) of the uploaded adapter."""
+    if upload.peft:
+        config, weights, head_weights, _ = read_peft(
+            state, upload.folder, upload.folder / CONFIG_NAME, upload.header
+        )
+        return PEFT_DEFAULT_NAME, config, weights, head_weights
+    name = upload.header.get("name") or "adapter"
+    weights, _ = read_tensors(upload.folder, (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME))
+    return name, upload.header.get("config"), local_weights(weights, state, name, name), {}
+
+
+def _compare_adapter(state: Any, name: str, weights: dict, report: ValidationReport) -> None:
+    """The adapter's saved weights against the weights adding it made: keys and shapes; its size."""
+    missing, unexpected, wrong = compare_keys(state.adapter_state_dict(name), weights)
+    report.missing_keys, report.unexpected_keys = missing, unexpected
+    report.num_params = sum(p.numel() for p in state.adapter_parameters(name).values())
+    report.changed_modules = len(state.method_of(name).modules(name))
+    if missing:
+        report.errors.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        report.errors.append(f"unexpected keys: {', '.join(unexpected)}")
+    if wrong:
+        report.errors.append("shape mismatch: " + ", ".join(wrong))
+
+
+def _check_output(model: Any, name: str, weights: dict, report: ValidationReport) -> None:
+    """With its weights in place, the active adapter changes the model's output, to finite values."""
+    with torch.no_grad():
+        for key, value in weights.items():
+            model.get_parameter(key).copy_(value)
+        ids = torch.randint(
+            0, min(100, model.config.vocab_size), (1, 8), generator=torch.Generator().manual_seed(0)
+        )
+        before = model(input_ids=ids)[0]
+        model.set_active_adapters(name)
+        after = model(input_ids=ids)[0]
+    report.output_checked = True
+    if torch.equal(before, after):
+        report.errors.append("the adapter does not change the model's output (all-zero weights?)")
+    if not torch.isfinite(after).all():
+        report.errors.append("the adapter makes the model's output NaN or infinite")
 
 
 def _head_errors(
