@@ -48,6 +48,14 @@ def test_unknown_preset():
         ("seq_bn[reduction_factor=8", "invalid adapter config string"),
         ({"architecture": "mystery"}, "unknown adapter architecture 'mystery'"),
         ({"mh_adapter": False, "output_adapter": False}, "would be empty"),
+        (
+            "seq_bn[cross_adapter=True]",
+            "cross_adapter .* not supported: none of the supported model families",
+        ),
+        ("seq_bn[stochastic_depth=0.1]", "stochastic_depth is not supported"),
+        ("lora[vera_d=0.5]", "VeRA is its own method"),
+        ("prefix_tuning[encoder_prefix=False]", "encoder_prefix=False leaves no self-attention"),
+        ("prefix_tuning[use_gating=True]", "use_gating .* not supported"),
     ],
 )
 def test_bad_options(config, message):

@@ -1,5 +1,5 @@
 """File primitives of the cache: atomic writes and symlinks, folders made once, JSON files remembered by
-their identity on disk, a cheap inter-process lock, sha256 of a file."""
+their identity on disk, a cheap inter-process lock."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ except ImportError:  # Windows: the cache uses filelock's own locks
     fcntl = None  # type: ignore[assignment]
 
 _TMP_COUNTER = itertools.count()
-HASH_CHUNK = 1024 * 1024
 
 
 _MADE_DIRS: set[str] = set()  # folders this process created or found: each is made once, not on every write

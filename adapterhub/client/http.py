@@ -354,9 +354,6 @@ class HubClient:
                 f"{what}: download from the hub's storage {location.split('?')[0]} broke off: {error}"
             ) from None
 
-    def get_bytes(self, url: str) -> bytes:
-        return self.request("GET", url).content
-
     def whoami(self) -> dict:
         return self.json("GET", "/api/whoami-v2", what="whoami")
 

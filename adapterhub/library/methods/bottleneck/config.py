@@ -107,6 +107,11 @@ class BnConfig(AdapterConfig):
             problems += _phm_problems(self)
         if self.stochastic_depth:
             problems.append("stochastic_depth is not supported (it is meant for vision models)")
+        if self.cross_adapter:
+            problems.append(
+                "cross_adapter (adapters after the cross-attention of encoder-decoder models) is not supported: "
+                "none of the supported model families has cross-attention"
+            )
         from .layers import activation  # the activation name must be known
 
         try:
