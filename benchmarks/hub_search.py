@@ -13,7 +13,10 @@ and prints p50 / p95 per query and over all queries: "cold" computes every facet
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
+import io
+import json
 import random
 import statistics
 import sys
@@ -27,7 +30,9 @@ from sqlalchemy import create_engine, insert, text
 from adapterhub.server import migrate
 from adapterhub.server.db import Database
 from adapterhub.server.index_models import IndexEntry
-from adapterhub.server.search import SearchQuery, Viewer, resolve, search
+from adapterhub.server.resolve import resolve
+from adapterhub.server.search_query import SearchQuery, Viewer
+from adapterhub.server.search_service import search
 
 WORDS = (
     "adapter trained on the dataset with early stopping learning rate epochs classification sentiment "
@@ -208,6 +213,36 @@ def main(argv: list[str] | None = None) -> None:
             drop()
 
 
+#: rows per INSERT / COPY statement (each one transaction; PostgreSQL's counts triggers run once per statement)
+BATCH = 20_000
+
+
+def insert_rows(db: Database, rows: list[dict]) -> None:
+    with db.session() as s:
+        s.execute(insert(IndexEntry), rows)
+
+
+def copy_rows(db: Database, rows: list[dict]) -> None:
+    """PostgreSQL: ``rows`` in one ``COPY`` (the statement triggers that keep the facet counts see them all)."""
+    cols = list(rows[0])
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    for row in rows:
+        out.writerow(
+            ["\\N" if row[c] is None else json.dumps(row[c]) if c == "data" else row[c] for c in cols]
+        )
+    buf.seek(0)
+    conn = db.engine.raw_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.copy_expert(
+                f"COPY index_entries ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf
+            )
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def run(db: Database, args) -> None:
     migrate.upgrade(db.engine)
     t = time.perf_counter()
@@ -217,17 +252,19 @@ def run(db: Database, args) -> None:
     if have >= args.rows:
         print(f"{db.engine.dialect.name}: reusing {have:,} index rows")
         args.rows = 0
-    with db.session() as s:
-        for row in synthetic_rows(args.rows):
-            batch.append(row)
-            if len(batch) == 5000:
-                s.execute(insert(IndexEntry), batch)
-                batch = []
-        if batch:
-            s.execute(insert(IndexEntry), batch)
+    load = copy_rows if db.engine.dialect.name == "postgresql" else insert_rows
+    for row in synthetic_rows(args.rows):
+        batch.append(row)
+        if len(batch) == BATCH:
+            load(db, batch)
+            batch = []
+    if batch:
+        load(db, batch)
     if db.engine.dialect.name == "postgresql":  # what autovacuum does on a live server (index-only scans)
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("VACUUM ANALYZE index_entries"))
+            if c.execute(text("SELECT to_regclass('index_facet_counts')")).scalar():
+                c.execute(text("VACUUM ANALYZE index_facet_counts"))
     else:
         with db.engine.begin() as c:
             c.execute(text("ANALYZE"))
@@ -245,7 +282,7 @@ def run(db: Database, args) -> None:
     except Exception as e:  # noqa: BLE001
         print(f"(legacy index not imported: {e})")
 
-    import adapterhub.server.search as S
+    import adapterhub.server.search_facets as S
 
     cold_all: list[float] = []
     warm_all: list[float] = []

@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from adapterhub.server.humanize import human_params
 from adapterhub.server.index_models import IndexEntry
-from adapterhub.server.search import _visible, get_session, score_metric, viewer_for
+from adapterhub.server.search import get_session, viewer_for
+from adapterhub.server.search_models import score_metric
+from adapterhub.server.search_query import visible
 
 router = APIRouter()
 
@@ -70,7 +72,7 @@ def adapter_params(e: IndexEntry) -> int | None:
 
 def choices(s: Session, viewer) -> list[Choice]:
     """Task / dataset pairs with at least one scored adapter visible to the viewer, most adapters first."""
-    vis = _visible(viewer)
+    vis = visible(viewer)
     rows = s.execute(
         select(IndexEntry.task, IndexEntry.subtask, func.count())
         .where(
@@ -98,7 +100,7 @@ def analyse(
         raise ValueError(f"unknown sort {sort!r} (one of {', '.join(SORTS)})")
     if order not in (None, "asc", "desc"):
         raise ValueError(f"order must be asc or desc, got {order!r}")
-    vis = _visible(viewer)
+    vis = visible(viewer)
     conds = [IndexEntry.is_adapter.is_(True), IndexEntry.score.is_not(None), IndexEntry.task == task]
     if subtask:
         conds.append(IndexEntry.subtask == subtask)

@@ -40,17 +40,9 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from adapterhub.common.wire import BUNDLE_MANIFEST_NAME as MANIFEST_NAME, COMMIT_RE
-from adapterhub.server.search import (
-    IdentifierParams,
-    ResolveError,
-    ResolveErrorBody,
-    _error,
-    get_session,
-    query_rows,
-    quick_resolve,
-    resolve_answer,
-    viewer_for,
-)
+from adapterhub.server.resolve import ResolveError, query_rows, quick_resolve
+from adapterhub.server.search import IdentifierParams, error_answer, get_session, resolve_answer, viewer_for
+from adapterhub.server.search_models import ResolveErrorBody
 
 DEFAULT_MAX_FILE = 64 * 1024 * 1024
 IN_MEMORY = 8 * 1024 * 1024  # bundles up to this size are sent as one body, larger ones are streamed
@@ -201,7 +193,7 @@ def prepare(
 
 
 def quick_manifest(conn, identifier: str, max_file_size: int, model_name: str | None = None) -> dict | None:
-    """The manifest for the common case that ``search.quick_resolve`` answers (a public ``org/name``); ``conn``
+    """The manifest for the common case that ``resolve.quick_resolve`` answers (a public ``org/name``); ``conn``
     is a Session, a Connection or SQLite's DBAPI connection. None: ask :func:`prepare`."""
     body = quick_resolve(conn, identifier, model_name)
     return None if body is None else _manifest(conn, body, max_file_size)
@@ -287,7 +279,7 @@ def api_bundle(
     hub = request.app.state.hub
     held = parse_have(have)
     if held is None:
-        return _error(
+        return error_answer(
             ResolveError(400, f"have={have!r}: expected up to 64 commit ids (40 hex digits), comma-separated")
         )
     manifest = prepare(s, lambda: viewer_for(request, s), p, max_file_size)

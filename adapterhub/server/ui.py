@@ -29,15 +29,10 @@ from adapterhub.server.humanize import human_count, human_params, human_size
 from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomyTask
 from adapterhub.server.models import Commit, Ref, Repo, Validation
 from adapterhub.server.repos import HubError
-from adapterhub.server.search import (
-    FACETS,
-    SORTS,
-    SearchQuery,
-    get_session,
-    score_metric,
-    search,
-    viewer_for,
-)
+from adapterhub.server.search import get_session, viewer_for
+from adapterhub.server.search_models import score_metric
+from adapterhub.server.search_query import FACETS, SORTS, SearchQuery
+from adapterhub.server.search_service import search
 from adapterhub.server.security import safe_next
 
 HERE = Path(__file__).parent
@@ -156,9 +151,9 @@ def home(request: Request, s: Session = Depends(get_session)):
 
 def top_tasks(s: Session, viewer) -> list[tuple[str, int]]:
     """Tasks by number of visible adapters, language adapters (adapter_type ``text_lang``) left out."""
-    from adapterhub.server.search import _visible
+    from adapterhub.server.search_query import visible
 
-    vis = _visible(viewer)
+    vis = visible(viewer)
     rows = s.execute(
         select(IndexEntry.task, func.count())
         .where(
@@ -218,7 +213,7 @@ def adapters_page(request: Request, s: Session = Depends(get_session)):
 
 @router.get("/tasks", response_class=HTMLResponse)
 def tasks_page(request: Request, s: Session = Depends(get_session)):
-    from adapterhub.server.search import taxonomy
+    from adapterhub.server.search_service import taxonomy
 
     tax = taxonomy(s, viewer_for(request, s))
     groups = {
@@ -230,7 +225,7 @@ def tasks_page(request: Request, s: Session = Depends(get_session)):
 
 @router.get("/languages", response_class=HTMLResponse)
 def languages_page(request: Request, s: Session = Depends(get_session)):
-    from adapterhub.server.search import taxonomy
+    from adapterhub.server.search_service import taxonomy
 
     langs = sorted(taxonomy(s, viewer_for(request, s)).languages, key=lambda x: (-x.count, x.name))
     return render(request, "languages.html", languages=langs)
@@ -238,9 +233,9 @@ def languages_page(request: Request, s: Session = Depends(get_session)):
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, s: Session = Depends(get_session)):
-    from adapterhub.server.search import _visible
+    from adapterhub.server.search_query import visible
 
-    vis = _visible(viewer_for(request, s))
+    vis = visible(viewer_for(request, s))
     conds = [
         IndexEntry.is_adapter.is_(True),
         IndexEntry.base_model.is_not(None),

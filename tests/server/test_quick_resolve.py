@@ -1,12 +1,13 @@
-"""``search.quick_resolve`` (one plain SQL query, used by the bundle and resolve APIs for a public ``org/name``)
-gives exactly what ``search.resolve`` gives, and declines (None) every case it does not cover, on SQLite and
+"""``resolve.quick_resolve`` (one plain SQL query, used by the bundle and resolve APIs for a public ``org/name``)
+gives exactly what ``resolve.resolve`` gives, and declines (None) every case it does not cover, on SQLite and
 PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapterhub.server.search import ResolveError, Viewer, quick_resolve, resolve
+from adapterhub.server.resolve import ResolveError, quick_resolve, resolve
+from adapterhub.server.search_query import Viewer
 
 try:
     from test_search import INTEROP, upload_adapter

@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 from adapterhub.server.index import index_commit
 from adapterhub.server.index_models import IndexEntry
 from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo
-from adapterhub.server.search import ResolveError, SearchQuery, Viewer, resolve, search, taxonomy
+from adapterhub.server.resolve import ResolveError, resolve
+from adapterhub.server.search_query import SearchQuery, Viewer
+from adapterhub.server.search_service import search, taxonomy
 from adapterhub.server.storage import LocalBlobStore
 from adapterhub.server.taxonomy import seed
 
@@ -204,10 +206,12 @@ def test_facets_filters_and_counts(index_db, hub_index):
         with pytest.raises(ValueError, match="unknown filter"):
             search(s, SearchQuery(filters={"colour": "red"}))
         # small hit sets count facets in one pass; the per-facet GROUP BY path gives the same answer
-        from adapterhub.server.search import _facet_counts, _text_filter
+        from adapterhub.server.search_facets import _facet_counts
+        from adapterhub.server.search_query import text_match
 
         # (and on PostgreSQL, GROUPING SETS for broad queries give the same answer as well)
-        from adapterhub.server.search import FACETS, _conditions, _grouping_sets
+        from adapterhub.server.search_facets import _grouping_sets
+        from adapterhub.server.search_query import FACETS, conditions
 
         for q in (
             SearchQuery(filters={"task": "sentiment", "author": "ukp"}),
@@ -215,7 +219,7 @@ def test_facets_filters_and_counts(index_db, hub_index):
             SearchQuery(q="sst", filters={"method": "seq_bn"}),
             SearchQuery(),
         ):
-            tf = _text_filter(s, q.q)
+            tf = text_match(s, q.q)
             total = search(s, SearchQuery(q=q.q, filters=q.filters, facets=False)).total
             assert _facet_counts(s, q, None, tf, total) == _facet_counts(s, q, None, tf, None), q
             names = [n for n in FACETS if n not in q.filters]
@@ -224,13 +228,13 @@ def test_facets_filters_and_counts(index_db, hub_index):
                 col = FACETS[n]
                 rows = s.execute(
                     select(col, func.count())
-                    .where(*_conditions(s, q, None, text_filter=tf), col.is_not(None))
+                    .where(*conditions(s, q, None, text_filter=tf), col.is_not(None))
                     .group_by(col)
                 ).all()
                 slow[n] = sorted(((str(v), c) for v, c in rows), key=lambda kv: (-kv[1], kv[0]))[:30]
             assert _facet_counts(s, q, None, tf, total) == {**_facet_counts(s, q, None, tf, total), **slow}
             if s.get_bind().dialect.name == "postgresql":
-                assert _grouping_sets(s, names, _conditions(s, q, None, text_filter=tf)) == slow
+                assert _grouping_sets(s, names, conditions(s, q, None, text_filter=tf)) == slow
 
 
 def test_full_text_sort_and_pagination(index_db, hub_index):

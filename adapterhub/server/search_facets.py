@@ -1,0 +1,221 @@
+"""Facet counts of a search: for each facet, its most frequent values among the hits, each facet counted under
+all the *other* filters (so that a user sees how many hits a different value would give).
+
+Three ways to count, chosen per facet, all giving the same numbers:
+
+* **stored** (PostgreSQL): a facet counted under at most one filter and no full text is read from
+  ``index_facet_counts`` (the public adapters' counts, kept by database triggers: migration 0005), plus the
+  private entries the viewer may see, counted on the fly;
+* **one pass** over the hits' facet columns when there are few hits (one query);
+* **GROUP BY** in the database: one GROUPING SETS query on PostgreSQL, one query per facet on SQLite.
+
+Counts are cached per query for a few seconds (:data:`FACET_CACHE_SECONDS`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, OrderedDict, defaultdict
+
+from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from adapterhub.server.index_models import IndexEntry
+from adapterhub.server.search_query import (
+    FACET_LIMIT,
+    FACETS,
+    SearchQuery,
+    Viewer,
+    conditions,
+    has_table,
+    private_visible,
+)
+
+Facets = dict[str, list[tuple[str, int]]]
+STORED = "index_facet_counts"
+
+
+def _top(counter: Counter) -> list[tuple[str, int]]:
+    return [
+        (str(v), int(c)) for v, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
+    ]
+
+
+# ------------------------------------------------------------------------------------------ stored counts
+def stored_applies(s: Session, query: SearchQuery) -> bool:
+    """Whether stored counts can answer the total of ``query``: no full text, at most one filter, PostgreSQL
+    with the counts table."""
+    active = [k for k, v in query.filters.items() if v]
+    return not query.q.strip() and len(active) <= 1 and has_table(s, STORED)
+
+
+def _one_filter(query: SearchQuery) -> tuple[str, str] | None:
+    active = [(k, v) for k, v in query.filters.items() if v]
+    return active[0] if active else None
+
+
+def _private_conditions(viewer: Viewer | None, filt: tuple[str, str] | None) -> list | None:
+    """The conditions of the private adapters ``viewer`` may see, under filter ``filt`` (None: there are none)."""
+    priv = private_visible(viewer)
+    if priv is None:
+        return None
+    return [IndexEntry.is_adapter.is_(True), priv, *([FACETS[filt[0]] == filt[1]] if filt else [])]
+
+
+def stored_total(s: Session, query: SearchQuery, viewer: Viewer | None) -> int:
+    """The number of hits of ``query`` (see :func:`stored_applies`) from the stored counts."""
+    filt = _one_filter(query)
+    facet, value = (FACETS[filt[0]].key, filt[1]) if filt else ("", "")
+    n = s.scalar(
+        text(
+            f"SELECT n FROM {STORED} WHERE facet2 = '' AND value2 = '' AND facet = :facet AND value = :value"
+        ),
+        {"facet": facet, "value": value},
+    )
+    conds = _private_conditions(viewer, filt)
+    if conds is not None:
+        n = (n or 0) + (s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0)
+    return int(n or 0)
+
+
+def _stored(
+    s: Session, viewer: Viewer | None, filt: tuple[str, str] | None, names: list[str]
+) -> dict[str, Counter]:
+    """The counts of facets ``names`` among the adapters ``viewer`` sees that match filter ``filt`` (or all)."""
+    f2, v2 = (FACETS[filt[0]].key, filt[1]) if filt else ("", "")
+    by_col: dict[str, Counter] = {FACETS[n].key: Counter() for n in names}
+    rows = s.execute(
+        text(
+            f"SELECT facet, value, n FROM {STORED} WHERE facet2 = :f2 AND value2 = :v2 AND facet IN :cols AND n > 0"
+        ).bindparams(bindparam("cols", expanding=True)),
+        {"f2": f2, "v2": v2, "cols": list(by_col)},
+    )
+    for facet, value, n in rows:
+        by_col[facet][value] += n
+    conds = _private_conditions(viewer, filt)
+    if conds is not None:
+        for name, counter in _group_counts(s, names, conds).items():
+            by_col[FACETS[name].key].update(counter)
+    return {n: by_col[FACETS[n].key] for n in names}
+
+
+def _stored_facets(s: Session, query: SearchQuery, viewer: Viewer | None) -> Facets:
+    """The facets that stored counts answer: those counted under at most one other filter, without full text."""
+    if query.q.strip() or not has_table(s, STORED):
+        return {}
+    active = [(k, v) for k, v in query.filters.items() if v]
+    groups: defaultdict[tuple[str, str] | None, list[str]] = defaultdict(list)
+    for name in FACETS:
+        others = [kv for kv in active if kv[0] != name]
+        if len(others) <= 1:
+            groups[others[0] if others else None].append(name)
+    facets: Facets = {}
+    for filt, names in groups.items():
+        facets.update({name: _top(c) for name, c in _stored(s, viewer, filt, names).items()})
+    return facets
+
+
+# --------------------------------------------------------------------------------------- counted counts
+#: Up to this many hits, the facets without an active filter are counted in one pass over the hits' facet
+#: columns (one query), instead of one GROUP BY per facet.
+ONE_PASS_MAX = 25_000
+
+
+def _one_pass(s: Session, names: list[str], conds: list) -> Facets:
+    counters: list[Counter] = [Counter() for _ in names]
+    for row in s.execute(select(*(FACETS[n] for n in names)).where(*conds)):
+        for counter, value in zip(counters, row):
+            if value is not None:
+                counter[value] += 1
+    return {name: _top(counter) for name, counter in zip(names, counters)}
+
+
+def _group_counts(s: Session, names: list[str], conds: list) -> dict[str, Counter]:
+    """PostgreSQL: the counts of facets ``names`` under ``conds``, in one GROUPING SETS query."""
+    cols = [FACETS[n] for n in names]
+    counters: list[Counter] = [Counter() for _ in names]
+    flags = [func.grouping(c) for c in cols]
+    stmt = (
+        select(*cols, *flags, func.count(IndexEntry.id))
+        .where(*conds)
+        .group_by(func.grouping_sets(*[tuple_(c) for c in cols]))
+    )
+    n = len(cols)
+    for row in s.execute(stmt):
+        for i in range(n):
+            if row[n + i] == 0 and row[i] is not None:  # grouped by column i
+                counters[i][row[i]] += int(row[-1])
+    return dict(zip(names, counters))
+
+
+def _grouping_sets(s: Session, names: list[str], conds: list) -> Facets:
+    """PostgreSQL: the counts of several facets under the same conditions in one GROUPING SETS query."""
+    return {name: _top(c) for name, c in _group_counts(s, names, conds).items()}
+
+
+def _facet_counts(
+    s: Session, query: SearchQuery, viewer: Viewer | None, tf: list, total: int | None = None
+) -> Facets:
+    facets = _stored_facets(s, query, viewer)
+    active = {k for k, v in query.filters.items() if v}
+    narrowed = bool(active or query.q.strip())
+    if narrowed and total is not None and total <= ONE_PASS_MAX:
+        names = [n for n in FACETS if n not in active and n not in facets]
+        if names:
+            facets.update(_one_pass(s, names, conditions(s, query, viewer, text_filter=tf)))
+    rest = [n for n in FACETS if n not in facets and n not in active]
+    if len(rest) > 1 and s.get_bind().dialect.name == "postgresql":  # one scan for all of them
+        facets.update(_grouping_sets(s, rest, conditions(s, query, viewer, text_filter=tf)))
+    for name, col in FACETS.items():
+        if name in facets:
+            continue
+        fconds = conditions(s, query, viewer, skip=name, text_filter=tf)
+        # Under other filters, group by an expression, not the bare column: the planner then narrows with
+        # the filters' indexes instead of walking this facet's index in order (SQLite).
+        narrowed = bool(query.q.strip()) or any(v for k, v in query.filters.items() if k != name)
+        key = col.concat("") if narrowed else col
+        cnt = func.count(IndexEntry.id)
+        rows = s.execute(
+            select(key, cnt)
+            .where(*fconds, key.is_not(None))
+            .group_by(key)
+            .order_by(cnt.desc(), key)
+            .limit(FACET_LIMIT)
+        ).all()
+        facets[name] = [(str(v), int(c)) for v, c in rows]
+    return {name: facets[name] for name in FACETS}
+
+
+# ------------------------------------------------------------------------------------------------ cache
+#: Facet counts are cached per query for this many seconds, and dropped as soon as the index gets a new or
+#: newer entry (the newest id / updated_at change). Items and totals are never cached. 0 disables the cache.
+FACET_CACHE_SECONDS = 30.0
+_facet_cache: OrderedDict[tuple, tuple[tuple, float, Facets]] = OrderedDict()
+_facet_lock = threading.Lock()
+
+
+def facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None, tf: list, total: int) -> Facets:
+    """The facet counts of ``query`` for ``viewer`` (``tf``: its full-text match, ``total``: its number of hits)."""
+    if FACET_CACHE_SECONDS <= 0:
+        return _facet_counts(s, query, viewer, tf, total)
+    token = tuple(s.execute(select(func.max(IndexEntry.id), func.max(IndexEntry.updated_at))).one())
+    vkey = (viewer.account_ids, viewer.admin) if viewer is not None else None
+    key = (
+        str(s.get_bind().url),
+        " ".join(query.q.lower().split()),
+        tuple(sorted(query.filters.items())),
+        vkey,
+    )
+    now = time.monotonic()
+    with _facet_lock:
+        hit = _facet_cache.get(key)
+        if hit is not None and hit[0] == token and now - hit[1] < FACET_CACHE_SECONDS:
+            _facet_cache.move_to_end(key)
+            return hit[2]
+    facets = _facet_counts(s, query, viewer, tf, total)
+    with _facet_lock:
+        _facet_cache[key] = (token, now, facets)
+        while len(_facet_cache) > 512:
+            _facet_cache.popitem(last=False)
+    return facets

@@ -1,0 +1,159 @@
+"""The query builder of the adapter search: the query (:class:`SearchQuery`), who sees what (:class:`Viewer`,
+:func:`visible`), full text, filters and sort orders as SQLAlchemy conditions.
+
+Full text: every word must occur in the entry's ``search_text`` (LIKE, so the same on SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Integer, and_, or_, select, text
+from sqlalchemy.orm import Session
+
+from adapterhub.server.index_models import IndexEntry
+from adapterhub.server.models import Repo
+
+#: facet name (API parameter) -> column
+FACETS: dict[str, Any] = {
+    "base_model": IndexEntry.base_model,
+    "model_type": IndexEntry.model_type,
+    "task": IndexEntry.task,
+    "subtask": IndexEntry.subtask,
+    "language": IndexEntry.language,
+    "method": IndexEntry.method,
+    "head": IndexEntry.head_type,
+    "license": IndexEntry.license,
+    "author": IndexEntry.author,
+    "library": IndexEntry.library,
+    "source": IndexEntry.source,
+}
+SORTS = ("recent", "downloads", "score", "name")
+MAX_PAGE = 1_000_000
+MAX_PER_PAGE = 100
+FACET_LIMIT = 30
+
+
+@dataclass
+class SearchQuery:
+    q: str = ""
+    filters: dict[str, str] = field(default_factory=dict)
+    sort: str = "recent"
+    page: int = 1
+    per_page: int = 20
+    facets: bool = True
+
+
+@dataclass
+class Viewer:
+    """Whose private entries are visible: account ids of the caller and its organisations; admins see all."""
+
+    account_ids: tuple[int, ...] = ()
+    admin: bool = False
+
+
+def _like_escape(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def visible(viewer: Viewer | None):
+    if viewer is not None and viewer.admin:
+        return None
+    if viewer is None or not viewer.account_ids:
+        return IndexEntry.private.is_(False)
+    owned = select(Repo.id).where(Repo.owner_id.in_(viewer.account_ids))
+    return or_(IndexEntry.private.is_(False), IndexEntry.repo_pk.in_(owned))
+
+
+def private_visible(viewer: Viewer | None):
+    """The condition for the private entries that ``viewer`` may see (None: none)."""
+    if viewer is not None and viewer.admin:
+        return IndexEntry.private.is_(True)
+    if viewer is None or not viewer.account_ids:
+        return None
+    owned = select(Repo.id).where(Repo.owner_id.in_(viewer.account_ids))
+    return and_(IndexEntry.private.is_(True), IndexEntry.repo_pk.in_(owned))
+
+
+_TABLES: dict[tuple[str, str], bool] = {}
+
+
+def has_table(s: Session, name: str) -> bool:
+    """Whether the database has the table ``name`` that a migration makes for one dialect only (the FTS5 table
+    ``index_fts`` on SQLite, ``index_facet_counts`` on PostgreSQL); cached per database."""
+    bind = s.get_bind()
+    key = (str(bind.url), name)
+    if key not in _TABLES:
+        if bind.dialect.name == "sqlite":
+            sql = text("SELECT 1 FROM sqlite_master WHERE name = :name")
+        else:
+            sql = text("SELECT 1 WHERE to_regclass(:name) IS NOT NULL")
+        _TABLES[key] = s.execute(sql, {"name": name}).first() is not None
+    return _TABLES[key]
+
+
+def _text_conditions(s: Session, q: str) -> list:
+    """Every word must occur in `search_text`. Words of 3+ plain characters go through the FTS5 trigram
+    index on SQLite (PostgreSQL's pg_trgm index serves the LIKE itself); the rest are escaped LIKEs."""
+    conds, fts_terms = [], []
+    fts = s.get_bind().dialect.name == "sqlite" and has_table(s, "index_fts")
+    for term in q.lower().split()[:10]:
+        if fts and len(term) >= 3 and not re.search(r"[%_\\\"']", term):
+            fts_terms.append(term)
+        else:
+            conds.append(IndexEntry.search_text.like(f"%{_like_escape(term)}%", escape="\\"))
+    if fts_terms:
+        where = " AND ".join(f"search_text LIKE :t{i}" for i in range(len(fts_terms)))
+        sub = (
+            text(f"SELECT rowid FROM index_fts WHERE {where}")
+            .bindparams(**{f"t{i}": f"%{t}%" for i, t in enumerate(fts_terms)})
+            .columns(rowid=Integer)
+        )
+        conds.append(IndexEntry.id.in_(sub))
+    return conds
+
+
+#: Full-text matches are looked up once per search; up to this many ids are then passed as a list to the
+#: count, page and facet queries (instead of repeating the text match in each of them).
+TEXT_IDS_MAX = 50_000
+
+
+def text_match(s: Session, q: str) -> list:
+    """The full-text conditions of `q`, as the list of the matching ids when there are at most TEXT_IDS_MAX."""
+    conds = _text_conditions(s, q)
+    if not conds:
+        return []
+    ids = list(s.scalars(select(IndexEntry.id).where(*conds).limit(TEXT_IDS_MAX + 1)))
+    if len(ids) > TEXT_IDS_MAX:
+        return conds
+    return [IndexEntry.id.in_(ids)]
+
+
+def conditions(
+    s: Session,
+    query: SearchQuery,
+    viewer: Viewer | None,
+    skip: str | None = None,
+    text_filter: list | None = None,
+) -> list:
+    conds = [IndexEntry.is_adapter.is_(True)]
+    vis = visible(viewer)
+    if vis is not None:
+        conds.append(vis)
+    conds += text_filter if text_filter is not None else _text_conditions(s, query.q)
+    for name, value in query.filters.items():
+        if name != skip and value:
+            conds.append(FACETS[name] == value)
+    return conds
+
+
+def sort_order(sort: str) -> list:
+    if sort == "downloads":
+        return [IndexEntry.downloads.desc(), IndexEntry.updated_at.desc(), IndexEntry.id.desc()]
+    if sort == "score":
+        return [IndexEntry.score.is_(None), IndexEntry.score.desc(), IndexEntry.id.desc()]
+    if sort == "name":
+        return [IndexEntry.full_name.asc()]
+    return [IndexEntry.updated_at.desc(), IndexEntry.id.desc()]

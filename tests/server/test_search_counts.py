@@ -1,0 +1,233 @@
+"""Search totals and facet counts are exact: compared with a brute-force count in Python over random filters,
+full text and viewers (anonymous, owners of private entries, an organisation member, an admin), while entries
+are inserted, changed, made private or public (through the repository, as the hub does) and deleted between
+the searches, on SQLite and on PostgreSQL (where most counts come from the trigger-maintained
+``index_facet_counts``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, insert, select, update
+
+from adapterhub.server.index_models import IndexEntry
+from adapterhub.server.models import Account, Repo
+from adapterhub.server import search_facets, search_query
+from adapterhub.server.search_facets import STORED
+from adapterhub.server.search_query import FACETS, SearchQuery, Viewer, has_table
+from adapterhub.server.search_service import search
+
+try:
+    from test_index import IndexTestDatabase
+except ImportError:  # tests/ as a package
+    from tests.server.test_index import IndexTestDatabase
+
+VALUES = {  # few values per facet (under FACET_LIMIT), None for some
+    "base_model": ["bert-base-uncased", "roberta-base", "gpt2", None],
+    "model_type": ["bert", "roberta", None],
+    "task": ["sentiment", "nli", "qa"],
+    "subtask": ["sst-2", "rte", "squad", None],
+    "language": ["en", "de", "ar", None],
+    "method": ["seq_bn", "lora", "ia3"],
+    "head_type": ["classification", "tagging", None],
+    "license": ["mit", "apache-2.0", None],
+    "library": ["adapters", "peft"],
+    "source": ["hub", "legacy"],
+}
+WORDS = ["movie", "review", "german", "entail", "answer", "bottle"]
+ACCOUNTS = ["alice", "bob", "lab"]  # lab: an organisation whose member is bob
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request, tmp_path):
+    d = IndexTestDatabase(request.param, tmp_path)
+    yield d
+    d.drop()
+
+
+class World:
+    """The database's entries as Python dicts, written through SQL the way the hub writes them."""
+
+    def __init__(self, db, rng: random.Random):
+        self.db, self.rng, self.n = db, rng, 0
+        with db.session() as s:
+            self.accounts = {}
+            for name in ACCOUNTS:
+                a = Account(name=name, kind="org" if name == "lab" else "user")
+                s.add(a)
+                s.flush()
+                self.accounts[name] = a.id
+
+    def new_row(self, s) -> None:
+        rng, self.n = self.rng, self.n + 1
+        owner = rng.choice(ACCOUNTS + [None])
+        private = owner is not None and rng.random() < 0.35
+        repo_pk = None
+        if owner is not None:
+            repo = Repo(namespace=owner, name=f"r{self.n}", owner_id=self.accounts[owner], private=private)
+            s.add(repo)
+            s.flush()
+            repo_pk = repo.id
+        row = {c: rng.choice(v) for c, v in VALUES.items()}
+        row.update(
+            full_name=f"{owner or 'legacy'}/r{self.n}",
+            name=f"r{self.n}",
+            namespace=owner or "legacy",
+            author=owner or rng.choice(["ukp", None]),
+            repo_pk=repo_pk,
+            private=private,
+            is_adapter=rng.random() < 0.9,
+            search_text=" ".join(rng.sample(WORDS, 2)) + f" r{self.n}",
+            updated_at=dt.datetime(2026, 1, 1) + dt.timedelta(minutes=self.n),
+        )
+        s.execute(insert(IndexEntry), [row])
+
+    def mutate(self, s) -> None:
+        """One random write: new entries (bulk), changed facets, privacy changed through the repository (the
+        sync trigger copies it), or deletions."""
+        rng = self.rng
+        kind = rng.choice(["insert", "update", "private", "delete", "adapter"])
+        ids = list(s.scalars(select(IndexEntry.id)))
+        pick = rng.sample(ids, min(len(ids), rng.randint(1, 4)))
+        if kind == "insert" or not ids:
+            for _ in range(rng.randint(1, 5)):
+                self.new_row(s)
+        elif kind == "update":
+            col = rng.choice(list(VALUES))
+            s.execute(
+                update(IndexEntry).where(IndexEntry.id.in_(pick)).values({col: rng.choice(VALUES[col])})
+            )
+        elif kind == "private":
+            repos = list(s.scalars(select(IndexEntry.repo_pk).where(IndexEntry.id.in_(pick))))
+            for pk in (r for r in repos if r is not None):
+                s.execute(update(Repo).where(Repo.id == pk).values(private=rng.random() < 0.5))
+        elif kind == "adapter":
+            s.execute(update(IndexEntry).where(IndexEntry.id.in_(pick)).values(is_adapter=rng.random() < 0.5))
+        else:
+            s.execute(delete(IndexEntry).where(IndexEntry.id.in_(pick)))
+
+    def rows(self, s) -> list[dict]:
+        owners = dict(s.execute(select(Repo.id, Repo.owner_id)).all())
+        out = []
+        for e in s.scalars(select(IndexEntry)):
+            row = {c: getattr(e, c) for c in VALUES}
+            row.update(
+                author=e.author,
+                private=e.private,
+                is_adapter=e.is_adapter,
+                text=e.search_text,
+                owner=owners.get(e.repo_pk),
+            )
+            out.append(row)
+        return out
+
+
+def brute_force(
+    rows: list[dict], query: SearchQuery, viewer: Viewer
+) -> tuple[int, dict[str, dict[str, int]]]:
+    def seen(r):
+        return r["is_adapter"] and (viewer.admin or not r["private"] or r["owner"] in viewer.account_ids)
+
+    words = query.q.lower().split()
+    hits = [r for r in rows if seen(r) and all(w in r["text"] for w in words)]
+
+    def match(r, skip=None):
+        return all(r[FACETS[k].key] == v for k, v in query.filters.items() if k != skip)
+
+    facets = {}
+    for name, col in FACETS.items():
+        counter = Counter(r[col.key] for r in hits if match(r, name) and r[col.key] is not None)
+        facets[name] = dict(counter)
+    return sum(1 for r in hits if match(r)), facets
+
+
+def test_totals_and_facet_counts_are_exact_under_random_writes(db, monkeypatch):
+    monkeypatch.setattr(search_facets, "FACET_CACHE_SECONDS", 0.0)  # every search counts
+    world = World(db, random.Random(7))
+    with db.session() as s:
+        for _ in range(60):
+            world.new_row(s)
+    if db.kind == "postgres":
+        with db.session() as s:
+            assert has_table(s, STORED)  # the stored counts are what this test checks there
+    a, b, lab = (world.accounts[n] for n in ACCOUNTS)
+    viewers = [Viewer(), Viewer(account_ids=(a,)), Viewer(account_ids=(b, lab)), Viewer(admin=True)]
+    filter_values = {name: [v for v in VALUES.get(col.key, []) if v] for name, col in FACETS.items()}
+    filter_values["author"] = ACCOUNTS + ["ukp"]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.data())
+    def check(data):
+        if data.draw(st.booleans()):
+            with db.session() as s:
+                world.mutate(s)
+        names = data.draw(st.lists(st.sampled_from(list(FACETS)), max_size=3, unique=True))
+        filters = {n: data.draw(st.sampled_from(filter_values[n])) for n in names}
+        q = " ".join(data.draw(st.lists(st.sampled_from(WORDS), max_size=2)))
+        viewer = data.draw(st.sampled_from(viewers))
+        query = SearchQuery(q=q, filters=filters, per_page=100)
+        with db.session() as s:
+            res = search(s, query, viewer)
+            total, facets = brute_force(world.rows(s), query, viewer)
+        assert res.total == total
+        assert len(res.items) == min(total, 100)
+        assert {k: dict(v) for k, v in res.facets.items()} == facets
+
+    check()
+
+
+def searches(db, world) -> None:
+    """A few searches of each shape, compared with the brute-force count."""
+    a, b, lab = (world.accounts[n] for n in ACCOUNTS)
+    for viewer in (Viewer(), Viewer(account_ids=(a,)), Viewer(account_ids=(b, lab)), Viewer(admin=True)):
+        for query in (
+            SearchQuery(),
+            SearchQuery(filters={"task": "nli"}),
+            SearchQuery(filters={"language": "de", "method": "lora"}),
+            SearchQuery(q="movie", filters={"author": "alice"}),
+        ):
+            with db.session() as s:
+                res = search(s, query, viewer)
+                total, facets = brute_force(world.rows(s), query, viewer)
+            assert (res.total, {k: dict(v) for k, v in res.facets.items()}) == (total, facets), (
+                query,
+                viewer,
+            )
+
+
+def test_upgrading_a_database_in_place_counts_its_existing_entries(db, monkeypatch):
+    """A database made before the stored counts (revision 0004) with entries in it is upgraded by the server's
+    migration run: afterwards the counts include the old entries and follow new writes."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from adapterhub.server import migrate
+
+    monkeypatch.setattr(search_facets, "FACET_CACHE_SECONDS", 0.0)
+    with db.engine.connect() as conn:
+        cfg = migrate.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004_validation_queue")
+        conn.commit()
+    search_query._TABLES.clear()  # the process cache of which tables exist
+    with db.session() as s:
+        assert not has_table(s, STORED)
+    world = World(db, random.Random(3))
+    with db.session() as s:
+        for _ in range(40):
+            world.new_row(s)
+    migrate.upgrade(db.engine)
+    search_query._TABLES.clear()  # the process cache of which tables exist
+    with db.session() as s:
+        assert has_table(s, STORED) == (db.kind == "postgres")
+        assert s.scalar(text("SELECT version_num FROM alembic_version")) == "0005_facet_counts"
+    searches(db, world)
+    with db.session() as s:
+        for _ in range(5):
+            world.mutate(s)
+    searches(db, world)
