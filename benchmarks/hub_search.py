@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 #: rows per INSERT / COPY statement (each one transaction; PostgreSQL's counts triggers run once per statement)
-BATCH = 20_000
+BATCH = 50_000
 
 
 def insert_rows(db: Database, rows: list[dict]) -> None:

@@ -45,13 +45,13 @@ PUBLIC = "is_adapter AND NOT private"
 def _upsert(src: str) -> str:
     """The statement adding the counts of ``src`` (rows ``id, sign, <facets>``; sign +1 adds, -1 removes)."""
     pairs = ", ".join(f"('{c}', src.{c}::text)" for c in FACETS)
-    return f"""WITH src AS ({src}),
-kv AS (SELECT src.id, src.sign, x.f, x.v FROM src CROSS JOIN LATERAL (VALUES {pairs}) AS x(f, v)
-       WHERE x.v IS NOT NULL),
+    return f"""WITH src AS MATERIALIZED ({src}),
 d AS (SELECT '' AS f2, '' AS v2, '' AS f, '' AS v, sum(sign) AS n FROM src
-      UNION ALL SELECT '', '', f, v, sum(sign) FROM kv GROUP BY f, v
-      UNION ALL SELECT b.f, b.v, a.f, a.v, sum(a.sign) FROM kv a
-                JOIN kv b ON a.id = b.id AND a.sign = b.sign AND a.f <> b.f GROUP BY b.f, b.v, a.f, a.v)
+      UNION ALL SELECT '', '', a.f, a.v, sum(sign) FROM src CROSS JOIN LATERAL (VALUES {pairs}) AS a(f, v)
+                WHERE a.v IS NOT NULL GROUP BY a.f, a.v
+      UNION ALL SELECT b.f, b.v, a.f, a.v, sum(sign) FROM src CROSS JOIN LATERAL (VALUES {pairs}) AS a(f, v)
+                CROSS JOIN LATERAL (VALUES {pairs}) AS b(f, v)
+                WHERE a.v IS NOT NULL AND b.v IS NOT NULL AND a.f <> b.f GROUP BY b.f, b.v, a.f, a.v)
 INSERT INTO index_facet_counts AS c (facet2, value2, facet, value, n)
 SELECT f2, v2, f, v, n FROM d WHERE n <> 0 ORDER BY f2, v2, f, v
 ON CONFLICT (facet2, value2, facet, value) DO UPDATE SET n = c.n + EXCLUDED.n"""
@@ -78,7 +78,7 @@ BEGIN
         {_upsert(_rows("new_rows", 1) + " UNION ALL " + _rows("old_rows", -1))};
     END IF;
     RETURN NULL;
-END $$ LANGUAGE plpgsql""")
+END $$ LANGUAGE plpgsql SET work_mem = '128MB'""")  # a bulk statement's counts aggregate in memory
     for event, refs in (
         ("INSERT", "NEW TABLE AS new_rows"),
         ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
@@ -88,6 +88,7 @@ END $$ LANGUAGE plpgsql""")
             f"CREATE TRIGGER index_facet_counts_{event.lower()} AFTER {event} ON index_entries "
             f"REFERENCING {refs} FOR EACH STATEMENT EXECUTE FUNCTION index_facet_counts_sync()"
         )
+    op.execute("SET LOCAL work_mem = '256MB'")
     op.execute(_upsert(_rows("index_entries", 1)))  # the entries already there
 
 
