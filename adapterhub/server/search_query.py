@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, and_, or_, select, text
+from sqlalchemy import Integer, and_, any_, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from adapterhub.server.index_models import IndexEntry
@@ -128,6 +129,8 @@ def text_match(s: Session, q: str) -> list:
     ids = list(s.scalars(select(IndexEntry.id).where(*conds).limit(TEXT_IDS_MAX + 1)))
     if len(ids) > TEXT_IDS_MAX:
         return conds
+    if s.get_bind().dialect.name == "postgresql":  # one array parameter instead of one parameter per id
+        return [IndexEntry.id == any_(literal(ids, type_=ARRAY(Integer)))]
     return [IndexEntry.id.in_(ids)]
 
 
