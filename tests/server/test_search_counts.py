@@ -89,9 +89,9 @@ class World:
 
     def mutate(self, s) -> None:
         """One random write: new entries (bulk), changed facets, privacy changed through the repository (the
-        sync trigger copies it), or deletions."""
+        sync trigger copies it), or deletions (of entries, or of repositories and with them their entries)."""
         rng = self.rng
-        kind = rng.choice(["insert", "update", "private", "delete", "adapter"])
+        kind = rng.choice(["insert", "update", "private", "delete", "delete_repo", "adapter"])
         ids = list(s.scalars(select(IndexEntry.id)))
         pick = rng.sample(ids, min(len(ids), rng.randint(1, 4)))
         if kind == "insert" or not ids:
@@ -106,6 +106,9 @@ class World:
             repos = list(s.scalars(select(IndexEntry.repo_pk).where(IndexEntry.id.in_(pick))))
             for pk in (r for r in repos if r is not None):
                 s.execute(update(Repo).where(Repo.id == pk).values(private=rng.random() < 0.5))
+        elif kind == "delete_repo":  # the entry goes by the foreign key's ON DELETE CASCADE
+            repos = [r for r in s.scalars(select(IndexEntry.repo_pk).where(IndexEntry.id.in_(pick))) if r]
+            s.execute(delete(Repo).where(Repo.id.in_(repos)))
         elif kind == "adapter":
             s.execute(update(IndexEntry).where(IndexEntry.id.in_(pick)).values(is_adapter=rng.random() < 0.5))
         else:
@@ -160,7 +163,7 @@ def test_totals_and_facet_counts_are_exact_under_random_writes(db, monkeypatch):
     filter_values = {name: [v for v in VALUES.get(col.key, []) if v] for name, col in FACETS.items()}
     filter_values["author"] = ACCOUNTS + ["ukp"]
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(st.data())
     def check(data):
         if data.draw(st.booleans()):
