@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -78,8 +77,15 @@ class EmbeddedHub:
     user: str
     token: str
     hub: Any  # adapterhub.server.app.Hub
-    server: Any  # uvicorn.Server
-    thread: threading.Thread
+    running_server: Any  # adapterhub.server.inprocess.ServerThread
+
+    @property
+    def server(self) -> Any:  # uvicorn.Server
+        return self.running_server.server
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self.running_server.thread
 
     def page_url(self, repo_id: str) -> str:
         """The web page of an adapter repository on this hub."""
@@ -91,12 +97,7 @@ class EmbeddedHub:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the server to finish (open requests complete), wait up to ``timeout`` s, close the hub."""
-        if self.thread.is_alive():
-            self.server.should_exit = True
-            self.thread.join(timeout)
-            if self.thread.is_alive():  # a request that does not end: drop the connections
-                self.server.force_exit = True
-                self.thread.join(timeout)
+        self.running_server.stop(timeout)
         self.hub.close()  # idempotent; the app's shutdown closes it too
 
     def __enter__(self) -> EmbeddedHub:
@@ -108,17 +109,18 @@ class EmbeddedHub:
 
 def _server_modules():
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (serve_in_thread's; missing without the hub extra)
 
         from adapterhub.server import auth
         from adapterhub.server.app import Hub, create_app
+        from adapterhub.server.inprocess import serve_in_thread
         from adapterhub.server.settings import Settings
     except ImportError as error:
         raise LifecycleError(
             f"the hub server is not installed ({error}): pip install -e '.[hub]', or run the "
             "quickstart with --no-hub"
         ) from None
-    return uvicorn, auth, Hub, create_app, Settings
+    return serve_in_thread, auth, Hub, create_app, Settings
 
 
 def start_embedded_hub(
@@ -133,7 +135,7 @@ def start_embedded_hub(
     """Start the hub in this process with the embedded defaults (SQLite file and blob folder in ``data_dir``),
     create ``user`` if missing and a new write token for it; wait at most ``timeout`` s for the server to
     answer that token. ``port=0``: a free port. Call ``stop()`` (or use it as a context manager)."""
-    uvicorn, auth, Hub, create_app, Settings = _server_modules()
+    serve_in_thread, auth, Hub, create_app, Settings = _server_modules()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", user):
         raise LifecycleError(f"{user!r} is not a valid user name (letters, digits, '-', '_', '.')")
     data_dir = Path(data_dir)
@@ -151,30 +153,22 @@ def start_embedded_hub(
                     f"{user!r} is an organisation on the hub in {data_dir}; pick another user name"
                 )
             token = auth.create_token(s, account, scope="write", name="quickstart")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
+            running = serve_in_thread(
+                create_app(hub=hub), host, port, timeout=timeout, name="adapterhub-embedded-hub"
+            )
         except OSError as error:
-            sock.close()
             raise LifecycleError(f"cannot listen on {host}:{port}: {error}") from None
-        url = f"http://{host}:{sock.getsockname()[1]}"
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(hub=hub), log_level="warning", access_log=False, lifespan="on")
-        )
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="adapterhub-embedded-hub"
-        )
-        thread.start()
+        except RuntimeError as error:
+            raise LifecycleError(f"{error} (see the log above)") from None
     except BaseException:
         hub.close()
         raise
-    embedded = EmbeddedHub(url, data_dir, user, token, hub, server, thread)
+    embedded = EmbeddedHub(running.url, data_dir, user, token, hub, running)
     try:
         _wait_until_up(embedded, timeout)
     except BaseException:
         embedded.stop(timeout=5)
-        sock.close()
         raise
     return embedded
 

@@ -6,7 +6,8 @@ import stat
 import pytest
 
 from adapterhub.common.cards import opens_front_matter, split_front_matter
-from adapterhub.common.files import atomic_write, atomic_write_text
+from adapterhub.common import files as common_files
+from adapterhub.common.files import atomic_write, atomic_write_bytes, atomic_write_text
 from adapterhub.common.hashing import git_blob_hasher, git_blob_id, sha256_file
 from adapterhub.common.sizes import human_size
 from adapterhub.common.wire import BUNDLE_MANIFEST_NAME, COMMIT_RE, REPO_ID_RE
@@ -66,6 +67,40 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
         atomic_write(path, half_then_fail)
     assert path.read_text() == "one"
     assert sorted(p.name for p in path.parent.iterdir()) == ["f.json"]  # no temporary file left
+
+
+def test_atomic_write_over_a_stale_temporary_file_never_through_a_link(tmp_path, monkeypatch):
+    """A temporary name is this process's (pid + counter): a file a killed process with the same pid left there is
+    emptied and narrowed to the mode asked for; a symlink there is never followed."""
+    names = iter([str(tmp_path / ".stale.tmp"), str(tmp_path / ".link.tmp")])
+    monkeypatch.setattr(common_files, "temp_path", lambda final, suffix=".tmp": next(names))
+    (tmp_path / ".stale.tmp").write_bytes(b"junk" * 1000)
+    (tmp_path / ".stale.tmp").chmod(0o666)
+    atomic_write_bytes(tmp_path / "a", b"new")
+    assert (tmp_path / "a").read_bytes() == b"new"
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o600
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    (tmp_path / ".link.tmp").symlink_to(victim)
+    with pytest.raises(OSError):
+        atomic_write_bytes(tmp_path / "b", b"evil", mode=0o644)
+    assert victim.read_bytes() == b"keep" and not (tmp_path / "b").exists()
+
+
+def test_atomic_write_mode_and_missing_folder(tmp_path):
+    path = tmp_path / "made" / "on" / "demand"
+    atomic_write_bytes(path, b"x" * 100_000, mode=0o644)
+    assert path.read_bytes() == b"x" * 100_000
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 & ~_umask()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["demand"]
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_front_matter_is_between_two_dash_lines():

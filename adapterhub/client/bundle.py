@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import IO, NamedTuple, cast
 
 from .cache import Cache, ExpectedFile, RepoCache, check_bytes, ensure_dir
+from ..common.files import replacing, write_all
 from ..common.wire import BUNDLE_MANIFEST_NAME, COMMIT_RE
 from .download import CHUNK_SIZE, expected_files, fetch_file
 from .errors import HubHTTPError, IntegrityError
-from .files import TEMP_FLAGS, temp_path
+from .files import CACHE_MODE
 from .http import HubClient
 from .progress import progress_bar
 
@@ -272,28 +273,13 @@ def _manifest(
 
 
 def _write_blob(rc: RepoCache, exp: ExpectedFile, chunks: Chunks, where: str) -> str:
-    """Write ``chunks`` to the blob of ``exp`` through a temporary file of this process, checking the bytes;
-    returns their sha256 (the one ``exp`` expects)."""
-    tmp = temp_path(rc.blob_file(exp.key), ".part")
-    done = False
-    try:
-        sha, size = hashlib.sha256(), 0
-        fd = os.open(tmp, TEMP_FLAGS, 0o644)  # a plain descriptor: no buffered file object
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-                sha.update(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
-        digest = sha.hexdigest()
-        check_bytes(exp, size, digest, None, f"{where}: {exp.path}")
-        os.replace(tmp, rc.blob_file(digest))
-        done = True
-    finally:
-        if not done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-    return digest
+    """Write ``chunks`` to the blob of ``exp`` through the common atomic writer, checking the bytes before the
+    blob gets its name; returns their sha256 (the one ``exp`` expects: every file of a bundle lists one)."""
+    sha, size = hashlib.sha256(), 0
+    with replacing(rc.blob_file(exp.key), mode=CACHE_MODE, suffix=".part") as (_tmp, fd):
+        for chunk in chunks:
+            write_all(fd, chunk)
+            sha.update(chunk)
+            size += len(chunk)
+        check_bytes(exp, size, sha.hexdigest(), None, f"{where}: {exp.path}")
+    return sha.hexdigest()

@@ -254,11 +254,6 @@ class RepoCache:
         return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-_HUB_DIRS: dict[
-    tuple[str, str], Path
-] = {}  # (cache root, endpoint) -> its folder, once endpoint.txt is written
-
-
 @functools.lru_cache(maxsize=256)
 def _repo_cache(hub_dir: Path, repo_id: str) -> RepoCache:
     return RepoCache(hub_dir, repo_id)  # holds only paths: one per repository and process
@@ -277,13 +272,9 @@ class Cache:
         d = self._checked.get(endpoint)
         if d is not None:
             return d
-        key = (os.fspath(self.root), endpoint)
-        d = _HUB_DIRS.get(key)
-        if d is None or not os.path.isdir(d):
-            d = self.root / "hubs" / hub_key(endpoint)
-            if not (d / "endpoint.txt").is_file():
-                atomic_write_bytes(d / "endpoint.txt", normalize_endpoint(endpoint).encode())
-            _HUB_DIRS[key] = d
+        d = self.root / "hubs" / hub_key(endpoint)
+        if not (d / "endpoint.txt").is_file():
+            atomic_write_bytes(d / "endpoint.txt", normalize_endpoint(endpoint).encode())
         self._checked[endpoint] = d
         return d
 

@@ -1,66 +1,35 @@
-"""File primitives of the cache: atomic writes and symlinks, folders made once, JSON files remembered by
+"""File primitives of the cache: atomic writes (through the common writer) and symlinks, JSON files remembered by
 their identity on disk, a cheap inter-process lock."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import time
 from typing import Any
+
+from ..common import files
 
 try:
     import fcntl
 except ImportError:  # Windows: the cache uses filelock's own locks
     fcntl = None  # type: ignore[assignment]
 
-_TMP_COUNTER = itertools.count()
-
-
-_MADE_DIRS: set[str] = set()  # folders this process created or found: each is made once, not on every write
+CACHE_MODE = 0o644  # cache files are readable by others, as the folder allows (tokens live elsewhere)
 
 
 def ensure_dir(folder: str | os.PathLike) -> None:
-    folder = os.fspath(folder)
-    if folder not in _MADE_DIRS or not os.path.isdir(folder):  # it may have been removed (`cache rm`) since
-        os.makedirs(folder, exist_ok=True)
-        _MADE_DIRS.add(folder)
-
-
-# A temporary name is this process's own (pid + counter); one left by a killed process that had the same pid
-# (containers repeat pids) is overwritten, not an error. Never through a symlink.
-TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-
-
-def temp_path(final: str, suffix: str) -> str:
-    """A name beside ``final`` that no other process or thread uses: ``.<name>.<pid>.<n><suffix>``."""
-    folder, name = os.path.split(final)
-    return os.path.join(folder, f".{name}.{os.getpid()}.{next(_TMP_COUNTER)}{suffix}")
+    os.makedirs(folder, exist_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Temporary file of this process + rename. No fsync (it cost ~7 ms a file here): whatever a crash leaves is
-    re-checked, since a manifest or ref that does not parse counts as missing and a blob is hashed again
-    whenever its identity on disk is not the one recorded."""
+    """The common atomic writer (:mod:`adapterhub.common.files`) for a cache file. No fsync (it cost ~7 ms a file
+    here): whatever a crash leaves is re-checked, since a manifest or ref that does not parse counts as missing and
+    a blob is hashed again whenever its identity on disk is not the one recorded."""
     path = os.fspath(path)
-    folder = os.path.dirname(path)
-    tmp = temp_path(path, ".tmp")
-    try:
-        fd = os.open(tmp, TEMP_FLAGS, 0o644)
-    except FileNotFoundError:  # the folder went away (e.g. `adapterhub cache rm`): make it again
-        _MADE_DIRS.discard(folder)
-        ensure_dir(folder)
-        fd = os.open(tmp, TEMP_FLAGS, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        _JSON_MEMO.pop(path, None)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    files.atomic_write_bytes(path, data, mode=CACHE_MODE)
+    _JSON_MEMO.pop(path, None)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
@@ -108,7 +77,6 @@ def atomic_symlink(target: str, link: str | os.PathLike) -> None:
     """Make ``link`` point to ``target``; a link is never seen half-made (``symlink`` itself is atomic, and an
     existing link to elsewhere is replaced by renaming a new one over it)."""
     link = os.fspath(link)
-    folder = os.path.dirname(link)
     try:
         os.symlink(target, link)
         return
@@ -117,12 +85,11 @@ def atomic_symlink(target: str, link: str | os.PathLike) -> None:
             if os.readlink(link) == target:
                 return
     except FileNotFoundError:  # no folder yet (or it went away)
-        _MADE_DIRS.discard(folder)
-        ensure_dir(folder)
+        ensure_dir(os.path.dirname(link))
         with contextlib.suppress(FileExistsError):  # else replaced below
             os.symlink(target, link)
             return
-    tmp = temp_path(link, ".lnk")
+    tmp = files.temp_path(link, ".lnk")
     try:
         os.symlink(target, tmp)
     except FileExistsError:  # left by a killed process with the same pid

@@ -141,6 +141,44 @@ def test_cold_load_is_one_request_and_warm_load_none(client_hub, pushed, env, re
     assert requests == []
 
 
+def test_cold_load_takes_the_lean_request_and_the_own_tar_reader_and_the_plain_paths_load_the_same(
+    client_hub, pushed, env, own_clients, monkeypatch, tmp_path
+):
+    """The client's two tricks of a cold load, counted: the bundle request through ``lean`` (http.client) and the
+    answer parsed in memory by our own tar reader. Switched off (httpx, and ``tarfile`` on a stream: the plain
+    paths, complete on their own), a cold load fills the cache with the same files and loads the same adapter."""
+    import tarfile
+
+    from adapterhub.client import lean
+
+    commit, expected, files = pushed
+    taken: list[str] = []
+
+    def counting(name, original):
+        def call(*args, **kwargs):
+            taken.append(name)
+            return original(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(LeanConnection, "get", counting("lean", LeanConnection.get))
+    monkeypatch.setattr(httpx.Client, "stream", counting("httpx", httpx.Client.stream))
+    monkeypatch.setattr(bundle_module, "_tar_members", counting("own tar", bundle_module._tar_members))
+    monkeypatch.setattr(tarfile, "open", counting("tarfile", tarfile.open))
+    assert torch.allclose(load(), expected)
+    assert taken == ["lean", "own tar"]
+    taken.clear()
+    monkeypatch.setattr(lean, "usable", lambda endpoint: False)
+    monkeypatch.setattr(http_module, "_SHARED", {})  # new clients, made without a lean connection
+    monkeypatch.setattr(bundle_module, "IN_MEMORY", 0)
+    assert torch.allclose(load(cache_dir=tmp_path / "plain"), expected)
+    assert taken == ["httpx", "tarfile"]
+    for path, data in files.items():
+        assert (
+            repo_dir(tmp_path / "plain", client_hub.url) / "snapshots" / commit / path
+        ).read_bytes() == data
+
+
 def test_task_identifier_loads_through_the_bundle(client_hub, pushed, env, requests, monkeypatch):
     commit, expected, files = pushed
     assert torch.allclose(load("sentiment/bundle-load@acme"), expected)
@@ -677,10 +715,10 @@ def test_repeated_load_in_a_process_follows_changes_to_the_cache(
 def test_temporary_files_left_by_a_killed_process_with_the_same_pid(client_hub, pushed, env, monkeypatch):
     """Temporary names are the process's own (pid + counter); a container that restarts repeats both, so a name
     may be taken by a file a killed process left: it is overwritten (longer junk included), never an error."""
-    from adapterhub.client import files as files_module
+    from adapterhub.common import files as common_files
 
     commit, expected, files = pushed
-    original = files_module.temp_path
+    original = common_files.temp_path
     stale: list[str] = []
 
     def taken(final, suffix):
@@ -691,8 +729,7 @@ def test_temporary_files_left_by_a_killed_process_with_the_same_pid(client_hub, 
             stale.append(name)
         return name
 
-    monkeypatch.setattr(bundle_module, "temp_path", taken)
-    monkeypatch.setattr(files_module, "temp_path", taken)
+    monkeypatch.setattr(common_files, "temp_path", taken)  # the one atomic writer: blobs, manifests, refs
     assert torch.allclose(load(), expected)
     assert sum(s.endswith(".part") for s in stale) == len(files)  # every blob written over a stale file
     repo = repo_dir(env, client_hub.url)
@@ -704,9 +741,10 @@ def test_temporary_files_left_by_a_killed_process_with_the_same_pid(client_hub, 
 
 def test_atomic_writes_and_links_take_over_stale_temporary_names(tmp_path, monkeypatch):
     from adapterhub.client import files as files_module
+    from adapterhub.common import files as common_files
 
     names = iter([str(tmp_path / ".stale.tmp"), str(tmp_path / ".stale.lnk")])
-    monkeypatch.setattr(files_module, "temp_path", lambda final, suffix: next(names))
+    monkeypatch.setattr(common_files, "temp_path", lambda final, suffix: next(names))
     (tmp_path / ".stale.tmp").write_bytes(b"junk" * 1000)  # longer than what is written now
     (tmp_path / ".stale.lnk").symlink_to("elsewhere")
     files_module.atomic_write_bytes(tmp_path / "data.json", b"{}")
