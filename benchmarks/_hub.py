@@ -33,15 +33,25 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+def plain_cli(names) -> list[str]:
+    """The serve command with the hub's speed tricks ``names`` switched off in the server process (``_plain``)."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import _plain; _plain.serve_plain({list(names)!r})"
+    return [sys.executable, "-c", code]
+
+
 @contextlib.contextmanager
-def hub_server(data_dir: Path, database_url: str = "", workers: int = 1):
-    """Yields (url, write_token) of a fresh hub in ``data_dir``; stops it afterwards."""
+def hub_server(data_dir: Path, database_url: str = "", workers: int = 1, plain=()):
+    """Yields (url, write_token) of a fresh hub in ``data_dir``; stops it afterwards. ``plain``: the names of the
+    hub's speed tricks to switch off in it (``_plain.SERVER``; one worker)."""
+    if plain and workers != 1:
+        raise ValueError("the tricks are switched off in the serving process: one worker")
+    cli = plain_cli(plain) if plain else CLI
     args = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
     token = subprocess.run(
         CLI + args + ["--create-user", "bench"], check=True, capture_output=True, text=True
     ).stdout.strip()
     port = free_port()
-    proc = subprocess.Popen(CLI + args + ["--port", str(port), "--workers", str(workers)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cli + args + ["--port", str(port), "--workers", str(workers)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

@@ -70,8 +70,9 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-_SHARED: dict[tuple[str, str | None], HubClient] = {}
+_SHARED: dict[tuple[str, str | None], HubClient] = {}  # at most SHARED_LIMIT, oldest dropped first
 _SHARED_LOCK = threading.Lock()
+SHARED_LIMIT = 16
 
 
 def _forget_after_fork() -> None:
@@ -110,6 +111,9 @@ class HubClient:
         with _SHARED_LOCK:
             client = _SHARED.get(key)
             if client is None or client._http.is_closed:
+                _SHARED.pop(key, None)
+                while len(_SHARED) >= SHARED_LIMIT:  # dropped, not closed: a thread may still be using it
+                    del _SHARED[next(iter(_SHARED))]
                 client = _SHARED[key] = cls(settings)
             return client
 

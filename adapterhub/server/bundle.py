@@ -23,6 +23,8 @@ costs one small answer; such an answer counts no download.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import sqlite3
@@ -300,72 +302,105 @@ async def _count(hub, repo_id: str) -> None:
 
 async def fast_bundle(hub, scope, send) -> bool:
     """``GET /api/adapters/bundle`` in plain ASGI (no routing or dependency injection) when the answer is a small
-    bundle; False lets the route above answer (errors, large bundles, odd parameters)."""
+    bundle; False lets the route above answer (errors, large bundles, odd parameters). Four steps: read the query
+    string; find the manifest on the event loop (SQLite's own reader) and, when the files are in memory, the whole
+    answer there; else make it in a worker thread; send it."""
+    asked = _parse_query(scope)
+    if asked is None:
+        return False
+    found = _quick_on_loop(hub, asked) if asked.quick else None
+    answer = _answer_from_memory(hub, found, asked.held)
+    if answer is None:
+        answer = await run_in_threadpool(_answer_in_thread, hub, scope, asked, found)
+    if answer is None:
+        return False
+    manifest, parts = answer
+    await _send_small(send, manifest, parts)
+    if not manifest.get("have"):
+        hub.downloads.add(manifest["repo_id"])
+    return True
+
+
+_PARAMS = ("identifier", "model_name", "config", "version", "max_file_size", "have")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Asked:
+    """A bundle request as the fast path reads it."""
+
+    params: dict[str, str]  # identifier, and model_name, config, version where given
+    max_file_size: int
+    held: tuple[str, ...]  # have=
+
+    @property
+    def quick(self) -> bool:
+        """Whether :func:`quick_manifest` may answer: one light query, no ORM session."""
+        return self.params.keys() <= {"identifier", "model_name"}
+
+    def identifier_params(self) -> IdentifierParams:
+        return IdentifierParams(
+            **{k: self.params.get(k) for k in ("identifier", "model_name", "config", "version")}
+        )
+
+
+def _parse_query(scope) -> _Asked | None:
+    """The parameters of the request, or None where the route should answer: an unknown or repeated parameter, no
+    identifier, a malformed ``max_file_size`` or ``have`` (the route explains)."""
     params: dict[str, str] = {}
     for key, value in parse_qsl((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True):
         if key in params or key not in _PARAMS:
-            return False
+            return None
         params[key] = value
     if not params.get("identifier"):
-        return False
-    try:
-        max_file_size = int(params.pop("max_file_size", DEFAULT_MAX_FILE))
-    except ValueError:
-        return False
-    if max_file_size < 0:
-        return False
+        return None
+    size = params.pop("max_file_size", str(DEFAULT_MAX_FILE))
     held = parse_have(params.pop("have", None))
-    if held is None:
-        return False  # the route explains
+    if not size.isascii() or not size.isdigit() or held is None:
+        return None
+    return _Asked(params, int(size), held)
 
-    quick = params.keys() <= {"identifier", "model_name"}  # the common case: one light query, no ORM session
 
-    def lookup() -> dict | JSONResponse | None:
-        manifest = None
-        if quick:
-            with hub.db.engine.connect() as conn:
-                manifest = quick_manifest(conn, params["identifier"], max_file_size, params.get("model_name"))
-        if manifest is None:
-            with hub.db.session() as s:
-                manifest = prepare(
-                    s,
-                    lambda: viewer_for(Request(scope), s),
-                    IdentifierParams(**params),
-                    max_file_size,
-                    quick=False,
-                )  # tried above where it applies
-        return manifest
-
-    def answer(manifest) -> tuple[dict, list[bytes]] | None:
-        if not isinstance(manifest, dict):
-            return None
-        manifest = with_have(manifest, held)
-        if _sent_size(manifest) > IN_MEMORY:
-            return None
-        return manifest, small_bundle(hub, manifest)
-
-    try:
-        # An embedded SQLite database answers the one indexed query in well under a millisecond, and in WAL mode
-        # its readers do not wait for writers: asked on the event loop through a connection of its own that never
-        # waits (busy: asked again in a thread), and when the commit's files are in memory the whole answer is
-        # made there (two thread hops less). Everything else, e.g. reading files or asking another database,
-        # happens in a worker thread.
-        quick_found = _quick_on_loop(hub, params, max_file_size) if quick else None
-        manifest = with_have(quick_found, held) if quick_found is not None else None
-        body = None
-        if manifest is not None and _sent_size(manifest) <= IN_MEMORY:
-            body = b"" if manifest.get("have") else _BODIES.cached(manifest)
-        if body is not None:
-            found = manifest, small_bundle(hub, manifest, body)
-        else:  # answer() applies have= itself
-            found = await run_in_threadpool(
-                lambda: answer(quick_found if quick_found is not None else lookup())
-            )
-    except Exception:  # noqa: BLE001 - the route gives the proper error answer
-        return False
+def _answer_from_memory(hub, found: dict | None, held: tuple[str, ...]) -> tuple[dict, list[bytes]] | None:
+    """The whole answer without a worker thread, when the manifest is known and its files are not needed (``have``)
+    or are in memory (``_BODIES``); else None."""
     if found is None:
-        return False
-    manifest, parts = found
+        return None
+    manifest = with_have(found, held)
+    if _sent_size(manifest) > IN_MEMORY:
+        return None
+    body = b"" if manifest.get("have") else _BODIES.cached(manifest)
+    return None if body is None else (manifest, small_bundle(hub, manifest, body))
+
+
+def _answer_in_thread(hub, scope, asked: _Asked, found: dict | None) -> tuple[dict, list[bytes]] | None:
+    """The answer made in a worker thread: the manifest (``found`` on the loop, or the quick query through the
+    pool, or the full resolution), then the files read into memory. None for an error or a large bundle: the route
+    answers those."""
+    manifest = found if found is not None else _lookup(hub, scope, asked)
+    if not isinstance(manifest, dict):
+        return None
+    manifest = with_have(manifest, asked.held)
+    if _sent_size(manifest) > IN_MEMORY:
+        return None
+    return manifest, small_bundle(hub, manifest)
+
+
+def _lookup(hub, scope, asked: _Asked) -> dict | JSONResponse:
+    manifest = None
+    if asked.quick:
+        with hub.db.engine.connect() as conn:
+            manifest = quick_manifest(
+                conn, asked.params["identifier"], asked.max_file_size, asked.params.get("model_name")
+            )
+    if manifest is None:
+        with hub.db.session() as s:
+            # the quick query was tried above where it applies
+            viewer_of = functools.partial(viewer_for, Request(scope), s)
+            manifest = prepare(s, viewer_of, asked.identifier_params(), asked.max_file_size, quick=False)
+    return manifest
+
+
+async def _send_small(send, manifest: dict, parts: list[bytes]) -> None:
     headers = {**_headers(manifest), "Content-Length": str(sum(map(len, parts)))}
     await send(
         {
@@ -376,21 +411,29 @@ async def fast_bundle(hub, scope, send) -> bool:
     )
     for i, part in enumerate(parts):
         await send({"type": "http.response.body", "body": part, "more_body": i + 1 < len(parts)})
-    if not manifest.get("have"):
-        hub.downloads.add(manifest["repo_id"])
-    return True
 
 
-_PARAMS = ("identifier", "model_name", "config", "version", "max_file_size", "have")
-
-
-def _quick_on_loop(hub, params: dict, max_file_size: int) -> dict | None:
-    """The quick manifest through the database's event-loop reader (SQLite; no SQLAlchemy statement layer);
-    None when there is no such reader, the quick query does not answer, or the database is busy."""
+def _quick_on_loop(hub, asked: _Asked) -> dict | None:
+    """The quick manifest on the event loop, through the database's own reader (SQLite in WAL mode: its readers do
+    not wait for writers; no SQLAlchemy statement layer, no thread hop). None when there is no such reader, the
+    quick query does not answer, or the database is busy: a worker thread then asks again, and may wait. Reading
+    files or asking another database always happens in a worker thread."""
     with hub.db.loop_read() as reader:
         if reader is None:
             return None
         try:
-            return quick_manifest(reader, params["identifier"], max_file_size, params.get("model_name"))
-        except sqlite3.OperationalError:  # busy or locked: a worker thread asks again, and may wait
-            return None
+            return quick_manifest(
+                reader, asked.params["identifier"], asked.max_file_size, asked.params.get("model_name")
+            )
+        except sqlite3.OperationalError as error:
+            if _busy(error):
+                return None
+            raise
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return str(error).startswith(("database is locked", "database table is locked", "database is busy"))

@@ -193,7 +193,7 @@ async def fast_resolve(hub: Hub, scope, send) -> bool:
 
     try:
         found = await run_in_threadpool(lookup)
-    except (HubError, AuthError, OSError):
+    except (HubError, AuthError, FileNotFoundError):  # the route's answers: 401/403/404, 500 BlobMissing
         return False
     if found is None:
         return False

@@ -122,16 +122,18 @@ class LegacyIndex:
         return config
 
 
-_CACHE: dict[tuple[str, float], LegacyIndex] = {}
+_CACHE: dict[str, tuple[float, LegacyIndex]] = {}  # path -> (the adapters folder's mtime, its parsed index)
 
 
 def load_index(path: Path | str) -> LegacyIndex:
-    """The parsed index folder, cached per process (keyed by path and the adapters folder's mtime)."""
+    """The parsed index folder, cached per process: one entry per folder, parsed again when its ``adapters``
+    folder's mtime changes."""
     path = Path(path).resolve()
-    key = (str(path), (path / "adapters").stat().st_mtime if (path / "adapters").is_dir() else 0.0)
-    if key not in _CACHE:
-        _CACHE[key] = LegacyIndex(path)
-    return _CACHE[key]
+    mtime = (path / "adapters").stat().st_mtime if (path / "adapters").is_dir() else 0.0
+    known = _CACHE.get(str(path))
+    if known is None or known[0] != mtime:
+        known = _CACHE[str(path)] = (mtime, LegacyIndex(path))
+    return known[1]
 
 
 def seed_taxonomy(session: Session, index: LegacyIndex) -> SeedReport:

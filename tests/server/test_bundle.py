@@ -400,3 +400,178 @@ def test_have_names_commits_the_client_holds(live_hub, uploaded):
 def test_malformed_have_is_refused(live_hub, uploaded, have):
     r = get_bundle(live_hub, identifier="alice/bdl-seqbn", have=have)
     assert r.status_code == 400 and "have=" in r.json()["error"]
+
+
+# --- the speed tricks of the bundle answer: each is taken, and its plain path answers the same ----------------
+
+
+def answered_fast(monkeypatch) -> list[str]:
+    """The repository of every bundle that the plain-ASGI fast path sends (``_send_small``: only it calls that)."""
+    sent: list[str] = []
+    original = bundle_module._send_small
+
+    async def recording(send, manifest, parts):
+        sent.append(manifest["repo_id"])
+        await original(send, manifest, parts)
+
+    monkeypatch.setattr(bundle_module, "_send_small", recording)
+    return sent
+
+
+def test_the_fast_path_answers_every_small_bundle(live_hub, uploaded, monkeypatch):
+    """Plain, task and private identifiers, config, version and have= are answered by the fast path (the quick
+    query, or the full resolution in a worker thread); errors and unknown parameters go to the route."""
+    seq, double = uploaded["seq"][1], uploaded["double"][1]
+    sent = answered_fast(monkeypatch)
+    cases = [
+        (None, {"identifier": "alice/bdl-seqbn"}, "alice/bdl-seqbn"),
+        (None, {"identifier": "sentiment/bundle-test@acme"}, "acme/bdl-double"),
+        (None, {"identifier": "sentiment/bundle-test", "config": "double_seq_bn"}, "acme/bdl-double"),
+        (None, {"identifier": "@alice/bdl-seqbn", "version": seq[:12]}, "alice/bdl-seqbn"),
+        (None, {"identifier": "acme/bdl-double", "have": double}, "acme/bdl-double"),
+        ("alice", {"identifier": "alice/bdl-private"}, "alice/bdl-private"),
+        ("alice", {"identifier": "nli/bundle-private"}, "alice/bdl-private"),
+    ]
+    for token, params, repo in cases:
+        r = get_bundle(live_hub, token, **params)
+        assert r.status_code == 200, (params, r.text)
+        assert read_tar(r.content)[0]["repo_id"] == repo
+    assert sent == [repo for _, _, repo in cases]
+    sent.clear()
+    for params, status in [
+        ({"identifier": "alice/bdl-seqbn", "other": "1"}, 200),
+        ({"identifier": "alice/no-such-adapter"}, 404),
+        ({"identifier": "sentiment/bundle-test"}, 409),
+        ({"identifier": "alice/bdl-private"}, 404),
+        ({"identifier": "alice/bdl-seqbn", "max_file_size": "-1"}, 422),
+    ]:
+        assert get_bundle(live_hub, **params).status_code == status, params
+    assert sent == []
+
+
+def test_the_event_loop_answers_without_a_thread_and_the_plain_path_the_same(live_hub, uploaded, monkeypatch):
+    """With SQLite the manifest comes from the event loop's own reader, and with the files in memory the whole
+    answer is made there: no worker thread. Without the reader (the plain path) a thread answers the same bytes."""
+    if live_hub.hub.db.loop_reader() is None:
+        pytest.skip("the event-loop reader is SQLite's")
+    files, commit = uploaded["seq"]
+    first = get_bundle(live_hub, identifier="alice/bdl-seqbn")  # the files are in memory after this
+    hops: list[object] = []
+    original = bundle_module.run_in_threadpool
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(fn)
+        return await original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_module, "run_in_threadpool", counting)
+    sent = answered_fast(monkeypatch)
+    again = get_bundle(live_hub, identifier="alice/bdl-seqbn")
+    held = get_bundle(live_hub, identifier="alice/bdl-seqbn", have=commit)
+    assert again.content == first.content and read_tar(held.content)[1] == []
+    assert sent == ["alice/bdl-seqbn"] * 2 and hops == []
+    monkeypatch.setattr(type(live_hub.hub.db), "loop_reader", lambda self: None)
+    plain = get_bundle(live_hub, identifier="alice/bdl-seqbn")
+    assert plain.content == first.content and dict(read_tar(plain.content)[1]) == files
+    assert sent == ["alice/bdl-seqbn"] * 3 and hops == [bundle_module._answer_in_thread]
+
+
+def test_the_files_of_small_bundles_are_read_once_and_the_plain_path_reads_each_time(
+    live_hub, uploaded, monkeypatch
+):
+    """``_BODIES`` keeps the file members of small bundles: a second answer reads no blob. Its plain path (a
+    limit of 0) reads them every time, for the same bytes."""
+    files, commit = uploaded["seq"]
+    reads: list[str] = []
+    original = bundle_module._file_members
+
+    def counting(hub, manifest):
+        reads.append(manifest["commit"])
+        return original(hub, manifest)
+
+    monkeypatch.setattr(bundle_module, "_file_members", counting)
+    monkeypatch.setattr(bundle_module, "_BODIES", bundle_module._Bodies())
+    answers = [get_bundle(live_hub, identifier="alice/bdl-seqbn").content for _ in range(3)]
+    assert reads == [commit]
+    monkeypatch.setattr(bundle_module, "_BODIES", bundle_module._Bodies(limit=0))
+    answers += [get_bundle(live_hub, identifier="alice/bdl-seqbn").content for _ in range(2)]
+    assert reads == [commit] * 3
+    assert len(set(answers)) == 1 and dict(read_tar(answers[0])[1]) == files
+
+
+def test_the_file_list_of_a_commit_is_asked_once_and_the_plain_path_each_time(
+    live_hub, uploaded, monkeypatch
+):
+    files, commit = uploaded["seq"]
+    queries: list[dict] = []
+    original = bundle_module.query_rows
+
+    def counting(conn, sql, params):
+        queries.append(params)
+        return original(conn, sql, params)
+
+    class Forgets(dict):
+        def __setitem__(self, key, value) -> None:
+            pass
+
+    monkeypatch.setattr(bundle_module, "query_rows", counting)
+    monkeypatch.setattr(bundle_module, "_COMMIT_FILES", {})
+    answers = [get_bundle(live_hub, identifier="alice/bdl-seqbn").content for _ in range(3)]
+    assert queries == [{"oid": commit}]
+    monkeypatch.setattr(bundle_module, "_COMMIT_FILES", Forgets())
+    answers += [get_bundle(live_hub, identifier="alice/bdl-seqbn").content for _ in range(2)]
+    assert queries == [{"oid": commit}] * 3
+    assert len(set(answers)) == 1 and dict(read_tar(answers[0])[1]) == files
+
+
+def bundle_scope(query: bytes) -> dict:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/adapters/bundle",
+        "query_string": query,
+        "headers": [],
+    }
+
+
+def test_fast_path_errors_surface_instead_of_falling_back(live_hub, uploaded, monkeypatch):
+    """The fast path catches nothing: what the route would explain is handed over before (None / False), and a
+    real error (a bug, a broken database) raises instead of being answered more slowly by the route."""
+    import asyncio
+
+    async def send(message) -> None:
+        raise AssertionError("nothing may be sent")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the quick manifest")
+
+    monkeypatch.setattr(bundle_module, "quick_manifest", broken)
+    with pytest.raises(RuntimeError, match="a bug in the quick manifest"):
+        asyncio.run(
+            bundle_module.fast_bundle(live_hub.hub, bundle_scope(b"identifier=alice/bdl-seqbn"), send)
+        )
+    for query in (b"identifier=alice/bdl-seqbn&other=1", b"max_file_size=1", b"identifier=a/b&have=xyz"):
+        assert asyncio.run(bundle_module.fast_bundle(live_hub.hub, bundle_scope(query), send)) is False
+
+
+def test_the_loop_reader_hands_over_only_when_the_database_is_busy(live_hub, uploaded, monkeypatch):
+    import sqlite3
+
+    if live_hub.hub.db.loop_reader() is None:
+        pytest.skip("the event-loop reader is SQLite's")
+    asked = bundle_module._parse_query(bundle_scope(b"identifier=alice/bdl-seqbn"))
+    assert bundle_module._quick_on_loop(live_hub.hub, asked)["commit"] == uploaded["seq"][1]
+    for message, handed_over in [
+        ("database is locked", True),
+        ("database table is locked", True),
+        ("no such table: repos", False),
+    ]:
+
+        def failing(*args, message=message):
+            raise sqlite3.OperationalError(message)
+
+        monkeypatch.setattr(bundle_module, "quick_manifest", failing)
+        if handed_over:
+            assert bundle_module._quick_on_loop(live_hub.hub, asked) is None
+        else:
+            with pytest.raises(sqlite3.OperationalError, match="no such table"):
+                bundle_module._quick_on_loop(live_hub.hub, asked)
