@@ -353,9 +353,10 @@ def test_fast_path_answers_while_every_pooled_connection_is_taken(live_hub, uplo
 
 
 def test_loop_reader_cannot_write_and_reads_beside_a_writer(live_hub):
-    reader = live_hub.hub.db.loop_reader()
-    if reader is None:
+    if live_hub.hub.db.engine.dialect.name != "sqlite":
         pytest.skip("the event-loop reader is SQLite's")
+    reader = live_hub.hub.db.loop_reader()
+    assert reader is not None
     assert reader.execute("PRAGMA query_only").fetchone() == (1,)
     with pytest.raises(Exception, match="readonly|read-only|query_only"):
         reader.execute("UPDATE repos SET downloads = downloads + 1")
@@ -452,7 +453,7 @@ def test_the_fast_path_answers_every_small_bundle(live_hub, uploaded, monkeypatc
 def test_the_event_loop_answers_without_a_thread_and_the_plain_path_the_same(live_hub, uploaded, monkeypatch):
     """With SQLite the manifest comes from the event loop's own reader, and with the files in memory the whole
     answer is made there: no worker thread. Without the reader (the plain path) a thread answers the same bytes."""
-    if live_hub.hub.db.loop_reader() is None:
+    if live_hub.hub.db.engine.dialect.name != "sqlite":
         pytest.skip("the event-loop reader is SQLite's")
     files, commit = uploaded["seq"]
     first = get_bundle(live_hub, identifier="alice/bdl-seqbn")  # the files are in memory after this
@@ -556,7 +557,7 @@ def test_fast_path_errors_surface_instead_of_falling_back(live_hub, uploaded, mo
 def test_the_loop_reader_hands_over_only_when_the_database_is_busy(live_hub, uploaded, monkeypatch):
     import sqlite3
 
-    if live_hub.hub.db.loop_reader() is None:
+    if live_hub.hub.db.engine.dialect.name != "sqlite":
         pytest.skip("the event-loop reader is SQLite's")
     asked = bundle_module._parse_query(bundle_scope(b"identifier=alice/bdl-seqbn"))
     assert bundle_module._quick_on_loop(live_hub.hub, asked)["commit"] == uploaded["seq"][1]
