@@ -26,6 +26,7 @@ import httpx
 from ..version import __version__
 from .cache import Cache, atomic_write_json, read_json
 from .errors import HubHTTPError, IdentifierError, IntegrityError, NotFoundError, OfflineError
+from .progress import progress_bar
 from .settings import HubSettings
 
 MAX_UNPACKED = 4 * 1024**3
@@ -142,10 +143,12 @@ def archive_folder(
                     raise HubHTTPError(
                         f"downloading {url}: HTTP {response.status_code}", response.status_code
                     )
-                with open(part, "wb") as f:
+                size = int(response.headers.get("content-length") or 0)
+                with open(part, "wb") as f, progress_bar(progress, size, url.rsplit("/", 1)[-1]) as advance:
                     for chunk in response.iter_bytes(256 * 1024):
                         f.write(chunk)
                         digest.update(chunk)
+                        advance(len(chunk))
                     f.flush()
                     os.fsync(f.fileno())
         except httpx.TransportError as error:

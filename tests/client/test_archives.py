@@ -92,3 +92,42 @@ def test_adapter_folder_on_a_plain_web_server(tmp_path, monkeypatch):
     assert fresh_model().load_adapter(url) == "sst"  # from the cache, the server is gone
     with pytest.raises(OfflineError):
         fresh_model().load_adapter(url.replace("/sst/", "/other/"))
+
+
+def test_zip_at_a_url_reports_its_download_progress_when_asked(tmp_path, monkeypatch):
+    """``progress=True`` for an archive URL drives the same progress bar as hub downloads, over its bytes."""
+    import contextlib
+    import functools
+    import http.server
+    import threading
+
+    from client_support import adapter_model, fresh_model
+
+    from adapterhub.client import archives
+
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    adapter_model(72).save_adapter(tmp_path / "sst", "sst")
+    (tmp_path / "www").mkdir()
+    archive = _zip(
+        tmp_path / "www" / "sst.zip", [(p.name, p.read_bytes()) for p in (tmp_path / "sst").iterdir()]
+    )
+    bars = []
+
+    @contextlib.contextmanager
+    def recording_bar(enabled, total, label):
+        bar = {"enabled": enabled, "total": total, "label": label, "done": 0}
+        bars.append(bar)
+        yield lambda n: bar.update(done=bar["done"] + n)
+
+    monkeypatch.setattr(archives, "progress_bar", recording_bar)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/sst.zip"
+        assert fresh_model().load_adapter(url, progress=True) == "sst"
+    finally:
+        server.shutdown()
+    size = archive.stat().st_size
+    assert bars == [{"enabled": True, "total": size, "label": "sst.zip", "done": size}]
