@@ -22,7 +22,11 @@ class PrefixTuningConfig(AdapterConfig):
     shared by all layers, the reparametrisation of the paper; ``flat=True`` learns them directly.
 
     ``shift_positions`` (not in the AdapterHub format; set for adapters read from PEFT files): the model's
-    position ids start at ``prefix_length``, as PEFT's prefixes (passed as a cache) make them."""
+    position ids start at ``prefix_length``, as PEFT's prefixes (passed as a cache) make them.
+
+    Format options without an effect here, whatever their value: ``cross_prefix`` (prefixes in the
+    cross-attention of encoder-decoder models: no supported model family has one) and ``shared_gating``
+    (only with ``use_gating``, which is refused)."""
 
     method = "prefix_tuning"
     architecture = "prefix_tuning"
