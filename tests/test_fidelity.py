@@ -112,6 +112,28 @@ def test_standard_lm_head_gets_no_inverse_and_tied_head_keys_load(tmp_path):
         adapterhub.init(make_model("bert", "lm")).load_adapter(tmp_path)
 
 
+@pytest.mark.parametrize("arch, inverse", [("qwen2", True), ("llama", False), ("gpt2", False)])
+def test_standard_lm_head_gets_the_inverse_where_the_peer_applies_it(arch, inverse):
+    """The `adapters` library runs Qwen2 through its plugin interface, which applies the invertible adapter's
+    inverse before the model's output embeddings; its built-in families (Llama, GPT-2) do not."""
+    model = adapterhub.init(make_model(arch, "lm"))
+    model.add_adapter("a", config="seq_bn_inv", set_active=True)
+    _perturb(model, "a")
+    model.eval()
+    batch = inputs()
+    inv = model.adapterhub_state.methods["bottleneck"].invertible.adapters["a"]
+    head = model.get_output_embeddings()
+    with torch.no_grad():
+        hidden = model.base_model(**batch).last_hidden_state
+        head_input = inv(hidden, rev=True) if inverse else hidden
+        expected = torch.nn.functional.linear(head_input, head.weight, head.bias)
+        torch.testing.assert_close(output_of(model, batch), expected, rtol=0, atol=1e-5)
+        model.set_active_adapters(None)  # inactive: neither the adapter nor its inverse
+        bare = torch.nn.functional.linear(model.base_model(**batch).last_hidden_state, head.weight, head.bias)
+        torch.testing.assert_close(output_of(model, batch), bare, rtol=0, atol=1e-5)
+    assert not torch.allclose(expected, bare, atol=1e-3)  # the perturbed adapter does change the outputs
+
+
 # ------------------------------------------------------------------ 5. every accepted argument works
 
 

@@ -284,18 +284,26 @@ def test_peft_training_gradients_equal_ours():
         torch.testing.assert_close(param.grad, grad.reshape(param.shape), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
-def test_llama_family_feed_forward_targets_are_placed_as_adapters_places_them(arch):
-    """The `adapters` library puts intermediate_lora on mlp.down_proj and output_lora on mlp.up_proj in these
-    families; saved files only fit if we do the same (checked both ways by scripts/peer_check_lora.py)."""
+@pytest.mark.parametrize(
+    "arch, intermediate, output",
+    [
+        ("llama", "down_proj", "up_proj"),
+        ("mistral", "down_proj", "up_proj"),
+        ("qwen2", "up_proj", "down_proj"),
+    ],
+)
+def test_llama_family_feed_forward_targets_are_placed_as_adapters_places_them(arch, intermediate, output):
+    """The `adapters` library puts intermediate_lora on mlp.down_proj and output_lora on mlp.up_proj in its
+    built-in Llama and Mistral families, and the other way round in Qwen2 (its plugin interface); saved files
+    only fit if we do the same (checked both ways by scripts/peer_diff and scripts/peer_check_lora.py)."""
     model = _model(arch, "ia3")  # k, v and intermediate_lora
     keys = set(model.adapter_state_dict("a"))
-    assert "layers.0.mlp.down_proj.loras.a.lora_B" in keys
-    assert not any("up_proj" in k for k in keys)
+    assert f"layers.0.mlp.{intermediate}.loras.a.lora_B" in keys
+    assert not any(output in k for k in keys)
     model.add_adapter("b", config="lora[attn_matrices=[],output_lora=True]")
     assert {k.split(".loras.")[0] for k in model.adapter_state_dict("b")} == {
-        "layers.0.mlp.up_proj",
-        "layers.1.mlp.up_proj",
+        f"layers.0.mlp.{output}",
+        f"layers.1.mlp.{output}",
     }
 
 

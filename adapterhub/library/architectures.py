@@ -48,6 +48,11 @@ class Architecture:
     # The module whose output is the embedded sequence that prompt tuning puts its prompt into (after position
     # embeddings and norms, as the AdapterHub format does); "" where not supported
     prompt: str = ""
+    # The `adapters` library runs some families through its plugin interface, which applies the active invertible
+    # adapter's inverse before the model's own output embeddings (a standard Transformers LM head); its built-in
+    # families (and every other family here) apply it only in the flexible LM heads. Saved adapters of such a
+    # family only give the same outputs if we do the same.
+    inverse_before_output_embeddings: bool = False
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -141,28 +146,27 @@ register_architecture(
     ),
 )
 
-register_architecture(
-    ["llama", "mistral", "qwen2"],
-    Architecture(
-        layers="layers",
-        embeddings="embed_tokens",
-        sites={
-            "mh_adapter": Site(
-                "self_attn", "input_layernorm", (0, "hidden_states"), None, "attention_adapters"
-            ),
-            "output_adapter": Site(
-                "mlp", "post_attention_layernorm", (0, "hidden_states"), None, "output_adapters"
-            ),
-        },
-        linears={
-            "q": "self_attn.q_proj",
-            "k": "self_attn.k_proj",
-            "v": "self_attn.v_proj",
-            "o": "self_attn.o_proj",
-            "gate": "mlp.gate_proj",
-            "intermediate": "mlp.up_proj",
-            "output": "mlp.down_proj",
-        },
-        attention="self_attn",
-    ),
+_LLAMA_LIKE = Architecture(
+    layers="layers",
+    embeddings="embed_tokens",
+    sites={
+        "mh_adapter": Site("self_attn", "input_layernorm", (0, "hidden_states"), None, "attention_adapters"),
+        "output_adapter": Site(
+            "mlp", "post_attention_layernorm", (0, "hidden_states"), None, "output_adapters"
+        ),
+    },
+    linears={
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
+        "v": "self_attn.v_proj",
+        "o": "self_attn.o_proj",
+        "gate": "mlp.gate_proj",
+        "intermediate": "mlp.up_proj",
+        "output": "mlp.down_proj",
+    },
+    attention="self_attn",
 )
+register_architecture(["llama", "mistral"], _LLAMA_LIKE)
+# Qwen2 is one of the `adapters` library's plugin-interface families: the same layout, the inverse of the invertible
+# adapter before a standard LM head, and (LoRA, IA3) intermediate_lora on mlp.up_proj, output_lora on mlp.down_proj.
+register_architecture("qwen2", dataclasses.replace(_LLAMA_LIKE, inverse_before_output_embeddings=True))

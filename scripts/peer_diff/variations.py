@@ -127,10 +127,6 @@ KNOWN = {
         "(shared_parameters.NAME.phm_rule), so its own files do not reproduce its outputs; adapterhub refuses "
         "the file (missing keys) instead of loading a random rule"
     ),
-    r"^bottleneck[45]-qwen2-clm-": (
-        "Qwen2 runs in the peer through its plugin interface, which applies the invertible adapter's inverse "
-        "before the standard LM head; its built-in model families (and adapterhub, for every family) do not"
-    ),
 }
 
 

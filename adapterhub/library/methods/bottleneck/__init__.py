@@ -86,7 +86,10 @@ class BottleneckMethod(Method):
             if self.invertible is None:
                 base = self.host.base_model
                 embeddings = get_module(base, self.host.architecture.embeddings)
-                self.invertible = InvertibleSite(base, embeddings)
+                before_head = self.host.architecture.inverse_before_output_embeddings
+                self.invertible = InvertibleSite(
+                    base, embeddings, self.host.output_embeddings if before_head else None
+                )
             module = invertible_adapter(config, self.host.embedding_size)
             self.invertible.adapters[name] = _place_like(module, self.host.base_model)
 

@@ -143,13 +143,18 @@ class BottleneckSite:
 
 
 class InvertibleSite:
-    """Invertible adapters on the embedding output. Their inverse is applied by the flexible LM heads only
+    """Invertible adapters on the embedding output. Their inverse is applied by the flexible LM heads
     (``AdapterModel.add_masked_lm_head`` / ``add_causal_lm_head``), as in AdapterHub: a standard Transformers LM
-    head (``BertForMaskedLM``, ``GPT2LMHeadModel``...) gets no inverse."""
+    head (``BertForMaskedLM``, ``GPT2LMHeadModel``...) gets no inverse, except in the families whose architecture
+    says ``inverse_before_output_embeddings`` (``output_embeddings`` given here), as the `adapters` library does
+    for them."""
 
-    def __init__(self, base_model: nn.Module, embeddings: nn.Module):
+    def __init__(
+        self, base_model: nn.Module, embeddings: nn.Module, output_embeddings: nn.Module | None = None
+    ):
         self.adapters: nn.ModuleDict = add_container(base_model, "invertible_adapters")
         self.embeddings = embeddings
+        self.output_embeddings = output_embeddings
         self.active: str | None = None
         self._handles: list = []
 
@@ -162,9 +167,14 @@ class InvertibleSite:
         if self.active is None:
             return
         self._handles.append(self.embeddings.register_forward_hook(self._forward))
+        if self.output_embeddings is not None:
+            self._handles.append(self.output_embeddings.register_forward_pre_hook(self._inverse_input))
 
     def _forward(self, module, args, output):
         return self.adapters[self.active](output)
+
+    def _inverse_input(self, module, args):
+        return (self.inverse(args[0]), *args[1:])
 
     def inverse(self, hidden: torch.Tensor) -> torch.Tensor:
         """The active invertible adapter's inverse of ``hidden`` (unchanged if none is active)."""

@@ -19,9 +19,9 @@ from .layers import IA3, LoRA, Blocks, dense_weight
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
 # A fact of the AdapterHub format: in Llama and Mistral models the `adapters` library puts intermediate_lora on
-# mlp.down_proj and output_lora on mlp.up_proj; saved adapters of those families only fit if we do the same
-# (Qwen2 shares their architecture here, so it follows them).
-_SWAPPED_FFN_ROLES = {"llama", "mistral", "qwen2"}
+# mlp.down_proj and output_lora on mlp.up_proj; saved adapters of those families only fit if we do the same.
+# Qwen2 runs there through its plugin interface, which keeps the roles (intermediate: up_proj, output: down_proj).
+_SWAPPED_FFN_ROLES = {"llama", "mistral"}
 
 
 def matches(patterns, path: str, prefix: str = "") -> bool:
