@@ -29,6 +29,7 @@ from .library.errors import AdapterError
 __all__ = [
     "DataError",
     "TaggedDataset",
+    "encode_for",
     "encode_tagged",
     "encode_texts",
     "read_tagged",
@@ -413,13 +414,17 @@ def encode_tagged(tokenizer, data: TaggedDataset, max_length: int) -> tuple[list
 
 
 def read_texts(path: str | Path, text_column: str | int = "text") -> list[str]:
-    """Texts for language modelling: a ``.txt`` file (one text per non-empty line) or the text column of a
-    TSV/CSV/JSON Lines file."""
+    """Texts for language modelling: a ``.txt`` file (one text per non-empty line), a CoNLL-U file (``.conllu``:
+    the sentences' ``# text =`` lines) or the text column of a TSV/CSV/JSON Lines file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    if path.suffix.lower() == ".txt":
-        texts = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".conllu"):
+        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+        if suffix == ".conllu":
+            lines = [line[len("# text =") :].strip() for line in lines if line.startswith("# text =")]
+        texts = [line for line in lines if line]
     else:
         texts = read_table(path, text_column, text_column).texts
     if not texts:
@@ -439,6 +444,16 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list
         features.append({"input_ids": ids})
         labels.append(list(ids))
     return features, labels
+
+
+def encode_for(task: str, tokenizer, data, max_length: int) -> tuple[list[dict], list]:
+    """(features, labels) of a dataset for a training task: :func:`encode` and the labels for classification and
+    regression, :func:`encode_tagged` for tagging, :func:`encode_texts` (the texts) for causal LM."""
+    if task == "tagging":
+        return encode_tagged(tokenizer, data, max_length)
+    if task == "causal_lm":
+        return encode_texts(tokenizer, data.texts, max_length)
+    return encode(tokenizer, data, max_length), data.labels
 
 
 # ------------------------------------------------------------------------------------------ batching

@@ -22,9 +22,7 @@ from .common.sizes import human_size
 from .data import (
     DataError,
     TextDataset,
-    encode,
-    encode_tagged,
-    encode_texts,
+    encode_for,
     glue_task,
     load_glue_task,
     read_table,
@@ -43,6 +41,7 @@ from .training import (
     fast_bf16,
     load_classifier,
     load_model,
+    model_kind,
     predict_logits,
     train as fit,
 )
@@ -213,17 +212,39 @@ class RunReport:
 class MetricsLog:
     """The JSON Lines metrics log (``metrics.jsonl`` beside the adapter): a line every ``every`` steps and after
     every evaluation (step, epoch, mean recent loss, learning rate, seconds, and ``dev``: the dev metrics), and a
-    last line with the final dev metrics (``"final": true``)."""
+    last line with the final dev metrics (``"final": true``).
 
-    def __init__(self, path: Path, every: int):
+    With ``tensorboard`` (a folder), every line also goes to TensorBoard event files there, as scalars at its step:
+    ``train/loss``, ``train/learning_rate``, ``train/epoch``, ``train/seconds``, ``dev/<metric>`` after each
+    evaluation and ``final/<metric>`` for the last line (written with ``torch.utils.tensorboard``)."""
+
+    def __init__(self, path: Path, every: int, tensorboard: Optional[Path] = None):
         self.path = Path(path)
         self.every = max(1, every)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
+        self.events = None
+        if tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.events = SummaryWriter(str(tensorboard))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=float) + "\n")
+        if self.events is not None:
+            step = record["step"]
+            for key in ("loss", "learning_rate", "epoch", "seconds"):
+                if key in record:
+                    self.events.add_scalar(f"train/{key}", record[key], step)
+            group = "final" if record.get("final") else "dev"
+            for key, value in (record.get("dev") or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.events.add_scalar(f"{group}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
 
     def __call__(self, info: StepInfo) -> None:
         if info.step % self.every and info.dev_metrics is None:
@@ -238,6 +259,12 @@ class MetricsLog:
         if info.dev_metrics is not None:
             record["dev"] = info.dev_metrics
         self.write(record)
+
+
+def tensorboard_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 class _Progress:
@@ -321,8 +348,10 @@ def run(
     log_every: int = 50,
     push: Optional[dict] = None,
     started: Optional[float] = None,
+    tensorboard: Optional[Path] = None,
 ) -> Optional[RunReport]:
-    """Train and save an adapter; returns the report (None in the processes of a distributed run but the first)."""
+    """Train and save an adapter; returns the report (None in the processes of a distributed run but the first).
+    ``tensorboard``: a folder for TensorBoard event files (relative paths: inside the output folder)."""
     import torch
 
     import adapterhub
@@ -351,18 +380,10 @@ def run(
     if attention is None:  # on CPUs, PyTorch's fused attention is slow in bf16 for short sequences
         attention = "eager" if args.bf16 else None
     torch.manual_seed(args.seed)
-    kind = {"tagging": "token", "causal_lm": "lm"}.get(args.task, "sequence")
-    model, tokenizer = load_model(path, train_data.label_names, attention, kind)
+    model, tokenizer = load_model(path, train_data.label_names, attention, model_kind(args.task))
     pad = tokenizer.pad_token_id or 0
-    if args.task == "tagging":
-        train_features, train_labels = encode_tagged(tokenizer, train_data, max_length)
-        dev_features, dev_labels = encode_tagged(tokenizer, dev_data, max_length)
-    elif args.task == "causal_lm":
-        train_features, train_labels = encode_texts(tokenizer, train_data.texts, max_length)
-        dev_features, dev_labels = encode_texts(tokenizer, dev_data.texts, max_length)
-    else:
-        train_features, train_labels = encode(tokenizer, train_data, max_length), train_data.labels
-        dev_features, dev_labels = encode(tokenizer, dev_data, max_length), dev_data.labels
+    train_features, train_labels = encode_for(args.task, tokenizer, train_data, max_length)
+    dev_features, dev_labels = encode_for(args.task, tokenizer, dev_data, max_length)
     tag_names = train_data.label_names if args.task == "tagging" else None
 
     adapterhub.init(model)
@@ -381,7 +402,8 @@ def run(
     )
     setup_seconds = time.perf_counter() - started
 
-    log = MetricsLog(out / "metrics.jsonl", log_every) if context.main else None
+    events = out / tensorboard if tensorboard is not None else None
+    log = MetricsLog(out / "metrics.jsonl", log_every, events) if context.main else None
     with _Progress(progress, console, metric=args.metric) as bar:
 
         def on_step(info: StepInfo) -> None:
@@ -405,6 +427,7 @@ def run(
         model, dev_features, dev_labels, args.eval_batch_size, pad, task=args.task, label_names=tag_names
     )
     log.write({"step": result.steps, "final": True, "dev": dev_metrics})
+    log.close()
     if reload_check:
         trained_logits = predict_logits(model, dev_features, args.eval_batch_size, pad)
     model.save_adapter(str(out), name, with_head=True)
@@ -635,7 +658,7 @@ def train(
     ] = True,
     model: Annotated[
         Optional[Path],
-        typer.Option(help="Model folder or hub id \\[default: the packaged all-MiniLM-L6-v2]."),
+        typer.Option(help="Model folder, hub id or GGUF file \\[default: the packaged all-MiniLM-L6-v2]."),
     ] = None,
     adapter_name: Annotated[
         Optional[str], typer.Option(help="Adapter name \\[default: the task name].")
@@ -683,6 +706,22 @@ def train(
         typer.Option("--output-dir", "-o", help="Where to save the adapter \\[default: out/<adapter name>]."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    tensorboard: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="Also write the metrics log as TensorBoard event files \\[default: yes when the tensorboard package "
+            "is installed (pip install 'adapterhub[train]')].",
+            show_default=False,
+        ),
+    ] = None,
+    tensorboard_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Folder for the TensorBoard event files \\[default: tensorboard/ in the output folder].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train an adapter and a classification or regression head on a GLUE task or on TSV/CSV/JSON Lines files and
     save it (AdapterHub format), with the dev metrics in train_results.json and a metrics log (metrics.jsonl)."""
@@ -709,6 +748,7 @@ def train(
         )
         text_column = text_column or defaults[0]
         label_column = label_column or defaults[1]
+        events = _tensorboard_folder(tensorboard, tensorboard_dir)
         regression = kind == "regression"
         args = TrainingArgs(
             task=kind,
@@ -754,11 +794,28 @@ def train(
             console=console,
             log_every=log_every,
             push={"repo_id": push, "base_model": base_model, "endpoint": endpoint} if push else None,
+            tensorboard=events,
         )
     except (CliError, DataError, ValueError, OSError) as error:
         _fail(error)
     if report is not None:
         print_report(report, console, f"adapter {report.adapter_name!r} saved to {report.output_dir}")
+
+
+def _tensorboard_folder(wanted: Optional[bool], folder: Optional[Path]) -> Optional[Path]:
+    """Where `adapterhub train` writes TensorBoard event files (relative: inside the output folder), or None."""
+    if wanted is False:
+        if folder is not None:
+            raise CliError("--tensorboard-dir and --no-tensorboard contradict each other")
+        return None
+    if not tensorboard_available():
+        if wanted or folder is not None:
+            raise CliError(
+                "TensorBoard event files need the tensorboard package: pip install 'adapterhub[train]' "
+                "(or pass --no-tensorboard)"
+            )
+        return None
+    return Path(folder).resolve() if folder is not None else Path("tensorboard")
 
 
 # Quickstart defaults (tuned on the SST-2 dev set only; see benchmarks/RESULTS.md, section "Quickstart").

@@ -41,6 +41,7 @@ __all__ = [
     "load_classifier",
     "load_model",
     "lr_factor",
+    "model_kind",
     "predict_logits",
     "train",
     "trainable_parameters",
@@ -477,18 +478,28 @@ def _loop(
     return result
 
 
+def model_kind(task: str) -> str:
+    """The kind of model (see :func:`load_model`) that trains on ``task`` (see :data:`TASKS`)."""
+    return {"tagging": "token", "causal_lm": "lm"}.get(task, "sequence")
+
+
 def load_model(
     model_path: str | Path, labels: list[str], attention: str | None = None, kind: str = "sequence"
 ):
-    """(model, tokenizer), offline for local folders. ``kind``: "sequence" (a sequence classifier with
+    """(model, tokenizer), offline for local folders. ``model_path``: a model folder, a hub id, or a GGUF file
+    (``.gguf``, read by Transformers, dequantised). ``kind``: "sequence" (a sequence classifier with
     ``len(labels)`` labels; no labels: a regression head with one output), "token" (a token classifier) or "lm"
     (a causal language model). ``attention``: the Transformers attention implementation ("eager", "sdpa"; None:
     the library's default)."""
     import transformers
 
+    gguf = {}
+    if Path(model_path).suffix.lower() == ".gguf" and Path(model_path).is_file():
+        gguf = {"gguf_file": Path(model_path).name}
+        model_path = Path(model_path).parent
     local = Path(model_path).is_dir()
     id2label = {i: name for i, name in enumerate(labels)}
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_path), local_files_only=local)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_path), local_files_only=local, **gguf)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # decoders: pad with EOS
         tokenizer.pad_token = tokenizer.eos_token
     if kind == "lm":
@@ -509,6 +520,7 @@ def load_model(
         str(model_path),
         **head,
         local_files_only=local,
+        **gguf,
         **({"attn_implementation": attention} if attention else {}),
     )
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:

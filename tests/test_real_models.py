@@ -74,4 +74,11 @@ def test_smollm2_llama_from_gguf(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
     batch = tokenizer(["The capital of France is"], return_tensors="pt")
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF).eval()
+    reference = logits(model, batch)
     _add_train_save_load(model, batch, "lm", "double_seq_bn", tmp_path, logits)
+    # `adapterhub train --model file.gguf` loads the same model (and pads with its end-of-text token)
+    from adapterhub.training import load_model
+
+    loaded, loaded_tokenizer = load_model(folder / GGUF, [], kind="lm")
+    assert type(loaded).__name__ == "LlamaForCausalLM" and loaded_tokenizer.pad_token is not None
+    assert torch.equal(logits(loaded.eval(), batch), reference)

@@ -199,6 +199,8 @@ def test_train_cli_regression_on_json_lines_with_metrics_log(tiny_model_dir, tmp
     assert [r["step"] for r in log if "final" not in r] == [8, 16, 24, 32, 40, 48, 56, 64]
     assert [r["step"] for r in log if "dev" in r and "final" not in r] == [16, 32, 48, 64]
     assert log[-1]["final"] is True and log[-1]["dev"] == results["dev_metrics"]
+    # the TensorBoard event files (on by default, in tensorboard/ of the output folder) hold the same numbers
+    assert scalars(out / "tensorboard") == scalars_of_log(log)
     # the saved head is a one-output regression head; reloaded, it predicts what was measured
     model = adapterhub.init(
         BertForSequenceClassification.from_pretrained(
@@ -210,12 +212,54 @@ def test_train_cli_regression_on_json_lines_with_metrics_log(tiny_model_dir, tmp
     features = encode(BertTokenizerFast.from_pretrained(tiny_model_dir), dev, 128)
     again = evaluate(model, features, dev.labels, task="regression")
     assert again["pearson"] == pytest.approx(results["dev_metrics"]["pearson"], rel=1e-5)
+    # --no-tensorboard writes none (and contradicts --tensorboard-dir)
+    quick = [*options, "--epochs", "1", "--no-progress"]
+    assert (
+        CliRunner().invoke(app, ["train", *quick, "-o", str(tmp_path / "q1"), "--no-tensorboard"]).exit_code
+        == 0
+    )
+    assert not (tmp_path / "q1" / "tensorboard").exists() and (tmp_path / "q1" / "metrics.jsonl").is_file()
+    elsewhere = ["-o", str(tmp_path / "q3"), "--tensorboard-dir", str(tmp_path / "tb")]
+    assert CliRunner().invoke(app, ["train", *quick, *elsewhere]).exit_code == 0
+    q3_log = [json.loads(line) for line in (tmp_path / "q3" / "metrics.jsonl").read_text().splitlines()]
+    assert scalars(tmp_path / "tb") == scalars_of_log(q3_log, evaluations=False)
+    assert not (tmp_path / "q3" / "tensorboard").exists()
+    both = CliRunner().invoke(
+        app, ["train", *quick, "-o", str(tmp_path / "q2"), "--no-tensorboard", "--tensorboard-dir", "x"]
+    )
+    assert both.exit_code == 2 and "contradict" in both.output and not (tmp_path / "q2").exists()
     bad = CliRunner().invoke(
         app, ["train", *options, "--task-type", "ranking", "-o", str(out), "--no-progress"]
     )
     assert (
         bad.exit_code == 2 and "--task-type must be one of classification, regression, tagging" in bad.output
     )
+
+
+def scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of the TensorBoard event files in ``folder``, read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {
+        tag: [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+    }
+
+
+def scalars_of_log(log: list[dict], evaluations: bool = True) -> dict[str, list[tuple[int, float]]]:
+    """What the event files must hold for the records of metrics.jsonl."""
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for record in log:
+        for key in ("loss", "learning_rate", "epoch", "seconds"):
+            if key in record:
+                expected.setdefault(f"train/{key}", []).append((record["step"], record[key]))
+        group = "final" if record.get("final") else "dev"
+        for key, value in record.get("dev", {}).items():
+            expected.setdefault(f"{group}/{key}", []).append((record["step"], value))
+    assert {"train/loss", "final/pearson"} | ({"dev/pearson"} if evaluations else set()) <= set(expected)
+    return expected
 
 
 def test_token_tagging_and_causal_lm_train_and_evaluate():
@@ -290,6 +334,18 @@ def test_read_tagged_formats(tmp_path):
         read_tagged(jsonl)
     with pytest.raises(DataError, match="sentence 1: unknown tag 'NOUN'; the tags are ADJ"):
         read_tagged(conllu, label_names=["ADJ"])
+
+
+def test_read_texts_of_conllu_files_are_their_sentences(tmp_path):
+    from adapterhub.data import read_texts
+
+    conllu = _conllu(
+        tmp_path / "a.conllu", [(["good", "film"], ["ADJ", "NOUN"]), (["it", "is"], ["PRON", "AUX"])]
+    )
+    assert read_texts(conllu) == ["good film", "it is"]
+    (tmp_path / "empty.conllu").write_text("1\ta\ta\tX\t_\t_\t0\tdep\t_\t_\n")
+    with pytest.raises(DataError, match="holds no texts"):
+        read_texts(tmp_path / "empty.conllu")
 
 
 def test_train_cli_token_tagging_on_conllu(tiny_model_dir, tmp_path):  # noqa: F811

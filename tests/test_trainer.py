@@ -29,10 +29,15 @@ class RandomTokens(torch.utils.data.Dataset):
         return self.items[i]
 
 
-def adapter_model(fusion: bool = False):
+def adapter_model(fusion: bool = False, flex: bool = False):
     """A tiny BERT classifier (dropout on: resuming must restore the RNG too) with adapter "a" set up for training,
-    or with a fusion of "a" and "b" trained together with both adapters."""
-    model = adapterhub.init(make_model("bert", "seqcls", seed=0, num_labels=2))
+    or with a fusion of "a" and "b" trained together with both adapters. ``flex``: an ``AdapterModel`` (flexible
+    heads, not a Transformers ``PreTrainedModel``) with the classification head "a" instead of a static head."""
+    if flex:
+        model = adapterhub.AdapterModel(make_model("bert", "base", seed=0)).train()
+        model.add_classification_head("a", num_labels=2)
+    else:
+        model = adapterhub.init(make_model("bert", "seqcls", seed=0, num_labels=2))
     model.add_adapter("a", config="seq_bn[reduction_factor=4]")
     if fusion:
         model.add_adapter("b", config="par_bn[reduction_factor=4]")
@@ -121,13 +126,67 @@ def test_checkpoints_hold_only_the_trained_adapter_head_and_fusion_files(tmp_pat
     assert all(torch.equal(model.state_dict()[k], v) for k, v in frozen.items())
 
 
-def test_resume_from_a_checkpoint_continues_bit_exactly(tmp_path, caplog):
-    straight = adapter_model()
+@pytest.mark.parametrize("fusion", [False, True], ids=["adapter", "fusion"])
+def test_flexible_head_checkpoints_hold_only_the_trained_weights(tmp_path, fusion):
+    """An AdapterModel is no PreTrainedModel: the Trainer saves its state_dict(), which while it is set up for adapter
+    training holds the adapters, fusion layer and head being trained only."""
+    model = adapter_model(fusion, flex=True)
+    every = set(full(model))
+    trainer_for(model, tmp_path).train()
+    folder = tmp_path / "checkpoint-3"
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    trainer_files = {
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        "training_args.bin",
+    }
+    assert files == {"model.safetensors"} | trainer_files
+    weights = load_file(folder / "model.safetensors")
+    assert set(weights) == set(trainable(model)) and set(weights) < every
+    assert {k.split(".")[0] for k in weights} == {
+        "bert",
+        "heads",
+    }  # the adapters inside the base model, the head
+    assert all(".adapters." in k or "adapter_fusion_layer" in k for k in weights if k.startswith("bert."))
+    assert any("adapter_fusion_layer" in k for k in weights) == fusion
+    assert any(k.startswith("heads.a.") for k in weights)
+    # state_dict gives every weight again when asked, or once no adapter training is set up
+    assert set(model.state_dict(adapters_only=False)) == every
+    plain = adapterhub.AdapterModel(make_model("bert", "base"))
+    plain.add_adapter("a")
+    assert set(plain.state_dict()) == set(full(plain))
+    with pytest.raises(ValueError, match="train_adapter"):
+        plain.state_dict(adapters_only=True)
+    # the checkpoint restores the model at step 3 into a fresh one with the same set-up
+    at_step_3 = adapter_model(fusion, flex=True)
+    result = at_step_3.load_state_dict(weights, strict=False)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    final = load_file(tmp_path / f"checkpoint-{STEPS}" / "model.safetensors")
+    assert all(torch.equal(final[k], v) for k, v in trainable(model).items())
+    assert not all(torch.equal(final[k], weights[k]) for k in weights)
+    if not fusion:  # the restored adapter and head save and load like any other
+        at_step_3.save_adapter(tmp_path / "a-at-3", "a")
+        fresh = adapterhub.AdapterModel(make_model("bert", "base", seed=0)).eval()
+        fresh.load_adapter(tmp_path / "a-at-3", set_active=True)
+        batch = inputs()
+        with torch.no_grad():
+            assert torch.allclose(fresh(**batch).logits, at_step_3.eval()(**batch).logits, atol=1e-6)
+
+
+def full(model) -> dict[str, torch.Tensor]:
+    return torch.nn.Module.state_dict(model)
+
+
+@pytest.mark.parametrize("flex", [False, True], ids=["static", "flex"])
+def test_resume_from_a_checkpoint_continues_bit_exactly(tmp_path, caplog, flex):
+    straight = adapter_model(flex=flex)
     reference = trainer_for(straight, tmp_path / "straight")
     reference.train()
     # a new process: the same base model and adapter set-up (its adapter initialised differently), then resume
     torch.manual_seed(123)
-    resumed_model = adapter_model()
+    resumed_model = adapter_model(flex=flex)
     assert not all(torch.equal(resumed_model.get_parameter(k), v) for k, v in trainable(straight).items())
     resumed = trainer_for(resumed_model, tmp_path / "resumed")
     with caplog.at_level("WARNING"):
@@ -139,16 +198,17 @@ def test_resume_from_a_checkpoint_continues_bit_exactly(tmp_path, caplog):
     # the history up to step 3 comes from the checkpoint; steps 4-6 were computed again, with the same losses
     assert losses(resumed) == losses(reference) and len(losses(reference)) == STEPS
     # the base model is as it was: the resumed model is the straight one, weight for weight
-    assert all(torch.equal(v, resumed_model.state_dict()[k]) for k, v in straight.state_dict().items())
+    assert all(torch.equal(v, full(resumed_model)[k]) for k, v in full(straight).items())
 
 
-def test_load_best_model_at_end_restores_the_best_adapter(tmp_path):
+@pytest.mark.parametrize("flex", [False, True], ids=["static", "flex"])
+def test_load_best_model_at_end_restores_the_best_adapter(tmp_path, flex):
     scores = iter([0.2, 0.9, 0.4])  # the evaluation at step 2 is the best one
 
     def compute_metrics(prediction):
         return {"score": next(scores)}
 
-    model = adapter_model()
+    model = adapter_model(flex=flex)
     trainer = trainer_for(
         model,
         tmp_path,
@@ -167,11 +227,15 @@ def test_load_best_model_at_end_restores_the_best_adapter(tmp_path):
     assert set(now) == set(best)
     assert all(torch.equal(now[k], best[k]) for k in best)
     assert not all(torch.equal(now[k], last[k]) for k in last)
-    # save_model afterwards writes the restored adapter, ready to load
+    # save_model afterwards writes the restored adapter, ready to load (flexible heads: the trained weights)
     trainer.save_model(str(tmp_path / "final"))
+    assert not (tmp_path / "final" / "config.json").exists()
+    if flex:
+        final = load_file(tmp_path / "final" / "model.safetensors")
+        assert set(final) == set(best) and all(torch.equal(final[k], best[k]) for k in best)
+        return
     config = json.loads((tmp_path / "final" / "a" / "adapter_config.json").read_text())
     assert config["name"] == "a"
-    assert not (tmp_path / "final" / "config.json").exists()
 
 
 def test_save_pretrained_writes_the_whole_model_when_asked_or_not_training(tmp_path):

@@ -102,6 +102,35 @@ class AdapterModel(nn.Module):
         """The whole model (base, adapters, fusion layers, heads) as ``<Arch>AdapterModel`` saves it."""
         checkpoints.save_pretrained(self, save_directory, use_safetensors=use_safetensors)
 
+    def state_dict(
+        self,
+        *,
+        destination=None,
+        prefix: str = "",
+        keep_vars: bool = False,
+        adapters_only: bool | None = None,
+    ):
+        """``nn.Module.state_dict``; while the model is set up for adapter training (after ``train_adapter`` or
+        ``train_adapter_fusion``; or with ``adapters_only=True``) only the weights that are trained: the adapters,
+        fusion layers and heads being trained. ``transformers.Trainer`` saves an ``AdapterModel`` (not a
+        ``PreTrainedModel``) as its ``state_dict()``, so its checkpoints hold these weights only, and it restores
+        them (resuming, ``load_best_model_at_end``) with a non-strict ``load_state_dict``.
+        ``adapters_only=False``: every weight, as ``nn.Module`` gives them."""
+        weights = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        training = api._state(self).training
+        if adapters_only is None:
+            adapters_only = training is not None
+        if not adapters_only:
+            return weights
+        if training is None:
+            raise ValueError(
+                "state_dict(adapters_only=True) gives the weights being trained: call train_adapter(...) first"
+            )
+        trained = {prefix + name for name, param in self.named_parameters() if param.requires_grad}
+        for key in [k for k in weights if k.startswith(prefix) and k not in trained]:
+            del weights[key]
+        return weights
+
     @classmethod
     def from_config(cls, config: transformers.PretrainedConfig, **kwargs: Any) -> "AdapterModel":
         return AdapterModel(transformers.AutoModel.from_config(config, **kwargs))

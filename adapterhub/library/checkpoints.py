@@ -25,6 +25,7 @@ from .errors import AdapterConfigError, AdapterLoadError
 from .keys import align_prefix
 from .methods.bottleneck import FusionConfig
 from .methods.bottleneck.fusion import FUSION_PRESETS
+from .model import full_state_dict
 
 CONFIG_KEYS = ("adapters", "prediction_heads")
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def save_pretrained(model, save_directory, use_safetensors: bool = True) -> None
     config["adapters"] = adapters_config(model)
     config["prediction_heads"] = {name: dict(head.config) for name, head in model.heads.items()}
     config["architectures"] = [type(model).__name__]
-    weights = model.state_dict()
+    weights = full_state_dict(model)
     saving.write_weights(folder, ("model.safetensors", "pytorch_model.bin"), weights, use_safetensors)
     saving.write_json(folder / "config.json", config)
 
@@ -157,7 +158,7 @@ def restore(
     """Add the adapters, fusion layers and heads named in a checkpoint's config, then load their weights.
 
     ``unused``: the checkpoint keys the base model did not take; returns those that are still unused."""
-    before = set(model.state_dict())
+    before = set(full_state_dict(model))
     adapters = adapters or {}
     config_map = adapters.get("config_map") or {}
     try:
@@ -174,7 +175,7 @@ def restore(
     except AdapterConfigError as error:
         raise AdapterLoadError(f"{path}: config.json: {error}") from None
     state = model.adapterhub_state
-    expected = {k: v for k, v in model.state_dict().items() if k not in before}
+    expected = {k: v for k, v in full_state_dict(model).items() if k not in before}
     if not expected:
         return unused
     given = {}

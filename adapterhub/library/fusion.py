@@ -20,7 +20,7 @@ from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError, Ad
 from .keys import align_prefix
 from .methods.base import Method
 from .methods.bottleneck import FusionConfig
-from .model import _apply_active, _known, _state, register_api, train_adapter
+from .model import _apply_active, _known, _state, full_state_dict, register_api, train_adapter
 from .rollback import all_or_nothing
 
 FUSION_CONFIG_NAME = "adapter_fusion_config.json"
@@ -177,7 +177,7 @@ def save_adapter_fusion(
     names, config = method.fusions[name]
     folder = Path(save_directory)
     pattern = _fusion_pattern(name)
-    weights = {k: v for k, v in self.state_dict().items() if pattern.search(k)}
+    weights = {k: v for k, v in full_state_dict(self).items() if pattern.search(k)}
     header = {"adapter_names": list(names), "config": config.to_dict(), **saving.model_header(state, name)}
     for key, value in (meta_dict or {}).items():
         header.setdefault(key, value)
@@ -231,7 +231,7 @@ def load_adapter_fusion(
     with all_or_nothing(state):
         method.add_fusion(name, names, config)
         pattern = _fusion_pattern(name)
-        expected = {k: v for k, v in self.state_dict().items() if pattern.search(k)}
+        expected = {k: v for k, v in full_state_dict(self).items() if pattern.search(k)}
         saving._compare(expected, weights, "the AdapterFusion layer", weights_path)
         with torch.no_grad():
             for key, value in weights.items():

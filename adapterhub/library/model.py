@@ -76,7 +76,7 @@ class AdapterState:
 
     def adapter_state_dict(self, name: str) -> dict[str, torch.Tensor]:
         pattern = adapter_pattern(name)
-        return {k: v for k, v in self.model.state_dict().items() if pattern.search(k)}
+        return {k: v for k, v in full_state_dict(self.model).items() if pattern.search(k)}
 
     def head_parameters(self) -> dict[str, nn.Parameter]:
         """Parameters of the task head: outside the base model, LM heads (pretrained, tied) excluded."""
@@ -94,6 +94,13 @@ class AdapterState:
     def base_parameter_count(self) -> int:
         adapter_ids = {id(p) for name in self.configs for p in self.adapter_parameters(name).values()}
         return sum(p.numel() for p in self.model.parameters() if id(p) not in adapter_ids)
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight of ``model`` (``nn.Module.state_dict``). The library reads a model's weights through this:
+    a flexible-head model set up for adapter training gives only the trained ones from its ``state_dict()``
+    (what ``transformers.Trainer`` saves in its checkpoints; see ``AdapterModel.state_dict``)."""
+    return nn.Module.state_dict(model)
 
 
 def _state(model: nn.Module) -> AdapterState:

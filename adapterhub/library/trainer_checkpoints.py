@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..common.files import atomic_write
-from .model import _state, register_api
+from .model import _state, full_state_dict, register_api
 from .setups import save_adapter_setup
 
 WEIGHTS_NAME = "model.safetensors"
@@ -35,7 +35,7 @@ FORMAT = "adapterhub.trainable-weights"
 def trainable_state_dict(model: nn.Module, state_dict: dict | None = None) -> dict[str, torch.Tensor]:
     """The entries of ``state_dict`` (default: the model's) whose parameters require a gradient."""
     names = {name for name, param in model.named_parameters() if param.requires_grad}
-    source = model.state_dict() if state_dict is None else state_dict
+    source = full_state_dict(model) if state_dict is None else state_dict
     return {key: value for key, value in source.items() if key in names}
 
 
