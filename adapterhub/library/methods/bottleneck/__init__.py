@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from torch import nn
 
 from .config import BnConfig
 from .fusion import AdapterFusionLayer, FusionConfig
 from .layers import Bottleneck, invertible_adapter
+from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
 from ...paths import add_container, get_module
 from .phm import check_phm_sizes, shared_phm_parameters
@@ -35,7 +38,7 @@ class BottleneckMethod(Method):
     containers = ("adapters", "invertible_adapters", "shared_parameters")
     compositions = frozenset({"Stack", "Fuse"})
 
-    def __init__(self, host):
+    def __init__(self, host: Any) -> None:
         super().__init__(host)
         self.sites: list[BottleneckSite] = []
         self.invertible: InvertibleSite | None = None
@@ -75,7 +78,11 @@ class BottleneckMethod(Method):
         shared[name] = _place_like(params, sites[0].output_module)
         return shared[name]
 
-    def add(self, name: str, config: BnConfig) -> None:
+    def add(self, name: str, config: AdapterConfig) -> None:
+        if not isinstance(config, BnConfig):
+            raise AdapterConfigError(
+                f"the bottleneck method runs BnConfig configs, not {type(config).__name__}"
+            )
         self._ensure_sites()
         hidden = self.host.hidden_size
         shared = self._shared_parameters(name, config) if config.phm_layer else None
@@ -109,7 +116,7 @@ class BottleneckMethod(Method):
             del self.invertible.adapters[name]
 
     def modules(self, name: str) -> list[nn.Module]:
-        found = [site.adapters[name] for site in self.sites if name in site.adapters]
+        found: list[nn.Module] = [site.adapters[name] for site in self.sites if name in site.adapters]
         if self.invertible is not None and name in self.invertible.adapters:
             found.append(self.invertible.adapters[name])
         return found
@@ -140,7 +147,7 @@ class BottleneckMethod(Method):
 
     def fusion_layers(self, name: str) -> list[AdapterFusionLayer]:
         return [
-            s.fusion_layers[name]
+            cast(AdapterFusionLayer, s.fusion_layers[name])
             for s in self.sites
             if s.fusion_layers is not None and name in s.fusion_layers
         ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from ...configs import AdapterConfig, register_config_class, register_preset
 from ...errors import AdapterConfigError
@@ -66,7 +66,7 @@ class BnConfig(AdapterConfig):
         if legacy:
             data.setdefault("inv_adapter", legacy.get("block_type"))
             data.setdefault("inv_adapter_reduction_factor", legacy.get("reduction_factor"))
-        return super().from_dict(data)
+        return cast(BnConfig, super().from_dict(data))  # an instance of this class
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "leave_out", sorted(int(i) for i in (self.leave_out or [])))

@@ -7,6 +7,7 @@ for NICE, ``s1``/``s2`` for GLOW) follow the AdapterHub weight format, so saved 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -77,6 +78,7 @@ class Bottleneck(nn.Module):
         down.append(activation(config.non_linearity))
         self.adapter_down = nn.Sequential(*down)
         self.adapter_up = up
+        self.scaling: nn.Parameter | float
         if config.scaling == "learned":
             self.scaling = nn.Parameter(torch.ones(1))
         elif config.scaling == "channel":
@@ -97,6 +99,7 @@ class Bottleneck(nn.Module):
             generator_state = torch.random.get_rng_state()
             torch.manual_seed(config.init_weights_seed)
         linears = [m for m in self.adapter_down if isinstance(m, nn.Linear)]
+        up = cast(nn.Linear, self.adapter_up)  # for these inits: PHM layers take init_weights="bert" only
         with torch.no_grad():
             if config.init_weights == "bert":
                 self.apply(_init_bert)
@@ -104,12 +107,12 @@ class Bottleneck(nn.Module):
                 for layer in linears:
                     nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
                     nn.init.zeros_(layer.bias)
-                nn.init.zeros_(self.adapter_up.weight)
-                nn.init.zeros_(self.adapter_up.bias)
+                nn.init.zeros_(up.weight)
+                nn.init.zeros_(up.bias)
                 if config.use_gating:
                     _init_bert(self.gate)
             else:  # houlsby
-                for layer in linears + [self.adapter_up]:
+                for layer in linears + [up]:
                     nn.init.trunc_normal_(layer.weight, mean=0.0, std=1e-2, a=-2e-2, b=2e-2)
                     nn.init.zeros_(layer.bias)
         if generator_state is not None:

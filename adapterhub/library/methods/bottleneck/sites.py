@@ -11,6 +11,9 @@ threads can run one model at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol, cast
+
 import torch
 from torch import nn
 
@@ -18,6 +21,19 @@ from ...architectures import Site
 from ...composition import Block, Fuse
 from ...paths import add_container, get_module, get_or_create_module
 from ..base import CallState
+from .fusion import AdapterFusionLayer
+from .layers import Bottleneck
+
+
+class _Adapters(Protocol):
+    """A site's ``adapters`` ModuleDict as the site uses it: adapter name -> its :class:`Bottleneck`."""
+
+    def __getitem__(self, name: str) -> Bottleneck: ...
+    def __setitem__(self, name: str, module: nn.Module) -> None: ...
+    def __delitem__(self, name: str) -> None: ...
+    def __contains__(self, name: object) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
 
 
 class BottleneckSite:
@@ -26,7 +42,7 @@ class BottleneckSite:
         self.location = location
         self.spec = spec
         container = get_or_create_module(layer, spec.container)
-        self.adapters: nn.ModuleDict = add_container(container, "adapters")
+        self.adapters = cast(_Adapters, add_container(container, "adapters"))  # holds Bottleneck modules only
         self.container = container
         self.output_module = get_module(layer, spec.output)
         self.residual_module = get_module(layer, spec.residual)
@@ -38,7 +54,7 @@ class BottleneckSite:
 
     @property
     def fusion_layers(self) -> nn.ModuleDict | None:
-        return self.container._modules.get("adapter_fusion_layer")
+        return cast("nn.ModuleDict | None", self.container._modules.get("adapter_fusion_layer"))
 
     def add_fusion(self, name: str, layer: nn.Module) -> None:
         add_container(self.container, "adapter_fusion_layer")[name] = layer
@@ -54,7 +70,7 @@ class BottleneckSite:
         """The steps of ``setup`` that exist here (a Fuse runs where its fusion layer is, i.e. all its adapters)."""
         if setup is None:
             return []
-        plan = []
+        plan: list[str | Fuse] = []
         for step in [setup] if isinstance(setup, Fuse) else setup.children:
             if isinstance(step, str):
                 if step in self.adapters:
@@ -84,7 +100,9 @@ class BottleneckSite:
 
     def _fuse(self, block: Fuse, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """AdapterFusion: the fused adapters all read the state after the last one's pre-step (as AdapterHub)."""
-        fusion = self.fusion_layers[block.name]
+        layers = self.fusion_layers
+        assert layers is not None  # a Fuse block is planned only where its fusion layer is
+        fusion = cast(AdapterFusionLayer, layers[block.name])
         last = self.adapters[block.last()]
         adapter_input, residual = last.pre_forward(x, r, self.norm)
         query = x if fusion.config.query_before_ln and not last.parallel else adapter_input
