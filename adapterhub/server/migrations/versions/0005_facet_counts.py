@@ -8,9 +8,11 @@
 
 Facets are the facet columns of ``index_entries``. Statement-level triggers with transition tables add the
 changes of each INSERT / UPDATE / DELETE of ``index_entries`` (one aggregated upsert per statement, keys in
-one order, so bulk loads stay fast and concurrent writers do not deadlock on each other's rows). A search with
+one order within a statement), so bulk loads stay fast. A search with
 at most one filter and no full text reads its facet counts and total from here instead of counting the hits;
-private entries a viewer may see are counted on the fly and added (see ``search_query``). SQLite is unchanged.
+private entries a viewer may see are counted on the fly and added (see ``search_facets``). SQLite is unchanged.
+
+Also makes the trigram index of 0003 where it is missing (see :func:`_trigram_index`).
 
 Revision ID: 0005_facet_counts
 Revises: 0004_validation_queue
@@ -18,7 +20,12 @@ Revises: 0004_validation_queue
 
 from __future__ import annotations
 
+import logging
+
+import sqlalchemy as sa
 from alembic import op
+
+log = logging.getLogger("alembic")
 
 revision = "0005_facet_counts"
 down_revision = "0004_validation_queue"
@@ -62,8 +69,10 @@ def _rows(table: str, sign: int) -> str:
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
         return
+    _trigram_index(bind)
     op.execute("""CREATE TABLE index_facet_counts (
         facet2 varchar(16) NOT NULL, value2 text NOT NULL, facet varchar(16) NOT NULL, value text NOT NULL,
         n bigint NOT NULL,
@@ -90,6 +99,27 @@ END $$ LANGUAGE plpgsql SET work_mem = '128MB'""")  # a bulk statement's counts 
         )
     op.execute("SET LOCAL work_mem = '256MB'")
     op.execute(_upsert(_rows("index_entries", 1)))  # the entries already there
+
+
+def _trigram_index(bind) -> None:
+    """The full-text index of 0003, where 0003 could not make it: ``pg_trgm`` lives in one schema of the database,
+    and a database whose tables are in another schema did not see its ``gin_trgm_ops`` (LIKE then scanned)."""
+    try:
+        with bind.begin_nested():
+            bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    except sa.exc.DBAPIError as e:
+        log.warning("pg_trgm unavailable, full-text search will scan: %s", e)
+    schema = bind.execute(
+        sa.text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'pg_trgm'"
+        )
+    ).scalar()
+    if schema is not None:
+        op.execute(
+            "CREATE INDEX IF NOT EXISTS ixt_index_entries_search_text ON index_entries "
+            f'USING gin (search_text "{schema}".gin_trgm_ops)'
+        )
 
 
 def downgrade() -> None:
