@@ -24,6 +24,7 @@ _LIBRARY_NAMES = (  # adapterhub.library.__all__
     "AdapterNotFoundError",
     "Architecture",
     "BnConfig",
+    "ConfigUnion",
     "Fuse",
     "FusionConfig",
     "IA3Config",

@@ -168,8 +168,8 @@ def test_clear_errors():
         model.add_adapter("a", config="lora[r=0]")
     with pytest.raises(AdapterConfigError, match="IA3 needs r=1"):
         model.add_adapter("a", config="ia3[r=2]")
-    with pytest.raises(AdapterConfigError, match="not supported yet"):
-        model.add_adapter("a", config="lora[use_gating=True]")
+    with pytest.raises(AdapterConfigError, match="not DoRA or IA3"):
+        model.add_adapter("a", config="dora[use_gating=True]")
     model.add_adapter("a", config="lora")
     model.add_adapter("b", config="lora")
     model.merge_adapter("a")

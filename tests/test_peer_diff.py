@@ -42,6 +42,13 @@ def test_peer_diff_subset(tmp_path):
         "flex-masked_lm-bert-safetensors",
         "flex-causal_lm-llama-bin",
         "bottleneck1-electra-seqcls-bin",
+        # gated LoRA on GPT-2's fused projection, gated flat prefixes, mam, unipelt, a custom union
+        "gated1-gpt2-base-bin",
+        "gated3-llama-base-bin",
+        "union0-bert-base-bin",
+        "union1-gpt2-base-bin",
+        "union1-llama-seqcls-bin",
+        "union3-roberta-base-bin",
     ):
         for direction in ("ours->peer", "peer->ours"):
             assert report[f"{case} {direction}"][0] == "pass", (

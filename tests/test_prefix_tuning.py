@@ -45,7 +45,7 @@ def test_parameter_counts_follow_the_formula(arch):
     state = model.adapterhub_state
     heads, head_dim = state.method_of("p").dims()
     kv, layers, hidden = heads * head_dim, _layers(model), state.hidden_size
-    mlp = 5 * kv + (kv * 16 + 16) + (16 * layers * 2 * kv + layers * 2 * kv)
+    mlp = 5 * hidden + (hidden * 16 + 16) + (16 * layers * 2 * kv + layers * 2 * kv)  # wte: hidden wide
     assert sum(p.numel() for p in state.adapter_parameters("p").values()) == mlp
     assert kv <= hidden
     model.add_adapter("f", config="prefix_tuning_flat[prefix_length=5,leave_out=[0]]")

@@ -13,6 +13,7 @@ from .errors import (
 )
 from .methods.bottleneck import BnConfig, FusionConfig
 from .methods.lora import IA3Config, LoRAConfig
+from .methods.union import ConfigUnion
 from .model import init
 from . import fusion as _fusion, setups as _setups, trainer_checkpoints as _trainer_checkpoints  # noqa: E402,F401  (register their model methods)
 from .adapter_model import AdapterModel
@@ -27,6 +28,7 @@ __all__ = [
     "AdapterNotFoundError",
     "Architecture",
     "BnConfig",
+    "ConfigUnion",
     "Fuse",
     "FusionConfig",
     "IA3Config",

@@ -83,6 +83,11 @@ def _save_peft(state, folder: Path, name: str, with_head: bool, use_safetensors:
         raise AdapterConfigError(
             "flexible heads have no PEFT form; save with with_head=False or in the AdapterHub format"
         )
+    if len(state.methods_of(name)) > 1:
+        raise AdapterConfigError(
+            f"{name!r} is a union of several methods' adapters, which PEFT has no form for; save it in the "
+            "AdapterHub format"
+        )
     config, weights = state.method_of(name).to_peft(name)  # weights keyed like the model's state dict
     flex = getattr(state.model, "has_flex_heads", False)  # other flexible heads are not this adapter's
     head = state.head_parameters() if with_head and not flex else {}
@@ -192,9 +197,14 @@ def _with_leave_out(config, leave_out):
         isinstance(i, int) and not isinstance(i, bool) for i in leave_out
     ):
         raise AdapterConfigError(f"leave_out must be a list of layer indices, got {leave_out!r}")
-    if "leave_out" not in config.to_dict():
+    parts = [
+        part for part in config.parts() if "leave_out" in part.to_dict()
+    ]  # a union: each part that has it
+    if not parts:
         raise AdapterConfigError(f"a {config.method} adapter has no leave_out option")
-    return config.replace(leave_out=sorted(set(config.leave_out) | set(leave_out)))
+    for part in parts:
+        config = config.with_part(part, part.replace(leave_out=sorted(set(part.leave_out) | set(leave_out))))
+    return config
 
 
 def _drop_layers(weights: dict[str, torch.Tensor], state, layers) -> dict[str, torch.Tensor]:
@@ -223,7 +233,9 @@ def load(state, folder: Path, load_as: str | None = None, with_head: bool = True
     name = _check_new_name(state, load_as or header.get("name"), config_path)
     saved_name = header.get("name") or name  # the name its weights are saved under
     weights, weights_path = saving.read_tensors(folder, (saving.WEIGHTS_NAME, saving.LEGACY_WEIGHTS_NAME))
-    weights = method_for(config).from_saved(local_weights(weights, state, saved_name, name))
+    weights = local_weights(weights, state, saved_name, name)
+    for part in config.parts():  # the parts of a union, or the config itself
+        weights = method_for(part).from_saved(weights)
     if leave_out:  # as the AdapterHub library: added to the saved config's leave_out, those weights dropped
         config = _with_leave_out(config, leave_out)
         weights = _drop_layers(weights, state, leave_out)

@@ -53,7 +53,19 @@ class AdapterConfig:
         data.update(changes)
         return type(self).from_dict(data)
 
+    def parts(self) -> tuple["AdapterConfig", ...]:
+        """The configs that methods run: the config itself; a union (``ConfigUnion``) has one per method."""
+        return (self,)
 
+    def with_part(self, old: "AdapterConfig", new: "AdapterConfig") -> "AdapterConfig":
+        """This config with part ``old`` replaced by ``new``."""
+        if old is not self:
+            raise AdapterConfigError(f"{old!r} is not a part of {self!r}")
+        return new
+
+
+#: the "architecture" of a union of several methods' configs (the AdapterHub format's name)
+UNION = "union"
 _PRESETS: dict[str, Callable[[], AdapterConfig]] = {}
 _ARCHITECTURES: dict[str | None, type[AdapterConfig]] = {}
 
@@ -82,8 +94,8 @@ def _load_methods() -> None:
 _STRING = re.compile(r"^\s*(?P<name>[^\[\]|]+?)\s*(?:\[(?P<options>.*)\])?\s*$", re.S)
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split ``a=1,b=[1,2],c='x,y'`` at the commas that are not nested in brackets or quotes."""
+def _split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split ``a=1,b=[1,2],c='x,y'`` at the separators that are not nested in brackets or quotes."""
     parts: list[str] = []
     current: list[str] = []
     depth, quote = 0, None
@@ -97,7 +109,7 @@ def _split_top_level(text: str) -> list[str]:
             depth += 1
         elif char in "]})":
             depth -= 1
-        elif char == "," and depth == 0:
+        elif char == separator and depth == 0:
             parts.append("".join(current))
             current = []
             continue
@@ -135,24 +147,28 @@ def parse_config_string(text: str) -> tuple[str, dict[str, Any]]:
     return match.group("name"), options
 
 
+def _preset(text: str) -> AdapterConfig:
+    name, options = parse_config_string(text)
+    if name not in _PRESETS:
+        raise AdapterConfigError(
+            f"unknown adapter config {name!r}; known presets: {', '.join(preset_names())}"
+        )
+    resolved = _PRESETS[name]()
+    return resolved.replace(**options) if options else resolved
+
+
 def resolve_config(config: AdapterConfig | str | dict[str, Any], **overrides: Any) -> AdapterConfig:
     """Turn any accepted config form into an :class:`AdapterConfig` (with ``overrides`` applied)."""
     _load_methods()
     if isinstance(config, AdapterConfig):
         resolved = config
     elif isinstance(config, str):
-        if "|" in config:
-            raise AdapterConfigError(
-                f"config {config!r} combines several methods with '|'; combined configs are not supported yet"
-            )
-        name, options = parse_config_string(config)
-        if name not in _PRESETS:
-            raise AdapterConfigError(
-                f"unknown adapter config {name!r}; known presets: {', '.join(preset_names())}"
-            )
-        resolved = _PRESETS[name]()
-        if options:
-            resolved = resolved.replace(**options)
+        strings = _split_top_level(config, "|") if "|" in config else [config]
+        if len(strings) > 1:  # "prefix_tuning|par_bn": one adapter made of several methods' configs
+            parts = [resolve_config(s) for s in strings]
+            resolved = _ARCHITECTURES[UNION].from_dict({"configs": [p.to_dict() for p in parts]})
+        else:
+            resolved = _preset(config)
     elif isinstance(config, dict):
         data = config["config"] if isinstance(config.get("config"), dict) else config
         architecture = data.get("architecture")

@@ -64,7 +64,31 @@ class AdapterState:
         return self.methods[cls.name]
 
     def method_of(self, name: str) -> Method:
-        return self.method(self.configs[name])
+        """The method of adapter ``name``; a union of several methods' configs (``ConfigUnion``) has several,
+        see :meth:`methods_of`."""
+        methods = self.methods_of(name)
+        if len(methods) != 1:
+            raise AdapterConfigError(
+                f"adapter {name!r} is a union of {', '.join(m.name for m in methods)} adapters; this operation "
+                "takes an adapter of one method"
+            )
+        return methods[0]
+
+    def methods_of(self, name: str) -> list[Method]:
+        """The methods that run adapter ``name`` (one per part of a union), in the config's order."""
+        return [self.method(part) for part in self.configs[name].parts()]
+
+    def config_of(self, name: str, method: Method) -> AdapterConfig:
+        """The part of adapter ``name``'s config that ``method`` runs (the config itself, unless a union)."""
+        for part in self.configs[name].parts():
+            if self.method(part) is method:
+                return part
+        raise AdapterConfigError(f"adapter {name!r} has no {method.name} part")
+
+    def replace_config(self, name: str, method: Method, new: AdapterConfig) -> None:
+        """Put ``new`` in place of the part of adapter ``name``'s config that ``method`` runs."""
+        old = self.config_of(name, method)
+        self.configs[name] = self.configs[name].with_part(old, new)
 
     def fusion_method(self) -> Method | None:
         """The method instance that holds AdapterFusion layers, if any method here supports "Fuse"."""
@@ -141,7 +165,10 @@ def add_adapter(
     with all_or_nothing(state):  # a config that fails leaves the model as it was (the old adapter too)
         if adapter_name in state.configs:
             delete_adapter(self, adapter_name)
-        state.method(resolved).add(adapter_name, resolved)
+        for index, part in enumerate(resolved.parts()):  # one part unless the config is a union
+            before = state.adapter_parameters(adapter_name)
+            state.method(part).add(adapter_name, part)
+            _check_kept(state, adapter_name, before, index)
         state.configs[adapter_name] = resolved
         if set_active:
             set_active_adapters(self, adapter_name)
@@ -149,12 +176,24 @@ def add_adapter(
             _apply_active(state)  # new modules at active sites stay inactive, but sites must be consistent
 
 
+def _check_kept(state: AdapterState, name: str, before: dict[str, nn.Parameter], index: int) -> None:
+    """Part ``index`` of a union must not replace the modules that an earlier part put at the same place."""
+    now = state.adapter_parameters(name)
+    lost = sorted(k for k, p in before.items() if now.get(k) is not p)
+    if lost:
+        raise AdapterConfigError(
+            f"part {index} of the union config of adapter {name!r} puts modules where an earlier part put "
+            f"its own ({lost[0]}); the parts of a union must use different places (e.g. leave_out)"
+        )
+
+
 def delete_adapter(self, adapter_name: str) -> None:
     state = _state(self)
     _known(state, adapter_name)
     with all_or_nothing(state):
         config = state.configs.pop(adapter_name)
-        state.method(config).delete(adapter_name)
+        for part in config.parts():
+            state.method(part).delete(adapter_name)
         for attr in ("active", "training"):
             setup = getattr(state, attr)
             if setup is not None and adapter_name in setup:
@@ -190,13 +229,15 @@ def validate_setup(state: AdapterState, setup: Block) -> None:
         _known(state, name)
     for block in setup.fuse_blocks():
         for name in block.names():
-            if "Fuse" not in state.method_of(name).compositions:
-                raise AdapterConfigError(
-                    f"{name!r} is a {state.method_of(name).name} adapter, which cannot take part in a Fuse block"
-                )
+            for method in state.methods_of(name):
+                if "Fuse" not in method.compositions:
+                    raise AdapterConfigError(
+                        f"{name!r} is a {method.name} adapter, which cannot take part in a Fuse block"
+                    )
     by_method: dict[str, list[str]] = {}
     for name in setup.names():
-        by_method.setdefault(state.method_of(name).name, []).append(name)
+        for method in state.methods_of(name):
+            by_method.setdefault(method.name, []).append(name)
     for method_name, names in by_method.items():
         if len(names) > 1 and "Stack" not in state.methods[method_name].compositions:
             raise AdapterConfigError(

@@ -209,7 +209,7 @@ def _compare_adapter(state: Any, name: str, weights: dict, report: ValidationRep
     missing, unexpected, wrong = compare_keys(state.adapter_state_dict(name), weights)
     report.missing_keys, report.unexpected_keys = missing, unexpected
     report.num_params = sum(p.numel() for p in state.adapter_parameters(name).values())
-    report.changed_modules = len(state.method_of(name).modules(name))
+    report.changed_modules = sum(len(m.modules(name)) for m in state.methods_of(name))
     if missing:
         report.errors.append(f"missing keys: {', '.join(missing)}")
     if unexpected:

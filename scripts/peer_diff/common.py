@@ -43,8 +43,12 @@ AUTO = {
 #: parameters that a case randomises (and whose gradients are compared by name): adapter modules, fusion
 #: layers, flexible heads; static heads are added per model (see :func:`randomise`)
 ADAPTER_KEYS = re.compile(
-    r"(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer|loras|heads)\."
+    r"(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer|loras|heads|prefix_tunings"
+    r"|prefix_gates)\."
 )
+#: the peer registers its prefix pool again under every layer's attention module; named_parameters() may list
+#: the pool under the first of these names, which is renamed to the pool's own (``<base>.prefix_tuning.``)
+_POOL_COPY = re.compile(r"[^ ]*?\.prefix_tuning\.pool\.")
 
 
 def lm_kind(arch: str) -> str:
@@ -118,8 +122,10 @@ def forward_backward(model, arch: str, train_steps: int = 0) -> dict[str, torch.
     weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
     (out * weights).sum().backward()
     result = {"output": out.detach().clone()}
+    base = "" if getattr(model, "base_model", model) is model else model.base_model_prefix + "."
     for key, param in model.named_parameters():
         if param.grad is not None and ADAPTER_KEYS.search(key):
+            key = _POOL_COPY.sub(base + "prefix_tuning.", key, count=1)
             result["grad:" + key] = param.grad.detach().clone()
     return result
 

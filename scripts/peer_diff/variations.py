@@ -58,6 +58,24 @@ METHODS = {
         "ia3[intermediate_lora=False,attn_matrices=['q','v']]",
     ],
 }
+#: gated methods and config unions (prefix tuning inside, so not on DistilBERT, whose attention takes no cache;
+#: the peer cannot save prefix tuning in safetensors, so these run with .bin files and a few safetensors cases)
+GATED = {
+    "gated": [
+        "lora[r=4,alpha=8,use_gating=True]",
+        "lora[r=4,attn_matrices=['q','k','v'],intermediate_lora=True,output_lora=True,use_gating=True]",
+        "prefix_tuning[prefix_length=4,bottleneck_size=16,use_gating=True]",
+        "prefix_tuning_flat[prefix_length=3,use_gating=True,shared_gating=False]",
+        f"seq_bn[{_RF},use_gating=True]",
+    ],
+    "union": [
+        "mam",
+        "unipelt",
+        f"prefix_tuning[prefix_length=3,bottleneck_size=8]|lora[r=4,use_gating=True]|par_bn[{_RF}]",
+        f"seq_bn[{_RF},mh_adapter=True,output_adapter=False]|double_seq_bn[{_RF},mh_adapter=False]|lora[r=2]",
+    ],
+}
+GATED_ARCHS = ["bert", "roberta", "electra", "gpt2", "llama", "mistral", "qwen2"]
 #: every option of an AdapterFusion config (the ``dynamic`` preset), for configs given as dicts
 _DYNAMIC = {
     "key": True,
@@ -151,6 +169,16 @@ def _all() -> dict[str, dict]:
                 cases[f"{method}{i}-{arch}-base"] = _case(arch, "base", [["a", config]], "a")
             for arch in ("bert", "gpt2"):
                 cases[f"{method}{i}-{arch}-base-bin"] = _case(arch, "base", [["a", config]], "a", fmt="bin")
+    for group, configs in GATED.items():
+        for i, config in enumerate(configs):
+            for arch in GATED_ARCHS:
+                cases[f"{group}{i}-{arch}-base-bin"] = _case(arch, "base", [["a", config]], "a", fmt="bin")
+            for arch in ("bert", "llama"):
+                cases[f"{group}{i}-{arch}-seqcls-bin"] = _case(
+                    arch, "seqcls", [["a", config]], "a", fmt="bin"
+                )
+            for arch in ("bert", "gpt2"):
+                cases[f"{group}{i}-{arch}-base"] = _case(arch, "base", [["a", config]], "a")
     for arch in ARCHS:
         lm = "clm" if arch in DECODERS else "mlm"
         for j, config in enumerate(METHODS["bottleneck"][:6]):
@@ -208,6 +236,13 @@ CI = [
     "setup-stack-fuse-llama-safetensors",
     "setup-fuse-options-distilbert-safetensors",
     "setup-fuse-temperature-roberta-bin",
+    "gated1-gpt2-base-bin",
+    "gated3-llama-base-bin",
+    "union0-bert-base-bin",
+    "union1-gpt2-base-bin",
+    "union1-llama-seqcls-bin",
+    "gated0-bert-base",
+    "union3-roberta-base-bin",
 ]
 
 

@@ -78,8 +78,17 @@ class Method:
         raise NotImplementedError
 
     def own(self, names: list[str]) -> list[str]:
-        """The adapters among ``names`` that this method runs, in their order."""
-        return [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
+        """The adapters among ``names`` that this method runs (alone or as a part of a union), in their order."""
+        return [n for n in names if n in self.host.configs and self in self.host.methods_of(n)]
+
+    def config(self, name: str) -> "AdapterConfig":
+        """The config that this method runs for adapter ``name`` (its part, if the adapter is a union)."""
+        return self.host.config_of(name, self)
+
+    @classmethod
+    def combinable(cls, a: "AdapterConfig", b: "AdapterConfig") -> bool:
+        """Whether two configs of this method can be parts of one union (one adapter name); default: no."""
+        return False
 
     def modules(self, name: str) -> list[nn.Module]:
         """The modules of adapter ``name``, one per place where it changes the model."""

@@ -21,6 +21,7 @@ class LayerTargets:
     targets: dict[str, Any]
     merged_name: str | None
     host: Any
+    own: Any  # Method.own
 
     def _held(self, target) -> nn.ModuleDict:
         return target.module._modules[self.containers[0]]
@@ -39,7 +40,7 @@ class LayerTargets:
                 del self.targets[path]
 
     def set_active(self, names: list[str]) -> None:
-        mine = [n for n in names if n in self.host.configs and self.host.method_of(n) is self]
+        mine = self.own(names)
         name = mine[0] if mine and mine[0] != self.merged_name else None  # a merged adapter acts already
         skip = self.host.skip_layers  # AdapterDrop
         for path, target in self.targets.items():

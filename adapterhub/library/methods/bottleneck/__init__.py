@@ -44,6 +44,13 @@ class BottleneckMethod(Method):
         self.invertible: InvertibleSite | None = None
         self.fusions: dict[str, tuple[list[str], FusionConfig]] = {}  # name -> (fused adapters, config)
 
+    @classmethod
+    def combinable(cls, a, b) -> bool:
+        # as the AdapterHub ConfigUnion: at different positions (one after attention, the other after the
+        # feed-forward block), or with leave_out (an overlap is then refused when the adapter is added)
+        different = a.mh_adapter != b.mh_adapter and a.output_adapter != b.output_adapter
+        return different or bool(a.leave_out or b.leave_out)
+
     def _ensure_sites(self) -> None:
         if self.sites:
             return

@@ -98,8 +98,8 @@ class LoRAConfig(AdapterConfig):
             problems.append(f"attn_matrices may hold {', '.join(ATTN_MATRICES)}; got {bad}")
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.use_gating:
-            problems.append("use_gating (gated LoRA, as in UniPELT) is not supported yet")
+        if self.use_gating and (self.use_dora or self.composition_mode != "add"):
+            problems.append("use_gating (gated LoRA, as in UniPELT) is for plain LoRA, not DoRA or IA3")
         if self.vera_d is not None or self.vera_b is not None:
             problems.append("vera_d / vera_b: VeRA is its own method here, the `vera` config")
         targets = self.target_modules

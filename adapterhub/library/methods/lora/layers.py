@@ -85,6 +85,14 @@ class LoRA(nn.Module):
             else:  # ia3
                 nn.init.ones_(self.lora_A)
                 nn.init.ones_(self.lora_B)
+            # UniPELT's gate (``use_gating``): one output per enabled block, from the layer's input
+            self.gate = (
+                nn.Linear(in_features, groups, dtype=dtype, device=weight.device)
+                if config.use_gating
+                else None
+            )
+            if self.gate is not None:
+                nn.init.normal_(self.gate.weight, std=0.02)
         if generator_state is not None:
             torch.random.set_rng_state(generator_state)
         if config.use_dora:
@@ -104,7 +112,12 @@ class LoRA(nn.Module):
         return weight + self.delta_weight().to(weight.dtype)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
-        """``s · B A dropout(x)`` in the layer's output shape."""
+        """``s · B A dropout(x)`` in the layer's output shape; gated (``use_gating``): ``g · B A dropout(x)``
+        instead, ``g = mean over the positions of sigmoid(W_g x + b_g)``, one per sequence and block (the
+        AdapterHub library's gated LoRA: the gate takes the place of ``s``)."""
+        gate = None
+        if self.gate is not None:
+            gate = torch.sigmoid(self.gate(x.to(self.gate.weight.dtype))).mean(dim=-2, keepdim=True)
         if self.dropout is not None:
             x = self.dropout(x)
         x = x.to(self.lora_A.dtype)
@@ -114,7 +127,9 @@ class LoRA(nn.Module):
             pieces = [after_a @ self.lora_B.t()]
         else:
             pieces = [a @ b.t() for a, b in zip(after_a.chunk(groups, -1), self.lora_B.chunk(groups, 0))]
-        return self.blocks.spread(pieces, 0.0) * self.scaling
+        if gate is None:
+            return self.blocks.spread(pieces, 0.0) * self.scaling
+        return self.blocks.spread([p * gate[..., i : i + 1] for i, p in enumerate(pieces)], 0.0)
 
     def forward(self, module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """The layer's new output, given its input ``x`` and its plain output ``W x + b``."""

@@ -201,6 +201,14 @@ class LoRAMethod(LayerTargets, Method):
             module.train(target.module.training)
             target.loras[name] = module
 
+    def merge(self, name: str) -> None:
+        if cast(LoRAConfig, self.config(name)).use_gating:
+            raise AdapterConfigError(
+                f"{name!r} is a gated LoRA adapter (use_gating): its gate depends on each input, so it cannot be "
+                "folded into the weights; use it unmerged"
+            )
+        super().merge(name)
+
     def paths(self, name: str) -> list[str]:
         return [path for path, t in self.targets.items() if name in t.loras]
 

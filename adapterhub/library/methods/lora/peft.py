@@ -113,6 +113,8 @@ def _ia3_from_peft(peft_config: dict, weights: dict[str, torch.Tensor], host):
 
 def to_peft(method, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     config = method.host.configs[name]
+    if config.use_gating:
+        raise AdapterConfigError(f"{name!r} is a gated LoRA adapter (use_gating), which PEFT has no form for")
     prefix = method.host.prefix
     weights: dict[str, torch.Tensor] = {}
     paths, inputs, conv = [], [], False

@@ -16,10 +16,10 @@ def eject_prefix_tuning(self, name: str) -> None:
 
     state = _state(self)
     _known(state, name)
-    method = state.method_of(name)
-    if not isinstance(method, PrefixTuningMethod):
+    method = next((m for m in state.methods_of(name) if isinstance(m, PrefixTuningMethod)), None)
+    if method is None:
         raise TypeError(f"adapter {name!r} is not a prefix tuning adapter")
-    method.eject(name)
+    method.eject(name)  # also the prefix part of a union
 
 
 register_api({"eject_prefix_tuning": eject_prefix_tuning})

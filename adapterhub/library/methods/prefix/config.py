@@ -21,12 +21,14 @@ class PrefixTuningConfig(AdapterConfig):
     an MLP (``wte`` -> Linear(hidden, ``bottleneck_size``) -> ``non_linearity`` -> Linear(., layers*2*hidden))
     shared by all layers, the reparametrisation of the paper; ``flat=True`` learns them directly.
 
+    ``use_gating`` (UniPELT): each layer's prefix keys and values are scaled by a learned gate computed from the
+    attention's input (one gate for both, or one each with ``shared_gating=False``).
+
     ``shift_positions`` (not in the AdapterHub format; set for adapters read from PEFT files): the model's
     position ids start at ``prefix_length``, as PEFT's prefixes (passed as a cache) make them.
 
-    Format options without an effect here, whatever their value: ``cross_prefix`` (prefixes in the
-    cross-attention of encoder-decoder models: no supported model family has one) and ``shared_gating``
-    (only with ``use_gating``, which is refused)."""
+    A format option without an effect here, whatever its value: ``cross_prefix`` (prefixes in the
+    cross-attention of encoder-decoder models: no supported model family has one)."""
 
     method = "prefix_tuning"
     architecture = "prefix_tuning"
@@ -62,8 +64,6 @@ class PrefixTuningConfig(AdapterConfig):
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
         if str(self.non_linearity).lower() not in NON_LINEARITIES:
             problems.append(f"non_linearity must be one of {NON_LINEARITIES}, got {self.non_linearity!r}")
-        if self.use_gating:
-            problems.append("use_gating (gated prefixes, as in UniPELT) is not supported yet")
         if not self.encoder_prefix:
             problems.append("encoder_prefix=False leaves no self-attention with a prefix")
         if problems:

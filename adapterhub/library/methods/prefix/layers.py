@@ -8,18 +8,22 @@ from torch import nn
 
 HOLDER = "prefix_tuning"  # module on the base model holding the ``prefix_tunings`` dict (AdapterHub names)
 LOCATION = "self_prefix"  # the prefix of the self-attention (encoders and decoders)
+GATES = "prefix_gates"  # gates of gated prefixes, at ``<attention>.prefix_tuning.prefix_gates.NAME``
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "swish": nn.SiLU}
 
 
 class PrefixTuning(nn.Module):
-    """Keys and values of every prefixed layer from an MLP: ``control_trans(wte(0..P-1))``."""
+    """Keys and values of every prefixed layer from an MLP: ``control_trans(wte(0..P-1))``; ``wte`` is
+    ``input_size`` wide (the model's hidden size, as in the AdapterHub format, also where grouped-query attention
+    makes the keys narrower)."""
 
-    def __init__(self, n_layers: int, n_heads: int, head_dim: int, config):
+    def __init__(self, n_layers: int, n_heads: int, head_dim: int, config, input_size: int | None = None):
         super().__init__()
         self.shape = (config.prefix_length, n_layers * 2, n_heads, head_dim)
-        self.wte = nn.Embedding(config.prefix_length, n_heads * head_dim)
+        input_size = input_size or n_heads * head_dim
+        self.wte = nn.Embedding(config.prefix_length, input_size)
         self.control_trans = nn.Sequential(
-            nn.Linear(n_heads * head_dim, config.bottleneck_size),
+            nn.Linear(input_size, config.bottleneck_size),
             _ACTIVATIONS[config.non_linearity.lower()](),
             nn.Linear(config.bottleneck_size, n_layers * 2 * n_heads * head_dim),
         )
@@ -50,6 +54,12 @@ class FlatPrefixTuning(nn.Module):
 
     def forward(self) -> tuple[torch.Tensor, ...]:
         return _per_layer(self.dropout(self.control_trans.view(self.shape)))
+
+
+def gate_value(gate: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The gate of a layer's prefix for each sequence, ``[batch, 1 or 2]`` (keys, values): ``sigmoid(W_g h +
+    b_g)`` averaged over the positions of the attention's input ``h``, as the AdapterHub library computes it."""
+    return torch.sigmoid(gate(hidden)).mean(dim=1)
 
 
 def _per_layer(key_values: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -13,7 +13,16 @@ from ...errors import AdapterConfigError, AdapterLoadError
 from ...paths import get_module
 from ..base import CallState, Method, register_method
 from .config import PrefixTuningConfig
-from .layers import HOLDER, LOCATION, FlatPrefixTuning, PrefixedCache, PrefixTuning, prefixed_mask
+from .layers import (
+    GATES,
+    HOLDER,
+    LOCATION,
+    FlatPrefixTuning,
+    PrefixedCache,
+    PrefixTuning,
+    gate_value,
+    prefixed_mask,
+)
 
 
 @register_method
@@ -27,7 +36,7 @@ class PrefixTuningMethod(Method):
 
     name = "prefix_tuning"
     config_classes = (PrefixTuningConfig,)
-    containers = ("prefix_tunings",)
+    containers = ("prefix_tunings", GATES)
     compositions = frozenset()  # one prefix active at a time (next to adapters of other methods)
     peft_types = ("PREFIX_TUNING",)
 
@@ -82,17 +91,55 @@ class PrefixTuningMethod(Method):
                 f"that takes position_ids; {self.host.model.config.model_type!r} has neither"
             )
         heads, head_dim = self.dims()
-        kind = FlatPrefixTuning if config.flat else PrefixTuning
         with torch.random.fork_rng(devices=[]):
             if config.init_weights_seed is not None:
                 torch.manual_seed(config.init_weights_seed)
-            module = kind(len(layers), heads, head_dim, config)
+            module: nn.Module
+            if config.flat:
+                module = FlatPrefixTuning(len(layers), heads, head_dim, config)
+            else:
+                module = PrefixTuning(len(layers), heads, head_dim, config, input_size=self.host.hidden_size)
+            if config.use_gating:  # UniPELT's gates: one per prefixed layer, in its attention module
+                for index in layers:
+                    gate = nn.Linear(self.host.hidden_size, 1 if config.shared_gating else 2)
+                    nn.init.normal_(gate.weight, std=0.02)
+                    attention = self._attention(index)
+                    reference = next(attention.parameters(), None)
+                    if reference is not None:
+                        gate = gate.to(device=reference.device, dtype=reference.dtype)
+                    gates = cast(nn.ModuleDict, self._gates(attention, create=True))
+                    gates[name] = gate.train(self.host.model.training)
         module.train(self.host.model.training)
         self.pool[name] = nn.ModuleDict({LOCATION: module})
+
+    def _attention(self, index: int) -> nn.Module:
+        return get_module(self.host.layers[index], cast(str, self.host.architecture.attention))
+
+    def _all_gates(self) -> list[tuple[nn.Module, nn.ModuleDict]]:
+        """(attention module, its gates) of every layer that holds gates."""
+        if not self.host.architecture.attention:
+            return []
+        found = [(a, self._gates(a)) for a in map(self._attention, range(len(self.host.layers)))]
+        return [(a, gates) for a, gates in found if gates is not None]
+
+    @staticmethod
+    def _gates(attention: nn.Module, create: bool = False) -> nn.ModuleDict | None:
+        """The gates at one attention module (``<attention>.prefix_tuning.prefix_gates``, AdapterHub names)."""
+        holder = attention._modules.get(HOLDER)
+        if holder is None and create:
+            holder = nn.Module()
+            holder.add_module(GATES, nn.ModuleDict())
+            attention.add_module(HOLDER, holder)
+        return None if holder is None else cast(nn.ModuleDict, holder._modules[GATES])
 
     def delete(self, name: str) -> None:
         if self.active == name:
             self.set_active([])
+        for attention, gates in self._all_gates():
+            if name in gates:
+                del gates[name]
+            if not len(gates):
+                del attention._modules[HOLDER]
         holder = self.host.base_model._modules.get(HOLDER)
         if holder is None:
             return
@@ -109,7 +156,7 @@ class PrefixTuningMethod(Method):
         self.active = mine[0] if mine else None
         if self.active is None:
             return
-        config = cast(PrefixTuningConfig, self.host.configs[self.active])
+        config = cast(PrefixTuningConfig, self.config(self.active))
         self._handles.append(self.host.base_model.register_forward_pre_hook(self._prepare))
         for position, index in enumerate(self.prefixed_layers(config)):
             if index in self.host.skip_layers:  # AdapterDrop: this layer's prefix is left out
@@ -124,7 +171,7 @@ class PrefixTuningMethod(Method):
             )
 
     def modules(self, name: str) -> list[nn.Module]:
-        return [self.prefix(name)]
+        return [self.prefix(name)] + [gates[name] for _, gates in self._all_gates() if name in gates]
 
     def _embeddings(self) -> nn.Module:
         return get_module(self.host.base_model, self.host.architecture.embeddings)
@@ -154,7 +201,7 @@ class PrefixTuningMethod(Method):
 
     def eject(self, name: str) -> None:
         """Replace the MLP of adapter ``name`` by the flat prefixes it computes (same outputs, fewer weights)."""
-        config = cast(PrefixTuningConfig, self.host.configs[name])
+        config = cast(PrefixTuningConfig, self.config(name))
         if config.flat:
             return
         module = cast(PrefixTuning, self.prefix(name))
@@ -165,7 +212,7 @@ class PrefixTuningMethod(Method):
             flat.control_trans.copy_(module.flat())
         flat.train(module.training)
         cast(nn.ModuleDict, self.pool[name])[LOCATION] = flat
-        self.host.configs[name] = flat_config
+        self.host.replace_config(name, self, flat_config)
 
     # -- files --
 
@@ -209,6 +256,10 @@ class _Inject:
         key_value = self.method.layer_prefix(self.position).to(hidden.device)
         key = key_value[0].unsqueeze(0).expand(batch, -1, -1, -1)
         value = key_value[1].unsqueeze(0).expand(batch, -1, -1, -1)
+        gates = self.method._gates(module)
+        if gates is not None and self.method.active in gates:  # UniPELT: gated keys and values
+            gate = gate_value(gates[self.method.active], hidden)
+            key, value = key * gate[:, 0].view(-1, 1, 1, 1), value * gate[:, -1].view(-1, 1, 1, 1)
         name = "past_key_values" if "past_key_values" in kwargs else "cache"
         cache = kwargs.get(name)
         own = getattr(cache, "self_attention_cache", cache)

@@ -33,6 +33,8 @@ def from_peft(cls, peft_config, weights, host):
 
 def to_peft(method, name: str):
     config = method.host.configs[name]
+    if config.use_gating:
+        raise AdapterConfigError(f"{name!r} has gated prefixes (use_gating), which PEFT has no form for")
     if not config.shift_positions:
         raise AdapterConfigError(
             f"prefix tuning adapter {name!r} keeps the sequence's positions (the AdapterHub form); PEFT shifts them "

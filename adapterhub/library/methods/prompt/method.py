@@ -126,7 +126,7 @@ class PromptTuningMethod(Method):
         self.active = mine[0] if mine else None
         if self.active is None:
             return
-        if cast(PromptTuningConfig, self.host.configs[self.active]).input_embeddings:
+        if cast(PromptTuningConfig, self.config(self.active)).input_embeddings:
             hook = self._embed_inputs
         else:
             embedded = get_module(self.host.base_model, self.host.architecture.prompt)
@@ -147,7 +147,7 @@ class PromptTuningMethod(Method):
         return self.pool[cast(str, self.active)](output)
 
     def _extend_mask(self, module, args, kwargs):
-        config = cast(PromptTuningConfig, self.host.configs[cast(str, self.active)])
+        config = cast(PromptTuningConfig, self.config(cast(str, self.active)))
         args, kwargs = list(args), dict(kwargs)
         if len(args) > 1:  # forward(input_ids, attention_mask, ...)
             args[1] = _with_prompt(args[1], config)
@@ -158,7 +158,7 @@ class PromptTuningMethod(Method):
     def _embed_inputs(self, module, args, kwargs):
         """PEFT's form: the prompt joins the token embeddings (passed as ``inputs_embeds``); in a generation step
         whose cache holds the prompt already only the mask gets its positions."""
-        config = cast(PromptTuningConfig, self.host.configs[cast(str, self.active)])
+        config = cast(PromptTuningConfig, self.config(cast(str, self.active)))
         kwargs = dict(kwargs)
         if args:
             kwargs["input_ids"], args = args[0], args[1:]
