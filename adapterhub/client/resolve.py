@@ -66,7 +66,6 @@ class Pinned:
     repo_id: str
     commit: str
     revision: str  # what was asked for: a branch, tag or the commit itself
-    subfolder: str = ""
     info: dict | None = None
     via: str = "repo"  # "repo" (model info) | "resolve" (the hub's resolve API) | "bundle" | "cache"
     folder: Path | None = None  # the complete snapshot, when pinning already downloaded it (a bundle)
