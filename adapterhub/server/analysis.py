@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from adapterhub.server.errors import BadRequest
 from adapterhub.server.humanize import human_params
 from adapterhub.server.index_models import IndexEntry
 from adapterhub.server.search import get_session, viewer_for
@@ -161,12 +162,10 @@ def analysis_api(
     order: Literal["asc", "desc"] | None = Query(None, description="default: desc for score and downloads"),
     s: Session = Depends(get_session),
 ):
-    from fastapi import HTTPException
-
     try:
         return analyse(s, viewer_for(request, s), task, subtask, metric, sort, order)
     except ValueError as e:
-        raise HTTPException(400, str(e)) from None
+        raise BadRequest(str(e)) from None
 
 
 # ------------------------------------------------------------------------------------------------ the chart
@@ -275,7 +274,7 @@ def legend(rows: list[AnalysisRow]) -> list[tuple[str, str, int]]:
 
 @router.get("/analysis", response_class=HTMLResponse, include_in_schema=False)
 def analysis_page(request: Request, s: Session = Depends(get_session)):
-    from adapterhub.server.ui import _url, render
+    from adapterhub.server.ui import query_url, render
 
     viewer = viewer_for(request, s)
     params = request.query_params
@@ -293,7 +292,7 @@ def analysis_page(request: Request, s: Session = Depends(get_session)):
         p = {**base, "sort": column if column != "score" else None}
         if result is not None and result.sort == column:
             p["order"] = "asc" if result.order == "desc" else "desc"
-        return _url("/analysis", p)
+        return query_url("/analysis", p)
 
     return render(
         request,
@@ -305,6 +304,6 @@ def analysis_page(request: Request, s: Session = Depends(get_session)):
         chart=scatter_svg(result.rows, result.metric or "score") if result else None,
         legend=legend(result.rows) if result else [],
         sort_url=sort_url,
-        choice_url=lambda c: _url("/analysis", {"task": c.task, "subtask": c.subtask}),
-        metric_url=lambda m: _url("/analysis", {"task": task, "subtask": subtask, "metric": m}),
+        choice_url=lambda c: query_url("/analysis", {"task": c.task, "subtask": c.subtask}),
+        metric_url=lambda m: query_url("/analysis", {"task": task, "subtask": subtask, "metric": m}),
     )

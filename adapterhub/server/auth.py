@@ -19,15 +19,10 @@ import time
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from adapterhub.server.errors import AuthError
 from adapterhub.server.models import Account, Membership, Repo, Token
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
-
-
-class AuthError(Exception):
-    def __init__(self, message: str, status: int = 401):
-        super().__init__(message)
-        self.message, self.status = message, status
 
 
 @dataclasses.dataclass

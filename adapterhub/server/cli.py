@@ -71,7 +71,7 @@ def serve(
         _admin(settings, create_user, create_org, member, admin, scope)
         return
     if gc:
-        from adapterhub.server.app import Hub
+        from adapterhub.server.hub import Hub
         from adapterhub.server.repos import collect_garbage
 
         hub = Hub(settings)
@@ -85,7 +85,7 @@ def serve(
 
     if workers > 1 and not settings.database_url:
         raise typer.BadParameter("several workers need a shared database: pass --database-url (PostgreSQL)")
-    from adapterhub.server.app import Hub
+    from adapterhub.server.hub import Hub
 
     Hub(settings).close()  # migrate once before the workers start
     for key, value in vars(settings).items():
@@ -124,7 +124,7 @@ def worker(
     import signal
 
     from adapterhub.server import queue
-    from adapterhub.server.app import Hub, load_extensions
+    from adapterhub.server.hub import Hub, load_extensions
 
     settings = Settings.from_env(
         data_dir=data_dir, database_url=database_url or None, blob_store=blob_store or None,

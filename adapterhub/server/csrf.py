@@ -26,15 +26,11 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from markupsafe import Markup, escape
 
+from adapterhub.server.errors import CsrfError
+
 COOKIE = "ah_csrf"
 FIELD = "csrf_token"
 _SEED = re.compile(r"^[A-Za-z0-9_\-]{32,64}$")
-
-
-class CsrfError(Exception):
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message, self.status = message, 403
 
 
 def _sign(request: Request, seed: str) -> str:

@@ -17,12 +17,12 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.requests import cookie_parser
 
 from adapterhub.server import repos, security
-from adapterhub.server.app import Hub, error_response
-from adapterhub.server.auth import AuthError, Caller, caller_from_header
-from adapterhub.server.hfapi import _caller, _hub, _raw_segments
-from adapterhub.server.repos import HubError
+from adapterhub.server.auth import Caller, caller_from_header
+from adapterhub.server.checks import ADAPTER_CONFIG
+from adapterhub.server.errors import AuthError, HubError, NotFound, RepoNotFound
+from adapterhub.server.hub import Hub, get_hub
+from adapterhub.server.inputs import caller_of, raw_segments
 from adapterhub.server.sessions import cookie_token
-from adapterhub.server.validation import ADAPTER_CONFIG
 
 resolve_router = APIRouter()
 
@@ -33,16 +33,16 @@ class _BlobResponse(FileResponse):
 
 @resolve_router.api_route("/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
 def resolve(request: Request, rest: str):
-    hub = _hub(request)
-    segs = _raw_segments(request, "/")
+    hub = get_hub(request)
+    segs = raw_segments(request, "/")
     m = request.method
     if segs and segs[0] in ("datasets", "spaces"):
-        return error_response("this hub hosts model repositories only", 404, "RepoNotFound", method=m)
+        raise RepoNotFound("this hub hosts model repositories only")
     parsed = _split_resolve(hub, segs)
     if parsed is None:
-        return error_response(f"Not Found: {request.url.path}", 404, "NotFound", method=m)
+        raise NotFound(f"Not Found: {request.url.path}")
     repo_id, rev, path = parsed
-    caller = _caller(hub, request, cookie=True)  # the owner downloads private files from the web UI
+    caller = caller_of(hub, request, cookie=True)  # the owner downloads private files from the web UI
     repo_pk, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
     if m == "GET" and path in COUNTED and "range" not in request.headers:
         hub.downloads.add(repo_pk)
@@ -57,9 +57,7 @@ def resolve(request: Request, rest: str):
         try:
             st = os.stat(local)
         except FileNotFoundError:
-            return error_response(
-                f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m
-            )
+            raise HubError(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing") from None
         return _BlobResponse(local, headers=headers, media_type=media, stat_result=st)
     headers["Content-Length"] = str(size)
     if m == "HEAD":
@@ -78,7 +76,7 @@ def resolve(request: Request, rest: str):
     try:
         blob = hub.store.open(sha, start)
     except FileNotFoundError:
-        return error_response(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing", method=m)
+        raise HubError(f"blob {sha} of {path} is missing from storage", 500, "BlobMissing") from None
     body = _iter_blob(blob, end - start + 1)
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
 

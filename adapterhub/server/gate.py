@@ -20,12 +20,12 @@ from urllib.parse import quote
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
-from adapterhub.server.auth import AuthError, caller_from_header
-from adapterhub.server.repos import HubError
+from adapterhub.server.auth import caller_from_header
+from adapterhub.server.errors import AuthError, PayloadTooLarge, error_response
 from adapterhub.server.sessions import TOKEN_COOKIE
 
 if TYPE_CHECKING:
-    from adapterhub.server.app import Hub
+    from adapterhub.server.hub import Hub
 
 MiB = 1024 * 1024
 ANON_BODY_MAX = 1 * MiB  # the most a request without a valid token may send (forms, JSON, YAML checks)
@@ -84,8 +84,6 @@ async def admit(hub: Hub, scope, receive, send):
     """The ``receive`` to run the request with, or None when the gate has answered it (refused)."""
     if scope["type"] != "http":
         return receive
-    from adapterhub.server.app import error_response
-
     req = _Request(hub, scope)
     path, method = scope.get("path") or "/", scope["method"]
     refusal = None
@@ -126,9 +124,9 @@ async def admit(hub: Hub, scope, receive, send):
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise HubError(f"request body too large (more than {limit} bytes)", 413, "PayloadTooLarge")
+                raise PayloadTooLarge(f"request body too large (more than {limit} bytes)")
             if seen > ANON_BODY_MAX and not await req.signed_in():
-                raise HubError(_anonymous_body(seen), 401, "Unauthorized")
+                raise AuthError(_anonymous_body(seen), 401)
         return message
 
     return counted

@@ -13,23 +13,34 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
-from adapterhub.server import repos
-from adapterhub.server.app import Hub, error_response
-from adapterhub.server.auth import AuthError, Caller, caller_from_header, readable_repos, require_write
+from adapterhub.server import commits, repos
+from adapterhub.server.auth import Caller, readable_repos, require_write
+from adapterhub.server.checks import ADAPTER_CONFIG, parse_card
+from adapterhub.server.commits import Op
+from adapterhub.server.errors import (
+    AuthError,
+    BadRequest,
+    EntryNotFound,
+    HubError,
+    NotFound,
+    PayloadTooLarge,
+    RepoNotFound,
+    RevisionNotFound,
+    UploadError,
+)
+from adapterhub.server.hub import Hub, get_hub
+from adapterhub.server.inputs import base_url, caller_of, raw_segments
 from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
-from adapterhub.server.repos import HubError, Op, serialize_time
-from adapterhub.server.sessions import read_authorization
-from adapterhub.server.uploads import Staging, UploadError, clean_path, refuse_pickle_name
-from adapterhub.server.validation import ADAPTER_CONFIG, parse_card
+from adapterhub.server.repos import serialize_time
+from adapterhub.server.uploads import Staging, clean_path, refuse_pickle_name
 
 api_router = APIRouter()
 ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch", "tag", "settings", "validation",
@@ -37,42 +48,6 @@ ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch
 LFS_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".h5", ".msgpack", ".zip")
 TREE_PAGE = 1000
 PREUPLOAD_BODY_MAX = 16 * 1024 * 1024  # a file list of up to max_files entries
-
-
-def _hub(request: Request) -> Hub:
-    return request.app.state.hub
-
-
-def _caller(hub: Hub, request: Request, cookie: bool = False) -> Caller:
-    """The caller named by the ``Authorization`` header; with ``cookie`` (reads only), else by the web UI's
-    login cookie, where a stale cookie counts as anonymous."""
-    header = request.headers.get("authorization")
-    from_cookie = cookie and not header
-    if from_cookie:
-        header = read_authorization(request)
-    if not header:
-        return Caller()
-    with hub.db.session() as s:
-        try:
-            c = caller_from_header(s, header)
-        except AuthError:
-            if from_cookie:
-                return Caller()
-            raise
-        if c.account is not None:
-            s.expunge(c.account)
-        return c
-
-
-def _base_url(hub: Hub, request: Request) -> str:
-    return (hub.settings.public_url or str(request.base_url)).rstrip("/")
-
-
-def _raw_segments(request: Request, prefix: str) -> list[str]:
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw.decode("latin-1").split("?", 1)[0]
-    rest = path[len(prefix) :] if path.startswith(prefix) else path
-    return [unquote(p) for p in rest.strip("/").split("/")]
 
 
 def _is_lfs(path: str, size: int) -> bool:
@@ -85,9 +60,9 @@ def _int(v: str | None, default: int) -> int:
     try:
         n = max(0, int(v))
     except ValueError:
-        raise HubError(f"not a number: {v!r}", 400, "BadRequest") from None
+        raise BadRequest(f"not a number: {v!r}") from None
     if n > MAX_NUMBER:
-        raise HubError(f"number out of range: {v} (at most {MAX_NUMBER})", 400, "BadRequest")
+        raise BadRequest(f"number out of range: {v} (at most {MAX_NUMBER})")
     return n
 
 
@@ -99,12 +74,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body, or 413 as soon as it is longer than ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise HubError(f"request body too large ({declared} bytes, at most {limit})", 413, "PayloadTooLarge")
+        raise PayloadTooLarge(f"request body too large ({declared} bytes, at most {limit})")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > limit:
-            raise HubError(f"request body too large (more than {limit} bytes)", 413, "PayloadTooLarge")
+            raise PayloadTooLarge(f"request body too large (more than {limit} bytes)")
     return bytes(raw)
 
 
@@ -117,9 +92,9 @@ async def json_object(request: Request, limit: int = JSON_BODY_MAX, empty_ok: bo
     try:
         body = json.loads(raw)
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-        raise HubError(f"the request body is not valid JSON: {e}", 400, "BadRequest") from None
+        raise BadRequest(f"the request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
-        raise HubError("the request body must be a JSON object", 400, "BadRequest")
+        raise BadRequest("the request body must be a JSON object")
     return body
 
 
@@ -130,7 +105,7 @@ def _field(obj: dict, key: str, kind: type | tuple, default=None, where: str = "
         return default
     if not isinstance(v, kind) or (isinstance(v, bool) and kind in (int, (int, float))):
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise HubError(f"{where}: '{key}' must be {names}, not {type(v).__name__}", 400, "BadRequest")
+        raise BadRequest(f"{where}: '{key}' must be {names}, not {type(v).__name__}")
     return v
 
 
@@ -143,10 +118,10 @@ def _truthy(v: str | None) -> bool:
 
 @api_router.get("/api/whoami-v2")
 def whoami(request: Request):
-    hub = _hub(request)
-    caller = _caller(hub, request)
+    hub = get_hub(request)
+    caller = caller_of(hub, request)
     if caller.account is None:
-        return error_response("Invalid user token: no token given", 401, "Unauthorized")
+        raise AuthError("Invalid user token: no token given", 401)
     with hub.db.session() as s:
         orgs = s.scalars(select(Account).where(Account.id.in_(list(caller.orgs) or [-1]))).all()
         org_list = [
@@ -185,28 +160,29 @@ async def validate_yaml(request: Request):
 
 @api_router.post("/api/repos/create")
 async def create_repo(request: Request):
-    hub = _hub(request)
-    caller = _caller(hub, request)
+    hub = get_hub(request)
+    caller = caller_of(hub, request)
     if caller.account is None:
         raise AuthError("authentication required to create a repository", 401)
     body = await json_object(request)
     if body.get("type", "model") not in ("model", None):
-        raise HubError("this hub hosts model repositories only", 400, "BadRequest")
+        raise BadRequest("this hub hosts model repositories only")
     name, org = _field(body, "name", str, ""), _field(body, "organization", str)
     repo_id = f"{org}/{name}" if org else name
     private = bool(body.get("private")) or body.get("visibility") == "private"
     repo, created = await run_in_threadpool(repos.create_repo, hub, caller, repo_id, private)
-    url = f"{_base_url(hub, request)}/{repo.repo_id}"
+    url = f"{base_url(hub, request)}/{repo.repo_id}"
     if not created:
-        return JSONResponse({"error": f"You already created this model repo: {repo.repo_id}", "url": url}, 409,
-                            headers={"X-Error-Code": "RepoExists"})  # fmt: skip
+        raise HubError(
+            f"You already created this model repo: {repo.repo_id}", 409, "RepoExists", extra={"url": url}
+        )
     return {"url": url, "name": repo.repo_id, "id": str(repo.id)}
 
 
 @api_router.delete("/api/repos/delete")
 async def delete_repo(request: Request):
-    hub = _hub(request)
-    caller = _caller(hub, request)
+    hub = get_hub(request)
+    caller = caller_of(hub, request)
     if caller.account is None:
         raise AuthError("authentication required to delete a repository", 401)
     body = await json_object(request)
@@ -223,8 +199,7 @@ for _kind in ("datasets", "spaces"):
         include_in_schema=False,
     )
     def _other_types(request: Request, rest: str, _kind=_kind):
-        return error_response(f"this hub hosts model repositories only ({_kind} are not supported)", 404, "RepoNotFound",
-                              method=request.method)  # fmt: skip
+        raise RepoNotFound(f"this hub hosts model repositories only ({_kind} are not supported)")
 
 
 # --- model listing and info ---------------------------------------------------------------------------
@@ -232,8 +207,8 @@ for _kind in ("datasets", "spaces"):
 
 @api_router.get("/api/models")
 def list_models(request: Request):
-    hub = _hub(request)
-    caller = _caller(hub, request)
+    hub = get_hub(request)
+    caller = caller_of(hub, request)
     q = request.query_params
     limit = min(_int(q.get("limit"), 100), 1000)  # pages of 100 unless asked (each entry reads its card)
     offset = _int(q.get("cursor"), 0)
@@ -396,8 +371,8 @@ def _split_model_path(s, segs: list[str]) -> tuple[str, list[str]]:
 async def model_routes(request: Request, rest: str):
     """``/api/models/{repo}[/revision|tree|refs|commits|validation|preupload|commit|branch|tag|settings|paths-info/...]``
     (the Hugging Face Hub API; revisions may be percent-encoded, so the raw path is parsed here)."""
-    hub = _hub(request)
-    segs = _raw_segments(request, "/api/models/")
+    hub = get_hub(request)
+    segs = raw_segments(request, "/api/models/")
     with hub.db.session() as s:
         repo_id, tail = _split_model_path(s, segs)
     action = tail[0] if tail else ""
@@ -425,7 +400,7 @@ async def model_routes(request: Request, rest: str):
         else:
             paths = _field(await json_object(request), "paths", list, [])
             if not all(isinstance(p, str) for p in paths):
-                raise HubError("request body: 'paths' must be a list of strings", 400, "BadRequest")
+                raise BadRequest("request body: 'paths' must be a list of strings")
         return await run_in_threadpool(_paths_info, hub, request, repo_id, arg, paths)
     if m == "POST" and action == "preupload" and arg:
         return await _preupload(hub, request, repo_id, arg)
@@ -435,18 +410,18 @@ async def model_routes(request: Request, rest: str):
         body = await json_object(request, empty_ok=True) if m == "POST" else {}
         return await run_in_threadpool(_ref_change, hub, request, repo_id, action, arg, m, body)
     if m == "PUT" and action == "settings":
-        caller = _caller(hub, request)
+        caller = caller_of(hub, request)
         body = await json_object(request)
         private = body.get("private")
         if body.get("visibility") in ("private", "public"):
             private = body["visibility"] == "private"
         await run_in_threadpool(repos.update_repo_settings, hub, caller, repo_id, private)
         return {"ok": True}
-    return error_response(f"unknown endpoint {request.method} {request.url.path}", 404, "NotFound", method=m)
+    raise NotFound(f"unknown endpoint {request.method} {request.url.path}")
 
 
 def _info(hub: Hub, request: Request, repo_id: str, rev: str):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     with hub.db.session() as s:
         repo = repos.get_repo(s, caller, repo_id)
         c = repos.resolve_revision(s, repo, rev)
@@ -458,14 +433,14 @@ def _info(hub: Hub, request: Request, repo_id: str, rev: str):
 
 
 def _auth_check(hub: Hub, request: Request, repo_id: str):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     with hub.db.session() as s:
         repos.get_repo(s, caller, repo_id)
     return JSONResponse({"ok": True})
 
 
 def _validation(hub: Hub, request: Request, repo_id: str, rev: str):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     with hub.db.session() as s:
         repo = repos.get_repo(s, caller, repo_id)
         c = repos.resolve_revision(s, repo, rev)
@@ -474,7 +449,7 @@ def _validation(hub: Hub, request: Request, repo_id: str, rev: str):
 
 
 def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     q = request.query_params
     recursive = _truthy(q.get("recursive"))
     expand = _truthy(q.get("expand"))
@@ -502,7 +477,7 @@ def _tree(hub: Hub, request: Request, repo_id: str, rev: str, path: str):
                 e["lfs"] = {"oid": b.sha256, "size": b.size, "pointerSize": 134}
             entries[p] = e
     if path and not entries:
-        raise HubError(f"{path} does not exist at revision {rev}", 404, "EntryNotFound", commit=c.oid)
+        raise EntryNotFound(f"{path} does not exist at revision {rev}", commit=c.oid)
     items = [entries[k] for k in sorted(entries)]
     page = 50 if expand else TREE_PAGE
     start = _int(q.get("cursor"), 0)
@@ -531,7 +506,7 @@ def _dir_oid(d: str, files: dict) -> str:
 
 
 def _paths_info(hub: Hub, request: Request, repo_id: str, rev: str, paths: list[str]):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     with hub.db.session() as s:
         repo = repos.get_repo(s, caller, repo_id)
         c = repos.resolve_revision(s, repo, rev)
@@ -558,7 +533,7 @@ def _paths_info(hub: Hub, request: Request, repo_id: str, rev: str, paths: list[
 
 
 def _refs(hub: Hub, request: Request, repo_id: str):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     with hub.db.session() as s:
         repo = repos.get_repo(s, caller, repo_id)
         refs = s.scalars(select(Ref).where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
@@ -578,7 +553,7 @@ def _refs(hub: Hub, request: Request, repo_id: str):
 
 
 def _commits(hub: Hub, request: Request, repo_id: str, rev: str):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     out = []
     with hub.db.session() as s:
         repo = repos.get_repo(s, caller, repo_id)
@@ -592,7 +567,7 @@ def _commits(hub: Hub, request: Request, repo_id: str, rev: str):
 
 
 def _ref_change(hub: Hub, request: Request, repo_id: str, kind: str, arg: str, method: str, body: dict):
-    caller = _caller(hub, request)
+    caller = caller_of(hub, request)
     if kind == "branch":
         if method == "POST":
             oid = repos.create_ref(hub, caller, repo_id, "branch", arg, _field(body, "startingPoint", str),
@@ -618,20 +593,20 @@ def _check_writable(hub: Hub, caller: Caller, repo_id: str, rev: str) -> dict[st
         require_write(s, caller, repo)
         ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == rev))
         if ref is None:
-            raise HubError(f"Invalid rev id: {rev} (no such branch in {repo_id})", 404, "RevisionNotFound")
+            raise RevisionNotFound(f"Invalid rev id: {rev} (no such branch in {repo_id})")
         return {p: f.blob.git_oid for p, f in repos.commit_tree(s.get(Commit, ref.commit_oid)).items()}
 
 
 async def _preupload(hub: Hub, request: Request, repo_id: str, rev: str):
     if _truthy(request.query_params.get("create_pr")):
-        raise HubError("pull requests are not supported by this hub", 400, "BadRequest")
-    caller = _caller(hub, request)
+        raise BadRequest("pull requests are not supported by this hub")
+    caller = caller_of(hub, request)
     current = await run_in_threadpool(_check_writable, hub, caller, repo_id, rev)
     body = await json_object(request, limit=PREUPLOAD_BODY_MAX)
     out = []
     for f in _field(body, "files", list, []):
         if not isinstance(f, dict):
-            raise HubError("request body: each entry of 'files' must be an object", 400, "BadRequest")
+            raise BadRequest("request body: each entry of 'files' must be an object")
         path = clean_path(_field(f, "path", str, "", "files entry"))
         refuse_pickle_name(path)
         size = _field(f, "size", int, 0, f"files entry {path}")
@@ -650,8 +625,8 @@ async def _preupload(hub: Hub, request: Request, repo_id: str, rev: str):
 
 async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
     if _truthy(request.query_params.get("create_pr")):
-        raise HubError("pull requests are not supported by this hub", 400, "BadRequest")
-    caller = _caller(hub, request)
+        raise BadRequest("pull requests are not supported by this hub")
+    caller = caller_of(hub, request)
     await run_in_threadpool(_check_writable, hub, caller, repo_id, rev)
     max_line = hub.limits.max_file_size * 4 // 3 + 64 * 1024
     staging = Staging(hub.tmp_dir, hub.limits)
@@ -713,7 +688,7 @@ async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
             await run_in_threadpool(handle, bytes(buf))
         title = header.get("summary") or "Upload files"
         oid, status = await run_in_threadpool(
-            repos.commit,
+            commits.commit,
             hub,
             caller,
             repo_id,
@@ -725,22 +700,6 @@ async def _commit(hub: Hub, request: Request, repo_id: str, rev: str):
         )
     finally:
         staging.cleanup()
-    base = _base_url(hub, request)
+    base = base_url(hub, request)
     return {"commitUrl": f"{base}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None,
             "success": True, "validation": status}  # fmt: skip
-
-
-def requeue_pending(hub: Hub) -> None:
-    """At start-up: commits whose validation never finished (server stopped) are validated again (unless
-    ``adapterhub worker`` processes do the load checks: they take unfinished validations themselves)."""
-    if hub.settings.validation_queue:
-        return
-    with hub.db.session() as s:
-        oids = s.scalars(
-            select(Validation.commit_oid).where(Validation.status.in_(("pending", "running")))
-        ).all()
-    for oid in oids:
-        try:
-            repos.revalidate(hub, oid)
-        except Exception:  # noqa: BLE001
-            logging.getLogger("adapterhub.server").exception("could not requeue the validation of %s", oid)

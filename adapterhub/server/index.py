@@ -3,8 +3,8 @@
 `extract_metadata` is a pure function: it takes the files of one commit (the paths with their sizes and the
 bytes of the few small metadata files) and returns an `AdapterMetadata`. It understands both dialects of
 `adapter_config.json` (AdapterHub's `adapters` library and PEFT), `head_config.json` and the YAML front
-matter of the model card `README.md`. `index_commit` (further down) stores the result in the index tables
-and is registered as a post-commit callback of the core server.
+matter of the model card `README.md`. `indexing.index_commit` stores the result in the index tables (it is
+registered as a post-commit hook of the hub).
 """
 
 from __future__ import annotations
@@ -350,7 +350,7 @@ def _peft_method(c: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     return method, family, hp
 
 
-def _head_from_class(model_class: str | None) -> str | None:
+def head_from_class(model_class: str | None) -> str | None:
     for suffix, head in _CLASS_HEADS:
         if model_class and model_class.endswith(suffix):
             return head
@@ -404,8 +404,42 @@ def extract_metadata(
     (only the names in `METADATA_FILES` are asked for) or None. `read_header(path)`, when given, returns the
     first bytes of a safetensors file (its header), from which the parameter count is computed.
     Never raises on bad input: problems are recorded in `warnings`.
+
+    The steps: sizes; the adapter config (the shallowest `adapter_config.json`, either dialect); the other
+    adapter folders of a composition; the head config beside the adapter config; the model card; the
+    parameter counts from the safetensors headers.
     """
     infos = [f if isinstance(f, FileInfo) else FileInfo(f[0], int(f[1])) for f in files]
+    get = _bounded_reader(read)
+    paths = {f.path for f in infos}
+    weights = [f for f in infos if f.path.endswith(WEIGHT_SUFFIXES)]
+    meta = AdapterMetadata(size_bytes=sum(f.size for f in infos), weights_bytes=sum(f.size for f in weights))
+
+    cfg_path = _choose_config(paths)
+    prefix = cfg_path[: -len("adapter_config.json")] if cfg_path else ""
+    if cfg_path:
+        _read_adapter_config(meta, cfg_path, get(cfg_path))
+    # Other adapters of a composition (adapter_setup.json with one folder per adapter).
+    meta.sub_adapters = sorted(
+        p.rsplit("/", 1)[0] for p in paths if p.endswith("/adapter_config.json") and p != cfg_path
+    )
+    head_path = prefix + "head_config.json"
+    if head_path in paths:
+        _read_head_config(meta, head_path, get(head_path))
+    if meta.head_type is None and meta.library == "adapters":
+        meta.head_type = head_from_class(meta.model_class)
+    card_path = next((p for p in ("README.md", prefix + "README.md") if p in paths), None)
+    card_bytes = get(card_path) if card_path else None
+    if card_bytes is not None:
+        _read_card(meta, card_bytes)
+    _count_params(meta, weights, read_header)
+    return meta
+
+
+def _bounded_reader(
+    read: Callable[[str], bytes | None] | Mapping[str, bytes],
+) -> Callable[[str], bytes | None]:
+    """``read`` as a function that answers None for a file it cannot read or one over `MAX_METADATA_BYTES`."""
     reader = read.get if isinstance(read, Mapping) else read
 
     def get(path: str) -> bytes | None:
@@ -417,105 +451,103 @@ def extract_metadata(
             return None
         return data
 
-    meta = AdapterMetadata()
-    meta.size_bytes = sum(f.size for f in infos)
-    weights = [f for f in infos if f.path.endswith(WEIGHT_SUFFIXES)]
-    meta.weights_bytes = sum(f.size for f in weights)
-    paths = {f.path for f in infos}
+    return get
 
-    cfg_path = _choose_config(paths)
-    prefix = cfg_path[: -len("adapter_config.json")] if cfg_path else ""
-    cfg = _load_json(get(cfg_path), cfg_path, meta) if cfg_path else None
-    if cfg is not None:
-        meta.config_path = cfg_path
-        if "peft_type" in cfg:
-            meta.is_adapter, meta.library = True, "peft"
-            meta.method, meta.method_family, meta.hyperparams = _peft_method(cfg)
-            meta.config = cfg
-            meta.base_model = _nonempty(cfg.get("base_model_name_or_path"))
-            meta.base_model_revision = _nonempty(cfg.get("revision"))
-            meta.library_version = cfg.get("peft_version")
-            auto = cfg.get("auto_mapping") or {}
-            if isinstance(auto, Mapping):
-                meta.model_class = auto.get("base_model_class")
-                m = re.match(r"transformers\.models\.([a-z0-9_]+)\.", str(auto.get("parent_library") or ""))
-                meta.model_type = m.group(1).replace("_", "-") if m else None
-            task_type = cfg.get("task_type")
-            head = _PEFT_TASK_HEADS.get(str(task_type)) if task_type else None
-            if head:
-                meta.head_type = head
-        elif isinstance(cfg.get("config"), Mapping):
-            meta.is_adapter, meta.library = True, "adapters"
-            inner = cfg["config"]
-            meta.config = dict(inner)
-            meta.method, meta.method_family, meta.hyperparams = _adapterhub_method(inner)
-            meta.base_model = _nonempty(cfg.get("model_name"))
-            meta.model_type = _nonempty(cfg.get("model_type"))
-            meta.model_class = _nonempty(cfg.get("model_class"))
-            meta.hidden_size = cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None
-            meta.adapter_name = _nonempty(cfg.get("name"))
-            meta.library_version = cfg.get("version")
-            try:
-                meta.config_hash = config_hash(inner)
-            except Exception as e:  # noqa: BLE001 - a bad config must not break indexing
-                meta.warnings.append(f"{cfg_path}: cannot compute the config hash ({e})")
-        else:
-            meta.warnings.append(
-                f"{cfg_path}: neither an AdapterHub (`config`) nor a PEFT (`peft_type`) config"
-            )
-    # Other adapters of a composition (adapter_setup.json with one folder per adapter).
-    meta.sub_adapters = sorted(
-        p.rsplit("/", 1)[0] for p in paths if p.endswith("/adapter_config.json") and p != cfg_path
-    )
 
-    head_path = prefix + "head_config.json"
-    head = _load_json(get(head_path), head_path, meta) if head_path in paths else None
-    if head is not None:
-        hc = head.get("config")
-        if isinstance(hc, Mapping):
-            meta.head_type = _nonempty(hc.get("head_type")) or meta.head_type
-            meta.labels = _labels(hc.get("label2id"), hc.get("id2label"))
-            meta.num_labels = hc.get("num_labels") if isinstance(hc.get("num_labels"), int) else None
-        else:  # a static HF head saved with the adapter: label2id at the top level
-            meta.head_type = _head_from_class(head.get("model_class")) or meta.head_type
-            meta.labels = _labels(head.get("label2id"), head.get("id2label"))
-            meta.num_labels = head.get("num_labels") if isinstance(head.get("num_labels"), int) else None
-        if meta.num_labels is None and meta.labels:
-            meta.num_labels = len(meta.labels)
-        meta.model_type = meta.model_type or _nonempty(head.get("model_type"))
-    if meta.head_type is None and meta.library == "adapters":
-        meta.head_type = _head_from_class(meta.model_class)
+def _read_adapter_config(meta: AdapterMetadata, cfg_path: str, data: bytes | None) -> None:
+    cfg = _load_json(data, cfg_path, meta)
+    if cfg is None:
+        return
+    meta.config_path = cfg_path
+    if "peft_type" in cfg:
+        _apply_peft_config(meta, cfg)
+    elif isinstance(cfg.get("config"), Mapping):
+        _apply_adapterhub_config(meta, cfg, cfg_path)
+    else:
+        meta.warnings.append(f"{cfg_path}: neither an AdapterHub (`config`) nor a PEFT (`peft_type`) config")
 
-    card_path = (
-        "README.md"
-        if "README.md" in paths
-        else (prefix + "README.md" if prefix + "README.md" in paths else None)
-    )
-    card_bytes = get(card_path) if card_path else None
-    if card_bytes is not None:
-        front, body = parse_front_matter(card_bytes.decode("utf-8", errors="replace"))
-        meta.card = _json_safe(front)
-        _apply_card(meta, front)
-        meta.description = card_description(body)
 
-    if meta.num_params is None:
-        total, heads, seen = 0, 0, False
-        saved = [
-            str(m) for m in _as_list((meta.config or {}).get("modules_to_save")) if meta.library == "peft"
-        ]
-        for f in weights:
-            if f.path.endswith(".safetensors"):
-                head_bytes = _safe_call(read_header, f.path) if read_header else None
-                tensors = safetensors_header(head_bytes) if head_bytes else None
-                if tensors is not None:
-                    seen = True
-                    for key, info in tensors.items():
-                        n = tensor_size(info)
-                        total += n
-                        heads += n if is_head_tensor(f.path, key, saved) else 0
-        meta.num_params = total if seen else None
-        meta.head_params = heads if seen else None
-    return meta
+def _apply_peft_config(meta: AdapterMetadata, cfg: Mapping[str, Any]) -> None:
+    meta.is_adapter, meta.library = True, "peft"
+    meta.method, meta.method_family, meta.hyperparams = _peft_method(cfg)
+    meta.config = dict(cfg)
+    meta.base_model = _nonempty(cfg.get("base_model_name_or_path"))
+    meta.base_model_revision = _nonempty(cfg.get("revision"))
+    meta.library_version = cfg.get("peft_version")
+    auto = cfg.get("auto_mapping") or {}
+    if isinstance(auto, Mapping):
+        meta.model_class = auto.get("base_model_class")
+        m = re.match(r"transformers\.models\.([a-z0-9_]+)\.", str(auto.get("parent_library") or ""))
+        meta.model_type = m.group(1).replace("_", "-") if m else None
+    task_type = cfg.get("task_type")
+    head = _PEFT_TASK_HEADS.get(str(task_type)) if task_type else None
+    if head:
+        meta.head_type = head
+
+
+def _apply_adapterhub_config(meta: AdapterMetadata, cfg: Mapping[str, Any], cfg_path: str) -> None:
+    meta.is_adapter, meta.library = True, "adapters"
+    inner = cfg["config"]
+    meta.config = dict(inner)
+    meta.method, meta.method_family, meta.hyperparams = _adapterhub_method(inner)
+    meta.base_model = _nonempty(cfg.get("model_name"))
+    meta.model_type = _nonempty(cfg.get("model_type"))
+    meta.model_class = _nonempty(cfg.get("model_class"))
+    meta.hidden_size = cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None
+    meta.adapter_name = _nonempty(cfg.get("name"))
+    meta.library_version = cfg.get("version")
+    try:
+        meta.config_hash = config_hash(inner)
+    except Exception as e:  # noqa: BLE001 - a bad config must not break indexing
+        meta.warnings.append(f"{cfg_path}: cannot compute the config hash ({e})")
+
+
+def _read_head_config(meta: AdapterMetadata, head_path: str, data: bytes | None) -> None:
+    head = _load_json(data, head_path, meta)
+    if head is None:
+        return
+    hc = head.get("config")
+    if isinstance(hc, Mapping):
+        meta.head_type = _nonempty(hc.get("head_type")) or meta.head_type
+        meta.labels = _labels(hc.get("label2id"), hc.get("id2label"))
+        meta.num_labels = hc.get("num_labels") if isinstance(hc.get("num_labels"), int) else None
+    else:  # a static HF head saved with the adapter: label2id at the top level
+        meta.head_type = head_from_class(head.get("model_class")) or meta.head_type
+        meta.labels = _labels(head.get("label2id"), head.get("id2label"))
+        meta.num_labels = head.get("num_labels") if isinstance(head.get("num_labels"), int) else None
+    if meta.num_labels is None and meta.labels:
+        meta.num_labels = len(meta.labels)
+    meta.model_type = meta.model_type or _nonempty(head.get("model_type"))
+
+
+def _read_card(meta: AdapterMetadata, data: bytes) -> None:
+    front, body = parse_front_matter(data.decode("utf-8", errors="replace"))
+    meta.card = _json_safe(front)
+    _apply_card(meta, front)
+    meta.description = card_description(body)
+
+
+def _count_params(
+    meta: AdapterMetadata, weights: list[FileInfo], read_header: Callable[[str], bytes | None] | None
+) -> None:
+    """Parameters of every safetensors weight file (and of those, the ones in prediction heads); None when no
+    header could be read."""
+    total, heads, seen = 0, 0, False
+    saved = [str(m) for m in _as_list((meta.config or {}).get("modules_to_save")) if meta.library == "peft"]
+    for f in weights:
+        if not f.path.endswith(".safetensors"):
+            continue
+        head_bytes = _safe_call(read_header, f.path) if read_header else None
+        tensors = safetensors_header(head_bytes) if head_bytes else None
+        if tensors is None:
+            continue
+        seen = True
+        for key, info in tensors.items():
+            n = tensor_size(info)
+            total += n
+            heads += n if is_head_tensor(f.path, key, saved) else 0
+    meta.num_params = total if seen else None
+    meta.head_params = heads if seen else None
 
 
 def _safe_call(fn: Callable[[str], bytes | None], path: str) -> bytes | None:
@@ -573,151 +605,3 @@ def _apply_card(meta: AdapterMetadata, front: Mapping[str, Any]) -> None:
             for m in _as_list(result.get("metrics")):
                 if isinstance(m, Mapping) and isinstance(m.get("value"), (int, float)):
                     meta.metrics[str(m.get("type") or m.get("name"))] = float(m["value"])
-
-
-# ------------------------------------------------------------------------------------- storing in the index
-class BlobReader:
-    """Reads the files of one commit from the blob store (only small metadata files and safetensors headers)."""
-
-    def __init__(self, store, blobs: Mapping[str, str]):
-        self.store, self.blobs = store, blobs  # path -> sha256
-
-    def read(self, path: str) -> bytes | None:
-        sha = self.blobs.get(path)
-        if sha is None:
-            return None
-        with self.store.open(sha) as f:
-            return f.read(MAX_METADATA_BYTES + 1)
-
-    def header(self, path: str) -> bytes | None:
-        sha = self.blobs.get(path)
-        if sha is None:
-            return None
-        with self.store.open(sha) as f:
-            first = f.read(8)
-            if len(first) < 8:
-                return None
-            (n,) = struct.unpack("<Q", first)
-            if n > 100 * MAX_METADATA_BYTES:
-                return None
-            return first + f.read(n)
-
-
-def index_commit(session, repo, commit, store, *, branch: str = "main"):
-    """Extracts the metadata of `commit` of `repo` and stores it: always an `IndexVersion` row for the commit,
-    and the repository's `IndexEntry` when `branch` is the default branch `main`. Returns the entry. Never
-    raises on bad content (problems are stored as warnings)."""
-    from sqlalchemy import select
-
-    from adapterhub.server.index_models import IndexEntry, IndexVersion
-    from adapterhub.server.models import Validation
-    from adapterhub.server.taxonomy import build_search_text
-
-    files = list(commit.files)
-    infos = [FileInfo(f.path, f.blob.size, f.blob_sha256) for f in files]
-    reader = BlobReader(store, {f.path: f.blob_sha256 for f in files})
-    meta = extract_metadata(infos, reader.read, reader.header)
-    if meta.is_adapter and meta.model_type is None and meta.base_model:
-        meta.model_type = _hub_model_type(session, store, meta.base_model)
-    data = meta.to_dict()
-    data["files"] = [{"path": i.path, "size": i.size, "sha256": i.sha256} for i in infos]
-
-    entry = session.scalar(select(IndexEntry).where(IndexEntry.repo_pk == repo.id))
-    if entry is None:
-        entry = session.scalar(select(IndexEntry).where(IndexEntry.full_name == repo.repo_id))
-        if entry is not None and entry.source == "legacy":  # a real repository takes over a legacy name
-            session.delete(entry)
-            session.flush()
-            entry = None
-    if entry is None:
-        entry = IndexEntry(
-            repo_pk=repo.id,
-            full_name=repo.repo_id,
-            namespace=repo.namespace,
-            name=repo.name,
-            source="hub",
-            created_at=commit.created_at,
-        )
-        session.add(entry)
-    version = (
-        session.scalar(
-            select(IndexVersion).where(IndexVersion.entry_id == entry.id, IndexVersion.version == commit.oid)
-        )
-        if entry.id
-        else None
-    )
-    is_latest = branch == "main" or entry.commit_oid is None
-    if is_latest:
-        validation = session.get(Validation, commit.oid)
-        entry.namespace, entry.name, entry.author = repo.namespace, repo.name, repo.namespace or None
-        entry.source, entry.downloadable, entry.private = "hub", True, bool(repo.private)
-        entry.is_adapter, entry.commit_oid, entry.revision = meta.is_adapter, commit.oid, branch
-        entry.library, entry.method, entry.method_family = meta.library, meta.method, meta.method_family
-        entry.config_hash, entry.base_model = meta.config_hash, meta.base_model
-        entry.base_model_revision, entry.model_type = meta.base_model_revision, meta.model_type
-        entry.model_class, entry.hidden_size = meta.model_class, meta.hidden_size
-        entry.head_type, entry.num_labels = meta.head_type, meta.num_labels
-        entry.adapter_type = (
-            meta.card.get("adapter_type")
-            if isinstance(meta.card.get("adapter_type"), str)
-            else ("text_lang" if meta.task and meta.task == meta.language else None)
-        )
-        entry.task, entry.subtask, entry.language = meta.task, meta.subtask, meta.language
-        entry.license, entry.description = meta.license, meta.description
-        entry.size_bytes, entry.num_params = meta.size_bytes, meta.num_params
-        entry.downloads = repo.downloads or 0
-        entry.score = next(iter(meta.metrics.values()), None)
-        entry.validation_status = validation.status if validation is not None else "pending"
-        entry.data = data
-        entry.updated_at = commit.created_at
-        entry.search_text = build_search_text(
-            entry, extra=[*meta.tags, *meta.languages, meta.adapter_name or ""]
-        )
-    session.flush()
-    if version is None:
-        version = IndexVersion(entry_id=entry.id, version=commit.oid)
-        session.add(version)
-    version.commit_oid, version.config_hash, version.method = commit.oid, meta.config_hash, meta.method
-    version.created_at = commit.created_at
-    version.data = {"method": meta.method, "base_model": meta.base_model, "warnings": meta.warnings}
-    session.flush()
-    return entry
-
-
-def _hub_model_type(session, store, base_model: str) -> str | None:
-    """`model_type` from the config.json of a base model that is a repository of this hub, if any."""
-    value = (hub_base_config(session, store, base_model) or {}).get("model_type")
-    return value if isinstance(value, str) else None
-
-
-def hub_base_config(session, store, base_model: str) -> dict[str, Any] | None:
-    """The config.json of a base model that is a public repository of this hub (main branch), if any."""
-    from sqlalchemy import select
-
-    from adapterhub.server.models import CommitFile, Ref, Repo
-
-    ns, _, name = base_model.rpartition("/")
-    repo = session.scalar(select(Repo).where(Repo.namespace == ns, Repo.name == name))
-    if repo is None or repo.private:
-        return None
-    ref = session.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == "main"))
-    f = session.get(CommitFile, (ref.commit_oid, "config.json")) if ref is not None else None
-    if f is None or f.blob.size > MAX_METADATA_BYTES:
-        return None
-    try:
-        with store.open(f.blob_sha256) as fh:
-            value = json.loads(fh.read())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def update_validation(session, commit_oid: str, status: str) -> None:
-    """Copies a validation result into the index row of the repository whose indexed commit it is."""
-    from sqlalchemy import update
-
-    from adapterhub.server.index_models import IndexEntry
-
-    session.execute(
-        update(IndexEntry).where(IndexEntry.commit_oid == commit_oid).values(validation_status=status)
-    )

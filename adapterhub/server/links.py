@@ -12,6 +12,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from adapterhub.server.errors import NotFound
+
 router = APIRouter(include_in_schema=False)
 RESERVED = frozenset(
     {
@@ -39,9 +41,7 @@ def _page(request: Request, namespace: str, name: str, suffix: str = "") -> Resp
 
         return resolve(request, request.url.path.lstrip("/"))
     if namespace in RESERVED or namespace.startswith("."):
-        from adapterhub.server.app import error_response
-
-        return error_response(f"Not Found: {request.url.path}", 404, "NotFound")
+        raise NotFound(f"Not Found: {request.url.path}")
     target = f"/adapters/{quote(namespace, safe='')}/{quote(name, safe='')}{suffix}"
     return RedirectResponse(target, status_code=302)
 

@@ -23,7 +23,8 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from adapterhub.server import csrf, repos
-from adapterhub.server.auth import AuthError, Caller, add_member
+from adapterhub.server.auth import Caller, add_member
+from adapterhub.server.errors import AuthError, BadRequest, HubError, RepoNotFound
 from adapterhub.server.models import Account, Membership, Ref
 from adapterhub.server.tokens import page_caller
 from adapterhub.server.ui import not_found, render, visible_repo
@@ -72,7 +73,7 @@ async def new_repo(request: Request):
         repo_id = f"{fields['namespace']}/{fields['name']}"
         try:
             repo, created = repos.create_repo(hub, caller, repo_id, private=fields["private"] == "on")
-        except (repos.HubError, AuthError) as e:
+        except HubError as e:
             return None, e.message, e.status, namespaces
         if not created:
             return None, f"{repo_id} already exists", 409, namespaces
@@ -134,13 +135,13 @@ async def settings_form(namespace: str, name: str, request: Request):
                 raise AuthError("log in to change repositories", 401)
             _, repo = visible_repo(s, request, namespace, name, caller)
         if repo is None:
-            raise repos.HubError(f"No repository {full}", 404, "RepoNotFound")
+            raise RepoNotFound(f"No repository {full}")
         action = f["action"]
         if action == "visibility":
             repos.update_repo_settings(hub, caller, full, private=f["private"] == "on")
             return "visibility"
         if action in ("create_ref", "delete_ref") and f["kind"] not in ("tag", "branch"):
-            raise repos.HubError(f"kind must be tag or branch, got {f['kind']!r}", 400, "BadRequest")
+            raise BadRequest(f"kind must be tag or branch, got {f['kind']!r}")
         if action == "create_ref":
             repos.create_ref(hub, caller, full, f["kind"], f["ref"], f["start"] or None)
             return "ref-created"
@@ -149,14 +150,14 @@ async def settings_form(namespace: str, name: str, request: Request):
             return "ref-deleted"
         if action == "delete":
             if f["confirm"] != full:
-                raise repos.HubError(f"type {full} to confirm the deletion", 400, "BadRequest")
+                raise BadRequest(f"type {full} to confirm the deletion")
             repos.delete_repo(hub, caller, full)
             return "deleted"
-        raise repos.HubError(f"unknown action {action!r}", 400, "BadRequest")
+        raise BadRequest(f"unknown action {action!r}")
 
     try:
         done = await run_in_threadpool(apply)
-    except (repos.HubError, AuthError) as e:
+    except HubError as e:
         if e.status == 401:
             return _login(f"/adapters/{full}/settings")
         if e.status == 404 and f["action"] != "delete_ref":

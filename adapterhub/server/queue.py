@@ -23,7 +23,7 @@ import time
 
 from sqlalchemy import or_, select, text, update
 
-from adapterhub.server import repos
+from adapterhub.server import validation
 from adapterhub.server.models import Validation, utcnow
 
 log = logging.getLogger("adapterhub.server.worker")
@@ -119,7 +119,7 @@ def run_one(hub, oid: str, attempts: int, me: str, lease: float) -> str | None:
     beat = threading.Thread(target=heartbeat, name="validation-lease", daemon=True)
     beat.start()
     try:
-        return repos.revalidate(hub, oid, wait=math.inf, owner=me)
+        return validation.revalidate(hub, oid, wait=math.inf, owner=me)
     finally:
         stop.set()
         beat.join()

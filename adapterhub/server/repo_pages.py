@@ -132,7 +132,8 @@ def tensor_rows(header: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def file_page(
     namespace: str, name: str, rev: str, path: str, request: Request, s: Session = Depends(get_session)
 ):
-    from adapterhub.server.index import BlobReader, safetensors_header
+    from adapterhub.server.index import safetensors_header
+    from adapterhub.server.indexing import BlobReader
 
     full = f"{namespace}/{name}"
     _, repo = visible_repo(s, request, namespace, name)
@@ -221,10 +222,11 @@ async def save_card(namespace: str, name: str, request: Request):
 def _save_card(request: Request, namespace: str, name: str, fields: dict[str, str]):
     from fastapi.responses import RedirectResponse
 
-    from adapterhub.server import repos, sessions
-    from adapterhub.server.auth import AuthError, caller_from_header
+    from adapterhub.server import commits, sessions
+    from adapterhub.server.auth import caller_from_header
     from adapterhub.server.card_form import CardFieldError, compose_card, form_options, read_fields
-    from adapterhub.server.uploads import Staging, UploadError
+    from adapterhub.server.errors import AuthError, HubError
+    from adapterhub.server.uploads import Staging
 
     hub, full = request.app.state.hub, f"{namespace}/{name}"
     with hub.db.session() as s:
@@ -245,17 +247,17 @@ def _save_card(request: Request, namespace: str, name: str, fields: dict[str, st
         card = read_fields(fields, options, body_field=True)
         text = compose_card(existing, card, full)
         with Staging(hub.tmp_dir, hub.limits) as staging:
-            op = repos.Op("add", "README.md", staged=staging.add_bytes("README.md", text.encode()))
+            op = commits.Op("add", "README.md", staged=staging.add_bytes("README.md", text.encode()))
             message = fields.get("message", "").strip() or "Update the card from the web editor"
-            oid, _ = repos.commit(
+            oid, _ = commits.commit(
                 hub, caller, full, "main", [op], message, parent_commit=fields.get("parent") or None
             )
     except CardFieldError as e:
         return _editor(request, full, head, fields, 400, error=str(e))
-    except (repos.HubError, UploadError, AuthError) as e:
+    except HubError as e:
         status = e.status
         message = e.message
-        if isinstance(e, repos.HubError) and fields.get("parent") and "parent" in message.lower():
+        if e.code == "ParentMismatch" and fields.get("parent"):
             status, message = (
                 409,
                 "The repository changed since the editor was opened: reload it and edit again.",

@@ -178,8 +178,8 @@ def api_taxonomy(request: Request, s: Session = Depends(get_session)):
 
 # ------------------------------------------------------------------------------------ hooks into the core hub
 def on_commit(event) -> None:
-    """Post-commit hook: index the new commit (``repos.CommitEvent``)."""
-    from adapterhub.server.index import index_commit
+    """Post-commit hook: index the new commit (``commits.CommitEvent``)."""
+    from adapterhub.server.indexing import index_commit
 
     with event.hub.db.session() as s:
         repo, commit = s.get(Repo, event.repo_pk), s.get(Commit, event.commit_oid)
@@ -188,7 +188,7 @@ def on_commit(event) -> None:
 
 
 def on_validation(hub, commit_oid: str, status: str) -> None:
-    from adapterhub.server.index import update_validation
+    from adapterhub.server.indexing import update_validation
 
     with hub.db.session() as s:
         update_validation(s, commit_oid, status)

@@ -19,7 +19,8 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from adapterhub.server.index import LANGUAGE_NAMES, bottleneck_method, _head_from_class, config_hash
+from adapterhub.server.index import LANGUAGE_NAMES, bottleneck_method, config_hash, head_from_class
+from adapterhub.server.indexing import build_search_text, reindex_all
 from adapterhub.server.index_models import (
     IndexEntry,
     IndexVersion,
@@ -212,7 +213,7 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
         model_class = _clean(card.get("model_class")) or None
         head_type = None
         if card.get("prediction_head"):
-            head_type = _head_from_class(model_class)
+            head_type = head_from_class(model_class)
             if head_type is None:
                 head_type = (
                     "tagging"
@@ -302,27 +303,6 @@ def import_legacy_cards(session: Session, index: LegacyIndex) -> SeedReport:
     return report
 
 
-def build_search_text(e: IndexEntry, extra: list[str] | None = None) -> str:
-    parts = [
-        e.full_name,
-        e.name,
-        e.author,
-        e.description,
-        e.base_model,
-        e.model_type,
-        e.method,
-        e.task,
-        e.subtask,
-        e.language,
-        e.license,
-        e.head_type,
-        e.adapter_type,
-        e.library,
-        *(extra or []),
-    ]
-    return " ".join(str(p) for p in parts if p).lower()
-
-
 def is_seeded(session: Session) -> bool:
     return (session.scalar(select(func.count()).select_from(TaxonomyTask)) or 0) > 0
 
@@ -342,22 +322,6 @@ def seed(session: Session, root: Path | str | None = None, *, force: bool = Fals
     report.adapters, report.skipped = cards.adapters, cards.skipped
     log.info("seeded taxonomy from %s: %s", path, report)
     return report
-
-
-def reindex_all(db, store) -> int:
-    """Indexes the head of `main` of every repository again (after an upgrade of the extractor, or for a
-    database written before the index existed). Returns the number of repositories indexed."""
-    from adapterhub.server.index import index_commit
-    from adapterhub.server.models import Commit, Ref, Repo
-
-    with db.session() as s:
-        heads = s.execute(
-            select(Ref.repo_id, Ref.commit_oid).where(Ref.kind == "branch", Ref.name == "main")
-        ).all()
-    for repo_pk, oid in heads:
-        with db.session() as s:
-            index_commit(s, s.get(Repo, repo_pk), s.get(Commit, oid), store, branch="main")
-    return len(heads)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,8 +3,8 @@ search, adapter pages (card, config, files with sizes and sha256, versions, vali
 snippets) and an upload form for a folder, single files or a zip archive.
 
 The upload form goes through the same checks and commit pipeline as the HF protocol (``uploads.Staging``,
-``uploads.extract_zip``, ``repos.commit``). Browsers authenticate with a hub token pasted into the login
-form (kept in an HttpOnly cookie, ``sessions.py``) or into the upload form itself. Every form that changes
+``uploads.extract_zip``, ``commits.commit_to_new_repo``). Browsers authenticate with a hub token pasted into
+the login form (kept in an HttpOnly cookie, ``sessions.py``) or into the upload form itself. Every form that changes
 something goes through the CSRF check of ``csrf.py``; every page gets the headers of ``security.py``.
 """
 
@@ -28,7 +28,7 @@ from adapterhub.server import csrf, sessions
 from adapterhub.server.humanize import human_count, human_params, human_size
 from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomyTask
 from adapterhub.server.models import Commit, Ref, Repo, Validation
-from adapterhub.server.repos import HubError
+from adapterhub.server.errors import HubError
 from adapterhub.server.search import get_session, viewer_for
 from adapterhub.server.search_models import score_metric
 from adapterhub.server.search_query import FACETS, SORTS, SearchQuery
@@ -100,7 +100,7 @@ def _user_name(request: Request) -> str | None:
         return None
 
 
-def _url(path: str, params: dict[str, Any]) -> str:
+def query_url(path: str, params: dict[str, Any]) -> str:
     clean = {k: v for k, v in params.items() if v not in (None, "") and not (k == "page" and v == 1)}
     return path + ("?" + urlencode(clean) if clean else "")
 
@@ -190,7 +190,7 @@ def adapters_page(request: Request, s: Session = Depends(get_session)):
     def toggle(name: str, value: str) -> str:
         p = dict(base)
         p[name] = None if filters.get(name) == value else value
-        return _url("/adapters", p)
+        return query_url("/adapters", p)
 
     pages = max(1, -(-res.total // per_page))
     return render(
@@ -206,8 +206,8 @@ def adapters_page(request: Request, s: Session = Depends(get_session)):
         page=page,
         pages=pages,
         toggle=toggle,
-        remove=lambda name: _url("/adapters", {**base, name: None}),
-        page_url=lambda n: _url("/adapters", {**base, "page": n}),
+        remove=lambda name: query_url("/adapters", {**base, name: None}),
+        page_url=lambda n: query_url("/adapters", {**base, "page": n}),
     )
 
 
@@ -352,7 +352,7 @@ def param_counts(e: IndexEntry | None) -> ParamCounts:
 def anatomy_svg(s: Session, store, e: IndexEntry | None) -> Markup | None:
     """The adapter's anatomy drawing, with the base model's layers and size when the hub holds it."""
     from adapterhub.server.anatomy import Sizes, base_dims, describe, render_svg
-    from adapterhub.server.index import hub_base_config
+    from adapterhub.server.indexing import hub_base_config
 
     data = (e.data if e is not None else None) or {}
     config = data.get("config")
@@ -566,9 +566,9 @@ class _FormError(Exception):
 def _do_upload(
     request: Request, hub, fields: dict[str, str], uploads: list[UploadFile], archive: UploadFile | None
 ) -> tuple[str, str, str]:
-    from adapterhub.server import repos
+    from adapterhub.server import commits
     from adapterhub.server.auth import AuthError, caller_from_header
-    from adapterhub.server.uploads import Staging, UploadError, extract_zip
+    from adapterhub.server.uploads import Staging, extract_zip
 
     token = fields["token"] or sessions.cookie_token(request.cookies) or ""
     if not token:
@@ -614,15 +614,13 @@ def _do_upload(
                     )
                 existing = readme.tmp.read_text("utf-8", errors="replace") if readme is not None else None
                 staging.add_bytes("README.md", compose_card(existing, card, repo_id).encode())
-            ops = [repos.Op("add", p, staged=sf) for p, sf in staging.files.items()]
+            ops = [commits.Op("add", p, staged=sf) for p, sf in staging.files.items()]
             message = fields["message"] or f"Upload {len(ops)} file(s) from the web form"
             private = fields["private"] in ("on", "1", "true")
             # one step: a refused first commit leaves no repository behind
-            repo_id, oid, status = repos.commit_to_new_repo(
+            repo_id, oid, status = commits.commit_to_new_repo(
                 hub, caller, repo_id, ops, message, private=private
             )
-    except (UploadError, repos.HubError) as e:
-        raise _FormError(e.message, e.status) from e
-    except AuthError as e:
+    except HubError as e:  # refused: a bad file or archive, a failed check, no permission
         raise _FormError(e.message, e.status) from e
     return repo_id, oid, status

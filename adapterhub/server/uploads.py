@@ -23,20 +23,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from adapterhub.common.hashing import git_blob_hasher
+from adapterhub.server.errors import UploadError
 from adapterhub.server.settings import Settings
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".npy", ".npz")
 CHUNK = 1024 * 1024
-
-
-class UploadError(Exception):
-    """A refused upload: ``status`` is the HTTP status to answer, ``code`` goes to ``X-Error-Code``."""
-
-    def __init__(self, message: str, status: int = 400, code: str = "BadUpload"):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
 
 
 @dataclasses.dataclass

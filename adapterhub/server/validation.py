@@ -1,203 +1,334 @@
-"""Validation of uploads.
+"""Validation of commits.
 
 Two stages:
 
-* **Checks before storing** (synchronous, cheap): ``adapter_config.json`` schema in the AdapterHub or PEFT
-  dialect, the model card's YAML front matter, every ``.safetensors`` header (a malformed file or a pickle
-  in disguise is refused), and the base model, which must be a hub repository holding a ``config.json``.
-* **The load check** (a worker thread; never in the event loop): the adapter is loaded into a randomly
-  initialised model built from the base model's config by
+* **Checks before storing** (synchronous, cheap; :func:`checks_before_storing`): the file checks of
+  ``checks.py`` on every adapter folder of the new tree, and the base model, which must be a hub repository
+  holding a ``config.json``.
+* **The load check** (a worker thread; never in the event loop; :func:`load_checks`): the adapter is loaded
+  into a randomly initialised model built from the base model's config by
   ``adapterhub.library.validate.validate_adapter``; it must load with zero missing and unexpected keys and
   change at least one module. Uploads wait up to ``Settings.validation_wait`` seconds for it: a failure
   within that time refuses the upload; a slower check finishes in the background and flags the commit.
+
+Results are stored per commit (:func:`record_validation`, through ``Hub.record_validation`` so that the hooks
+run); :func:`revalidate` checks a stored commit again (at start-up, or in an ``adapterhub worker``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import hashlib
 import json
 import logging
-import os
+import math
 import posixpath
 import shutil
-import struct
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+from sqlalchemy.orm import Session
 
-from adapterhub.common.cards import opens_front_matter, split_front_matter
+from adapterhub.server import checks
+from adapterhub.server.auth import Caller, can_read
+from adapterhub.server.errors import HubError
+from adapterhub.server.models import Account, Commit, Validation, utcnow
+from adapterhub.server.repos import commit_tree, find_repo, get_validation, resolve_revision, valid_repo_id
+from adapterhub.server.storage import link_or_copy
+from adapterhub.server.uploads import StagedFile
+
+if TYPE_CHECKING:
+    from adapterhub.server.hub import Hub
 
 log = logging.getLogger("adapterhub.server.validation")
 
-ADAPTER_CONFIG = "adapter_config.json"
-SAFETENSORS_DTYPES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-    "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1,
-}  # fmt: skip
-
 
 @dataclasses.dataclass
-class AdapterInfo:
-    """What the checks before storing learn about one adapter folder."""
+class TreeEntry:
+    """A file of a commit's tree while it is built or checked: a stored blob, or a ``staged`` upload."""
 
-    folder: str  # "" for the repo root
-    dialect: str  # "adapterhub" | "peft"
-    base_model: str
-    base_revision: str | None
-    config: dict
-
-
-def check_adapter_config(
-    data: bytes, card_meta: dict | None = None, folder: str = ""
-) -> tuple[AdapterInfo | None, list[str]]:
-    """Parse and check one ``adapter_config.json``; returns (info, errors)."""
-    where = posixpath.join(folder, ADAPTER_CONFIG)
-    try:
-        cfg = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, [f"{where}: not valid JSON ({e})"]
-    if not isinstance(cfg, dict):
-        return None, [f"{where}: must be a JSON object"]
-    errors: list[str] = []
-    card_base = _card_base_model(card_meta or {})
-    if "peft_type" in cfg:
-        dialect = "peft"
-        if not isinstance(cfg["peft_type"], str) or not cfg["peft_type"]:
-            errors.append(f"{where}: peft_type must be a non-empty string")
-        base = cfg.get("base_model_name_or_path") or card_base
-        revision = cfg.get("revision") or None
-        if "r" in cfg and not (isinstance(cfg["r"], int) and cfg["r"] > 0):
-            errors.append(f"{where}: r must be a positive integer")
-        tm = cfg.get("target_modules")
-        if tm is not None and not isinstance(tm, (str, list)):
-            errors.append(f"{where}: target_modules must be a string, a list or null")
-        if cfg.get("task_type") is not None and not isinstance(cfg["task_type"], str):
-            errors.append(f"{where}: task_type must be a string or null")
-    elif "config" in cfg and ("model_type" in cfg or "model_name" in cfg):
-        dialect = "adapterhub"
-        if not isinstance(cfg["config"], (dict, str)):
-            errors.append(f"{where}: 'config' must be an object (the adapter configuration) or a config name")
-        elif isinstance(cfg["config"], dict) and not cfg["config"]:
-            errors.append(f"{where}: 'config' is empty")
-        for key in ("model_type", "name", "model_name", "model_class"):
-            if key in cfg and cfg[key] is not None and not isinstance(cfg[key], str):
-                errors.append(f"{where}: '{key}' must be a string")
-        hs = cfg.get("hidden_size")
-        if hs is not None and not (isinstance(hs, int) and hs > 0):
-            errors.append(f"{where}: hidden_size must be a positive integer or null")
-        base = cfg.get("model_name") or card_base
-        revision = cfg.get("model_revision") or None
-    else:
-        return None, [
-            f"{where}: neither an AdapterHub config (keys 'config' and 'model_type') nor a PEFT config (key 'peft_type')"
-        ]
-    if not base or not isinstance(base, str):
-        errors.append(
-            f"{where}: the base model is not named (set 'model_name' / 'base_model_name_or_path' "
-            "or 'base_model' in the README card)"
-        )
-        base = ""
-    if revision is not None and not isinstance(revision, str):
-        errors.append(f"{where}: the base model revision must be a string")
-        revision = None
-    if errors:
-        return None, errors
-    return AdapterInfo(folder, dialect, base.strip(), revision, cfg), []
+    sha256: str
+    size: int
+    git_oid: str
+    staged: StagedFile | None = None
 
 
-def _card_base_model(meta: dict) -> str | None:
-    b = meta.get("base_model")
-    if isinstance(b, list) and b:
-        b = b[0]
-    return b if isinstance(b, str) and b else None
-
-
-def parse_card(text: bytes) -> tuple[dict, list[str]]:
-    """YAML front matter of a README.md: (metadata, errors). No front matter is allowed (empty dict)."""
-    try:
-        s = text.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}, ["README.md: not UTF-8 text"]
-    if not opens_front_matter(s):
-        return {}, []
-    front, _ = split_front_matter(s)
-    if front is None:
-        return {}, ["README.md: YAML front matter opened with '---' but never closed"]
-    try:
-        meta = yaml.safe_load(front) or {}
-    except yaml.YAMLError as e:
-        return {}, [f"README.md: invalid YAML front matter ({e})"]
-    if not isinstance(meta, dict):
-        return {}, ["README.md: the YAML front matter must be a mapping"]
-    errors = []
-    for key in ("license", "library_name", "pipeline_tag"):
-        if key in meta and meta[key] is not None and not isinstance(meta[key], str):
-            errors.append(f"README.md: '{key}' must be a string")
-    for key in ("tags", "datasets", "language", "base_model"):
-        v = meta.get(key)
+def validated_part(tree: dict[str, TreeEntry]) -> dict[str, str]:
+    """What the checks before storing and the load check depend on: the card, every config.json and
+    adapter folder (a commit that changes none of these can be rebased onto without checking again)."""
+    folders = {posixpath.dirname(p) for p in tree if posixpath.basename(p) == checks.ADAPTER_CONFIG}
+    out = {}
+    for p, e in tree.items():
+        d = posixpath.dirname(p)
         if (
-            v is not None
-            and not isinstance(v, str)
-            and not (isinstance(v, list) and all(isinstance(x, str) for x in v))
+            p == "README.md"
+            or posixpath.basename(p) == "config.json"
+            or any(f == "" or d == f or d.startswith(f + "/") for f in folders)
         ):
-            errors.append(f"README.md: '{key}' must be a string or a list of strings")
-    return meta, errors
+            out[p] = e.sha256
+    return out
 
 
-def check_safetensors(path: Path, name: str) -> tuple[dict[str, list[int]], list[str]]:
-    """Check a safetensors file's header against its size; returns ({tensor: shape}, errors)."""
-    size = os.path.getsize(path)
-    bad = f"{name}: not a valid safetensors file"
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return {}, [f"{bad} (too short)"]
-        (n,) = struct.unpack("<Q", head)
-        if n > min(size - 8, 100 * 1024 * 1024):
-            return {}, [f"{bad} (header length {n} does not fit the file)"]
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return {}, [f"{bad} (header is not JSON)"]
-    if not isinstance(header, dict):
-        return {}, [f"{bad} (header is not an object)"]
-    shapes: dict[str, list[int]] = {}
-    spans: list[tuple[int, int, str]] = []
-    for key, t in header.items():
-        if key == "__metadata__":
+def read_entry(hub: Hub, e: TreeEntry) -> bytes:
+    if e.staged is not None:
+        return e.staged.tmp.read_bytes()
+    with hub.store.open(e.sha256) as f:
+        return f.read()
+
+
+def copy_entry(hub: Hub, e: TreeEntry, dest: Path) -> None:
+    if e.staged is not None:
+        link_or_copy(e.staged.tmp, dest)
+    else:
+        hub.store.copy_to(e.sha256, dest)
+
+
+def checks_before_storing(
+    s: Session, hub: Hub, caller: Caller, tree: dict[str, TreeEntry]
+) -> tuple[list[dict], list[str]]:
+    """Schema, card, safetensors headers and base model of every adapter folder in the new tree."""
+    errors: list[str] = []
+    for p, e in tree.items():
+        if e.staged is not None and p.lower().endswith(".safetensors"):
+            errors += checks.check_safetensors(e.staged.tmp, p)[1]
+        if (
+            e.staged is not None
+            and p.endswith(".json")
+            and posixpath.basename(p) in ("config.json", checks.ADAPTER_CONFIG)
+        ):
+            try:
+                json.loads(read_entry(hub, e))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                errors.append(f"{p}: not valid JSON ({err})")
+    card_meta: dict = {}
+    if "README.md" in tree:
+        card_meta, card_errors = checks.parse_card(read_entry(hub, tree["README.md"]))
+        errors += card_errors
+    if errors:
+        return [], errors
+    adapters = []
+    for p in sorted(tree):
+        if posixpath.basename(p) != checks.ADAPTER_CONFIG:
             continue
+        folder = posixpath.dirname(p)
+        info, errs = checks.check_adapter_config(read_entry(hub, tree[p]), card_meta, folder)
+        errors += errs
+        if info is None:
+            continue
+        prefix = folder + "/" if folder else ""
+        files = {q[len(prefix) :]: tree[q] for q in tree if q.startswith(prefix)}
+        if folder == "":  # nested adapter folders are validated on their own
+            nested = {
+                posixpath.dirname(q)
+                for q in tree
+                if posixpath.basename(q) == checks.ADAPTER_CONFIG and "/" in q
+            }
+            files = {q: e for q, e in files.items() if not any(q.startswith(n + "/") for n in nested)}
+        weights = [q for q in files if q.endswith(".safetensors")]
+        if not weights:
+            errors.append(f"{p}: no .safetensors weights next to the adapter config")
+            continue
+        base = base_model_config(s, hub, caller, info)
+        if isinstance(base, str):
+            errors.append(base)
+            continue
+        base_repo, base_commit, base_cfg = base
+        adapters.append({"folder": folder, "dialect": info.dialect, "base_model": info.base_model,
+                         "base_repo": base_repo, "base_commit": base_commit, "base_config": base_cfg,
+                         "files": files})  # fmt: skip
+    return adapters, errors
+
+
+def base_model_config(
+    s: Session, hub: Hub, caller: Caller, info: checks.AdapterInfo
+) -> tuple[str, str, dict] | str:
+    where = posixpath.join(info.folder, checks.ADAPTER_CONFIG)
+    unknown = (
+        f"{where}: unknown base model {info.base_model!r}: no repository of that name with a config.json on this hub "
+        "(push the base model's config.json to a repository of that name first)"
+    )
+    if not valid_repo_id(info.base_model):
+        return unknown
+    repo = find_repo(s, info.base_model)
+    if repo is None or not can_read(caller, repo):
+        return unknown
+    try:
+        c = resolve_revision(s, repo, info.base_revision or "main")
+    except HubError:
+        return f"{where}: base model {info.base_model!r} has no revision {info.base_revision!r}"
+    f = commit_tree(c).get("config.json")
+    if f is None:
+        return unknown
+    with hub.store.open(f.blob.sha256) as fh:
         try:
-            dtype, shape, (a, b) = t["dtype"], t["shape"], t["data_offsets"]
-            numel = 1
-            for d in shape:
-                numel *= int(d)
-            if dtype not in SAFETENSORS_DTYPES or b - a != numel * SAFETENSORS_DTYPES[dtype] or a < 0:
-                return {}, [f"{bad} (tensor {key!r}: dtype/shape/offsets disagree)"]
-        except (KeyError, TypeError, ValueError):
-            return {}, [f"{bad} (tensor {key!r}: malformed entry)"]
-        shapes[key] = list(shape)
-        spans.append((a, b, key))
-    end = 0  # tensors must tile the data section in order, as the safetensors loader requires
-    for a, b, key in sorted(spans):
-        if a != end:
-            why = "overlaps the tensor before it" if a < end else "leaves a gap before it"
-            return {}, [f"{bad} (tensor {key!r} at bytes {a}-{b} {why})"]
-        end = b
-    if 8 + n + end != size:
-        return {}, [f"{bad} (data section is {size - 8 - n} bytes, the header describes {end})"]
-    return shapes, []
+            cfg = json.loads(fh.read())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return f"{where}: the base model's config.json ({info.base_model}) is not valid JSON"
+    if not isinstance(cfg, dict) or "model_type" not in cfg:
+        return f"{where}: the base model's config.json ({info.base_model}) has no model_type"
+    return repo.repo_id, c.oid, cfg
 
 
-def fingerprint(files: dict[str, str], base_commit: str) -> str:
-    """Identity of one validation job: the adapter folder's files (path -> sha256) and the base commit."""
-    h = hashlib.sha256(base_commit.encode())
-    for p in sorted(files):
-        h.update(f"\n{p}\0{files[p]}".encode())
-    return h.hexdigest()
+def load_checks(
+    hub: Hub,
+    tree: dict[str, TreeEntry],
+    adapters: list[dict],
+    parent_report: dict,
+    wait: float | None = None,
+    run: bool = True,
+) -> tuple[str, dict]:
+    """Run (or reuse) the load check of every adapter folder; wait up to ``validation_wait`` seconds (``wait``:
+    that many, ``math.inf``: until done). ``run=False`` (uploads to a hub whose checks run in ``adapterhub worker``
+    processes) reuses earlier results only and leaves the rest pending. Returns (status, report); status is
+    passed, failed, pending (still running, or queued) or skipped (no adapter)."""
+    if not adapters:
+        kind = "base_model" if "config.json" in tree else "files"
+        return "skipped", {"kind": kind, "adapters": []}
+    previous = {a.get("fingerprint"): a for a in parent_report.get("adapters", []) if a.get("ok") is not None}
+    results: list[dict] = []
+    futures: dict[cf.Future, dict] = {}
+    for a in adapters:
+        fp = checks.fingerprint({p: e.sha256 for p, e in a["files"].items()}, a["base_commit"])
+        entry = {"folder": a["folder"], "dialect": a["dialect"], "base_model": a["base_model"],
+                 "base_repo": a["base_repo"], "base_commit": a["base_commit"], "fingerprint": fp}  # fmt: skip
+        if fp in previous:
+            entry.update({k: v for k, v in previous[fp].items() if k not in entry})
+            results.append(entry)
+            continue
+        entry["ok"] = None
+        results.append(entry)
+        if not run:
+            continue
+        job = hub.validator.new_job_dir()
+        for p, e in a["files"].items():
+            copy_entry(hub, e, job / p)
+        futures[hub.validator.submit(job, a["base_config"], a["dialect"])] = entry
+    if futures:
+        timeout = hub.settings.validation_wait if wait is None else wait
+        cf.wait(list(futures), timeout=None if timeout == math.inf else timeout)
+    pending = []
+    for fut, entry in futures.items():
+        if fut.done():
+            entry.update(fut.result())
+        else:
+            pending.append((fut, entry))
+    report = {"kind": "adapter", "adapters": results}
+    if pending:
+        report["_futures"] = pending  # taken out by finish_in_background
+        return "pending", report
+    return status_of(results), report
+
+
+def status_of(results: list[dict]) -> str:
+    """failed > pending > unverified (this server cannot check that kind of adapter) > passed."""
+    if any(r.get("ok") is False for r in results):
+        return "failed"
+    if any(r.get("ok") is None and not r.get("unverified") for r in results):
+        return "pending"
+    if any(r.get("unverified") for r in results):
+        return "unverified"
+    return "passed"
+
+
+def summary(report: dict) -> dict[str, Any]:
+    """The columns of a validation row that summarise its report: errors, method, num_params."""
+    return {
+        "errors": _report_errors(report),
+        "method": _first(report, "method"),
+        "num_params": _sum_params(report),
+    }
+
+
+def _report_errors(report: dict) -> list[str]:
+    out = []
+    for a in report.get("adapters", []):
+        where = a.get("folder") or "adapter"
+        out += [f"{where}: {e}" for e in a.get("errors", [])]
+    return out
+
+
+def _first(report: dict, key: str):
+    for a in report.get("adapters", []):
+        if a.get(key) is not None:
+            return a[key]
+    return None
+
+
+def _sum_params(report: dict) -> int | None:
+    vals = [a["num_params"] for a in report.get("adapters", []) if a.get("num_params") is not None]
+    return sum(vals) if vals else None
+
+
+def finish_in_background(hub: Hub, commit_oid: str, report: dict, pairs: list) -> None:
+    """The upload stopped waiting: record the result when the load checks finish (flags failed commits)."""
+    lock = threading.Lock()
+    left = [len(pairs)]
+
+    def done(fut: cf.Future, entry: dict) -> None:
+        res = fut.result() if not fut.cancelled() else {"ok": None, "errors": ["validation cancelled"]}
+        with lock:
+            entry.update(res)
+            left[0] -= 1
+            if left[0]:
+                return
+        try:
+            status = hub.record_validation(commit_oid, report)
+            log.info("validation of %s finished: %s", commit_oid, status)
+        except Exception:  # noqa: BLE001
+            log.exception("could not record the validation of %s", commit_oid)
+
+    for fut, entry in pairs:
+        fut.add_done_callback(lambda f, e=entry: done(f, e))
+
+
+def record_validation(hub: Hub, commit_oid: str, report: dict, owner: str | None = None) -> str | None:
+    """Store the result of a validation; returns its status. With ``owner`` (a validation worker), only while
+    that worker still holds the validation (None otherwise: its claim expired and another worker took it)."""
+    report = {k: v for k, v in report.items() if not k.startswith("_")}
+    status = status_of(report.get("adapters", []))
+    with hub.db.session() as s:
+        v = s.get(Validation, commit_oid, with_for_update=owner is not None)
+        if v is None:
+            return status
+        if owner is not None and v.claimed_by != owner:
+            return None
+        v.claimed_by, v.lease_until = None, None
+        v.status, v.report, v.updated_at = status, report, utcnow()
+        for column, value in summary(report).items():
+            setattr(v, column, value)
+    return status
+
+
+def revalidate(hub: Hub, commit_oid: str, wait: float = 0.0, owner: str | None = None) -> str | None:
+    """Validate a stored commit again: in the background (``wait=0``, at start-up for unfinished validations),
+    or until done (``wait=math.inf``, a validation worker ``owner`` that holds the validation; the status is
+    None if its claim was lost meanwhile). Results already in the stored report are reused."""
+    with hub.db.session() as s:
+        c = s.get(Commit, commit_oid)
+        if c is None:
+            return "missing"
+        stored = get_validation(s, commit_oid)
+        earlier = dict(stored.report or {}) if stored is not None else {}
+        author = s.get(Account, c.author_id) if c.author_id else None
+        caller = Caller(account=author, scope="read")
+        if author is not None:
+            s.expunge(author)
+        tree = {p: TreeEntry(f.blob.sha256, f.blob.size, f.blob.git_oid) for p, f in commit_tree(c).items()}
+        adapters, errors = checks_before_storing(s, hub, caller, tree)
+    if errors:
+        return hub.record_validation(
+            commit_oid,
+            {"kind": "adapter", "adapters": [{"folder": "", "ok": False, "errors": errors}]},
+            owner,
+        )
+    status, report = load_checks(hub, tree, adapters, earlier, wait=wait)
+    running = report.pop("_futures", [])
+    if running:
+        finish_in_background(hub, commit_oid, report, running)
+        return status
+    return hub.record_validation(commit_oid, report, owner)
 
 
 def run_load_check(job_dir: Path, base_config: dict, dialect: str = "adapterhub") -> dict[str, Any]:

@@ -36,7 +36,7 @@ def db_url(request, tmp_path_factory):
 @dataclasses.dataclass
 class LiveHub:
     url: str
-    hub: object  # adapterhub.server.app.Hub
+    hub: object  # adapterhub.server.hub.Hub
     tokens: dict[str, str]  # "alice" (write), "alice-read", "bob" (write)
     data_dir: Path
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from adapterhub.server.index import index_commit
+from adapterhub.server.indexing import index_commit
 from adapterhub.server.index_models import IndexEntry
 from adapterhub.server.models import Account, Blob, Commit, CommitFile, Ref, Repo
 from adapterhub.server.resolve import ResolveError, resolve
@@ -452,7 +452,7 @@ def _repo_vs_task(index_db, hub_index):
         rows = list(s.scalars(select(IndexEntry).where(IndexEntry.full_name == name)))
         assert [(e.source, e.commit_oid, e.downloadable) for e in rows] == [("hub", oid, True)]
     # re-indexing every repository (python -m adapterhub.server.taxonomy --reindex) rebuilds lost rows
-    from adapterhub.server.taxonomy import reindex_all
+    from adapterhub.server.indexing import reindex_all
 
     with index_db.session() as s:
         before = {

@@ -302,7 +302,6 @@ def test_nothing_left_in_staging(live_hub):
 @needs_fixtures
 def test_unfinished_validations_are_requeued_at_start(live_hub, base_repo):
     """A commit left 'pending' (e.g. the server stopped during its load check) is validated again at start."""
-    from adapterhub.server import hfapi
     from adapterhub.server.models import Validation
 
     api = live_hub.api("alice")
@@ -317,7 +316,7 @@ def test_unfinished_validations_are_requeued_at_start(live_hub, base_repo):
         v = s.get(Validation, oid)
         assert v.status == "passed"
         v.status, v.report = "pending", {}
-    hfapi.requeue_pending(live_hub.hub)
+    live_hub.hub.requeue_pending()
     r = _settled_validation(live_hub, "alice/requeue")
     assert r["status"] == "passed" and r["report"]["adapters"][0]["num_params"] > 0, r
 
@@ -373,7 +372,7 @@ def test_config_and_card_schemas_refused(live_hub, base_repo):
 
 def test_commit_to_new_repo_leaves_no_repo_when_refused(live_hub):
     """The one-step path for upload forms: a refused first commit removes the repository it created."""
-    from adapterhub.server import auth, repos
+    from adapterhub.server import auth, commits
     from adapterhub.server.models import Repo
 
     with live_hub.hub.db.session() as s:
@@ -382,17 +381,17 @@ def test_commit_to_new_repo_leaves_no_repo_when_refused(live_hub):
     repos_before = live_hub.count(Repo)
     with Staging(live_hub.hub.tmp_dir, live_hub.hub.limits) as st:
         ops = [
-            repos.Op(
+            commits.Op(
                 "add",
                 "weights.safetensors",
                 staged=st.add_bytes("weights.safetensors", b"not safetensors at all"),
             )
         ]
         with pytest.raises(UploadError, match="not a valid safetensors file"):
-            repos.commit_to_new_repo(live_hub.hub, caller, "alice/form-upload", ops, "upload")
+            commits.commit_to_new_repo(live_hub.hub, caller, "alice/form-upload", ops, "upload")
     assert live_hub.count(Repo) == repos_before
     with Staging(live_hub.hub.tmp_dir, live_hub.hub.limits) as st:
-        ops = [repos.Op("add", "notes.txt", staged=st.add_bytes("notes.txt", b"fine"))]
-        repo_id, oid, status = repos.commit_to_new_repo(live_hub.hub, caller, "form-upload2", ops, "upload")
+        ops = [commits.Op("add", "notes.txt", staged=st.add_bytes("notes.txt", b"fine"))]
+        repo_id, oid, status = commits.commit_to_new_repo(live_hub.hub, caller, "form-upload2", ops, "upload")
     assert (repo_id, status) == ("alice/form-upload2", "skipped")
     assert httpx.get(f"{live_hub.url}/alice/form-upload2/resolve/{oid}/notes.txt").content == b"fine"

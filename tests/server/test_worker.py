@@ -86,10 +86,12 @@ def test_concurrent_claims_take_each_validation_once(queued):
 
 
 def test_an_expired_claim_is_taken_over_and_the_old_owner_cannot_record(queued):
-    from adapterhub.server import repos
+    from adapterhub.server import validation
 
     hub, oids = queued
-    hub.record_validation = lambda oid, report, owner=None: repos.record_validation(hub, oid, report, owner)
+    hub.record_validation = lambda oid, report, owner=None: validation.record_validation(
+        hub, oid, report, owner
+    )
     first, attempts = queue.claim(hub, "dead", 0.3)
     assert attempts == 1
     assert queue.extend(hub, first, "dead", 0.3) and not queue.extend(hub, first, "someone-else", 60)
@@ -97,9 +99,9 @@ def test_an_expired_claim_is_taken_over_and_the_old_owner_cannot_record(queued):
     took = {queue.claim(hub, "alive", 60) for _ in range(len(oids))}
     assert (first, 2) in took  # the expired claim, taken over (second attempt)
     report = {"kind": "adapter", "adapters": [{"folder": "", "ok": True, "errors": []}]}
-    assert repos.record_validation(hub, first, report, owner="dead") is None  # lost its claim: dropped
+    assert validation.record_validation(hub, first, report, owner="dead") is None  # lost its claim: dropped
     assert not queue.extend(hub, first, "dead", 60)
-    assert repos.record_validation(hub, first, report, owner="alive") == "passed"
+    assert validation.record_validation(hub, first, report, owner="alive") == "passed"
     with hub.db.session() as s:
         v = s.get(Validation, first)
         assert (v.status, v.claimed_by, v.lease_until, v.attempts) == ("passed", None, None, 2)
