@@ -3,6 +3,8 @@ status, the HF Hub's JSON body and ``X-Error-Code`` / ``X-Error-Message`` header
 the answer into its own exception for that meaning."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -114,3 +116,15 @@ def test_a_body_that_is_not_json_is_a_bad_request():
     r = _client(errors.HubError("unused")).post("/json", content=b"x")
     assert r.status_code == 400 and r.headers["x-error-code"] == "BadRequest"
     assert r.json()["error"].startswith("the request body is not valid JSON")
+
+
+def test_only_errors_py_writes_the_error_headers():
+    """One wire format: other server modules raise a HubError (or call errors.error_response) instead of
+    writing X-Error-Code themselves or raising FastAPI's HTTPException (whose body is {"detail": ...})."""
+    server = Path(errors.__file__).parent
+    writers = sorted(
+        p.name
+        for p in server.glob("*.py")
+        if p.name != "errors.py" and re.search(r"x-error-code|HTTPException", p.read_text(), re.I)
+    )
+    assert writers == []
