@@ -31,7 +31,7 @@ from .archives import archive_folder, static_folder
 from .cache import Cache, RepoCache, file_identity, read_json
 from . import bundle
 from .download import snapshot, worker_pool
-from .errors import AmbiguousIdentifierError, IdentifierError, NotFoundError, OfflineError
+from .errors import AmbiguousIdentifierError, HubClientError, IdentifierError, NotFoundError, OfflineError
 from ..common.wire import COMMIT_RE, REPO_ID_RE
 from .http import HubClient
 from .settings import HubSettings, normalize_endpoint, read_saved_tokens, resolve_settings
@@ -280,7 +280,7 @@ def _pinned_answer(parsed: ParsedIdentifier, endpoint: str, answer: dict, listin
     if listing is not None and answer["repo_id"] == parsed.head:
         try:
             listed_commit, files = listing.result()
-        except Exception:  # noqa: BLE001 - e.g. a task identifier that is no repository: list it later
+        except (HubClientError, ValueError):  # e.g. no such repository, or no JSON: list it later
             listed_commit, files = None, []
         if listed_commit == pinned.commit:
             pinned.info = {"id": pinned.repo_id, "sha": pinned.commit, "files": files}

@@ -4,6 +4,7 @@ API, and the warm cache check (a blob's recorded identity on disk instead of re-
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -495,6 +496,42 @@ def test_hub_without_the_bundle_api_uses_the_old_path(
     assert BUNDLE not in [p for _, p, _ in requests] and "/api/adapters/resolve" in [
         p for _, p, _ in requests
     ]
+
+
+def test_the_file_list_asked_beside_the_resolution_hides_only_hub_errors(
+    client_hub, pushed, env, own_clients, monkeypatch
+):
+    """Without the bundle API, ``org/name`` is resolved and its file list asked for at the same time; a hub error on
+    the list means "list it later" (the load still works), any other error is raised."""
+    commit, expected, files = pushed
+    monkeypatch.setattr(http_module.HubClient, "bundle", no_bundle_api)
+    original = http_module.HubClient.tree_with_commit
+    raised = []
+
+    def failing(error):
+        def tree_with_commit(self, repo_id, revision):  # the first list (beside the resolution) fails
+            if not raised or raised[-1] is not error:
+                raised.append(error)
+                raise error
+            return original(self, repo_id, revision)
+
+        return tree_with_commit
+
+    monkeypatch.setattr(http_module.HubClient, "tree_with_commit", failing(HubHTTPError("the hub is busy")))
+    assert torch.allclose(load(cache_dir=env / "a"), expected)
+    monkeypatch.setattr(
+        http_module.HubClient, "tree_with_commit", failing(RuntimeError("a bug in the listing"))
+    )
+    with pytest.raises(RuntimeError, match="a bug in the listing"):
+        load(cache_dir=env / "b")
+    assert [type(e) for e in raised] == [HubHTTPError, RuntimeError]
+    monkeypatch.setattr(http_module.HubClient, "tree_with_commit", original)
+    assert torch.allclose(load(cache_dir=env / "c"), expected)
+
+
+@contextlib.contextmanager
+def no_bundle_api(self, *args, **kwargs):
+    yield None  # the answer of a hub without the bundle API
 
 
 def test_error_answers_fall_back_to_the_resolve_api(client_hub, pushed, env, requests, own_clients):
