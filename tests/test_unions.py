@@ -318,3 +318,30 @@ def test_load_with_leave_out_applies_to_every_part_that_has_it(tmp_path):
     assert {k.split(".")[2] for k in fresh.adapter_state_dict("a")} == {"1"}
     expected = {k: v for k, v in model.adapter_state_dict("a").items() if k.split(".")[2] == "1"}
     assert all(torch.equal(v, expected[k]) for k, v in fresh.adapter_state_dict("a").items())
+
+
+def test_adapterdrop_leaves_out_every_part_and_checkpoints_round_trip(tmp_path):
+    model = _model("bert", "unipelt")
+    batch = inputs()
+    model.set_active_adapters("a", skip_layers=2)  # every layer dropped: the base model's output
+    assert torch.equal(output_of(model, batch), output_of(make_model("bert"), batch))
+    flex = adapterhub.AdapterModel.from_pretrained(_saved_base(tmp_path))
+    flex.add_adapter("u", config="unipelt")
+    flex.add_classification_head("u", num_labels=2)
+    _perturb(flex, "u")
+    flex.set_active_adapters("u")
+    flex.eval()
+    expected = output_of(flex, batch)
+    flex.save_pretrained(tmp_path / "whole")
+    saved = json.loads((tmp_path / "whole" / "config.json").read_text())["adapters"]
+    assert saved["config_map"][saved["adapters"]["u"]]["architecture"] == "union"
+    again = adapterhub.AdapterModel.from_pretrained(tmp_path / "whole")
+    again.set_active_adapters("u")
+    again.eval()
+    assert again.adapterhub_state.configs["u"] == flex.adapterhub_state.configs["u"]
+    assert torch.equal(output_of(again, batch), expected)
+
+
+def _saved_base(tmp_path):
+    make_model("bert").save_pretrained(tmp_path / "base")
+    return tmp_path / "base"
