@@ -18,6 +18,7 @@ from .configs import resolve_config
 from .errors import AdapterConfigError, AdapterExistsError, AdapterLoadError
 from .keys import align_prefix, local_weights, renamed
 from .methods.base import method_for, method_for_peft
+from .paths import get_tensor
 from .rollback import all_or_nothing
 
 PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -130,7 +131,7 @@ def install(state, name: str, config, weights: dict[str, torch.Tensor], source: 
         saving._compare(state.adapter_state_dict(name), weights, "the adapter", source)
         with torch.no_grad():
             for key, value in weights.items():
-                state.model.get_parameter(key).copy_(value)
+                get_tensor(state.model, key).copy_(value)
         if then is not None:
             then()
 

@@ -26,6 +26,7 @@ from .keys import align_prefix
 from .methods.bottleneck import FusionConfig
 from .methods.bottleneck.fusion import FUSION_PRESETS
 from .model import full_state_dict
+from .paths import get_tensor
 
 CONFIG_KEYS = ("adapters", "prediction_heads")
 logger = logging.getLogger(__name__)
@@ -186,5 +187,5 @@ def restore(
     saving._compare(expected, given, "the adapters, fusion layers and heads", Path(str(path)))
     with torch.no_grad():
         for key, value in given.items():
-            model.get_parameter(key).copy_(value)
+            get_tensor(model, key).copy_(value)
     return {k for k in unused if _local_name(k, state) not in given}

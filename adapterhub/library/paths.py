@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -42,3 +43,15 @@ def add_container(parent: nn.Module, name: str) -> nn.ModuleDict:
             f"{type(parent).__name__}.{name} is a {type(container).__name__}, not an nn.ModuleDict"
         )
     return container
+
+
+def get_tensor(root: nn.Module, path: str) -> torch.Tensor:
+    """The parameter or buffer that ``root``'s state dict names ``path`` (``...lora_A``, a parametrization's
+    ``...parametrizations.weight.0.base``), to copy saved values into."""
+    module_path, _, leaf = path.rpartition(".")
+    module = root.get_submodule(module_path)
+    for store in (module._parameters, module._buffers):
+        found = store.get(leaf)
+        if found is not None:
+            return found
+    raise AttributeError(f"{path} is neither a parameter nor a buffer of the model")

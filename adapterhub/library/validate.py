@@ -20,6 +20,7 @@ from .adapter_model import AdapterModel
 from .keys import local_weights
 from .methods.base import method_for_peft
 from .model import init
+from .paths import get_tensor
 from .saving import (
     CONFIG_NAME,
     HEAD_CONFIG_NAME,
@@ -222,7 +223,7 @@ def _check_output(model: Any, name: str, weights: dict, report: ValidationReport
     """With its weights in place, the active adapter changes the model's output, to finite values."""
     with torch.no_grad():
         for key, value in weights.items():
-            model.get_parameter(key).copy_(value)
+            get_tensor(model, key).copy_(value)
         ids = torch.randint(
             0, min(100, model.config.vocab_size), (1, 8), generator=torch.Generator().manual_seed(0)
         )

@@ -43,7 +43,7 @@ AUTO = {
 #: parameters that a case randomises (and whose gradients are compared by name): adapter modules, fusion
 #: layers, flexible heads; static heads are added per model (see :func:`randomise`)
 ADAPTER_KEYS = re.compile(
-    r"(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer|loras|heads|prefix_tunings"
+    r"(^|\.)(adapters|invertible_adapters|shared_parameters|adapter_fusion_layer|loras|refts|heads|prefix_tunings"
     r"|prefix_gates)\."
 )
 #: the peer registers its prefix pool again under every layer's attention module; named_parameters() may list
@@ -69,13 +69,16 @@ def build_base_models(folder: Path) -> None:
             model.save_pretrained(folder / arch / kind)
 
 
-def batch(arch: str) -> dict[str, torch.Tensor]:
-    """Three rows of length 9, the last two right-padded (by 2 and 5 positions), padding with the pad id."""
+def batch(arch: str, padding: str = "right") -> dict[str, torch.Tensor]:
+    """Three rows of length 9, the last two padded (by 2 and 5 positions) on the ``padding`` side (right or left),
+    with the pad id."""
     generator = torch.Generator().manual_seed(1)
     ids = torch.randint(3, 100, (3, 9), generator=generator)
     mask = torch.ones_like(ids)
     mask[1, -2:] = 0
     mask[2, -5:] = 0
+    if padding == "left":
+        mask = mask.flip(-1)
     pad = CONFIGS[arch]().pad_token_id
     ids = torch.where(mask.bool(), ids, torch.full_like(ids, pad))
     return {"input_ids": ids, "attention_mask": mask}
@@ -90,6 +93,8 @@ def randomise(model, seed: int, static_head_prefix: str | None = None) -> None:
             if ADAPTER_KEYS.search(key) or static:
                 noise = torch.randn(param.shape, generator=generator) * 0.2
                 param.copy_(noise + (1.0 if "norm" in key and key.endswith("weight") else 0.0))
+                if key.endswith("parametrizations.weight.original"):  # an orthogonal parametrization (ReFT):
+                    param.diagonal().copy_(noise.diagonal().sign())  # its diagonal only gives signs, of ±1
 
 
 def _output_tensor(output):
@@ -102,11 +107,13 @@ def _output_tensor(output):
     return output[0]
 
 
-def forward_backward(model, arch: str, train_steps: int = 0) -> dict[str, torch.Tensor]:
+def forward_backward(
+    model, arch: str, train_steps: int = 0, padding: str = "right"
+) -> dict[str, torch.Tensor]:
     """Outputs (padding positions zeroed) and the gradient of a fixed random projection of them w.r.t.
     every adapter/head parameter, in eval mode, after ``train_steps`` forward passes in train mode (state that
-    training changes, such as AdapterFusion's temperature schedule)."""
-    inputs = batch(arch)
+    training changes, such as AdapterFusion's temperature schedule); ``padding``: the side of the batch's padding."""
+    inputs = batch(arch, padding)
     model.train()
     with torch.no_grad():
         for _ in range(train_steps):

@@ -75,7 +75,9 @@ def own(lib: Library, case_id: str, case: dict, work: Path) -> None:
         lib.add(model, case)
         randomise(model, seed=3, static_head_prefix=lib.static_head_prefix(model, case))
         lib.save(model, case, folder / f"{lib.name}_saved")
-        result = forward_backward(model, case["arch"], case.get("train_steps", 0))
+        result = forward_backward(
+            model, case["arch"], case.get("train_steps", 0), case.get("padding", "right")
+        )
     except Exception:
         write_result(folder / f"{lib.name}_own", None, _error())
         return
@@ -89,7 +91,9 @@ def load(lib: Library, case_id: str, case: dict, work: Path, source: str) -> Non
     try:
         torch.manual_seed(0)
         model = lib.load(case, work / "models", folder / f"{source}_saved")
-        result = forward_backward(model, case["arch"], case.get("train_steps", 0))
+        result = forward_backward(
+            model, case["arch"], case.get("train_steps", 0), case.get("padding", "right")
+        )
     except Exception:
         write_result(folder / f"{lib.name}_loaded", None, _error())
         return

@@ -7,6 +7,7 @@ A case is a dict:
 * ``adapters``: ``[[name, config string], ...]`` (the config string syntax is the same in both libraries);
 * ``fusions``: ``[[[adapter names], fusion config], ...]``; ``heads``: ``[[name, head type, options], ...]`` (flex);
 * ``train_steps`` (optional): forward passes in train mode before the measured one;
+* ``padding``: the side of the padded batch's padding, ``right`` (the default) or ``left``;
 * ``setup``: the active setup, a name or a nested list ``["Stack", "a", ["Fuse", "b", "c"]]``;
 * ``save``: ``adapter`` (save_adapter of the first adapter, with its head), ``setup`` (save_adapter_setup) or
   ``checkpoint`` (save_pretrained of a flex model); ``format``: ``safetensors`` or ``bin``.
@@ -56,6 +57,12 @@ METHODS = {
         "lora[r=4,alpha=16,attn_matrices=['q','k','v'],intermediate_lora=True,output_lora=True]",
         "ia3",
         "ia3[intermediate_lora=False,attn_matrices=['q','v']]",
+    ],
+    "reft": [
+        "loreft[suffix_positions=2,r=2]",
+        "noreft[prefix_positions=2,suffix_positions=3,r=3,tied_weights=True]",
+        "direft[suffix_positions=1,r=2,non_linearity='tanh',layers=[1]]",
+        "loreft[prefix_positions=4,suffix_positions=4,r=2,layers=[0]]",  # they overlap on the 4-token row
     ],
 }
 #: gated methods and config unions (prefix tuning inside, so not on DistilBERT, whose attention takes no cache;
@@ -127,6 +134,11 @@ SETUPS = {
         [[["b", "c"], "dynamic"]],
         ["Fuse", ["Stack", "a", "b"], "c"],
     ),
+    "stack-reft": (
+        [["a", "loreft[suffix_positions=1,r=2]"], ["b", f"seq_bn[{_RF}]"]],
+        [],
+        ["Stack", "a", "b"],
+    ),
 }
 #: flexible heads: (head type, options, adapter config)
 HEADS = {
@@ -145,11 +157,20 @@ KNOWN = {
         "(shared_parameters.NAME.phm_rule), so its own files do not reproduce its outputs; adapterhub refuses "
         "the file (missing keys) instead of loading a random rule"
     ),
+    r"^reft2-": (
+        "the peer keeps subtract_projection as a class attribute, not a config field: its files do not hold it, and "
+        "its loading rebuilds the config from the fields, so a DiReFT adapter loaded there (from its own file or ours, "
+        "which writes subtract_projection: false) runs with subtract_projection=True; adapterhub reads the peer's "
+        "file as the peer reads it (with subtract_projection false the two compute the same)"
+    ),
 }
 
 
-def _case(arch, kind, adapters, setup, save="adapter", fmt="safetensors", fusions=(), heads=()) -> dict:
+def _case(
+    arch, kind, adapters, setup, save="adapter", fmt="safetensors", fusions=(), heads=(), padding="right"
+) -> dict:
     return {
+        "padding": padding,
         "arch": arch,
         "kind": kind,
         "adapters": [list(a) for a in adapters],
@@ -179,6 +200,10 @@ def _all() -> dict[str, dict]:
                 )
             for arch in ("bert", "gpt2"):
                 cases[f"{group}{i}-{arch}-base"] = _case(arch, "base", [["a", config]], "a")
+    for i, config in enumerate(METHODS["reft"]):  # ReFT finds the first and last tokens past the padding
+        for arch in ("bert", "gpt2", "llama"):
+            cases[f"reft{i}-{arch}-base-left"] = _case(arch, "base", [["a", config]], "a", padding="left")
+        cases[f"reft{i}-roberta-seqcls-bin"] = _case("roberta", "seqcls", [["a", config]], "a", fmt="bin")
     for arch in ARCHS:
         lm = "clm" if arch in DECODERS else "mlm"
         for j, config in enumerate(METHODS["bottleneck"][:6]):
@@ -243,6 +268,10 @@ CI = [
     "union1-llama-seqcls-bin",
     "gated0-bert-base",
     "union3-roberta-base-bin",
+    "reft0-bert-base",
+    "reft1-gpt2-base-bin",
+    "reft3-llama-base-left",
+    "setup-stack-reft-distilbert-safetensors",
 ]
 
 

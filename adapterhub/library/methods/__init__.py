@@ -8,7 +8,7 @@ library names a method. See the README section "How it works".
 from importlib import import_module
 
 #: the method packages, imported (and so registered) on first use of the registry
-PACKAGES = ("bottleneck", "lora", "prefix", "prompt", "vera", "union")
+PACKAGES = ("bottleneck", "lora", "prefix", "prompt", "reft", "vera", "union")
 
 for _package in PACKAGES:
     import_module(f"{__name__}.{_package}")
