@@ -1,11 +1,13 @@
 """Facet counts of a search: for each facet, its most frequent values among the hits, each facet counted under
 all the *other* filters (so that a user sees how many hits a different value would give).
 
-Three ways to count, chosen per facet, all giving the same numbers:
+Four ways to count, all giving the same numbers:
 
 * **stored** (PostgreSQL): a facet counted under at most one filter and no full text is read from
   ``index_facet_counts`` (the public adapters' counts, kept by database triggers: migration 0005), plus the
   private entries the viewer may see, counted on the fly;
+* **full text** (PostgreSQL): the adapters matching the text are read once and the total and every facet are
+  counted from those rows (:func:`text_hits`);
 * **one pass** over the hits' facet columns when there are few hits (one query);
 * **GROUP BY** in the database: one GROUPING SETS query on PostgreSQL, one query per facet on SQLite.
 
@@ -17,19 +19,24 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy import Integer, any_, bindparam, func, literal, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from adapterhub.server.index_models import IndexEntry
+from adapterhub.server.models import Repo
 from adapterhub.server.search_query import (
     FACET_LIMIT,
     FACETS,
+    TEXT_IDS_MAX,
     SearchQuery,
     Viewer,
     conditions,
     has_table,
     private_visible,
+    text_conditions,
 )
 
 Facets = dict[str, list[tuple[str, int]]]
@@ -185,6 +192,56 @@ def _facet_counts(
         ).all()
         facets[name] = [(str(v), int(c)) for v, c in rows]
     return {name: facets[name] for name in FACETS}
+
+
+# ------------------------------------------------------------------------------------------ full text
+@dataclass
+class TextHits:
+    """A full-text search counted in one pass: ``tf`` a condition that its hits meet (their ids), ``total`` their
+    number, ``facets`` its facet counts."""
+
+    tf: list
+    total: int
+    facets: Facets
+
+
+def text_hits(s: Session, query: SearchQuery, viewer: Viewer | None) -> TextHits | None:
+    """PostgreSQL, full text: the adapters matching the text are read once (id, visibility and facet columns, at
+    most TEXT_IDS_MAX of them), and the total and every facet (each under all the other filters) are counted from
+    those rows, instead of a count query and facet queries over the hits. None where this does not apply."""
+    if not query.q.strip() or s.get_bind().dialect.name != "postgresql":
+        return None
+    names = list(FACETS)
+    rows = s.execute(
+        select(IndexEntry.id, IndexEntry.private, IndexEntry.repo_pk, *(FACETS[n] for n in names))
+        .where(IndexEntry.is_adapter.is_(True), *text_conditions(s, query.q))
+        .limit(TEXT_IDS_MAX + 1)
+    ).all()
+    if len(rows) > TEXT_IDS_MAX:
+        return None
+    admin = viewer is not None and viewer.admin
+    owned: set[int] = set()
+    if viewer is not None and viewer.account_ids and not admin:
+        owned = set(s.scalars(select(Repo.id).where(Repo.owner_id.in_(viewer.account_ids))))
+    wanted = [(i, query.filters[n]) for i, n in enumerate(names) if query.filters.get(n)]
+    counters: list[Counter] = [Counter() for _ in names]
+    hit_ids: list[int] = []
+    for row in rows:
+        if row[1] and not admin and row[2] not in owned:
+            continue
+        values = row[3:]
+        missed = [i for i, v in wanted if values[i] != v]
+        if not missed:  # a hit: counts for every facet
+            hit_ids.append(row[0])
+            for counter, value in zip(counters, values):
+                if value is not None:
+                    counter[value] += 1
+        elif len(missed) == 1:  # a hit but for one filter: counts for that filter's facet only
+            i = missed[0]
+            if values[i] is not None:
+                counters[i][values[i]] += 1
+    tf = [IndexEntry.id == any_(literal(hit_ids, type_=ARRAY(Integer)))]
+    return TextHits(tf, len(hit_ids), {name: _top(c) for name, c in zip(names, counters)})
 
 
 # ------------------------------------------------------------------------------------------------ cache

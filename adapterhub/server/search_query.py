@@ -95,7 +95,7 @@ def has_table(s: Session, name: str) -> bool:
     return _TABLES[key]
 
 
-def _text_conditions(s: Session, q: str) -> list:
+def text_conditions(s: Session, q: str) -> list:
     """Every word must occur in `search_text`. Words of 3+ plain characters go through the FTS5 trigram
     index on SQLite (PostgreSQL's pg_trgm index serves the LIKE itself); the rest are escaped LIKEs."""
     conds, fts_terms = [], []
@@ -123,7 +123,7 @@ TEXT_IDS_MAX = 50_000
 
 def text_match(s: Session, q: str) -> list:
     """The full-text conditions of `q`, as the list of the matching ids when there are at most TEXT_IDS_MAX."""
-    conds = _text_conditions(s, q)
+    conds = text_conditions(s, q)
     if not conds:
         return []
     ids = list(s.scalars(select(IndexEntry.id).where(*conds).limit(TEXT_IDS_MAX + 1)))
@@ -145,7 +145,7 @@ def conditions(
     vis = visible(viewer)
     if vis is not None:
         conds.append(vis)
-    conds += text_filter if text_filter is not None else _text_conditions(s, query.q)
+    conds += text_filter if text_filter is not None else text_conditions(s, query.q)
     for name, value in query.filters.items():
         if name != skip and value:
             conds.append(FACETS[name] == value)

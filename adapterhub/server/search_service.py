@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, lazyload
 
 from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
-from adapterhub.server.search_facets import Facets, facet_counts, stored_applies, stored_total
+from adapterhub.server.search_facets import Facets, facet_counts, stored_applies, stored_total, text_hits
 from adapterhub.server.search_models import LanguageOut, SubtaskOut, TaskOut, TaxonomyResponse
 from adapterhub.server.search_query import (
     FACETS,
@@ -38,9 +38,12 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
         raise ValueError(f"unknown filter(s): {', '.join(sorted(unknown))}")
     if query.sort not in SORTS:
         raise ValueError(f"unknown sort {query.sort!r} (one of {', '.join(SORTS)})")
-    tf = text_match(s, query.q)
+    hits = text_hits(s, query, viewer)
+    tf = hits.tf if hits is not None else text_match(s, query.q)
     conds = conditions(s, query, viewer, text_filter=tf)
-    if stored_applies(s, query):
+    if hits is not None:
+        total = hits.total
+    elif stored_applies(s, query):
         total = stored_total(s, query, viewer)
     else:
         total = s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0
@@ -69,7 +72,7 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     items = [rows[i] for i in ids if i in rows]
     facets: Facets = {}
     if query.facets:
-        facets = facet_counts(s, query, viewer, tf, total)
+        facets = hits.facets if hits is not None else facet_counts(s, query, viewer, tf, total)
     return SearchResult(total, items, facets)
 
 
