@@ -377,3 +377,30 @@ def test_whole_checkpoint_and_hub_validation_carry_the_orthonormal_projection(tm
 def _base_folder(tmp_path):
     make_model("bert").save_pretrained(tmp_path / "base")
     return tmp_path / "base"
+
+
+def test_a_union_with_a_bottleneck_part_equals_the_two_adapters_stacked(tmp_path):
+    reft = "loreft[r=2,suffix_positions=1,dropout=0.0]"
+    model = adapterhub.init(make_model("gpt2"))
+    model.add_adapter("u", config=f"{reft}|seq_bn[reduction_factor=4]")
+    _perturb(model, "u")
+    model.add_adapter("a", config=reft)
+    model.add_adapter("b", config="seq_bn[reduction_factor=4]")
+    union = model.adapterhub_state.adapter_state_dict("u")
+    renamed = {
+        k.replace(".refts.u.", ".refts.a.").replace(".adapters.u.", ".adapters.b."): v
+        for k, v in union.items()
+    }
+    assert set(renamed) == set(model.adapterhub_state.adapter_state_dict("a")) | set(
+        model.adapterhub_state.adapter_state_dict("b")
+    )
+    model.load_state_dict(renamed, strict=False)
+    batch = inputs()
+    model.set_active_adapters("u")
+    expected = output_of(model, batch)
+    model.set_active_adapters(adapterhub.Stack("a", "b"))
+    torch.testing.assert_close(output_of(model, batch), expected, atol=1e-6, rtol=0)
+    model.save_adapter(tmp_path / "u", "u")
+    again = adapterhub.init(make_model("gpt2"))
+    again.load_adapter(str(tmp_path / "u"), set_active=True)
+    assert torch.equal(output_of(again, batch), expected)
