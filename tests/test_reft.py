@@ -404,3 +404,21 @@ def test_a_union_with_a_bottleneck_part_equals_the_two_adapters_stacked(tmp_path
     again = adapterhub.init(make_model("gpt2"))
     again.load_adapter(str(tmp_path / "u"), set_active=True)
     assert torch.equal(output_of(again, batch), expected)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_the_dtype_option_sets_the_intervention_dtype_and_survives_save_load(dtype, tmp_path):
+    model = _model("llama", f"loreft[r=2,suffix_positions=1,dropout=0.0,dtype='{dtype}']")
+    units = model.adapterhub_state.method_of("a").modules("a")[0].units
+    assert units[0].learned_source.weight.dtype == getattr(torch, dtype)
+    # torch's orthogonal parametrization needs full precision: R stays in float32 for half dtypes
+    projection = units[0].projection.parametrizations.weight.original.dtype
+    assert projection == (torch.float32 if dtype == "bfloat16" else torch.float64)
+    batch = inputs()
+    expected = output_of(model, batch)
+    assert expected.dtype == torch.float32 and torch.isfinite(expected).all()
+    model.save_adapter(tmp_path / "a", "a")
+    again = adapterhub.init(make_model("llama"))
+    again.load_adapter(str(tmp_path / "a"), set_active=True)
+    assert torch.equal(output_of(again, batch), expected)
+    assert again.adapterhub_state.configs["a"].dtype == dtype
