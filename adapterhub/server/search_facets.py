@@ -3,7 +3,8 @@ all the *other* filters (so that a user sees how many hits a different value wou
 
 Four ways to count, all giving the same numbers:
 
-* **stored** (PostgreSQL): a facet counted under at most one filter and no full text is read from
+* **stored** (PostgreSQL): a facet counted under at most one filter and no full text (and the total under at most
+  two filters) is read from
   ``index_facet_counts`` (the public adapters' counts, kept by database triggers: migration 0005), plus the
   private entries the viewer may see, counted on the fly;
 * **full text** (PostgreSQL): the adapters matching the text are read once and the total and every facet are
@@ -51,36 +52,33 @@ def _top(counter: Counter) -> list[tuple[str, int]]:
 
 # ------------------------------------------------------------------------------------------ stored counts
 def stored_applies(s: Session, query: SearchQuery) -> bool:
-    """Whether stored counts can answer the total of ``query``: no full text, at most one filter, PostgreSQL
+    """Whether stored counts can answer the total of ``query``: no full text, at most two filters, PostgreSQL
     with the counts table."""
     active = [k for k, v in query.filters.items() if v]
-    return not query.q.strip() and len(active) <= 1 and has_table(s, STORED)
+    return not query.q.strip() and len(active) <= 2 and has_table(s, STORED)
 
 
-def _one_filter(query: SearchQuery) -> tuple[str, str] | None:
-    active = [(k, v) for k, v in query.filters.items() if v]
-    return active[0] if active else None
-
-
-def _private_conditions(viewer: Viewer | None, filt: tuple[str, str] | None) -> list | None:
-    """The conditions of the private adapters ``viewer`` may see, under filter ``filt`` (None: there are none)."""
+def _private_conditions(viewer: Viewer | None, filters: list[tuple[str, str]]) -> list | None:
+    """The conditions of the private adapters ``viewer`` may see, under ``filters`` (None: there are none)."""
     priv = private_visible(viewer)
     if priv is None:
         return None
-    return [IndexEntry.is_adapter.is_(True), priv, *([FACETS[filt[0]] == filt[1]] if filt else [])]
+    return [IndexEntry.is_adapter.is_(True), priv, *(FACETS[k] == v for k, v in filters)]
 
 
 def stored_total(s: Session, query: SearchQuery, viewer: Viewer | None) -> int:
-    """The number of hits of ``query`` (see :func:`stored_applies`) from the stored counts."""
-    filt = _one_filter(query)
-    facet, value = (FACETS[filt[0]].key, filt[1]) if filt else ("", "")
+    """The number of hits of ``query`` (see :func:`stored_applies`) from the stored counts: the row of no filter,
+    of the one filter, or of the pair of filters."""
+    active = [(k, v) for k, v in query.filters.items() if v]
+    keys = [(FACETS[k].key, v) for k, v in active]
+    (f2, v2), (facet, value) = ([("", "")] * (2 - len(keys)) + keys)[-2:]
     n = s.scalar(
         text(
-            f"SELECT n FROM {STORED} WHERE facet2 = '' AND value2 = '' AND facet = :facet AND value = :value"
+            f"SELECT n FROM {STORED} WHERE facet2 = :f2 AND value2 = :v2 AND facet = :facet AND value = :value"
         ),
-        {"facet": facet, "value": value},
+        {"f2": f2, "v2": v2, "facet": facet, "value": value},
     )
-    conds = _private_conditions(viewer, filt)
+    conds = _private_conditions(viewer, active)
     if conds is not None:
         n = (n or 0) + (s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0)
     return int(n or 0)
@@ -100,7 +98,7 @@ def _stored(
     )
     for facet, value, n in rows:
         by_col[facet][value] += n
-    conds = _private_conditions(viewer, filt)
+    conds = _private_conditions(viewer, [filt] if filt else [])
     if conds is not None:
         for name, counter in _group_counts(s, names, conds).items():
             by_col[FACETS[name].key].update(counter)
