@@ -444,11 +444,11 @@ def table(runs: list[dict]) -> str:
             "",
             f"Machine of the last run: {group[-1].get('machine', '?')}.",
         ]
-        lines += ["", *_quality_table([r for r in group if r["task"] != "causal_lm"])]
-        lines += ["", *_cost_table([r for r in group if r["task"] != "causal_lm"])]
+        others = [r for r in group if r["task"] != "causal_lm"]
         causal = [r for r in group if r["task"] == "causal_lm"]
-        if causal:
-            lines += ["", *_causal_section(causal)]
+        for part in (_quality_table(others), _cost_table(others), _causal_section(causal) if causal else []):
+            if part:
+                lines += ["", *part]
         lines.append("")
     return "\n".join(lines)
 
@@ -581,6 +581,9 @@ def main() -> int:
     from adapterhub.cli import limit_openmp_spinning
 
     limit_openmp_spinning()  # before torch loads, here and (through the environment) in every run's process
+    os.environ.setdefault(
+        "TQDM_DISABLE", "1"
+    )  # no progress bars in the runs' output (the GGUF reader has one)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "-o", "--output", type=Path, required=True, help="the JSON Lines file of finished runs"
