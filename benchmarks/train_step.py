@@ -1,4 +1,4 @@
-"""Training-step benchmark of bottleneck adapters on a BERT-base-sized model (core library, issue 2 point 8a).
+"""Training step per adaptation method on a BERT-base-sized model, against full fine-tuning and the frozen backbone.
 
 Variants, each in its own worker process (so peak memory is per variant):
 
@@ -7,7 +7,10 @@ Variants, each in its own worker process (so peak memory is per variant):
   classification head trains, as it does with an adapter), and the embedding output made to require grad so
   that the backward pass runs through all layers down to the embeddings: the least work any adapter method
   can do;
-* ``seq_bn``, ``double_seq_bn``: ``adapterhub.init`` + ``add_adapter`` + ``train_adapter`` (adapter + head).
+* any adapter config string (``seq_bn``, ``double_seq_bn``, ``lora``, ``dora``, ``ia3``, ``prefix_tuning``,
+  ``prompt_tuning``, ``vera``, ``compacter``, ``lora[r=16,alpha=32]``, ...): ``adapterhub.init`` +
+  ``add_adapter`` + ``train_adapter`` (adapter + head). Every adapter variant is compared with ``frozen`` and
+  ``full`` when they run too.
 
 A step is ``zero_grad`` + forward with labels (cross-entropy on the [CLS] pooler classifier) + ``backward`` +
 ``AdamW.step`` over the trainable parameters, on a fixed random batch, dropout on (train mode).
@@ -26,6 +29,7 @@ that is resident), next to the whole-process ``ru_maxrss``.
 
     .venv/bin/python benchmarks/train_step.py                       # 4 variants, 20 timed rounds
     .venv/bin/python benchmarks/train_step.py --variants frozen,seq_bn --steps 30
+    .venv/bin/python benchmarks/train_step.py --variants "full,frozen,seq_bn,lora,lora[r=16,alpha=32],ia3,prefix_tuning,prompt_tuning,vera,compacter"
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-VARIANTS = ["full", "frozen", "seq_bn", "double_seq_bn"]
+VARIANTS = ["full", "frozen", "seq_bn", "double_seq_bn"]  # the default run
+REFERENCES = ("frozen", "full")  # the variants without an adapter; every other variant is a config string
 TAG = "@@bench "
 TARGETS = {("seq_bn", "frozen"): 1.05, ("seq_bn", "full"): 0.63}
 
@@ -82,7 +87,7 @@ def build_variant(variant: str, layers: int):
             param.requires_grad = True
         # The embedding output requires grad, so backward runs through every layer down to it.
         model.bert.embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_())
-    elif variant != "full":
+    elif variant not in REFERENCES:
         import adapterhub
 
         adapterhub.init(model)
@@ -138,6 +143,31 @@ def worker(args) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- parent side
+
+
+def parse_variants(text: str) -> list[str]:
+    """The comma-separated variants (commas inside a config string's brackets or quotes do not split), each
+    ``full``, ``frozen`` or a config string that the library resolves; anything else ends the run here."""
+    from adapterhub import AdapterError, resolve_config
+    from adapterhub.library.configs import _split_top_level
+
+    try:
+        variants = [v.strip() for v in _split_top_level(text) if v.strip()]
+    except AdapterError as error:
+        raise SystemExit(f"--variants {text!r}: {error}") from None
+    if not variants:
+        raise SystemExit("--variants names no variant")
+    if len(set(variants)) != len(variants):
+        raise SystemExit(f"--variants names a variant twice: {variants}")
+    for variant in variants:
+        if variant not in REFERENCES:
+            try:
+                resolve_config(variant)
+            except AdapterError as error:
+                raise SystemExit(
+                    f"variant {variant!r} is neither full, frozen nor an adapter config: {error}"
+                ) from None
+    return variants
 
 
 class Worker:
@@ -205,10 +235,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from _common import iqr, machine_line, median
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    variants = parse_variants(args.variants)
     print(machine_line())
     print(
         f"BERT-base-sized BertForSequenceClassification, {args.layers} layers, batch {args.batch} x seq "
@@ -245,8 +272,9 @@ def main() -> None:
             w.process.kill()
 
     print()
+    width = max(15, *(len(v) + 2 for v in variants))
     header = (
-        f"{'variant':<15}{'trainable':>13}{'wall s/step':>13}{'IQR':>16}{'cpu s/step':>12}"
+        f"{'variant':<{width}}{'trainable':>13}{'wall s/step':>13}{'IQR':>16}{'cpu s/step':>12}"
         f"{'peak RSS MiB':>14}{'maxrss MiB':>12}"
     )
     print(header)
@@ -255,15 +283,15 @@ def main() -> None:
         low, high = iqr(wall[variant])
         peak = final[variant]["peak_rss_mib"]
         print(
-            f"{variant:<15}{infos[variant]['trainable']:>13,}{median(wall[variant]):>13.3f}"
+            f"{variant:<{width}}{infos[variant]['trainable']:>13,}{median(wall[variant]):>13.3f}"
             f"{f'{low:.3f}-{high:.3f}':>16}{median(cpu[variant]):>12.3f}"
             f"{(f'{peak:.0f}' if peak else 'n/a'):>14}{final[variant]['maxrss_mib']:>12.0f}"
         )
     print()
     pairs = [
         (a, b)
-        for a in ("seq_bn", "double_seq_bn", "frozen")
-        for b in ("frozen", "full")
+        for a in [v for v in variants if v not in REFERENCES] + ["frozen"]
+        for b in REFERENCES
         if a != b and a in wall and b in wall
     ]
     for a, b in pairs:

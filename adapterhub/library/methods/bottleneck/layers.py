@@ -90,6 +90,28 @@ class Bottleneck(nn.Module):
         if config.use_gating:
             self.gate = nn.Linear(hidden_size, 1)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+        # Decided once from the (frozen) config, not per call:
+        # - whether the adapter reads the residual stream r (so its site must capture it);
+        self.reads_residual_stream = self.parallel or bool(config.original_ln_before)
+        # - whether its input is the host's own LayerNorm(h + r) and what it adds to the residual stream is
+        #   ``out + h + r`` (seq_bn in a post-LN layer): then the site runs it from one hook on that norm;
+        self.takes_normed_sum = (
+            not self.parallel
+            and config.original_ln_before
+            and config.original_ln_after
+            and config.residual_before_ln is True
+            and not (config.ln_after and config.adapter_residual_before_ln)
+        )
+        # - whether the residual add can go into the up-projection's matrix product (see ``up_plus_residual``).
+        self.fuses_residual = (
+            not self.parallel
+            and isinstance(up, nn.Linear)
+            and up.bias is not None
+            and isinstance(self.scaling, float)
+            and self.scaling == 1.0
+            and not config.use_gating
+            and (config.adapter_residual_before_ln or not config.ln_after)
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -144,8 +166,25 @@ class Bottleneck(nn.Module):
             return up  # x * 1.0 == x bit for bit: skip a full-size multiply (and its backward)
         return up * scaling
 
+    def up_plus_residual(self, z: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``adapter_up(z) + residual`` as one matrix product accumulated onto ``residual + bias``: one
+        element-wise pass over the hidden states instead of two (the bias broadcast, then the residual add)."""
+        weight, bias = self.adapter_up.weight, self.adapter_up.bias
+        shape = residual.shape
+        out = torch.add(
+            residual.reshape(-1, shape[-1]), bias
+        )  # a fresh tensor, so the in-place addmm is safe
+        return out.addmm_(z.reshape(-1, z.shape[-1]), weight.t()).view(shape)
+
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         config = self.config
+        if (
+            self.fuses_residual
+            and (self.dropout is None or not self.training)
+            and not torch.is_autocast_enabled(x.device.type)  # autocast does not cast the in-place addmm
+        ):
+            out = self.up_plus_residual(self.adapter_down(x), residual)
+            return self.adapter_norm_after(out) if config.ln_after else out
         up = self.bottleneck_up(x)
         out = self.dropout(up) if self.dropout is not None else up
         if config.use_gating:
