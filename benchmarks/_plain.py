@@ -1,9 +1,9 @@
-"""The speed tricks of the client and the hub, each with the switch that makes its plain path the one taken, for
-the benchmarks' side-by-side "plain" variants (``fast / plain`` ratios). A switch is a monkeypatch in the process
-that runs the benchmark, or, for the hub's tricks, in the hub's own process (:func:`serve_plain`, used by
-``_hub.hub_server(plain=...)``). The plain paths are complete and tested on their own; the tests that each trick
-is taken are in tests/server/test_bundle.py, tests/server/test_fast_download.py and
-tests/client/test_bundle_load.py.
+"""The speed tricks of the client, the library and the hub, each with the switch that makes its plain path the
+one taken, for the benchmarks' side-by-side "plain" variants (``fast / plain`` ratios). A switch is a monkeypatch
+in the process that runs the benchmark, or, for the hub's tricks, in the hub's own process (:func:`serve_plain`,
+used by ``_hub.hub_server(plain=...)``). The plain paths are complete and tested on their own; the tests that each
+trick is taken are in tests/server/test_bundle.py, tests/server/test_fast_download.py,
+tests/client/test_bundle_load.py and tests/test_bottleneck_fast_path.py.
 """
 
 from __future__ import annotations
@@ -43,15 +43,19 @@ def _lean_off() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _patched(module: str, name: str, value: Callable[[], object]) -> Iterator[None]:
+    """``module.name`` (``name`` may be dotted: ``Class.attribute``) replaced by ``value()`` while inside."""
     import importlib
 
-    mod = importlib.import_module(module)
-    saved = getattr(mod, name)
-    setattr(mod, name, value())
+    owner = importlib.import_module(module)
+    *path, attribute = name.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    saved = getattr(owner, attribute)
+    setattr(owner, attribute, value())
     try:
         yield
     finally:
-        setattr(mod, name, saved)
+        setattr(owner, attribute, saved)
 
 
 CLIENT: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
@@ -69,6 +73,33 @@ CLIENT: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
 def client_off(name: str) -> contextlib.AbstractContextManager:
     """A context in which the client trick ``name`` (a key of :data:`CLIENT`) is switched off."""
     return CLIENT[name]()
+
+
+# ------------------------------------------------------------------------------------------------ library
+_BOTTLENECK = "adapterhub.library.methods.bottleneck"
+
+# Each switch takes effect when adapters are next activated (``set_active_adapters``), which is what the
+# inference benchmark does before every call.
+LIBRARY: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
+    # a lone seq_bn at a post-LN site through the general hooks (r captured, sub-layer output replaced)
+    "norm-hook": lambda: _patched(
+        f"{_BOTTLENECK}.sites", "BottleneckSite._runs_at_norm", lambda: lambda s: False
+    ),
+    # r captured at every active site, also where no adapter reads it (double_seq_bn)
+    "residual-capture": lambda: _patched(
+        f"{_BOTTLENECK}.sites", "BottleneckSite._reads_residual_stream", lambda: lambda s: True
+    ),
+    # the up-projection as a linear layer and the residual added after it
+    "fused-up": lambda: _patched(f"{_BOTTLENECK}.layers", "Bottleneck.fused_up", lambda: lambda s, x: False),
+}
+
+
+def library_off(names: list[str]) -> contextlib.AbstractContextManager:
+    """A context in which the library tricks ``names`` (keys of :data:`LIBRARY`) are switched off."""
+    stack = contextlib.ExitStack()
+    for name in names:
+        stack.enter_context(LIBRARY[name]())
+    return stack
 
 
 # ------------------------------------------------------------------------------------------------ hub

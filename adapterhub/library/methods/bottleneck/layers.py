@@ -166,23 +166,26 @@ class Bottleneck(nn.Module):
             return up  # x * 1.0 == x bit for bit: skip a full-size multiply (and its backward)
         return up * scaling
 
+    def fused_up(self, x: torch.Tensor) -> bool:
+        """Whether this call adds the residual inside the up-projection (:meth:`up_plus_residual`): not with
+        active dropout (it comes before the add), nor under autocast (which does not cast the in-place addmm)."""
+        return (
+            self.fuses_residual
+            and (self.dropout is None or not self.training)
+            and not torch.is_autocast_enabled(x.device.type)
+        )
+
     def up_plus_residual(self, z: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``adapter_up(z) + residual`` as one matrix product accumulated onto ``residual + bias``: one
         element-wise pass over the hidden states instead of two (the bias broadcast, then the residual add)."""
-        weight, bias = self.adapter_up.weight, self.adapter_up.bias
+        up = cast(nn.Linear, self.adapter_up)  # fuses_residual: a linear layer with a bias
         shape = residual.shape
-        out = torch.add(
-            residual.reshape(-1, shape[-1]), bias
-        )  # a fresh tensor, so the in-place addmm is safe
-        return out.addmm_(z.reshape(-1, z.shape[-1]), weight.t()).view(shape)
+        out = torch.add(residual.reshape(-1, shape[-1]), up.bias)  # fresh, so the in-place addmm is safe
+        return out.addmm_(z.reshape(-1, z.shape[-1]), up.weight.t()).view(shape)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         config = self.config
-        if (
-            self.fuses_residual
-            and (self.dropout is None or not self.training)
-            and not torch.is_autocast_enabled(x.device.type)  # autocast does not cast the in-place addmm
-        ):
+        if self.fused_up(x):
             out = self.up_plus_residual(self.adapter_down(x), residual)
             return self.adapter_norm_after(out) if config.ln_after else out
         up = self.bottleneck_up(x)

@@ -98,8 +98,7 @@ class BottleneckSite:
         if not self.plan:
             return
         last = self.adapters[self._last_name()]
-        single = len(self.plan) == 1 and isinstance(self.plan[0], str)
-        if single and self.norm is not None and last.takes_normed_sum:
+        if self.norm is not None and self._runs_at_norm():
             # first among the norm's hooks, so that any other hook on it sees the final value
             self._handles.append(self.norm.register_forward_hook(self._adapt_at_norm, prepend=True))
             return
@@ -111,6 +110,17 @@ class BottleneckSite:
         self._handles.append(self.output_module.register_forward_hook(self._replace_output))
         if not last.config.original_ln_after and self.norm is not None:
             self._handles.append(self.norm.register_forward_hook(self._replace_norm_output))
+
+    def _runs_at_norm(self) -> bool:
+        """Whether the active setup is one adapter whose input is what the host's norm computes, ``norm(h + r)``
+        (then one hook on that norm runs it, see :meth:`_adapt_at_norm`)."""
+        step = self.plan[0]
+        return (
+            len(self.plan) == 1
+            and isinstance(step, str)
+            and self.norm is not None
+            and self.adapters[step].takes_normed_sum
+        )
 
     def _reads_residual_stream(self) -> bool:
         """Whether running the active setup here needs ``r`` (otherwise it is not captured)."""
