@@ -152,9 +152,13 @@ def conditions(
     return conds
 
 
-def sort_order(sort: str) -> list:
+def sort_order(sort: str, dialect: str) -> list:
+    """The ORDER BY of ``sort``. ``score``: highest first, entries without a score last, then newest id (on
+    PostgreSQL written as its index, migration 0006, is ordered)."""
     if sort == "downloads":
         return [IndexEntry.downloads.desc(), IndexEntry.updated_at.desc(), IndexEntry.id.desc()]
+    if sort == "score" and dialect == "postgresql":
+        return [IndexEntry.score.desc().nulls_last(), IndexEntry.id.desc()]
     if sort == "score":
         return [IndexEntry.score.is_(None), IndexEntry.score.desc(), IndexEntry.id.desc()]
     if sort == "name":

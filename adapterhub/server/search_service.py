@@ -54,7 +54,7 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
         s.scalars(
             select(IndexEntry.id)
             .where(*conds)
-            .order_by(*sort_order(query.sort))
+            .order_by(*sort_order(query.sort, s.get_bind().dialect.name))
             .limit(per_page)
             .offset((page - 1) * per_page)
         )
