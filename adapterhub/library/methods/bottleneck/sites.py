@@ -100,7 +100,9 @@ class BottleneckSite:
         last = self.adapters[self._last_name()]
         if self.norm is not None and self._runs_at_norm():
             # first among the norm's hooks, so that any other hook on it sees the final value
-            self._handles.append(self.norm.register_forward_hook(self._adapt_at_norm, prepend=True))
+            self._handles.append(
+                self.norm.register_forward_hook(self._adapt_at_norm, prepend=True, with_kwargs=True)
+            )
             return
         self.reads_residual = self._reads_residual_stream()
         if self.reads_residual:
@@ -161,10 +163,12 @@ class BottleneckSite:
         position, name = self.spec.residual_arg
         self._call.put("residual", args[position] if len(args) > position else kwargs[name])
 
-    def _adapt_at_norm(self, module, args, output):
-        """The one hook of a single adapter that reads ``norm(h + r)``: ``output`` is that value, ``args[0]`` is
-        ``h + r``; the host's result becomes ``norm(f(norm(h + r)) + h + r)`` (``forward`` skips the hooks)."""
-        return module.forward(self.adapters[self.plan[0]](output, args[0]))
+    def _adapt_at_norm(self, module, args, kwargs, output):
+        """The one hook of a single adapter that reads ``norm(h + r)``: ``output`` is that value, the norm's one
+        input is ``h + r``; the host's result becomes ``norm(f(norm(h + r)) + h + r)`` (``forward`` skips the
+        hooks)."""
+        summed = args[0] if args else next(iter(kwargs.values()))
+        return module.forward(self.adapters[self.plan[0]](output, summed))
 
     def _replace_output(self, module, args, output):
         h = output[0] if isinstance(output, tuple) else output
