@@ -7,9 +7,9 @@ Four ways to count, all giving the same numbers:
   two filters) is read from
   ``index_facet_counts`` (the public adapters' counts, kept by database triggers: migration 0005), plus the
   private entries the viewer may see, counted on the fly;
-* **full text** (PostgreSQL): the adapters matching the text are read once and the total and every facet are
-  counted from those rows (:func:`text_hits`);
-* **one pass** over the hits' facet columns when there are few hits (one query);
+* **full text** (PostgreSQL): one statement reads the adapters matching the text once and counts the total and
+  every facet in the database (:func:`text_hits`);
+* **one pass** over the hits' facet columns when there are few hits (one query; SQLite);
 * **GROUP BY** in the database: one GROUPING SETS query on PostgreSQL, one query per facet on SQLite.
 
 Counts are cached per query for a few seconds (:data:`FACET_CACHE_SECONDS`).
@@ -22,12 +22,11 @@ import time
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, any_, bindparam, func, literal, select, text, tuple_
+from sqlalchemy import Integer, and_, any_, bindparam, func, literal, null, select, text, true, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from adapterhub.server.index_models import IndexEntry
-from adapterhub.server.models import Repo
 from adapterhub.server.search_query import (
     FACET_LIMIT,
     FACETS,
@@ -38,6 +37,7 @@ from adapterhub.server.search_query import (
     has_table,
     private_visible,
     text_conditions,
+    visible,
 )
 
 Facets = dict[str, list[tuple[str, int]]]
@@ -165,12 +165,13 @@ def _facet_counts(
     facets = _stored_facets(s, query, viewer)
     active = {k for k, v in query.filters.items() if v}
     narrowed = bool(active or query.q.strip())
-    if narrowed and total is not None and total <= ONE_PASS_MAX:
+    postgres = s.get_bind().dialect.name == "postgresql"  # counts in one GROUPING SETS statement instead
+    if narrowed and not postgres and total is not None and total <= ONE_PASS_MAX:
         names = [n for n in FACETS if n not in active and n not in facets]
         if names:
             facets.update(_one_pass(s, names, conditions(s, query, viewer, text_filter=tf)))
     rest = [n for n in FACETS if n not in facets and n not in active]
-    if len(rest) > 1 and s.get_bind().dialect.name == "postgresql":  # one scan for all of them
+    if len(rest) > 1 and postgres:  # one scan for all of them
         facets.update(_grouping_sets(s, rest, conditions(s, query, viewer, text_filter=tf)))
     for name, col in FACETS.items():
         if name in facets:
@@ -195,8 +196,8 @@ def _facet_counts(
 # ------------------------------------------------------------------------------------------ full text
 @dataclass
 class TextHits:
-    """A full-text search counted in one pass: ``tf`` a condition that its hits meet (their ids), ``total`` their
-    number, ``facets`` its facet counts."""
+    """A full-text search counted in one statement: ``tf`` a condition that its hits meet (their ids, or the text
+    match where they are more than TEXT_IDS_MAX), ``total`` their number, ``facets`` its facet counts."""
 
     tf: list
     total: int
@@ -204,41 +205,51 @@ class TextHits:
 
 
 def text_hits(s: Session, query: SearchQuery, viewer: Viewer | None) -> TextHits | None:
-    """PostgreSQL, full text: the adapters matching the text are read once (id, visibility and facet columns, at
-    most TEXT_IDS_MAX of them), and the total and every facet (each under all the other filters) are counted from
-    those rows, instead of a count query and facet queries over the hits. None where this does not apply."""
+    """PostgreSQL, full text: one statement reads the visible adapters matching the text once (a CTE over the
+    trigram index) and returns every facet's counts (GROUPING SETS; a facet with an active filter counted, with
+    ``FILTER``, under all the *other* filters) and the ids of the hits. None where this does not apply."""
     if not query.q.strip() or s.get_bind().dialect.name != "postgresql":
         return None
     names = list(FACETS)
-    rows = s.execute(
-        select(IndexEntry.id, IndexEntry.private, IndexEntry.repo_pk, *(FACETS[n] for n in names))
-        .where(IndexEntry.is_adapter.is_(True), *text_conditions(s, query.q))
-        .limit(TEXT_IDS_MAX + 1)
-    ).all()
-    if len(rows) > TEXT_IDS_MAX:
-        return None
-    admin = viewer is not None and viewer.admin
-    owned: set[int] = set()
-    if viewer is not None and viewer.account_ids and not admin:
-        owned = set(s.scalars(select(Repo.id).where(Repo.owner_id.in_(viewer.account_ids))))
-    wanted = [(i, query.filters[n]) for i, n in enumerate(names) if query.filters.get(n)]
+    vis = visible(viewer)
+    m = (
+        select(IndexEntry.id, *(FACETS[n].label(f"f{i}") for i, n in enumerate(names)))
+        .where(
+            IndexEntry.is_adapter.is_(True), *([vis] if vis is not None else []), *text_conditions(s, query.q)
+        )
+        .cte("m")
+    )
+    cols = [m.c[f"f{i}"] for i in range(len(names))]
+    match = {i: cols[i] == query.filters[n] for i, n in enumerate(names) if query.filters.get(n)}
+    every = and_(true(), *match.values())
+    # count column per grouping set: the hits, or (a filtered facet) the hits but for that facet's filter
+    counts = [func.count().filter(every)] + [
+        func.count().filter(and_(true(), *(c for j, c in match.items() if j != i))) for i in match
+    ]
+    slot = {i: 1 + k for k, i in enumerate(match)}
+    groups = select(*cols, *(func.grouping(c) for c in cols), *counts, null().label("ids")).group_by(
+        func.grouping_sets(*[tuple_(c) for c in cols])
+    )
+    ids_row = select(
+        *(null() for _ in cols), *(null() for _ in cols), *(null() for _ in counts), func.array_agg(m.c.id)
+    ).where(every)
+    n = len(cols)
     counters: list[Counter] = [Counter() for _ in names]
     hit_ids: list[int] = []
-    for row in rows:
-        if row[1] and not admin and row[2] not in owned:
+    for row in s.execute(groups.union_all(ids_row)):
+        if row[-1] is not None or row[2 * n] is None:  # the ids row
+            hit_ids = list(row[-1] or [])
             continue
-        values = row[3:]
-        missed = [i for i, v in wanted if values[i] != v]
-        if not missed:  # a hit: counts for every facet
-            hit_ids.append(row[0])
-            for counter, value in zip(counters, values):
-                if value is not None:
-                    counter[value] += 1
-        elif len(missed) == 1:  # a hit but for one filter: counts for that filter's facet only
-            i = missed[0]
-            if values[i] is not None:
-                counters[i][values[i]] += 1
-    tf = [IndexEntry.id == any_(literal(hit_ids, type_=ARRAY(Integer)))]
+        for i in range(n):
+            if row[n + i] == 0 and row[i] is not None:  # grouped by column i
+                c = int(row[2 * n + slot.get(i, 0)])
+                if c:
+                    counters[i][row[i]] = c
+    tf = (
+        [IndexEntry.id == any_(literal(hit_ids, type_=ARRAY(Integer)))]
+        if len(hit_ids) <= TEXT_IDS_MAX
+        else text_conditions(s, query.q)
+    )
     return TextHits(tf, len(hit_ids), {name: _top(c) for name, c in zip(names, counters)})
 
 
