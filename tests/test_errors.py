@@ -55,12 +55,21 @@ def test_unknown_preset():
         ("seq_bn[stochastic_depth=0.1]", "stochastic_depth is not supported"),
         ("lora[vera_d=0.5]", "VeRA is its own method"),
         ("prefix_tuning[encoder_prefix=False]", "encoder_prefix=False leaves no self-attention"),
-        ("prefix_tuning[use_gating=True]", "use_gating .* not supported"),
     ],
 )
 def test_bad_options(config, message):
     with pytest.raises(AdapterConfigError, match=message):
         _fresh().add_adapter("a", config=config)
+
+
+@pytest.mark.parametrize("name", ["double", "train", "training", "state_dict"])
+def test_adapter_names_of_module_attributes_are_refused_and_leave_nothing(name):
+    model = _fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(AdapterConfigError, match=f"'{name}'.* torch.nn.Module attribute"):
+        model.add_adapter(name, config="seq_bn")
+    assert not model.has_adapters() and set(model.state_dict()) == set(before)
+    model.add_adapter("double_", config="seq_bn")  # a near name is fine
 
 
 def test_overrides_in_config_string_apply():

@@ -234,6 +234,9 @@ def test_head_errors():
         model.add_classification_head("c", layers=0)
     with pytest.raises(AdapterConfigError, match="invalid head name"):
         model.add_classification_head("a.b")
+    with pytest.raises(AdapterConfigError, match="'double'.* torch.nn.Module attribute"):
+        model.add_classification_head("double")  # heads.double would be nn.Module.double
+    assert "double" not in model.heads
     with pytest.raises(AdapterConfigError, match="unsupported head type"):
         model.add_prediction_head_from_config("d", {"head_type": "dependency_parsing"})
     model.delete_head("a")

@@ -22,6 +22,7 @@ from .heads import (
     TaggingHead,
 )
 from .lm_heads import CausalLMHead, LMHead, MaskedLMHead
+from .paths import check_container_key
 
 HEAD_TYPES: dict[str, type[PredictionHead]] = {
     cls.head_type: cls
@@ -43,6 +44,8 @@ def check_new_head(heads: nn.ModuleDict, name: str, overwrite_ok: bool) -> None:
     """``name`` is a valid head name, and free in ``heads`` unless ``overwrite_ok``."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise AdapterConfigError(f"invalid head name {name!r}: use letters, digits, '_', '-' and ',' only")
+    if problem := check_container_key("head", name):
+        raise AdapterConfigError(problem)
     if name in heads and not overwrite_ok:
         raise AdapterExistsError(
             f"a head named {name!r} already exists; pass overwrite_ok=True to replace it"

@@ -20,7 +20,7 @@ from .configs import AdapterConfig, resolve_config
 from .errors import AdapterConfigError, AdapterExistsError, AdapterNotFoundError
 from .keys import adapter_pattern
 from .methods.base import Method, method_for
-from .paths import get_module
+from .paths import check_container_key, get_module
 from .rollback import all_or_nothing
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -156,6 +156,8 @@ def add_adapter(
         raise AdapterConfigError(
             f"invalid adapter name {adapter_name!r}: use letters, digits, '_' and '-' only"
         )
+    if problem := check_container_key("adapter", adapter_name):
+        raise AdapterConfigError(problem)
     resolved = resolve_config(config)
     if adapter_name in state.configs and not overwrite_ok:
         raise AdapterExistsError(

@@ -6,6 +6,18 @@ import torch
 from torch import nn
 
 
+# Names a torch module already has (methods such as `double`, `train`, `to`; attributes such as `training`):
+# adapters and heads are kept in ``nn.ModuleDict`` containers under their names, which cannot take these.
+_MODULE_ATTRIBUTES = frozenset(dir(nn.ModuleDict()))
+
+
+def check_container_key(kind: str, name: str) -> str | None:
+    """Why ``name`` cannot name an adapter / head (``kind``) in a module container, or ``None`` if it can."""
+    if name in _MODULE_ATTRIBUTES:
+        return f"invalid {kind} name {name!r}: it is the name of a torch.nn.Module attribute; choose another"
+    return None
+
+
 def get_module(root: nn.Module, path: str) -> nn.Module:
     module = root
     for part in path.split(".") if path else []:
