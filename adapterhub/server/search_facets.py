@@ -80,7 +80,7 @@ def stored_total(s: Session, query: SearchQuery, viewer: Viewer | None) -> int:
     )
     conds = _private_conditions(viewer, active)
     if conds is not None:
-        n = (n or 0) + (s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0)
+        n = (n or 0) + (s.scalar(select(func.count()).select_from(IndexEntry).where(*conds)) or 0)
     return int(n or 0)
 
 
@@ -142,7 +142,7 @@ def _group_counts(s: Session, names: list[str], conds: list) -> dict[str, Counte
     counters: list[Counter] = [Counter() for _ in names]
     flags = [func.grouping(c) for c in cols]
     stmt = (
-        select(*cols, *flags, func.count(IndexEntry.id))
+        select(*cols, *flags, func.count())
         .where(*conds)
         .group_by(func.grouping_sets(*[tuple_(c) for c in cols]))
     )
@@ -181,7 +181,7 @@ def _facet_counts(
         # the filters' indexes instead of walking this facet's index in order (SQLite).
         narrowed = bool(query.q.strip()) or any(v for k, v in query.filters.items() if k != name)
         key = col.concat("") if narrowed else col
-        cnt = func.count(IndexEntry.id)
+        cnt = func.count()
         rows = s.execute(
             select(key, cnt)
             .where(*fconds, key.is_not(None))

@@ -46,7 +46,7 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     elif stored_applies(s, query):
         total = stored_total(s, query, viewer)
     else:
-        total = s.scalar(select(func.count(IndexEntry.id)).where(*conds)) or 0
+        total = s.scalar(select(func.count()).select_from(IndexEntry).where(*conds)) or 0
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
     page = max(1, min(query.page, MAX_PAGE))  # beyond: an empty page (the offset stays a 64-bit number)
     # ids first (the sort then carries only keys, not whole rows), then the page's rows
