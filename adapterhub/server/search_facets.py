@@ -22,20 +22,21 @@ import time
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, and_, any_, bindparam, func, literal, null, select, text, true, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Integer, and_, bindparam, func, null, select, text, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
 
 from adapterhub.server.index_models import IndexEntry
 from adapterhub.server.search_query import (
     FACET_LIMIT,
     FACETS,
-    TEXT_IDS_MAX,
     SearchQuery,
     Viewer,
     conditions,
     has_table,
     private_visible,
+    sort_order,
     text_conditions,
     visible,
 )
@@ -196,24 +197,28 @@ def _facet_counts(
 # ------------------------------------------------------------------------------------------ full text
 @dataclass
 class TextHits:
-    """A full-text search counted in one statement: ``tf`` a condition that its hits meet (their ids, or the text
-    match where they are more than TEXT_IDS_MAX), ``total`` their number, ``facets`` its facet counts."""
+    """A full-text search answered in one statement: ``total`` its number of hits, ``ids`` the ids of the
+    requested page's hits in the sort order, ``facets`` its facet counts."""
 
-    tf: list
     total: int
+    ids: list[int]
     facets: Facets
 
 
-def text_hits(s: Session, query: SearchQuery, viewer: Viewer | None) -> TextHits | None:
+def text_hits(
+    s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int
+) -> TextHits | None:
     """PostgreSQL, full text: one statement reads the visible adapters matching the text once (a CTE over the
     trigram index) and returns every facet's counts (GROUPING SETS; a facet with an active filter counted, with
-    ``FILTER``, under all the *other* filters) and the ids of the hits. None where this does not apply."""
+    ``FILTER``, under all the *other* filters), the number of hits and the ids of the hits ``offset`` to
+    ``offset + limit`` in the sort order. None where this does not apply."""
     if not query.q.strip() or s.get_bind().dialect.name != "postgresql":
         return None
     names = list(FACETS)
     vis = visible(viewer)
+    keys = (IndexEntry.updated_at, IndexEntry.downloads, IndexEntry.score, IndexEntry.full_name)
     m = (
-        select(IndexEntry.id, *(FACETS[n].label(f"f{i}") for i, n in enumerate(names)))
+        select(IndexEntry.id, *keys, *(FACETS[n].label(f"f{i}") for i, n in enumerate(names)))
         .where(
             IndexEntry.is_adapter.is_(True), *([vis] if vis is not None else []), *text_conditions(s, query.q)
         )
@@ -230,27 +235,26 @@ def text_hits(s: Session, query: SearchQuery, viewer: Viewer | None) -> TextHits
     groups = select(*cols, *(func.grouping(c) for c in cols), *counts, null().label("ids")).group_by(
         func.grouping_sets(*[tuple_(c) for c in cols])
     )
+    order = [ClauseAdapter(m).traverse(o) for o in sort_order(query.sort, "postgresql")]
+    page = func.array_agg(aggregate_order_by(m.c.id, *order), type_=ARRAY(Integer))[
+        offset + 1 : offset + limit
+    ]
     ids_row = select(
-        *(null() for _ in cols), *(null() for _ in cols), *(null() for _ in counts), func.array_agg(m.c.id)
+        *(null() for _ in cols), *(null() for _ in cols), counts[0], *(null() for _ in counts[1:]), page
     ).where(every)
     n = len(cols)
     counters: list[Counter] = [Counter() for _ in names]
-    hit_ids: list[int] = []
+    total, ids = 0, []
     for row in s.execute(groups.union_all(ids_row)):
-        if row[-1] is not None or row[2 * n] is None:  # the ids row
-            hit_ids = list(row[-1] or [])
+        if row[n] is None:  # the row of the hits: their number and the page's ids
+            total, ids = int(row[2 * n]), list(row[-1] or [])
             continue
         for i in range(n):
             if row[n + i] == 0 and row[i] is not None:  # grouped by column i
                 c = int(row[2 * n + slot.get(i, 0)])
                 if c:
                     counters[i][row[i]] = c
-    tf = (
-        [IndexEntry.id == any_(literal(hit_ids, type_=ARRAY(Integer)))]
-        if len(hit_ids) <= TEXT_IDS_MAX
-        else text_conditions(s, query.q)
-    )
-    return TextHits(tf, len(hit_ids), {name: _top(c) for name, c in zip(names, counters)})
+    return TextHits(total, ids, {name: _top(c) for name, c in zip(names, counters)})
 
 
 # ------------------------------------------------------------------------------------------------ cache

@@ -38,27 +38,29 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
         raise ValueError(f"unknown filter(s): {', '.join(sorted(unknown))}")
     if query.sort not in SORTS:
         raise ValueError(f"unknown sort {query.sort!r} (one of {', '.join(SORTS)})")
-    hits = text_hits(s, query, viewer)
-    tf = hits.tf if hits is not None else text_match(s, query.q)
-    conds = conditions(s, query, viewer, text_filter=tf)
-    if hits is not None:
-        total = hits.total
-    elif stored_applies(s, query):
-        total = stored_total(s, query, viewer)
-    else:
-        total = s.scalar(select(func.count()).select_from(IndexEntry).where(*conds)) or 0
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
     page = max(1, min(query.page, MAX_PAGE))  # beyond: an empty page (the offset stays a 64-bit number)
-    # ids first (the sort then carries only keys, not whole rows), then the page's rows
-    ids = list(
-        s.scalars(
-            select(IndexEntry.id)
-            .where(*conds)
-            .order_by(*sort_order(query.sort, s.get_bind().dialect.name))
-            .limit(per_page)
-            .offset((page - 1) * per_page)
+    offset = (page - 1) * per_page
+    hits = text_hits(s, query, viewer, offset, per_page)
+    if hits is not None:
+        total, ids = hits.total, hits.ids
+    else:
+        tf = text_match(s, query.q)
+        conds = conditions(s, query, viewer, text_filter=tf)
+        if stored_applies(s, query):
+            total = stored_total(s, query, viewer)
+        else:
+            total = s.scalar(select(func.count()).select_from(IndexEntry).where(*conds)) or 0
+        # ids first (the sort then carries only keys, not whole rows), then the page's rows
+        ids = list(
+            s.scalars(
+                select(IndexEntry.id)
+                .where(*conds)
+                .order_by(*sort_order(query.sort, s.get_bind().dialect.name))
+                .limit(per_page)
+                .offset(offset)
+            )
         )
-    )
     rows = (
         {
             e.id: e

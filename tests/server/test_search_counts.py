@@ -84,6 +84,7 @@ class World:
             is_adapter=rng.random() < 0.9,
             search_text=" ".join(rng.sample(WORDS, 2)) + f" r{self.n}",
             score=rng.choice([None, 0.5, 0.7, 0.9]),
+            downloads=rng.choice([0, 3, 10]),
             updated_at=dt.datetime(2026, 1, 1) + dt.timedelta(minutes=self.n),
         )
         s.execute(insert(IndexEntry), [row])
@@ -128,13 +129,24 @@ class World:
                 owner=owners.get(e.repo_pk),
                 id=e.id,
                 score=e.score,
+                downloads=e.downloads,
+                updated_at=e.updated_at,
+                full_name=e.full_name,
             )
             out.append(row)
         return out
 
 
-def best_scored(rows: list[dict], query: SearchQuery, viewer: Viewer) -> list[int]:
-    """The ids of the hits in the order of ``sort=score``: highest score first, no score last, then newest id."""
+SORT_KEYS = {  # the documented orders; ties broken by the newest id
+    "score": lambda r: (r["score"] is None, -(r["score"] or 0), -r["id"]),
+    "downloads": lambda r: (-r["downloads"], -r["updated_at"].timestamp(), -r["id"]),
+    "recent": lambda r: (-r["updated_at"].timestamp(), -r["id"]),
+    "name": lambda r: r["full_name"],
+}
+
+
+def in_order(rows: list[dict], query: SearchQuery, viewer: Viewer) -> list[int]:
+    """The ids of the hits in the order of ``query.sort`` (score: highest first, no score last, then newest id)."""
     words = query.q.lower().split()
     hits = [
         r
@@ -144,7 +156,7 @@ def best_scored(rows: list[dict], query: SearchQuery, viewer: Viewer) -> list[in
         and all(w in r["text"] for w in words)
         and all(r[FACETS[k].key] == v for k, v in query.filters.items())
     ]
-    return [r["id"] for r in sorted(hits, key=lambda r: (r["score"] is None, -(r["score"] or 0), -r["id"]))]
+    return [r["id"] for r in sorted(hits, key=SORT_KEYS[query.sort])]
 
 
 def brute_force(
@@ -190,13 +202,15 @@ def test_totals_and_facet_counts_are_exact_under_random_writes(db, monkeypatch):
         filters = {n: data.draw(st.sampled_from(filter_values[n])) for n in names}
         q = " ".join(data.draw(st.lists(st.sampled_from(WORDS), max_size=2)))
         viewer = data.draw(st.sampled_from(viewers))
-        query = SearchQuery(q=q, filters=filters, per_page=100, sort="score")
+        per_page, page = data.draw(st.sampled_from([(100, 1), (7, 1), (7, 2), (7, 4)]))
+        sort = data.draw(st.sampled_from(list(SORT_KEYS)))
+        query = SearchQuery(q=q, filters=filters, per_page=per_page, page=page, sort=sort)
         with db.session() as s:
             res = search(s, query, viewer)
             rows = world.rows(s)
             total, facets = brute_force(rows, query, viewer)
         assert res.total == total
-        assert [e.id for e in res.items] == best_scored(rows, query, viewer)[:100]
+        assert [e.id for e in res.items] == in_order(rows, query, viewer)[(page - 1) * per_page :][:per_page]
         assert {k: dict(v) for k, v in res.facets.items()} == facets
 
     check()
