@@ -129,35 +129,95 @@ def refuse_pickle_name(path: str) -> None:
         )
 
 
-PICKLE_HEAD = 64 * 1024
+#: the largest single argument (a string or bytes an opcode carries) read while scanning content as a pickle
+PICKLE_ARGUMENT_LIMIT = 64 * 1024 * 1024
 
 
-def looks_like_pickle(head: bytes, complete: bool) -> bool:
-    """Whether ``head`` (the whole content if ``complete``) is a pickle of any protocol: protocol 2+ starts
-    with the PROTO opcode; protocols 0 and 1 are recognised by disassembling them (with the stack checks of
-    ``pickletools.dis``), which text and other formats fail within a few bytes. A complete pickle counts if
-    it imports or calls something; a valid pickle prefix that runs to the end of a cut-off head counts."""
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    if not head:
-        return False
-    src = io.BytesIO(head)
-    try:
-        pickletools.dis(src, out=io.StringIO())
-    except Exception:  # noqa: BLE001 - not a pickle, or one cut off by the head
-        return not complete and src.tell() >= len(head)
-    # a whole pickle: refused if it can import or call anything (what makes loading one dangerous; a
-    # few bytes of other binary data can form a harmless one by chance)
-    return any(op.name in CODE_OPCODES for op, _, _ in pickletools.genops(head))
+class _Scanned:
+    """A read-only view of ``size`` bytes of ``stream`` for :func:`pickletools.dis`: a read past the end or of
+    more than :data:`PICKLE_ARGUMENT_LIMIT` bytes ends the scan (as a truncated pickle ends an unpickler)
+    without reading, so that a length field in other data never makes the scan hold gigabytes."""
+
+    def __init__(self, stream: BinaryIO, size: int):
+        self.stream, self.size, self.pos = stream, size, 0
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self.size - self.pos or n > PICKLE_ARGUMENT_LIMIT:
+            raise EOFError("past the end of the content")
+        data = self.stream.read(n)
+        self.pos += len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self.stream.readline(min(self.size - self.pos, PICKLE_ARGUMENT_LIMIT))
+        self.pos += len(line)
+        return line
 
 
-CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
-                          "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"})  # fmt: skip
+def looks_like_pickle(stream: BinaryIO, size: int) -> bool:
+    """Whether the ``size`` bytes of ``stream`` are a pickle of protocol 2 or later, or one of any protocol that
+    gets to import something (and so call it) when loaded. The content is read as an unpickler reads it, opcode by opcode with ``pickletools.dis``' checks
+    (stack, memo, argument sizes), until it stops, breaks or ends; it counts if an opcode that imports or calls
+    was reached before that, since an unpickler runs each opcode as it reads it. Other formats and random bytes
+    break within a few opcodes, whatever length fields they happen to hold; a call after megabytes of padding
+    (a long string first) is still reached, up to arguments of :data:`PICKLE_ARGUMENT_LIMIT` bytes."""
+    scanned = _Scanned(stream, size)
+    while scanned.pos < size:  # pickles one after another (torch.save's legacy format writes five)
+        listing = io.StringIO()
+        try:
+            pickletools.dis(scanned, out=listing)
+            passed, complete = listing.getvalue().splitlines(), True
+        except Exception as error:  # noqa: BLE001 - the pickle breaks here (or is not one): what ran counts
+            passed, complete = listing.getvalue().splitlines(), False
+            if isinstance(error, ValueError) and any(s in str(error) for s in _CHECKED_AFTER_LISTING):
+                passed = passed[:-1]  # dis lists an opcode before its stack / memo check: this one failed it
+        # each line of the listing is one opcode: "  pos: code NAME argument"
+        names = [parts[2] for parts in map(str.split, passed) if len(parts) > 2]
+        if any(_imports(names, i) for i in range(len(names))):
+            return True
+        if names[:1] == ["PROTO"] and len(names) > 1:
+            return True  # a pickle of protocol 2 or later, whatever it holds
+        if not complete:
+            return False
+    return False
 
 
-def refuse_pickle_content(path: str, head: bytes, complete: bool = False) -> None:
+#: the errors of ``pickletools.dis`` raised after it listed the opcode that fails (its stack and memo checks)
+_CHECKED_AFTER_LISTING = (
+    "tries to pop",
+    "no MARK exists",
+    "memo key",
+    "stack is empty",
+    "markobject in the memo",
+)
+
+
+#: the opcodes through which a pickle reaches code: importing a module attribute by name. Calls (REDUCE, OBJ,
+#: NEWOBJ, BUILD) need an object that one of these produced; EXT1/2/4 reach only the copyreg extension registry
+#: and PERSID/BINPERSID only the loader's persistent_load (a plain unpickler refuses both), so random bytes
+#: that happen to start with those opcodes do not count. torch.save's pickles always import their classes.
+CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST"})
+#: what STACK_GLOBAL's module and attribute names come from (an unpickler takes only strings there)
+_STRING_PUSHES = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
+                            "SHORT_BINSTRING", "GET", "BINGET", "LONG_BINGET"})  # fmt: skip
+_MEMO_STORES = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _imports(names: list[str], i: int) -> bool:
+    """Whether opcode ``i`` of a listing imports: GLOBAL and INST always, STACK_GLOBAL when the two values
+    before it (memo stores aside) can be strings."""
+    if names[i] != "STACK_GLOBAL":
+        return names[i] in CODE_OPCODES
+    pushes = [name for name in names[:i] if name not in _MEMO_STORES][-2:]
+    return len(pushes) == 2 and all(name in _STRING_PUSHES for name in pushes)
+
+
+def refuse_pickle_content(path: str, stream: BinaryIO, size: int) -> None:
     """Refuse content that is a pickle (any protocol), whatever the file is called."""
-    if looks_like_pickle(head, complete):
+    if looks_like_pickle(stream, size):
         raise UploadError(
             f"{path}: the content is a Python pickle; pickle files are refused because loading them can run "
             "arbitrary code, use safetensors",
@@ -169,12 +229,11 @@ def refuse_pickle_content(path: str, head: bytes, complete: bool = False) -> Non
 def refuse_pickle_file(path: str, file: Path) -> None:
     """:func:`refuse_pickle_content` on a staged file, and for a zip archive (``torch.save``'s format) on
     each member: a member named ``*.pkl`` or holding a pickle is refused wherever it sits in the archive."""
-    size = os.path.getsize(file)
     with open(file, "rb") as f:
-        head = f.read(PICKLE_HEAD)
-    refuse_pickle_content(path, head, complete=size <= len(head))
-    if not head.startswith(b"PK"):
-        return
+        refuse_pickle_content(path, f, os.path.getsize(file))
+        f.seek(0)
+        if f.read(2) != b"PK":
+            return
     try:
         with zipfile.ZipFile(file) as zf:
             for m in zf.infolist():
@@ -188,8 +247,7 @@ def refuse_pickle_file(path: str, file: Path) -> None:
                         "PickleRefused",
                     )
                 with zf.open(m) as member:
-                    mhead = member.read(PICKLE_HEAD)
-                refuse_pickle_content(f"{path}:{m.filename}", mhead, complete=m.file_size <= len(mhead))
+                    refuse_pickle_content(f"{path}:{m.filename}", member, m.file_size)
     except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError, zlib.error):
         return  # not a readable zip: nothing loads it as one
 
