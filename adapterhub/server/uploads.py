@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import pickle
 import pickletools
 import posixpath
 import shutil
@@ -175,10 +176,13 @@ def looks_like_pickle(stream: BinaryIO, size: int) -> bool:
             if isinstance(error, ValueError) and any(s in str(error) for s in _CHECKED_AFTER_LISTING):
                 passed = passed[:-1]  # dis lists an opcode before its stack / memo check: this one failed it
         # each line of the listing is one opcode: "  pos: code NAME argument"
-        names = [parts[2] for parts in map(str.split, passed) if len(parts) > 2]
+        listed = [parts[2:] for parts in map(str.split, passed) if len(parts) > 2]
+        names = [entry[0] for entry in listed]
         if any(_imports(names, i) for i in range(len(names))):
             return True
-        if names[:1] == ["PROTO"] and len(names) > 1:
+        if len(listed) > 1 and listed[0] in (
+            ["PROTO", str(p)] for p in range(2, pickle.HIGHEST_PROTOCOL + 1)
+        ):
             return True  # a pickle of protocol 2 or later, whatever it holds
         if not complete:
             return False
