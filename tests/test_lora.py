@@ -1,6 +1,7 @@
 """LoRA, DoRA, rsLoRA and IA3 on every supported architecture (tiny random models): exactness, merging,
 parameter counts, training, padding, save/load, errors; PEFT files both ways against the `peft` package."""
 
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from safetensors.torch import load_file
 
 import adapterhub
 from adapterhub import AdapterConfigError
+from adapterhub.library import architectures
 from tiny_models import ARCHS, inputs, make_model, output_of
 from tiny_models import model_with_adapter as _model
 from tiny_models import perturb_adapter as _perturb
@@ -305,6 +307,26 @@ def test_llama_family_feed_forward_targets_are_placed_as_adapters_places_them(ar
         f"layers.0.mlp.{output}",
         f"layers.1.mlp.{output}",
     }
+
+
+def test_feed_forward_targets_follow_the_family_map_not_the_model_type(monkeypatch):
+    """The placement is the architecture map's ``ffn_lora_roles``: a Llama map with the plain roles puts
+    intermediate_lora on mlp.up_proj; a map that names other options is refused when it is registered."""
+    llama = architectures._ARCHITECTURES["llama"]
+    plain = dataclasses.replace(
+        llama, ffn_lora_roles={"intermediate_lora": "intermediate", "output_lora": "output"}
+    )
+    monkeypatch.setitem(architectures._ARCHITECTURES, "llama", plain)
+    model = _model("llama", "lora[attn_matrices=[],intermediate_lora=True]")
+    assert {k.split(".loras.")[0] for k in model.adapter_state_dict("a")} == {
+        "layers.0.mlp.up_proj",
+        "layers.1.mlp.up_proj",
+    }
+    with pytest.raises(ValueError, match="ffn_lora_roles"):
+        adapterhub.register_architecture(
+            "llama-typo", dataclasses.replace(llama, ffn_lora_roles={"intermediate": "output"})
+        )
+    assert "llama-typo" not in adapterhub.supported_model_types()
 
 
 def test_summary_shows_a_merged_adapter_and_a_seqcls_peft_adapter_loads_into_a_bare_model(tmp_path):

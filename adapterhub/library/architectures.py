@@ -53,12 +53,23 @@ class Architecture:
     # families (and every other family here) apply it only in the flexible LM heads. Saved adapters of such a
     # family only give the same outputs if we do the same.
     inverse_before_output_embeddings: bool = False
+    # The linear roles (keys of ``linears``) that LoRA's and IA3's feed-forward options wrap. The `adapters` library
+    # puts them on other modules in some families, and saved weight names only fit if we do the same.
+    ffn_lora_roles: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"intermediate_lora": "intermediate", "output_lora": "output"}
+    )
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
+_FFN_LORA_OPTIONS = ("intermediate_lora", "output_lora")
 
 
 def register_architecture(model_types: str | list[str], architecture: Architecture) -> None:
+    if set(architecture.ffn_lora_roles) != set(_FFN_LORA_OPTIONS):
+        raise ValueError(
+            f"ffn_lora_roles maps {sorted(architecture.ffn_lora_roles)}: it must map exactly "
+            f"{list(_FFN_LORA_OPTIONS)} to linear roles"
+        )
     for model_type in [model_types] if isinstance(model_types, str) else model_types:
         _ARCHITECTURES[model_type] = architecture
 
@@ -166,7 +177,14 @@ _LLAMA_LIKE = Architecture(
     },
     attention="self_attn",
 )
-register_architecture(["llama", "mistral"], _LLAMA_LIKE)
+# The `adapters` library's built-in Llama and Mistral put LoRA's intermediate_lora on mlp.down_proj and output_lora
+# on mlp.up_proj.
+register_architecture(
+    ["llama", "mistral"],
+    dataclasses.replace(
+        _LLAMA_LIKE, ffn_lora_roles={"intermediate_lora": "output", "output_lora": "intermediate"}
+    ),
+)
 # Qwen2 is one of the `adapters` library's plugin-interface families: the same layout, the inverse of the invertible
 # adapter before a standard LM head, and (LoRA, IA3) intermediate_lora on mlp.up_proj, output_lora on mlp.down_proj.
 register_architecture("qwen2", dataclasses.replace(_LLAMA_LIKE, inverse_before_output_embeddings=True))

@@ -18,10 +18,6 @@ from .config import ATTN_MATRICES, IA3Config, LoRAConfig
 from .layers import IA3, LoRA, Blocks, dense_weight
 
 LINEAR_TYPES = (nn.Linear, Conv1D)
-# A fact of the AdapterHub format: in Llama and Mistral models the `adapters` library puts intermediate_lora on
-# mlp.down_proj and output_lora on mlp.up_proj; saved adapters of those families only fit if we do the same.
-# Qwen2 runs there through its plugin interface, which keeps the roles (intermediate: up_proj, output: down_proj).
-_SWAPPED_FFN_ROLES = {"llama", "mistral"}
 
 
 def matches(patterns, path: str, prefix: str = "") -> bool:
@@ -139,11 +135,11 @@ class LoRAMethod(LayerTargets, Method):
                     wanted.append((prefix + arch.linears["qkv"], blocks))
                 else:
                     roles += [m for m in ATTN_MATRICES if m in config.attn_matrices]
-            swap = self.host.model.config.model_type in _SWAPPED_FFN_ROLES
+            # the family's map says which linear layers the feed-forward options wrap (the AdapterHub format's)
             if config.intermediate_lora:
-                roles.append("output" if swap else "intermediate")
+                roles.append(arch.ffn_lora_roles["intermediate_lora"])
             if config.output_lora:
-                roles.append("intermediate" if swap else "output")
+                roles.append(arch.ffn_lora_roles["output_lora"])
             for role in roles:
                 if role not in arch.linears:
                     raise AdapterConfigError(f"this model family has no {role!r} linear layer for LoRA")
