@@ -89,8 +89,6 @@ LIBRARY: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "residual-capture": lambda: _patched(
         f"{_BOTTLENECK}.sites", "BottleneckSite._reads_residual_stream", lambda: lambda s: True
     ),
-    # the up-projection as a linear layer and the residual added after it
-    "fused-up": lambda: _patched(f"{_BOTTLENECK}.layers", "Bottleneck.fused_up", lambda: lambda s, x: False),
 }
 
 

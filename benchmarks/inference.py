@@ -17,7 +17,7 @@ With a method that can merge (LoRA, DoRA, IA3) a third mode runs the adapter mer
 (``merge_adapter`` before the call, ``reset_adapter`` after it, both outside the timed region).
 
 ``--plain all`` (or comma-separated names of the library's speed tricks in ``_plain.py``: ``norm-hook``,
-``residual-capture``, ``fused-up``) adds in the same rounds the adapter with each trick switched off, and with
+``residual-capture``) adds in the same rounds the adapter with each trick switched off, and with
 all of them off together when several are named (the plain path), and prints ``fast / plain`` per trick:
 
     .venv/bin/python benchmarks/inference.py --plain all
@@ -59,7 +59,7 @@ def measure(
     def call(mode: str) -> None:
         setup, tricks_off = modes[mode]
         # the switches are entered before the adapter is activated (hooks are chosen then) and held through the
-        # timed call (the fused up-projection is chosen per call)
+        # timed call
         with library_off(tricks_off):
             model.set_active_adapters(setup)
             if mode == "merged":

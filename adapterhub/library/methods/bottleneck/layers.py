@@ -94,23 +94,13 @@ class Bottleneck(nn.Module):
         # - whether the adapter reads the residual stream r (so its site must capture it);
         self.reads_residual_stream = self.parallel or bool(config.original_ln_before)
         # - whether its input is the host's own LayerNorm(h + r) and what it adds to the residual stream is
-        #   ``out + h + r`` (seq_bn in a post-LN layer): then the site runs it from one hook on that norm;
+        #   ``out + h + r`` (seq_bn in a post-LN layer): then the site runs it from one hook on that norm.
         self.takes_normed_sum = (
             not self.parallel
             and config.original_ln_before
             and config.original_ln_after
             and config.residual_before_ln is True
             and not (config.ln_after and config.adapter_residual_before_ln)
-        )
-        # - whether the residual add can go into the up-projection's matrix product (see ``up_plus_residual``).
-        self.fuses_residual = (
-            not self.parallel
-            and isinstance(up, nn.Linear)
-            and up.bias is not None
-            and isinstance(self.scaling, float)
-            and self.scaling == 1.0
-            and not config.use_gating
-            and (config.adapter_residual_before_ln or not config.ln_after)
         )
         self.reset_parameters()
 
@@ -166,28 +156,8 @@ class Bottleneck(nn.Module):
             return up  # x * 1.0 == x bit for bit: skip a full-size multiply (and its backward)
         return up * scaling
 
-    def fused_up(self, x: torch.Tensor) -> bool:
-        """Whether this call adds the residual inside the up-projection (:meth:`up_plus_residual`): not with
-        active dropout (it comes before the add), nor under autocast (which does not cast the in-place addmm)."""
-        return (
-            self.fuses_residual
-            and (self.dropout is None or not self.training)
-            and not torch.is_autocast_enabled(x.device.type)
-        )
-
-    def up_plus_residual(self, z: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """``adapter_up(z) + residual`` as one matrix product accumulated onto ``residual + bias``: one
-        element-wise pass over the hidden states instead of two (the bias broadcast, then the residual add)."""
-        up = cast(nn.Linear, self.adapter_up)  # fuses_residual: a linear layer with a bias
-        shape = residual.shape
-        out = torch.add(residual.reshape(-1, shape[-1]), up.bias)  # fresh, so the in-place addmm is safe
-        return out.addmm_(z.reshape(-1, z.shape[-1]), up.weight.t()).view(shape)
-
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         config = self.config
-        if self.fused_up(x):
-            out = self.up_plus_residual(self.adapter_down(x), residual)
-            return self.adapter_norm_after(out) if config.ln_after else out
         up = self.bottleneck_up(x)
         out = self.dropout(up) if self.dropout is not None else up
         if config.use_gating:
