@@ -85,10 +85,6 @@ LIBRARY: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "norm-hook": lambda: _patched(
         f"{_BOTTLENECK}.sites", "BottleneckSite._runs_at_norm", lambda: lambda s: False
     ),
-    # r captured at every active site, also where no adapter reads it (double_seq_bn)
-    "residual-capture": lambda: _patched(
-        f"{_BOTTLENECK}.sites", "BottleneckSite._reads_residual_stream", lambda: lambda s: True
-    ),
 }
 
 

@@ -16,9 +16,9 @@ per-pair ratios (each adapter call against the bare call next to it).
 With a method that can merge (LoRA, DoRA, IA3) a third mode runs the adapter merged into the weights
 (``merge_adapter`` before the call, ``reset_adapter`` after it, both outside the timed region).
 
-``--plain all`` (or comma-separated names of the library's speed tricks in ``_plain.py``: ``norm-hook``,
-``residual-capture``) adds in the same rounds the adapter with each trick switched off, and with
-all of them off together when several are named (the plain path), and prints ``fast / plain`` per trick:
+``--plain all`` (or comma-separated names of the library's speed tricks in ``_plain.py``; today ``norm-hook``)
+adds in the same rounds the adapter with each trick switched off, and with all of them off together when several
+are named (the plain path), and prints ``fast / plain`` per trick:
 
     .venv/bin/python benchmarks/inference.py --plain all
 """

@@ -90,11 +90,9 @@ class Bottleneck(nn.Module):
         if config.use_gating:
             self.gate = nn.Linear(hidden_size, 1)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
-        # Decided once from the (frozen) config, not per call:
-        # - whether the adapter reads the residual stream r (so its site must capture it);
-        self.reads_residual_stream = self.parallel or bool(config.original_ln_before)
-        # - whether its input is the host's own LayerNorm(h + r) and what it adds to the residual stream is
-        #   ``out + h + r`` (seq_bn in a post-LN layer): then the site runs it from one hook on that norm.
+        # Decided once from the (frozen) config: whether the adapter's input is the host's own LayerNorm(h + r)
+        # and what it adds to the residual stream is ``out + h + r`` (seq_bn in a post-LN layer); then the site
+        # runs it from one hook on that norm.
         self.takes_normed_sum = (
             not self.parallel
             and config.original_ln_before

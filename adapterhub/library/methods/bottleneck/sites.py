@@ -6,10 +6,9 @@ hooks that the active setup needs, chosen when it is activated:
 * one adapter whose input is the host's own ``LayerNorm(h + r)`` (``seq_bn`` in a post-LN layer): a single
   forward hook on that norm, which receives ``h + r`` and its normalised value, runs the adapter on the latter
   and returns ``norm(adapter output + h + r)``;
-* otherwise a forward hook on the sub-layer that replaces its output ``h`` by what the host must add to ``r``
-  instead; a pre-hook that captures the residual stream ``r`` only where an adapter reads it (``r`` is not read
-  by ``double_seq_bn``, for instance); and (only for ``original_ln_after=False`` in post-LN models) a hook on the
-  host's LayerNorm that returns the adapter's output unchanged.
+* otherwise a pre-hook that captures the residual stream ``r``; a forward hook on the sub-layer that replaces
+  its output ``h`` by what the host must add to ``r`` instead; and (only for ``original_ln_after=False`` in
+  post-LN models) a hook on the host's LayerNorm that returns the adapter's output unchanged.
 
 With no active adapter there are no hooks at all, so the model computes exactly what it computed before. What
 one hook hands to the next within a call (``r``, the norm's replacement) is kept per thread
@@ -56,7 +55,6 @@ class BottleneckSite:
         self.norm = get_module(layer, spec.norm) if spec.norm else None
         self.active: list[str] = []
         self.plan: list = []  # the active setup at this site: adapter names and Fuse blocks, in order
-        self.reads_residual = False  # whether the active setup reads r (then a pre-hook captures it)
         self._handles: list = []
         self._call = CallState()  # "residual": r seen by the pre-hook; "override": the norm's replacement
 
@@ -94,7 +92,6 @@ class BottleneckSite:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self.reads_residual = False
         if not self.plan:
             return
         last = self.adapters[self._last_name()]
@@ -104,11 +101,7 @@ class BottleneckSite:
                 self.norm.register_forward_hook(self._adapt_at_norm, prepend=True, with_kwargs=True)
             )
             return
-        self.reads_residual = self._reads_residual_stream()
-        if self.reads_residual:
-            self._handles.append(
-                self.residual_module.register_forward_pre_hook(self._capture, with_kwargs=True)
-            )
+        self._handles.append(self.residual_module.register_forward_pre_hook(self._capture, with_kwargs=True))
         self._handles.append(self.output_module.register_forward_hook(self._replace_output))
         if not last.config.original_ln_after and self.norm is not None:
             self._handles.append(self.norm.register_forward_hook(self._replace_norm_output))
@@ -122,14 +115,6 @@ class BottleneckSite:
             and isinstance(step, str)
             and self.norm is not None
             and self.adapters[step].takes_normed_sum
-        )
-
-    def _reads_residual_stream(self) -> bool:
-        """Whether running the active setup here needs ``r`` (otherwise it is not captured)."""
-        if not self.adapters[self._last_name()].config.original_ln_after and self.norm is None:
-            return True  # the result is returned as ``new_h - r``
-        return any(
-            not isinstance(step, str) or self.adapters[step].reads_residual_stream for step in self.plan
         )
 
     def _last_name(self) -> str:
@@ -172,8 +157,8 @@ class BottleneckSite:
 
     def _replace_output(self, module, args, output):
         h = output[0] if isinstance(output, tuple) else output
-        r = self._call.take("residual") if self.reads_residual else None
-        if r is None and self.reads_residual:
+        r = self._call.take("residual")
+        if r is None:
             raise RuntimeError(
                 f"adapter site {self.location} of layer {self.index}: the residual input was not seen before the "
                 f"sub-layer output; the architecture description does not match this model"
