@@ -131,18 +131,11 @@ def _bundle_bodies_off() -> None:
     bundle._BODIES = bundle._Bodies(limit=0)  # the files read from the store for every answer
 
 
-def _commit_files_off() -> None:
-    from adapterhub.server import bundle
-
-    bundle._COMMIT_FILES = Forgets()  # a commit's file list queried for every answer
-
-
 SERVER: dict[str, Callable[[], None]] = {
     "fast-bundle": _fast_bundle_off,
     "fast-resolve": _fast_resolve_off,
     "loop-reader": _loop_reader_off,
     "bundle-bodies": _bundle_bodies_off,
-    "commit-files": _commit_files_off,
 }
 
 

@@ -19,7 +19,7 @@ Targets: cold <= 2x local, warm <= 1.1x local.
 ``--plain all`` (or a comma-separated list of names from ``_plain.py``) adds, in the same rounds, each speed trick's
 plain version beside the variant it serves, and prints ``fast / plain``: the client's tricks (``lean``,
 ``tar-reader`` for a cold load; ``json-memo``, ``recent-loads`` for a warm one) switched off in this process around
-the timed load, the hub's (``fast-bundle``, ``loop-reader``, ``bundle-bodies``, ``commit-files``) in a second hub
+the timed load, the hub's (``fast-bundle``, ``loop-reader``, ``bundle-bodies``) in a second hub
 process per trick, with the same adapter pushed, loaded cold into the same cache in use.
 
     .venv/bin/python benchmarks/load_by_identifier.py [--rounds 40] [--config "seq_bn[reduction_factor=2]"]
@@ -68,7 +68,7 @@ CLIENT_TRICKS = {
     "json-memo": "warm by id",
     "recent-loads": "warm by id",
 }
-SERVER_TRICKS = ("fast-bundle", "loop-reader", "bundle-bodies", "commit-files")  # served: cold, cache in use
+SERVER_TRICKS = ("fast-bundle", "loop-reader", "bundle-bodies")  # served: cold, cache in use
 
 
 def perturbed(model):

@@ -56,7 +56,6 @@ _FILES_SQL = text(
 )
 
 router = APIRouter(tags=["search"])
-_COMMIT_FILES: dict[str, list[dict]] = {}
 
 
 def _member(name: str, size: int) -> bytes:
@@ -202,15 +201,10 @@ def quick_manifest(conn, identifier: str, max_file_size: int, model_name: str | 
 
 
 def _manifest(conn, body: dict, max_file_size: int) -> dict:
-    files = _COMMIT_FILES.get(body["commit"])
-    if files is None:
-        files = [
-            {"path": p, "sha256": sha, "size": int(size)}
-            for p, sha, size in query_rows(conn, _FILES_SQL, {"oid": body["commit"]})
-        ]
-        if len(_COMMIT_FILES) >= 4096:
-            _COMMIT_FILES.clear()
-        _COMMIT_FILES[body["commit"]] = files  # a commit's files never change
+    files = [
+        {"path": p, "sha256": sha, "size": int(size)}
+        for p, sha, size in query_rows(conn, _FILES_SQL, {"oid": body["commit"]})
+    ]
     return {
         "format": 1,
         "resolve": body,

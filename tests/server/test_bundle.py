@@ -499,31 +499,6 @@ def test_the_files_of_small_bundles_are_read_once_and_the_plain_path_reads_each_
     assert len(set(answers)) == 1 and dict(read_tar(answers[0])[1]) == files
 
 
-def test_the_file_list_of_a_commit_is_asked_once_and_the_plain_path_each_time(
-    live_hub, uploaded, monkeypatch
-):
-    files, commit = uploaded["seq"]
-    queries: list[dict] = []
-    original = bundle_module.query_rows
-
-    def counting(conn, sql, params):
-        queries.append(params)
-        return original(conn, sql, params)
-
-    class Forgets(dict):
-        def __setitem__(self, key, value) -> None:
-            pass
-
-    monkeypatch.setattr(bundle_module, "query_rows", counting)
-    monkeypatch.setattr(bundle_module, "_COMMIT_FILES", {})
-    answers = [get_bundle(live_hub, identifier="alice/bdl-seqbn").content for _ in range(3)]
-    assert queries == [{"oid": commit}]
-    monkeypatch.setattr(bundle_module, "_COMMIT_FILES", Forgets())
-    answers += [get_bundle(live_hub, identifier="alice/bdl-seqbn").content for _ in range(2)]
-    assert queries == [{"oid": commit}] * 3
-    assert len(set(answers)) == 1 and dict(read_tar(answers[0])[1]) == files
-
-
 def bundle_scope(query: bytes) -> dict:
     return {
         "type": "http",
