@@ -57,6 +57,23 @@ def add_container(parent: nn.Module, name: str) -> nn.ModuleDict:
     return container
 
 
+def remove_from_container(parent: nn.Module, holder: str, container: str, name: str) -> None:
+    """Delete ``name`` from ``parent.<holder>.<container>`` (the undoing of :func:`get_or_create_module` and
+    :func:`add_container`): the container goes once it is empty, the holder once it holds nothing; no error if
+    any of them is absent."""
+    held = parent._modules.get(holder)
+    if held is None:
+        return
+    items = held._modules.get(container)
+    if items is not None:
+        if name in items._modules:
+            del items._modules[name]
+        if not items._modules:
+            del held._modules[container]
+    if not held._modules:
+        del parent._modules[holder]
+
+
 def get_tensor(root: nn.Module, path: str) -> torch.Tensor:
     """The parameter or buffer that ``root``'s state dict names ``path`` (``...lora_A``, a parametrization's
     ``...parametrizations.weight.0.base``), to copy saved values into."""

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import AdapterConfigError
 
@@ -142,6 +143,59 @@ class Method:
         model's state dict with PEFT's names (``bert.encoder...query.lora_A.weight``; the saver adds
         ``base_model.model.``)."""
         raise AdapterConfigError(f"{self.name} adapters cannot be saved in the PEFT format")
+
+
+class Hooks:
+    """The forward hooks and pre-hooks that one method (or one of its targets) has registered on the model.
+
+    ``add(module.register_forward_hook(...))`` keeps a hook's handle; ``clear()`` removes every hook kept, as a
+    method does whenever its active adapters change (and so when one is deactivated before it is deleted)."""
+
+    def __init__(self) -> None:
+        self._handles: list[RemovableHandle] = []
+
+    def add(self, handle: RemovableHandle) -> None:
+        self._handles.append(handle)
+
+    def clear(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class OneActiveMethod(Method):
+    """A method whose adapters run one at a time (next to adapters of other methods), from hooks that it registers
+    for the active one: ``self.active`` names that adapter (or is ``None``), ``self.hooks`` holds its hooks.
+
+    A subclass implements :meth:`add_hooks` (register the active adapter's hooks with ``self.hooks.add``) and
+    :meth:`delete_modules`; activation and deletion (which deactivates the adapter first) are the same for all."""
+
+    compositions: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, host) -> None:
+        super().__init__(host)
+        self.active: str | None = None
+        self.hooks = Hooks()
+
+    def add_hooks(self, name: str) -> None:
+        """Register the hooks that run adapter ``name`` (the active one) with ``self.hooks.add``."""
+        raise NotImplementedError
+
+    def delete_modules(self, name: str) -> None:
+        """Remove every module of the inactive adapter ``name`` (no error if some or all are absent)."""
+        raise NotImplementedError
+
+    def set_active(self, names: list[str]) -> None:
+        self.hooks.clear()
+        mine = self.own(names)
+        self.active = mine[0] if mine else None
+        if self.active is not None:
+            self.add_hooks(self.active)
+
+    def delete(self, name: str) -> None:
+        if self.active == name:
+            self.set_active([])
+        self.delete_modules(name)
 
 
 class CallState:

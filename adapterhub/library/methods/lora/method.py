@@ -12,7 +12,7 @@ from transformers.pytorch_utils import Conv1D
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
 from ...paths import get_module
-from ..base import Method, register_method
+from ..base import Hooks, Method, register_method
 from ..layer_targets import LayerTargets
 from .config import ATTN_MATRICES, IA3Config, LoRAConfig
 from .layers import IA3, LoRA, Blocks, dense_weight
@@ -44,7 +44,7 @@ class Target:
         self.loras = cast(nn.ModuleDict, module.loras)
         self.active: str | None = None
         self.original: tuple[torch.Tensor, torch.Tensor | None] | None = None  # weights before a merge
-        self._handles: list = []
+        self.hooks = Hooks()
 
     @property
     def in_features(self) -> int:
@@ -55,17 +55,15 @@ class Target:
         return dense_weight(self.module).shape[0]
 
     def set_active(self, name: str | None) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self.hooks.clear()
         self.active = name if name is not None and name in self.loras else None
         if self.active is None:
             return
         adapter = self.loras[self.active]
         if isinstance(adapter, IA3) and adapter.on_input:
-            self._handles.append(self.module.register_forward_pre_hook(self._scale_input))
+            self.hooks.add(self.module.register_forward_pre_hook(self._scale_input))
         else:
-            self._handles.append(self.module.register_forward_hook(self._adapt_output))
+            self.hooks.add(self.module.register_forward_hook(self._adapt_output))
 
     # hooks: they read only the configuration (the active adapter), never keep anything of a call
     def _scale_input(self, module, args):

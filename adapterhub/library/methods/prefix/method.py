@@ -10,8 +10,8 @@ from torch import nn
 
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError, AdapterLoadError
-from ...paths import get_module
-from ..base import CallState, Method, register_method
+from ...paths import add_container, get_module, get_or_create_module, remove_from_container
+from ..base import CallState, OneActiveMethod, register_method
 from .config import PrefixTuningConfig
 from .layers import (
     GATES,
@@ -26,7 +26,7 @@ from .layers import (
 
 
 @register_method
-class PrefixTuningMethod(Method):
+class PrefixTuningMethod(OneActiveMethod):
     """Prefix tuning: per prefixed layer, learned keys and values before the sequence's own in self-attention.
 
     A forward pre-hook on the base model computes every layer's prefix once per call; a forward pre-hook on
@@ -37,14 +37,11 @@ class PrefixTuningMethod(Method):
     name = "prefix_tuning"
     config_classes = (PrefixTuningConfig,)
     containers = ("prefix_tunings", GATES)
-    compositions = frozenset()  # one prefix active at a time (next to adapters of other methods)
     peft_types = ("PREFIX_TUNING",)
 
     def __init__(self, host) -> None:
         super().__init__(host)
-        self.active: str | None = None
         self.calls = CallState()
-        self._handles: list = []
 
     # -- geometry --
 
@@ -60,12 +57,7 @@ class PrefixTuningMethod(Method):
 
     @property
     def pool(self) -> nn.ModuleDict:
-        holder = self.host.base_model._modules.get(HOLDER)
-        if holder is None:
-            holder = nn.Module()
-            holder.add_module("prefix_tunings", nn.ModuleDict())
-            self.host.base_model.add_module(HOLDER, holder)
-        return cast(nn.ModuleDict, holder.prefix_tunings)
+        return add_container(get_or_create_module(self.host.base_model, HOLDER), "prefix_tunings")
 
     def prefix(self, name: str) -> nn.Module:
         return cast(nn.ModuleDict, self.pool[name])[LOCATION]
@@ -125,50 +117,28 @@ class PrefixTuningMethod(Method):
     @staticmethod
     def _gates(attention: nn.Module, create: bool = False) -> nn.ModuleDict | None:
         """The gates at one attention module (``<attention>.prefix_tuning.prefix_gates``, AdapterHub names)."""
+        if create:
+            return add_container(get_or_create_module(attention, HOLDER), GATES)
         holder = attention._modules.get(HOLDER)
-        if holder is None and create:
-            holder = nn.Module()
-            holder.add_module(GATES, nn.ModuleDict())
-            attention.add_module(HOLDER, holder)
         return None if holder is None else cast(nn.ModuleDict, holder._modules[GATES])
 
-    def delete(self, name: str) -> None:
-        if self.active == name:
-            self.set_active([])
-        for attention, gates in self._all_gates():
-            if name in gates:
-                del gates[name]
-            if not len(gates):
-                del attention._modules[HOLDER]
-        holder = self.host.base_model._modules.get(HOLDER)
-        if holder is None:
-            return
-        if name in holder.prefix_tunings:
-            del holder.prefix_tunings[name]
-        if not len(holder.prefix_tunings):
-            del self.host.base_model._modules[HOLDER]
+    def delete_modules(self, name: str) -> None:
+        for attention, _ in self._all_gates():
+            remove_from_container(attention, HOLDER, GATES, name)
+        remove_from_container(self.host.base_model, HOLDER, "prefix_tunings", name)
 
-    def set_active(self, names: list[str]) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        mine = self.own(names)
-        self.active = mine[0] if mine else None
-        if self.active is None:
-            return
-        config = cast(PrefixTuningConfig, self.config(self.active))
-        self._handles.append(self.host.base_model.register_forward_pre_hook(self._prepare))
+    def add_hooks(self, name: str) -> None:
+        config = cast(PrefixTuningConfig, self.config(name))
+        self.hooks.add(self.host.base_model.register_forward_pre_hook(self._prepare))
         for position, index in enumerate(self.prefixed_layers(config)):
             if index in self.host.skip_layers:  # AdapterDrop: this layer's prefix is left out
                 continue
             attention = get_module(self.host.layers[index], self.host.architecture.attention)
             hook = _Inject(self, position)
-            self._handles.append(attention.register_forward_pre_hook(hook, with_kwargs=True))
+            self.hooks.add(attention.register_forward_pre_hook(hook, with_kwargs=True))
         if config.shift_positions:
             module, shift = cast(tuple, self._shift_site())
-            self._handles.append(
-                module.register_forward_pre_hook(shift(config.prefix_length), with_kwargs=True)
-            )
+            self.hooks.add(module.register_forward_pre_hook(shift(config.prefix_length), with_kwargs=True))
 
     def modules(self, name: str) -> list[nn.Module]:
         return [self.prefix(name)] + [gates[name] for _, gates in self._all_gates() if name in gates]

@@ -11,8 +11,8 @@ from torch import nn
 
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
-from ...paths import get_module
-from ..base import Method, register_method
+from ...paths import add_container, get_module, get_or_create_module, remove_from_container
+from ..base import OneActiveMethod, register_method
 from .config import PromptTuningConfig
 
 HOLDER = "prompt_tuning"  # module on the base model holding the ``prompt_tunings`` dict (AdapterHub names)
@@ -34,29 +34,18 @@ class PromptTuning(nn.Module):
 
 
 @register_method
-class PromptTuningMethod(Method):
+class PromptTuningMethod(OneActiveMethod):
     """Prompt tuning: a forward hook on the module that outputs the embedded sequence (the architecture's
     ``prompt`` path) puts the prompt into it; a forward pre-hook on the base model extends the attention mask."""
 
     name = "prompt_tuning"
     config_classes = (PromptTuningConfig,)
     containers = ("prompt_tunings",)
-    compositions = frozenset()  # one prompt active at a time (next to adapters of other methods)
     peft_types = ("PROMPT_TUNING",)
-
-    def __init__(self, host) -> None:
-        super().__init__(host)
-        self.active: str | None = None
-        self._handles: list = []
 
     @property
     def pool(self) -> nn.ModuleDict:
-        holder = self.host.base_model._modules.get(HOLDER)
-        if holder is None:
-            holder = nn.Module()
-            holder.add_module("prompt_tunings", nn.ModuleDict())
-            self.host.base_model.add_module(HOLDER, holder)
-        return cast(nn.ModuleDict, holder.prompt_tunings)
+        return add_container(get_or_create_module(self.host.base_model, HOLDER), "prompt_tunings")
 
     def add(self, name: str, config: AdapterConfig) -> None:
         if not isinstance(config, PromptTuningConfig):
@@ -107,32 +96,17 @@ class PromptTuningMethod(Method):
         embeddings = self.host.model.get_input_embeddings()
         return embeddings(torch.tensor(ids, device=embeddings.weight.device)).float()
 
-    def delete(self, name: str) -> None:
-        if self.active == name:
-            self.set_active([])
-        holder = self.host.base_model._modules.get(HOLDER)
-        if holder is None:
-            return
-        if name in holder.prompt_tunings:
-            del holder.prompt_tunings[name]
-        if not len(holder.prompt_tunings):
-            del self.host.base_model._modules[HOLDER]
+    def delete_modules(self, name: str) -> None:
+        remove_from_container(self.host.base_model, HOLDER, "prompt_tunings", name)
 
-    def set_active(self, names: list[str]) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        mine = self.own(names)
-        self.active = mine[0] if mine else None
-        if self.active is None:
-            return
-        if cast(PromptTuningConfig, self.config(self.active)).input_embeddings:
+    def add_hooks(self, name: str) -> None:
+        if cast(PromptTuningConfig, self.config(name)).input_embeddings:
             hook = self._embed_inputs
         else:
             embedded = get_module(self.host.base_model, self.host.architecture.prompt)
-            self._handles.append(embedded.register_forward_hook(self._insert))
+            self.hooks.add(embedded.register_forward_hook(self._insert))
             hook = self._extend_mask
-        self._handles.append(self.host.base_model.register_forward_pre_hook(hook, with_kwargs=True))
+        self.hooks.add(self.host.base_model.register_forward_pre_hook(hook, with_kwargs=True))
 
     def modules(self, name: str) -> list[nn.Module]:
         return [self.pool[name]]

@@ -11,8 +11,8 @@ from torch import nn
 
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
-from ...paths import add_container, get_or_create_module
-from ..base import CallState, Method, register_method
+from ...paths import add_container, get_or_create_module, remove_from_container
+from ..base import CallState, OneActiveMethod, register_method
 from .config import ReftConfig
 from .layers import HOLDER, ReftModule
 from .positions import positions
@@ -21,7 +21,7 @@ _POSITIONS = "positions"
 
 
 @register_method
-class ReftMethod(Method):
+class ReftMethod(OneActiveMethod):
     """ReFT (LoReFT, NoReFT, DiReFT): an intervention on the output of chosen layers at the first and last tokens.
 
     A forward pre-hook on the base model finds, once per call, the positions of the first ``prefix_positions``
@@ -32,13 +32,10 @@ class ReftMethod(Method):
     name = "reft"
     config_classes = (ReftConfig,)
     containers = ("refts",)
-    compositions = frozenset()  # one ReFT adapter active at a time (next to adapters of other methods)
 
     def __init__(self, host) -> None:
         super().__init__(host)
-        self.active: str | None = None
         self.calls = CallState()
-        self._handles: list = []
         self._arguments: list[str] = []
 
     # -- adapters --
@@ -72,43 +69,26 @@ class ReftMethod(Method):
                     torch.manual_seed(cast(int, config.init_weights_seed))
                 module = ReftModule(self.host.hidden_size, config, dtype, "cpu")
             module.to(reference.device).train(self.host.model.training)
-            refts = add_container(get_or_create_module(layer, f"{HOLDER}"), "refts")
+            refts = add_container(get_or_create_module(layer, HOLDER), "refts")
             refts[name] = module
 
-    def delete(self, name: str) -> None:
-        if self.active == name:
-            self.set_active([])
+    def delete_modules(self, name: str) -> None:
         for layer in self.host.layers:
-            holder = layer._modules.get(HOLDER)
-            if holder is None:
-                continue
-            if name in holder.refts:
-                del holder.refts[name]
-            if not len(holder.refts):
-                del layer._modules[HOLDER]
+            remove_from_container(layer, HOLDER, "refts", name)
 
     def modules(self, name: str) -> list[nn.Module]:
         held = [self._held(i) for i in range(len(self.host.layers))]
         return [refts[name] for refts in held if refts is not None and name in refts]
 
-    def set_active(self, names: list[str]) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        mine = self.own(names)
-        self.active = mine[0] if mine else None
-        if self.active is None:
-            return
+    def add_hooks(self, name: str) -> None:
         base = self.host.base_model
         self._arguments = list(inspect.signature(base.forward).parameters)
-        self._handles.append(base.register_forward_pre_hook(self._prepare, with_kwargs=True))
+        self.hooks.add(base.register_forward_pre_hook(self._prepare, with_kwargs=True))
         for index, layer in enumerate(self.host.layers):
             refts = self._held(index)
-            if index in self.host.skip_layers or refts is None or self.active not in refts:
+            if index in self.host.skip_layers or refts is None or name not in refts:
                 continue  # AdapterDrop leaves this layer's intervention out
-            self._handles.append(
-                layer.register_forward_hook(_Intervene(self, cast(ReftModule, refts[self.active])))
-            )
+            self.hooks.add(layer.register_forward_hook(_Intervene(self, cast(ReftModule, refts[name]))))
 
     # -- the forward path (re-entrant: a call's positions go through CallState) --
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from torch import nn
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
 from ...paths import get_module
-from ..base import Method, register_method
+from ..base import Hooks, Method, register_method
 from ..layer_targets import LayerTargets
 from ..lora.layers import dense_weight
 from ..lora.method import LINEAR_TYPES, matches
@@ -55,15 +55,13 @@ class Target:
         self.veras = cast(nn.ModuleDict, module.veras)
         self.active: str | None = None
         self.original: torch.Tensor | None = None
-        self._handle: Any = None
+        self.hooks = Hooks()
 
     def set_active(self, name: str | None) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        self.hooks.clear()
         self.active = name if name is not None and name in self.veras else None
         if self.active is not None:
-            self._handle = self.module.register_forward_hook(self._adapt_output)
+            self.hooks.add(self.module.register_forward_hook(self._adapt_output))
 
     def merge(self, name: str) -> None:
         with torch.no_grad():
