@@ -2,8 +2,8 @@
 one taken, for the benchmarks' side-by-side "plain" variants (``fast / plain`` ratios). A switch is a monkeypatch
 in the process that runs the benchmark, or, for the hub's tricks, in the hub's own process (:func:`serve_plain`,
 used by ``_hub.hub_server(plain=...)``). The plain paths are complete and tested on their own; the tests that each
-trick is taken are in tests/server/test_bundle.py, tests/server/test_fast_download.py,
-tests/client/test_bundle_load.py and tests/test_bottleneck_fast_path.py.
+trick is taken are in tests/server/test_bundle.py, tests/client/test_bundle_load.py and
+tests/test_bottleneck_fast_path.py.
 """
 
 from __future__ import annotations
@@ -108,17 +108,6 @@ def _fast_bundle_off() -> None:
             module.fast_bundle = declines
 
 
-def _fast_resolve_off() -> None:
-    from adapterhub.server import app, downloads
-
-    async def declines(*args) -> bool:
-        return False
-
-    for module in (downloads, app):
-        if hasattr(module, "fast_resolve"):
-            module.fast_resolve = declines
-
-
 def _loop_reader_off() -> None:
     from adapterhub.server.db import Database
 
@@ -133,7 +122,6 @@ def _bundle_bodies_off() -> None:
 
 SERVER: dict[str, Callable[[], None]] = {
     "fast-bundle": _fast_bundle_off,
-    "fast-resolve": _fast_resolve_off,
     "loop-reader": _loop_reader_off,
     "bundle-bodies": _bundle_bodies_off,
 }

@@ -4,10 +4,7 @@ machine. Both are measured in interleaved rounds with the same clients: httpx (w
 fresh connection per download) and, where installed, curl (a fresh connection each, and keep-alive); the
 median of the rounds is reported, and the ratio hub/static. Every download is checked (sha256 or size).
 
-    .venv/bin/python benchmarks/hub_download.py [--rounds 15] [--downloads 10] [--plain]
-
-``--plain`` adds, in the same rounds, a second hub with the plain-ASGI download path (``downloads.fast_resolve``)
-switched off, so that every download goes through the FastAPI route, and prints ``fast / plain``.
+    .venv/bin/python benchmarks/hub_download.py [--rounds 15] [--downloads 10]
 """
 
 from __future__ import annotations
@@ -93,7 +90,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--downloads", type=int, default=10)
-    ap.add_argument("--plain", action="store_true", help="also a hub without the plain-ASGI download path")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -115,19 +111,12 @@ def main() -> None:
             wait_http(static_url)
             with contextlib.ExitStack() as stack:
                 url, token = stack.enter_context(hub_server(tmp / "hub"))
-                hubs = [(url, token)]
-                if args.plain:
-                    hubs.append(stack.enter_context(hub_server(tmp / "hub-plain", plain=["fast-resolve"])))
-                for hub_at, hub_token in hubs:
-                    api = HfApi(endpoint=hub_at, token=hub_token)
-                    api.create_repo("bench/adapter")
-                    api.upload_file(
-                        path_or_fileobj=data, path_in_repo="adapter.safetensors", repo_id="bench/adapter"
-                    )
-                hub_url = f"{url}/bench/adapter/resolve/main/adapter.safetensors"
-                plain_url = (
-                    f"{hubs[-1][0]}/bench/adapter/resolve/main/adapter.safetensors" if args.plain else ""
+                api = HfApi(endpoint=url, token=token)
+                api.create_repo("bench/adapter")
+                api.upload_file(
+                    path_or_fileobj=data, path_in_repo="adapter.safetensors", repo_id="bench/adapter"
                 )
+                hub_url = f"{url}/bench/adapter/resolve/main/adapter.safetensors"
                 # the real client end to end once (HEAD + GET + cache), to check the bytes
                 got = hf_hub_download(
                     "bench/adapter", "adapter.safetensors", endpoint=url, cache_dir=tmp / "cache", token=False
@@ -137,15 +126,9 @@ def main() -> None:
                 hub_pid = server_pid(url)
                 cpu0 = (process_cpu_seconds(hub_pid), process_cpu_seconds(static.pid))
                 hub, stat, curl = [], [], {True: ([], []), False: ([], [])}
-                plain: list[float] = []
-                plain_curl: list[float] = []
                 for _ in range(args.rounds):  # interleaved, so that load from elsewhere hits both alike
                     hub.append(timed_downloads(hub_url, args.downloads, sha))
                     stat.append(timed_downloads(static_url, args.downloads, sha))
-                    if plain_url:
-                        plain.append(timed_downloads(plain_url, args.downloads, sha))
-                        if shutil.which("curl"):
-                            plain_curl.append(timed_curl(plain_url, args.downloads, True))
                     if shutil.which("curl"):
                         for close in (True, False):
                             curl[close][0].append(timed_curl(hub_url, args.downloads, close))
@@ -175,13 +158,6 @@ def main() -> None:
             print(
                 f"curl ({how}): hub median {hc:.1f} MB/s, static median {sc:.1f} MB/s, ratio {hc / sc:.2f}x"
             )
-    if plain:
-        p = statistics.median(plain)
-        line = f"trick fast-resolve: fast / plain (MB/s) = httpx {h / p:.3f} ({h:.1f} / {p:.1f})"
-        if plain_curl:
-            hc, pc = statistics.median(curl[True][0]), statistics.median(plain_curl)
-            line += f", curl new connection each {hc / pc:.3f} ({hc:.1f} / {pc:.1f})"
-        print(line)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ serves (the hub itself, its hooks and extensions live in ``hub.py``).
 ``setup(hub)`` has added its hooks), then ``create_app(routers=[...])``, then the HF-style repository URLs
 (``links``) and last the catch-all download route (``downloads``), so that extension paths such as ``/`` or
 ``/{namespace}/{name}`` win over it. Errors are answered by the one handler that ``errors.install`` registers.
-:class:`HubApp` puts the gate (``gate.admit``), the plain-ASGI fast paths and the access log in front.
+:class:`HubApp` puts the gate (``gate.admit``), the plain-ASGI bundle path and the access log in front.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ACCESS_LOG = logging.getLogger("adapterhub.access")
 
 
 class HubApp(FastAPI):
-    """FastAPI, plus plain-ASGI fast paths for the most frequent requests: downloading a file or a bundle.
+    """FastAPI, plus a plain-ASGI fast path for the most frequent request: downloading a bundle.
 
     With ``access_log`` set (``adapterhub serve`` sets it and turns uvicorn's own off), each request is logged
     to ``adapterhub.access`` once its answer has gone out, with uvicorn's access-log arguments (client, method,
@@ -73,9 +73,6 @@ class HubApp(FastAPI):
         receive = await gate.admit(self.state.hub, scope, receive, send)
         if receive is None:
             return  # refused before anything was read
-        if scope["type"] == "http" and b"/resolve/" in (scope.get("raw_path") or b""):
-            if await downloads.fast_resolve(self.state.hub, scope, send):
-                return
         if (
             scope["type"] == "http"
             and scope.get("path") == "/api/adapters/bundle"

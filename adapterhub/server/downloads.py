@@ -1,28 +1,24 @@
 """File downloads: ``HEAD``/``GET /{repo}/resolve/{revision}/{path}`` with the metadata headers that
 huggingface_hub needs (``X-Repo-Commit``, ``ETag`` = sha256, ``X-Linked-Etag``, ``X-Linked-Size``, true
-``Content-Length``), ``Range`` requests, and HF error codes. The common case (a readable file, no Range)
-takes a plain-ASGI fast path (:func:`fast_resolve`, called by ``app.HubApp``); everything else goes
-through the catch-all route ``resolve_router``, included last by ``create_app``.
+``Content-Length``), ``Range`` requests, and HF error codes, all answered by the catch-all route
+``resolve_router``, included last by ``create_app``. A file in local storage is streamed from disk in pieces of
+``_BlobResponse.chunk_size``; one in an object store is streamed through the hub or, with ``blob_redirect``,
+answered by a redirect to a presigned URL.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from starlette.requests import cookie_parser
 
 from adapterhub.server import repos, security
-from adapterhub.server.auth import Caller, caller_from_header
 from adapterhub.server.checks import ADAPTER_CONFIG
-from adapterhub.server.errors import AuthError, HubError, NotFound, RepoNotFound
+from adapterhub.server.errors import HubError, NotFound, RepoNotFound
 from adapterhub.server.hub import Hub, get_hub
 from adapterhub.server.inputs import caller_of, raw_segments
-from adapterhub.server.sessions import cookie_token
 
 resolve_router = APIRouter()
 
@@ -136,89 +132,6 @@ def _file_headers(commit_oid: str, sha: str, size: int, rev: str, path: str) -> 
         "Accept-Ranges": "bytes",
         "Cache-Control": "public, max-age=31536000, immutable" if repos.COMMIT_RE.match(rev) else "no-cache",
     }
-
-
-FAST_MAX = 64 * 1024 * 1024
-FAST_CHUNK = 256 * 1024  # sent in pieces: measured faster than one message or 64 KiB / 1 MiB pieces
-FAST_WHOLE = 1024 * 1024  # read at once up to this size; larger files are read piece by piece while sent
-
-
-async def fast_resolve(hub: Hub, scope, send) -> bool:
-    """The common download (GET/HEAD of a readable file, no Range) in plain ASGI, without the framework's
-    routing: one query, one read for a small file (larger ones are read one piece at a time while they are
-    sent, so a request holds at most ``FAST_WHOLE`` bytes), body messages of ``FAST_CHUNK``. Returns False
-    to let the normal route answer (errors, ranges, counted files, big files), which then gives the same
-    answer as before, more slowly."""
-    headers = dict(scope.get("headers") or [])
-    if b"range" in headers or scope["method"] not in ("GET", "HEAD"):
-        return False
-    segs = [
-        unquote(p)
-        for p in (scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0].strip("/").split("/")
-    ]
-    if len(segs) < 5 or segs[2] != "resolve" or segs[1] == "resolve" or segs[0] in ("datasets", "spaces"):
-        return False
-    repo_id, rev, path = "/".join(segs[:2]), segs[3], "/".join(segs[4:])
-    if path in COUNTED:
-        return False
-
-    def lookup():
-        auth = headers.get(b"authorization")
-        if not auth and b"cookie" in headers:  # the web UI's login: the normal route takes it
-            if cookie_token(cookie_parser(headers[b"cookie"].decode("latin-1"))):
-                return None
-        caller = Caller()
-        if auth:
-            with hub.db.session() as s:
-                caller = caller_from_header(s, auth.decode("latin-1"))
-        _, commit_oid, sha, size = repos.lookup_file(hub, caller, repo_id, rev, path)
-        local = hub.store.local_path(sha)
-        if local is None or size > FAST_MAX:
-            return None
-        chunks, rest = [], None
-        if scope["method"] == "GET":
-            f = open(local, "rb")
-            if os.fstat(f.fileno()).st_size != size:
-                f.close()
-                return None
-            if size > FAST_WHOLE:
-                rest = f  # read while sending
-            else:
-                with f:
-                    while chunk := f.read(FAST_CHUNK):
-                        chunks.append(chunk)
-        return commit_oid, sha, size, chunks, rest
-
-    try:
-        found = await run_in_threadpool(lookup)
-    except (HubError, AuthError, FileNotFoundError):  # the route's answers: 401/403/404, 500 BlobMissing
-        return False
-    if found is None:
-        return False
-    commit_oid, sha, size, chunks, rest = found
-    if scope["method"] == "GET" and rest is None and sum(map(len, chunks)) != size:
-        return False
-    out = _file_headers(commit_oid, sha, size, rev, path)
-    out["Content-Length"] = str(size)
-    start = {"type": "http.response.start", "status": 200,
-             "headers": [(k.lower().encode(), v.encode()) for k, v in out.items()]}  # fmt: skip
-    if rest is not None:
-        with rest:
-            await send(start)
-            left = size
-            while left > 0:
-                chunk = await run_in_threadpool(rest.read, min(FAST_CHUNK, left))
-                if not chunk:
-                    raise OSError(f"blob {sha} ended {left} bytes early")  # the connection is dropped
-                left -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
-        return True
-    await send(start)
-    for i, chunk in enumerate(chunks):
-        await send({"type": "http.response.body", "body": chunk, "more_body": i + 1 < len(chunks)})
-    if not chunks:
-        await send({"type": "http.response.body", "body": b""})
-    return True
 
 
 def _iter_blob(blob, length: int):

@@ -265,39 +265,6 @@ def test_safe_names_and_plain_files_still_pass(live_hub, repos_):
     assert httpx.get(f"{live_hub.url}/alice/names/resolve/main/sat. hello.txt").content == b"sat. hello"
 
 
-# --- item: memory of the download fast path -----------------------------------------------------------
-
-
-def test_fast_download_path_holds_a_bounded_part_of_a_large_file(live_hub, repos_):
-    """The plain-ASGI download path reads a file over FAST_WHOLE piece by piece while it sends it: the
-    request's peak memory stays near one piece, not the file's size (here 8 MiB)."""
-    import asyncio
-    import tracemalloc
-
-    from adapterhub.server import downloads
-
-    data = os.urandom(8 * 1024 * 1024)
-    assert _commit(live_hub, "alice/open", _file("big.dat", data)).status_code == 200
-    got, peak = bytearray(), [0]
-
-    async def send(message) -> None:
-        got.extend(message.get("body", b""))
-        peak[0] = max(peak[0], tracemalloc.get_traced_memory()[0])
-        message.clear()
-
-    scope = {"type": "http", "method": "GET", "headers": [], "raw_path": b"/alice/open/resolve/main/big.dat"}
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        got_before = len(got)
-        assert asyncio.run(downloads.fast_resolve(live_hub.hub, scope, send)) is True
-    finally:
-        tracemalloc.stop()
-    assert got_before == 0 and bytes(got) == data
-    held = peak[0] - base - len(got)  # what the server side held beyond the bytes the client received
-    assert held < 2 * 1024 * 1024, held
-
-
 # --- item: leftovers ----------------------------------------------------------------------------------
 
 
