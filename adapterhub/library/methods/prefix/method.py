@@ -158,13 +158,21 @@ class PrefixTuningMethod(OneActiveMethod):
 
     def _prepare(self, module, args) -> None:
         if self.active is not None:
-            self.calls.put("prefixes", self.prefix(self.active)())
+            self.calls.put("prefixes", (self.prefix(self.active)(), False))
 
     def layer_prefix(self, position: int) -> torch.Tensor:
-        prefixes = self.calls.take("prefixes")
-        if prefixes is None:  # the attention runs outside a call of the base model (recomputation)
+        """This call's prefix of layer ``position``. The prefixes are computed once per call of the base model;
+        a layer that runs again with gradients after it ran without (re-entrant activation checkpointing
+        recomputes each layer in a backward pass of its own) gets prefixes with a graph of its own: one graph
+        shared by those backward passes would be freed by the first of them."""
+        prefixes, ran_without_grad = self.calls.take("prefixes") or (None, False)
+        if prefixes is None:  # the attention runs outside a call of the base model
             prefixes = self.prefix(cast(str, self.active))()
-        self.calls.put("prefixes", prefixes)
+        if not torch.is_grad_enabled() and prefixes[position].requires_grad:
+            ran_without_grad = True
+        self.calls.put("prefixes", (prefixes, ran_without_grad))
+        if ran_without_grad and torch.is_grad_enabled():
+            return self.prefix(cast(str, self.active))()[position]
         return prefixes[position]
 
     # -- ejection --
