@@ -68,3 +68,21 @@ def test_our_save_loads_back_like_the_fixture(arch, name, tmp_path):
     fresh.load_adapter(tmp_path)
     fresh.set_active_adapters(meta["active_setup"])
     assert (_run(fresh, expected) - expected["output"]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "preset, changed",
+    [
+        ("lora", {"use_rslora": True, "target_modules": ["query"]}),
+        ("ia3", {"target_modules": ["value"], "feedforward_modules": ["value"]}),
+        ("prefix_tuning", {"shift_positions": True}),
+        ("prompt_tuning", {"input_embeddings": True, "random_uniform_scale": 0.1}),
+    ],
+)
+def test_configs_write_the_peers_keys_and_our_extensions_only_when_set(preset, changed):
+    saved = json.loads((FIXTURES / "bert" / "adapters" / preset / "bin" / "adapter_config.json").read_text())
+    config = adapterhub.resolve_config(preset)
+    assert set(config.to_dict()) == set(saved["config"])
+    data = config.replace(**changed).to_dict()
+    assert {key: data[key] for key in changed} == changed
+    assert adapterhub.resolve_config(data) == config.replace(**changed)

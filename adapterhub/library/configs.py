@@ -28,9 +28,15 @@ class AdapterConfig:
     method: ClassVar[str] = ""
     #: value of the "architecture" key in saved configs (``None``: the key is not written, as for bottlenecks)
     architecture: ClassVar[str | None] = None
+    #: options beyond the AdapterHub format and their defaults: written only when they differ, so that files with
+    #: default options stay readable by the `adapters` library
+    extensions: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        for key, default in self.extensions.items():
+            if data.get(key) == default:
+                del data[key]
         if self.architecture is not None:
             data["architecture"] = self.architecture
         return data

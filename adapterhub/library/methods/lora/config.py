@@ -18,8 +18,6 @@ ATTN_MATRICES = ("q", "k", "v")
 LORA_INITS = ("lora", "gaussian", "bert", "ia3")
 IA3_INITS = ("ia3", "lora", "bert")
 DTYPES = (None, "float32", "float16", "bfloat16", "float64")
-#: options written only when they differ from these values
-_EXTENSIONS = {"use_rslora": False, "target_modules": None, "feedforward_modules": None}
 
 
 @register_config_class
@@ -36,6 +34,7 @@ class LoRAConfig(AdapterConfig):
 
     method = "lora"
     architecture = "lora"
+    extensions = {"use_rslora": False, "target_modules": None, "feedforward_modules": None}
 
     selfattn_lora: bool = True
     intermediate_lora: bool = False
@@ -62,13 +61,6 @@ class LoRAConfig(AdapterConfig):
         if cls is LoRAConfig and data.get("composition_mode") == "scale":
             return IA3Config.from_dict(data)
         return super().from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        for key, default in _EXTENSIONS.items():
-            if data.get(key) == default:
-                del data[key]
-        return data
 
     @property
     def scaling(self) -> float:

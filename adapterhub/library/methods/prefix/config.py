@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Optional
 
 from ...configs import AdapterConfig, register_config_class, register_preset
 from ...errors import AdapterConfigError
 
 NON_LINEARITIES = ("tanh", "relu", "gelu", "silu", "swish")
-#: options written only when they differ from these values (beyond the AdapterHub format)
-_EXTENSIONS = {"shift_positions": False}
 
 
 @register_config_class
@@ -32,6 +30,7 @@ class PrefixTuningConfig(AdapterConfig):
 
     method = "prefix_tuning"
     architecture = "prefix_tuning"
+    extensions = {"shift_positions": False}
 
     encoder_prefix: bool = True
     cross_prefix: bool = True
@@ -45,13 +44,6 @@ class PrefixTuningConfig(AdapterConfig):
     shared_gating: bool = True
     init_weights_seed: Optional[int] = None
     shift_positions: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        for key, default in _EXTENSIONS.items():
-            if data.get(key) == default:
-                del data[key]
-        return data
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "leave_out", sorted(int(i) for i in (self.leave_out or [])))

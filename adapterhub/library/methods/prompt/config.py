@@ -25,6 +25,8 @@ class PromptTuningConfig(AdapterConfig):
 
     method = "prompt_tuning"
     architecture = "prompt_tuning"
+    # random_uniform_scale is a class attribute in the AdapterHub format, not a saved option
+    extensions = {"random_uniform_scale": 0.5, "input_embeddings": False}
 
     prompt_length: int = 10
     prompt_init: str = "random_uniform"
@@ -33,14 +35,6 @@ class PromptTuningConfig(AdapterConfig):
     init_weights_seed: Optional[int] = None
     random_uniform_scale: float = 0.5
     input_embeddings: bool = False
-
-    def to_dict(self):
-        data = super().to_dict()
-        # not written by the AdapterHub format: random_uniform_scale (a class attribute there), input_embeddings
-        for key, default in (("random_uniform_scale", 0.5), ("input_embeddings", False)):
-            if data.get(key) == default:
-                del data[key]
-        return data
 
     def __post_init__(self) -> None:
         problems = []
