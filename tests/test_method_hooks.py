@@ -83,3 +83,24 @@ def test_remove_from_container_drops_emptied_containers_and_holders_only():
     remove_from_container(parent, "holder", "other", "a")
     assert "holder" not in parent._modules
     remove_from_container(parent, "holder", "other", "a")
+
+
+@pytest.mark.parametrize("preset", ["lora", "prefix_tuning", "prompt_tuning", "loreft"])
+def test_init_weights_seed_fixes_the_weights_and_leaves_the_global_generator(preset):
+    model = adapterhub.init(make_model("bert"))
+    config = adapterhub.resolve_config(preset)
+
+    def weights(name):
+        return list(model.adapterhub_state.adapter_parameters(name).values())
+
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    model.add_adapter("a", config=config.replace(init_weights_seed=3))
+    model.add_adapter("b", config=config.replace(init_weights_seed=3))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(torch.equal(x, y) for x, y in zip(weights("a"), weights("b")))
+    model.add_adapter("c", config=config)  # unseeded: drawn from the global generator, which moves on
+    model.add_adapter("d", config=config)
+    assert not torch.equal(torch.random.get_rng_state(), before)
+    assert any(not torch.equal(x, y) for x, y in zip(weights("c"), weights("d")))
+    assert any(not torch.equal(x, y) for x, y in zip(weights("a"), weights("c")))

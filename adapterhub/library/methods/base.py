@@ -29,7 +29,9 @@ that one hook hands to another within a call go through :class:`CallState` (per 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -196,6 +198,18 @@ class OneActiveMethod(Method):
         if self.active == name:
             self.set_active([])
         self.delete_modules(name)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Initialise weights from ``init_weights_seed``: inside, random draws come from ``torch.manual_seed(seed)``,
+    and the global CPU generator is left as it was; with ``seed`` None they come from the global generators."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class CallState:

@@ -14,6 +14,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from ..base import seeded
 from .config import LoRAConfig
 
 
@@ -70,11 +71,7 @@ class LoRA(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
         self.scaling = config.scaling
-        generator_state = None
-        if config.init_weights_seed is not None:
-            generator_state = torch.random.get_rng_state()
-            torch.manual_seed(config.init_weights_seed)
-        with torch.no_grad():
+        with torch.no_grad(), seeded(config.init_weights_seed):
             if config.init_weights == "lora":
                 nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
             elif config.init_weights == "gaussian":
@@ -93,8 +90,6 @@ class LoRA(nn.Module):
             )
             if self.gate is not None:
                 nn.init.normal_(self.gate.weight, std=0.02)
-        if generator_state is not None:
-            torch.random.set_rng_state(generator_state)
         if config.use_dora:
             self.m = nn.Linear(1, blocks.out_features, bias=False, dtype=dtype, device=weight.device)
             with torch.no_grad():
@@ -166,17 +161,11 @@ class IA3(nn.Module):
         dtype = _dtype(config, weight)
         n = size if on_input else blocks.size * len(blocks.blocks)
         self.lora_B = nn.Parameter(torch.ones(n, 1, dtype=dtype, device=weight.device))
-        generator_state = None
-        if config.init_weights_seed is not None:
-            generator_state = torch.random.get_rng_state()
-            torch.manual_seed(config.init_weights_seed)
-        with torch.no_grad():
+        with torch.no_grad(), seeded(config.init_weights_seed):
             if config.init_weights == "lora":
                 nn.init.zeros_(self.lora_B)
             elif config.init_weights == "bert":
                 nn.init.normal_(self.lora_B, std=0.02)
-        if generator_state is not None:
-            torch.random.set_rng_state(generator_state)
 
     def vector(self) -> torch.Tensor:
         """The factor per input (``on_input``) or per output feature, ``alpha`` applied where the adapter is."""

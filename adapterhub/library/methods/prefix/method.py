@@ -11,7 +11,7 @@ from torch import nn
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError, AdapterLoadError
 from ...paths import add_container, get_module, get_or_create_module, remove_from_container
-from ..base import CallState, OneActiveMethod, register_method
+from ..base import CallState, OneActiveMethod, register_method, seeded
 from .config import PrefixTuningConfig
 from .layers import (
     GATES,
@@ -83,9 +83,7 @@ class PrefixTuningMethod(OneActiveMethod):
                 f"that takes position_ids; {self.host.model.config.model_type!r} has neither"
             )
         heads, head_dim = self.dims()
-        with torch.random.fork_rng(devices=[]):
-            if config.init_weights_seed is not None:
-                torch.manual_seed(config.init_weights_seed)
+        with seeded(config.init_weights_seed):
             module: nn.Module
             if config.flat:
                 module = FlatPrefixTuning(len(layers), heads, head_dim, config)

@@ -8,11 +8,12 @@ from typing import cast
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
 from ...paths import add_container, get_module, get_or_create_module, remove_from_container
-from ..base import OneActiveMethod, register_method
+from ..base import OneActiveMethod, register_method, seeded
 from .config import PromptTuningConfig
 
 HOLDER = "prompt_tuning"  # module on the base model holding the ``prompt_tunings`` dict (AdapterHub names)
@@ -22,7 +23,8 @@ class PromptTuning(nn.Module):
     def __init__(self, config: PromptTuningConfig, size: int):
         super().__init__()
         self.after_bos = config.combine == "prefix_after_bos"
-        self.prompt_embedding = nn.Embedding(config.prompt_length, size)
+        # initialised by the method (random or from text); nothing is drawn here
+        self.prompt_embedding = skip_init(nn.Embedding, config.prompt_length, size)
 
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
         prompt = (
@@ -63,9 +65,7 @@ class PromptTuningMethod(OneActiveMethod):
                 "map names no embedding output for the prompt"
             )
         module = PromptTuning(config, self.host.embedding_size)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            if config.init_weights_seed is not None:
-                torch.manual_seed(config.init_weights_seed)
+        with torch.no_grad(), seeded(config.init_weights_seed):
             if config.prompt_init == "from_string":
                 module.prompt_embedding.weight.copy_(self._text_embeddings(config))
             else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from typing import cast
 
@@ -12,7 +11,7 @@ from torch import nn
 from ...configs import AdapterConfig
 from ...errors import AdapterConfigError
 from ...paths import add_container, get_or_create_module, remove_from_container
-from ..base import CallState, OneActiveMethod, register_method
+from ..base import CallState, OneActiveMethod, register_method, seeded
 from .config import ReftConfig
 from .layers import HOLDER, ReftModule
 from .positions import positions
@@ -62,11 +61,8 @@ class ReftMethod(OneActiveMethod):
             layer = self.host.layers[index]
             reference = next(layer.parameters())
             dtype = getattr(torch, config.dtype) if config.dtype else reference.dtype
-            seeded = config.init_weights_seed is not None
             # on the CPU first, so that init_weights_seed gives the same weights on every device
-            with torch.random.fork_rng(devices=[]) if seeded else contextlib.nullcontext():
-                if seeded:
-                    torch.manual_seed(cast(int, config.init_weights_seed))
+            with seeded(config.init_weights_seed):
                 module = ReftModule(self.host.hidden_size, config, dtype, "cpu")
             module.to(reference.device).train(self.host.model.training)
             refts = add_container(get_or_create_module(layer, HOLDER), "refts")
