@@ -110,25 +110,16 @@ class LoReftConfig(ReftConfig):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class NoReftConfig(ReftConfig):
+class NoReftConfig(LoReftConfig):
     """LoReFT without the orthogonality constraint."""
 
-    layers: Union[str, list] = "all"
-    prefix_positions: int = 3
-    suffix_positions: int = 0
-    r: int = 1
     orthogonality: bool = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DiReftConfig(ReftConfig):
+class DiReftConfig(NoReftConfig):
     """DiReFT: no orthogonality and no subtracted projection, ``h + Rᵀ (act(W h + b))``."""
 
-    layers: Union[str, list] = "all"
-    prefix_positions: int = 3
-    suffix_positions: int = 0
-    r: int = 1
-    orthogonality: bool = False
     subtract_projection: bool = False
 
 
