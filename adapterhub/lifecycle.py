@@ -37,6 +37,7 @@ from typing import Any
 
 from .common.files import atomic_write_text
 from .common.hashing import git_blob_id, sha256_file
+from .common.sizes import human_size
 
 #: Sentences of our own (not from SST-2) to show predictions on.
 DEFAULT_SENTENCES = (
@@ -490,14 +491,6 @@ def _scoped_env(**values: str | None) -> Iterator[None]:
         apply(old)
 
 
-def _short(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 class _Laps:
     """Seconds per step of a run: ``laps("push")`` ends the step "push" (it began where the last one ended)."""
 
@@ -509,6 +502,40 @@ class _Laps:
         now = time.perf_counter()
         self.seconds[step] = now - self._clock
         self._clock = now
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the steps of one lifecycle run share: where it writes, the names it pushes under, the adapter as
+    trained (what gets pushed and what the hub's copy is compared with)."""
+
+    console: Any
+    laps: _Laps
+    root: Path  # <output folder>/.hub
+    user: str
+    model_path: str | os.PathLike
+    base_id: str
+    repo_id: str
+    card: Card
+    trained: Any  # the model with the adapter loaded from its folder
+    name: str  # the adapter's name in ``trained``
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def token_file(self) -> Path:
+        return self.root / "token"
+
+    @property
+    def legacy_id(self) -> str:
+        """The adapter's AdapterHub identifier (``sentiment/sst-2@me``)."""
+        return f"{self.card.task}/{self.card.subtask}@{self.user}"
 
 
 def run_lifecycle(
@@ -535,139 +562,170 @@ def run_lifecycle(
     a fresh model of ``model_path`` (a local folder) with the adapter's head type; ``tokenizer`` tokenizes
     ``sentences``. Hub data, cache and token go to ``<output_dir>/.hub`` (``output_dir`` defaults to
     ``adapter_dir``). ``serve``: keep the hub serving until Ctrl-C (or ``stop``) before returning."""
-    import adapterhub
-
-    console = console or _console()
     adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise LifecycleError(f"no saved adapter in {adapter_dir} (adapter_config.json is missing)")
     root = Path(output_dir if output_dir is not None else adapter_dir) / ".hub"
-    data_dir, cache_dir, token_file = root / "data", root / "cache", root / "token"
-    card = card or Card()
-    laps = _Laps()
-
-    # the adapter as trained, from its folder: what gets pushed and what the hub's copy is compared with
-    trained = adapterhub.init(load_model())
-    name = trained.load_adapter(str(adapter_dir), set_active=True)
-    repo_id = f"{user}/{repo_name or name}"
-    base_id = f"{user}/{base_repo_name or base_model_repo_name(model_path)}"
-    laps("prepare")
-
-    console.rule("[bold]the adapter on a hub")
-    with _scoped_env(ADAPTERHUB_CACHE=str(cache_dir), ADAPTERHUB_OFFLINE=None):
-        hub = start_embedded_hub(data_dir, user=user, port=port, timeout=start_timeout)
+    run = _prepare(adapter_dir, root, load_model, model_path, user, repo_name, base_repo_name, card, console)
+    run.console.rule("[bold]the adapter on a hub")
+    with _scoped_env(ADAPTERHUB_CACHE=str(run.cache_dir), ADAPTERHUB_OFFLINE=None):
+        hub = start_embedded_hub(run.data_dir, user=user, port=port, timeout=start_timeout)
         try:
-            atomic_write_text(token_file, hub.token + "\n")  # owner-only
-            laps("start hub")
-            console.print(
-                f"[bold]1. hub[/]  embedded hub at [bold]{hub.url}[/] (SQLite and blobs in {data_dir}); "
-                f"user [bold]{user}[/], write token in {token_file}"
-            )
-            pushed = _push_step(
-                console, hub, trained, name, model_path, base_id, repo_id, card, validation_timeout
-            )
-            laps("push")
-            hit = _search_step(console, hub, repo_id, base_id, card)
-            laps("search")
-            legacy = f"{card.task}/{card.subtask}@{user}"
-            pins = _resolve_step(console, hub, (repo_id, legacy), base_id, cache_dir, repo_id, pushed.commit)
-            loaded = load_from_hub(legacy, load_model, hub, base_model=base_id, cache_dir=cache_dir)
-            laps("load")
-            _print_download(console, legacy, loaded)
-            logits, predictions = predict(loaded.model, tokenizer, sentences, label_names)
-            reference, _ = predict(trained, tokenizer, sentences, label_names)
-            diff = float((logits - reference).abs().max()) if len(sentences) else 0.0
-            laps("predict")
-            _print_predictions(console, predictions, diff)
-            page = hub.page_url(repo_id)
-            console.print(
-                f"[bold]8. see it[/]  [link={page}]{page}[/link]"
-                + ("" if serve else "  (the hub stops now; run with --serve to keep it up)")
-            )
+            _hub_step(run, hub)
+            pushed = _push_step(run, hub, validation_timeout)
+            hit = _search_step(run, hub)
+            pins = _resolve_step(run, hub, pushed.commit)
+            loaded = _load_step(run, hub, load_model)
+            logits, predictions, diff = _predict_step(run, loaded, tokenizer, sentences, label_names)
+            page = _page_step(run, hub, serve)
             report = LifecycleReport(
-                hub.url,
-                data_dir,
-                cache_dir,
-                token_file,
-                user,
-                base_id,
-                repo_id,
-                pushed.commit,
-                pushed.validation,
-                page,
-                hit,
-                pins,
-                loaded,
-                logits,
-                diff,
-                predictions,
-                laps.seconds,
+                hub_url=hub.url,
+                data_dir=run.data_dir,
+                cache_dir=run.cache_dir,
+                token_file=run.token_file,
+                user=user,
+                base_model=run.base_id,
+                repo_id=run.repo_id,
+                commit=pushed.commit,
+                validation=pushed.validation,
+                page_url=page,
+                search_hit=hit,
+                pins=pins,
+                loaded=loaded,
+                logits=logits,
+                max_abs_diff=diff,
+                predictions=predictions,
+                seconds=run.laps.seconds,
             )
-            write_summary(report, root / "lifecycle.json")
+            write_summary(report, run.root / "lifecycle.json")
             if serve:
-                serve_until_interrupted(hub, console, stop)
+                serve_until_interrupted(hub, run.console, stop)
         finally:
             hub.stop()
     return report
 
 
-def _push_step(console, hub, trained, name, model_path, base_id, repo_id, card: Card, validation_timeout):
+def _prepare(
+    adapter_dir: Path, root: Path, load_model, model_path, user, repo_name, base_repo_name, card, console
+) -> _Run:
+    """The adapter as trained, loaded from its folder, and the names the run pushes it and its base under."""
+    import adapterhub
+
+    laps = _Laps()
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise LifecycleError(f"no saved adapter in {adapter_dir} (adapter_config.json is missing)")
+    trained = adapterhub.init(load_model())
+    name = trained.load_adapter(str(adapter_dir), set_active=True)
+    run = _Run(
+        console=console or _console(),
+        laps=laps,
+        root=root,
+        user=user,
+        model_path=model_path,
+        base_id=f"{user}/{base_repo_name or base_model_repo_name(model_path)}",
+        repo_id=f"{user}/{repo_name or name}",
+        card=card or Card(),
+        trained=trained,
+        name=name,
+    )
+    laps("prepare")
+    return run
+
+
+def _hub_step(run: _Run, hub: EmbeddedHub) -> None:
+    """Step 1: the hub is up; its user's write token goes to a file only the user can read."""
+    atomic_write_text(run.token_file, hub.token + "\n")  # owner-only
+    run.laps("start hub")
+    run.console.print(
+        f"[bold]1. hub[/]  embedded hub at [bold]{hub.url}[/] (SQLite and blobs in {run.data_dir}); "
+        f"user [bold]{run.user}[/], write token in {run.token_file}"
+    )
+
+
+def _push_step(run: _Run, hub: EmbeddedHub, validation_timeout: float):
     """Steps 2 and 3: the base model's repository, then the adapter with its head and card (validated)."""
-    base = register_base_model(hub, model_path, base_id)
-    console.print(
-        f"[bold]2. base model[/]  {base_id}@{base.commit[:12]}: config.json and tokenizer files "
-        f"of {model_path} (no weights)"
+    card = run.card
+    base = register_base_model(hub, run.model_path, run.base_id)
+    run.console.print(
+        f"[bold]2. base model[/]  {run.base_id}@{base.commit[:12]}: config.json and tokenizer files "
+        f"of {run.model_path} (no weights)"
     )
     pushed = publish_adapter(
-        trained, name, hub, repo_id, base_model=base_id, card=card, timeout=validation_timeout
+        run.trained, run.name, hub, run.repo_id, base_model=run.base_id, card=card, timeout=validation_timeout
     )
     metrics = ", ".join(f"{k} {v:.2%}" if 0 <= v <= 1 else f"{k} {v:g}" for k, v in card.metrics.items())
-    console.print(
-        f"[bold]3. push[/]  {repo_id}@{pushed.commit[:12]} with its head and card (task "
+    run.console.print(
+        f"[bold]3. push[/]  {run.repo_id}@{pushed.commit[:12]} with its head and card (task "
         f"{card.task}/{card.subtask}, language {card.language}, dataset {card.dataset}"
         + (f", {metrics}" if metrics else "")
         + f", licence {card.license}); "
         f"hub validation: [green]{pushed.validation}[/]"
     )
+    run.laps("push")
     return pushed
 
 
-def _search_step(console, hub, repo_id: str, base_id: str, card: Card):
+def _search_step(run: _Run, hub: EmbeddedHub):
     """Step 4: the pushed adapter found by the faceted search on its card's task, language and base model."""
-    facets = dict(task=card.task, subtask=card.subtask, base_model=base_id)
-    if isinstance(card.language, str):
-        facets["language"] = card.language
-    hit, hits = find_adapter(hub, repo_id, **facets)
-    _print_hits(console, hits, facets)
+    facets = dict(task=run.card.task, subtask=run.card.subtask, base_model=run.base_id)
+    if isinstance(run.card.language, str):
+        facets["language"] = run.card.language
+    hit, hits = find_adapter(hub, run.repo_id, **facets)
+    _print_hits(run.console, hits, facets)
+    run.laps("search")
     return hit
 
 
-def _resolve_step(
-    console, hub, identifiers, base_id: str, cache_dir: Path, repo_id: str, commit: str
-) -> dict[str, Any]:
-    """Step 5: each identifier resolves to the pushed commit."""
+def _resolve_step(run: _Run, hub: EmbeddedHub, commit: str) -> dict[str, Any]:
+    """Step 5: the repository id and the AdapterHub identifier each resolve to the pushed commit."""
     from adapterhub.client import resolve
 
     pins = {}
-    for identifier in identifiers:
+    for identifier in (run.repo_id, run.legacy_id):
         pinned = resolve(
             identifier,
-            model_name=base_id,
+            model_name=run.base_id,
             endpoint=hub.url,
             token=hub.token,
-            cache_dir=cache_dir,
+            cache_dir=run.cache_dir,
             offline=False,
         )
-        if (pinned.repo_id, pinned.commit) != (repo_id, commit):
+        if (pinned.repo_id, pinned.commit) != (run.repo_id, commit):
             raise LifecycleError(
-                f"{identifier!r} resolves to {pinned.label}, not to the pushed {repo_id}@{commit}"
+                f"{identifier!r} resolves to {pinned.label}, not to the pushed {run.repo_id}@{commit}"
             )
         pins[identifier] = pinned
-    console.print(
+    run.console.print(
         "[bold]5. resolve[/]  "
         + "; ".join(f"{ident} -> {p.repo_id}@{p.commit[:12]}" for ident, p in pins.items())
     )
     return pins
+
+
+def _load_step(run: _Run, hub: EmbeddedHub, load_model: Callable[[], Any]) -> Loaded:
+    """Step 6: the adapter loaded by its AdapterHub identifier into a fresh model (downloaded, checked, cached)."""
+    loaded = load_from_hub(run.legacy_id, load_model, hub, base_model=run.base_id, cache_dir=run.cache_dir)
+    run.laps("load")
+    _print_download(run.console, run.legacy_id, loaded)
+    return loaded
+
+
+def _predict_step(run: _Run, loaded: Loaded, tokenizer, sentences: Sequence[str], label_names):
+    """Step 7: predictions of the loaded adapter, and how far its logits are from the adapter as pushed."""
+    logits, predictions = predict(loaded.model, tokenizer, sentences, label_names)
+    reference, _ = predict(run.trained, tokenizer, sentences, label_names)
+    diff = float((logits - reference).abs().max()) if len(sentences) else 0.0
+    run.laps("predict")
+    _print_predictions(run.console, predictions, diff)
+    return logits, predictions, diff
+
+
+def _page_step(run: _Run, hub: EmbeddedHub, serve: bool) -> str:
+    """Step 8: the adapter's web page on the hub."""
+    page = hub.page_url(run.repo_id)
+    run.console.print(
+        f"[bold]8. see it[/]  [link={page}]{page}[/link]"
+        + ("" if serve else "  (the hub stops now; run with --serve to keep it up)")
+    )
+    return page
 
 
 def _print_hits(console, hits, facets: dict) -> None:
@@ -707,7 +765,7 @@ def _print_download(console, identifier: str, loaded: Loaded) -> None:
     for f in loaded.files:
         table.add_row(
             f["path"],
-            _short(int(f["size"])),
+            human_size(int(f["size"])),
             f"{f['hash']} {f['expected'][:16]}…",
             "[green]matches[/]" if f["ok"] else "[red]differs[/]",
         )
