@@ -77,7 +77,7 @@ class EmbeddedHub:
     data_dir: Path
     user: str
     token: str
-    hub: Any  # adapterhub.server.app.Hub
+    hub: Any  # adapterhub.server.hub.Hub
     running_server: Any  # adapterhub.server.inprocess.ServerThread
 
     @property
@@ -113,7 +113,8 @@ def _server_modules():
         import uvicorn  # noqa: F401  (serve_in_thread's; missing without the hub extra)
 
         from adapterhub.server import auth
-        from adapterhub.server.app import Hub, create_app
+        from adapterhub.server.app import create_app
+        from adapterhub.server.hub import Hub
         from adapterhub.server.inprocess import serve_in_thread
         from adapterhub.server.settings import Settings
     except ImportError as error:

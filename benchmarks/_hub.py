@@ -1,26 +1,18 @@
-"""Helpers for the hub benchmarks: start `adapterhub serve` as a subprocess on a free loopback port."""
+"""Helpers for the hub benchmarks: a fresh hub in a child process (``adapterhub.client.local_hub``, the one way
+the project starts ``adapterhub serve`` for a program), optionally with speed tricks switched off."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-# the serve command itself (adapterhub.server.cli.serve), without the rest of the `adapterhub` CLI
-CLI = [sys.executable, "-c", "import typer; from adapterhub.server.cli import serve; typer.run(serve)"]
+from adapterhub.client.local import free_port, local_hub
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "hub_server", "wait_http"]
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -41,25 +33,11 @@ def plain_cli(names) -> list[str]:
 
 @contextlib.contextmanager
 def hub_server(data_dir: Path, database_url: str = "", workers: int = 1, plain=()):
-    """Yields (url, write_token) of a fresh hub in ``data_dir``; stops it afterwards. ``plain``: the names of the
-    hub's speed tricks to switch off in it (``_plain.SERVER``; one worker)."""
+    """Yields (url, write_token) of a fresh hub in ``data_dir`` with the user ``bench``; stops it afterwards.
+    ``plain``: the names of the hub's speed tricks to switch off in it (``_plain.SERVER``; one worker)."""
     if plain and workers != 1:
         raise ValueError("the tricks are switched off in the serving process: one worker")
-    cli = plain_cli(plain) if plain else CLI
-    args = ["--data-dir", str(data_dir)] + (["--database-url", database_url] if database_url else [])
-    token = subprocess.run(
-        CLI + args + ["--create-user", "bench"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    port = free_port()
-    proc = subprocess.Popen(cli + args + ["--port", str(port), "--workers", str(workers)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/api/models")
-        yield url, token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    options = (["--database-url", database_url] if database_url else []) + ["--workers", str(workers)]
+    command = plain_cli(plain) if plain else None
+    with local_hub(data_dir, user="bench", options=options, command=command) as hub:
+        yield hub.url, hub.token

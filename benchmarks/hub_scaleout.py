@@ -36,6 +36,8 @@ from huggingface_hub import CommitOperationAdd, HfApi
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _hub import free_port, wait_http  # noqa: E402
+
+from adapterhub.client.local import local_hub  # noqa: E402
 from hub_concurrency import run_load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,19 +73,13 @@ def main() -> None:
         db = args.database_url or f"sqlite:///{tmp / 'hub.sqlite'}"
         common = ["--database-url", db, "--blob-store", f"s3://{bucket}/bench-{uuid.uuid4().hex[:8]}",
                   "--s3-endpoint-url", endpoint]  # fmt: skip
-        (tmp / "a").mkdir()
-        token = subprocess.run(CLI + ["serve", "--data-dir", str(tmp / "a"), *common, "--create-user", "bench"],
-                               check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()  # fmt: skip
-        a = stack.enter_context(
-            process(CLI + ["serve", "--data-dir", str(tmp / "a"), *common, "--validation-queue"], port=True)
+        replica_a = stack.enter_context(
+            local_hub(tmp / "a", user="bench", options=[*common, "--validation-queue"])
         )
+        a, token = replica_a.url, replica_a.token
         b = stack.enter_context(
-            process(
-                CLI
-                + ["serve", "--data-dir", str(tmp / "b"), *common, "--validation-queue", "--blob-redirect"],
-                port=True,
-            )
-        )
+            local_hub(tmp / "b", user=None, options=[*common, "--validation-queue", "--blob-redirect"])
+        ).url
         worker = CLI + ["worker", "--data-dir", str(tmp / "w"), *common, "--poll", "0.2"]
         stack.enter_context(process(worker))
         print(f"replicas {a} and {b}, one worker; db {db.split('@')[-1]}; S3 {endpoint}/{bucket}")
@@ -187,18 +183,11 @@ def throughput(a: str, b: str, token: str, mb: int, clients: int, rounds: int) -
 
 
 @contextlib.contextmanager
-def process(cmd: list[str], port: bool = False):
-    """A child process (with ``--port`` on a free port when ``port``: yields its URL); stopped afterwards."""
-    url = None
-    if port:
-        p = free_port()
-        cmd = cmd + ["--host", "127.0.0.1", "--port", str(p)]
-        url = f"http://127.0.0.1:{p}"
+def process(cmd: list[str]):
+    """A child process (the validation worker, moto's S3 server), stopped afterwards."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if url:
-            wait_http(f"{url}/api/models", timeout=120)
-        yield url
+        yield
     finally:
         proc.terminate()
         try:

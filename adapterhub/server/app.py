@@ -21,7 +21,7 @@ from adapterhub.server import downloads, errors, gate, hfapi, links, security
 from adapterhub.server.hub import Hub, load_extensions
 from adapterhub.server.settings import Settings
 
-__all__ = ["ACCESS_LOG", "Hub", "HubApp", "create_app"]
+__all__ = ["ACCESS_LOG", "HubApp", "create_app"]
 
 ACCESS_LOG = logging.getLogger("adapterhub.access")
 

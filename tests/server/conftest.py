@@ -64,7 +64,8 @@ from server_support import start_server  # noqa: E402  (shared with tests that s
 @pytest.fixture(scope="module")
 def live_hub(db_url, tmp_path_factory):
     from adapterhub.server import auth
-    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.app import create_app
+    from adapterhub.server.hub import Hub
     from adapterhub.server.settings import Settings
 
     data = tmp_path_factory.mktemp("hub")

@@ -3,9 +3,7 @@ several test folders have one)."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 
 
 def start_server(app) -> tuple[str, object, threading.Thread]:
@@ -37,44 +35,6 @@ def snapshot(hub, data_dir) -> tuple[dict, dict]:
         if not p.name.startswith("hub.sqlite") and (p.is_file() or not any(p.iterdir()))
     }
     return rows, files
-
-
-def start_serve(args: list[str], env: dict[str, str] | None = None, stdout=None) -> tuple[str, object]:
-    """``adapterhub serve`` in a child process on a free loopback port (its own module state, as a separate
-    machine would have): (URL, process). The caller stops the process. ``stdout``: a file for the server's
-    standard output (its access log); discarded by default."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tempfile.TemporaryFile()  # not a pipe: nobody reads it while the server runs
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "adapterhub.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-        env={**os.environ, **(env or {})},
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=stdout if stdout is not None else subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"adapterhub serve exited: {log.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/api/models", timeout=2).status_code == 200:
-                return url, proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("adapterhub serve did not start")
 
 
 def csrf_token(client, path: str = "/login") -> str:

@@ -8,7 +8,8 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from adapterhub.server.app import ACCESS_LOG, Hub, create_app
+from adapterhub.server.app import ACCESS_LOG, create_app
+from adapterhub.server.hub import Hub
 from adapterhub.server.settings import Settings
 
 

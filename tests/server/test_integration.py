@@ -50,7 +50,8 @@ def test_two_servers_share_one_database_and_blob_folder(live_hub, db_url):
     """A second server process (here: a second Hub and uvicorn server) on the same database and data dir."""
     from server_support import start_server
 
-    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.app import create_app
+    from adapterhub.server.hub import Hub
 
     second = Hub(live_hub.hub.settings)
     url2, server, thread = start_server(create_app(hub=second))
@@ -174,8 +175,7 @@ def test_adapterhub_serve_command_starts_and_serves(tmp_path):
     import shutil
     import time
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from _hub import free_port
+    from adapterhub.client.local import free_port
 
     exe = shutil.which("adapterhub", path=str(Path(sys.executable).parent)) or "adapterhub"
     args = [exe, "serve", "--data-dir", str(tmp_path / "data")]

@@ -134,25 +134,27 @@ class Replica:
     machine; ``hub`` is None)."""
 
     def __init__(self, settings, child: bool = False, args: tuple[str, ...] = (), env: dict | None = None):
-        from server_support import start_serve, start_server
+        from server_support import start_server
 
-        from adapterhub.server.app import Hub, create_app
+        from adapterhub.client.local import start_local_hub
+        from adapterhub.server.app import create_app
+        from adapterhub.server.hub import Hub
 
-        self.settings, self.hub, self.proc = settings, None, None
+        self.settings, self.hub, self.child = settings, None, None
         if child:
-            self.url, self.proc = start_serve(
-                ["--data-dir", str(settings.data_dir), "--database-url", settings.database_url,
-                 "--blob-store", settings.blob_store, "--s3-endpoint-url", settings.s3_endpoint_url, *args],
-                env,
+            self.child = start_local_hub(
+                settings.data_dir, user=None, env=env,
+                options=["--database-url", settings.database_url, "--blob-store", settings.blob_store,
+                         "--s3-endpoint-url", settings.s3_endpoint_url, *args],
             )  # fmt: skip
+            self.url = self.child.url
         else:
             self.hub = Hub(settings)
             self.url, self.server, self.thread = start_server(create_app(hub=self.hub))
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(20)
+        if self.child is not None:
+            self.child.stop()
             return
         self.server.should_exit = True
         self.thread.join(10)

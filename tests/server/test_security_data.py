@@ -293,7 +293,7 @@ def test_staging_of_killed_uploads_is_removed_by_gc_and_at_start(live_hub, repos
     import sys
     import time
 
-    from adapterhub.server.app import Hub
+    from adapterhub.server.hub import Hub
     from adapterhub.server.repos import collect_garbage
     from adapterhub.server.uploads import Staging
 

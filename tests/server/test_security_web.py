@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd
 
 from adapterhub.server.auth import LoginThrottle
 from adapterhub.server.models import Token
-from server_support import csrf_token, snapshot, start_serve  # tests/server is on sys.path (conftest.py)
+from server_support import csrf_token, snapshot  # tests/server is on sys.path (conftest.py)
 
 ACTIVE = {
     "evil.html": b"<html><body><script>document.title='pwned'</script></body></html>",
@@ -332,7 +332,8 @@ def test_revoking_the_session_token_logs_the_browser_out(live_hub):
 
 
 def test_tokens_in_a_query_string_stay_out_of_the_access_log(tmp_path, caplog):
-    from adapterhub.server.app import ACCESS_LOG, Hub, create_app
+    from adapterhub.server.app import ACCESS_LOG, create_app
+    from adapterhub.server.hub import Hub
     from adapterhub.server.settings import Settings
 
     hub = Hub(Settings(data_dir=tmp_path / "hub"))
@@ -423,7 +424,8 @@ def test_api_docs_are_served_from_the_package(live_hub):
 def test_secret_key_and_login_attempts_settings(tmp_path, monkeypatch):
     import os
 
-    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.app import create_app
+    from adapterhub.server.hub import Hub
     from adapterhub.server.settings import Settings
 
     # without ADAPTERHUB_SECRET_KEY: made once in the data dir, owner-only, kept across restarts
@@ -481,20 +483,17 @@ def test_adapterhub_serve_sends_the_headers_and_keeps_tokens_out_of_its_log(tmp_
     """The real `adapterhub serve` process: its answers carry the headers and its access log (standard output)
     has no token that a client put in a query string."""
     secret = "ah_" + "Q" * 40
-    with open(tmp_path / "stdout.log", "w+b") as out:
-        url, proc = start_serve(["--data-dir", str(tmp_path / "hub")], stdout=out)
-        try:
-            r = httpx.get(f"{url}/api/models", params={"token": secret, "search": "x"})
-            assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
-            page = httpx.get(f"{url}/login")
-            assert "default-src 'none'" in page.headers["content-security-policy"]
-            assert page.headers["x-frame-options"] == "DENY"
-            assert httpx.get(f"{url}/api/models", params={"q": secret}).status_code == 200
-        finally:
-            proc.terminate()
-            proc.wait(30)
-        out.seek(0)
-        log = out.read().decode()
+    from adapterhub.client.local import local_hub
+
+    with local_hub(tmp_path / "hub", user=None, log=tmp_path / "hub.log") as hub:
+        url = hub.url
+        r = httpx.get(f"{url}/api/models", params={"token": secret, "search": "x"})
+        assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+        page = httpx.get(f"{url}/login")
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        assert httpx.get(f"{url}/api/models", params={"q": secret}).status_code == 200
+    log = (tmp_path / "hub.log").read_text()
     assert "GET /api/models?token=REDACTED&search=x" in log and "q=ah_REDACTED" in log
     assert secret not in log and "QQQQ" not in log
 
@@ -513,7 +512,8 @@ def test_every_form_route_checks_csrf_and_the_api_ignores_the_cookie(tmp_path):
     """A guard for pages added later: every POST route outside /api/ refuses a post from another origin or
     without the form token; every changing /api/ route ignores the login cookie."""
     from adapterhub.server import auth
-    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.app import create_app
+    from adapterhub.server.hub import Hub
     from adapterhub.server.settings import Settings
 
     hub = Hub(Settings(data_dir=tmp_path / "hub"))

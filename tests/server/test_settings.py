@@ -21,7 +21,8 @@ def closed_hub(tmp_path_factory):
     """A hub with anonymous reads off, a public URL and two validation workers, built from the environment
     as ``adapterhub serve`` builds it; alice has a public repository with one file."""
     from adapterhub.server import auth
-    from adapterhub.server.app import Hub, create_app
+    from adapterhub.server.app import create_app
+    from adapterhub.server.hub import Hub
 
     mp = pytest.MonkeyPatch()
     data = tmp_path_factory.mktemp("closed")
