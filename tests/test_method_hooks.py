@@ -85,7 +85,14 @@ def test_remove_from_container_drops_emptied_containers_and_holders_only():
     remove_from_container(parent, "holder", "other", "a")
 
 
-@pytest.mark.parametrize("preset", ["lora", "prefix_tuning", "prompt_tuning", "loreft"])
+# bottleneck layers are built as torch builds linear layers (drawing from the global generator) before their seeded
+# initialisation overwrites them: with them only the seeded weights are checked
+DRAW_WHEN_BUILT = {"seq_bn", "compacter[reduction_factor=4]"}
+
+
+@pytest.mark.parametrize(
+    "preset", ["seq_bn", "compacter[reduction_factor=4]", "lora", "prefix_tuning", "prompt_tuning", "loreft"]
+)
 def test_init_weights_seed_fixes_the_weights_and_leaves_the_global_generator(preset):
     model = adapterhub.init(make_model("bert"))
     config = adapterhub.resolve_config(preset)
@@ -97,7 +104,7 @@ def test_init_weights_seed_fixes_the_weights_and_leaves_the_global_generator(pre
     before = torch.random.get_rng_state()
     model.add_adapter("a", config=config.replace(init_weights_seed=3))
     model.add_adapter("b", config=config.replace(init_weights_seed=3))
-    assert torch.equal(torch.random.get_rng_state(), before)
+    assert preset in DRAW_WHEN_BUILT or torch.equal(torch.random.get_rng_state(), before)
     assert all(torch.equal(x, y) for x, y in zip(weights("a"), weights("b")))
     model.add_adapter("c", config=config)  # unseeded: drawn from the global generator, which moves on
     model.add_adapter("d", config=config)

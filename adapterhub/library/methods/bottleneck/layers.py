@@ -14,6 +14,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from ...errors import AdapterConfigError
+from ..base import seeded
 
 
 class _Activation(nn.Module):
@@ -104,13 +105,9 @@ class Bottleneck(nn.Module):
 
     def reset_parameters(self) -> None:
         config = self.config
-        generator_state = None
-        if config.init_weights_seed is not None:
-            generator_state = torch.random.get_rng_state()
-            torch.manual_seed(config.init_weights_seed)
         linears = [m for m in self.adapter_down if isinstance(m, nn.Linear)]
         up = cast(nn.Linear, self.adapter_up)  # for these inits: PHM layers take init_weights="bert" only
-        with torch.no_grad():
+        with torch.no_grad(), seeded(config.init_weights_seed):
             if config.init_weights == "bert":
                 self.apply(_init_bert)
             elif config.init_weights == "mam_adapter":
@@ -125,8 +122,6 @@ class Bottleneck(nn.Module):
                 for layer in linears + [up]:
                     nn.init.trunc_normal_(layer.weight, mean=0.0, std=1e-2, a=-2e-2, b=2e-2)
                     nn.init.zeros_(layer.bias)
-        if generator_state is not None:
-            torch.random.set_rng_state(generator_state)
 
     # -- the three steps around one adapter (see the forward maths in the AdapterHub format notes) --
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...errors import AdapterConfigError
+from ..base import seeded
 
 HYPERCOMPLEX_INITS = ("phm", "glorot-normal", "glorot-uniform", "normal")
 RULE_INITS = ("normal", "uniform")
@@ -58,22 +59,6 @@ def _init_rule(config, tensors, shared: bool) -> None:
                 nn.init.uniform_(tensor, -bound, bound)
 
 
-class _Seeded:
-    """Runs the enclosed initialisation under ``init_weights_seed`` (if set), restoring the global RNG after."""
-
-    def __init__(self, seed):
-        self.seed, self.state = seed, None
-
-    def __enter__(self):
-        if self.seed is not None:
-            self.state = torch.random.get_rng_state()
-            torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        if self.state is not None:
-            torch.random.set_rng_state(self.state)
-
-
 def check_phm_sizes(config, hidden_size: int, bottleneck_size: int, where: str) -> None:
     n = config.phm_dim
     for what, size in (("hidden size", hidden_size), ("bottleneck size", bottleneck_size)):
@@ -88,7 +73,7 @@ def shared_phm_parameters(config, hidden_size: int, bottleneck_size: int) -> nn.
     """The weights shared by every PHM layer of one adapter (``shared_phm_rule`` / ``shared_W_phm``)."""
     n, rank = config.phm_dim, config.phm_rank
     params = nn.ParameterDict()
-    with _Seeded(config.init_weights_seed):
+    with seeded(config.init_weights_seed):
         if config.shared_W_phm:
             h, d = hidden_size // n, bottleneck_size // n
             if config.factorized_phm_W:
@@ -132,7 +117,7 @@ class PHMLayer(nn.Module):
         # The shared weights belong to the base model; keep a reference without registering them here.
         self.__dict__["shared"] = shared
         p, q = in_features // n, out_features // n
-        with _Seeded(config.init_weights_seed):
+        with seeded(config.init_weights_seed):
             if not config.shared_phm_rule:
                 if config.factorized_phm_rule:
                     self.phm_rule_left = nn.Parameter(

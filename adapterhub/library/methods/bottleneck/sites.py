@@ -26,7 +26,7 @@ from torch import nn
 from ...architectures import Site
 from ...composition import Block, Fuse
 from ...paths import add_container, get_module, get_or_create_module
-from ..base import CallState
+from ..base import CallState, Hooks
 from .fusion import AdapterFusionLayer
 from .layers import Bottleneck
 
@@ -55,7 +55,7 @@ class BottleneckSite:
         self.norm = get_module(layer, spec.norm) if spec.norm else None
         self.active: list[str] = []
         self.plan: list = []  # the active setup at this site: adapter names and Fuse blocks, in order
-        self._handles: list = []
+        self.hooks = Hooks()
         self._call = CallState()  # "residual": r seen by the pre-hook; "override": the norm's replacement
 
     @property
@@ -89,22 +89,20 @@ class BottleneckSite:
         """Activate ``setup`` (a Stack or Fuse; without it, ``names`` as a stack) at this site."""
         self.plan = self._plan(setup) if setup is not None else [n for n in names if n in self.adapters]
         self.active = [n for step in self.plan for n in ([step] if isinstance(step, str) else step.names())]
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self.hooks.clear()
         if not self.plan:
             return
         last = self.adapters[self._last_name()]
         if self.norm is not None and self._runs_at_norm():
             # first among the norm's hooks, so that any other hook on it sees the final value
-            self._handles.append(
+            self.hooks.add(
                 self.norm.register_forward_hook(self._adapt_at_norm, prepend=True, with_kwargs=True)
             )
             return
-        self._handles.append(self.residual_module.register_forward_pre_hook(self._capture, with_kwargs=True))
-        self._handles.append(self.output_module.register_forward_hook(self._replace_output))
+        self.hooks.add(self.residual_module.register_forward_pre_hook(self._capture, with_kwargs=True))
+        self.hooks.add(self.output_module.register_forward_hook(self._replace_output))
         if not last.config.original_ln_after and self.norm is not None:
-            self._handles.append(self.norm.register_forward_hook(self._replace_norm_output))
+            self.hooks.add(self.norm.register_forward_hook(self._replace_norm_output))
 
     def _runs_at_norm(self) -> bool:
         """Whether the active setup is one adapter whose input is what the host's norm computes, ``norm(h + r)``
@@ -204,19 +202,17 @@ class InvertibleSite:
         self.embeddings = embeddings
         self.output_embeddings = output_embeddings
         self.active: str | None = None
-        self._handles: list = []
+        self.hooks = Hooks()
 
     def set_active(self, names: list[str]) -> None:
         # As in AdapterHub: the first adapter of the active setup decides, if it has an invertible adapter.
         self.active = names[0] if names and names[0] in self.adapters else None
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self.hooks.clear()
         if self.active is None:
             return
-        self._handles.append(self.embeddings.register_forward_hook(self._forward))
+        self.hooks.add(self.embeddings.register_forward_hook(self._forward))
         if self.output_embeddings is not None:
-            self._handles.append(self.output_embeddings.register_forward_pre_hook(self._inverse_input))
+            self.hooks.add(self.output_embeddings.register_forward_pre_hook(self._inverse_input))
 
     def _forward(self, module, args, output):
         return self.adapters[self.active](output)
