@@ -169,14 +169,7 @@ def pin(
         return _pin_offline(parsed, endpoint, cache, key, query.revision)
     held = _held_resolution(cache, endpoint, key)
     if held is not None and time.time() - float(held.get("resolved_at", 0)) < settings.ref_ttl:
-        return Pinned(
-            endpoint,
-            held["repo_id"],
-            held["commit"],
-            held.get("revision") or held["commit"],
-            via="cache",
-            resolution=cache.resolution_path(endpoint, *key),
-        )
+        return _pin_held(held, endpoint, cache, key)
     pinned = None
     # Resolution and files in one request (the bundle), telling the hub which commits are complete here (the one
     # resolved last time, other cached commits of an ``org/name``) so that it sends no file of those: a
@@ -231,6 +224,18 @@ def _held_resolution(cache: Cache, endpoint: str, key: ResolutionKey) -> dict | 
     if saved is None or cache.repo(endpoint, saved["repo_id"]).manifest(saved["commit"]) is None:
         return None
     return saved
+
+
+def _pin_held(held: dict, endpoint: str, cache: Cache, key: ResolutionKey) -> Pinned:
+    """The resolution remembered here (a young one: pinned without asking the hub)."""
+    return Pinned(
+        endpoint,
+        held["repo_id"],
+        held["commit"],
+        held.get("revision") or held["commit"],
+        via="cache",
+        resolution=cache.resolution_path(endpoint, *key),
+    )
 
 
 def _pin_by_resolve(query: _Query, endpoint: str, client: HubClient, model_name: str | None) -> Pinned:
