@@ -7,12 +7,16 @@ migrations in ``migrations/`` create them. ``Database`` wraps one engine and its
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Stable constraint names, so that migrations are the same on SQLite and PostgreSQL.
@@ -44,6 +48,12 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+#: PostgreSQL errors after which a transaction is run again: serialization failure, deadlock detected
+RETRY_CODES = ("40001", "40P01")
+WRITE_ATTEMPTS = 8
+T = TypeVar("T")
 
 
 class Database:
@@ -95,6 +105,21 @@ class Database:
             raise
         finally:
             s.close()
+
+    def write(self, fn: Callable[[Session], T], attempts: int = WRITE_ATTEMPTS) -> T:
+        """``fn(session)`` in one transaction, committed; run again from the start (in a new transaction) when
+        PostgreSQL aborts it for a deadlock or a serialization failure, which concurrent writers can cause (the
+        stored facet counts' triggers lock count rows in each statement's order, not across a transaction's
+        statements), up to ``attempts`` times. ``fn`` must not keep state between attempts."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.session() as s:
+                    return fn(s)
+            except DBAPIError as e:
+                if attempt == attempts or getattr(e.orig, "pgcode", None) not in RETRY_CODES:
+                    raise
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))  # apart, so that they do not meet again
+        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         if self._loop_reader is not None:

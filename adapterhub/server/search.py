@@ -181,17 +181,18 @@ def on_commit(event) -> None:
     """Post-commit hook: index the new commit (``commits.CommitEvent``)."""
     from adapterhub.server.indexing import index_commit
 
-    with event.hub.db.session() as s:
+    def index(s: Session) -> None:
         repo, commit = s.get(Repo, event.repo_pk), s.get(Commit, event.commit_oid)
         if repo is not None and commit is not None:
             index_commit(s, repo, commit, event.hub.store, branch=event.branch)
+
+    event.hub.db.write(index)  # run again if a concurrent writer's transaction deadlocks with it
 
 
 def on_validation(hub, commit_oid: str, status: str) -> None:
     from adapterhub.server.indexing import update_validation
 
-    with hub.db.session() as s:
-        update_validation(s, commit_oid, status)
+    hub.db.write(lambda s: update_validation(s, commit_oid, status))
 
 
 def on_model_info(info: dict, repo, commit) -> None:

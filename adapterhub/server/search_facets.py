@@ -22,7 +22,7 @@ import time
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, and_, bindparam, func, null, select, text, true, tuple_
+from sqlalchemy import Integer, bindparam, func, literal_column, null, select, text, tuple_, union_all
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.util import ClauseAdapter
@@ -31,6 +31,7 @@ from adapterhub.server.index_models import IndexEntry
 from adapterhub.server.search_query import (
     FACET_LIMIT,
     FACETS,
+    SORT_COLUMNS,
     SearchQuery,
     Viewer,
     conditions,
@@ -208,52 +209,65 @@ class TextHits:
 def text_hits(
     s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int
 ) -> TextHits | None:
-    """PostgreSQL, full text: one statement reads the visible adapters matching the text once (a CTE over the
-    trigram index) and returns every facet's counts (GROUPING SETS; a facet with an active filter counted, with
-    ``FILTER``, under all the *other* filters), the number of hits and the ids of the hits ``offset`` to
-    ``offset + limit`` in the sort order. None where this does not apply."""
+    """PostgreSQL, full text: one statement reads the visible adapters matching the text once (a materialised CTE
+    over the trigram index, with only the facet columns and the requested sort's keys) and returns the counts of
+    every facet, the number of hits and the ids of the hits ``offset`` to ``offset + limit`` in the sort order.
+    The facets without an active filter are counted in one GROUPING SETS pass over the hits under every filter;
+    each facet with an active filter in a pass of its own over the hits under the *other* filters (so that each
+    hit is hashed once per facet it is counted in, not once per facet for every filter). The page is a top-N
+    sort of the hits. None where this does not apply."""
     if not query.q.strip() or s.get_bind().dialect.name != "postgresql":
         return None
     names = list(FACETS)
     vis = visible(viewer)
-    keys = (IndexEntry.updated_at, IndexEntry.downloads, IndexEntry.score, IndexEntry.full_name)
+    order = sort_order(query.sort, "postgresql")
+    keys = [getattr(IndexEntry, k) for k in SORT_COLUMNS[query.sort]]
     m = (
         select(IndexEntry.id, *keys, *(FACETS[n].label(f"f{i}") for i, n in enumerate(names)))
         .where(
             IndexEntry.is_adapter.is_(True), *([vis] if vis is not None else []), *text_conditions(s, query.q)
         )
         .cte("m")
+        .prefix_with("MATERIALIZED")
     )
     cols = [m.c[f"f{i}"] for i in range(len(names))]
     match = {i: cols[i] == query.filters[n] for i, n in enumerate(names) if query.filters.get(n)}
-    every = and_(true(), *match.values())
-    # count column per grouping set: the hits, or (a filtered facet) the hits but for that facet's filter
-    counts = [func.count().filter(every)] + [
-        func.count().filter(and_(true(), *(c for j, c in match.items() if j != i))) for i in match
-    ]
-    slot = {i: 1 + k for k, i in enumerate(match)}
-    groups = select(*cols, *(func.grouping(c) for c in cols), *counts, null().label("ids")).group_by(
-        func.grouping_sets(*[tuple_(c) for c in cols])
+
+    def counted(sets: list[int], skip: int | None = None):
+        """The counts of facets ``sets`` among the hits under every filter but ``skip``'s."""
+        grouped = [c if i in sets else null() for i, c in enumerate(cols)]
+        flags = [func.grouping(c) if i in sets else literal_column("1") for i, c in enumerate(cols)]
+        return (
+            select(*grouped, *flags, func.count(), null().cast(ARRAY(Integer)).label("ids"))
+            .where(*(c for j, c in match.items() if j != skip))
+            .group_by(func.grouping_sets(*[tuple_(cols[i]) for i in sets]))
+        )
+
+    free = [i for i in range(len(names)) if i not in match]
+    passes = ([counted(free)] if free else []) + [counted([i], skip=i) for i in match]
+    top = (
+        select(m)
+        .where(*match.values())
+        .order_by(*(ClauseAdapter(m).traverse(o) for o in order))
+        .offset(offset)
+        .limit(limit)
+        .subquery()
     )
-    order = [ClauseAdapter(m).traverse(o) for o in sort_order(query.sort, "postgresql")]
-    page = func.array_agg(aggregate_order_by(m.c.id, *order), type_=ARRAY(Integer))[
-        offset + 1 : offset + limit
-    ]
+    in_order = [ClauseAdapter(top).traverse(o) for o in order]
+    page = select(func.array_agg(aggregate_order_by(top.c.id, *in_order), type_=ARRAY(Integer)))
     ids_row = select(
-        *(null() for _ in cols), *(null() for _ in cols), counts[0], *(null() for _ in counts[1:]), page
-    ).where(every)
+        *(null() for _ in cols), *(null() for _ in cols), func.count(), page.scalar_subquery()
+    ).select_from(m).where(*match.values())
     n = len(cols)
     counters: list[Counter] = [Counter() for _ in names]
     total, ids = 0, []
-    for row in s.execute(groups.union_all(ids_row)):
+    for row in s.execute(union_all(*passes, ids_row)):
         if row[n] is None:  # the row of the hits: their number and the page's ids
             total, ids = int(row[2 * n]), list(row[-1] or [])
             continue
         for i in range(n):
             if row[n + i] == 0 and row[i] is not None:  # grouped by column i
-                c = int(row[2 * n + slot.get(i, 0)])
-                if c:
-                    counters[i][row[i]] = c
+                counters[i][row[i]] = int(row[2 * n])
     return TextHits(total, ids, {name: _top(c) for name, c in zip(names, counters)})
 
 

@@ -152,6 +152,15 @@ def conditions(
     return conds
 
 
+#: the columns each sort order reads (besides the id)
+SORT_COLUMNS = {
+    "recent": ("updated_at",),
+    "downloads": ("downloads", "updated_at"),
+    "score": ("score",),
+    "name": ("full_name",),
+}
+
+
 def sort_order(sort: str, dialect: str) -> list:
     """The ORDER BY of ``sort``. ``score``: highest first, entries without a score last, then newest id (on
     PostgreSQL written as its index, migration 0006, is ordered)."""
