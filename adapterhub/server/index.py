@@ -415,25 +415,32 @@ def extract_metadata(
     weights = [f for f in infos if f.path.endswith(WEIGHT_SUFFIXES)]
     meta = AdapterMetadata(size_bytes=sum(f.size for f in infos), weights_bytes=sum(f.size for f in weights))
 
-    cfg_path = _choose_config(paths)
-    prefix = cfg_path[: -len("adapter_config.json")] if cfg_path else ""
-    if cfg_path:
-        _read_adapter_config(meta, cfg_path, get(cfg_path))
-    # Other adapters of a composition (adapter_setup.json with one folder per adapter).
-    meta.sub_adapters = sorted(
-        p.rsplit("/", 1)[0] for p in paths if p.endswith("/adapter_config.json") and p != cfg_path
-    )
-    head_path = prefix + "head_config.json"
-    if head_path in paths:
-        _read_head_config(meta, head_path, get(head_path))
-    if meta.head_type is None and meta.library == "adapters":
-        meta.head_type = head_from_class(meta.model_class)
-    card_path = next((p for p in ("README.md", prefix + "README.md") if p in paths), None)
+    folder = _read_configs(meta, paths, get)
+    card_path = next((p for p in ("README.md", folder + "README.md") if p in paths), None)
     card_bytes = get(card_path) if card_path else None
     if card_bytes is not None:
         _read_card(meta, card_bytes)
     _count_params(meta, weights, read_header)
     return meta
+
+
+def _read_configs(meta: AdapterMetadata, paths: set[str], get: Callable[[str], bytes | None]) -> str:
+    """The adapter config (the shallowest ``adapter_config.json``), the other adapter folders of a composition
+    (``adapter_setup.json`` with one folder per adapter) and the head config beside the adapter config. Returns
+    the adapter's folder (``""`` or ``"name/"``)."""
+    cfg_path = _choose_config(paths)
+    folder = cfg_path[: -len("adapter_config.json")] if cfg_path else ""
+    if cfg_path:
+        _read_adapter_config(meta, cfg_path, get(cfg_path))
+    meta.sub_adapters = sorted(
+        p.rsplit("/", 1)[0] for p in paths if p.endswith("/adapter_config.json") and p != cfg_path
+    )
+    head_path = folder + "head_config.json"
+    if head_path in paths:
+        _read_head_config(meta, head_path, get(head_path))
+    if meta.head_type is None and meta.library == "adapters":
+        meta.head_type = head_from_class(meta.model_class)
+    return folder
 
 
 def _bounded_reader(
