@@ -4,7 +4,8 @@
   legacy AdapterHub card (``source='legacy'``, metadata only: the weights cannot be downloaded here).
   Facet columns have covering indexes (column, is_adapter, private); ``search_text`` is a lower-cased
   concatenation of the text fields, searched with LIKE: on SQLite through an FTS5 trigram table
-  (``index_fts``), on PostgreSQL through a pg_trgm GIN index (both made by migration 0003).
+  (``index_fts``), on PostgreSQL through a pg_trgm GIN index (both made by migration 0003) or, for plain words,
+  through a GIN index of its words and the table of words ``index_words`` (migration 0009).
 * ``index_versions``: one row per indexed commit of a repository (or per version of a legacy card), so a
   pinned revision resolves with its own config hash.
 * ``taxonomy_tasks`` / ``taxonomy_subtasks`` / ``taxonomy_languages``: the task -> subtask tree and the

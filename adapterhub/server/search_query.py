@@ -1,7 +1,8 @@
 """The query builder of the adapter search: the query (:class:`SearchQuery`), who sees what (:class:`Viewer`,
 :func:`visible`), full text, filters and sort orders as SQLAlchemy conditions.
 
-Full text: every word must occur in the entry's ``search_text`` (LIKE, so the same on SQLite and PostgreSQL).
+Full text: every word must occur in the entry's ``search_text`` (as a substring, the same on SQLite and PostgreSQL:
+through FTS5's trigram index on SQLite, through the word index or pg_trgm's index on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -95,13 +96,44 @@ def has_table(s: Session, name: str) -> bool:
     return _TABLES[key]
 
 
+#: PostgreSQL: a query word of these characters is looked up through the word index (migration 0009) ...
+WORD = re.compile(r"[a-z0-9]{3,}")
+#: ... when at most this many words of the index contain it (else through the trigram index)
+WORDS_MAX = 1000
+
+
+def word_condition(s: Session, term: str, key: str):
+    """PostgreSQL: the condition that ``term`` occurs in ``search_text``, as "one of the entry's words is one of the
+    indexed words containing ``term``" (the same matches: ``term`` has no separator, so it occurs inside one word),
+    which the GIN index of the words answers; None where the word index does not apply (see :data:`WORD`,
+    :data:`WORDS_MAX`). The words are looked up in the statement itself, so they are those of its snapshot."""
+    if not WORD.fullmatch(term) or not has_table(s, "ixw_index_entries_words"):
+        return None
+    like = f"%{term}%"
+    n = s.scalar(
+        text("SELECT count(*) FROM (SELECT 1 FROM index_words WHERE word LIKE :w LIMIT :m) AS x"),
+        {"w": like, "m": WORDS_MAX + 1},
+    )
+    if n > WORDS_MAX:
+        return None
+    return text(
+        f"regexp_split_to_array(index_entries.search_text, '[^a-z0-9]+') "
+        f"&& ARRAY(SELECT word FROM index_words WHERE word LIKE :{key})"
+    ).bindparams(**{key: like})
+
+
 def text_conditions(s: Session, q: str) -> list:
     """Every word must occur in `search_text`. Words of 3+ plain characters go through the FTS5 trigram
-    index on SQLite (PostgreSQL's pg_trgm index serves the LIKE itself); the rest are escaped LIKEs."""
+    index on SQLite and through the word index on PostgreSQL (:func:`word_condition`; else pg_trgm's index serves
+    the LIKE itself); the rest are escaped LIKEs."""
     conds, fts_terms = [], []
-    fts = s.get_bind().dialect.name == "sqlite" and has_table(s, "index_fts")
-    for term in q.lower().split()[:10]:
-        if fts and len(term) >= 3 and not re.search(r"[%_\\\"']", term):
+    dialect = s.get_bind().dialect.name
+    fts = dialect == "sqlite" and has_table(s, "index_fts")
+    for i, term in enumerate(q.lower().split()[:10]):
+        word = word_condition(s, term, f"word_{i}") if dialect == "postgresql" else None
+        if word is not None:
+            conds.append(word)
+        elif fts and len(term) >= 3 and not re.search(r"[%_\\\"']", term):
             fts_terms.append(term)
         else:
             conds.append(IndexEntry.search_text.like(f"%{_like_escape(term)}%", escape="\\"))
