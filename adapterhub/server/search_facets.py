@@ -255,9 +255,11 @@ def text_hits(
     )
     in_order = [ClauseAdapter(top).traverse(o) for o in order]
     page = select(func.array_agg(aggregate_order_by(top.c.id, *in_order), type_=ARRAY(Integer)))
-    ids_row = select(
-        *(null() for _ in cols), *(null() for _ in cols), func.count(), page.scalar_subquery()
-    ).select_from(m).where(*match.values())
+    ids_row = (
+        select(*(null() for _ in cols), *(null() for _ in cols), func.count(), page.scalar_subquery())
+        .select_from(m)
+        .where(*match.values())
+    )
     n = len(cols)
     counters: list[Counter] = [Counter() for _ in names]
     total, ids = 0, []
