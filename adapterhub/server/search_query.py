@@ -96,15 +96,16 @@ def has_table(s: Session, name: str) -> bool:
     return _TABLES[key]
 
 
-#: PostgreSQL: a query word of these characters is looked up through the word index (migration 0009) ...
-WORD = re.compile(r"[a-z0-9]{3,}")
+#: PostgreSQL: a query word of these characters is looked up through the word index (migrations 0009, 0010) ...
+WORD = re.compile(r"[a-z0-9]{3,100}")
 #: ... when at most this many words of the index contain it (else through the trigram index)
 WORDS_MAX = 1000
 
 
 def word_condition(s: Session, term: str, key: str):
     """PostgreSQL: the condition that ``term`` occurs in ``search_text``, as "one of the entry's words is one of the
-    indexed words containing ``term``" (the same matches: ``term`` has no separator, so it occurs inside one word),
+    indexed words containing ``term``" (the same matches: ``term`` has no separator, so it occurs inside one word,
+    and has at most 100 characters, so inside one piece of a word longer than 200: migration 0010),
     which the GIN index of the words answers; None where the word index does not apply (see :data:`WORD`,
     :data:`WORDS_MAX`). The words are looked up in the statement itself, so they are those of its snapshot."""
     if not WORD.fullmatch(term) or not has_table(s, "ixw_index_entries_words"):
@@ -117,7 +118,7 @@ def word_condition(s: Session, term: str, key: str):
     if n > WORDS_MAX:
         return None
     return text(
-        f"regexp_split_to_array(index_entries.search_text, '[^a-z0-9]+') "
+        "index_words_of(index_entries.search_text) "
         f"&& ARRAY(SELECT word FROM index_words WHERE word LIKE :{key})"
     ).bindparams(**{key: like})
 

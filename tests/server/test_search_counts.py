@@ -270,6 +270,11 @@ def test_upgrading_a_database_in_place_counts_its_existing_entries(db, monkeypat
     searches(db, world)
 
 
+LONG = "".join(
+    random.Random(5).choice("abcdef0123456789") for _ in range(4000)
+)  # 4,000 characters, no separator
+
+
 def test_word_index_matches_like_substrings(db, monkeypatch):
     """PostgreSQL looks plain query words up through the word index (migration 0009): a word that occurs inside
     longer words, words added by later writes, and the LIKE path it falls back to all give the brute-force answer."""
@@ -281,16 +286,39 @@ def test_word_index_matches_like_substrings(db, monkeypatch):
         s.execute(
             update(IndexEntry).where(IndexEntry.id % 3 == 0).values(search_text="reviewers-german sub_word")
         )
+        # runs of a-z0-9 longer than an index key may be (about 2.7 kB): indexed in pieces (migration 0010)
+        s.execute(update(IndexEntry).where(IndexEntry.id % 7 == 1).values(search_text=f"movie {LONG} x"))
     viewer = Viewer(admin=True)
     with db.session() as s:
         rows = world.rows(s)
     assert all(brute_force(rows, SearchQuery(q=q), viewer)[0] for q in ("ovi", "german ovi", "reviewers"))
-    queries = ["ovi", "view", "german ovi", "reviewers", "sub_word", "ub_w", "zzz", "r1"]
+    deep = [
+        LONG[2950:3050],
+        LONG[:100],
+        LONG[-100:],
+        LONG[1234:1335],
+        LONG[10:130],
+    ]  # the last two: LIKE
+    assert all(brute_force(rows, SearchQuery(q=q), viewer)[0] for q in deep + [f"movie {LONG}"])
+    queries = [
+        "ovi",
+        "view",
+        "german ovi",
+        "reviewers",
+        "sub_word",
+        "ub_w",
+        "zzz",
+        "r1",
+        f"movie {LONG}",
+        *deep,
+    ]
     for q in queries:
         with db.session() as s:
             if db.kind == "postgres":
                 used = search_query.word_condition(s, q.split()[0], "w") is not None
-                assert used == (q.split()[0] in ("ovi", "view", "german", "reviewers", "zzz"))
+                assert used == (
+                    q.split()[0] in ("ovi", "view", "german", "reviewers", "zzz", "movie", *deep[:3])
+                )
             res = search(s, SearchQuery(q=q, per_page=100), viewer)
             total, facets = brute_force(world.rows(s), SearchQuery(q=q), viewer)
         assert res.total == total and {k: dict(v) for k, v in res.facets.items()} == facets, q
