@@ -1,9 +1,8 @@
-"""The speed tricks of the client, the library and the hub, each with the switch that makes its plain path the
-one taken, for the benchmarks' side-by-side "plain" variants (``fast / plain`` ratios). A switch is a monkeypatch
-in the process that runs the benchmark, or, for the hub's tricks, in the hub's own process (:func:`serve_plain`,
-used by ``_hub.hub_server(plain=...)``). The plain paths are complete and tested on their own; the tests that each
-trick is taken are in tests/server/test_bundle.py, tests/client/test_bundle_load.py and
-tests/test_bottleneck_fast_path.py.
+"""The speed tricks of the client and the hub, each with the switch that makes its plain path the one taken, for
+the benchmarks' side-by-side "plain" variants (``fast / plain`` ratios). A switch is a monkeypatch in the process
+that runs the benchmark, or, for the hub's tricks, in the hub's own process (:func:`serve_plain`, used by
+``_hub.hub_server(plain=...)``). The plain paths are complete and tested on their own; the tests that each trick
+is taken are in tests/server/test_bundle.py and tests/client/test_bundle_load.py.
 """
 
 from __future__ import annotations
@@ -73,27 +72,6 @@ CLIENT: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
 def client_off(name: str) -> contextlib.AbstractContextManager:
     """A context in which the client trick ``name`` (a key of :data:`CLIENT`) is switched off."""
     return CLIENT[name]()
-
-
-# ------------------------------------------------------------------------------------------------ library
-_BOTTLENECK = "adapterhub.library.methods.bottleneck"
-
-# Each switch takes effect when adapters are next activated (``set_active_adapters``), which is what the
-# inference benchmark does before every call.
-LIBRARY: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
-    # a lone seq_bn at a post-LN site through the general hooks (r captured, sub-layer output replaced)
-    "norm-hook": lambda: _patched(
-        f"{_BOTTLENECK}.sites", "BottleneckSite._runs_at_norm", lambda: lambda s: False
-    ),
-}
-
-
-def library_off(names: list[str]) -> contextlib.AbstractContextManager:
-    """A context in which the library tricks ``names`` (keys of :data:`LIBRARY`) are switched off."""
-    stack = contextlib.ExitStack()
-    for name in names:
-        stack.enter_context(LIBRARY[name]())
-    return stack
 
 
 # ------------------------------------------------------------------------------------------------ hub

@@ -15,12 +15,6 @@ per-pair ratios (each adapter call against the bare call next to it).
 
 With a method that can merge (LoRA, DoRA, IA3) a third mode runs the adapter merged into the weights
 (``merge_adapter`` before the call, ``reset_adapter`` after it, both outside the timed region).
-
-``--plain all`` (or comma-separated names of the library's speed tricks in ``_plain.py``; today ``norm-hook``)
-adds in the same rounds the adapter with each trick switched off, and with all of them off together when several
-are named (the plain path), and prints ``fast / plain`` per trick:
-
-    .venv/bin/python benchmarks/inference.py --plain all
 """
 
 from __future__ import annotations
@@ -36,40 +30,28 @@ sys.path.insert(0, HERE)
 TARGET_OVERHEAD = 0.03
 
 
-def measure(
-    model, shape: tuple[int, int], pairs: int, warmup: int, merged: bool = False, plain: list[str] = ()
-) -> dict:
+def measure(model, shape: tuple[int, int], pairs: int, warmup: int, merged: bool = False) -> dict:
     import torch
 
     from _common import make_inputs
-    from _plain import library_off
 
     input_ids, attention_mask, _ = make_inputs(*shape)
-    # mode -> (active setup, speed tricks switched off while it runs)
-    modes: dict[str, tuple[str | None, list[str]]] = {"bare": (None, []), "adapter": ("bench", [])}
+    modes: dict[str, str | None] = {"bare": None, "adapter": "bench"}  # mode -> its active setup
     if merged:
-        modes["merged"] = (None, [])
-    for name in plain:
-        modes[f"plain {name}"] = ("bench", [name])
-    if len(plain) > 1:
-        modes["plain"] = ("bench", list(plain))
+        modes["merged"] = None
     times: dict[str, list[float]] = {name: [] for name in modes}
     cpu: dict[str, list[float]] = {name: [] for name in modes}
 
     def call(mode: str) -> None:
-        setup, tricks_off = modes[mode]
-        # the switches are entered before the adapter is activated (hooks are chosen then) and held through the
-        # timed call
-        with library_off(tricks_off):
-            model.set_active_adapters(setup)
-            if mode == "merged":
-                model.merge_adapter("bench")
-            w0, c0 = time.perf_counter(), time.process_time()
-            model(input_ids=input_ids, attention_mask=attention_mask)
-            times[mode].append(time.perf_counter() - w0)
-            cpu[mode].append(time.process_time() - c0)
-            if mode == "merged":
-                model.reset_adapter()
+        model.set_active_adapters(modes[mode])
+        if mode == "merged":
+            model.merge_adapter("bench")
+        w0, c0 = time.perf_counter(), time.process_time()
+        model(input_ids=input_ids, attention_mask=attention_mask)
+        times[mode].append(time.perf_counter() - w0)
+        cpu[mode].append(time.process_time() - c0)
+        if mode == "merged":
+            model.reset_adapter()
 
     with torch.inference_mode():
         for _ in range(warmup):
@@ -93,16 +75,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config", default="seq_bn", help="adapter config string (e.g. lora, dora, ia3)")
-    parser.add_argument(
-        "--plain", default="", help="library speed tricks to compare with their plain path: all, or names"
-    )
     args = parser.parse_args()
-    from _plain import LIBRARY
-
-    plain = list(LIBRARY) if args.plain == "all" else [n for n in args.plain.split(",") if n]
-    unknown = [n for n in plain if n not in LIBRARY]
-    if unknown:
-        raise SystemExit(f"unknown speed tricks {unknown}; the library's are: {', '.join(LIBRARY)}")
 
     import torch
 
@@ -125,9 +98,9 @@ def main() -> None:
     ]
     for shape in shapes:
         pairs = args.pairs_large if shape[0] * shape[1] > 256 else args.pairs_small
-        result = measure(model, shape, pairs, args.warmup, merged=merged, plain=plain)
+        result = measure(model, shape, pairs, args.warmup, merged=merged)
         bare = result["times"]["bare"]
-        for mode in [m for m in result["times"] if m != "bare" and not m.startswith("plain")]:
+        for mode in [m for m in result["times"] if m != "bare"]:
             adapter = result["times"][mode]
             paired = [a / b for a, b in zip(adapter, bare)]
             ratio = median(adapter) / median(bare)
@@ -140,16 +113,6 @@ def main() -> None:
                 f"{label} {median(adapter) * 1e3:.2f} ms; overhead {100 * (ratio - 1):+.2f}% (median of "
                 f"paired ratios {100 * (median(paired) - 1):+.2f}%, IQR {100 * (lo - 1):+.1f}..{100 * (hi - 1):+.1f}%; "
                 f"cpu time {100 * (cpu_ratio - 1):+.2f}%) target <= +{100 * TARGET_OVERHEAD:.0f}%: {verdict}",
-                flush=True,
-            )
-        fast = result["times"]["adapter"]
-        for mode in [m for m in result["times"] if m.startswith("plain")]:
-            slow = result["times"][mode]
-            paired = median([a / b for a, b in zip(fast, slow)])
-            print(
-                f"  {mode}: {median(slow) * 1e3:.2f} ms, overhead {100 * (median(slow) / median(bare) - 1):+.2f}% "
-                f"(paired {100 * (median([a / b for a, b in zip(slow, bare)]) - 1):+.2f}%); fast / plain = "
-                f"{median(fast) / median(slow):.3f} (paired {paired:.3f})",
                 flush=True,
             )
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

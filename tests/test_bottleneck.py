@@ -194,6 +194,39 @@ def test_stack_runs_adapters_in_order():
     assert not torch.allclose(ab, ba) and not torch.allclose(ab, a)
 
 
+def _site_hooks(site) -> tuple[int, int, int]:
+    """(pre-hooks on the residual module, forward hooks on the sub-layer, forward hooks on the norm)."""
+    norm_hooks = len(site.norm._forward_hooks) if site.norm is not None else 0
+    return len(site.residual_module._forward_pre_hooks), len(site.output_module._forward_hooks), norm_hooks
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_setup_hooks_its_sites_only_while_active(arch):
+    """Every setup captures r and replaces the sub-layer output at each site it runs at; the host's norm gets a
+    hook only where the adapter's output replaces the norm's (``original_ln_after=False``); nothing is left
+    hooked when no adapter is active."""
+    model = adapterhub.init(make_model(arch))
+    model.add_adapter("houlsby", config="double_seq_bn")
+    model.add_adapter("parallel", config="par_bn")
+    model.add_adapter("pfeiffer", config="seq_bn")
+    model.add_adapter("own_norm", config="seq_bn[original_ln_after=False]")
+    for setup, name in [
+        ("houlsby", "houlsby"),
+        ("parallel", "parallel"),
+        ("pfeiffer", "pfeiffer"),
+        (adapterhub.Stack("houlsby", "pfeiffer"), "pfeiffer"),
+        ("own_norm", "own_norm"),
+    ]:
+        model.set_active_adapters(setup)
+        sites = [s for s in model.adapterhub_state.methods["bottleneck"].sites if name in s.adapters]
+        assert sites
+        for site in sites:
+            norm_hook = int(name == "own_norm" and site.norm is not None)
+            assert _site_hooks(site) == (1, 1, norm_hook)
+    model.set_active_adapters(None)
+    assert all(_site_hooks(site) == (0, 0, 0) for site in model.adapterhub_state.methods["bottleneck"].sites)
+
+
 def test_leave_out_and_per_layer_reduction_factor():
     model = make_model("bert")
     adapterhub.init(model)
@@ -242,7 +275,7 @@ def test_forward_maths_at_the_attention_site(arch, preset):
     model.set_active_adapters("a")
     output_of(model, inputs())
     h, r, y = seen["h"], seen["r"], seen["y"]
-    model.set_active_adapters(None)  # the host's own norm (while active, a hook on it may run the adapter)
+    model.set_active_adapters(None)  # the host's own norm, with no adapter hook on it
     norm = site.norm if site.norm is not None else (lambda x: x)
 
     def f(x):

@@ -91,16 +91,6 @@ class Bottleneck(nn.Module):
         if config.use_gating:
             self.gate = nn.Linear(hidden_size, 1)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
-        # Decided once from the (frozen) config: whether the adapter's input is the host's own LayerNorm(h + r)
-        # and what it adds to the residual stream is ``out + h + r`` (seq_bn in a post-LN layer); then the site
-        # runs it from one hook on that norm.
-        self.takes_normed_sum = (
-            not self.parallel
-            and config.original_ln_before
-            and config.original_ln_after
-            and config.residual_before_ln is True
-            and not (config.ln_after and config.adapter_residual_before_ln)
-        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

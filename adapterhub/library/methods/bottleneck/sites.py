@@ -1,14 +1,10 @@
 """Runs bottleneck adapters inside a model through forward hooks (no modeling code is copied or patched).
 
 One :class:`BottleneckSite` per (layer, location). While at least one adapter is active there it holds the
-hooks that the active setup needs, chosen when it is activated:
-
-* one adapter whose input is the host's own ``LayerNorm(h + r)`` (``seq_bn`` in a post-LN layer): a single
-  forward hook on that norm, which receives ``h + r`` and its normalised value, runs the adapter on the latter
-  and returns ``norm(adapter output + h + r)``;
-* otherwise a pre-hook that captures the residual stream ``r``; a forward hook on the sub-layer that replaces
-  its output ``h`` by what the host must add to ``r`` instead; and (only for ``original_ln_after=False`` in
-  post-LN models) a hook on the host's LayerNorm that returns the adapter's output unchanged.
+hooks that the active setup needs: a pre-hook that captures the residual stream ``r``; a forward hook on the
+sub-layer that replaces its output ``h`` by what the host must add to ``r`` instead; and (only for
+``original_ln_after=False`` in post-LN models) a hook on the host's LayerNorm that returns the adapter's output
+unchanged.
 
 With no active adapter there are no hooks at all, so the model computes exactly what it computed before. What
 one hook hands to the next within a call (``r``, the norm's replacement) is kept per thread
@@ -93,27 +89,10 @@ class BottleneckSite:
         if not self.plan:
             return
         last = self.adapters[self._last_name()]
-        if self.norm is not None and self._runs_at_norm():
-            # first among the norm's hooks, so that any other hook on it sees the final value
-            self.hooks.add(
-                self.norm.register_forward_hook(self._adapt_at_norm, prepend=True, with_kwargs=True)
-            )
-            return
         self.hooks.add(self.residual_module.register_forward_pre_hook(self._capture, with_kwargs=True))
         self.hooks.add(self.output_module.register_forward_hook(self._replace_output))
         if not last.config.original_ln_after and self.norm is not None:
             self.hooks.add(self.norm.register_forward_hook(self._replace_norm_output))
-
-    def _runs_at_norm(self) -> bool:
-        """Whether the active setup is one adapter whose input is what the host's norm computes, ``norm(h + r)``
-        (then one hook on that norm runs it, see :meth:`_adapt_at_norm`)."""
-        step = self.plan[0]
-        return (
-            len(self.plan) == 1
-            and isinstance(step, str)
-            and self.norm is not None
-            and self.adapters[step].takes_normed_sum
-        )
 
     def _last_name(self) -> str:
         step = self.plan[-1]
@@ -145,13 +124,6 @@ class BottleneckSite:
     def _capture(self, module, args, kwargs):
         position, name = self.spec.residual_arg
         self._call.put("residual", args[position] if len(args) > position else kwargs[name])
-
-    def _adapt_at_norm(self, module, args, kwargs, output):
-        """The one hook of a single adapter that reads ``norm(h + r)``: ``output`` is that value, the norm's one
-        input is ``h + r``; the host's result becomes ``norm(f(norm(h + r)) + h + r)`` (``forward`` skips the
-        hooks)."""
-        summed = args[0] if args else next(iter(kwargs.values()))
-        return module.forward(self.adapters[self.plan[0]](output, summed))
 
     def _replace_output(self, module, args, output):
         h = output[0] if isinstance(output, tuple) else output
