@@ -22,8 +22,21 @@ import time
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, bindparam, func, literal_column, null, select, text, tuple_, union_all
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -215,7 +228,8 @@ def text_hits(
     s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int
 ) -> TextHits | None:
     """PostgreSQL, full text: one statement reads the visible adapters matching the text once (a materialised CTE
-    over the trigram index, with only the facet columns and the requested sort's keys) and returns the counts of
+    over the word or trigram index, with only the facet columns and the requested sort's keys; with a filter, a
+    hit outside the filters keeps only the filtered facets) and returns the counts of
     every facet, the number of hits and the ids of the hits ``offset`` to ``offset + limit`` in the sort order.
     The facets without an active filter are counted in one GROUPING SETS pass over the hits under every filter;
     each facet with an active filter in a pass of its own over the hits under the *other* filters (so that each
@@ -228,35 +242,52 @@ def text_hits(
     vis = visible(viewer)
     order = sort_order(query.sort, "postgresql")
     keys = [getattr(IndexEntry, k) for k in SORT_COLUMNS[query.sort]]
+    filt = {i: query.filters[n] for i, n in enumerate(names) if query.filters.get(n)}
+    free = [i for i in range(len(names)) if i not in filt]
+    # With a filter, the facets without one are only counted among the hits under every filter, so a hit outside
+    # them keeps only its filtered facets: the others are stored as one array, NULL outside (a much smaller CTE;
+    # without a filter, plain columns are cheaper than the array).
+    plain = list(filt) if filt else free
+    packed = [i for i in free if i not in plain]
+    inside = and_(*(FACETS[names[i]] == v for i, v in filt.items())) if filt else None
     m = (
-        select(IndexEntry.id, *keys, *(FACETS[n].label(f"f{i}") for i, n in enumerate(names)))
+        select(
+            IndexEntry.id,
+            *keys,
+            *(FACETS[names[i]].label(f"f{i}") for i in plain),
+            *([case((inside, pg_array([FACETS[names[i]] for i in packed]))).label("a")] if packed else []),
+        )
         .where(
             IndexEntry.is_adapter.is_(True), *([vis] if vis is not None else []), *text_conditions(s, query.q)
         )
         .cte("m")
         .prefix_with("MATERIALIZED")
     )
-    cols = [m.c[f"f{i}"] for i in range(len(names))]
-    match = {i: cols[i] == query.filters[n] for i, n in enumerate(names) if query.filters.get(n)}
+    cols = [
+        m.c[f"f{i}"] if i in plain else m.c.a[literal_column(str(packed.index(i) + 1))]
+        for i in range(len(names))
+    ]
+    match = {i: cols[i] == v for i, v in filt.items()}
+    hit = [m.c.a.is_not(None)] if packed else list(match.values())
 
-    def counted(sets: list[int], skip: int | None = None, total: bool = False):
-        """The counts of facets ``sets`` among the hits under every filter but ``skip``'s (``total``: and the
-        number of those hits)."""
+    def counted(sets: list[int], where: list, total: bool = False):
+        """The counts of facets ``sets`` among the hits under ``where`` (``total``: and their number)."""
         grouped = [c if i in sets else null() for i, c in enumerate(cols)]
         flags = [func.grouping(c) if i in sets else literal_column("1") for i, c in enumerate(cols)]
         return (
             select(*grouped, *flags, func.count(), null().cast(ARRAY(Integer)).label("ids"))
-            .where(*(c for j, c in match.items() if j != skip))
+            .where(*where)
             .group_by(func.grouping_sets(*[tuple_(cols[i]) for i in sets], *([tuple_()] if total else [])))
         )
 
-    free = [i for i in range(len(names)) if i not in match]
     # The total is one of the counts: with a filter, its value's count in that facet's own pass; without, the
     # empty grouping set of the free facets' pass (its row has every grouping flag 1).
-    passes = ([counted(free, total=not match)] if free else []) + [counted([i], skip=i) for i in match]
+    passes = ([counted(free, hit, total=not filt)] if free else []) + [
+        counted([i], [c for j, c in match.items() if j != i]) for i in filt
+    ]
     top = (
         select(m.c.id, *(m.c[k.key] for k in keys))
-        .where(*match.values())
+        .where(*hit)
         .order_by(*(ClauseAdapter(m).traverse(o) for o in order))
         .offset(offset)
         .limit(limit)
@@ -280,9 +311,9 @@ def text_hits(
         for i in range(n):
             if row[n + i] == 0 and row[i] is not None:  # grouped by column i
                 counters[i][row[i]] = int(row[2 * n])
-    if match:
-        first = next(iter(match))
-        total = counters[first][query.filters[names[first]]]
+    if filt:
+        first = next(iter(filt))
+        total = counters[first][filt[first]]
     return TextHits(total, ids, {name: _top(c) for name, c in zip(names, counters)})
 
 

@@ -216,6 +216,33 @@ def test_totals_and_facet_counts_are_exact_under_random_writes(db, monkeypatch):
     check()
 
 
+def test_full_text_under_many_filters_is_exact(db, monkeypatch):
+    """Full text under every facet's filter, every facet's but one, and one filter (the shapes of the full-text
+    statement: no facet without a filter, one, several), on every sort and a later page."""
+    monkeypatch.setattr(search_facets, "FACET_CACHE_SECONDS", 0.0)
+    world = World(db, random.Random(11))
+    with db.session() as s:
+        for _ in range(80):
+            world.new_row(s)
+        rows = world.rows(s)
+    viewer = Viewer(admin=True)
+    full = [r for r in rows if r["is_adapter"] and "movie" in r["text"]]
+    hit = next(r for r in full if all(r[col.key] is not None for col in FACETS.values()))
+    every = {name: hit[col.key] for name, col in FACETS.items()}
+    shapes = [every, {k: v for k, v in every.items() if k != "language"}, {"language": hit["language"]}]
+    for filters in shapes:
+        for sort in SORT_KEYS:
+            for per_page, page in ((100, 1), (3, 2)):
+                query = SearchQuery(q="movie", filters=filters, sort=sort, per_page=per_page, page=page)
+                with db.session() as s:
+                    res = search(s, query, viewer)
+                total, facets = brute_force(rows, query, viewer)
+                assert total >= 1 and res.total == total, (filters, sort)
+                ids = in_order(rows, query, viewer)[(page - 1) * per_page :][:per_page]
+                assert [e.id for e in res.items] == ids
+                assert {k: dict(v) for k, v in res.facets.items()} == facets
+
+
 def searches(db, world) -> None:
     """A few searches of each shape, compared with the brute-force count."""
     a, b, lab = (world.accounts[n] for n in ACCOUNTS)
