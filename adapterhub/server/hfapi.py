@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -42,6 +43,7 @@ from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
 from adapterhub.server.repos import serialize_time
 from adapterhub.server.uploads import Staging, clean_path, refuse_pickle_name
 
+log = logging.getLogger("adapterhub.server")
 api_router = APIRouter()
 ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch", "tag", "settings", "validation",
            "paths-info", "auth-check"}  # fmt: skip
@@ -269,16 +271,16 @@ def _model_info(s, hub: Hub, repo: Repo, c: Commit, blobs: bool) -> dict[str, An
                 sib["lfs"] = {"sha256": f.blob.sha256, "size": f.blob.size, "pointerSize": 134}
         siblings.append(sib)
     card, config, tags, library = None, None, [], None
-    if "README.md" in tree:
-        with hub.store.open(tree["README.md"].blob.sha256) as fh:
-            meta, _ = parse_card(fh.read(256 * 1024))
+    readme = _blob_head(hub, repo, tree.get("README.md"), 256 * 1024)
+    if readme is not None:
+        meta, _ = parse_card(readme)
         card = meta or None
         t = meta.get("tags") if meta else None
         tags += [t] if isinstance(t, str) else [x for x in (t or []) if isinstance(x, str)]
         if isinstance(meta.get("library_name"), str):
             library = meta["library_name"]
-    adapter_cfg = _json_file(hub, tree.get(ADAPTER_CONFIG))
-    model_cfg = _json_file(hub, tree.get("config.json"))
+    adapter_cfg = _json_file(hub, repo, tree.get(ADAPTER_CONFIG))
+    model_cfg = _json_file(hub, repo, tree.get("config.json"))
     if isinstance(adapter_cfg, dict):
         dialect = "peft" if "peft_type" in adapter_cfg else "adapters"
         library = library or dialect
@@ -337,14 +339,27 @@ def _model_info(s, hub: Hub, repo: Repo, c: Commit, blobs: bool) -> dict[str, An
     return info
 
 
-def _json_file(hub: Hub, f) -> Any:
+def _json_file(hub: Hub, repo: Repo, f) -> Any:
     if f is None or f.blob.size > 1024 * 1024:
         return None
-    with hub.store.open(f.blob.sha256) as fh:
-        try:
-            return json.loads(fh.read())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return None
+    content = _blob_head(hub, repo, f, f.blob.size)
+    try:
+        return None if content is None else json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _blob_head(hub: Hub, repo: Repo, f, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of a repo file for its metadata, or None (no such file; its blob missing from
+    the store, which is logged: one repo whose blob was lost must not break every listing)."""
+    if f is None:
+        return None
+    try:
+        with hub.store.open(f.blob.sha256) as fh:
+            return fh.read(limit)
+    except FileNotFoundError as e:
+        log.error("repo %s/%s: %s is missing from the blob store (%s)", repo.namespace, repo.name, f.path, e)
+        return None
 
 
 def _validation_json(v: Validation | None) -> dict | None:

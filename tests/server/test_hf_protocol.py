@@ -314,3 +314,30 @@ def test_malformed_requests_get_clear_400s(live_hub):
     assert r.status_code == 400 and "malformed NDJSON" in r.json()["error"]
     r = httpx.post(f"{live_hub.url}/api/models/alice/ndjson/commit/main?create_pr=1", content=b"", headers=h)
     assert r.status_code == 400 and "pull requests" in r.json()["error"]
+
+
+def test_a_repo_whose_card_blob_is_lost_does_not_break_the_listing(live_hub, caplog):
+    """Files' blobs can go missing from a store (an operator's mistake, a lost bucket prefix): the model listing
+    and the repo's own info still answer, without that repo's card data, and the loss is logged."""
+    api = live_hub.api("bob")
+    api.create_repo("bob/lost-card")
+    api.upload_file(
+        path_or_fileobj=b"---\ntags: [kept]\n---\n# card\n", path_in_repo="README.md", repo_id="bob/lost-card"
+    )
+    api.create_repo("bob/fine-card")
+    api.upload_file(
+        path_or_fileobj=b"---\ntags: [fine]\n---\n# card\n", path_in_repo="README.md", repo_id="bob/fine-card"
+    )
+    sha = hashlib.sha256(b"---\ntags: [kept]\n---\n# card\n").hexdigest()
+    live_hub.hub.store.delete(sha)
+    with caplog.at_level("ERROR", logger="adapterhub.server"):
+        r = httpx.get(f"{live_hub.url}/api/models", params={"author": "bob", "limit": 100})
+        single = httpx.get(f"{live_hub.url}/api/models/bob/lost-card")
+    assert r.status_code == 200 and single.status_code == 200
+    models = {m["id"]: m for m in r.json()}
+    assert "kept" not in models["bob/lost-card"]["tags"] and "fine" in models["bob/fine-card"]["tags"]
+    assert any(
+        "bob/lost-card" in rec.getMessage() and "README.md" in rec.getMessage() for rec in caplog.records
+    )
+    # the file itself is still refused, not served empty
+    assert httpx.get(f"{live_hub.url}/bob/lost-card/resolve/main/README.md").status_code >= 400
