@@ -462,7 +462,8 @@ def _quality_table(runs: list[dict]) -> list[str]:
         return []
     tasks = [t for t in TASKS if any(r["task"] == t for r in runs)]
     glue = [t for t in tasks if t in GLUE]
-    header = ["method", *tasks] + (["GLUE avg", "vs full"] if glue else [])
+    average_of = "GLUE avg" if len(glue) == len(GLUE) else f"avg of {len(glue)} of the {len(GLUE)} GLUE tasks"
+    header = ["method", *tasks] + ([average_of, "vs full"] if glue else [])
     out = [
         "Dev scores x 100, mean ± std over seeds (n): accuracy; F1 for MRPC; Matthews for CoLA; "
         "Pearson / Spearman for STS-B (Pearson in the average); token accuracy for POS.",
