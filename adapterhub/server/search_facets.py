@@ -174,7 +174,7 @@ def _grouping_sets(s: Session, names: list[str], conds: list) -> Facets:
     return {name: _top(c) for name, c in _group_counts(s, names, conds).items()}
 
 
-def _facet_counts(
+def facet_counts(
     s: Session, query: SearchQuery, viewer: Viewer | None, tf: list, total: int | None = None
 ) -> Facets:
     facets = _stored_facets(s, query, viewer)
@@ -225,7 +225,7 @@ class TextHits:
 
 
 def text_hits(
-    s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int
+    s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int, facets: bool = True
 ) -> TextHits | None:
     """PostgreSQL, full text: one statement reads the visible adapters matching the text once (a materialised CTE
     over the word or trigram index, with only the facet columns and the requested sort's keys; with a filter, a
@@ -235,9 +235,13 @@ def text_hits(
     each facet with an active filter in a pass of its own over the hits under the *other* filters (so that each
     hit is hashed once per facet it is counted in, not once per facet for every filter). The total comes from
     those passes (no scan of its own); the page is a top-N sort of the hits' ids and sort keys. The statement
-    runs with ``work_mem`` :data:`TEXT_WORK_MEM`. None where this does not apply."""
+    runs with ``work_mem`` :data:`TEXT_WORK_MEM`. Without ``facets`` (not asked for, or in the facet cache) it
+    reads only the hits under every filter, with the sort's keys, for their number and the page (``facets``
+    empty). None where this does not apply."""
     if not query.q.strip() or s.get_bind().dialect.name != "postgresql":
         return None
+    if not facets:
+        return _text_page(s, query, viewer, offset, limit)
     names = list(FACETS)
     vis = visible(viewer)
     order = sort_order(query.sort, "postgresql")
@@ -317,6 +321,39 @@ def text_hits(
     return TextHits(total, ids, {name: _top(c) for name, c in zip(names, counters)})
 
 
+def _text_page(s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int) -> TextHits:
+    """:func:`text_hits` without facets: the number of hits and the page's ids, from one read of the hits."""
+    vis = visible(viewer)
+    order = sort_order(query.sort, "postgresql")
+    keys = [getattr(IndexEntry, k) for k in SORT_COLUMNS[query.sort]]
+    m = (
+        select(IndexEntry.id, *keys)
+        .where(
+            IndexEntry.is_adapter.is_(True),
+            *([vis] if vis is not None else []),
+            *text_conditions(s, query.q),
+            *(FACETS[n] == v for n, v in query.filters.items() if v),
+        )
+        .cte("m")
+        .prefix_with("MATERIALIZED")
+    )
+    top = (
+        select(m.c.id, *(m.c[k.key] for k in keys))
+        .order_by(*(ClauseAdapter(m).traverse(o) for o in order))
+        .offset(offset)
+        .limit(limit)
+        .subquery()
+    )
+    in_order = [ClauseAdapter(top).traverse(o) for o in order]
+    page = select(func.array_agg(aggregate_order_by(top.c.id, *in_order), type_=ARRAY(Integer)))
+    if TEXT_WORK_MEM:
+        s.execute(text(f"SET LOCAL work_mem = '{TEXT_WORK_MEM}'"))
+    total, ids = s.execute(
+        select(select(func.count()).select_from(m).scalar_subquery(), page.scalar_subquery())
+    ).one()
+    return TextHits(int(total), list(ids or []), {})
+
+
 # ------------------------------------------------------------------------------------------------ cache
 #: Facet counts are cached per query for this many seconds, and dropped as soon as the index gets a new or
 #: newer entry (the newest id / updated_at change). Items and totals are never cached. 0 disables the cache.
@@ -325,10 +362,16 @@ _facet_cache: OrderedDict[tuple, tuple[tuple, float, Facets]] = OrderedDict()
 _facet_lock = threading.Lock()
 
 
-def facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None, tf: list, total: int) -> Facets:
-    """The facet counts of ``query`` for ``viewer`` (``tf``: its full-text match, ``total``: its number of hits)."""
+#: where a query's facet counts go in the cache: its key and the index's token read before they were counted
+Slot = tuple[tuple, tuple]
+
+
+def cached_facets(s: Session, query: SearchQuery, viewer: Viewer | None) -> tuple[Facets | None, Slot | None]:
+    """The cached facet counts of ``query`` for ``viewer`` (None when none still hold) and the slot to
+    :func:`remember_facets` freshly counted ones in (None when the cache is off). The slot's token is read
+    before the counts, so that a write committed meanwhile makes them stale at once."""
     if FACET_CACHE_SECONDS <= 0:
-        return _facet_counts(s, query, viewer, tf, total)
+        return None, None
     token = tuple(s.execute(select(func.max(IndexEntry.id), func.max(IndexEntry.updated_at))).one())
     vkey = (viewer.account_ids, viewer.admin) if viewer is not None else None
     key = (
@@ -337,15 +380,20 @@ def facet_counts(s: Session, query: SearchQuery, viewer: Viewer | None, tf: list
         tuple(sorted(query.filters.items())),
         vkey,
     )
-    now = time.monotonic()
     with _facet_lock:
         hit = _facet_cache.get(key)
-        if hit is not None and hit[0] == token and now - hit[1] < FACET_CACHE_SECONDS:
+        if hit is not None and hit[0] == token and time.monotonic() - hit[1] < FACET_CACHE_SECONDS:
             _facet_cache.move_to_end(key)
-            return hit[2]
-    facets = _facet_counts(s, query, viewer, tf, total)
-    with _facet_lock:
-        _facet_cache[key] = (token, now, facets)
-        while len(_facet_cache) > 512:
-            _facet_cache.popitem(last=False)
+            return hit[2], (key, token)
+    return None, (key, token)
+
+
+def remember_facets(slot: Slot | None, facets: Facets) -> Facets:
+    """Cache ``facets`` in ``slot`` (from :func:`cached_facets`; None: the cache is off); returns them."""
+    if slot is not None:
+        key, token = slot
+        with _facet_lock:
+            _facet_cache[key] = (token, time.monotonic(), facets)
+            while len(_facet_cache) > 512:
+                _facet_cache.popitem(last=False)
     return facets

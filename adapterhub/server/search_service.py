@@ -9,7 +9,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, lazyload
 
 from adapterhub.server.index_models import IndexEntry, TaxonomyLanguage, TaxonomySubtask, TaxonomyTask
-from adapterhub.server.search_facets import Facets, facet_counts, stored_applies, stored_total, text_hits
+from adapterhub.server.search_facets import (
+    Facets,
+    cached_facets,
+    facet_counts,
+    remember_facets,
+    stored_applies,
+    stored_total,
+    text_hits,
+)
 from adapterhub.server.search_models import LanguageOut, SubtaskOut, TaskOut, TaxonomyResponse
 from adapterhub.server.search_query import (
     FACETS,
@@ -41,7 +49,9 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     per_page = max(1, min(query.per_page, MAX_PER_PAGE))
     page = max(1, min(query.page, MAX_PAGE))  # beyond: an empty page (the offset stays a 64-bit number)
     offset = (page - 1) * per_page
-    hits = text_hits(s, query, viewer, offset, per_page)
+    # facets from the cache when they still hold (full text: else counted in the same statement as the page)
+    cached, slot = cached_facets(s, query, viewer) if query.facets else (None, None)
+    hits = text_hits(s, query, viewer, offset, per_page, facets=query.facets and cached is None)
     if hits is not None:
         total, ids = hits.total, hits.ids
     else:
@@ -74,7 +84,11 @@ def search(s: Session, query: SearchQuery, viewer: Viewer | None = None) -> Sear
     items = [rows[i] for i in ids if i in rows]
     facets: Facets = {}
     if query.facets:
-        facets = hits.facets if hits is not None else facet_counts(s, query, viewer, tf, total)
+        if cached is not None:
+            facets = cached
+        else:
+            counted = hits.facets if hits is not None else facet_counts(s, query, viewer, tf, total)
+            facets = remember_facets(slot, counted)
     return SearchResult(total, items, facets)
 
 

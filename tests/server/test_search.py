@@ -206,7 +206,7 @@ def test_facets_filters_and_counts(index_db, hub_index):
         with pytest.raises(ValueError, match="unknown filter"):
             search(s, SearchQuery(filters={"colour": "red"}))
         # small hit sets count facets in one pass; the per-facet GROUP BY path gives the same answer
-        from adapterhub.server.search_facets import _facet_counts
+        from adapterhub.server.search_facets import facet_counts
         from adapterhub.server.search_query import text_match
 
         # (and on PostgreSQL, GROUPING SETS for broad queries give the same answer as well)
@@ -221,7 +221,7 @@ def test_facets_filters_and_counts(index_db, hub_index):
         ):
             tf = text_match(s, q.q)
             total = search(s, SearchQuery(q=q.q, filters=q.filters, facets=False)).total
-            assert _facet_counts(s, q, None, tf, total) == _facet_counts(s, q, None, tf, None), q
+            assert facet_counts(s, q, None, tf, total) == facet_counts(s, q, None, tf, None), q
             names = [n for n in FACETS if n not in q.filters]
             slow = {}
             for n in names:  # one GROUP BY per facet, by hand
@@ -232,7 +232,7 @@ def test_facets_filters_and_counts(index_db, hub_index):
                     .group_by(col)
                 ).all()
                 slow[n] = sorted(((str(v), c) for v, c in rows), key=lambda kv: (-kv[1], kv[0]))[:30]
-            assert _facet_counts(s, q, None, tf, total) == {**_facet_counts(s, q, None, tf, total), **slow}
+            assert facet_counts(s, q, None, tf, total) == {**facet_counts(s, q, None, tf, total), **slow}
             if s.get_bind().dialect.name == "postgresql":
                 assert _grouping_sets(s, names, conditions(s, q, None, text_filter=tf)) == slow
 
