@@ -224,6 +224,21 @@ class TextHits:
     facets: Facets
 
 
+def _page(m, keys: list, order: list, where: list, offset: int, limit: int):
+    """The ids of the hits ``offset`` to ``offset + limit`` among the rows of CTE ``m`` under ``where`` in the sort
+    ``order`` (over ``keys``, columns of ``m``), as one array: a top-N sort of the ids and sort keys."""
+    top = (
+        select(m.c.id, *(m.c[k.key] for k in keys))
+        .where(*where)
+        .order_by(*(ClauseAdapter(m).traverse(o) for o in order))
+        .offset(offset)
+        .limit(limit)
+        .subquery()
+    )
+    in_order = [ClauseAdapter(top).traverse(o) for o in order]
+    return select(func.array_agg(aggregate_order_by(top.c.id, *in_order), type_=ARRAY(Integer)))
+
+
 def text_hits(
     s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int, facets: bool = True
 ) -> TextHits | None:
@@ -289,16 +304,7 @@ def text_hits(
     passes = ([counted(free, hit, total=not filt)] if free else []) + [
         counted([i], [c for j, c in match.items() if j != i]) for i in filt
     ]
-    top = (
-        select(m.c.id, *(m.c[k.key] for k in keys))
-        .where(*hit)
-        .order_by(*(ClauseAdapter(m).traverse(o) for o in order))
-        .offset(offset)
-        .limit(limit)
-        .subquery()
-    )
-    in_order = [ClauseAdapter(top).traverse(o) for o in order]
-    page = select(func.array_agg(aggregate_order_by(top.c.id, *in_order), type_=ARRAY(Integer)))
+    page = _page(m, keys, order, hit, offset, limit)
     ids_row = select(*(null() for _ in cols), *(null() for _ in cols), null(), page.scalar_subquery())
     n = len(cols)
     counters: list[Counter] = [Counter() for _ in names]
@@ -337,15 +343,7 @@ def _text_page(s: Session, query: SearchQuery, viewer: Viewer | None, offset: in
         .cte("m")
         .prefix_with("MATERIALIZED")
     )
-    top = (
-        select(m.c.id, *(m.c[k.key] for k in keys))
-        .order_by(*(ClauseAdapter(m).traverse(o) for o in order))
-        .offset(offset)
-        .limit(limit)
-        .subquery()
-    )
-    in_order = [ClauseAdapter(top).traverse(o) for o in order]
-    page = select(func.array_agg(aggregate_order_by(top.c.id, *in_order), type_=ARRAY(Integer)))
+    page = _page(m, keys, order, [], offset, limit)
     if TEXT_WORK_MEM:
         s.execute(text(f"SET LOCAL work_mem = '{TEXT_WORK_MEM}'"))
     total, ids = s.execute(
