@@ -41,6 +41,7 @@ from adapterhub.server.hub import Hub, get_hub
 from adapterhub.server.inputs import base_url, caller_of, raw_segments
 from adapterhub.server.models import Account, Commit, Ref, Repo, Validation
 from adapterhub.server.repos import serialize_time
+from adapterhub.server.storage import read_head
 from adapterhub.server.uploads import Staging, clean_path, refuse_pickle_name
 
 log = logging.getLogger("adapterhub.server")
@@ -351,15 +352,10 @@ def _json_file(hub: Hub, repo: Repo, f) -> Any:
 
 def _blob_head(hub: Hub, repo: Repo, f, limit: int) -> bytes | None:
     """The first ``limit`` bytes of a repo file for its metadata, or None (no such file; its blob missing from
-    the store, which is logged: one repo whose blob was lost must not break every listing)."""
+    the store: :func:`read_head`)."""
     if f is None:
         return None
-    try:
-        with hub.store.open(f.blob.sha256) as fh:
-            return fh.read(limit)
-    except FileNotFoundError as e:
-        log.error("repo %s/%s: %s is missing from the blob store (%s)", repo.namespace, repo.name, f.path, e)
-        return None
+    return read_head(hub.store, f.blob.sha256, limit, f"repo {repo.namespace}/{repo.name}: {f.path}")
 
 
 def _validation_json(v: Validation | None) -> dict | None:
@@ -601,15 +597,19 @@ def _ref_change(hub: Hub, request: Request, repo_id: str, kind: str, arg: str, m
 # --- uploads ------------------------------------------------------------------------------------------
 
 
-def _check_writable(hub: Hub, caller: Caller, repo_id: str, rev: str) -> dict[str, str]:
-    """Raises unless ``caller`` may commit to branch ``rev`` of ``repo_id``; returns path -> git oid at rev."""
+def _check_writable(hub: Hub, caller: Caller, repo_id: str, rev: str) -> dict[str, tuple[str, str]]:
+    """Raises unless ``caller`` may commit to branch ``rev`` of ``repo_id``; returns path -> (git oid, sha256) at
+    rev."""
     with hub.db.session() as s:
         repo = repos.get_repo(s, caller, repo_id)
         require_write(s, caller, repo)
         ref = s.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.kind == "branch", Ref.name == rev))
         if ref is None:
             raise RevisionNotFound(f"Invalid rev id: {rev} (no such branch in {repo_id})")
-        return {p: f.blob.git_oid for p, f in repos.commit_tree(s.get(Commit, ref.commit_oid)).items()}
+        return {
+            p: (f.blob.git_oid, f.blob.sha256)
+            for p, f in repos.commit_tree(s.get(Commit, ref.commit_oid)).items()
+        }
 
 
 async def _preupload(hub: Hub, request: Request, repo_id: str, rev: str):
@@ -632,8 +632,10 @@ async def _preupload(hub: Hub, request: Request, repo_id: str, rev: str):
                 "FileTooLarge",
             )
         entry = {"path": f.get("path"), "uploadMode": "regular", "shouldIgnore": False}
-        if path in current:
-            entry["oid"] = current[path]
+        # the current file's oid lets clients skip unchanged content; not for a file whose blob was lost from
+        # the store, so that a client sends it again and the commit mends the repo
+        if path in current and await run_in_threadpool(hub.store.exists, current[path][1]):
+            entry["oid"] = current[path][0]
         out.append(entry)
     return {"files": out, "commitOid": None}
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapterhub.server.models import Account, Commit, CommitFile, Ref, Repo
+from adapterhub.server.storage import read_head
 from adapterhub.server.search import get_session
 from adapterhub.server.ui import not_found, render, visible_repo
 
@@ -153,20 +154,26 @@ def file_page(
         "preview": None,
         "tensors": None,
     }
+    lost = "The file's content is missing from the hub's blob store: it cannot be shown or downloaded."
     if path.endswith(".safetensors"):
-        raw = BlobReader(store, {path: f.blob_sha256}).header(path)
+        head = read_head(store, f.blob_sha256, 8, f"repo {full}: {path}")
+        raw = BlobReader(store, {path: f.blob_sha256}).header(path) if head is not None else None
         header = safetensors_header(raw) if raw else None
         if header is not None:
             rows = tensor_rows(header)
             ctx.update(tensors=rows[:MAX_TENSOR_ROWS], tensor_count=len(rows))
             ctx["tensor_params"] = sum(r["params"] for r in rows)
         else:
-            ctx["header_error"] = "The file does not start with a readable safetensors header."
+            ctx["header_error"] = (
+                lost if head is None else "The file does not start with a readable safetensors header."
+            )
     else:
-        with store.open(f.blob_sha256) as fh:
-            data = fh.read(PREVIEW_BYTES + 1)
-        ctx["preview"] = text_preview(data)
-        ctx["truncated"] = len(data) > PREVIEW_BYTES
+        data = read_head(store, f.blob_sha256, PREVIEW_BYTES + 1, f"repo {full}: {path}")
+        if data is None:
+            ctx["header_error"] = lost
+        else:
+            ctx["preview"] = text_preview(data)
+            ctx["truncated"] = len(data) > PREVIEW_BYTES
     return render(request, "file.html", **ctx)
 
 
@@ -175,8 +182,8 @@ def _card_at(store, commit: Commit | None) -> str:
     f = next((f for f in commit.files if f.path == "README.md"), None) if commit is not None else None
     if f is None or f.blob.size > 1 << 20:
         return ""
-    with store.open(f.blob_sha256) as fh:
-        return fh.read().decode("utf-8", errors="replace")
+    raw = read_head(store, f.blob_sha256, 1 << 20, f"commit {f.commit_oid}: README.md")  # lost: a new card
+    return raw.decode("utf-8", errors="replace") if raw is not None else ""
 
 
 def _editor(request: Request, full: str, head: Commit | None, form: dict, status: int = 200, **ctx: Any):

@@ -9,6 +9,7 @@ sha256 the caller computed while writing it; the store re-checks it, then makes 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from adapterhub.common.hashing import sha256_file
 if TYPE_CHECKING:
     from adapterhub.server.settings import Settings
 
+log = logging.getLogger("adapterhub.server")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MiB = 1024 * 1024
 
@@ -51,6 +53,18 @@ class BlobStore(Protocol):
 
     def stored(self) -> Iterator[tuple[str, float]]:
         """Every blob in the store: (sha256, time it was stored, as a Unix timestamp)."""
+
+
+def read_head(store: BlobStore, sha256: str, limit: int, what: str) -> bytes | None:
+    """The first ``limit`` bytes of blob ``sha256``, or None when it is missing from ``store`` (an operator's
+    mistake, a lost bucket prefix), which is logged as the loss of ``what`` (e.g. ``"repo alice/x: README.md"``):
+    one lost blob must not break a listing or a page that only shows it."""
+    try:
+        with store.open(sha256) as fh:
+            return fh.read(limit)
+    except FileNotFoundError as e:
+        log.error("%s is missing from the blob store (%s)", what, e)
+        return None
 
 
 def private_dir(path: Path) -> Path:

@@ -34,6 +34,7 @@ from adapterhub.server.search_models import score_metric
 from adapterhub.server.search_query import FACETS, SORTS, SearchQuery
 from adapterhub.server.search_service import search
 from adapterhub.server.security import safe_next
+from adapterhub.server.storage import read_head
 
 HERE = Path(__file__).parent
 FACET_LABELS = {
@@ -315,8 +316,8 @@ def adapter_page(namespace: str, name: str, request: Request, s: Session = Depen
         if readme is not None and readme["size"] < 1 << 20:
             from adapterhub.server.cards import render_card
 
-            with request.app.state.hub.store.open(readme["sha256"]) as fh:
-                card = render_card(fh.read().decode("utf-8", errors="replace"))
+            raw = read_head(request.app.state.hub.store, readme["sha256"], 1 << 20, f"repo {full}: README.md")
+            card = render_card(raw.decode("utf-8", errors="replace")) if raw is not None else None
         ctx.update(
             refs=refs,
             commit=commit,

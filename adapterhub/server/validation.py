@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from adapterhub.server import checks
 from adapterhub.server.auth import Caller, can_read
-from adapterhub.server.errors import HubError
+from adapterhub.server.errors import Conflict, HubError
 from adapterhub.server.models import Account, Commit, Validation, utcnow
 from adapterhub.server.repos import commit_tree, find_repo, get_validation, resolve_revision, valid_repo_id
 from adapterhub.server.storage import link_or_copy
@@ -71,18 +71,32 @@ def validated_part(tree: dict[str, TreeEntry]) -> dict[str, str]:
     return out
 
 
-def read_entry(hub: Hub, e: TreeEntry) -> bytes:
+def _lost(path: str) -> Conflict:
+    return Conflict(
+        f"{path}: its content is missing from the hub's blob store; "
+        "upload the file again (or delete it) in this commit"
+    )
+
+
+def read_entry(hub: Hub, path: str, e: TreeEntry) -> bytes:
+    """The content of file ``path`` of a new tree (staged, or from the store: a lost blob refuses the commit)."""
     if e.staged is not None:
         return e.staged.tmp.read_bytes()
-    with hub.store.open(e.sha256) as f:
-        return f.read()
+    try:
+        with hub.store.open(e.sha256) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise _lost(path) from None
 
 
-def copy_entry(hub: Hub, e: TreeEntry, dest: Path) -> None:
+def copy_entry(hub: Hub, path: str, e: TreeEntry, dest: Path) -> None:
     if e.staged is not None:
         link_or_copy(e.staged.tmp, dest)
-    else:
+        return
+    try:
         hub.store.copy_to(e.sha256, dest)
+    except FileNotFoundError:
+        raise _lost(path) from None
 
 
 def checks_before_storing(
@@ -99,12 +113,12 @@ def checks_before_storing(
             and posixpath.basename(p) in ("config.json", checks.ADAPTER_CONFIG)
         ):
             try:
-                json.loads(read_entry(hub, e))
+                json.loads(read_entry(hub, p, e))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 errors.append(f"{p}: not valid JSON ({err})")
     card_meta: dict = {}
     if "README.md" in tree:
-        card_meta, card_errors = checks.parse_card(read_entry(hub, tree["README.md"]))
+        card_meta, card_errors = checks.parse_card(read_entry(hub, "README.md", tree["README.md"]))
         errors += card_errors
     if errors:
         return [], errors
@@ -113,7 +127,7 @@ def checks_before_storing(
         if posixpath.basename(p) != checks.ADAPTER_CONFIG:
             continue
         folder = posixpath.dirname(p)
-        info, errs = checks.check_adapter_config(read_entry(hub, tree[p]), card_meta, folder)
+        info, errs = checks.check_adapter_config(read_entry(hub, p, tree[p]), card_meta, folder)
         errors += errs
         if info is None:
             continue
@@ -203,7 +217,7 @@ def load_checks(
             continue
         job = hub.validator.new_job_dir()
         for p, e in a["files"].items():
-            copy_entry(hub, e, job / p)
+            copy_entry(hub, p, e, job / p)
         futures[hub.validator.submit(job, a["base_config"], a["dialect"])] = entry
     if futures:
         timeout = hub.settings.validation_wait if wait is None else wait

@@ -316,9 +316,11 @@ def test_malformed_requests_get_clear_400s(live_hub):
     assert r.status_code == 400 and "pull requests" in r.json()["error"]
 
 
-def test_a_repo_whose_card_blob_is_lost_does_not_break_the_listing(live_hub, caplog):
+def test_a_lost_blob_breaks_no_listing_or_page_and_a_commit_mends_it(live_hub, caplog):
     """Files' blobs can go missing from a store (an operator's mistake, a lost bucket prefix): the model listing
-    and the repo's own info still answer, without that repo's card data, and the loss is logged."""
+    and the repo's own info still answer, without that repo's card data, and the loss is logged; a commit that
+    keeps the lost file is refused naming it, one that sends it again mends the repo (preupload gives no oid for
+    a lost file, so huggingface_hub does not skip it as unchanged); the web pages show what is missing."""
     api = live_hub.api("bob")
     api.create_repo("bob/lost-card")
     api.upload_file(
@@ -341,3 +343,23 @@ def test_a_repo_whose_card_blob_is_lost_does_not_break_the_listing(live_hub, cap
     )
     # the file itself is still refused, not served empty
     assert httpx.get(f"{live_hub.url}/bob/lost-card/resolve/main/README.md").status_code >= 400
+    # a commit that keeps the lost file is refused, naming it; re-uploading it in the commit mends the repo
+    import torch
+    from safetensors.torch import save as safetensors_save
+
+    weights = safetensors_save({"w": torch.ones(2)})
+    with pytest.raises(hf_errors.HfHubHTTPError) as err:
+        api.upload_file(path_or_fileobj=weights, path_in_repo="w.safetensors", repo_id="bob/lost-card")
+    assert err.value.response.status_code == 409 and "README.md" in err.value.response.json()["error"]
+    card = b"---\ntags: [kept]\n---\n# card\n"
+    ops = [hf.CommitOperationAdd("README.md", card), hf.CommitOperationAdd("w.safetensors", weights)]
+    api.create_commit("bob/lost-card", ops, commit_message="mend")
+    assert httpx.get(f"{live_hub.url}/bob/lost-card/resolve/main/README.md").content == card
+    # the web pages that show a lost file still answer, saying what is missing
+    live_hub.hub.store.delete(sha)
+    live_hub.hub.store.delete(hashlib.sha256(weights).hexdigest())
+    page = httpx.get(f"{live_hub.url}/adapters/bob/lost-card")
+    assert page.status_code == 200 and "bob/lost-card" in page.text
+    for path in ("README.md", "w.safetensors"):
+        page = httpx.get(f"{live_hub.url}/adapters/bob/lost-card/blob/main/{path}")
+        assert page.status_code == 200 and "missing from the hub&#39;s blob store" in page.text, path
