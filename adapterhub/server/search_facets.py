@@ -44,12 +44,12 @@ from adapterhub.server.index_models import IndexEntry
 from adapterhub.server.search_query import (
     FACET_LIMIT,
     FACETS,
-    SORT_COLUMNS,
     SearchQuery,
     Viewer,
     conditions,
     has_table,
     private_visible,
+    sort_columns,
     sort_order,
     text_conditions,
     visible,
@@ -260,7 +260,7 @@ def text_hits(
     names = list(FACETS)
     vis = visible(viewer)
     order = sort_order(query.sort, "postgresql")
-    keys = [getattr(IndexEntry, k) for k in SORT_COLUMNS[query.sort]]
+    keys = sort_columns(query.sort)
     filt = {i: query.filters[n] for i, n in enumerate(names) if query.filters.get(n)}
     free = [i for i in range(len(names)) if i not in filt]
     # With a filter, the facets without one are only counted among the hits under every filter, so a hit outside
@@ -331,7 +331,7 @@ def _text_page(s: Session, query: SearchQuery, viewer: Viewer | None, offset: in
     """:func:`text_hits` without facets: the number of hits and the page's ids, from one read of the hits."""
     vis = visible(viewer)
     order = sort_order(query.sort, "postgresql")
-    keys = [getattr(IndexEntry, k) for k in SORT_COLUMNS[query.sort]]
+    keys = sort_columns(query.sort)
     m = (
         select(IndexEntry.id, *keys)
         .where(

@@ -32,7 +32,14 @@ FACETS: dict[str, Any] = {
     "library": IndexEntry.library,
     "source": IndexEntry.source,
 }
-SORTS = ("recent", "downloads", "score", "name")
+#: each sort order's keys, first to last: (column, descending); "score" puts entries without a score last
+SORT_KEYS: dict[str, list[tuple[str, bool]]] = {
+    "recent": [("updated_at", True), ("id", True)],
+    "downloads": [("downloads", True), ("updated_at", True), ("id", True)],
+    "score": [("score", True), ("id", True)],
+    "name": [("full_name", False)],
+}
+SORTS = tuple(SORT_KEYS)
 MAX_PAGE = 1_000_000
 MAX_PER_PAGE = 100
 FACET_LIMIT = 30
@@ -185,24 +192,21 @@ def conditions(
     return conds
 
 
-#: the columns each sort order reads (besides the id)
-SORT_COLUMNS = {
-    "recent": ("updated_at",),
-    "downloads": ("downloads", "updated_at"),
-    "score": ("score",),
-    "name": ("full_name",),
-}
+def sort_columns(sort: str) -> list:
+    """The columns that sort order ``sort`` reads besides the id."""
+    return [getattr(IndexEntry, name) for name, _ in SORT_KEYS[sort] if name != "id"]
 
 
 def sort_order(sort: str, dialect: str) -> list:
-    """The ORDER BY of ``sort``. ``score``: highest first, entries without a score last, then newest id (on
-    PostgreSQL written as its index, migration 0006, is ordered)."""
-    if sort == "downloads":
-        return [IndexEntry.downloads.desc(), IndexEntry.updated_at.desc(), IndexEntry.id.desc()]
-    if sort == "score" and dialect == "postgresql":
-        return [IndexEntry.score.desc().nulls_last(), IndexEntry.id.desc()]
-    if sort == "score":
-        return [IndexEntry.score.is_(None), IndexEntry.score.desc(), IndexEntry.id.desc()]
-    if sort == "name":
-        return [IndexEntry.full_name.asc()]
-    return [IndexEntry.updated_at.desc(), IndexEntry.id.desc()]
+    """The ORDER BY of ``sort`` (:data:`SORT_KEYS`). Entries without a score come last: ``NULLS LAST`` on
+    PostgreSQL (as its index, migration 0006, is ordered), a leading ``score IS NULL`` key on SQLite."""
+    order = []
+    for name, descending in SORT_KEYS[sort]:
+        col = getattr(IndexEntry, name)
+        key = col.desc() if descending else col.asc()
+        if name == "score" and dialect == "postgresql":
+            key = key.nulls_last()
+        elif name == "score":
+            order.append(col.is_(None))
+        order.append(key)
+    return order
