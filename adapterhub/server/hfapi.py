@@ -13,7 +13,6 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -44,7 +43,6 @@ from adapterhub.server.repos import serialize_time
 from adapterhub.server.storage import read_head
 from adapterhub.server.uploads import Staging, clean_path, refuse_pickle_name
 
-log = logging.getLogger("adapterhub.server")
 api_router = APIRouter()
 ACTIONS = {"revision", "tree", "refs", "preupload", "commit", "commits", "branch", "tag", "settings", "validation",
            "paths-info", "auth-check"}  # fmt: skip

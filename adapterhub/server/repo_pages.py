@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapterhub.server.models import Account, Commit, CommitFile, Ref, Repo
-from adapterhub.server.storage import read_head
+from adapterhub.server.storage import log_lost, read_head
 from adapterhub.server.search import get_session
 from adapterhub.server.ui import not_found, render, visible_repo
 
@@ -156,17 +156,19 @@ def file_page(
     }
     lost = "The file's content is missing from the hub's blob store: it cannot be shown or downloaded."
     if path.endswith(".safetensors"):
-        head = read_head(store, f.blob_sha256, 8, f"repo {full}: {path}")
-        raw = BlobReader(store, {path: f.blob_sha256}).header(path) if head is not None else None
-        header = safetensors_header(raw) if raw else None
-        if header is not None:
-            rows = tensor_rows(header)
-            ctx.update(tensors=rows[:MAX_TENSOR_ROWS], tensor_count=len(rows))
-            ctx["tensor_params"] = sum(r["params"] for r in rows)
+        try:
+            raw = BlobReader(store, {path: f.blob_sha256}).header(path)
+        except FileNotFoundError as e:
+            log_lost(f"repo {full}: {path}", e)
+            ctx["header_error"] = lost
         else:
-            ctx["header_error"] = (
-                lost if head is None else "The file does not start with a readable safetensors header."
-            )
+            header = safetensors_header(raw) if raw else None
+            if header is not None:
+                rows = tensor_rows(header)
+                ctx.update(tensors=rows[:MAX_TENSOR_ROWS], tensor_count=len(rows))
+                ctx["tensor_params"] = sum(r["params"] for r in rows)
+            else:
+                ctx["header_error"] = "The file does not start with a readable safetensors header."
     else:
         data = read_head(store, f.blob_sha256, PREVIEW_BYTES + 1, f"repo {full}: {path}")
         if data is None:

@@ -214,6 +214,13 @@ def facet_counts(
 TEXT_WORK_MEM = "32MB"
 
 
+def _text_work_mem(s: Session) -> None:
+    """Raise ``work_mem`` to :data:`TEXT_WORK_MEM` for the rest of the transaction (the hits' CTE and the hash
+    tables in memory, not in temporary files)."""
+    if TEXT_WORK_MEM:
+        s.execute(text(f"SET LOCAL work_mem = '{TEXT_WORK_MEM}'"))
+
+
 @dataclass
 class TextHits:
     """A full-text search answered in one statement: ``total`` its number of hits, ``ids`` the ids of the
@@ -309,8 +316,7 @@ def text_hits(
     n = len(cols)
     counters: list[Counter] = [Counter() for _ in names]
     total, ids = 0, []
-    if TEXT_WORK_MEM:  # the hits' CTE and the hash tables in memory, not in temporary files
-        s.execute(text(f"SET LOCAL work_mem = '{TEXT_WORK_MEM}'"))
+    _text_work_mem(s)
     for row in s.execute(union_all(*passes, ids_row)):
         if row[n] is None:  # the row of the page's ids
             ids = list(row[-1] or [])
@@ -329,23 +335,10 @@ def text_hits(
 
 def _text_page(s: Session, query: SearchQuery, viewer: Viewer | None, offset: int, limit: int) -> TextHits:
     """:func:`text_hits` without facets: the number of hits and the page's ids, from one read of the hits."""
-    vis = visible(viewer)
-    order = sort_order(query.sort, "postgresql")
     keys = sort_columns(query.sort)
-    m = (
-        select(IndexEntry.id, *keys)
-        .where(
-            IndexEntry.is_adapter.is_(True),
-            *([vis] if vis is not None else []),
-            *text_conditions(s, query.q),
-            *(FACETS[n] == v for n, v in query.filters.items() if v),
-        )
-        .cte("m")
-        .prefix_with("MATERIALIZED")
-    )
-    page = _page(m, keys, order, [], offset, limit)
-    if TEXT_WORK_MEM:
-        s.execute(text(f"SET LOCAL work_mem = '{TEXT_WORK_MEM}'"))
+    m = select(IndexEntry.id, *keys).where(*conditions(s, query, viewer)).cte("m").prefix_with("MATERIALIZED")
+    page = _page(m, keys, sort_order(query.sort, "postgresql"), [], offset, limit)
+    _text_work_mem(s)
     total, ids = s.execute(
         select(select(func.count()).select_from(m).scalar_subquery(), page.scalar_subquery())
     ).one()

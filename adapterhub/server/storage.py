@@ -63,8 +63,13 @@ def read_head(store: BlobStore, sha256: str, limit: int, what: str) -> bytes | N
         with store.open(sha256) as fh:
             return fh.read(limit)
     except FileNotFoundError as e:
-        log.error("%s is missing from the blob store (%s)", what, e)
+        log_lost(what, e)
         return None
+
+
+def log_lost(what: str, error: FileNotFoundError) -> None:
+    """Log that the blob of ``what`` is missing from the store (see :func:`read_head`)."""
+    log.error("%s is missing from the blob store (%s)", what, error)
 
 
 def private_dir(path: Path) -> Path:
